@@ -1,0 +1,289 @@
+/*
+ * broker/plugin.c - the mamori plugin for mosquitto 2.0 (plugin API v5):
+ * the enforcement point on the data path.
+ *
+ *  - CONNECT (MOSQ_EVT_BASIC_AUTH): the TLS layer has already verified the
+ *    certificate chain (require_certificate, cafile = device trust). Here the
+ *    certificate's SHA-256 fingerprint must belong to a registered device
+ *    whose state allows connecting; the plugin then sets the user name to
+ *    the device id. Identity never comes from the client id or the user name
+ *    the client sent (T07-L2d, T11-L1a, P-MUT). This runs on every CONNECT,
+ *    including over a resumed TLS session, which skips certificate checks.
+ *  - Every publish, subscribe and delivery (MOSQ_EVT_ACL_CHECK): own topic
+ *    subtree only, payload cap, per-device token-bucket rate (T06-L2b,
+ *    T10-L1a, T11-L3a).
+ *  - Live revocation: the hub's "set" messages on mamori/v1/ctl/sync (only
+ *    from the hub's own certificate) change a device's access and kick it
+ *    at once (T03-L2b, T07-L3a).
+ *  - Fail closed: until the first complete snapshot arrives, no device is
+ *    admitted.
+ * Observations (refusals, kicks) go to the hub on mamori/v1/broker/ev.
+ */
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker/table.h"
+#include "common/crypto.h"
+#include "common/proto.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+struct plugin {
+    mosquitto_plugin_id_t *id;
+    char hub_fp[65];
+    const struct mosquitto *hub_client; /* the authenticated hub session */
+    struct sync_state sync;
+    struct limits lim;
+    /* observation reports are themselves rate limited */
+    double report_tokens;
+    int64_t report_last_ms;
+    uint64_t reports_dropped;
+};
+
+static struct plugin g;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void json_str(char *out, size_t n, const char *s)
+{
+    size_t o = 0;
+    for (; s && *s && o + 7 < n; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            o += (size_t)snprintf(out + o, n - o, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            o += (size_t)snprintf(out + o, n - o, "\\u%04x", c);
+        else
+            out[o++] = (char)c;
+    }
+    out[o] = '\0';
+}
+
+static void report(const char *type, const char *device, const struct mosquitto *client,
+                   const char *reason)
+{
+    int64_t t = now_ms();
+    g.report_tokens += (double)(t - g.report_last_ms) * 0.1; /* 100/s */
+    if (g.report_tokens > 200)
+        g.report_tokens = 200;
+    g.report_last_ms = t;
+    if (g.report_tokens < 1) {
+        g.reports_dropped++;
+        return;
+    }
+    g.report_tokens -= 1;
+    char addr[64] = "", cid[160] = "", why[160] = "", buf[700];
+    json_str(addr, sizeof(addr), client ? mosquitto_client_address(client) : NULL);
+    json_str(cid, sizeof(cid), client ? mosquitto_client_id(client) : NULL);
+    json_str(why, sizeof(why), reason);
+    int n = snprintf(buf, sizeof(buf),
+                     "{\"type\":\"%s\",\"device\":\"%s\",\"address\":\"%s\",\"client_id\":\"%s\","
+                     "\"reason\":\"%s\",\"dropped_before\":%llu}",
+                     type, device ? device : "", addr, cid, why,
+                     (unsigned long long)g.reports_dropped);
+    if (n > 0 && (size_t)n < sizeof(buf))
+        mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 0, false, NULL);
+}
+
+static void kick(const char *id, void *arg)
+{
+    (void)arg;
+    mosquitto_kick_client_by_username(id, false);
+}
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+    (void)event;
+    (void)userdata;
+    struct mosquitto_evt_basic_auth *ed = event_data;
+    X509 *cert = mosquitto_client_certificate(ed->client);
+    char fp[CRYPTO_FP_HEX_LEN] = "";
+    if (cert) {
+        crypto_x509_fingerprint(cert, fp);
+        X509_free(cert);
+    }
+    if (!fp[0]) {
+        report("auth_fail", NULL, ed->client, "no client certificate");
+        return MOSQ_ERR_AUTH;
+    }
+    if (crypto_ct_eq(fp, g.hub_fp, 64)) {
+        if (mosquitto_set_username(ed->client, PROTO_HUB_USERNAME) != MOSQ_ERR_SUCCESS)
+            return MOSQ_ERR_AUTH;
+        g.hub_client = ed->client;
+        return MOSQ_ERR_SUCCESS;
+    }
+    if (!g.sync.synced) {
+        report("auth_fail", NULL, ed->client, "broker not yet synchronised with hub");
+        return MOSQ_ERR_AUTH; /* fail closed */
+    }
+    struct dev *d = table_by_fp(&g.sync.active, fp);
+    if (!d) {
+        report("auth_fail", NULL, ed->client, "certificate not registered");
+        return MOSQ_ERR_AUTH;
+    }
+    if (d->mode == MODE_DENY) {
+        report("auth_fail", d->id, ed->client, "device state does not allow connecting");
+        return MOSQ_ERR_AUTH;
+    }
+    /* Whatever user name the client sent is replaced by the identity. */
+    if (mosquitto_set_username(ed->client, d->id) != MOSQ_ERR_SUCCESS)
+        return MOSQ_ERR_AUTH;
+    d->denied_in_row = 0;
+    d->kick_pending = false;
+    return MOSQ_ERR_SUCCESS;
+}
+
+static bool is_hub(const struct mosquitto *client)
+{
+    const char *u = mosquitto_client_username(client);
+    return g.hub_client && client == g.hub_client && u && strcmp(u, PROTO_HUB_USERNAME) == 0;
+}
+
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+    (void)event;
+    (void)userdata;
+    struct mosquitto_evt_acl_check *ed = event_data;
+    if (is_hub(ed->client))
+        return MOSQ_ERR_SUCCESS;
+    const char *u = mosquitto_client_username(ed->client);
+    struct dev *d = u ? table_by_id(&g.sync.active, u) : NULL;
+    int access = ed->access == MOSQ_ACL_READ        ? ACL_READ
+                 : ed->access == MOSQ_ACL_WRITE     ? ACL_WRITE
+                 : ed->access == MOSQ_ACL_SUBSCRIBE ? ACL_SUBSCRIBE
+                                                    : ACL_UNSUBSCRIBE;
+    enum acl_verdict v = acl_decide(d, &g.lim, access, ed->topic, ed->payloadlen, now_ms());
+    if (v == ACL_ALLOW)
+        return MOSQ_ERR_SUCCESS;
+    if (access != ACL_READ) {
+        char why[96];
+        snprintf(why, sizeof(why), "%s denied: %s",
+                 access == ACL_WRITE ? "publish" : "subscribe", acl_verdict_name(v));
+        if (v != ACL_DENY_RATE || (d && d->denied_in_row == 1))
+            report("acl_deny", u, ed->client, why);
+    }
+    return MOSQ_ERR_ACL_DENIED;
+}
+
+static int on_message(int event, void *event_data, void *userdata)
+{
+    (void)event;
+    (void)userdata;
+    struct mosquitto_evt_message *ed = event_data;
+    if (!is_hub(ed->client) || strncmp(ed->topic, PROTO_TOPIC_CTL_PREFIX, sizeof(PROTO_TOPIC_CTL_PREFIX) - 1))
+        return MOSQ_ERR_SUCCESS;
+    if (sync_apply(&g.sync, ed->payload, ed->payloadlen, kick, NULL) != MAMORI_OK)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, "mamori: malformed control message ignored");
+    return MOSQ_ERR_SUCCESS;
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+    (void)event;
+    (void)event_data;
+    (void)userdata;
+    /* Floods are kicked here, outside the flooding client's own callbacks. */
+    struct dev_table *t = &g.sync.active;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        for (struct dev *d = t->by_id[i]; d; d = d->next_id) {
+            if (d->kick_pending) {
+                d->kick_pending = false;
+                d->denied_in_row = 0;
+                report("rate_kick", d->id, NULL, "message rate exceeded");
+                mosquitto_kick_client_by_username(d->id, false);
+            }
+        }
+    }
+    return MOSQ_ERR_SUCCESS;
+}
+
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+    (void)event;
+    (void)userdata;
+    struct mosquitto_evt_disconnect *ed = event_data;
+    if (ed->client == g.hub_client)
+        g.hub_client = NULL;
+    return MOSQ_ERR_SUCCESS;
+}
+
+EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+    for (int i = 0; i < supported_version_count; i++)
+        if (supported_versions[i] == 5)
+            return 5;
+    return -1;
+}
+
+static long opt_long(const char *v, long lo, long hi, long def)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    return (*v && !*end && n >= lo && n <= hi) ? n : def;
+}
+
+EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+                                 struct mosquitto_opt *opts, int opt_count)
+{
+    memset(&g, 0, sizeof(g));
+    g.id = identifier;
+    g.lim.max_payload = 16 * 1024;
+    g.lim.rate = 20;
+    g.lim.burst = 100;
+    g.lim.kick_after = 50;
+    g.report_last_ms = now_ms();
+    for (int i = 0; i < opt_count; i++) {
+        if (strcmp(opts[i].key, "hub_fp") == 0 && strlen(opts[i].value) == 64)
+            memcpy(g.hub_fp, opts[i].value, 65);
+        else if (strcmp(opts[i].key, "max_payload") == 0)
+            g.lim.max_payload = (uint32_t)opt_long(opts[i].value, 1, 256 * 1024 * 1024, 16384);
+        else if (strcmp(opts[i].key, "rate") == 0)
+            g.lim.rate = (double)opt_long(opts[i].value, 1, 1000000, 20);
+        else if (strcmp(opts[i].key, "burst") == 0)
+            g.lim.burst = (double)opt_long(opts[i].value, 1, 1000000, 100);
+    }
+    g.lim.kick_after = (uint32_t)g.lim.burst / 2 + 10;
+    if (!g.hub_fp[0]) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "mamori: plugin_opt_hub_fp missing; refusing to start");
+        return MOSQ_ERR_INVAL;
+    }
+    if (table_init(&g.sync.active, 8192) != MAMORI_OK)
+        return MOSQ_ERR_NOMEM;
+    *userdata = &g;
+    int rc = mosquitto_callback_register(g.id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
+    if (!rc)
+        rc = mosquitto_callback_register(g.id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
+    if (!rc)
+        rc = mosquitto_callback_register(g.id, MOSQ_EVT_MESSAGE, on_message, NULL, NULL);
+    if (!rc)
+        rc = mosquitto_callback_register(g.id, MOSQ_EVT_TICK, on_tick, NULL, NULL);
+    if (!rc)
+        rc = mosquitto_callback_register(g.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL);
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, "mamori: plugin loaded (fail-closed until synchronised)");
+    return rc;
+}
+
+EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt_count)
+{
+    (void)userdata;
+    (void)opts;
+    (void)opt_count;
+    mosquitto_callback_unregister(g.id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+    mosquitto_callback_unregister(g.id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+    mosquitto_callback_unregister(g.id, MOSQ_EVT_MESSAGE, on_message, NULL);
+    mosquitto_callback_unregister(g.id, MOSQ_EVT_TICK, on_tick, NULL);
+    mosquitto_callback_unregister(g.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+    sync_free(&g.sync);
+    return MOSQ_ERR_SUCCESS;
+}

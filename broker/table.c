@@ -1,0 +1,297 @@
+/* broker/table.c - see table.h. */
+#include "broker/table.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/proto.h"
+
+static size_t hash_str(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (size_t)(h % n);
+}
+
+enum mamori_err table_init(struct dev_table *t, size_t nbuckets)
+{
+    memset(t, 0, sizeof(*t));
+    t->nbuckets = nbuckets ? nbuckets : 4096;
+    t->by_fp = calloc(t->nbuckets, sizeof(*t->by_fp));
+    t->by_id = calloc(t->nbuckets, sizeof(*t->by_id));
+    if (!t->by_fp || !t->by_id) {
+        table_free(t);
+        return MAMORI_ERR_NOMEM;
+    }
+    return MAMORI_OK;
+}
+
+void table_free(struct dev_table *t)
+{
+    if (t->by_fp) {
+        for (size_t i = 0; i < t->nbuckets; i++) {
+            struct dev *d = t->by_fp[i];
+            while (d) {
+                struct dev *n = d->next_fp;
+                free(d);
+                d = n;
+            }
+        }
+    }
+    free(t->by_fp);
+    free(t->by_id);
+    memset(t, 0, sizeof(*t));
+}
+
+struct dev *table_by_fp(const struct dev_table *t, const char *fp)
+{
+    if (!t->nbuckets)
+        return NULL;
+    for (struct dev *d = t->by_fp[hash_str(fp, t->nbuckets)]; d; d = d->next_fp)
+        if (strcmp(d->fp, fp) == 0)
+            return d;
+    return NULL;
+}
+
+struct dev *table_by_id(const struct dev_table *t, const char *id)
+{
+    if (!t->nbuckets)
+        return NULL;
+    for (struct dev *d = t->by_id[hash_str(id, t->nbuckets)]; d; d = d->next_id)
+        if (strcmp(d->id, id) == 0)
+            return d;
+    return NULL;
+}
+
+static void unlink_fp(struct dev_table *t, struct dev *x)
+{
+    struct dev **pp = &t->by_fp[hash_str(x->fp, t->nbuckets)];
+    while (*pp && *pp != x)
+        pp = &(*pp)->next_fp;
+    if (*pp)
+        *pp = x->next_fp;
+}
+
+enum mamori_err table_set(struct dev_table *t, const char *fp, const char *id, enum dev_mode mode)
+{
+    if (strlen(fp) != 64 || !proto_device_id_valid(id, strlen(id)) || mode > MODE_RESTRICTED)
+        return MAMORI_ERR_INVAL;
+    struct dev *d = table_by_id(t, id);
+    struct dev *other = table_by_fp(t, fp);
+    if (other && other != d)
+        return MAMORI_ERR_EXISTS; /* one certificate, one device */
+    if (!d) {
+        d = calloc(1, sizeof(*d));
+        if (!d)
+            return MAMORI_ERR_NOMEM;
+        memcpy(d->id, id, strlen(id) + 1);
+        size_t bi = hash_str(id, t->nbuckets);
+        d->next_id = t->by_id[bi];
+        t->by_id[bi] = d;
+        t->count++;
+    } else if (strcmp(d->fp, fp) != 0) {
+        unlink_fp(t, d);
+        d->fp[0] = '\0';
+    }
+    if (d->fp[0] == '\0') {
+        memcpy(d->fp, fp, 65);
+        size_t bf = hash_str(fp, t->nbuckets);
+        d->next_fp = t->by_fp[bf];
+        t->by_fp[bf] = d;
+    }
+    d->mode = mode;
+    return MAMORI_OK;
+}
+
+static bool get_gen(json_t *m, uint64_t *gen)
+{
+    return json_get_u64(m, "gen", gen);
+}
+
+/* Parses [fp, id, mode]. */
+static bool dev_triple(json_t *v, const char **fp, const char **id, int *mode)
+{
+    if (!json_is_array(v) || json_array_size(v) != 3)
+        return false;
+    json_t *a = json_array_get(v, 0), *b = json_array_get(v, 1), *c = json_array_get(v, 2);
+    if (!json_is_string(a) || !json_is_string(b) || !json_is_integer(c))
+        return false;
+    *fp = json_string_value(a);
+    *id = json_string_value(b);
+    json_int_t m = json_integer_value(c);
+    if (m < 0 || m > MODE_RESTRICTED)
+        return false;
+    *mode = (int)m;
+    return true;
+}
+
+static void kick_denied(const struct dev_table *t, kick_fn kick, void *arg)
+{
+    for (size_t i = 0; i < t->nbuckets; i++)
+        for (struct dev *d = t->by_id[i]; d; d = d->next_id)
+            if (d->mode == MODE_DENY)
+                kick(d->id, arg);
+}
+
+enum mamori_err sync_apply(struct sync_state *s, const void *payload, size_t len, kick_fn kick,
+                           void *kick_arg)
+{
+    json_t *m = NULL;
+    enum mamori_err rc = json_parse_untrusted(payload, len, 1024 * 1024, &m, NULL, 0);
+    if (rc)
+        return rc;
+    const char *op = NULL;
+    uint64_t gen = 0;
+    rc = MAMORI_ERR_PARSE;
+    if (!json_get_str(m, "op", 16, &op))
+        goto out;
+    if (strcmp(op, "begin") == 0 && get_gen(m, &gen)) {
+        if (s->pending_open)
+            table_free(&s->pending);
+        if ((rc = table_init(&s->pending, s->active.nbuckets ? s->active.nbuckets : 4096)))
+            goto out;
+        s->pending_gen = gen;
+        s->pending_open = true;
+    } else if (strcmp(op, "batch") == 0 && get_gen(m, &gen)) {
+        json_t *devs = json_object_get(m, "devs");
+        if (!s->pending_open || gen != s->pending_gen || !json_is_array(devs))
+            goto out;
+        size_t i;
+        json_t *v;
+        json_array_foreach(devs, i, v)
+        {
+            const char *fp, *id;
+            int mode;
+            if (!dev_triple(v, &fp, &id, &mode) || table_set(&s->pending, fp, id, (enum dev_mode)mode)) {
+                /* A bad entry spoils the snapshot: drop it, keep the active view. */
+                table_free(&s->pending);
+                s->pending_open = false;
+                goto out;
+            }
+        }
+        rc = MAMORI_OK;
+    } else if (strcmp(op, "end") == 0 && get_gen(m, &gen)) {
+        uint64_t count = 0;
+        if (!s->pending_open || gen != s->pending_gen || !json_get_u64(m, "count", &count) ||
+            count != s->pending.count)
+            goto out;
+        table_free(&s->active);
+        s->active = s->pending;
+        memset(&s->pending, 0, sizeof(s->pending));
+        s->pending_open = false;
+        s->synced = true;
+        /* Anyone connected whom the new view denies goes now. */
+        kick_denied(&s->active, kick, kick_arg);
+        rc = MAMORI_OK;
+    } else if (strcmp(op, "set") == 0) {
+        const char *fp, *id;
+        uint64_t mode = 0;
+        if (!json_get_str(m, "fp", 64, &fp) || !json_get_str(m, "id", 32, &id) ||
+            !json_get_u64(m, "mode", &mode) || mode > MODE_RESTRICTED)
+            goto out;
+        if (!s->active.nbuckets && (rc = table_init(&s->active, 4096)))
+            goto out;
+        if ((rc = table_set(&s->active, fp, id, (enum dev_mode)mode)))
+            goto out;
+        /* A change during a snapshot must survive the snapshot's swap. */
+        if (s->pending_open)
+            log_if_err(table_set(&s->pending, fp, id, (enum dev_mode)mode));
+        if (mode == MODE_DENY)
+            kick(id, kick_arg); /* live revocation / lock */
+        rc = MAMORI_OK;
+    }
+out:
+    json_decref(m);
+    return rc;
+}
+
+void sync_free(struct sync_state *s)
+{
+    table_free(&s->active);
+    if (s->pending_open)
+        table_free(&s->pending);
+    memset(s, 0, sizeof(*s));
+}
+
+const char *acl_verdict_name(enum acl_verdict v)
+{
+    switch (v) {
+    case ACL_ALLOW: return "allow";
+    case ACL_DENY_TOPIC: return "topic";
+    case ACL_DENY_SIZE: return "size";
+    case ACL_DENY_RATE: return "rate";
+    case ACL_DENY_STATE: return "state";
+    }
+    return "?";
+}
+
+/* Is topic (or filter) inside mamori/v1/d/<id>/ ? Returns the rest. */
+static const char *own_subtree(const struct dev *d, const char *topic)
+{
+    size_t pl = sizeof(PROTO_TOPIC_DEV_PREFIX) - 1, il = strlen(d->id);
+    if (strncmp(topic, PROTO_TOPIC_DEV_PREFIX, pl) != 0 || strncmp(topic + pl, d->id, il) != 0 ||
+        topic[pl + il] != '/')
+        return NULL;
+    return topic + pl + il + 1;
+}
+
+static bool rate_take(struct dev *d, const struct limits *lim, int64_t now_ms)
+{
+    if (d->last_ms == 0) {
+        d->tokens = lim->burst;
+        d->last_ms = now_ms;
+    }
+    if (now_ms > d->last_ms) {
+        d->tokens += (double)(now_ms - d->last_ms) * lim->rate / 1000.0;
+        if (d->tokens > lim->burst)
+            d->tokens = lim->burst;
+        d->last_ms = now_ms;
+    }
+    if (d->tokens < 1.0)
+        return false;
+    d->tokens -= 1.0;
+    return true;
+}
+
+enum acl_verdict acl_decide(struct dev *d, const struct limits *lim, int access, const char *topic,
+                            uint32_t payloadlen, int64_t now_ms)
+{
+    if (!d || d->mode == MODE_DENY)
+        return ACL_DENY_STATE; /* fail closed, even on a live connection */
+    if (access == ACL_UNSUBSCRIBE)
+        return ACL_ALLOW;
+    const char *rest = own_subtree(d, topic);
+    if (!rest || *rest == '\0')
+        return ACL_DENY_TOPIC; /* T06-L2b: only its own subtree */
+    bool is_cmd = strcmp(rest, "cmd") == 0;
+    switch (access) {
+    case ACL_WRITE: {
+        /* Devices write their uplink kinds only, never their own command
+         * topic (that direction belongs to the hub). */
+        bool up = strcmp(rest, "hb") == 0 || strcmp(rest, "ev") == 0 || strcmp(rest, "res") == 0 ||
+                  (strcmp(rest, "tm") == 0 && d->mode == MODE_FULL);
+        if (!up)
+            return ACL_DENY_TOPIC;
+        if (payloadlen > lim->max_payload)
+            return ACL_DENY_SIZE;
+        if (!rate_take(d, lim, now_ms)) {
+            if (++d->denied_in_row >= lim->kick_after)
+                d->kick_pending = true;
+            return ACL_DENY_RATE;
+        }
+        d->denied_in_row = 0;
+        return ACL_ALLOW;
+    }
+    case ACL_SUBSCRIBE:
+        /* Wildcards only below the own prefix (the prefix itself is literal). */
+        return (is_cmd || strcmp(rest, "#") == 0 || strcmp(rest, "+") == 0) ? ACL_ALLOW : ACL_DENY_TOPIC;
+    case ACL_READ:
+        return is_cmd ? ACL_ALLOW : ACL_DENY_TOPIC;
+    default:
+        return ACL_DENY_TOPIC;
+    }
+}

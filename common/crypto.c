@@ -1,0 +1,467 @@
+/*
+ * common/crypto.c - OpenSSL 3 behind the small interface of crypto.h.
+ * Nothing else in Mamori calls OpenSSL's primitives directly (the TLS
+ * connections themselves are driven by libmosquitto, mosquitto and libcurl).
+ */
+#include "common/crypto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "common/fsutil.h"
+
+/* Our handles are OpenSSL objects; many OpenSSL 3 accessors are not
+ * const-correct, so the const is dropped here, at the one boundary. */
+#define K(x) ((EVP_PKEY *)(uintptr_t)(x))
+#define C(x) ((X509 *)(uintptr_t)(x))
+#define R(x) ((X509_REQ *)(uintptr_t)(x))
+
+enum mamori_err crypto_random(void *out, size_t n)
+{
+    if (n > INT32_MAX)
+        return MAMORI_ERR_INVAL;
+    return RAND_bytes(out, (int)n) == 1 ? MAMORI_OK : MAMORI_ERR_CRYPTO;
+}
+
+void crypto_sha256(const void *data, size_t n, uint8_t out[CRYPTO_SHA256_LEN])
+{
+    unsigned int len = CRYPTO_SHA256_LEN;
+    EVP_Digest(data, n, out, &len, EVP_sha256(), NULL);
+}
+
+enum mamori_err crypto_hmac_sha256(const void *key, size_t klen, const void *data, size_t n,
+                                   uint8_t out[CRYPTO_SHA256_LEN])
+{
+    unsigned int len = CRYPTO_SHA256_LEN;
+    if (klen > INT32_MAX)
+        return MAMORI_ERR_INVAL;
+    if (!HMAC(EVP_sha256(), key, (int)klen, data, n, out, &len))
+        return MAMORI_ERR_CRYPTO;
+    return MAMORI_OK;
+}
+
+bool crypto_ct_eq(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+void crypto_wipe(void *p, size_t n)
+{
+    if (p && n)
+        OPENSSL_cleanse(p, n);
+}
+
+void crypto_hex(const uint8_t *in, size_t n, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hx[in[i] >> 4];
+        out[2 * i + 1] = hx[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+enum mamori_err crypto_key_generate(struct crypto_key **out)
+{
+    *out = NULL;
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    if (!k)
+        return MAMORI_ERR_CRYPTO;
+    *out = (struct crypto_key *)k;
+    return MAMORI_OK;
+}
+
+static bool key_is_p256(EVP_PKEY *k)
+{
+    char name[64];
+    size_t len = 0;
+    if (EVP_PKEY_get_base_id(k) != EVP_PKEY_EC)
+        return false;
+    if (!EVP_PKEY_get_utf8_string_param(k, "group", name, sizeof(name), &len))
+        return false;
+    return strcmp(name, "prime256v1") == 0 || strcmp(name, "P-256") == 0;
+}
+
+enum mamori_err crypto_key_load(const char *path, struct crypto_key **out)
+{
+    *out = NULL;
+    char *pem = NULL;
+    size_t len = 0;
+    enum mamori_err rc = fs_read_file(path, CRYPTO_PEM_MAX, &pem, &len);
+    if (rc)
+        return rc;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    crypto_wipe(pem, len);
+    free(pem);
+    if (!k)
+        return MAMORI_ERR_PARSE;
+    if (!key_is_p256(k)) {
+        EVP_PKEY_free(k);
+        return MAMORI_ERR_CRYPTO;
+    }
+    *out = (struct crypto_key *)k;
+    return MAMORI_OK;
+}
+
+enum mamori_err crypto_key_save(const struct crypto_key *key, const char *path)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (!bio)
+        return MAMORI_ERR_NOMEM;
+    enum mamori_err rc = MAMORI_ERR_CRYPTO;
+    if (!PEM_write_bio_PrivateKey(bio, K(key), NULL, NULL, 0, NULL, NULL))
+        goto out_bio;
+    char *data = NULL;
+    long n = BIO_get_mem_data(bio, &data);
+    rc = fs_write_atomic(path, data, (size_t)n, 0600);
+out_bio:
+    BIO_free(bio); /* BIO_s_mem clears its buffer on free */
+    return rc;
+}
+
+void crypto_key_free(struct crypto_key *key)
+{
+    EVP_PKEY_free(K(key));
+}
+
+static enum mamori_err bio_to_string(BIO *bio, char **out)
+{
+    char *data = NULL;
+    long n = BIO_get_mem_data(bio, &data);
+    if (n < 0)
+        return MAMORI_ERR_CRYPTO;
+    char *s = malloc((size_t)n + 1);
+    if (!s)
+        return MAMORI_ERR_NOMEM;
+    memcpy(s, data, (size_t)n);
+    s[n] = '\0';
+    *out = s;
+    return MAMORI_OK;
+}
+
+static enum mamori_err name_set(X509_NAME *name, const char *cn, const char *org)
+{
+    if (org && !X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)org,
+                                           -1, -1, 0))
+        return MAMORI_ERR_CRYPTO;
+    if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
+                                    0))
+        return MAMORI_ERR_CRYPTO;
+    return MAMORI_OK;
+}
+
+enum mamori_err crypto_csr_create(const struct crypto_key *key, const char *cn, char **pem_out)
+{
+    *pem_out = NULL;
+    enum mamori_err rc = MAMORI_ERR_CRYPTO;
+    X509_REQ *req = X509_REQ_new();
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (!req || !bio)
+        goto out;
+    if (!X509_REQ_set_version(req, 0) || name_set(X509_REQ_get_subject_name(req), cn, NULL))
+        goto out;
+    if (!X509_REQ_set_pubkey(req, K(key)) || !X509_REQ_sign(req, K(key), EVP_sha256()))
+        goto out;
+    if (!PEM_write_bio_X509_REQ(bio, req))
+        goto out;
+    rc = bio_to_string(bio, pem_out);
+out:
+    BIO_free(bio);
+    X509_REQ_free(req);
+    return rc;
+}
+
+enum mamori_err crypto_csr_parse(const char *pem, size_t len, struct crypto_csr **out)
+{
+    *out = NULL;
+    if (len == 0 || len > CRYPTO_PEM_MAX)
+        return len ? MAMORI_ERR_TOOBIG : MAMORI_ERR_PARSE;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509_REQ *req = bio ? PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    ERR_clear_error();
+    if (!req)
+        return MAMORI_ERR_PARSE;
+    EVP_PKEY *pk = X509_REQ_get0_pubkey(req);
+    if (!pk || !key_is_p256(pk)) {
+        X509_REQ_free(req);
+        return MAMORI_ERR_CRYPTO;
+    }
+    if (X509_REQ_verify(req, pk) != 1) {
+        ERR_clear_error();
+        X509_REQ_free(req);
+        return MAMORI_ERR_VERIFY;
+    }
+    *out = (struct crypto_csr *)req;
+    return MAMORI_OK;
+}
+
+void crypto_csr_free(struct crypto_csr *csr)
+{
+    X509_REQ_free(R(csr));
+}
+
+static enum mamori_err add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (!ext)
+        return MAMORI_ERR_CRYPTO;
+    int ok = X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+    return ok ? MAMORI_OK : MAMORI_ERR_CRYPTO;
+}
+
+enum mamori_err crypto_cert_issue(const struct crypto_issue *p, char **pem_out)
+{
+    *pem_out = NULL;
+    enum mamori_err rc = MAMORI_ERR_CRYPTO;
+    EVP_PKEY *pub = p->subject ? K(p->subject) : (p->csr ? X509_REQ_get0_pubkey(R(p->csr)) : NULL);
+    if (!pub || !p->issuer_key || !p->cn || (!p->issuer && p->kind != CRYPTO_CERT_ROOT_CA))
+        return MAMORI_ERR_INVAL;
+    X509 *cert = X509_new();
+    BIO *bio = BIO_new(BIO_s_mem());
+    BIGNUM *bn = BN_new();
+    uint8_t serial[16];
+    if (!cert || !bio || !bn)
+        goto out;
+    if (crypto_random(serial, sizeof(serial)))
+        goto out;
+    serial[0] &= 0x7f; /* RFC 5280 4.1.2.2: positive, at most 20 octets */
+    serial[0] |= 0x01;
+    if (!BN_bin2bn(serial, sizeof(serial), bn) || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)))
+        goto out;
+    if (!X509_set_version(cert, 2))
+        goto out;
+    time_t nb = p->not_before ? p->not_before : time(NULL) - 300;
+    time_t na = p->not_after;
+    if (!X509_time_adj(X509_getm_notBefore(cert), 0, &nb) ||
+        !X509_time_adj(X509_getm_notAfter(cert), 0, &na))
+        goto out;
+    if (name_set(X509_get_subject_name(cert), p->cn, p->org))
+        goto out;
+    X509 *issuer = p->issuer ? C(p->issuer) : cert;
+    if (!X509_set_issuer_name(cert, X509_get_subject_name(issuer)) || !X509_set_pubkey(cert, pub))
+        goto out;
+    if (add_ext(cert, issuer, NID_subject_key_identifier, "hash"))
+        goto out;
+    if (p->issuer && add_ext(cert, issuer, NID_authority_key_identifier, "keyid:always"))
+        goto out;
+    switch (p->kind) {
+    case CRYPTO_CERT_ROOT_CA:
+        if (add_ext(cert, issuer, NID_basic_constraints, "critical,CA:TRUE,pathlen:1") ||
+            add_ext(cert, issuer, NID_key_usage, "critical,keyCertSign,cRLSign"))
+            goto out;
+        break;
+    case CRYPTO_CERT_SUB_CA:
+        if (add_ext(cert, issuer, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") ||
+            add_ext(cert, issuer, NID_key_usage, "critical,keyCertSign,cRLSign"))
+            goto out;
+        break;
+    case CRYPTO_CERT_SERVER:
+        if (add_ext(cert, issuer, NID_basic_constraints, "critical,CA:FALSE") ||
+            add_ext(cert, issuer, NID_key_usage, "critical,digitalSignature") ||
+            add_ext(cert, issuer, NID_ext_key_usage, "serverAuth") ||
+            add_ext(cert, issuer, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1"))
+            goto out;
+        break;
+    case CRYPTO_CERT_CLIENT:
+        if (add_ext(cert, issuer, NID_basic_constraints, "critical,CA:FALSE") ||
+            add_ext(cert, issuer, NID_key_usage, "critical,digitalSignature") ||
+            add_ext(cert, issuer, NID_ext_key_usage, "clientAuth"))
+            goto out;
+        break;
+    }
+    if (!X509_sign(cert, K(p->issuer_key), EVP_sha256()))
+        goto out;
+    if (!PEM_write_bio_X509(bio, cert))
+        goto out;
+    rc = bio_to_string(bio, pem_out);
+out:
+    ERR_clear_error();
+    BN_free(bn);
+    BIO_free(bio);
+    X509_free(cert);
+    return rc;
+}
+
+enum mamori_err crypto_cert_parse(const char *pem, size_t len, struct crypto_cert **out)
+{
+    *out = NULL;
+    if (len == 0)
+        return MAMORI_ERR_PARSE;
+    if (len > CRYPTO_PEM_MAX)
+        return MAMORI_ERR_TOOBIG;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509 *c = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    ERR_clear_error();
+    if (!c)
+        return MAMORI_ERR_PARSE;
+    *out = (struct crypto_cert *)c;
+    return MAMORI_OK;
+}
+
+enum mamori_err crypto_cert_load(const char *path, struct crypto_cert **out)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    *out = NULL;
+    enum mamori_err rc = fs_read_file(path, CRYPTO_PEM_MAX, &pem, &len);
+    if (rc)
+        return rc;
+    rc = crypto_cert_parse(pem, len, out);
+    free(pem);
+    return rc;
+}
+
+void crypto_cert_free(struct crypto_cert *cert)
+{
+    X509_free(C(cert));
+}
+
+void crypto_x509_fingerprint(const void *x509, char out[CRYPTO_FP_HEX_LEN])
+{
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!X509_digest(C(x509), EVP_sha256(), md, &n) || n != CRYPTO_SHA256_LEN) {
+        out[0] = '\0';
+        return;
+    }
+    crypto_hex(md, n, out);
+}
+
+void crypto_cert_fingerprint(const struct crypto_cert *cert, char out[CRYPTO_FP_HEX_LEN])
+{
+    crypto_x509_fingerprint(cert, out);
+}
+
+enum mamori_err crypto_x509_cn(const void *x509, char *out, size_t outlen)
+{
+    X509_NAME *name = X509_get_subject_name(C(x509));
+    int idx = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
+    if (idx < 0)
+        return MAMORI_ERR_NOTFOUND;
+    /* Exactly one CN: a second one would make the identity ambiguous. */
+    if (X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0)
+        return MAMORI_ERR_PARSE;
+    ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+    int n = ASN1_STRING_length(s);
+    const unsigned char *d = ASN1_STRING_get0_data(s);
+    if (n <= 0 || (size_t)n >= outlen)
+        return MAMORI_ERR_TOOBIG;
+    if (memchr(d, 0, (size_t)n))
+        return MAMORI_ERR_PARSE; /* embedded NUL: never trust such a name */
+    memcpy(out, d, (size_t)n);
+    out[n] = '\0';
+    return MAMORI_OK;
+}
+
+enum mamori_err crypto_cert_cn(const struct crypto_cert *cert, char *out, size_t outlen)
+{
+    return crypto_x509_cn(cert, out, outlen);
+}
+
+enum mamori_err crypto_cert_serial_hex(const struct crypto_cert *cert, char *out, size_t outlen)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(C(cert)), NULL);
+    if (!bn)
+        return MAMORI_ERR_CRYPTO;
+    char *hex = BN_bn2hex(bn);
+    BN_free(bn);
+    if (!hex)
+        return MAMORI_ERR_NOMEM;
+    enum mamori_err rc = MAMORI_OK;
+    if (strlen(hex) >= outlen)
+        rc = MAMORI_ERR_TOOBIG;
+    else
+        memcpy(out, hex, strlen(hex) + 1);
+    OPENSSL_free(hex);
+    return rc;
+}
+
+time_t crypto_cert_not_after(const struct crypto_cert *cert)
+{
+    const ASN1_TIME *t = X509_get0_notAfter(C(cert));
+    struct tm tm;
+    if (!t || !ASN1_TIME_to_tm(t, &tm))
+        return 0;
+    return timegm(&tm);
+}
+
+bool crypto_cert_is_ca(const struct crypto_cert *cert)
+{
+    return X509_check_ca(C(cert)) > 0;
+}
+
+bool crypto_cert_matches_key(const struct crypto_cert *cert, const struct crypto_key *key)
+{
+    EVP_PKEY *pub = X509_get0_pubkey(C(cert));
+    return pub && EVP_PKEY_eq(pub, K(key)) == 1;
+}
+
+enum mamori_err crypto_cert_verify(const struct crypto_cert *cert, const char *trust_pem)
+{
+    enum mamori_err rc = MAMORI_ERR_VERIFY;
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    BIO *bio = BIO_new_mem_buf(trust_pem, -1);
+    if (!store || !ctx || !bio) {
+        rc = MAMORI_ERR_NOMEM;
+        goto out;
+    }
+    X509 *ca;
+    int n = 0;
+    while ((ca = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        X509_STORE_add_cert(store, ca);
+        X509_free(ca);
+        n++;
+    }
+    if (n == 0)
+        goto out;
+    if (!X509_STORE_CTX_init(ctx, store, C(cert), NULL))
+        goto out;
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+    if (X509_verify_cert(ctx) == 1)
+        rc = MAMORI_OK;
+    else if (X509_STORE_CTX_get_error(ctx) == X509_V_ERR_CERT_HAS_EXPIRED)
+        rc = MAMORI_ERR_EXPIRED;
+out:
+    ERR_clear_error();
+    BIO_free(bio);
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    return rc;
+}
+
+enum mamori_err crypto_cert_pem(const struct crypto_cert *cert, char **pem_out)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (!bio)
+        return MAMORI_ERR_NOMEM;
+    enum mamori_err rc = MAMORI_ERR_CRYPTO;
+    if (PEM_write_bio_X509(bio, C(cert)))
+        rc = bio_to_string(bio, pem_out);
+    BIO_free(bio);
+    return rc;
+}

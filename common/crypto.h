@@ -1,0 +1,99 @@
+/*
+ * common/crypto.h - the only caller of OpenSSL's primitives (STYLE.md habit 6).
+ *
+ * Keys, certificates and CSRs are opaque handles; PEM text crosses module
+ * boundaries. Secrets are compared with crypto_ct_eq() and wiped with
+ * crypto_wipe(). All keys are ECDSA P-256 (what TPMs and secure elements do).
+ */
+#ifndef MAMORI_COMMON_CRYPTO_H
+#define MAMORI_COMMON_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "mamori/error.h"
+
+#define CRYPTO_SHA256_LEN 32
+#define CRYPTO_FP_HEX_LEN 65 /* 64 hex chars + NUL */
+#define CRYPTO_PEM_MAX (64 * 1024)
+
+struct crypto_key;  /* an EC private (or public) key */
+struct crypto_cert; /* an X.509 certificate */
+struct crypto_csr;  /* a verified PKCS#10 request */
+
+enum mamori_err crypto_random(void *out, size_t n) MAMORI_MUST_CHECK;
+void crypto_sha256(const void *data, size_t n, uint8_t out[CRYPTO_SHA256_LEN]);
+enum mamori_err crypto_hmac_sha256(const void *key, size_t klen, const void *data, size_t n,
+                                   uint8_t out[CRYPTO_SHA256_LEN]) MAMORI_MUST_CHECK;
+/* Constant-time equality of two n-byte buffers. */
+bool crypto_ct_eq(const void *a, const void *b, size_t n);
+/* Overwrites n bytes in a way the compiler cannot elide. */
+void crypto_wipe(void *p, size_t n);
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void crypto_hex(const uint8_t *in, size_t n, char *out);
+
+/* Keys. Returned handles are owned by the caller (crypto_key_free). */
+enum mamori_err crypto_key_generate(struct crypto_key **out) MAMORI_MUST_CHECK;
+enum mamori_err crypto_key_load(const char *path, struct crypto_key **out) MAMORI_MUST_CHECK;
+/* Writes the private key as PEM to path, created with mode 0600 atomically. */
+enum mamori_err crypto_key_save(const struct crypto_key *key, const char *path) MAMORI_MUST_CHECK;
+void crypto_key_free(struct crypto_key *key);
+
+/* CSRs. crypto_csr_create returns malloc'd PEM (caller frees). */
+enum mamori_err crypto_csr_create(const struct crypto_key *key, const char *cn,
+                                  char **pem_out) MAMORI_MUST_CHECK;
+/* Parses untrusted PEM (len bytes, capped at CRYPTO_PEM_MAX), checks its
+ * self-signature and that the key is EC P-256. */
+enum mamori_err crypto_csr_parse(const char *pem, size_t len,
+                                 struct crypto_csr **out) MAMORI_MUST_CHECK;
+void crypto_csr_free(struct crypto_csr *csr);
+
+enum crypto_cert_kind {
+    CRYPTO_CERT_ROOT_CA,   /* self-signed, pathlen 1 */
+    CRYPTO_CERT_SUB_CA,    /* pathlen 0 */
+    CRYPTO_CERT_SERVER,    /* serverAuth, SAN DNS:localhost IP:127.0.0.1 ::1 */
+    CRYPTO_CERT_CLIENT,    /* clientAuth */
+};
+
+struct crypto_issue {
+    enum crypto_cert_kind kind;
+    const char *cn;
+    const char *org;                  /* optional O= */
+    const struct crypto_key *subject; /* public key of the subject (or NULL with csr) */
+    const struct crypto_csr *csr;     /* alternative to subject */
+    const struct crypto_cert *issuer; /* NULL for a self-signed root */
+    const struct crypto_key *issuer_key;
+    time_t not_before; /* absolute; 0 means now - 5 min */
+    time_t not_after;  /* absolute */
+};
+/* Issues a certificate with a random 128-bit serial; *pem_out is malloc'd. */
+enum mamori_err crypto_cert_issue(const struct crypto_issue *p, char **pem_out) MAMORI_MUST_CHECK;
+
+enum mamori_err crypto_cert_load(const char *path, struct crypto_cert **out) MAMORI_MUST_CHECK;
+/* Parses untrusted PEM (first certificate only), capped at CRYPTO_PEM_MAX. */
+enum mamori_err crypto_cert_parse(const char *pem, size_t len,
+                                  struct crypto_cert **out) MAMORI_MUST_CHECK;
+void crypto_cert_free(struct crypto_cert *cert);
+/* SHA-256 over the DER encoding, lower-case hex. */
+void crypto_cert_fingerprint(const struct crypto_cert *cert, char out[CRYPTO_FP_HEX_LEN]);
+/* Same for a certificate handle owned by someone else (e.g. mosquitto's X509 *). */
+void crypto_x509_fingerprint(const void *x509, char out[CRYPTO_FP_HEX_LEN]);
+enum mamori_err crypto_x509_cn(const void *x509, char *out, size_t outlen) MAMORI_MUST_CHECK;
+enum mamori_err crypto_cert_cn(const struct crypto_cert *cert, char *out,
+                               size_t outlen) MAMORI_MUST_CHECK;
+enum mamori_err crypto_cert_serial_hex(const struct crypto_cert *cert, char *out,
+                                       size_t outlen) MAMORI_MUST_CHECK;
+time_t crypto_cert_not_after(const struct crypto_cert *cert);
+bool crypto_cert_is_ca(const struct crypto_cert *cert);
+/* True when the certificate's public key is the public half of key. */
+bool crypto_cert_matches_key(const struct crypto_cert *cert, const struct crypto_key *key);
+/* Verifies cert against the CA certificates in trust_pem (a PEM bundle) at
+ * the current time: signature chain, validity, CA flags, clientAuth. */
+enum mamori_err crypto_cert_verify(const struct crypto_cert *cert,
+                                   const char *trust_pem) MAMORI_MUST_CHECK;
+/* Returns malloc'd PEM of cert. */
+enum mamori_err crypto_cert_pem(const struct crypto_cert *cert, char **pem_out) MAMORI_MUST_CHECK;
+
+#endif

@@ -1,0 +1,26 @@
+/* common/fsutil.h - bounded file reads, atomic durable writes, permission checks. */
+#ifndef MAMORI_COMMON_FSUTIL_H
+#define MAMORI_COMMON_FSUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "mamori/error.h"
+
+/* Reads at most max bytes of path into a malloc'd, NUL-terminated buffer.
+ * A larger file fails with MAMORI_ERR_TOOBIG; nothing is returned. */
+enum mamori_err fs_read_file(const char *path, size_t max, char **out,
+                             size_t *len) MAMORI_MUST_CHECK;
+/* Writes data to path.tmp, fsyncs, renames over path and fsyncs the directory:
+ * after a crash path holds either the old or the new content, never a mix. */
+enum mamori_err fs_write_atomic(const char *path, const void *data, size_t n,
+                                mode_t mode) MAMORI_MUST_CHECK;
+enum mamori_err fs_mkdir_p(const char *path, mode_t mode) MAMORI_MUST_CHECK;
+/* MAMORI_OK when path is owned by the effective user and has no group/other
+ * permission bits beyond those in allowed (e.g. 0 for a private key). */
+enum mamori_err fs_check_private(const char *path, mode_t allowed) MAMORI_MUST_CHECK;
+/* snprintf into out; MAMORI_ERR_TOOBIG when it would not fit. */
+enum mamori_err fs_path(char *out, size_t outlen, const char *dir,
+                        const char *name) MAMORI_MUST_CHECK;
+
+#endif

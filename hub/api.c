@@ -1,0 +1,442 @@
+/*
+ * hub/api.c - the HTTPS JSON API (/api/v1), a thin shell over hub/ops.c.
+ *
+ * libmicrohttpd with GnuTLS, held to the platform's TLS floor: TLS 1.2 and
+ * 1.3 only, AEAD suites only, ECDHE only (T05-L1b, T11-L1d, T11-L1f).
+ * Request bodies are capped (API_MAX_BODY) while they arrive and parsed as
+ * untrusted JSON; every error has the one shape
+ *   {"error": {"code": "...", "message": "..."}}
+ * and every endpoint but health, bootstrap and login needs a bearer token.
+ */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/crypto.h"
+#include "common/fsutil.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "hub/ops.h"
+
+#define API_MAX_BODY (64 * 1024)
+#define API_PRIORITIES                                                                             \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"            \
+    "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:%SERVER_PRECEDENCE"
+
+struct req {
+    struct dbuf body;
+    bool too_big;
+};
+
+struct reply {
+    int status;
+    json_t *body; /* owned */
+    int64_t retry_after;
+};
+
+static void reply_err(struct reply *r, int status, const char *code, const char *msg)
+{
+    r->status = status;
+    r->body = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+}
+
+static void reply_rc(struct reply *r, enum mamori_err rc, const struct op_err *e)
+{
+    const char *msg = e && e->msg[0] ? e->msg : mamori_strerror(rc);
+    switch (rc) {
+    case MAMORI_ERR_INVAL:
+    case MAMORI_ERR_PARSE:
+    case MAMORI_ERR_TRUNCATED: reply_err(r, 400, "invalid_request", msg); break;
+    case MAMORI_ERR_TOOBIG: reply_err(r, 413, "payload_too_large", msg); break;
+    case MAMORI_ERR_AUTH: reply_err(r, 401, "unauthorized", msg); break;
+    case MAMORI_ERR_FORBIDDEN: reply_err(r, 403, "forbidden", msg); break;
+    case MAMORI_ERR_NOTFOUND: reply_err(r, 404, "not_found", msg); break;
+    case MAMORI_ERR_EXISTS:
+    case MAMORI_ERR_STATE: reply_err(r, 409, "conflict", msg); break;
+    case MAMORI_ERR_RATELIMIT:
+        reply_err(r, 429, "rate_limited", msg);
+        r->retry_after = e ? e->retry_after : 60;
+        break;
+    case MAMORI_ERR_VERIFY:
+    case MAMORI_ERR_CRYPTO:
+    case MAMORI_ERR_EXPIRED: reply_err(r, 422, "verification_failed", msg); break;
+    default: reply_err(r, 500, "internal", "internal error"); break;
+    }
+}
+
+static void reply_ok(struct reply *r, int status, json_t *body)
+{
+    r->status = status;
+    r->body = body ? body : json_object();
+}
+
+/* Parses the body as a JSON object; replies 400/413 on failure. */
+static json_t *body_json(struct req *q, struct reply *r)
+{
+    json_t *v = NULL;
+    char err[160];
+    if (q->too_big) {
+        reply_err(r, 413, "payload_too_large", "request body exceeds 65536 bytes");
+        return NULL;
+    }
+    enum mamori_err rc = json_parse_untrusted(q->body.p, q->body.len, API_MAX_BODY, &v, err, sizeof(err));
+    if (rc)
+        reply_err(r, rc == MAMORI_ERR_TOOBIG ? 413 : 400,
+                  rc == MAMORI_ERR_TOOBIG ? "payload_too_large" : "invalid_request", err);
+    return v;
+}
+
+/* Fetches required string members; replies 400 naming the first bad one. */
+static bool need_str(json_t *o, const char *key, size_t max, const char **out, struct reply *r)
+{
+    if (json_get_str(o, key, max, out) && strlen(*out) == json_string_length(json_object_get(o, key)))
+        return true;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "field '%s' must be a non-empty string of at most %zu bytes", key, max);
+    reply_err(r, 400, "invalid_request", msg);
+    return false;
+}
+
+static int64_t query_int(struct MHD_Connection *c, const char *k, int64_t def, int64_t lo, int64_t hi)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
+    if (!v || !*v || strlen(v) > 18)
+        return def;
+    int64_t n = 0;
+    for (const char *p = v; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return def;
+        n = n * 10 + (*p - '0');
+    }
+    return n < lo ? lo : n > hi ? hi : n;
+}
+
+static void peer_of(struct MHD_Connection *c, char *out, size_t n)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, n, "?");
+    if (!ci || !ci->client_addr)
+        return;
+    if (ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, out, (socklen_t)n);
+    else if (ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, out, (socklen_t)n);
+}
+
+static bool authenticate(struct hub *h, struct MHD_Connection *c, struct principal *who, struct reply *r)
+{
+    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!a || strncmp(a, "Bearer ", 7) != 0 || hub_op_authenticate(h, a + 7, who)) {
+        reply_err(r, 401, "unauthorized", "missing, invalid or expired session token");
+        return false;
+    }
+    return true;
+}
+
+#define MAX_SEGS 8
+struct route {
+    const char *seg[MAX_SEGS];
+    size_t segn[MAX_SEGS];
+    char buf[512];
+    int n;
+};
+
+static bool split_url(const char *url, struct route *rt)
+{
+    size_t n = strlen(url);
+    if (n >= sizeof(rt->buf) || strncmp(url, "/api/v1/", 8) != 0)
+        return false;
+    memcpy(rt->buf, url + 8, n - 8 + 1);
+    struct mbuf b = mbuf_init(rt->buf, n - 8);
+    rt->n = 0;
+    while (mbuf_left(&b) && rt->n < MAX_SEGS) {
+        const uint8_t *s;
+        size_t l;
+        mbuf_split(&b, '/', &s, &l);
+        rt->buf[(const char *)s - rt->buf + l] = '\0';
+        rt->seg[rt->n] = (const char *)s;
+        rt->segn[rt->n] = l;
+        rt->n++;
+    }
+    return mbuf_left(&b) == 0;
+}
+
+static bool is(const struct route *rt, int i, const char *lit)
+{
+    return i < rt->n && strcmp(rt->seg[i], lit) == 0;
+}
+
+static void handle(struct hub *h, struct MHD_Connection *c, const char *method, const char *url,
+                   struct req *q, struct reply *r)
+{
+    struct route rt;
+    struct principal who;
+    struct op_err e = {{0}, 0};
+    json_t *in = NULL, *out = NULL;
+    char peer[64];
+    enum mamori_err rc;
+    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    bool del = strcmp(method, "DELETE") == 0;
+    peer_of(c, peer, sizeof(peer));
+    if (!split_url(url, &rt) || rt.n == 0) {
+        reply_err(r, 404, "not_found", "no such endpoint");
+        return;
+    }
+    if (q->too_big) {
+        reply_err(r, 413, "payload_too_large", "request body exceeds 65536 bytes");
+        return;
+    }
+    /* Unauthenticated endpoints. */
+    if (rt.n == 1 && is(&rt, 0, "health") && get) {
+        rc = hub_op_health(h, &out);
+        reply_ok(r, 200, out);
+        return;
+    }
+    if (rt.n == 1 && is(&rt, 0, "bootstrap") && post) {
+        const char *tok, *user, *pw;
+        if (!(in = body_json(q, r)))
+            return;
+        if (need_str(in, "token", 128, &tok, r) && need_str(in, "username", STORE_NAME_MAX, &user, r) &&
+            need_str(in, "password", 256, &pw, r)) {
+            rc = hub_op_bootstrap(h, tok, user, pw, peer, &e);
+            if (rc)
+                reply_rc(r, rc, &e);
+            else
+                reply_ok(r, 201, json_pack("{s:s,s:s}", "user", user, "role", "admin"));
+        }
+        json_decref(in);
+        return;
+    }
+    if (rt.n == 1 && is(&rt, 0, "sessions") && post) {
+        const char *user, *pw;
+        if (!(in = body_json(q, r)))
+            return;
+        if (need_str(in, "username", STORE_NAME_MAX, &user, r) && need_str(in, "password", 256, &pw, r)) {
+            rc = hub_op_login(h, user, pw, peer, &out, &e);
+            if (rc)
+                reply_rc(r, rc, &e);
+            else
+                reply_ok(r, 201, out);
+        }
+        json_decref(in);
+        return;
+    }
+    if (!authenticate(h, c, &who, r))
+        return;
+    if (post || (del && rt.n >= 1)) {
+        /* Every write takes a JSON object body (possibly {}), so that a
+         * malformed one is refused the same way on every endpoint. */
+        if (q->body.len || post) {
+            if (!(in = body_json(q, r)))
+                return;
+        }
+    }
+    const char *reason = "";
+    if (in)
+        (void)json_get_str(in, "reason", STORE_REASON_MAX, &reason);
+
+    if (rt.n == 2 && is(&rt, 0, "sessions") && is(&rt, 1, "current") && del) {
+        const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        rc = hub_op_logout(h, a + 7);
+        if (rc)
+            reply_rc(r, rc, NULL);
+        else
+            reply_ok(r, 200, json_pack("{s:b}", "logged_out", 1));
+    } else if (rt.n == 1 && is(&rt, 0, "me") && get) {
+        reply_ok(r, 200, json_pack("{s:s,s:s}", "user", who.name, "role", store_role_name(who.role)));
+    } else if (rt.n == 1 && is(&rt, 0, "users") && post) {
+        const char *name, *role, *pw;
+        if (need_str(in, "username", STORE_NAME_MAX, &name, r) && need_str(in, "role", 16, &role, r) &&
+            need_str(in, "password", 256, &pw, r)) {
+            rc = hub_op_user_add(h, &who, name, role, pw, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+        }
+    } else if (rt.n == 1 && is(&rt, 0, "users") && get) {
+        rc = hub_op_user_list(h, &who, &out);
+        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
+    } else if (rt.n == 2 && is(&rt, 0, "factory") && (is(&rt, 1, "enroll") || is(&rt, 1, "register")) && post) {
+        const char *model, *pem;
+        bool enroll = is(&rt, 1, "enroll");
+        if (need_str(in, "model", STORE_NAME_MAX, &model, r) &&
+            need_str(in, enroll ? "csr" : "certificate", CRYPTO_PEM_MAX, &pem, r)) {
+            rc = enroll ? hub_op_enroll(h, &who, model, pem, &out, &e)
+                        : hub_op_register(h, &who, model, pem, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+        }
+    } else if (rt.n == 1 && is(&rt, 0, "cas") && post) {
+        const char *model, *pem;
+        if (need_str(in, "model", STORE_NAME_MAX, &model, r) &&
+            need_str(in, "certificate", CRYPTO_PEM_MAX, &pem, r)) {
+            rc = hub_op_ca_import(h, &who, model, pem, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+        }
+    } else if (rt.n == 1 && is(&rt, 0, "cas") && get) {
+        rc = hub_op_ca_list(h, &who, &out);
+        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
+    } else if (rt.n == 1 && is(&rt, 0, "claims") && post) {
+        const char *code;
+        if (need_str(in, "claim_code", 64, &code, r)) {
+            rc = hub_op_claim(h, &who, code, peer, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+        }
+    } else if (rt.n == 1 && is(&rt, 0, "devices") && get) {
+        const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+        if (after && strlen(after) > 32)
+            after = NULL;
+        rc = hub_op_device_list(h, &who, after, (int)query_int(c, "limit", 100, 1, 500), &out);
+        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
+    } else if (rt.n == 2 && is(&rt, 0, "devices") && get) {
+        rc = hub_op_device_get(h, &who, rt.seg[1], &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 3 && is(&rt, 0, "devices") && post) {
+        rc = hub_op_device_action(h, &who, rt.seg[1], rt.seg[2], reason, &out, &e);
+        rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+    } else if (rt.n == 1 && is(&rt, 0, "audit") && get) {
+        rc = hub_op_audit_list(h, &who, query_int(c, "after", 0, 0, INT64_MAX),
+                               (int)query_int(c, "limit", 100, 1, 1000), &out);
+        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
+    } else if (rt.n == 2 && is(&rt, 0, "audit") && is(&rt, 1, "verify") && get) {
+        rc = hub_op_audit_verify(h, &who, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 1 && is(&rt, 0, "events") && get) {
+        const char *dev = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "device");
+        rc = hub_op_events(h, &who, dev, query_int(c, "after", 0, 0, INT64_MAX),
+                           (int)query_int(c, "limit", 100, 1, 1000), &out);
+        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
+    } else {
+        reply_err(r, (get || post || del) ? 404 : 405, (get || post || del) ? "not_found" : "method_not_allowed",
+                  "no such endpoint");
+    }
+    json_decref(in);
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *r)
+{
+    char *s = r->body ? json_dumps(r->body, JSON_COMPACT) : NULL;
+    json_decref(r->body);
+    if (!s) {
+        s = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}");
+        r->status = 500;
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
+    if (r->retry_after > 0) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%lld", (long long)r->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *size, void **con_cls)
+{
+    (void)version;
+    struct hub *h = cls;
+    struct req *q = *con_cls;
+    if (!q) {
+        q = calloc(1, sizeof(*q));
+        if (!q)
+            return MHD_NO;
+        dbuf_init(&q->body, API_MAX_BODY);
+        *con_cls = q;
+        return MHD_YES;
+    }
+    if (*size) {
+        /* Keep consuming past the cap (so the client gets a 413 rather than
+         * a reset) but store nothing more. */
+        if (!q->too_big && dbuf_add(&q->body, data, *size))
+            q->too_big = true;
+        *size = 0;
+        return MHD_YES;
+    }
+    struct reply r = {0, NULL, 0};
+    handle(h, c, method, url, q, &r);
+    return send_reply(c, &r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    struct req *q = *con_cls;
+    if (q) {
+        dbuf_free(&q->body); /* wiped: bodies carry passwords and tokens */
+        free(q);
+        *con_cls = NULL;
+    }
+}
+
+enum mamori_err api_start(struct hub *h)
+{
+    char kp[HUB_PATH_MAX], cp[HUB_PATH_MAX];
+    char *key = NULL, *cert = NULL;
+    size_t kl = 0, cl;
+    enum mamori_err rc;
+    if ((rc = fs_path(kp, sizeof(kp), h->cfg.data_dir, "pki/api.key")) ||
+        (rc = fs_path(cp, sizeof(cp), h->cfg.data_dir, "pki/api.crt")) ||
+        (rc = fs_read_file(kp, CRYPTO_PEM_MAX, &key, &kl)) ||
+        (rc = fs_read_file(cp, CRYPTO_PEM_MAX, &cert, &cl)))
+        goto out;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h->cfg.api_port)};
+    if (inet_pton(AF_INET, h->cfg.listen_addr, &sa.sin_addr) != 1) {
+        rc = MAMORI_ERR_INVAL;
+        goto out;
+    }
+    h->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_POLL, 0, NULL, NULL, on_request, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_HTTPS_MEM_KEY, key,
+        MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_PRIORITIES, API_PRIORITIES,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)64, /* T10-L1a */
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15,      /* T10-L1b */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, NULL, MHD_OPTION_END);
+    if (!h->mhd) {
+        log_err("cannot start HTTPS API on %s:%d", h->cfg.listen_addr, h->cfg.api_port);
+        rc = MAMORI_ERR_IO;
+        goto out;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    h->api_port = di ? di->port : h->cfg.api_port;
+    h->api_key_pem = key;
+    h->api_key_len = kl;
+    h->api_cert_pem = cert;
+    return MAMORI_OK;
+out:
+    if (key) {
+        crypto_wipe(key, kl);
+        free(key);
+    }
+    free(cert);
+    return rc;
+}
+
+void api_stop(struct hub *h)
+{
+    if (h->mhd)
+        MHD_stop_daemon(h->mhd);
+    h->mhd = NULL;
+    if (h->api_key_pem) {
+        crypto_wipe(h->api_key_pem, h->api_key_len);
+        free(h->api_key_pem);
+    }
+    free(h->api_cert_pem);
+    h->api_key_pem = h->api_cert_pem = NULL;
+}

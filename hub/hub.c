@@ -1,0 +1,199 @@
+/*
+ * hub/hub.c - initialisation, start and stop of mamorid.
+ *
+ * First start creates DATA (mode 0700): the PKI, the database, the audit
+ * key, and the one-time bootstrap token (DATA/bootstrap-token, 0600; only
+ * its hash is stored). There is no default credential anywhere (T01-L1a,
+ * T07-L1a, T11-L1b, P-PWD): the first administrator exists only once someone
+ * holding that file has chosen a name and password.
+ */
+#include "hub/hub.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/crypto.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "hub/auth.h"
+
+int64_t hub_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+int64_t hub_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void hub_config_defaults(struct hub_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->listen_addr, sizeof(c->listen_addr), "127.0.0.1");
+    c->heartbeat_s = 30;
+    c->max_connections = 10000;
+    c->max_payload = 16 * 1024;
+    c->msg_rate = 20;
+    c->msg_burst = 100;
+    c->session_ttl_s = 3600;
+    c->device_cert_days = 3 * 365;
+    snprintf(c->mosquitto_bin, sizeof(c->mosquitto_bin), "/usr/sbin/mosquitto");
+}
+
+static enum mamori_err load_audit_key(struct hub *h)
+{
+    char dir[HUB_PATH_MAX], p[HUB_PATH_MAX];
+    enum mamori_err rc;
+    if ((rc = fs_path(dir, sizeof(dir), h->cfg.data_dir, "secrets")) || (rc = fs_mkdir_p(dir, 0700)) ||
+        (rc = fs_path(p, sizeof(p), dir, "audit.key")))
+        return rc;
+    char *k = NULL;
+    size_t len = 0;
+    rc = fs_read_file(p, 64, &k, &len);
+    if (rc == MAMORI_ERR_NOTFOUND) {
+        uint8_t fresh[AUDIT_KEY_LEN];
+        if ((rc = crypto_random(fresh, sizeof(fresh))) ||
+            (rc = fs_write_atomic(p, fresh, sizeof(fresh), 0600)))
+            return rc;
+        memcpy(h->audit.key, fresh, AUDIT_KEY_LEN);
+        crypto_wipe(fresh, sizeof(fresh));
+        return MAMORI_OK;
+    }
+    if (rc)
+        return rc;
+    if ((rc = fs_check_private(p, 0)) == MAMORI_OK && len != AUDIT_KEY_LEN)
+        rc = MAMORI_ERR_PARSE;
+    if (!rc)
+        memcpy(h->audit.key, k, AUDIT_KEY_LEN);
+    crypto_wipe(k, len);
+    free(k);
+    return rc;
+}
+
+static enum mamori_err ensure_bootstrap(struct hub *h)
+{
+    char v[80] = "";
+    if (store_user_count(h->store) > 0)
+        return MAMORI_OK;
+    if (store_meta_get(h->store, "bootstrap_token_hash", v, sizeof(v)) == MAMORI_OK &&
+        strcmp(v, "used") == 0)
+        return MAMORI_OK;
+    char p[HUB_PATH_MAX], tok[AUTH_TOKEN_TEXT], th[65];
+    enum mamori_err rc = fs_path(p, sizeof(p), h->cfg.data_dir, "bootstrap-token");
+    if (rc)
+        return rc;
+    /* A fresh token at every start until the bootstrap is done: a token
+     * whose file was lost is never left valid. */
+    if ((rc = auth_token_new("mmb_", tok)))
+        return rc;
+    auth_token_hash(tok, th);
+    char line[AUTH_TOKEN_TEXT + 1];
+    int n = snprintf(line, sizeof(line), "%s\n", tok);
+    rc = fs_write_atomic(p, line, (size_t)n, 0600);
+    crypto_wipe(tok, sizeof(tok));
+    crypto_wipe(line, sizeof(line));
+    if (!rc)
+        rc = store_meta_set(h->store, "bootstrap_token_hash", th);
+    if (!rc)
+        log_info("one-time admin bootstrap token written to %s", p);
+    return rc;
+}
+
+enum mamori_err hub_init(struct hub *h, const struct hub_config *cfg)
+{
+    memset(h, 0, sizeof(*h));
+    h->cfg = *cfg;
+    pthread_mutex_init(&h->lock, NULL);
+    enum mamori_err rc = fs_mkdir_p(cfg->data_dir, 0700);
+    if (rc)
+        return rc;
+    if ((rc = fs_check_private(cfg->data_dir, 0)) != MAMORI_OK) {
+        log_err("%s must be a directory owned by us with mode 0700", cfg->data_dir);
+        return rc;
+    }
+    char p[HUB_PATH_MAX];
+    if ((rc = fs_path(p, sizeof(p), cfg->data_dir, "mamori.db")) || (rc = store_open(p, &h->store)))
+        return rc;
+    h->audit.store = h->store;
+    if ((rc = fs_path(h->audit.head_path, sizeof(h->audit.head_path), cfg->data_dir, "audit.head")) ||
+        (rc = load_audit_key(h)))
+        return rc;
+    if ((rc = ca_init(h)))
+        return rc;
+    if ((rc = ensure_bootstrap(h)))
+        return rc;
+    return MAMORI_OK;
+}
+
+static enum mamori_err write_endpoints(struct hub *h)
+{
+    char dir[HUB_PATH_MAX], p[HUB_PATH_MAX], ca[HUB_PATH_MAX], buf[HUB_PATH_MAX * 2];
+    enum mamori_err rc;
+    if ((rc = fs_path(dir, sizeof(dir), h->cfg.data_dir, "run")) || (rc = fs_mkdir_p(dir, 0700)) ||
+        (rc = fs_path(p, sizeof(p), dir, "endpoints.json")) ||
+        (rc = fs_path(ca, sizeof(ca), h->cfg.data_dir, "pki/root.crt")))
+        return rc;
+    int n = snprintf(buf, sizeof(buf),
+                     "{\"api\":\"https://%s:%d\",\"mqtt_host\":\"%s\",\"mqtt_port\":%d,"
+                     "\"ca\":\"%s\",\"pid\":%d}\n",
+                     h->cfg.listen_addr, h->api_port, h->cfg.listen_addr, h->broker_port, ca,
+                     (int)getpid());
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return MAMORI_ERR_TOOBIG;
+    return fs_write_atomic(p, buf, (size_t)n, 0644);
+}
+
+enum mamori_err hub_start(struct hub *h)
+{
+    enum mamori_err rc;
+    pthread_mutex_lock(&h->lock);
+    if (store_begin(h->store) == MAMORI_OK) {
+        if (audit_append(&h->audit, hub_now(), "hub", "hub_start", "", "", "") == MAMORI_OK &&
+            store_commit(h->store) == MAMORI_OK)
+            audit_anchor(&h->audit);
+        else
+            store_rollback(h->store);
+    }
+    pthread_mutex_unlock(&h->lock);
+    if ((rc = broker_start(h)) || (rc = mqtt_start(h)) || (rc = api_start(h)) || (rc = live_start(h)))
+        return rc;
+    return write_endpoints(h);
+}
+
+void hub_stop(struct hub *h)
+{
+    h->stopping = 1;
+    api_stop(h);
+    mqtt_stop(h);
+    broker_stop(h);
+    if (h->live_thread)
+        pthread_join(h->live_thread, NULL);
+    pthread_mutex_lock(&h->lock);
+    if (store_begin(h->store) == MAMORI_OK) {
+        if (audit_append(&h->audit, hub_now(), "hub", "hub_stop", "", "", "") == MAMORI_OK &&
+            store_commit(h->store) == MAMORI_OK)
+            audit_anchor(&h->audit);
+        else
+            store_rollback(h->store);
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+void hub_free(struct hub *h)
+{
+    store_close(h->store);
+    crypto_cert_free(h->issuing_cert);
+    crypto_key_free(h->issuing_key);
+    free(h->ca_chain_pem);
+    free(h->live);
+    crypto_wipe(h->audit.key, sizeof(h->audit.key));
+    pthread_mutex_destroy(&h->lock);
+}

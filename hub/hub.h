@@ -1,0 +1,157 @@
+/*
+ * hub/hub.h - mamorid's core: configuration, shared state and the domain
+ * operations the API and the MQTT side call.
+ *
+ * Concurrency: libmicrohttpd's threads, the MQTT client thread and the
+ * liveness thread all take hub->lock around any use of the store, the audit
+ * log or the in-memory liveness table. Operations named hub_op_* take the
+ * lock themselves; everything else expects it held.
+ */
+#ifndef MAMORI_HUB_HUB_H
+#define MAMORI_HUB_HUB_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hub/audit.h"
+#include "hub/lifecycle.h"
+#include "hub/store/store.h"
+
+struct crypto_cert;
+struct crypto_key;
+struct mosquitto;
+struct MHD_Daemon;
+
+#define HUB_PATH_MAX 4096
+
+struct hub_config {
+    char data_dir[HUB_PATH_MAX];
+    char listen_addr[64];      /* both listeners bind here (loopback default) */
+    int api_port;              /* 0 = ephemeral */
+    int mqtt_port;             /* 0 = ephemeral */
+    int heartbeat_s;           /* expected device heartbeat interval */
+    int max_connections;       /* broker connection limit */
+    int max_payload;           /* bytes, enforced by broker and plugin */
+    int msg_rate;              /* messages per second per device (sustained) */
+    int msg_burst;             /* bucket size */
+    int session_ttl_s;         /* API session lifetime */
+    int device_cert_days;
+    char mosquitto_bin[HUB_PATH_MAX];
+    char plugin_path[HUB_PATH_MAX];
+};
+
+void hub_config_defaults(struct hub_config *c);
+
+/* Liveness of one device, kept in memory (heartbeats are not written to
+ * the database one by one; only online/offline transitions are). */
+struct live_entry {
+    char id[24];
+    int64_t last_seen_ms;
+    int interval_s;
+    bool online;
+    bool used;
+};
+
+struct hub {
+    struct hub_config cfg;
+    pthread_mutex_t lock;
+    struct store *store;
+    struct audit audit;
+
+    /* PKI (pki/ under data_dir) */
+    struct crypto_cert *issuing_cert;
+    struct crypto_key *issuing_key;
+    char *ca_chain_pem; /* issuing + root, handed to devices */
+    char hub_client_fp[65];
+
+    /* broker supervision */
+    pid_t broker_pid;
+    int broker_port;
+    int broker_restarts;
+    pthread_t broker_thread;
+
+    /* hub's own MQTT session */
+    struct mosquitto *mosq;
+    pthread_t mqtt_thread;
+    bool mqtt_connected;
+    bool plugin_synced; /* last snapshot fully sent */
+    uint64_t sync_gen;
+
+    /* API */
+    struct MHD_Daemon *mhd;
+    int api_port;
+    char *api_key_pem; /* kept for the daemon's lifetime, wiped at stop */
+    size_t api_key_len;
+    char *api_cert_pem;
+
+    /* liveness */
+    struct live_entry *live;
+    size_t live_cap;
+    size_t live_count;
+    pthread_t live_thread;
+
+    volatile int stopping;
+};
+
+/* Time helpers (seconds / milliseconds since the epoch). */
+int64_t hub_now(void);
+int64_t hub_now_ms(void);
+
+/* Lifecycle of the daemon. hub_init creates DATA on first start (PKI,
+ * database, bootstrap token, broker config); hub_start launches the broker,
+ * the MQTT session, the API and the liveness thread; hub_stop undoes it. */
+enum mamori_err hub_init(struct hub *h, const struct hub_config *cfg) MAMORI_MUST_CHECK;
+enum mamori_err hub_start(struct hub *h) MAMORI_MUST_CHECK;
+void hub_stop(struct hub *h);
+void hub_free(struct hub *h);
+
+/* PKI (hub/ca.c). */
+enum mamori_err ca_init(struct hub *h) MAMORI_MUST_CHECK;
+enum mamori_err ca_issue_device(struct hub *h, const char *csr_pem, size_t csr_len,
+                                const char *device_id, const char *model,
+                                char **cert_pem) MAMORI_MUST_CHECK;
+/* Rewrites pki/device-trust.pem (the broker's cafile) from the store. */
+enum mamori_err ca_write_device_trust(struct hub *h) MAMORI_MUST_CHECK;
+
+/* Broker (hub/broker.c). */
+enum mamori_err broker_write_config(struct hub *h) MAMORI_MUST_CHECK;
+enum mamori_err broker_start(struct hub *h) MAMORI_MUST_CHECK;
+void broker_stop(struct hub *h);
+/* Restarts the broker so it reloads its trust store. */
+void broker_reload(struct hub *h);
+
+/* Hub MQTT session (hub/mqtt.c). */
+enum mamori_err mqtt_start(struct hub *h) MAMORI_MUST_CHECK;
+void mqtt_stop(struct hub *h);
+/* Pushes one device's access to the plugin (kicks it when denied). Lock held. */
+void mqtt_push_device(struct hub *h, const char *fp, const char *id, enum lc_access access);
+
+/* API (hub/api.c). */
+enum mamori_err api_start(struct hub *h) MAMORI_MUST_CHECK;
+void api_stop(struct hub *h);
+
+/* Liveness (hub/liveness.c). Lock held for the first two. */
+void live_heartbeat(struct hub *h, const char *id, int64_t now_ms);
+void live_forget(struct hub *h, const char *id);
+/* Marks offline every device silent for longer than its allowance; returns
+ * how many were marked. Takes the lock itself. */
+int live_sweep(struct hub *h, int64_t now_ms);
+enum mamori_err live_start(struct hub *h) MAMORI_MUST_CHECK;
+
+/* Domain operations (hub/ops.c): called with the lock NOT held. Each state
+ * change and its audit entry commit in one transaction. */
+struct principal {
+    int64_t user_id; /* 0 for the hub itself */
+    char name[STORE_NAME_MAX + 1];
+    enum store_role role;
+};
+
+enum mamori_err hub_op_transition(struct hub *h, const struct principal *who, const char *device_id,
+                                  enum lc_action action, const char *reason) MAMORI_MUST_CHECK;
+/* Records an event (alert or observation). Lock held. */
+void hub_event(struct hub *h, const char *device_id, const char *kind, const char *severity,
+               const char *detail_fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#endif

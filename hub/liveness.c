@@ -1,0 +1,126 @@
+/*
+ * hub/liveness.c - heartbeat tracking and offline detection
+ * (T03-L2a, T03-L4a, T04-L2a, T04-L4a: disconnection by theft or destruction
+ * is detected and an alert is recorded).
+ *
+ * Heartbeats update an in-memory open-addressing table (no database write
+ * per heartbeat); only online/offline transitions are written. A device is
+ * declared offline when it has been silent for 1.5 heartbeat intervals; the
+ * sweep runs every interval/10, so the alert is raised within two intervals
+ * of the last heartbeat.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "hub/hub.h"
+
+static uint64_t hash_id(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static struct live_entry *slot(struct live_entry *tab, size_t cap, const char *id)
+{
+    size_t i = hash_id(id) & (cap - 1);
+    while (tab[i].used && strcmp(tab[i].id, id) != 0)
+        i = (i + 1) & (cap - 1);
+    return &tab[i];
+}
+
+static bool grow(struct hub *h)
+{
+    size_t ncap = h->live_cap ? h->live_cap * 2 : 1024;
+    struct live_entry *n = calloc(ncap, sizeof(*n));
+    if (!n)
+        return false;
+    for (size_t i = 0; i < h->live_cap; i++)
+        if (h->live[i].used)
+            *slot(n, ncap, h->live[i].id) = h->live[i];
+    free(h->live);
+    h->live = n;
+    h->live_cap = ncap;
+    return true;
+}
+
+void live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
+{
+    if ((h->live_count + 1) * 10 > h->live_cap * 7 && !grow(h))
+        return;
+    struct live_entry *e = slot(h->live, h->live_cap, id);
+    if (!e->used) {
+        struct device_rec d;
+        if (store_device_get(h->store, id, &d))
+            return;
+        memset(e, 0, sizeof(*e));
+        snprintf(e->id, sizeof(e->id), "%s", id);
+        e->interval_s = d.hb_interval > 0 ? d.hb_interval : h->cfg.heartbeat_s;
+        e->used = true;
+        h->live_count++;
+    }
+    e->last_seen_ms = now_ms;
+    if (!e->online) {
+        e->online = true;
+        log_if_err(store_device_set_online(h->store, id, true, now_ms / 1000));
+        hub_event(h, id, "online", "info", "{}");
+    }
+}
+
+void live_forget(struct hub *h, const char *id)
+{
+    if (!h->live_cap)
+        return;
+    struct live_entry *e = slot(h->live, h->live_cap, id);
+    if (e->used && e->online) {
+        e->online = false;
+        log_if_err(store_device_set_online(h->store, id, false, e->last_seen_ms / 1000));
+    }
+}
+
+int live_sweep(struct hub *h, int64_t now_ms)
+{
+    int n = 0;
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->live_cap; i++) {
+        struct live_entry *e = &h->live[i];
+        if (!e->used || !e->online)
+            continue;
+        int64_t allowance = (int64_t)e->interval_s * 1500;
+        if (now_ms - e->last_seen_ms <= allowance)
+            continue;
+        e->online = false;
+        log_if_err(store_device_set_online(h->store, e->id, false, e->last_seen_ms / 1000));
+        hub_event(h, e->id, "offline", "alert",
+                  "{\"silent_ms\":%lld,\"heartbeat_s\":%d}",
+                  (long long)(now_ms - e->last_seen_ms), e->interval_s);
+        n++;
+    }
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
+static void *live_loop(void *arg)
+{
+    struct hub *h = arg;
+    long step_ms = h->cfg.heartbeat_s * 100L;
+    if (step_ms < 100)
+        step_ms = 100;
+    if (step_ms > 1000)
+        step_ms = 1000;
+    while (!h->stopping) {
+        struct timespec ts = {step_ms / 1000, (step_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        (void)live_sweep(h, hub_now_ms());
+    }
+    return NULL;
+}
+
+enum mamori_err live_start(struct hub *h)
+{
+    return pthread_create(&h->live_thread, NULL, live_loop, h) ? MAMORI_ERR_INTERNAL : MAMORI_OK;
+}

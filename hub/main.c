@@ -1,0 +1,134 @@
+/*
+ * mamorid - the Mamori hub. Thin main over libmamori_hub (hub/hub.h).
+ *
+ *   mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]
+ *           [--heartbeat S] [--max-connections N] [--plugin PATH]
+ *           [--mosquitto PATH] [-v]
+ *
+ * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
+ * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
+ */
+#include <libgen.h>
+#include <mosquitto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "hub/hub.h"
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
+                    "               [--heartbeat SECONDS] [--max-connections N] [--plugin PATH]\n"
+                    "               [--mosquitto PATH] [-v]\n");
+}
+
+static bool parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+static void default_plugin(char *out, size_t n)
+{
+    char exe[HUB_PATH_MAX];
+    ssize_t l = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (l <= 0) {
+        snprintf(out, n, "mamori_broker.so");
+        return;
+    }
+    exe[l] = '\0';
+    snprintf(out, n, "%s/../lib/mamori_broker.so", dirname(exe));
+}
+
+int main(int argc, char **argv)
+{
+    struct hub_config cfg;
+    hub_config_defaults(&cfg);
+    default_plugin(cfg.plugin_path, sizeof(cfg.plugin_path));
+    log_set_tag("mamorid");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (strcmp(a, "-v") == 0) {
+            log_set_level(LOG_DEBUG);
+            continue;
+        }
+        if (!v) {
+            usage();
+            return 2;
+        }
+        if (strcmp(a, "--data") == 0)
+            ok = (size_t)snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", v) < sizeof(cfg.data_dir);
+        else if (strcmp(a, "--listen") == 0)
+            ok = (size_t)snprintf(cfg.listen_addr, sizeof(cfg.listen_addr), "%s", v) < sizeof(cfg.listen_addr);
+        else if (strcmp(a, "--api-port") == 0)
+            ok = parse_int(v, 0, 65535, &cfg.api_port);
+        else if (strcmp(a, "--mqtt-port") == 0)
+            ok = parse_int(v, 0, 65535, &cfg.mqtt_port);
+        else if (strcmp(a, "--heartbeat") == 0)
+            ok = parse_int(v, 1, 3600, &cfg.heartbeat_s);
+        else if (strcmp(a, "--max-connections") == 0)
+            ok = parse_int(v, 1, 1000000, &cfg.max_connections);
+        else if (strcmp(a, "--rate") == 0)
+            ok = parse_int(v, 1, 100000, &cfg.msg_rate);
+        else if (strcmp(a, "--burst") == 0)
+            ok = parse_int(v, 1, 100000, &cfg.msg_burst);
+        else if (strcmp(a, "--plugin") == 0)
+            ok = (size_t)snprintf(cfg.plugin_path, sizeof(cfg.plugin_path), "%s", v) < sizeof(cfg.plugin_path);
+        else if (strcmp(a, "--mosquitto") == 0)
+            ok = (size_t)snprintf(cfg.mosquitto_bin, sizeof(cfg.mosquitto_bin), "%s", v) < sizeof(cfg.mosquitto_bin);
+        else
+            ok = false;
+        if (!ok) {
+            fprintf(stderr, "mamorid: bad option %s %s\n", a, v);
+            usage();
+            return 2;
+        }
+        i++;
+    }
+    if (!cfg.data_dir[0]) {
+        usage();
+        return 2;
+    }
+    umask(077);
+    signal(SIGPIPE, SIG_IGN);
+    /* Threads inherit this mask; only main waits for the stop signals. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    mosquitto_lib_init();
+
+    struct hub h;
+    enum mamori_err rc = hub_init(&h, &cfg);
+    if (rc) {
+        log_err("initialisation failed: %s", mamori_strerror(rc));
+        return 1;
+    }
+    rc = hub_start(&h);
+    if (rc) {
+        log_err("start failed: %s", mamori_strerror(rc));
+        hub_stop(&h);
+        hub_free(&h);
+        return 1;
+    }
+    log_info("ready: API https://%s:%d/api/v1  MQTT mqtts://%s:%d  data %s", cfg.listen_addr,
+             h.api_port, cfg.listen_addr, h.broker_port, cfg.data_dir);
+    int sig = 0;
+    sigwait(&stop, &sig);
+    log_info("signal %d: stopping", sig);
+    hub_stop(&h);
+    hub_free(&h);
+    mosquitto_lib_cleanup();
+    return 0;
+}

@@ -1,0 +1,70 @@
+/*
+ * hub/ops.h - the hub's domain operations, one function per thing a
+ * principal can do. The API is a thin JSON/HTTP shell over these.
+ *
+ * Each function takes the hub lock itself, checks the principal's role (and
+ * for owners, ownership), validates its input, performs the change and its
+ * audit entry in one transaction, and tells the broker plugin when a
+ * device's access changed. Results are returned as new jansson references
+ * owned by the caller.
+ */
+#ifndef MAMORI_HUB_OPS_H
+#define MAMORI_HUB_OPS_H
+
+#include <jansson.h>
+
+#include "hub/hub.h"
+
+/* Carries a client-facing message with an error code. */
+struct op_err {
+    char msg[256];
+    int64_t retry_after; /* for MAMORI_ERR_RATELIMIT */
+};
+
+enum mamori_err hub_op_bootstrap(struct hub *h, const char *token, const char *user,
+                                 const char *password, const char *peer,
+                                 struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_login(struct hub *h, const char *user, const char *password,
+                             const char *peer, json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_logout(struct hub *h, const char *token) MAMORI_MUST_CHECK;
+/* Resolves a bearer token to its principal (MAMORI_ERR_AUTH when invalid or expired). */
+enum mamori_err hub_op_authenticate(struct hub *h, const char *token,
+                                    struct principal *who) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_user_add(struct hub *h, const struct principal *who, const char *name,
+                                const char *role, const char *password, json_t **out,
+                                struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_user_list(struct hub *h, const struct principal *who,
+                                 json_t **out) MAMORI_MUST_CHECK;
+
+enum mamori_err hub_op_enroll(struct hub *h, const struct principal *who, const char *model,
+                              const char *csr_pem, json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_register(struct hub *h, const struct principal *who, const char *model,
+                                const char *cert_pem, json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_ca_import(struct hub *h, const struct principal *who, const char *model,
+                                 const char *cert_pem, json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_ca_list(struct hub *h, const struct principal *who,
+                               json_t **out) MAMORI_MUST_CHECK;
+
+enum mamori_err hub_op_claim(struct hub *h, const struct principal *who, const char *code,
+                             const char *peer, json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+
+enum mamori_err hub_op_device_get(struct hub *h, const struct principal *who, const char *id,
+                                  json_t **out) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_device_list(struct hub *h, const struct principal *who, const char *after,
+                                   int limit, json_t **out) MAMORI_MUST_CHECK;
+/* Role check for device actions (lock/unlock also allowed to the owner). */
+enum mamori_err hub_op_device_action(struct hub *h, const struct principal *who, const char *id,
+                                     const char *action, const char *reason,
+                                     json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+
+enum mamori_err hub_op_audit_list(struct hub *h, const struct principal *who, int64_t after,
+                                  int limit, json_t **out) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_audit_verify(struct hub *h, const struct principal *who,
+                                    json_t **out) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_events(struct hub *h, const struct principal *who, const char *device_id,
+                              int64_t after, int limit, json_t **out) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_health(struct hub *h, json_t **out) MAMORI_MUST_CHECK;
+
+json_t *device_json(const struct device_rec *d);
+
+#endif

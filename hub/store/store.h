@@ -1,0 +1,162 @@
+/*
+ * hub/store/store.h - the registry's storage interface.
+ *
+ * One struct store per process; every call is made with the hub lock held
+ * (hub.h), so implementations need no locking of their own. Implemented by
+ * store_sqlite.c (WAL, synchronous=FULL: a committed change survives kill -9
+ * and power loss). A PostgreSQL backend will implement the same header.
+ *
+ * Strings returned inside records are copied into fixed-size fields; nothing
+ * returned points into the backend's memory.
+ */
+#ifndef MAMORI_HUB_STORE_H
+#define MAMORI_HUB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mamori/error.h"
+
+struct store;
+
+#define STORE_NAME_MAX 64
+#define STORE_REASON_MAX 512
+
+enum store_role { ROLE_ADMIN = 0, ROLE_OPERATOR = 1, ROLE_OWNER = 2 };
+const char *store_role_name(enum store_role r);
+bool store_role_parse(const char *s, enum store_role *out);
+
+struct user_rec {
+    int64_t id;
+    char name[STORE_NAME_MAX + 1];
+    enum store_role role;
+    char pwhash[256];
+    int64_t created_at;
+};
+
+struct device_rec {
+    char id[24];
+    char model[STORE_NAME_MAX + 1];
+    char state[24];
+    int64_t owner_id; /* 0 = none */
+    char owner_name[STORE_NAME_MAX + 1];
+    char cert_fp[65];
+    char cert_serial[48];
+    int64_t cert_not_after;
+    int64_t created_at;
+    int64_t updated_at;
+    int64_t claimed_at;
+    int64_t last_seen;
+    bool online;
+    int hb_interval;
+};
+
+struct audit_rec {
+    int64_t seq;
+    int64_t ts;
+    char actor[STORE_NAME_MAX + 16];
+    char action[48];
+    char target[64];
+    char reason[STORE_REASON_MAX + 1];
+    char detail[1024];
+    char prev_hash[65];
+    char hash[65];
+};
+
+struct event_rec {
+    int64_t id;
+    int64_t ts;
+    char device_id[24];
+    char kind[48];
+    char severity[16];
+    char detail[1024];
+};
+
+struct throttle_rec {
+    int failed;
+    int64_t next_try_at;
+    int64_t locked_until;
+};
+
+/* Opens (creating if needed) the database at path and applies every pending
+ * migration, each in its own transaction. */
+enum mamori_err store_open(const char *path, struct store **out) MAMORI_MUST_CHECK;
+void store_close(struct store *s);
+int store_schema_version(struct store *s);
+
+enum mamori_err store_begin(struct store *s) MAMORI_MUST_CHECK;
+enum mamori_err store_commit(struct store *s) MAMORI_MUST_CHECK;
+void store_rollback(struct store *s);
+
+enum mamori_err store_meta_get(struct store *s, const char *key, char *out, size_t outlen) MAMORI_MUST_CHECK;
+enum mamori_err store_meta_set(struct store *s, const char *key, const char *value) MAMORI_MUST_CHECK;
+
+/* Users and sessions. */
+enum mamori_err store_user_add(struct store *s, const char *name, enum store_role role,
+                               const char *pwhash, int64_t now, int64_t *id_out) MAMORI_MUST_CHECK;
+enum mamori_err store_user_get(struct store *s, const char *name, struct user_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_user_by_id(struct store *s, int64_t id, struct user_rec *out) MAMORI_MUST_CHECK;
+/* Calls cb for each user in name order (cb returns false to stop). */
+enum mamori_err store_user_list(struct store *s, bool (*cb)(const struct user_rec *, void *),
+                                void *arg) MAMORI_MUST_CHECK;
+int64_t store_user_count(struct store *s);
+
+enum mamori_err store_session_add(struct store *s, const char *token_hash, int64_t user_id,
+                                  int64_t now, int64_t expires) MAMORI_MUST_CHECK;
+/* Finds an unexpired session; MAMORI_ERR_AUTH when none. */
+enum mamori_err store_session_get(struct store *s, const char *token_hash, int64_t now,
+                                  int64_t *user_id) MAMORI_MUST_CHECK;
+enum mamori_err store_session_del(struct store *s, const char *token_hash) MAMORI_MUST_CHECK;
+enum mamori_err store_session_purge(struct store *s, int64_t now) MAMORI_MUST_CHECK;
+
+enum mamori_err store_throttle_get(struct store *s, const char *key, struct throttle_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_throttle_set(struct store *s, const char *key,
+                                   const struct throttle_rec *t) MAMORI_MUST_CHECK;
+enum mamori_err store_throttle_clear(struct store *s, const char *key) MAMORI_MUST_CHECK;
+
+/* Trust anchors for device certificates (issuing CA, manufacturer CAs). */
+enum mamori_err store_ca_add(struct store *s, const char *model, const char *kind, const char *fp,
+                             const char *subject, const char *pem, int64_t now) MAMORI_MUST_CHECK;
+/* Concatenated PEM of every CA valid for model (model NULL: all). Malloc'd. */
+enum mamori_err store_ca_bundle(struct store *s, const char *model, char **pem_out) MAMORI_MUST_CHECK;
+enum mamori_err store_ca_list(struct store *s,
+                              bool (*cb)(const char *model, const char *kind, const char *fp,
+                                         const char *subject, void *),
+                              void *arg) MAMORI_MUST_CHECK;
+
+/* Devices. */
+enum mamori_err store_device_add(struct store *s, const struct device_rec *d, const char *cert_pem,
+                                 const char *claim_hash) MAMORI_MUST_CHECK;
+enum mamori_err store_device_get(struct store *s, const char *id, struct device_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_device_by_claim(struct store *s, const char *claim_hash,
+                                      struct device_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_device_by_fp(struct store *s, const char *fp, struct device_rec *out) MAMORI_MUST_CHECK;
+/* Lists devices with id > after (cursor), at most limit, owned by owner_id
+ * (0: all). */
+enum mamori_err store_device_list(struct store *s, int64_t owner_id, const char *after, int limit,
+                                  bool (*cb)(const struct device_rec *, void *), void *arg) MAMORI_MUST_CHECK;
+enum mamori_err store_device_set_state(struct store *s, const char *id, const char *state,
+                                       int64_t now) MAMORI_MUST_CHECK;
+/* Sets the owner and clears the claim hash (a claim code works once). */
+enum mamori_err store_device_claim(struct store *s, const char *id, int64_t owner_id,
+                                   int64_t now) MAMORI_MUST_CHECK;
+enum mamori_err store_device_clear_claim(struct store *s, const char *id) MAMORI_MUST_CHECK;
+enum mamori_err store_device_set_online(struct store *s, const char *id, bool online,
+                                        int64_t last_seen) MAMORI_MUST_CHECK;
+int64_t store_device_count(struct store *s);
+
+/* Events (alerts and observations). */
+enum mamori_err store_event_add(struct store *s, int64_t ts, const char *device_id, const char *kind,
+                                const char *severity, const char *detail) MAMORI_MUST_CHECK;
+enum mamori_err store_event_list(struct store *s, const char *device_id, int64_t owner_id,
+                                 int64_t after, int limit,
+                                 bool (*cb)(const struct event_rec *, void *), void *arg) MAMORI_MUST_CHECK;
+
+/* Audit log rows (the chain itself is computed by hub/audit.c). */
+enum mamori_err store_audit_last(struct store *s, struct audit_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_audit_append(struct store *s, const struct audit_rec *r) MAMORI_MUST_CHECK;
+enum mamori_err store_audit_list(struct store *s, int64_t after, int limit,
+                                 bool (*cb)(const struct audit_rec *, void *), void *arg) MAMORI_MUST_CHECK;
+
+#endif

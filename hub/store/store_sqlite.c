@@ -1,0 +1,747 @@
+/*
+ * hub/store/store_sqlite.c - the SQLite backend of store.h.
+ *
+ * WAL journal with synchronous=FULL, so a COMMIT that returned is on disk
+ * (kill -9 or power loss loses nothing committed). Schema changes are
+ * numbered migrations recorded in PRAGMA user_version; each runs in its own
+ * transaction, so a crash mid-migration leaves the previous version intact.
+ * The audit table is append-only at the SQL level too (triggers refuse
+ * UPDATE and DELETE); tampering below SQL is caught by the hash chain.
+ */
+#include "hub/store/store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+
+struct store {
+    sqlite3 *db;
+};
+
+static const char *const MIGRATIONS[] = {
+    /* 1: initial registry */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    "  role TEXT NOT NULL CHECK(role IN ('admin','operator','owner')),"
+    "  pwhash TEXT NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE TABLE sessions(token_hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL"
+    "  REFERENCES users(id), created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);"
+    "CREATE TABLE throttle(key TEXT PRIMARY KEY, failed INTEGER NOT NULL,"
+    "  next_try_at INTEGER NOT NULL, locked_until INTEGER NOT NULL);"
+    "CREATE TABLE trust_cas(id INTEGER PRIMARY KEY, model TEXT, kind TEXT NOT NULL"
+    "  CHECK(kind IN ('issuing','manufacturer')), fingerprint TEXT NOT NULL,"
+    "  subject TEXT NOT NULL, pem TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  UNIQUE(model, fingerprint));"
+    "CREATE TABLE devices(id TEXT PRIMARY KEY, model TEXT NOT NULL, state TEXT NOT NULL,"
+    "  owner_id INTEGER REFERENCES users(id), cert_fp TEXT NOT NULL UNIQUE,"
+    "  cert_serial TEXT NOT NULL, cert_not_after INTEGER NOT NULL, cert_pem TEXT NOT NULL,"
+    "  claim_hash TEXT UNIQUE, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    "  claimed_at INTEGER, last_seen INTEGER, online INTEGER NOT NULL DEFAULT 0,"
+    "  hb_interval INTEGER NOT NULL);"
+    "CREATE INDEX devices_owner ON devices(owner_id, id);"
+    "CREATE TABLE events(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, device_id TEXT,"
+    "  kind TEXT NOT NULL, severity TEXT NOT NULL, detail TEXT NOT NULL);"
+    "CREATE INDEX events_device ON events(device_id, id);"
+    "CREATE TABLE audit(seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,"
+    "  prev_hash TEXT NOT NULL, hash TEXT NOT NULL);"
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;",
+};
+#define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
+
+static void copy_col(sqlite3_stmt *st, int col, char *out, size_t outlen)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    size_t n = t ? (size_t)sqlite3_column_bytes(st, col) : 0;
+    if (n >= outlen)
+        n = outlen - 1;
+    if (n)
+        memcpy(out, t, n);
+    out[n] = '\0';
+}
+
+static enum mamori_err prep(struct store *s, const char *sql, sqlite3_stmt **st)
+{
+    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+        log_err("sqlite prepare: %s", sqlite3_errmsg(s->db));
+        return MAMORI_ERR_DB;
+    }
+    return MAMORI_OK;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Runs a statement that returns no rows. */
+static enum mamori_err step_done(struct store *s, sqlite3_stmt *st)
+{
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (r == SQLITE_DONE)
+        return MAMORI_OK;
+    if (r == SQLITE_CONSTRAINT)
+        return MAMORI_ERR_EXISTS;
+    log_err("sqlite step: %s", sqlite3_errmsg(s->db));
+    return MAMORI_ERR_DB;
+}
+
+static enum mamori_err exec(struct store *s, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        log_err("sqlite: %s", err ? err : "?");
+        sqlite3_free(err);
+        return MAMORI_ERR_DB;
+    }
+    return MAMORI_OK;
+}
+
+int store_schema_version(struct store *s)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+    if (prep(s, "PRAGMA user_version", &st))
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static enum mamori_err migrate(struct store *s)
+{
+    int v = store_schema_version(s);
+    if (v < 0)
+        return MAMORI_ERR_DB;
+    if (v > N_MIGRATIONS) {
+        log_err("database schema %d is newer than this binary (%d)", v, N_MIGRATIONS);
+        return MAMORI_ERR_STATE;
+    }
+    for (int i = v; i < N_MIGRATIONS; i++) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%d;", i + 1);
+        if (exec(s, "BEGIN IMMEDIATE"))
+            return MAMORI_ERR_DB;
+        if (exec(s, MIGRATIONS[i]) || exec(s, pragma)) {
+            exec(s, "ROLLBACK");
+            return MAMORI_ERR_DB;
+        }
+        if (exec(s, "COMMIT"))
+            return MAMORI_ERR_DB;
+        log_info("database migrated to schema %d", i + 1);
+    }
+    return MAMORI_OK;
+}
+
+enum mamori_err store_open(const char *path, struct store **out)
+{
+    *out = NULL;
+    struct store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return MAMORI_ERR_NOMEM;
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
+        goto out_fail;
+    sqlite3_busy_timeout(s->db, 5000);
+    if (exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                "PRAGMA secure_delete=ON;"))
+        goto out_fail;
+    if (migrate(s))
+        goto out_fail;
+    *out = s;
+    return MAMORI_OK;
+out_fail:
+    log_err("cannot open database %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "?");
+    sqlite3_close(s->db);
+    free(s);
+    return MAMORI_ERR_DB;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    free(s);
+}
+
+enum mamori_err store_begin(struct store *s)
+{
+    return exec(s, "BEGIN IMMEDIATE");
+}
+enum mamori_err store_commit(struct store *s)
+{
+    return exec(s, "COMMIT");
+}
+void store_rollback(struct store *s)
+{
+    (void)exec(s, "ROLLBACK");
+}
+
+const char *store_role_name(enum store_role r)
+{
+    switch (r) {
+    case ROLE_ADMIN: return "admin";
+    case ROLE_OPERATOR: return "operator";
+    case ROLE_OWNER: return "owner";
+    }
+    return "?";
+}
+
+bool store_role_parse(const char *v, enum store_role *out)
+{
+    for (int r = ROLE_ADMIN; r <= ROLE_OWNER; r++) {
+        if (strcmp(v, store_role_name((enum store_role)r)) == 0) {
+            *out = (enum store_role)r;
+            return true;
+        }
+    }
+    return false;
+}
+
+enum mamori_err store_meta_get(struct store *s, const char *key, char *out, size_t outlen)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT value FROM meta WHERE key=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, key);
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        copy_col(st, 0, out, outlen);
+        rc = MAMORI_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum mamori_err store_meta_set(struct store *s, const char *key, const char *value)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO meta(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, key);
+    bind_text(st, 2, value);
+    return step_done(s, st);
+}
+
+enum mamori_err store_user_add(struct store *s, const char *name, enum store_role role,
+                               const char *pwhash, int64_t now, int64_t *id_out)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO users(name,role,pwhash,created_at) VALUES(?,?,?,?)", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, name);
+    bind_text(st, 2, store_role_name(role));
+    bind_text(st, 3, pwhash);
+    sqlite3_bind_int64(st, 4, now);
+    enum mamori_err rc = step_done(s, st);
+    if (!rc && id_out)
+        *id_out = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+static void user_row(sqlite3_stmt *st, struct user_rec *u)
+{
+    char role[16];
+    memset(u, 0, sizeof(*u));
+    u->id = sqlite3_column_int64(st, 0);
+    copy_col(st, 1, u->name, sizeof(u->name));
+    copy_col(st, 2, role, sizeof(role));
+    if (!store_role_parse(role, &u->role))
+        u->role = ROLE_OWNER; /* CHECK constraint makes this unreachable */
+    copy_col(st, 3, u->pwhash, sizeof(u->pwhash));
+    u->created_at = sqlite3_column_int64(st, 4);
+}
+
+#define USER_COLS "id,name,role,pwhash,created_at"
+
+static enum mamori_err user_one(struct store *s, sqlite3_stmt *st, struct user_rec *out)
+{
+    (void)s;
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        user_row(st, out);
+        rc = MAMORI_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum mamori_err store_user_get(struct store *s, const char *name, struct user_rec *out)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT " USER_COLS " FROM users WHERE name=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, name);
+    return user_one(s, st, out);
+}
+
+enum mamori_err store_user_by_id(struct store *s, int64_t id, struct user_rec *out)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT " USER_COLS " FROM users WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    return user_one(s, st, out);
+}
+
+enum mamori_err store_user_list(struct store *s, bool (*cb)(const struct user_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT " USER_COLS " FROM users ORDER BY name", &st))
+        return MAMORI_ERR_DB;
+    struct user_rec u;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        user_row(st, &u);
+        bool more = cb(&u, arg);
+        memset(u.pwhash, 0, sizeof(u.pwhash));
+        if (!more)
+            break;
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+static int64_t count_of(struct store *s, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t n = -1;
+    if (prep(s, sql, &st))
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+int64_t store_user_count(struct store *s)
+{
+    return count_of(s, "SELECT count(*) FROM users");
+}
+
+int64_t store_device_count(struct store *s)
+{
+    return count_of(s, "SELECT count(*) FROM devices");
+}
+
+enum mamori_err store_session_add(struct store *s, const char *token_hash, int64_t user_id,
+                                  int64_t now, int64_t expires)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO sessions(token_hash,user_id,created_at,expires_at) VALUES(?,?,?,?)", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, token_hash);
+    sqlite3_bind_int64(st, 2, user_id);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int64(st, 4, expires);
+    return step_done(s, st);
+}
+
+enum mamori_err store_session_get(struct store *s, const char *token_hash, int64_t now, int64_t *user_id)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT user_id FROM sessions WHERE token_hash=? AND expires_at>?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, token_hash);
+    sqlite3_bind_int64(st, 2, now);
+    enum mamori_err rc = MAMORI_ERR_AUTH;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *user_id = sqlite3_column_int64(st, 0);
+        rc = MAMORI_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum mamori_err store_session_del(struct store *s, const char *token_hash)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "DELETE FROM sessions WHERE token_hash=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, token_hash);
+    return step_done(s, st);
+}
+
+enum mamori_err store_session_purge(struct store *s, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "DELETE FROM sessions WHERE expires_at<=?", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, now);
+    return step_done(s, st);
+}
+
+enum mamori_err store_throttle_get(struct store *s, const char *key, struct throttle_rec *out)
+{
+    sqlite3_stmt *st;
+    memset(out, 0, sizeof(*out));
+    if (prep(s, "SELECT failed,next_try_at,locked_until FROM throttle WHERE key=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, key);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        out->failed = sqlite3_column_int(st, 0);
+        out->next_try_at = sqlite3_column_int64(st, 1);
+        out->locked_until = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+enum mamori_err store_throttle_set(struct store *s, const char *key, const struct throttle_rec *t)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO throttle(key,failed,next_try_at,locked_until) VALUES(?,?,?,?) "
+                "ON CONFLICT(key) DO UPDATE SET failed=excluded.failed,"
+                "next_try_at=excluded.next_try_at,locked_until=excluded.locked_until", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, key);
+    sqlite3_bind_int(st, 2, t->failed);
+    sqlite3_bind_int64(st, 3, t->next_try_at);
+    sqlite3_bind_int64(st, 4, t->locked_until);
+    return step_done(s, st);
+}
+
+enum mamori_err store_throttle_clear(struct store *s, const char *key)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "DELETE FROM throttle WHERE key=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, key);
+    return step_done(s, st);
+}
+
+enum mamori_err store_ca_add(struct store *s, const char *model, const char *kind, const char *fp,
+                             const char *subject, const char *pem, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO trust_cas(model,kind,fingerprint,subject,pem,created_at) VALUES(?,?,?,?,?,?)", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, model);
+    bind_text(st, 2, kind);
+    bind_text(st, 3, fp);
+    bind_text(st, 4, subject);
+    bind_text(st, 5, pem);
+    sqlite3_bind_int64(st, 6, now);
+    return step_done(s, st);
+}
+
+enum mamori_err store_ca_bundle(struct store *s, const char *model, char **pem_out)
+{
+    sqlite3_stmt *st;
+    *pem_out = NULL;
+    /* The issuing CA (model NULL) is valid for every model. */
+    if (prep(s, model ? "SELECT pem FROM trust_cas WHERE model IS NULL OR model=? ORDER BY id"
+                      : "SELECT pem FROM trust_cas ORDER BY id", &st))
+        return MAMORI_ERR_DB;
+    if (model)
+        bind_text(st, 1, model);
+    struct dbuf d;
+    dbuf_init(&d, 4 * 1024 * 1024);
+    enum mamori_err rc = MAMORI_OK;
+    while (!rc && sqlite3_step(st) == SQLITE_ROW)
+        rc = dbuf_addstr(&d, (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (rc) {
+        dbuf_free(&d);
+        return rc;
+    }
+    *pem_out = dbuf_take(&d);
+    return *pem_out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+}
+
+enum mamori_err store_ca_list(struct store *s,
+                              bool (*cb)(const char *, const char *, const char *, const char *, void *),
+                              void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT model,kind,fingerprint,subject FROM trust_cas ORDER BY id", &st))
+        return MAMORI_ERR_DB;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (!cb((const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+                (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3), arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+#define DEV_COLS                                                                                   \
+    "d.id,d.model,d.state,coalesce(d.owner_id,0),coalesce(u.name,''),d.cert_fp,d.cert_serial,"     \
+    "d.cert_not_after,d.created_at,d.updated_at,coalesce(d.claimed_at,0),coalesce(d.last_seen,0)," \
+    "d.online,d.hb_interval"
+#define DEV_FROM " FROM devices d LEFT JOIN users u ON u.id=d.owner_id "
+
+static void dev_row(sqlite3_stmt *st, struct device_rec *d)
+{
+    memset(d, 0, sizeof(*d));
+    copy_col(st, 0, d->id, sizeof(d->id));
+    copy_col(st, 1, d->model, sizeof(d->model));
+    copy_col(st, 2, d->state, sizeof(d->state));
+    d->owner_id = sqlite3_column_int64(st, 3);
+    copy_col(st, 4, d->owner_name, sizeof(d->owner_name));
+    copy_col(st, 5, d->cert_fp, sizeof(d->cert_fp));
+    copy_col(st, 6, d->cert_serial, sizeof(d->cert_serial));
+    d->cert_not_after = sqlite3_column_int64(st, 7);
+    d->created_at = sqlite3_column_int64(st, 8);
+    d->updated_at = sqlite3_column_int64(st, 9);
+    d->claimed_at = sqlite3_column_int64(st, 10);
+    d->last_seen = sqlite3_column_int64(st, 11);
+    d->online = sqlite3_column_int(st, 12) != 0;
+    d->hb_interval = sqlite3_column_int(st, 13);
+}
+
+static enum mamori_err dev_one(sqlite3_stmt *st, struct device_rec *out)
+{
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        dev_row(st, out);
+        rc = MAMORI_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum mamori_err store_device_add(struct store *s, const struct device_rec *d, const char *cert_pem,
+                                 const char *claim_hash)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO devices(id,model,state,cert_fp,cert_serial,cert_not_after,cert_pem,"
+                "claim_hash,created_at,updated_at,hb_interval) VALUES(?,?,?,?,?,?,?,?,?,?,?)", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, d->id);
+    bind_text(st, 2, d->model);
+    bind_text(st, 3, d->state);
+    bind_text(st, 4, d->cert_fp);
+    bind_text(st, 5, d->cert_serial);
+    sqlite3_bind_int64(st, 6, d->cert_not_after);
+    bind_text(st, 7, cert_pem);
+    bind_text(st, 8, claim_hash);
+    sqlite3_bind_int64(st, 9, d->created_at);
+    sqlite3_bind_int64(st, 10, d->created_at);
+    sqlite3_bind_int(st, 11, d->hb_interval);
+    return step_done(s, st);
+}
+
+enum mamori_err store_device_get(struct store *s, const char *id, struct device_rec *out)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT " DEV_COLS DEV_FROM "WHERE d.id=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, id);
+    return dev_one(st, out);
+}
+
+enum mamori_err store_device_by_claim(struct store *s, const char *claim_hash, struct device_rec *out)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT " DEV_COLS DEV_FROM "WHERE d.claim_hash=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, claim_hash);
+    return dev_one(st, out);
+}
+
+enum mamori_err store_device_by_fp(struct store *s, const char *fp, struct device_rec *out)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT " DEV_COLS DEV_FROM "WHERE d.cert_fp=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, fp);
+    return dev_one(st, out);
+}
+
+enum mamori_err store_device_list(struct store *s, int64_t owner_id, const char *after, int limit,
+                                  bool (*cb)(const struct device_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s, owner_id ? "SELECT " DEV_COLS DEV_FROM "WHERE d.id>? AND d.owner_id=? ORDER BY d.id LIMIT ?"
+                         : "SELECT " DEV_COLS DEV_FROM "WHERE d.id>? ORDER BY d.id LIMIT ?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, after ? after : "");
+    if (owner_id) {
+        sqlite3_bind_int64(st, 2, owner_id);
+        sqlite3_bind_int(st, 3, limit);
+    } else {
+        sqlite3_bind_int(st, 2, limit);
+    }
+    struct device_rec d;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        dev_row(st, &d);
+        if (!cb(&d, arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+static enum mamori_err changed_one(struct store *s, sqlite3_stmt *st)
+{
+    enum mamori_err rc = step_done(s, st);
+    if (!rc && sqlite3_changes(s->db) != 1)
+        rc = MAMORI_ERR_NOTFOUND;
+    return rc;
+}
+
+enum mamori_err store_device_set_state(struct store *s, const char *id, const char *state, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "UPDATE devices SET state=?, updated_at=? WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, state);
+    sqlite3_bind_int64(st, 2, now);
+    bind_text(st, 3, id);
+    return changed_one(s, st);
+}
+
+enum mamori_err store_device_claim(struct store *s, const char *id, int64_t owner_id, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "UPDATE devices SET owner_id=?, claim_hash=NULL, claimed_at=?, updated_at=? "
+                "WHERE id=? AND owner_id IS NULL", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, owner_id);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, now);
+    bind_text(st, 4, id);
+    return changed_one(s, st);
+}
+
+enum mamori_err store_device_clear_claim(struct store *s, const char *id)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "UPDATE devices SET claim_hash=NULL WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, id);
+    return step_done(s, st);
+}
+
+enum mamori_err store_device_set_online(struct store *s, const char *id, bool online, int64_t last_seen)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "UPDATE devices SET online=?, last_seen=? WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int(st, 1, online ? 1 : 0);
+    sqlite3_bind_int64(st, 2, last_seen);
+    bind_text(st, 3, id);
+    return step_done(s, st);
+}
+
+enum mamori_err store_event_add(struct store *s, int64_t ts, const char *device_id, const char *kind,
+                                const char *severity, const char *detail)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO events(ts,device_id,kind,severity,detail) VALUES(?,?,?,?,?)", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, ts);
+    bind_text(st, 2, device_id);
+    bind_text(st, 3, kind);
+    bind_text(st, 4, severity);
+    bind_text(st, 5, detail ? detail : "");
+    return step_done(s, st);
+}
+
+enum mamori_err store_event_list(struct store *s, const char *device_id, int64_t owner_id,
+                                 int64_t after, int limit,
+                                 bool (*cb)(const struct event_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT e.id,e.ts,coalesce(e.device_id,''),e.kind,e.severity,e.detail FROM events e "
+                "LEFT JOIN devices d ON d.id=e.device_id WHERE e.id>?1 "
+                "AND (?2 IS NULL OR e.device_id=?2) AND (?3=0 OR d.owner_id=?3) "
+                "ORDER BY e.id LIMIT ?4", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, after);
+    bind_text(st, 2, device_id);
+    sqlite3_bind_int64(st, 3, owner_id);
+    sqlite3_bind_int(st, 4, limit);
+    struct event_rec e;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        memset(&e, 0, sizeof(e));
+        e.id = sqlite3_column_int64(st, 0);
+        e.ts = sqlite3_column_int64(st, 1);
+        copy_col(st, 2, e.device_id, sizeof(e.device_id));
+        copy_col(st, 3, e.kind, sizeof(e.kind));
+        copy_col(st, 4, e.severity, sizeof(e.severity));
+        copy_col(st, 5, e.detail, sizeof(e.detail));
+        if (!cb(&e, arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+#define AUDIT_COLS "seq,ts,actor,action,target,reason,detail,prev_hash,hash"
+
+static void audit_row(sqlite3_stmt *st, struct audit_rec *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->seq = sqlite3_column_int64(st, 0);
+    a->ts = sqlite3_column_int64(st, 1);
+    copy_col(st, 2, a->actor, sizeof(a->actor));
+    copy_col(st, 3, a->action, sizeof(a->action));
+    copy_col(st, 4, a->target, sizeof(a->target));
+    copy_col(st, 5, a->reason, sizeof(a->reason));
+    copy_col(st, 6, a->detail, sizeof(a->detail));
+    copy_col(st, 7, a->prev_hash, sizeof(a->prev_hash));
+    copy_col(st, 8, a->hash, sizeof(a->hash));
+}
+
+enum mamori_err store_audit_last(struct store *s, struct audit_rec *out)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT " AUDIT_COLS " FROM audit ORDER BY seq DESC LIMIT 1", &st))
+        return MAMORI_ERR_DB;
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        audit_row(st, out);
+        rc = MAMORI_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum mamori_err store_audit_append(struct store *s, const struct audit_rec *r)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO audit(" AUDIT_COLS ") VALUES(?,?,?,?,?,?,?,?,?)", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, r->seq);
+    sqlite3_bind_int64(st, 2, r->ts);
+    bind_text(st, 3, r->actor);
+    bind_text(st, 4, r->action);
+    bind_text(st, 5, r->target);
+    bind_text(st, 6, r->reason);
+    bind_text(st, 7, r->detail);
+    bind_text(st, 8, r->prev_hash);
+    bind_text(st, 9, r->hash);
+    return step_done(s, st);
+}
+
+enum mamori_err store_audit_list(struct store *s, int64_t after, int limit,
+                                 bool (*cb)(const struct audit_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT " AUDIT_COLS " FROM audit WHERE seq>? ORDER BY seq LIMIT ?", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int(st, 2, limit);
+    struct audit_rec a;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        audit_row(st, &a);
+        if (!cb(&a, arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}

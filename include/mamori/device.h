@@ -1,0 +1,94 @@
+/*
+ * mamori/device.h - libmamori, the device SDK (minimal: identity, mTLS,
+ * heartbeats, telemetry, reconnect with jittered exponential backoff).
+ *
+ * A device identity is a directory written by the factory tooling:
+ *   device.key   private key (PEM, mode 0600, never leaves the device)
+ *   device.crt   device certificate
+ *   ca.crt       platform CA bundle the broker certificate must chain to
+ *   device.json  {"device_id": "...", "mqtt_host": "...", "mqtt_port": N}
+ *
+ * Threading: a struct mamori_device is not thread-safe; drive it from one
+ * thread. Many devices can share one thread through mamori_device_fd() and
+ * mamori_device_step() (that is how mamori-sim runs thousands of them).
+ */
+#ifndef MAMORI_DEVICE_H
+#define MAMORI_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mamori/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct mamori_device;
+
+struct mamori_device_opts {
+    const char *identity_dir;     /* required */
+    const char *host_override;    /* NULL: use device.json */
+    int port_override;            /* 0: use device.json */
+    unsigned heartbeat_interval_s; /* 0: 30 s */
+    unsigned backoff_min_ms;      /* 0: 500 ms */
+    unsigned backoff_max_ms;      /* 0: 60 s */
+};
+
+enum mamori_device_state {
+    MAMORI_DEV_DISCONNECTED = 0,
+    MAMORI_DEV_CONNECTING = 1,
+    MAMORI_DEV_CONNECTED = 2,
+};
+
+/* Process-wide init/cleanup (wraps libmosquitto's). Call once each. */
+enum mamori_err mamori_sdk_init(void) MAMORI_MUST_CHECK;
+void mamori_sdk_cleanup(void);
+
+/* Loads the identity (checks key file mode is 0600 or stricter) and
+ * prepares a client. On success *out is owned by the caller, release it
+ * with mamori_device_free(). On error *out is left NULL. */
+enum mamori_err mamori_device_new(const struct mamori_device_opts *opts,
+                                  struct mamori_device **out) MAMORI_MUST_CHECK;
+/* Disconnects and frees dev; key material in memory is wiped. NULL is ok. */
+void mamori_device_free(struct mamori_device *dev);
+
+/* The management number read from device.json. Owned by dev. */
+const char *mamori_device_id(const struct mamori_device *dev);
+enum mamori_device_state mamori_device_state(const struct mamori_device *dev);
+
+/* Socket to poll for dev, or -1 when not connected. */
+int mamori_device_fd(const struct mamori_device *dev);
+bool mamori_device_want_write(const struct mamori_device *dev);
+
+/* Does all due work without blocking: (re)connect when the backoff timer has
+ * expired, read/write when the socket is ready, send the heartbeat when due.
+ * now_ms is a monotonic clock in milliseconds. Returns the number of
+ * milliseconds until the next timer is due (for poll's timeout). */
+int mamori_device_step(struct mamori_device *dev, uint64_t now_ms, bool readable, bool writable);
+
+/* Queues telemetry: body_json must be a JSON object (copied). It is wrapped
+ * in the envelope {"v":1,"seq":N,"ts":ms,"body":...}. Returns
+ * MAMORI_ERR_CONN when not connected (the minimal SDK has no outbox). */
+enum mamori_err mamori_device_send_telemetry(struct mamori_device *dev,
+                                             const char *body_json) MAMORI_MUST_CHECK;
+
+/* Counters for tests and the simulator. */
+struct mamori_device_stats {
+    uint64_t connects;        /* successful CONNACKs */
+    uint64_t refused;         /* CONNACKs refused or TLS failures */
+    uint64_t disconnects;     /* connection losses after CONNACK */
+    uint64_t heartbeats_sent;
+    uint64_t telemetry_sent;
+    unsigned last_backoff_ms; /* last delay chosen before a reconnect */
+};
+void mamori_device_get_stats(const struct mamori_device *dev, struct mamori_device_stats *out);
+
+/* Monotonic milliseconds (CLOCK_MONOTONIC). */
+uint64_t mamori_now_ms(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Mamori needs to build, run and test.
+# Idempotent: packages already present are skipped, and nothing is fetched
+# when everything is there. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+# Build + runtime (see docs/DESIGN.md §5 for why each one is here).
+PKGS_BUILD=(
+  build-essential cmake pkg-config
+  libssl-dev openssl
+  mosquitto mosquitto-dev libmosquitto-dev
+  libsqlite3-dev sqlite3
+  libmicrohttpd-dev libgnutls28-dev
+  libjansson-dev libsodium-dev
+  libcurl4-openssl-dev ca-certificates
+)
+# Tests: unit framework, fuzzing/sanitizer runtime, TLS scanner, leak checker.
+PKGS_TEST=(
+  libcmocka-dev clang libclang-rt-14-dev llvm
+  sslscan valgrind procps
+)
+
+want=("${PKGS_BUILD[@]}")
+if [ "${1:-}" = "--test" ]; then
+  want+=("${PKGS_TEST[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#want[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
