@@ -1,0 +1,489 @@
+/*
+ * mamorictl - the command line over the hub's API, plus the factory
+ * station's offline tools. Run `mamorictl help` for the commands.
+ *
+ * Where the hub is: --data DIR (reads DIR/run/endpoints.json and trusts
+ * DIR/pki/root.crt), or --api URL --ca FILE, or MAMORI_DATA. The session
+ * token lives in --session FILE (default $MAMORI_SESSION, else
+ * ~/.config/mamori/session), mode 0600. Passwords come from
+ * MAMORI_PASSWORD, --password-file, or one line of standard input; never
+ * from the command line, where other users could read them.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "cli/factory.h"
+#include "cli/http.h"
+#include "common/crypto.h"
+#include "common/fsutil.h"
+#include "common/json.h"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_TAMPERED = 3 };
+
+struct opts {
+    const char *data, *api, *ca, *session, *password_file, *user, *role, *model, *out, *cert,
+        *csr, *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn;
+    const char *pos[4];
+    int npos;
+    long count, after, limit, days;
+    int mqtt_port;
+    int json;
+};
+
+static const char *USAGE =
+    "usage: mamorictl [--data DIR | --api URL --ca FILE] [--session FILE] [--json] COMMAND\n"
+    "\n"
+    "session:   bootstrap --user NAME [--token-file FILE]   create the first administrator\n"
+    "           login --user NAME | logout | whoami\n"
+    "users:     user add NAME --role admin|operator|owner | user list\n"
+    "factory:   factory keygen --out DIR                     device key + CSR (key stays here)\n"
+    "           factory enroll --model M --identity DIR      hub signs DIR/device.csr\n"
+    "           factory register --model M --identity DIR    DIR/device.crt signed by a manufacturer CA\n"
+    "           factory batch --model M --count N --out DIR  N identities (simulation, tests)\n"
+    "           factory mfr-ca-create --out DIR --name NAME  offline manufacturer CA\n"
+    "           factory mfr-ca-sign --ca DIR --csr F --out F [--cn CN] [--days N]\n"
+    "trust:     ca import --model M --cert FILE | ca list\n"
+    "owners:    claim CODE\n"
+    "devices:   device list | device show ID\n"
+    "           device revoke|lock|unlock|decommission ID --reason TEXT\n"
+    "audit:     audit list [--after SEQ] | audit verify   (exit 3 when tampered)\n"
+    "events:    events [--device ID] [--after ID]\n"
+    "           health\n";
+
+static int die(const char *msg)
+{
+    fprintf(stderr, "mamorictl: %s\n", msg);
+    return EXIT_FAIL;
+}
+
+static bool parse_args(int argc, char **argv, struct opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->limit = 100;
+    o->days = 365;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0) {
+            o->json = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            if (o->npos >= 4)
+                return false;
+            o->pos[o->npos++] = a;
+            continue;
+        }
+        if (i + 1 >= argc)
+            return false;
+        const char *v = argv[++i];
+        struct { const char *k; const char **dst; } s[] = {
+            {"--data", &o->data}, {"--api", &o->api}, {"--ca", &o->ca}, {"--session", &o->session},
+            {"--password-file", &o->password_file}, {"--user", &o->user}, {"--role", &o->role},
+            {"--model", &o->model}, {"--out", &o->out}, {"--cert", &o->cert}, {"--csr", &o->csr},
+            {"--identity", &o->identity}, {"--reason", &o->reason}, {"--device", &o->device},
+            {"--name", &o->name}, {"--token-file", &o->token_file}, {"--mqtt-host", &o->mqtt_host},
+            {"--cn", &o->cn}};
+        bool done = false;
+        for (size_t k = 0; k < sizeof(s) / sizeof(s[0]); k++) {
+            if (strcmp(a, s[k].k) == 0) {
+                *s[k].dst = v;
+                done = true;
+            }
+        }
+        if (done)
+            continue;
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0')
+            return false;
+        if (strcmp(a, "--count") == 0 && n > 0 && n <= 100000)
+            o->count = n;
+        else if (strcmp(a, "--after") == 0 && n >= 0)
+            o->after = n;
+        else if (strcmp(a, "--limit") == 0 && n > 0 && n <= 1000)
+            o->limit = n;
+        else if (strcmp(a, "--days") == 0 && n != 0 && n > -10000 && n < 10000)
+            o->days = n;
+        else if (strcmp(a, "--mqtt-port") == 0 && n > 0 && n < 65536)
+            o->mqtt_port = (int)n;
+        else
+            return false;
+    }
+    return o->npos > 0;
+}
+
+/* Reads endpoints.json of a data dir: api base, mqtt host/port, ca. */
+static bool load_endpoints(const char *data, struct api *a, char *mqtt_host, size_t hl, int *mqtt_port)
+{
+    char p[4096], *txt = NULL;
+    size_t len;
+    json_t *j = NULL;
+    const char *api, *host;
+    uint64_t port;
+    if (fs_path(p, sizeof(p), data, "run/endpoints.json") || fs_read_file(p, 8192, &txt, &len))
+        return false;
+    bool ok = json_parse_untrusted(txt, len, 8192, &j, NULL, 0) == MAMORI_OK &&
+              json_get_str(j, "api", 256, &api) && json_get_str(j, "mqtt_host", 64, &host) &&
+              json_get_u64(j, "mqtt_port", &port);
+    if (ok) {
+        snprintf(a->base, sizeof(a->base), "%s", api);
+        snprintf(mqtt_host, hl, "%s", host);
+        *mqtt_port = (int)port;
+        if (!a->ca[0] && fs_path(a->ca, sizeof(a->ca), data, "pki/root.crt"))
+            ok = false;
+    }
+    json_decref(j);
+    free(txt);
+    return ok;
+}
+
+static void session_path(const struct opts *o, char *out, size_t n)
+{
+    const char *env = getenv("MAMORI_SESSION");
+    if (o->session)
+        snprintf(out, n, "%s", o->session);
+    else if (env && *env)
+        snprintf(out, n, "%s", env);
+    else
+        snprintf(out, n, "%s/.config/mamori/session", getenv("HOME") ? getenv("HOME") : ".");
+}
+
+static void load_token(const struct opts *o, struct api *a)
+{
+    char p[4096], *t = NULL;
+    size_t len;
+    session_path(o, p, sizeof(p));
+    if (fs_read_file(p, 256, &t, &len) != MAMORI_OK)
+        return;
+    t[strcspn(t, "\r\n")] = '\0';
+    snprintf(a->token, sizeof(a->token), "%s", t);
+    crypto_wipe(t, len);
+    free(t);
+}
+
+/* One line from fd/file/env into out (no echo on a terminal). */
+static bool read_secret(const char *file, const char *env, const char *prompt, char *out, size_t n)
+{
+    const char *e = env ? getenv(env) : NULL;
+    if (e && *e) {
+        snprintf(out, n, "%s", e);
+        return true;
+    }
+    if (file) {
+        char *t = NULL;
+        size_t len;
+        if (fs_read_file(file, n - 1, &t, &len))
+            return false;
+        t[strcspn(t, "\r\n")] = '\0';
+        snprintf(out, n, "%s", t);
+        crypto_wipe(t, len);
+        free(t);
+        return true;
+    }
+    struct termios old, quiet;
+    bool tty = isatty(0) && tcgetattr(0, &old) == 0;
+    if (tty) {
+        fprintf(stderr, "%s", prompt);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(0, TCSAFLUSH, &quiet);
+    }
+    bool ok = fgets(out, (int)n, stdin) != NULL;
+    if (tty) {
+        tcsetattr(0, TCSAFLUSH, &old);
+        fprintf(stderr, "\n");
+    }
+    if (ok)
+        out[strcspn(out, "\r\n")] = '\0';
+    return ok && out[0];
+}
+
+static void print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (s) {
+        printf("%s\n", s);
+        free(s);
+    }
+}
+
+/* Prints an API error and maps it to an exit status. */
+static int api_failed(long status, json_t *resp)
+{
+    json_t *err = json_object_get(resp, "error");
+    const char *msg = json_string_value(json_object_get(err, "message"));
+    fprintf(stderr, "mamorictl: HTTP %ld: %s\n", status, msg ? msg : "(no message)");
+    return EXIT_FAIL;
+}
+
+/* Calls and prints the JSON result (or the error). */
+static int call_print(const struct api *a, const char *method, const char *path, json_t *body)
+{
+    long st;
+    json_t *resp = NULL;
+    enum mamori_err rc = api_call(a, method, path, body, &st, &resp);
+    json_decref(body);
+    if (rc)
+        return die(mamori_strerror(rc));
+    int ret = (st >= 200 && st < 300) ? (print_json(resp), EXIT_OK) : api_failed(st, resp);
+    json_decref(resp);
+    return ret;
+}
+
+static int cmd_enroll(const struct api *a, const struct opts *o, const char *dir, bool reg,
+                      const char *mh, int mp, bool quiet)
+{
+    char p[4096], *pem = NULL;
+    size_t len;
+    if (fs_path(p, sizeof(p), dir, reg ? "device.crt" : "device.csr") ||
+        fs_read_file(p, CRYPTO_PEM_MAX, &pem, &len))
+        return die(reg ? "cannot read DIR/device.crt" : "cannot read DIR/device.csr (run factory keygen)");
+    json_t *body = json_pack("{s:s,s:s}", "model", o->model, reg ? "certificate" : "csr", pem);
+    free(pem);
+    long st;
+    json_t *resp = NULL;
+    enum mamori_err rc = api_call(a, "POST", reg ? "factory/register" : "factory/enroll", body, &st, &resp);
+    json_decref(body);
+    if (rc)
+        return die(mamori_strerror(rc));
+    if (st != 201) {
+        int r = api_failed(st, resp);
+        json_decref(resp);
+        return r;
+    }
+    const char *id = json_string_value(json_object_get(resp, "device_id"));
+    const char *cert = json_string_value(json_object_get(resp, "certificate"));
+    const char *ca = json_string_value(json_object_get(resp, "ca_chain"));
+    const char *code = json_string_value(json_object_get(resp, "claim_code"));
+    int ret = EXIT_OK;
+    if (!id || !ca || !code || (!reg && !cert) ||
+        factory_finish(dir, id, o->model, reg ? NULL : cert, ca, code, mh, mp))
+        ret = die("could not write the identity directory");
+    else if (!quiet)
+        printf("device %s (model %s) provisioned in %s\nclaim code: %s\n", id, o->model, dir, code);
+    json_decref(resp);
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    if (argc > 1 && (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0)) {
+        printf("%s", USAGE);
+        return EXIT_OK;
+    }
+    if (!parse_args(argc, argv, &o)) {
+        fprintf(stderr, "%s", USAGE);
+        return EXIT_USAGE;
+    }
+    umask(077);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const char *cmd = o.pos[0], *sub = o.npos > 1 ? o.pos[1] : "";
+    struct api a;
+    memset(&a, 0, sizeof(a));
+    char mqtt_host[64] = "127.0.0.1";
+    int mqtt_port = 0;
+    if (o.ca)
+        snprintf(a.ca, sizeof(a.ca), "%s", o.ca);
+    const char *data = o.data ? o.data : getenv("MAMORI_DATA");
+    if (o.api)
+        snprintf(a.base, sizeof(a.base), "%s", o.api);
+    else if (data && !load_endpoints(data, &a, mqtt_host, sizeof(mqtt_host), &mqtt_port) &&
+             strcmp(cmd, "factory") != 0)
+        return die("cannot read DATA/run/endpoints.json: is mamorid running?");
+    if (o.mqtt_host)
+        snprintf(mqtt_host, sizeof(mqtt_host), "%s", o.mqtt_host);
+    if (o.mqtt_port)
+        mqtt_port = o.mqtt_port;
+    load_token(&o, &a);
+    int ret = EXIT_USAGE;
+
+    /* Offline factory tools first: no hub needed. */
+    if (strcmp(cmd, "factory") == 0 && strcmp(sub, "keygen") == 0 && o.out) {
+        enum mamori_err rc = factory_keygen(o.out);
+        if (rc)
+            return die(mamori_strerror(rc));
+        printf("key and CSR written to %s (the key never leaves this directory)\n", o.out);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "factory") == 0 && strcmp(sub, "mfr-ca-create") == 0 && o.out && o.name) {
+        enum mamori_err rc = factory_mfr_ca_create(o.out, o.name);
+        return rc ? die(mamori_strerror(rc)) : (printf("manufacturer CA in %s\n", o.out), EXIT_OK);
+    }
+    if (strcmp(cmd, "factory") == 0 && strcmp(sub, "mfr-ca-sign") == 0 && o.ca && o.csr && o.out) {
+        enum mamori_err rc = factory_mfr_ca_sign(o.ca, o.csr, o.cn ? o.cn : "mamori-device", (int)o.days, o.out);
+        return rc ? die(mamori_strerror(rc)) : (printf("certificate written to %s\n", o.out), EXIT_OK);
+    }
+    if (!a.base[0] || !a.ca[0])
+        return die("where is the hub? give --data DIR (or --api URL --ca FILE)");
+
+    if (strcmp(cmd, "health") == 0) {
+        ret = call_print(&a, "GET", "health", NULL);
+    } else if (strcmp(cmd, "bootstrap") == 0 && o.user) {
+        char tok[128], pw[300], tf[4096];
+        const char *file = o.token_file;
+        if (!file && data && !fs_path(tf, sizeof(tf), data, "bootstrap-token"))
+            file = tf;
+        if (!read_secret(file, "MAMORI_BOOTSTRAP_TOKEN", "bootstrap token: ", tok, sizeof(tok)) ||
+            !read_secret(o.password_file, "MAMORI_PASSWORD", "new admin password: ", pw, sizeof(pw)))
+            return die("need the bootstrap token and a password");
+        ret = call_print(&a, "POST", "bootstrap", json_pack("{s:s,s:s,s:s}", "token", tok, "username", o.user, "password", pw));
+        crypto_wipe(tok, sizeof(tok));
+        crypto_wipe(pw, sizeof(pw));
+    } else if (strcmp(cmd, "login") == 0 && o.user) {
+        char pw[300], sp[4096], dir[4096];
+        if (!read_secret(o.password_file, "MAMORI_PASSWORD", "password: ", pw, sizeof(pw)))
+            return die("need a password");
+        json_t *body = json_pack("{s:s,s:s}", "username", o.user, "password", pw);
+        crypto_wipe(pw, sizeof(pw));
+        long st;
+        json_t *resp = NULL;
+        enum mamori_err rc = api_call(&a, "POST", "sessions", body, &st, &resp);
+        json_decref(body);
+        if (rc)
+            return die(mamori_strerror(rc));
+        const char *tok = json_string_value(json_object_get(resp, "token"));
+        if (st != 201 || !tok) {
+            ret = api_failed(st, resp);
+        } else {
+            session_path(&o, sp, sizeof(sp));
+            snprintf(dir, sizeof(dir), "%s", sp);
+            char *slash = strrchr(dir, '/');
+            if (slash) {
+                *slash = '\0';
+                if (fs_mkdir_p(dir, 0700))
+                    return die("cannot create the session directory");
+            }
+            if (fs_write_atomic(sp, tok, strlen(tok), 0600))
+                return die("cannot write the session file");
+            printf("logged in as %s (%s); session saved to %s\n", o.user,
+                   json_string_value(json_object_get(resp, "role")), sp);
+            ret = EXIT_OK;
+        }
+        json_decref(resp);
+    } else if (strcmp(cmd, "logout") == 0) {
+        char sp[4096];
+        ret = call_print(&a, "DELETE", "sessions/current", NULL);
+        session_path(&o, sp, sizeof(sp));
+        remove(sp);
+    } else if (strcmp(cmd, "whoami") == 0) {
+        ret = call_print(&a, "GET", "me", NULL);
+    } else if (strcmp(cmd, "user") == 0 && strcmp(sub, "add") == 0 && o.npos == 3 && o.role) {
+        char pw[300];
+        if (!read_secret(o.password_file, "MAMORI_NEW_PASSWORD", "password for the new user: ", pw, sizeof(pw)))
+            return die("need a password for the new user");
+        ret = call_print(&a, "POST", "users", json_pack("{s:s,s:s,s:s}", "username", o.pos[2], "role", o.role, "password", pw));
+        crypto_wipe(pw, sizeof(pw));
+    } else if (strcmp(cmd, "user") == 0 && strcmp(sub, "list") == 0) {
+        ret = call_print(&a, "GET", "users", NULL);
+    } else if (strcmp(cmd, "factory") == 0 && (strcmp(sub, "enroll") == 0 || strcmp(sub, "register") == 0) &&
+               o.model && o.identity) {
+        ret = cmd_enroll(&a, &o, o.identity, strcmp(sub, "register") == 0, mqtt_host, mqtt_port, false);
+    } else if (strcmp(cmd, "factory") == 0 && strcmp(sub, "batch") == 0 && o.model && o.count && o.out) {
+        ret = EXIT_OK;
+        for (long i = 0; i < o.count && ret == EXIT_OK; i++) {
+            char dir[4096];
+            snprintf(dir, sizeof(dir), "%s/dev-%05ld", o.out, i);
+            if (factory_keygen(dir))
+                return die("key generation failed");
+            ret = cmd_enroll(&a, &o, dir, false, mqtt_host, mqtt_port, true);
+        }
+        if (ret == EXIT_OK)
+            printf("%ld device identities of model %s in %s/dev-*\n", o.count, o.model, o.out);
+    } else if (strcmp(cmd, "ca") == 0 && strcmp(sub, "import") == 0 && o.model && o.cert) {
+        char *pem = NULL;
+        size_t len;
+        if (fs_read_file(o.cert, CRYPTO_PEM_MAX, &pem, &len))
+            return die("cannot read the certificate");
+        ret = call_print(&a, "POST", "cas", json_pack("{s:s,s:s}", "model", o.model, "certificate", pem));
+        free(pem);
+    } else if (strcmp(cmd, "ca") == 0 && strcmp(sub, "list") == 0) {
+        ret = call_print(&a, "GET", "cas", NULL);
+    } else if (strcmp(cmd, "claim") == 0 && o.npos == 2) {
+        ret = call_print(&a, "POST", "claims", json_pack("{s:s}", "claim_code", o.pos[1]));
+    } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "list") == 0) {
+        long st;
+        json_t *resp = NULL;
+        char path[128];
+        snprintf(path, sizeof(path), "devices?limit=%ld", o.limit);
+        if (api_call(&a, "GET", path, NULL, &st, &resp))
+            return die("request failed");
+        if (st != 200) {
+            ret = api_failed(st, resp);
+        } else if (o.json) {
+            print_json(resp);
+            ret = EXIT_OK;
+        } else {
+            size_t i;
+            json_t *d;
+            printf("%-20s %-14s %-15s %-7s %s\n", "DEVICE", "MODEL", "STATE", "ONLINE", "OWNER");
+            json_array_foreach(json_object_get(resp, "devices"), i, d)
+            {
+                const char *owner = json_string_value(json_object_get(d, "owner"));
+                printf("%-20s %-14s %-15s %-7s %s\n", json_string_value(json_object_get(d, "id")),
+                       json_string_value(json_object_get(d, "model")),
+                       json_string_value(json_object_get(d, "state")),
+                       json_is_true(json_object_get(d, "online")) ? "yes" : "no", owner ? owner : "-");
+            }
+            ret = EXIT_OK;
+        }
+        json_decref(resp);
+    } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "show") == 0 && o.npos == 3) {
+        char path[128];
+        snprintf(path, sizeof(path), "devices/%.40s", o.pos[2]);
+        ret = call_print(&a, "GET", path, NULL);
+    } else if (strcmp(cmd, "device") == 0 && o.npos == 3 &&
+               (strcmp(sub, "revoke") == 0 || strcmp(sub, "lock") == 0 || strcmp(sub, "unlock") == 0 ||
+                strcmp(sub, "decommission") == 0 || strcmp(sub, "quarantine") == 0 ||
+                strcmp(sub, "release") == 0)) {
+        if (!o.reason)
+            return die("give a --reason: it goes to the audit log");
+        char path[128];
+        snprintf(path, sizeof(path), "devices/%.40s/%s", o.pos[2], sub);
+        ret = call_print(&a, "POST", path, json_pack("{s:s}", "reason", o.reason));
+    } else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "list") == 0) {
+        char path[128];
+        snprintf(path, sizeof(path), "audit?after=%ld&limit=%ld", o.after, o.limit);
+        ret = call_print(&a, "GET", path, NULL);
+    } else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "verify") == 0) {
+        long st;
+        json_t *resp = NULL;
+        if (api_call(&a, "GET", "audit/verify", NULL, &st, &resp))
+            return die("request failed");
+        if (st != 200) {
+            ret = api_failed(st, resp);
+        } else {
+            bool intact = json_is_true(json_object_get(resp, "intact"));
+            if (o.json)
+                print_json(resp);
+            else if (intact)
+                printf("audit log intact: %lld entries, hash chain verified\n",
+                       (long long)json_integer_value(json_object_get(resp, "entries")));
+            else
+                printf("audit log TAMPERED: first bad entry seq %lld (%s)\n",
+                       (long long)json_integer_value(json_object_get(resp, "first_bad_seq")),
+                       json_string_value(json_object_get(resp, "problem")));
+            ret = intact ? EXIT_OK : EXIT_TAMPERED;
+        }
+        json_decref(resp);
+    } else if (strcmp(cmd, "events") == 0) {
+        char path[160];
+        if (o.device)
+            snprintf(path, sizeof(path), "events?after=%ld&limit=%ld&device=%.40s", o.after, o.limit, o.device);
+        else
+            snprintf(path, sizeof(path), "events?after=%ld&limit=%ld", o.after, o.limit);
+        ret = call_print(&a, "GET", path, NULL);
+    } else {
+        fprintf(stderr, "%s", USAGE);
+    }
+    crypto_wipe(a.token, sizeof(a.token));
+    curl_global_cleanup();
+    return ret;
+}

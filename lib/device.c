@@ -1,0 +1,294 @@
+/*
+ * lib/device.c - libmamori's device connection (see include/mamori/device.h).
+ *
+ * Uses libmosquitto without its threads: the caller polls mamori_device_fd()
+ * and calls mamori_device_step(), so one thread can drive many devices.
+ * The broker is pinned to the platform CA in the identity (ca.crt) with host
+ * name verification on (T05-L1c, T06-L2c). Reconnects use exponential
+ * backoff with "equal jitter" (half fixed, half random) so a fleet that lost
+ * its broker does not come back in lockstep (T10-L3a).
+ */
+#include <errno.h>
+#include <mosquitto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/crypto.h"
+#include "common/fsutil.h"
+#include "common/json.h"
+#include "common/proto.h"
+#include "mamori/device.h"
+
+struct mamori_device {
+    char id[PROTO_DEVICE_ID_LEN + 1];
+    char host[256];
+    int port;
+    char topic_hb[96], topic_tm[96];
+    struct mosquitto *mosq;
+    enum mamori_device_state state;
+    unsigned hb_interval_ms, backoff_min, backoff_max, backoff_cur;
+    uint64_t next_attempt_ms, next_hb_ms, connected_at_ms;
+    uint64_t seq;
+    struct mamori_device_stats st;
+};
+
+uint64_t mamori_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+enum mamori_err mamori_sdk_init(void)
+{
+    return mosquitto_lib_init() == MOSQ_ERR_SUCCESS ? MAMORI_OK : MAMORI_ERR_INTERNAL;
+}
+
+void mamori_sdk_cleanup(void)
+{
+    mosquitto_lib_cleanup();
+}
+
+static void schedule_retry(struct mamori_device *d, uint64_t now)
+{
+    unsigned base = d->backoff_cur ? d->backoff_cur : d->backoff_min;
+    uint32_t r = 0;
+    if (crypto_random(&r, sizeof(r)))
+        r = (uint32_t)now;
+    unsigned delay = base / 2 + (unsigned)(r % (base / 2 + 1));
+    d->st.last_backoff_ms = delay;
+    d->next_attempt_ms = now + delay;
+    d->backoff_cur = base * 2 > d->backoff_max ? d->backoff_max : base * 2;
+}
+
+static void on_connect(struct mosquitto *m, void *arg, int rc)
+{
+    (void)m;
+    struct mamori_device *d = arg;
+    if (rc != 0) {
+        d->st.refused++;
+        return; /* the broker closes; the next step schedules a retry */
+    }
+    d->state = MAMORI_DEV_CONNECTED;
+    d->st.connects++;
+    d->backoff_cur = 0;
+    d->connected_at_ms = mamori_now_ms();
+    d->next_hb_ms = d->connected_at_ms; /* announce at once */
+}
+
+static void on_disconnect(struct mosquitto *m, void *arg, int rc)
+{
+    (void)m;
+    (void)rc;
+    struct mamori_device *d = arg;
+    if (d->state == MAMORI_DEV_CONNECTED)
+        d->st.disconnects++;
+    d->state = MAMORI_DEV_DISCONNECTED;
+}
+
+static enum mamori_err read_device_json(const char *dir, struct mamori_device *d)
+{
+    char p[4096], *txt = NULL;
+    size_t len;
+    json_t *j = NULL;
+    const char *id, *host;
+    uint64_t port;
+    enum mamori_err rc = fs_path(p, sizeof(p), dir, "device.json");
+    if (!rc)
+        rc = fs_read_file(p, 4096, &txt, &len);
+    if (!rc)
+        rc = json_parse_untrusted(txt, len, 4096, &j, NULL, 0);
+    free(txt);
+    if (rc)
+        return rc;
+    if (!json_get_str(j, "device_id", PROTO_DEVICE_ID_LEN, &id) || !proto_device_id_valid(id, strlen(id)) ||
+        !json_get_str(j, "mqtt_host", 255, &host) || !json_get_u64(j, "mqtt_port", &port) ||
+        port == 0 || port > 65535) {
+        json_decref(j);
+        return MAMORI_ERR_PARSE;
+    }
+    snprintf(d->id, sizeof(d->id), "%s", id);
+    snprintf(d->host, sizeof(d->host), "%s", host);
+    d->port = (int)port;
+    json_decref(j);
+    return MAMORI_OK;
+}
+
+enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mamori_device **out)
+{
+    *out = NULL;
+    if (!o || !o->identity_dir)
+        return MAMORI_ERR_INVAL;
+    struct mamori_device *d = calloc(1, sizeof(*d));
+    if (!d)
+        return MAMORI_ERR_NOMEM;
+    char key[4096], crt[4096], ca[4096];
+    enum mamori_err rc = read_device_json(o->identity_dir, d);
+    if (!rc)
+        rc = fs_path(key, sizeof(key), o->identity_dir, "device.key");
+    if (!rc)
+        rc = fs_path(crt, sizeof(crt), o->identity_dir, "device.crt");
+    if (!rc)
+        rc = fs_path(ca, sizeof(ca), o->identity_dir, "ca.crt");
+    /* The private key must be ours alone (ETSI 5.4-1). */
+    if (!rc)
+        rc = fs_check_private(key, 0);
+    if (rc)
+        goto fail;
+    if (o->host_override)
+        snprintf(d->host, sizeof(d->host), "%s", o->host_override);
+    if (o->port_override)
+        d->port = o->port_override;
+    d->hb_interval_ms = (o->heartbeat_interval_s ? o->heartbeat_interval_s : 30) * 1000u;
+    d->backoff_min = o->backoff_min_ms ? o->backoff_min_ms : 500;
+    d->backoff_max = o->backoff_max_ms ? o->backoff_max_ms : 60000;
+    if (d->backoff_min < 2)
+        d->backoff_min = 2;
+    if ((rc = proto_topic(d->topic_hb, sizeof(d->topic_hb), d->id, PROTO_KIND_HB)) ||
+        (rc = proto_topic(d->topic_tm, sizeof(d->topic_tm), d->id, PROTO_KIND_TM)))
+        goto fail;
+    d->mosq = mosquitto_new(d->id, true, d);
+    if (!d->mosq) {
+        rc = MAMORI_ERR_NOMEM;
+        goto fail;
+    }
+    mosquitto_int_option(d->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    mosquitto_connect_callback_set(d->mosq, on_connect);
+    mosquitto_disconnect_callback_set(d->mosq, on_disconnect);
+    if (mosquitto_tls_set(d->mosq, ca, NULL, crt, key, NULL) != MOSQ_ERR_SUCCESS ||
+        mosquitto_tls_opts_set(d->mosq, 1, "tlsv1.2", NULL) != MOSQ_ERR_SUCCESS) {
+        rc = MAMORI_ERR_TLS;
+        goto fail;
+    }
+    d->state = MAMORI_DEV_DISCONNECTED;
+    *out = d;
+    return MAMORI_OK;
+fail:
+    mamori_device_free(d);
+    return rc;
+}
+
+void mamori_device_free(struct mamori_device *d)
+{
+    if (!d)
+        return;
+    if (d->mosq) {
+        if (d->state == MAMORI_DEV_CONNECTED)
+            mosquitto_disconnect(d->mosq);
+        mosquitto_destroy(d->mosq);
+    }
+    crypto_wipe(d, sizeof(*d));
+    free(d);
+}
+
+const char *mamori_device_id(const struct mamori_device *d)
+{
+    return d->id;
+}
+
+enum mamori_device_state mamori_device_state(const struct mamori_device *d)
+{
+    return d->state;
+}
+
+int mamori_device_fd(const struct mamori_device *d)
+{
+    return d->state == MAMORI_DEV_DISCONNECTED ? -1 : mosquitto_socket(d->mosq);
+}
+
+bool mamori_device_want_write(const struct mamori_device *d)
+{
+    return d->state != MAMORI_DEV_DISCONNECTED && mosquitto_want_write(d->mosq);
+}
+
+static enum mamori_err publish(struct mamori_device *d, const char *topic, const char *body_json)
+{
+    char buf[PROTO_MAX_PAYLOAD];
+    int n = snprintf(buf, sizeof(buf), "{\"v\":1,\"seq\":%llu,\"ts\":%llu,\"body\":%s}",
+                     (unsigned long long)++d->seq, (unsigned long long)wall_ms(), body_json);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return MAMORI_ERR_TOOBIG;
+    int rc = mosquitto_publish(d->mosq, NULL, topic, n, buf, 1, false);
+    return rc == MOSQ_ERR_SUCCESS ? MAMORI_OK : MAMORI_ERR_CONN;
+}
+
+enum mamori_err mamori_device_send_telemetry(struct mamori_device *d, const char *body_json)
+{
+    if (d->state != MAMORI_DEV_CONNECTED)
+        return MAMORI_ERR_CONN;
+    json_t *chk = NULL;
+    /* The SDK sends only well-formed objects. */
+    enum mamori_err rc = json_parse_untrusted(body_json, strlen(body_json), PROTO_MAX_PAYLOAD - 128, &chk, NULL, 0);
+    json_decref(chk);
+    if (rc)
+        return rc;
+    rc = publish(d, d->topic_tm, body_json);
+    if (!rc)
+        d->st.telemetry_sent++;
+    return rc;
+}
+
+static void lost(struct mamori_device *d, uint64_t now)
+{
+    if (d->state == MAMORI_DEV_CONNECTED)
+        d->st.disconnects++;
+    else
+        d->st.refused++;
+    d->state = MAMORI_DEV_DISCONNECTED;
+    mosquitto_disconnect(d->mosq);
+    schedule_retry(d, now);
+}
+
+int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, bool writable)
+{
+    if (d->state == MAMORI_DEV_DISCONNECTED) {
+        if (d->next_attempt_ms > now)
+            return (int)(d->next_attempt_ms - now);
+        int rc = mosquitto_connect(d->mosq, d->host, d->port, (int)(d->hb_interval_ms / 1000) * 2 + 5);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            d->st.refused++;
+            schedule_retry(d, now);
+            return (int)(d->next_attempt_ms - now);
+        }
+        d->state = MAMORI_DEV_CONNECTING;
+        return 0;
+    }
+    if (readable && mosquitto_loop_read(d->mosq, 1) != MOSQ_ERR_SUCCESS) {
+        lost(d, now);
+        return (int)(d->next_attempt_ms - now);
+    }
+    if ((writable || mosquitto_want_write(d->mosq)) && mosquitto_loop_write(d->mosq, 1) != MOSQ_ERR_SUCCESS) {
+        lost(d, now);
+        return (int)(d->next_attempt_ms - now);
+    }
+    if (mosquitto_loop_misc(d->mosq) != MOSQ_ERR_SUCCESS || d->state == MAMORI_DEV_DISCONNECTED) {
+        lost(d, now);
+        return (int)(d->next_attempt_ms - now);
+    }
+    if (d->state != MAMORI_DEV_CONNECTED)
+        return 100;
+    if (now >= d->next_hb_ms) {
+        char body[96];
+        snprintf(body, sizeof(body), "{\"uptime_s\":%llu}",
+                 (unsigned long long)((now - d->connected_at_ms) / 1000));
+        if (publish(d, d->topic_hb, body) == MAMORI_OK)
+            d->st.heartbeats_sent++;
+        d->next_hb_ms = now + d->hb_interval_ms;
+    }
+    uint64_t until = d->next_hb_ms - now;
+    return until > 1000 ? 1000 : (int)until;
+}
+
+void mamori_device_get_stats(const struct mamori_device *d, struct mamori_device_stats *out)
+{
+    *out = d->st;
+}

@@ -1,0 +1,186 @@
+/*
+ * mamori-sim - many simulated devices in one process, each with its own
+ * identity and its own real mTLS connection, driven by one poll() loop.
+ *
+ *   mamori-sim --identities DIR [--devices N] [--heartbeat S]
+ *              [--telemetry S] [--duration S] [--status FILE]
+ *
+ * DIR holds identity directories (as written by `mamorictl factory batch`);
+ * the first N (default all) are run. Every second a status line is printed
+ * (and written to --status FILE as JSON, for tests and scripts).
+ */
+#include <dirent.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fsutil.h"
+#include "mamori/device.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_sig(int s)
+{
+    (void)s;
+    g_stop = 1;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = NULL, *status = NULL;
+    long n = 0, hb = 30, tm = 0, duration = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--identities") == 0)
+            dir = argv[i + 1];
+        else if (strcmp(argv[i], "--devices") == 0)
+            n = strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--heartbeat") == 0)
+            hb = strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--telemetry") == 0)
+            tm = strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--duration") == 0)
+            duration = strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--status") == 0)
+            status = argv[i + 1];
+        else {
+            fprintf(stderr, "mamori-sim: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!dir || n < 0 || hb <= 0 || hb > 3600 || tm < 0 || duration < 0) {
+        fprintf(stderr, "usage: mamori-sim --identities DIR [--devices N] [--heartbeat S] "
+                        "[--telemetry S] [--duration S] [--status FILE]\n");
+        return 2;
+    }
+    signal(SIGINT, on_sig);
+    signal(SIGTERM, on_sig);
+    signal(SIGPIPE, SIG_IGN);
+    DIR *dh = opendir(dir);
+    if (!dh) {
+        perror(dir);
+        return 1;
+    }
+    size_t cap = 64, count = 0;
+    char **names = malloc(cap * sizeof(*names));
+    struct dirent *de;
+    while (names && (de = readdir(dh)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (count == cap) {
+            char **nn = realloc(names, (cap *= 2) * sizeof(*names));
+            if (!nn)
+                break;
+            names = nn;
+        }
+        names[count++] = strdup(de->d_name);
+    }
+    closedir(dh);
+    if (!names)
+        return 1;
+    qsort(names, count, sizeof(*names), cmp);
+    if (n == 0 || (size_t)n > count)
+        n = (long)count;
+    if (mamori_sdk_init())
+        return 1;
+    struct mamori_device **devs = calloc((size_t)n, sizeof(*devs));
+    struct pollfd *pfd = calloc((size_t)n, sizeof(*pfd));
+    if (!devs || !pfd)
+        return 1;
+    long ok = 0;
+    for (long i = 0; i < n; i++) {
+        char p[4096];
+        if (fs_path(p, sizeof(p), dir, names[i]))
+            continue;
+        struct mamori_device_opts o = {.identity_dir = p, .heartbeat_interval_s = (unsigned)hb,
+                                       .backoff_min_ms = 200, .backoff_max_ms = 10000};
+        enum mamori_err rc = mamori_device_new(&o, &devs[i]);
+        if (rc)
+            fprintf(stderr, "mamori-sim: %s: %s\n", p, mamori_strerror(rc));
+        else
+            ok++;
+    }
+    printf("mamori-sim: running %ld devices from %s (heartbeat %ld s)\n", ok, dir, hb);
+    fflush(stdout);
+    uint64_t start = mamori_now_ms(), next_status = start, next_tm = start + (uint64_t)tm * 1000;
+    while (!g_stop && (duration == 0 || mamori_now_ms() - start < (uint64_t)duration * 1000)) {
+        int timeout = 1000;
+        uint64_t now = mamori_now_ms();
+        for (long i = 0; i < n; i++) {
+            pfd[i].fd = -1;
+            if (!devs[i])
+                continue;
+            int t = mamori_device_step(devs[i], now, false, false);
+            if (t < timeout)
+                timeout = t < 0 ? 0 : t;
+            pfd[i].fd = mamori_device_fd(devs[i]);
+            pfd[i].events = POLLIN | (mamori_device_want_write(devs[i]) ? POLLOUT : 0);
+            pfd[i].revents = 0;
+        }
+        if (poll(pfd, (nfds_t)n, timeout) > 0) {
+            now = mamori_now_ms();
+            for (long i = 0; i < n; i++)
+                if (devs[i] && pfd[i].fd >= 0 && pfd[i].revents)
+                    (void)mamori_device_step(devs[i], now, pfd[i].revents & (POLLIN | POLLHUP | POLLERR),
+                                             pfd[i].revents & POLLOUT);
+        }
+        now = mamori_now_ms();
+        if (tm && now >= next_tm) {
+            for (long i = 0; i < n; i++)
+                if (devs[i] && mamori_device_state(devs[i]) == MAMORI_DEV_CONNECTED)
+                    if (mamori_device_send_telemetry(devs[i], "{\"temp_c\":21.5}") != MAMORI_OK)
+                        continue;
+            next_tm = now + (uint64_t)tm * 1000;
+        }
+        if (now >= next_status) {
+            long connected = 0;
+            struct mamori_device_stats s, tot = {0};
+            for (long i = 0; i < n; i++) {
+                if (!devs[i])
+                    continue;
+                connected += mamori_device_state(devs[i]) == MAMORI_DEV_CONNECTED;
+                mamori_device_get_stats(devs[i], &s);
+                tot.connects += s.connects;
+                tot.refused += s.refused;
+                tot.disconnects += s.disconnects;
+                tot.heartbeats_sent += s.heartbeats_sent;
+                tot.telemetry_sent += s.telemetry_sent;
+            }
+            printf("mamori-sim: %ld/%ld connected, connects %llu, refused %llu, drops %llu, "
+                   "heartbeats %llu, telemetry %llu\n", connected, ok,
+                   (unsigned long long)tot.connects, (unsigned long long)tot.refused,
+                   (unsigned long long)tot.disconnects, (unsigned long long)tot.heartbeats_sent,
+                   (unsigned long long)tot.telemetry_sent);
+            fflush(stdout);
+            if (status) {
+                char js[512];
+                int len = snprintf(js, sizeof(js),
+                                   "{\"devices\":%ld,\"connected\":%ld,\"connects\":%llu,\"refused\":%llu,"
+                                   "\"disconnects\":%llu,\"heartbeats\":%llu}\n", ok, connected,
+                                   (unsigned long long)tot.connects, (unsigned long long)tot.refused,
+                                   (unsigned long long)tot.disconnects,
+                                   (unsigned long long)tot.heartbeats_sent);
+                if (fs_write_atomic(status, js, (size_t)len, 0644))
+                    fprintf(stderr, "mamori-sim: cannot write %s\n", status);
+            }
+            next_status = now + 1000;
+        }
+    }
+    for (long i = 0; i < n; i++) {
+        mamori_device_free(devs[i]);
+        free(names[i]);
+    }
+    for (size_t i = (size_t)n; i < count; i++)
+        free(names[i]);
+    free(names);
+    free(devs);
+    free(pfd);
+    mamori_sdk_cleanup();
+    return 0;
+}
