@@ -26,7 +26,7 @@
 #define PROTO_DEVICE_ID_LEN 18
 /* 20 Crockford characters (100 random bits) as XXXXX-XXXXX-XXXXX-XXXXX. */
 #define PROTO_CLAIM_CODE_CHARS 20
-#define PROTO_CLAIM_CODE_TEXT  24
+#define PROTO_CLAIM_CODE_TEXT  23
 /* Envelope payloads larger than this are refused by the hub. */
 #define PROTO_MAX_PAYLOAD (16 * 1024)
 

@@ -24,6 +24,7 @@
 #include <pwd.h>
 
 #include "common/buf.h"
+#include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "hub/hub.h"
@@ -45,18 +46,70 @@ static int pick_port(const char *addr)
     return ntohs(sa.sin_port);
 }
 
+/* Copies pki/NAME into the broker's directory, owned by the broker's user. */
+static enum mamori_err copy_for_broker(struct hub *h, const char *dir, const char *name, mode_t mode,
+                                       const struct passwd *pw)
+{
+    char src[HUB_PATH_MAX], dst[HUB_PATH_MAX], pki[HUB_PATH_MAX];
+    char *data = NULL;
+    size_t len = 0;
+    enum mamori_err rc;
+    if ((rc = fs_path(pki, sizeof(pki), h->cfg.data_dir, "pki")) ||
+        (rc = fs_path(src, sizeof(src), pki, name)) || (rc = fs_path(dst, sizeof(dst), dir, name)) ||
+        (rc = fs_read_file(src, 8 * 1024 * 1024, &data, &len)))
+        return rc;
+    rc = fs_write_atomic(dst, data, len, mode);
+    crypto_wipe(data, len);
+    free(data);
+    if (!rc && pw && chown(dst, pw->pw_uid, pw->pw_gid))
+        rc = MAMORI_ERR_PERM;
+    return rc;
+}
+
+/* When we run as root, mosquitto drops to its own user before it reads its
+ * TLS files: least privilege for the broker process. */
+const struct passwd *broker_user(void)
+{
+    return geteuid() == 0 ? getpwnam("mosquitto") : NULL;
+}
+
+/* Where the broker's TLS files live. Dropping privileges, the broker cannot
+ * be expected to traverse DATA's parents (DATA under /root, a 0700 temp
+ * dir...), so its files go to a tmpfs runtime directory of its own,
+ * /run/mamori/<first 16 hex of SHA-256(DATA)>, 0700 and owned by it; the
+ * copies of its key never reach persistent storage outside DATA. Otherwise
+ * DATA/broker. */
+static enum mamori_err broker_dir(struct hub *h, const struct passwd *pw, char *out, size_t n)
+{
+    if (!pw)
+        return fs_path(out, n, h->cfg.data_dir, "broker");
+    uint8_t md[CRYPTO_SHA256_LEN];
+    char hex[65];
+    crypto_sha256(h->cfg.data_dir, strlen(h->cfg.data_dir), md);
+    crypto_hex(md, sizeof(md), hex);
+    hex[16] = '\0';
+    /* chmod, not just mkdir: our umask is 077 */
+    if (fs_mkdir_p("/run/mamori", 0755) || chmod("/run/mamori", 0755))
+        return MAMORI_ERR_IO;
+    return fs_path(out, n, "/run/mamori", hex);
+}
+
 enum mamori_err broker_write_config(struct hub *h)
 {
-    char dir[HUB_PATH_MAX], conf[HUB_PATH_MAX], pki[HUB_PATH_MAX];
+    char dir[HUB_PATH_MAX], confdir[HUB_PATH_MAX], conf[HUB_PATH_MAX];
     enum mamori_err rc;
-    if ((rc = fs_path(dir, sizeof(dir), h->cfg.data_dir, "broker")) || (rc = fs_mkdir_p(dir, 0700)) ||
-        (rc = fs_path(conf, sizeof(conf), dir, "mosquitto.conf")) ||
-        (rc = fs_path(pki, sizeof(pki), h->cfg.data_dir, "pki")))
+    const struct passwd *pw = broker_user();
+    if ((rc = broker_dir(h, pw, dir, sizeof(dir))) || (rc = fs_mkdir_p(dir, 0700)) ||
+        (rc = fs_path(confdir, sizeof(confdir), h->cfg.data_dir, "broker")) ||
+        (rc = fs_mkdir_p(confdir, 0700)) ||
+        (rc = fs_path(conf, sizeof(conf), confdir, "mosquitto.conf")))
         return rc;
-    if (!h->broker_port)
-        h->broker_port = h->cfg.mqtt_port ? h->cfg.mqtt_port : pick_port(h->cfg.listen_addr);
-    if (h->broker_port <= 0)
-        return MAMORI_ERR_IO;
+    if (pw && (chown(dir, pw->pw_uid, pw->pw_gid) || chmod(dir, 0700)))
+        return MAMORI_ERR_PERM;
+    if ((rc = copy_for_broker(h, dir, "broker.crt", 0644, pw)) ||
+        (rc = copy_for_broker(h, dir, "broker.key", 0600, pw)) ||
+        (rc = copy_for_broker(h, dir, "device-trust.pem", 0644, pw)))
+        return rc;
     struct dbuf d;
     dbuf_init(&d, 64 * 1024);
     /* T05-L1b/T05-L1c/T11-L1d: TLS only, client certificate required, TLS
@@ -91,9 +144,9 @@ enum mamori_err broker_write_config(struct hub *h)
         "ciphers_tls1.3 TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256\n",
         h->cfg.max_payload + 1024, h->cfg.plugin_path, h->hub_client_fp, h->cfg.max_payload,
         h->cfg.msg_rate, h->cfg.msg_burst, h->broker_port, h->cfg.listen_addr,
-        h->cfg.max_connections, pki, pki, pki);
-    if (!rc && getuid() == 0 && getpwnam("mosquitto"))
-        rc = dbuf_addstr(&d, "user root\n"); /* see docs/operations.md: run mamorid unprivileged */
+        h->cfg.max_connections, dir, dir, dir);
+    if (!rc && pw)
+        rc = dbuf_addstr(&d, "user mosquitto\n");
     if (!rc)
         rc = fs_write_atomic(conf, d.p, d.len, 0600);
     dbuf_free(&d);
@@ -103,6 +156,13 @@ enum mamori_err broker_write_config(struct hub *h)
 static pid_t spawn(struct hub *h)
 {
     char conf[HUB_PATH_MAX], logp[HUB_PATH_MAX], logdir[HUB_PATH_MAX];
+    /* Rewritten at each start, so a new trust bundle (a manufacturer CA
+     * import) reaches the broker with its restart. */
+    enum mamori_err rc = broker_write_config(h);
+    if (rc) {
+        log_err("cannot write broker configuration: %s", mamori_strerror(rc));
+        return -1;
+    }
     if (fs_path(conf, sizeof(conf), h->cfg.data_dir, "broker/mosquitto.conf") ||
         fs_path(logdir, sizeof(logdir), h->cfg.data_dir, "log") || fs_mkdir_p(logdir, 0700) ||
         fs_path(logp, sizeof(logp), logdir, "broker.log"))
@@ -164,12 +224,10 @@ static void *supervise(void *arg)
         }
         if (time(NULL) - started > 60)
             backoff_ms = 250;
-        struct timespec ts = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000L};
         for (unsigned slept = 0; slept < backoff_ms && !h->stopping; slept += 50) {
             struct timespec step = {0, 50 * 1000000L};
             nanosleep(&step, NULL);
         }
-        (void)ts;
         backoff_ms = backoff_ms * 2 > 30000 ? 30000 : backoff_ms * 2;
     }
     return NULL;
@@ -185,9 +243,10 @@ enum mamori_err broker_start(struct hub *h)
         log_err("broker plugin not found at %s", h->cfg.plugin_path);
         return MAMORI_ERR_NOTFOUND;
     }
-    enum mamori_err rc = broker_write_config(h);
-    if (rc)
-        return rc;
+    if (!h->broker_port)
+        h->broker_port = h->cfg.mqtt_port ? h->cfg.mqtt_port : pick_port(h->cfg.listen_addr);
+    if (h->broker_port <= 0)
+        return MAMORI_ERR_IO;
     return pthread_create(&h->broker_thread, NULL, supervise, h) ? MAMORI_ERR_INTERNAL : MAMORI_OK;
 }
 

@@ -23,6 +23,7 @@ struct crypto_cert;
 struct crypto_key;
 struct mosquitto;
 struct MHD_Daemon;
+struct passwd;
 
 #define HUB_PATH_MAX 4096
 
@@ -119,6 +120,8 @@ enum mamori_err ca_write_device_trust(struct hub *h) MAMORI_MUST_CHECK;
 enum mamori_err broker_write_config(struct hub *h) MAMORI_MUST_CHECK;
 enum mamori_err broker_start(struct hub *h) MAMORI_MUST_CHECK;
 void broker_stop(struct hub *h);
+/* The user the broker drops to (NULL when it runs as we do). */
+const struct passwd *broker_user(void);
 /* Restarts the broker so it reloads its trust store. */
 void broker_reload(struct hub *h);
 

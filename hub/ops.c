@@ -615,18 +615,23 @@ enum mamori_err hub_op_claim(struct hub *h, const struct principal *who, const c
         rc = store_device_by_claim(h->store, ch, &d);
     }
     if (rc) {
-        /* Unknown, malformed or already used: the same answer, so the code
-         * space cannot be probed; failures are rate limited per account. */
+        /* Unknown or malformed: one answer, and failures are rate limited
+         * per account, so the code space cannot be probed. */
         record_failure(h, &THROTTLE_CLAIM, key, &t);
         hub_event(h, NULL, "claim_failed", "warning", "{\"user\":\"%s\",\"peer\":\"%s\"}",
                   who->name, peer);
         audit_only(h, who, "claim_failed", "", "invalid or used claim code", peer);
-        SET_ERR(e, "invalid or already used claim code");
+        SET_ERR(e, "invalid claim code");
         rc = MAMORI_ERR_NOTFOUND;
         goto out;
     }
     if (d.owner_id) {
-        SET_ERR(e, "device %s is already claimed", d.id);
+        /* The code was right, so this is no guessing attempt; the device
+         * stays with its owner. */
+        SET_ERR(e, "this device is already claimed");
+        hub_event(h, d.id, "claim_reused", "warning", "{\"user\":\"%s\",\"peer\":\"%s\"}",
+                  who->name, peer);
+        audit_only(h, who, "claim_refused", d.id, "device already claimed", peer);
         rc = MAMORI_ERR_STATE;
         goto out;
     }

@@ -138,7 +138,9 @@ enum mamori_err store_device_list(struct store *s, int64_t owner_id, const char 
                                   bool (*cb)(const struct device_rec *, void *), void *arg) MAMORI_MUST_CHECK;
 enum mamori_err store_device_set_state(struct store *s, const char *id, const char *state,
                                        int64_t now) MAMORI_MUST_CHECK;
-/* Sets the owner and clears the claim hash (a claim code works once). */
+/* Sets the owner; fails (NOTFOUND) when the device already has one, which is
+ * what makes a claim code single-use. The code's hash stays, so a second
+ * use is answered "already claimed" rather than "unknown code". */
 enum mamori_err store_device_claim(struct store *s, const char *id, int64_t owner_id,
                                    int64_t now) MAMORI_MUST_CHECK;
 enum mamori_err store_device_clear_claim(struct store *s, const char *id) MAMORI_MUST_CHECK;

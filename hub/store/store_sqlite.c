@@ -607,7 +607,7 @@ enum mamori_err store_device_set_state(struct store *s, const char *id, const ch
 enum mamori_err store_device_claim(struct store *s, const char *id, int64_t owner_id, int64_t now)
 {
     sqlite3_stmt *st;
-    if (prep(s, "UPDATE devices SET owner_id=?, claim_hash=NULL, claimed_at=?, updated_at=? "
+    if (prep(s, "UPDATE devices SET owner_id=?, claimed_at=?, updated_at=? "
                 "WHERE id=? AND owner_id IS NULL", &st))
         return MAMORI_ERR_DB;
     sqlite3_bind_int64(st, 1, owner_id);

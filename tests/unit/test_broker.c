@@ -1,0 +1,179 @@
+/* Unit tests: broker/table (snapshot sync protocol, live updates, ACL and rate decisions). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "broker/table.h"
+
+#define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define FP_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define FP_C "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+#define ID_A "MM000000000000000A"
+#define ID_B "MM000000000000000B"
+
+struct kicks {
+    char ids[8][24];
+    int n;
+};
+
+static void on_kick(const char *id, void *arg)
+{
+    struct kicks *k = arg;
+    if (k->n < 8)
+        snprintf(k->ids[k->n++], 24, "%s", id);
+}
+
+static enum mamori_err apply(struct sync_state *s, struct kicks *k, const char *msg)
+{
+    return sync_apply(s, msg, strlen(msg), on_kick, k);
+}
+
+static void snapshot_takes_effect_only_when_complete(void **st)
+{
+    (void)st;
+    struct sync_state s;
+    struct kicks k = {{{0}}, 0};
+    memset(&s, 0, sizeof(s));
+    assert_false(s.synced); /* fail closed from the start */
+    assert_int_equal(apply(&s, &k, "{\"op\":\"begin\",\"gen\":1}"), MAMORI_OK);
+    assert_int_equal(apply(&s, &k, "{\"op\":\"batch\",\"gen\":1,\"devs\":[[\"" FP_A "\",\"" ID_A "\",1],[\"" FP_B "\",\"" ID_B "\",0]]}"), MAMORI_OK);
+    assert_false(s.synced);
+    assert_null(table_by_fp(&s.active, FP_A));
+    /* wrong count: refused, still not synced */
+    assert_int_equal(apply(&s, &k, "{\"op\":\"end\",\"gen\":1,\"count\":3}"), MAMORI_ERR_PARSE);
+    assert_false(s.synced);
+    assert_int_equal(apply(&s, &k, "{\"op\":\"end\",\"gen\":1,\"count\":2}"), MAMORI_OK);
+    assert_true(s.synced);
+    assert_int_equal(table_by_fp(&s.active, FP_A)->mode, MODE_FULL);
+    assert_string_equal(table_by_id(&s.active, ID_B)->fp, FP_B);
+    /* a denied device is kicked when the snapshot lands */
+    assert_int_equal(k.n, 1);
+    assert_string_equal(k.ids[0], ID_B);
+    sync_free(&s);
+}
+
+static void live_set_kicks_and_rotates(void **st)
+{
+    (void)st;
+    struct sync_state s;
+    struct kicks k = {{{0}}, 0};
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(apply(&s, &k, "{\"op\":\"begin\",\"gen\":7}"), MAMORI_OK);
+    assert_int_equal(apply(&s, &k, "{\"op\":\"batch\",\"gen\":7,\"devs\":[[\"" FP_A "\",\"" ID_A "\",1]]}"), MAMORI_OK);
+    assert_int_equal(apply(&s, &k, "{\"op\":\"end\",\"gen\":7,\"count\":1}"), MAMORI_OK);
+    assert_int_equal(k.n, 0);
+    assert_int_equal(apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_A "\",\"mode\":0}"), MAMORI_OK);
+    assert_int_equal(k.n, 1); /* revocation: kicked at once */
+    assert_int_equal(table_by_id(&s.active, ID_A)->mode, MODE_DENY);
+    /* certificate rotation: the old fingerprint stops identifying the device */
+    assert_int_equal(apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_C "\",\"id\":\"" ID_A "\",\"mode\":1}"), MAMORI_OK);
+    assert_null(table_by_fp(&s.active, FP_A));
+    assert_non_null(table_by_fp(&s.active, FP_C));
+    /* one certificate cannot be two devices */
+    assert_int_equal(apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_C "\",\"id\":\"" ID_B "\",\"mode\":1}"), MAMORI_ERR_EXISTS);
+    sync_free(&s);
+}
+
+static void malformed_control_changes_nothing(void **st)
+{
+    (void)st;
+    struct sync_state s;
+    struct kicks k = {{{0}}, 0};
+    memset(&s, 0, sizeof(s));
+    const char *bad[] = {
+        "", "{", "[]", "{\"op\":\"set\"}", "{\"op\":\"set\",\"fp\":\"short\",\"id\":\"" ID_A "\",\"mode\":1}",
+        "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"../../x\",\"mode\":1}",
+        "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_A "\",\"mode\":9}",
+        "{\"op\":\"batch\",\"gen\":1,\"devs\":[]}", /* batch without begin */
+        "{\"op\":\"end\",\"gen\":1,\"count\":0}",   /* end without begin */
+        "{\"op\":\"nope\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_not_equal(apply(&s, &k, bad[i]), MAMORI_OK);
+    assert_false(s.synced);
+    assert_int_equal(k.n, 0);
+    /* a bad entry inside a batch spoils that snapshot only */
+    assert_int_equal(apply(&s, &k, "{\"op\":\"begin\",\"gen\":2}"), MAMORI_OK);
+    assert_int_not_equal(apply(&s, &k, "{\"op\":\"batch\",\"gen\":2,\"devs\":[[\"" FP_A "\",\"" ID_A "\",\"x\"]]}"), MAMORI_OK);
+    assert_int_not_equal(apply(&s, &k, "{\"op\":\"end\",\"gen\":2,\"count\":0}"), MAMORI_OK);
+    assert_false(s.synced);
+    sync_free(&s);
+}
+
+static void acl_own_subtree_only(void **st)
+{
+    (void)st;
+    struct dev d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.id, sizeof(d.id), ID_A);
+    d.mode = MODE_FULL;
+    struct limits lim = {.max_payload = 100, .rate = 10, .burst = 1000, .kick_after = 5};
+    const char *own = "mamori/v1/d/" ID_A "/";
+    char t[128];
+    snprintf(t, sizeof(t), "%stm", own);
+    assert_int_equal(acl_decide(&d, &lim, ACL_WRITE, t, 10, 1), ACL_ALLOW);
+    snprintf(t, sizeof(t), "%scmd", own);
+    assert_int_equal(acl_decide(&d, &lim, ACL_WRITE, t, 10, 1), ACL_DENY_TOPIC); /* hub's direction */
+    assert_int_equal(acl_decide(&d, &lim, ACL_SUBSCRIBE, t, 0, 1), ACL_ALLOW);
+    assert_int_equal(acl_decide(&d, &lim, ACL_READ, t, 0, 1), ACL_ALLOW);
+    const char *others[] = {"mamori/v1/d/" ID_B "/tm", "mamori/v1/d/+/tm", "mamori/v1/d/#", "#",
+                            "mamori/v1/ctl/sync", "mamori/v1/broker/ev", "mamori/v1/d/" ID_A,
+                            "mamori/v1/d/" ID_A "x/tm", "$SYS/broker/clients"};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        assert_int_equal(acl_decide(&d, &lim, ACL_WRITE, others[i], 1, 1), ACL_DENY_TOPIC);
+        assert_int_equal(acl_decide(&d, &lim, ACL_SUBSCRIBE, others[i], 0, 1), ACL_DENY_TOPIC);
+        assert_int_equal(acl_decide(&d, &lim, ACL_READ, others[i], 0, 1), ACL_DENY_TOPIC);
+    }
+    snprintf(t, sizeof(t), "%s#", own);
+    assert_int_equal(acl_decide(&d, &lim, ACL_SUBSCRIBE, t, 0, 1), ACL_ALLOW);
+    snprintf(t, sizeof(t), "%stm", own);
+    assert_int_equal(acl_decide(&d, &lim, ACL_READ, t, 0, 1), ACL_DENY_TOPIC);
+    assert_int_equal(acl_decide(&d, &lim, ACL_WRITE, t, 101, 1), ACL_DENY_SIZE);
+    /* quarantine: management channel only, telemetry stops */
+    d.mode = MODE_RESTRICTED;
+    assert_int_equal(acl_decide(&d, &lim, ACL_WRITE, t, 10, 1), ACL_DENY_TOPIC);
+    snprintf(t, sizeof(t), "%shb", own);
+    assert_int_equal(acl_decide(&d, &lim, ACL_WRITE, t, 10, 1), ACL_ALLOW);
+    /* revoked / locked / unknown: denied even on a live connection */
+    d.mode = MODE_DENY;
+    assert_int_equal(acl_decide(&d, &lim, ACL_WRITE, t, 10, 1), ACL_DENY_STATE);
+    assert_int_equal(acl_decide(NULL, &lim, ACL_WRITE, t, 10, 1), ACL_DENY_STATE);
+}
+
+static void acl_rate_limit_and_kick(void **st)
+{
+    (void)st;
+    struct dev d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.id, sizeof(d.id), ID_A);
+    d.mode = MODE_FULL;
+    struct limits lim = {.max_payload = 100, .rate = 10, .burst = 20, .kick_after = 5};
+    const char *t = "mamori/v1/d/" ID_A "/tm";
+    int allowed = 0;
+    for (int i = 0; i < 30; i++)
+        allowed += acl_decide(&d, &lim, ACL_WRITE, t, 1, 1000) == ACL_ALLOW;
+    assert_int_equal(allowed, 20); /* the burst, then nothing in the same ms */
+    assert_true(d.kick_pending);   /* sustained flooding asks for a kick */
+    d.kick_pending = false;
+    /* 1 s later, 10 more tokens */
+    allowed = 0;
+    for (int i = 0; i < 30; i++)
+        allowed += acl_decide(&d, &lim, ACL_WRITE, t, 1, 2000) == ACL_ALLOW;
+    assert_int_equal(allowed, 10);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(snapshot_takes_effect_only_when_complete),
+        cmocka_unit_test(live_set_kicks_and_rotates),
+        cmocka_unit_test(malformed_control_changes_nothing),
+        cmocka_unit_test(acl_own_subtree_only),
+        cmocka_unit_test(acl_rate_limit_and_kick),
+    };
+    return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
+}

@@ -1,0 +1,283 @@
+/* Unit tests: hub/lifecycle, hub/audit (on a real SQLite file), hub/auth throttling, store. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "common/crypto.h"
+#include "hub/audit.h"
+#include "hub/auth.h"
+#include "hub/lifecycle.h"
+#include "hub/store/store.h"
+
+static void lifecycle_table(void **st)
+{
+    (void)st;
+    enum lc_state to;
+    assert_int_equal(lc_next(LC_MANUFACTURED, LC_CLAIM, &to), MAMORI_OK);
+    assert_int_equal(to, LC_CLAIMED);
+    assert_int_equal(lc_next(LC_CLAIMED, LC_ACTIVATE, &to), MAMORI_OK);
+    assert_int_equal(lc_next(LC_ACTIVE, LC_LOCK, &to), MAMORI_OK);
+    assert_int_equal(to, LC_LOCKED);
+    assert_int_equal(lc_next(LC_LOCKED, LC_UNLOCK, &to), MAMORI_OK);
+    assert_int_equal(to, LC_ACTIVE);
+    /* illegal transitions are refused, never applied */
+    assert_int_equal(lc_next(LC_MANUFACTURED, LC_ACTIVATE, &to), MAMORI_ERR_STATE);
+    assert_int_equal(lc_next(LC_ACTIVE, LC_CLAIM, &to), MAMORI_ERR_STATE);
+    assert_int_equal(lc_next(LC_ACTIVE, LC_UNLOCK, &to), MAMORI_ERR_STATE);
+    assert_int_equal(lc_next(LC_REVOKED, LC_UNLOCK, &to), MAMORI_ERR_STATE);
+    /* decommissioned is terminal: no action leaves it */
+    for (int a = 0; a < LC_N_ACTIONS; a++)
+        assert_int_equal(lc_next(LC_DECOMMISSIONED, (enum lc_action)a, &to), MAMORI_ERR_STATE);
+    assert_int_equal(lc_next((enum lc_state)99, LC_LOCK, &to), MAMORI_ERR_INVAL);
+    /* only claimed/active/quarantined may connect: fail closed otherwise */
+    for (int s = 0; s < LC_N_STATES; s++) {
+        enum lc_access a = lc_access((enum lc_state)s);
+        if (s == LC_CLAIMED || s == LC_ACTIVE)
+            assert_int_equal(a, LC_ACCESS_FULL);
+        else if (s == LC_QUARANTINED)
+            assert_int_equal(a, LC_ACCESS_RESTRICTED);
+        else
+            assert_int_equal(a, LC_ACCESS_DENY);
+    }
+    enum lc_state ps;
+    enum lc_action pa;
+    assert_true(lc_state_parse("locked", &ps) && ps == LC_LOCKED);
+    assert_false(lc_state_parse("LOCKED", &ps));
+    assert_true(lc_action_parse("decommission", &pa) && pa == LC_DECOMMISSION);
+}
+
+struct fx {
+    char dir[64];
+    char db[128];
+    struct store *s;
+    struct audit a;
+};
+
+static int fx_setup(void **st)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/mamori-unit-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof(f->db), "%s/t.db", f->dir);
+    assert_int_equal(store_open(f->db, &f->s), MAMORI_OK);
+    f->a.store = f->s;
+    snprintf(f->a.head_path, sizeof(f->a.head_path), "%s/audit.head", f->dir);
+    assert_int_equal(crypto_random(f->a.key, sizeof(f->a.key)), MAMORI_OK);
+    for (int i = 0; i < 6; i++) {
+        char target[16];
+        snprintf(target, sizeof(target), "dev%d", i);
+        assert_int_equal(store_begin(f->s), MAMORI_OK);
+        assert_int_equal(audit_append(&f->a, 1000 + i, "admin:root", "device_lock", target, "why", "{}"), MAMORI_OK);
+        assert_int_equal(store_commit(f->s), MAMORI_OK);
+        audit_anchor(&f->a);
+    }
+    *st = f;
+    return 0;
+}
+
+static int fx_teardown(void **st)
+{
+    struct fx *f = *st;
+    store_close(f->s);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* Tampering happens below SQL's append-only triggers, as an attacker with
+ * the file would do it. */
+static void raw_sql(struct fx *f, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    char *err = NULL;
+    int rc = sqlite3_exec(db, "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;", NULL, NULL, &err);
+    assert_int_equal(rc, SQLITE_OK);
+    rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK)
+        fail_msg("%s", err);
+    sqlite3_close(db);
+}
+
+static void audit_intact(void **st)
+{
+    struct fx *f = *st;
+    struct audit_verdict v;
+    assert_int_equal(audit_verify(&f->a, &v), MAMORI_OK);
+    assert_int_equal(v.problem, AUDIT_INTACT);
+    assert_int_equal(v.entries, 6);
+    assert_int_equal(v.head_seq, 6);
+}
+
+static void audit_refuses_sql_update(void **st)
+{
+    struct fx *f = *st;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "UPDATE audit SET reason='x' WHERE seq=2", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit WHERE seq=2", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void audit_detects_modification(void **st)
+{
+    struct fx *f = *st;
+    raw_sql(f, "UPDATE audit SET reason='nothing to see' WHERE seq=3");
+    struct audit_verdict v;
+    assert_int_equal(audit_verify(&f->a, &v), MAMORI_OK);
+    assert_int_equal(v.problem, AUDIT_MODIFIED);
+    assert_int_equal(v.first_bad_seq, 3);
+}
+
+static void audit_detects_removal(void **st)
+{
+    struct fx *f = *st;
+    raw_sql(f, "DELETE FROM audit WHERE seq=4");
+    struct audit_verdict v;
+    assert_int_equal(audit_verify(&f->a, &v), MAMORI_OK);
+    assert_int_equal(v.problem, AUDIT_REMOVED);
+    assert_int_equal(v.first_bad_seq, 4);
+}
+
+static void audit_detects_reorder(void **st)
+{
+    struct fx *f = *st;
+    raw_sql(f, "UPDATE audit SET seq=100 WHERE seq=2; UPDATE audit SET seq=2 WHERE seq=3;"
+               "UPDATE audit SET seq=3 WHERE seq=100;");
+    struct audit_verdict v;
+    assert_int_equal(audit_verify(&f->a, &v), MAMORI_OK);
+    assert_int_equal(v.problem, AUDIT_REORDERED);
+    assert_int_equal(v.first_bad_seq, 2);
+}
+
+static void audit_detects_truncation(void **st)
+{
+    struct fx *f = *st;
+    raw_sql(f, "DELETE FROM audit WHERE seq>=5");
+    struct audit_verdict v;
+    assert_int_equal(audit_verify(&f->a, &v), MAMORI_OK);
+    assert_int_equal(v.problem, AUDIT_TRUNCATED);
+    assert_int_equal(v.first_bad_seq, 5);
+}
+
+static void audit_detects_reforged_chain_without_key(void **st)
+{
+    struct fx *f = *st;
+    /* An attacker recomputing plain SHA-256 links cannot produce HMACs. */
+    raw_sql(f, "UPDATE audit SET hash='0000000000000000000000000000000000000000000000000000000000000000' WHERE seq=6");
+    struct audit_verdict v;
+    assert_int_equal(audit_verify(&f->a, &v), MAMORI_OK);
+    assert_int_equal(v.problem, AUDIT_MODIFIED);
+    assert_int_equal(v.first_bad_seq, 6);
+}
+
+static void throttle_policy(void **st)
+{
+    (void)st;
+    struct throttle_rec t = {0, 0, 0};
+    int64_t now = 1000, retry = 0;
+    const struct throttle_policy *p = &THROTTLE_LOGIN; /* 3 free, lock at 10 */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(throttle_check(&t, now, &retry), MAMORI_OK);
+        throttle_fail(p, &t, now);
+    }
+    assert_int_equal(throttle_check(&t, now, &retry), MAMORI_OK);
+    throttle_fail(p, &t, now); /* 3rd failure: slowed from now on */
+    assert_int_equal(throttle_check(&t, now, &retry), MAMORI_ERR_RATELIMIT);
+    assert_int_equal(retry, 1);
+    int64_t prev = 1;
+    for (int i = 4; i < 10; i++) {
+        now = t.next_try_at;
+        assert_int_equal(throttle_check(&t, now, &retry), MAMORI_OK);
+        throttle_fail(p, &t, now);
+        assert_int_equal(throttle_check(&t, now, &retry), MAMORI_ERR_RATELIMIT);
+        assert_true(retry >= prev); /* delays grow */
+        prev = retry;
+    }
+    now = t.next_try_at;
+    throttle_fail(p, &t, now); /* 10th: locked */
+    assert_int_equal(throttle_check(&t, now + 899, &retry), MAMORI_ERR_RATELIMIT);
+    assert_int_equal(throttle_check(&t, now + 900, &retry), MAMORI_OK);
+    throttle_fail(p, &t, now + 900); /* after the lock a fresh count starts */
+    assert_int_equal(t.failed, 1);
+}
+
+static void passwords(void **st)
+{
+    (void)st;
+    char h[256];
+    assert_int_equal(auth_password_policy("short"), MAMORI_ERR_INVAL);
+    assert_int_equal(auth_password_policy("long enough passphrase"), MAMORI_OK);
+    assert_int_equal(auth_password_hash("long enough passphrase", h), MAMORI_OK);
+    assert_true(strncmp(h, "$argon2id$", 10) == 0);
+    assert_true(auth_password_verify(h, "long enough passphrase"));
+    assert_false(auth_password_verify(h, "long enough passphrasE"));
+    char t1[AUTH_TOKEN_TEXT], t2[AUTH_TOKEN_TEXT], th[65];
+    assert_int_equal(auth_token_new("mms_", t1), MAMORI_OK);
+    assert_int_equal(auth_token_new("mms_", t2), MAMORI_OK);
+    assert_string_not_equal(t1, t2);
+    assert_int_equal(strlen(t1), AUTH_TOKEN_TEXT - 1);
+    auth_token_hash(t1, th);
+    assert_string_not_equal(th, t1);
+}
+
+static void store_basics(void **st)
+{
+    struct fx *f = *st;
+    assert_int_equal(store_schema_version(f->s), 1);
+    /* reopening runs no migration twice */
+    struct store *s2 = NULL;
+    assert_int_equal(store_open(f->db, &s2), MAMORI_OK);
+    assert_int_equal(store_schema_version(s2), 1);
+    store_close(s2);
+    int64_t uid = 0;
+    assert_int_equal(store_user_add(f->s, "bob", ROLE_OWNER, "$argon2id$x", 1, &uid), MAMORI_OK);
+    assert_int_equal(store_user_add(f->s, "bob", ROLE_ADMIN, "$argon2id$x", 1, NULL), MAMORI_ERR_EXISTS);
+    struct device_rec d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.id, sizeof(d.id), "MM0123456789ABCDEF");
+    snprintf(d.model, sizeof(d.model), "m");
+    snprintf(d.state, sizeof(d.state), "manufactured");
+    memset(d.cert_fp, 'a', 64);
+    d.hb_interval = 30;
+    assert_int_equal(store_device_add(f->s, &d, "pem", "claimhash"), MAMORI_OK);
+    /* same certificate twice: refused */
+    snprintf(d.id, sizeof(d.id), "MM0123456789ABCDEG");
+    assert_int_equal(store_device_add(f->s, &d, "pem", "claimhash2"), MAMORI_ERR_EXISTS);
+    struct device_rec got;
+    assert_int_equal(store_device_by_claim(f->s, "claimhash", &got), MAMORI_OK);
+    assert_int_equal(store_device_claim(f->s, got.id, uid, 5), MAMORI_OK);
+    /* a claim code works once: the device now has an owner, and the code
+     * still finds it so the second use gets "already claimed" */
+    assert_int_equal(store_device_by_claim(f->s, "claimhash", &got), MAMORI_OK);
+    assert_int_equal(got.owner_id, uid);
+    assert_int_equal(store_device_claim(f->s, "MM0123456789ABCDEF", uid, 6), MAMORI_ERR_NOTFOUND);
+    assert_int_equal(store_device_set_state(f->s, "MMNOSUCHDEVICE0000", "active", 1), MAMORI_ERR_NOTFOUND);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(lifecycle_table),
+        cmocka_unit_test_setup_teardown(audit_intact, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(audit_refuses_sql_update, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(audit_detects_modification, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(audit_detects_removal, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(audit_detects_reorder, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(audit_detects_truncation, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(audit_detects_reforged_chain_without_key, fx_setup, fx_teardown),
+        cmocka_unit_test(throttle_policy),
+        cmocka_unit_test(passwords),
+        cmocka_unit_test_setup_teardown(store_basics, fx_setup, fx_teardown),
+    };
+    return cmocka_run_group_tests_name("hub", tests, NULL, NULL);
+}
