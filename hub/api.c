@@ -236,8 +236,6 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
         }
     }
     const char *reason = "";
-    if (in)
-        (void)json_get_str(in, "reason", STORE_REASON_MAX, &reason);
 
     if (rt.n == 2 && is(&rt, 0, "sessions") && is(&rt, 1, "current") && del) {
         const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -293,8 +291,11 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
         rc = hub_op_device_get(h, &who, rt.seg[1], &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 3 && is(&rt, 0, "devices") && post) {
-        rc = hub_op_device_action(h, &who, rt.seg[1], rt.seg[2], reason, &out, &e);
-        rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+        /* Every operator action is audited with its reason: no reason, no action. */
+        if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
+            rc = hub_op_device_action(h, &who, rt.seg[1], rt.seg[2], reason, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+        }
     } else if (rt.n == 1 && is(&rt, 0, "audit") && get) {
         rc = hub_op_audit_list(h, &who, query_int(c, "after", 0, 0, INT64_MAX),
                                (int)query_int(c, "limit", 100, 1, 1000), &out);

@@ -25,7 +25,9 @@ trap cleanup EXIT
 ok()  { PASS=$((PASS + 1)); echo "ok - $*"; }
 bad() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
 # check DESCRIPTION COMMAND...: passes when the command succeeds
-check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+check() { local d=$1; shift; if "$@" >/dev/null; then ok "$d"; else bad "$d"; fi; }
+# fails COMMAND...: succeeds when the command fails (its output is dropped)
+fails() { ! "$@" >/dev/null 2>&1; }
 # expect_eq DESCRIPTION EXPECTED ACTUAL
 expect_eq() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected '$2', got '$3')"; fi; }
 finish() {
