@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Integration: the data path through the real mosquitto with the mamori
+# plugin. Who may connect (mTLS + registry state), per-device ACL, size and
+# rate limits, live revocation and lock, and revocation on a resumed TLS
+# session.
+. "$(dirname "$0")/lib.sh"
+
+hub_start "$T/data" --rate 20 --burst 100
+fleet_setup 3
+claim alice 0; claim alice 1   # dev 2 stays unclaimed (manufactured)
+D0=$(dev_id 0); D1=$(dev_id 1); D2=$(dev_id 2)
+P0=$(dev_dir 0); P1=$(dev_dir 1); P2=$(dev_dir 2)
+PROBE=$BIN/mqtt-resume-probe
+
+# certificates that must not get in
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/self.key" \
+    -out "$T/self.crt" -subj "/CN=$D0" -days 30 2>/dev/null
+as op factory mfr-ca-create --out "$T/rogue" --name "Rogue CA" >/dev/null
+as op factory mfr-ca-create --out "$T/acme" --name "Acme CA" >/dev/null
+as admin ca import --model acme-cam --cert "$T/acme/ca.crt" >/dev/null
+for n in rogue unreg expired; do as op factory keygen --out "$T/$n" >/dev/null; done
+as op factory mfr-ca-sign --ca "$T/rogue" --csr "$T/rogue/device.csr" --out "$T/rogue/device.crt" --cn "$D0" >/dev/null
+as op factory mfr-ca-sign --ca "$T/acme" --csr "$T/unreg/device.csr" --out "$T/unreg/device.crt" >/dev/null
+as op factory mfr-ca-sign --ca "$T/acme" --csr "$T/expired/device.csr" --out "$T/expired/device.crt" --days -1 >/dev/null
+# the CA import restarted the broker: wait for the plugin to be in sync again
+wait_for 20 bash -c "curl -s --cacert '$CA' '$API/api/v1/health' | grep -q '\"plugin_synced\":true'"
+
+pub() { mqtt_pub "$@" >/dev/null 2>&1; }
+pub_as() { # pub_as CERT KEY TOPIC
+    timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$1" --key "$2" \
+        -q 1 -t "$3" -m "$(env_msg 1)" >/dev/null 2>&1
+}
+hb() { echo "mamori/v1/d/$1/hb"; }
+
+# --- who may connect
+check "active device connects and publishes" pub "$P0" "$(hb "$D0")" "$(env_msg 1)"
+check "no client certificate: refused" fails timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" -t "$(hb "$D0")" -m x
+check "self-signed certificate: refused" fails pub_as "$T/self.crt" "$T/self.key" "$(hb "$D0")"
+check "certificate of an untrusted CA: refused" fails pub_as "$T/rogue/device.crt" "$T/rogue/device.key" "$(hb "$D0")"
+check "expired certificate of a trusted CA: refused" fails pub_as "$T/expired/device.crt" "$T/expired/device.key" "$(hb "$D0")"
+check "trusted but unregistered certificate: refused" fails pub_as "$T/unreg/device.crt" "$T/unreg/device.key" "$(hb "$D0")"
+check "refusal of the unregistered certificate is reported" wait_for 5 has_event broker_auth_fail "" "certificate not registered"
+check "unclaimed (manufactured) device: refused" fails pub "$P2" "$(hb "$D2")" "$(env_msg 1)"
+check "hub's plain server cert is not a client identity" fails pub_as "$DATA/pki/api.crt" "$DATA/pki/api.key" "$(hb "$D0")"
+
+# --- identity comes from the certificate, never from what the client says
+timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
+    -u '!hub' -i "$D1" -q 1 -t "mamori/v1/ctl/sync" -m '{"op":"set","fp":"x","id":"x","mode":1}' >/dev/null 2>&1
+check "user name '!hub' claimed by a device gives nothing" wait_for 5 has_event broker_acl_deny "$D0" "publish denied"
+
+# --- ACL: own subtree only
+timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P1/device.crt" --key "$P1/device.key" \
+    -t "mamori/v1/d/$D1/cmd" -C 1 -W 4 >"$T/sub1.out" 2>&1 &
+SUB=$!
+sleep 1
+pub "$P0" "mamori/v1/d/$D1/cmd" '{"forged":"command"}'
+pub "$P0" "mamori/v1/d/$D1/hb" "$(env_msg 1)"
+wait $SUB
+check "publish into another device's subtree never arrives" fails grep -q forged "$T/sub1.out"
+check "the attempt is reported" wait_for 5 has_event broker_acl_deny "$D0" "publish denied: topic"
+timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P1/device.crt" --key "$P1/device.key" \
+    -t "mamori/v1/d/$D1/cmd" -C 1 -W 4 >"$T/sub1c.out" 2>&1 &
+SUB=$!
+sleep 1
+pub "$P1" "mamori/v1/d/$D1/cmd" '{"self":"command"}'
+wait $SUB
+check "a device cannot write its own command topic (hub's direction)" fails grep -q self "$T/sub1c.out"
+check "...and that attempt is reported too" wait_for 5 has_event broker_acl_deny "$D1" "publish denied: topic"
+timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
+    -t 'mamori/v1/d/+/hb' -C 1 -W 3 >"$T/sub0.out" 2>&1
+check "subscribe outside the own subtree is denied" grep -q "All subscription requests were denied" "$T/sub0.out"
+timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
+    -t 'mamori/v1/broker/ev' -C 1 -W 3 >"$T/sub0b.out" 2>&1
+check "devices cannot read the broker's reports" grep -q "All subscription requests were denied" "$T/sub0b.out"
+
+# --- size and rate
+python3 -c "print('x' * 17000)" >"$T/big"
+timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
+    -q 1 -t "mamori/v1/d/$D0/tm" -f "$T/big" >/dev/null 2>&1
+check "oversized message refused and reported" wait_for 5 has_event broker_acl_deny "$D0" "size"
+python3 -c "print('x' * 200000)" >"$T/huge"
+timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
+    -q 0 -t "mamori/v1/d/$D0/tm" -f "$T/huge" >/dev/null 2>&1
+check "a packet above the broker's limit does not hurt the broker" pub "$P1" "$(hb "$D1")" "$(env_msg 2)"
+seq 1 1000 | sed 's/.*/{"v":1,"seq":&,"ts":1,"body":{}}/' | timeout 20 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" \
+    --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" -q 0 -t "mamori/v1/d/$D0/tm" -l >/dev/null 2>&1
+check "message flood: the flooding device is kicked and reported" wait_for 5 has_event broker_rate_kick "$D0"
+check "other devices are unaffected by the flood" pub "$P1" "$(hb "$D1")" "$(env_msg 3)"
+sleep 1
+check "the flooder may come back at a sane rate" pub "$P0" "$(hb "$D0")" "$(env_msg 4)"
+
+# --- live lock: the connected device is disconnected at once
+timeout 30 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
+    -t "mamori/v1/d/$D0/cmd" >/dev/null 2>"$T/live.err" &
+SUB=$!
+sleep 1
+check "subscriber connected" kill -0 $SUB
+as alice device lock "$D0" --reason "reported stolen" >/dev/null
+check "locked device's live connection is closed" wait_for 5 bash -c "! kill -0 $SUB 2>/dev/null"
+check "locked device cannot reconnect" fails pub "$P0" "$(hb "$D0")" "$(env_msg 5)"
+as alice device unlock "$D0" --reason "found it" >/dev/null
+check "unlocked device connects again" pub "$P0" "$(hb "$D0")" "$(env_msg 6)"
+
+# --- revocation holds on a resumed TLS session (TLS 1.2 and 1.3)
+for v in 1.2 1.3; do
+    out=$("$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess$v" save $v)
+    expect_eq "TLS $v: fresh session accepted before revocation" "reused=0 connack=0" "$out"
+done
+out=$("$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess1.2" resume 1.2)
+expect_eq "resumption works while the device is in good standing" "reused=1 connack=0" "$out"
+"$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess1.2" save 1.2 >/dev/null
+as admin device revoke "$D1" --reason "key compromised" >/dev/null
+check "revoked device: fresh connect refused" fails pub "$P1" "$(hb "$D1")" "$(env_msg 7)"
+for v in 1.2 1.3; do
+    out=$("$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess$v" resume $v)
+    expect_eq "TLS $v: revoked device on a resumed session is refused (not authorised)" "reused=1 connack=5" "$out"
+done
+check "revoked device's refusal is reported" wait_for 5 has_event broker_auth_fail "$D1" "does not allow"
+
+# --- the broker is fail-closed until it has the registry's view
+kill -9 "$(pgrep -f "mosquitto -c $DATA/broker/mosquitto.conf")"
+check "broker is restarted by the hub" wait_for 20 bash -c "curl -s --cacert '$CA' '$API/api/v1/health' | grep -q '\"plugin_synced\":true'"
+check "after the restart the active device connects" pub "$P0" "$(hb "$D0")" "$(env_msg 8)"
+check "after the restart the revoked device is still refused" fails pub "$P1" "$(hb "$D1")" "$(env_msg 9)"
+check "broker restart is recorded" has_event broker_exit
+
+check "audit chain intact" as admin audit verify
+finish
