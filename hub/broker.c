@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <grp.h>
 #include <pwd.h>
 
 #include "common/buf.h"
@@ -66,8 +67,10 @@ static enum mamori_err copy_for_broker(struct hub *h, const char *dir, const cha
     return rc;
 }
 
-/* When we run as root, mosquitto drops to its own user before it reads its
- * TLS files: least privilege for the broker process. */
+/* When we run as root, the broker runs as the "mosquitto" user. We switch
+ * to it ourselves in the forked child before exec (so the plugin never runs
+ * as root either, and so the parent-death signal, which the kernel clears
+ * on a credential change, is set afterwards and holds). */
 const struct passwd *broker_user(void)
 {
     return geteuid() == 0 ? getpwnam("mosquitto") : NULL;
@@ -96,14 +99,13 @@ static enum mamori_err broker_dir(struct hub *h, const struct passwd *pw, char *
 
 enum mamori_err broker_write_config(struct hub *h)
 {
-    char dir[HUB_PATH_MAX], confdir[HUB_PATH_MAX], conf[HUB_PATH_MAX];
+    char dir[HUB_PATH_MAX], conf[HUB_PATH_MAX];
     enum mamori_err rc;
     const struct passwd *pw = broker_user();
     if ((rc = broker_dir(h, pw, dir, sizeof(dir))) || (rc = fs_mkdir_p(dir, 0700)) ||
-        (rc = fs_path(confdir, sizeof(confdir), h->cfg.data_dir, "broker")) ||
-        (rc = fs_mkdir_p(confdir, 0700)) ||
-        (rc = fs_path(conf, sizeof(conf), confdir, "mosquitto.conf")))
+        (rc = fs_path(conf, sizeof(conf), dir, "mosquitto.conf")))
         return rc;
+    snprintf(h->broker_conf, sizeof(h->broker_conf), "%s", conf);
     if (pw && (chown(dir, pw->pw_uid, pw->pw_gid) || chmod(dir, 0700)))
         return MAMORI_ERR_PERM;
     if ((rc = copy_for_broker(h, dir, "broker.crt", 0644, pw)) ||
@@ -145,17 +147,17 @@ enum mamori_err broker_write_config(struct hub *h)
         h->cfg.max_payload + 1024, h->cfg.plugin_path, h->hub_client_fp, h->cfg.max_payload,
         h->cfg.msg_rate, h->cfg.msg_burst, h->broker_port, h->cfg.listen_addr,
         h->cfg.max_connections, dir, dir, dir);
-    if (!rc && pw)
-        rc = dbuf_addstr(&d, "user mosquitto\n");
     if (!rc)
         rc = fs_write_atomic(conf, d.p, d.len, 0600);
+    if (!rc && pw && chown(conf, pw->pw_uid, pw->pw_gid))
+        rc = MAMORI_ERR_PERM;
     dbuf_free(&d);
     return rc;
 }
 
 static pid_t spawn(struct hub *h)
 {
-    char conf[HUB_PATH_MAX], logp[HUB_PATH_MAX], logdir[HUB_PATH_MAX];
+    char logp[HUB_PATH_MAX], logdir[HUB_PATH_MAX];
     /* Rewritten at each start, so a new trust bundle (a manufacturer CA
      * import) reaches the broker with its restart. */
     enum mamori_err rc = broker_write_config(h);
@@ -163,19 +165,29 @@ static pid_t spawn(struct hub *h)
         log_err("cannot write broker configuration: %s", mamori_strerror(rc));
         return -1;
     }
-    if (fs_path(conf, sizeof(conf), h->cfg.data_dir, "broker/mosquitto.conf") ||
-        fs_path(logdir, sizeof(logdir), h->cfg.data_dir, "log") || fs_mkdir_p(logdir, 0700) ||
+    if (fs_path(logdir, sizeof(logdir), h->cfg.data_dir, "log") || fs_mkdir_p(logdir, 0700) ||
         fs_path(logp, sizeof(logp), logdir, "broker.log"))
         return -1;
+    /* Everything the child needs is looked up before fork: after it, only
+     * async-signal-safe calls. */
+    const struct passwd *pw = broker_user();
+    bool drop = pw != NULL;
+    uid_t uid = drop ? pw->pw_uid : 0;
+    gid_t gid = drop ? pw->pw_gid : 0;
     pid_t parent = getpid();
+    int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     pid_t pid = fork();
-    if (pid != 0)
+    if (pid != 0) {
+        if (fd >= 0)
+            close(fd);
         return pid;
+    }
     /* child */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (drop && (setgroups(0, NULL) || setgid(gid) || setuid(uid)))
+        _exit(126);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(1);
-    int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         dup2(fd, 1);
@@ -186,8 +198,17 @@ static pid_t spawn(struct hub *h)
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
-    execl(h->cfg.mosquitto_bin, "mosquitto", "-c", conf, (char *)NULL);
+    execl(h->cfg.mosquitto_bin, "mosquitto", "-c", h->broker_conf, (char *)NULL);
     _exit(127);
+}
+
+static void write_pidfile(struct hub *h, pid_t pid)
+{
+    char p[HUB_PATH_MAX], dir[HUB_PATH_MAX], line[32];
+    int n = snprintf(line, sizeof(line), "%d\n", (int)pid);
+    if (fs_path(dir, sizeof(dir), h->cfg.data_dir, "run") || fs_mkdir_p(dir, 0700) ||
+        fs_path(p, sizeof(p), dir, "broker.pid") || fs_write_atomic(p, line, (size_t)n, 0644))
+        log_warn("cannot write the broker pid file");
 }
 
 static void *supervise(void *arg)
@@ -203,6 +224,7 @@ static void *supervise(void *arg)
             pthread_mutex_lock(&h->lock);
             h->broker_pid = pid;
             pthread_mutex_unlock(&h->lock);
+            write_pidfile(h, pid);
             log_info("broker started (pid %d, mqtts://%s:%d)", (int)pid, h->cfg.listen_addr,
                      h->broker_port);
             int st = 0;

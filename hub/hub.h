@@ -69,6 +69,7 @@ struct hub {
 
     /* broker supervision */
     pid_t broker_pid;
+    char broker_conf[HUB_PATH_MAX];
     int broker_port;
     int broker_restarts;
     pthread_t broker_thread;

@@ -118,7 +118,7 @@ done
 check "revoked device's refusal is reported" wait_for 5 has_event broker_auth_fail "$D1" "does not allow"
 
 # --- the broker is fail-closed until it has the registry's view
-kill -9 "$(pgrep -f "mosquitto -c $DATA/broker/mosquitto.conf")"
+kill -9 "$(cat "$DATA/run/broker.pid")"
 check "broker is restarted by the hub" wait_for 20 bash -c "curl -s --cacert '$CA' '$API/api/v1/health' | grep -q '\"plugin_synced\":true'"
 check "after the restart the active device connects" pub "$P0" "$(hb "$D0")" "$(env_msg 8)"
 check "after the restart the revoked device is still refused" fails pub "$P1" "$(hb "$D1")" "$(env_msg 9)"

@@ -35,6 +35,8 @@ finish() {
     [ "$FAIL" -eq 0 ]
 }
 
+# broker_alive: the broker process of this hub still exists
+broker_alive() { local p; p=$(cat "$DATA/run/broker.pid" 2>/dev/null) && kill -0 "$p" 2>/dev/null; }
 jget() { python3 -c 'import json,sys
 d=json.load(sys.stdin)
 for k in sys.argv[1].split("."):

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Integration: lifecycle state machine through the API, heartbeats and
+# offline detection with the real simulator, operator actions audited,
+# crash safety (kill -9 loses nothing committed), clean SIGTERM.
+. "$(dirname "$0")/lib.sh"
+
+HB=2
+hub_start "$T/data" --heartbeat $HB
+fleet_setup 3
+claim alice 0; claim alice 1
+D0=$(dev_id 0); D1=$(dev_id 1); D2=$(dev_id 2)
+
+# --- illegal transitions are refused, never applied
+ADM=$(token_of admin)
+expect_eq "unlock of a device that is not locked: 409" 409 "$(http POST "devices/$D2/unlock" '{"reason":"x"}' "$ADM")"
+check "the refusal explains the state" grep -q "state 'manufactured'" "$T/body"
+expect_eq "state unchanged" manufactured "$(dev_state "$D2")"
+expect_eq "quarantine of a claimed (not active) device: 409" 409 "$(http POST "devices/$D0/quarantine" '{"reason":"x"}' "$ADM")"
+
+# --- simulator: claimed devices connect, send heartbeats, become active
+"$BIN/mamori-sim" --identities "$T/fleet" --heartbeat $HB --status "$T/sim.json" >"$T/sim.log" 2>&1 &
+SIM=$!; PIDS+=($SIM)
+check "two claimed devices connect through the simulator" wait_for 20 bash -c "python3 -c 'import json,sys; sys.exit(0 if json.load(open(\"$T/sim.json\"))[\"connected\"]==2 else 1)' 2>/dev/null"
+check "first heartbeat after claim activates the device" wait_for 10 bash -c "[ \"\$(\"$BIN/mamorictl\" --data '$DATA' --session '$T/session-admin' device show $D0 | python3 -c 'import json,sys;print(json.load(sys.stdin)[\"state\"])')\" = active ]"
+expect_eq "device is online" True "$(as admin device show "$D0" | jget online)"
+check "the unclaimed device stays out" bash -c "grep -q 'refused [1-9]' '$T/sim.log' || sleep 2; grep -q 'refused [1-9]' '$T/sim.log'"
+check "activation is audited with the hub as actor" grep -q '"action": "device_activate"' <<<"$(as admin audit list --limit 1000)"
+
+# --- operator actions: each audited with actor, reason and time
+as op device lock "$D1" --reason "support ticket 42" >/dev/null
+as op device unlock "$D1" --reason "ticket closed" >/dev/null
+audit=$(as admin audit list --limit 1000)
+check "lock audited with actor and reason" python3 -c 'import json,sys
+e=[x for x in json.loads(sys.argv[1])["entries"] if x["action"]=="device_lock"][-1]
+assert e["actor"]=="operator:op" and e["reason"]=="support ticket 42" and e["target"]==sys.argv[2] and e["ts"]>0' "$audit" "$D1"
+
+# --- liveness: a device that stops is offline within two intervals, with an alert
+t0=$(date +%s%3N)
+kill $SIM; wait $SIM 2>/dev/null
+check "silent device is marked offline" wait_for 15 bash -c "[ \"\$(\"$BIN/mamorictl\" --data '$DATA' --session '$T/session-admin' device show $D0 | python3 -c 'import json,sys;print(json.load(sys.stdin)[\"online\"])')\" = False ]"
+t1=$(date +%s%3N)
+elapsed=$((t1 - t0))
+check "offline within two heartbeat intervals (took ${elapsed} ms, limit $((2 * HB * 1000)) ms)" test $elapsed -le $((2 * HB * 1000 + 500))
+check "an offline alert was recorded" has_event offline "$D0"
+check "the owner sees the alert on their device" grep -q '"kind": "offline"' <<<"$(as alice events --device "$D0")"
+
+# --- decommission is terminal; revoke blocks connecting
+as op device decommission "$D1" --reason "end of life" >/dev/null
+expect_eq "decommissioned" decommissioned "$(dev_state "$D1")"
+for a in unlock lock revoke decommission; do
+    expect_eq "no way out of decommissioned ($a)" 409 "$(http POST "devices/$D1/$a" '{"reason":"x"}' "$ADM")"
+done
+check "decommissioned device cannot connect" fails mqtt_pub "$(dev_dir 1)" "mamori/v1/d/$D1/hb" "$(env_msg 1)"
+
+# --- kill -9 loses no committed state; the broker does not outlive the hub
+as op device lock "$D0" --reason "before crash" >/dev/null
+kill -9 "$HUB_PID"; wait "$HUB_PID" 2>/dev/null; HUB_PID=""
+check "no orphan broker after kill -9 of the hub" wait_for 5 fails broker_alive
+rm -f "$DATA/run/endpoints.json"
+hub_start "$DATA" --heartbeat $HB
+MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
+expect_eq "lock survived kill -9" locked "$(dev_state "$D0")"
+expect_eq "decommission survived kill -9" decommissioned "$(dev_state "$D1")"
+expect_eq "owner survived kill -9" alice "$(as admin device show "$D0" | jget owner)"
+check "locked device still refused after restart" fails mqtt_pub "$(dev_dir 0)" "mamori/v1/d/$D0/hb" "$(env_msg 2)"
+check "audit chain intact after kill -9" as admin audit verify
+
+# --- SIGTERM: clean stop, recorded
+kill -TERM "$HUB_PID"; wait "$HUB_PID"; rc=$?; HUB_PID=""
+expect_eq "SIGTERM exits 0" 0 "$rc"
+check "no broker left after SIGTERM" fails broker_alive
+check "stop is in the audit log" sqlite3 "$DATA/mamori.db" "SELECT 1 FROM audit WHERE action='hub_stop'" 
+finish
