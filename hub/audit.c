@@ -74,15 +74,48 @@ enum mamori_err audit_append(struct audit *a, int64_t ts, const char *actor, con
     return rc ? rc : store_audit_append(a->store, &r);
 }
 
-void audit_anchor(struct audit *a)
+/* Reads the anchor file: 0 with *seq = 0 when there is none yet. */
+static enum mamori_err read_anchor(const struct audit *a, int64_t *seq, char hash[65])
 {
-    struct audit_rec last;
+    char *head = NULL;
+    size_t len = 0;
+    *seq = 0;
+    hash[0] = '\0';
+    enum mamori_err rc = fs_read_file(a->head_path, 256, &head, &len);
+    if (rc == MAMORI_ERR_NOTFOUND)
+        return MAMORI_OK;
+    if (rc)
+        return rc;
+    long long hs = 0;
+    if (sscanf(head, "%lld %64s", &hs, hash) != 2 || hs < 0 || strlen(hash) != 64)
+        rc = MAMORI_ERR_PARSE;
+    *seq = hs;
+    free(head);
+    return rc;
+}
+
+enum mamori_err audit_anchor(struct audit *a)
+{
+    struct audit_rec last, anchored;
+    int64_t aseq;
+    char ahash[65];
     if (!a->head_path[0] || store_audit_last(a->store, &last))
-        return;
+        return MAMORI_OK;
+    enum mamori_err rc = read_anchor(a, &aseq, ahash);
+    if (rc)
+        return rc;
+    if (aseq > 0 && (store_audit_get(a->store, aseq, &anchored) != MAMORI_OK ||
+                     !crypto_ct_eq(anchored.hash, ahash, 64))) {
+        log_err("audit log: anchored entry %lld is missing or changed; anchor kept as evidence",
+                (long long)aseq);
+        return MAMORI_ERR_VERIFY;
+    }
     char line[128];
     int n = snprintf(line, sizeof(line), "%" PRId64 " %s\n", last.seq, last.hash);
-    if (fs_write_atomic(a->head_path, line, (size_t)n, 0600) != MAMORI_OK)
+    rc = fs_write_atomic(a->head_path, line, (size_t)n, 0600);
+    if (rc)
         log_err("cannot write audit head anchor %s", a->head_path);
+    return rc;
 }
 
 const char *audit_problem_name(enum audit_problem p)
@@ -162,17 +195,19 @@ enum mamori_err audit_verify(struct audit *a, struct audit_verdict *v)
         after = w.last_seq;
     }
     if (v->problem == AUDIT_INTACT && a->head_path[0]) {
-        char *head = NULL;
-        size_t len = 0;
-        if (fs_read_file(a->head_path, 256, &head, &len) == MAMORI_OK) {
-            long long hs = 0;
-            char hh[65] = "";
-            if (sscanf(head, "%lld %64s", &hs, hh) == 2) {
-                v->head_seq = hs;
-                if (hs > w.expect_seq - 1)
-                    flag(&w, AUDIT_TRUNCATED, w.expect_seq);
-            }
-            free(head);
+        int64_t hs;
+        char hh[65];
+        struct audit_rec at;
+        if (read_anchor(a, &hs, hh) != MAMORI_OK) {
+            flag(&w, AUDIT_TRUNCATED, 0); /* an unreadable anchor proves nothing */
+        } else if (hs > 0) {
+            v->head_seq = hs;
+            /* The anchored entry must still be there, unchanged: if entries
+             * were cut off and new ones appended since, its hash differs. */
+            if (hs > w.expect_seq - 1)
+                flag(&w, AUDIT_TRUNCATED, w.expect_seq);
+            else if (store_audit_get(a->store, hs, &at) != MAMORI_OK || !crypto_ct_eq(at.hash, hh, 64))
+                flag(&w, AUDIT_TRUNCATED, hs);
         }
     }
     return MAMORI_OK;

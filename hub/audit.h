@@ -33,8 +33,11 @@ enum mamori_err audit_entry_hash(const uint8_t key[AUDIT_KEY_LEN], const struct 
 enum mamori_err audit_append(struct audit *a, int64_t ts, const char *actor, const char *action,
                              const char *target, const char *reason,
                              const char *detail) MAMORI_MUST_CHECK;
-/* Writes the head anchor file; call after the transaction committed. */
-void audit_anchor(struct audit *a);
+/* Moves the head anchor to the last entry; call after the transaction
+ * committed. The anchor only moves forward along the same chain: when the
+ * entry it named is gone or changed, it is left alone (the evidence stays)
+ * and MAMORI_ERR_VERIFY is returned. */
+enum mamori_err audit_anchor(struct audit *a) MAMORI_MUST_CHECK;
 
 enum audit_problem {
     AUDIT_INTACT = 0,

@@ -151,17 +151,33 @@ static enum mamori_err write_endpoints(struct hub *h)
     return fs_write_atomic(p, buf, (size_t)n, 0644);
 }
 
+/* Appends a hub lifecycle entry (start/stop). Lock held. */
+static void audit_hub(struct hub *h, const char *action, const char *detail)
+{
+    if (store_begin(h->store) != MAMORI_OK)
+        return;
+    if (audit_append(&h->audit, hub_now(), "hub", action, "", "", detail) != MAMORI_OK ||
+        store_commit(h->store) != MAMORI_OK) {
+        store_rollback(h->store);
+        return;
+    }
+    if (audit_anchor(&h->audit) == MAMORI_ERR_VERIFY)
+        hub_event(h, NULL, "audit_tampered", "alert", "{\"reason\":\"anchored entry missing or changed\"}");
+}
+
 enum mamori_err hub_start(struct hub *h)
 {
     enum mamori_err rc;
+    struct audit_verdict v;
     pthread_mutex_lock(&h->lock);
-    if (store_begin(h->store) == MAMORI_OK) {
-        if (audit_append(&h->audit, hub_now(), "hub", "hub_start", "", "", "") == MAMORI_OK &&
-            store_commit(h->store) == MAMORI_OK)
-            audit_anchor(&h->audit);
-        else
-            store_rollback(h->store);
+    /* T12-L3a: check the log before adding to it, so tampering done while
+     * the hub was down is reported, and the evidence is not written over. */
+    if (audit_verify(&h->audit, &v) == MAMORI_OK && v.problem != AUDIT_INTACT) {
+        log_err("audit log %s at entry %lld", audit_problem_name(v.problem), (long long)v.first_bad_seq);
+        hub_event(h, NULL, "audit_tampered", "alert", "{\"problem\":\"%s\",\"first_bad_seq\":%lld}",
+                  audit_problem_name(v.problem), (long long)v.first_bad_seq);
     }
+    audit_hub(h, "hub_start", "");
     pthread_mutex_unlock(&h->lock);
     if ((rc = broker_start(h)) || (rc = mqtt_start(h)) || (rc = api_start(h)) || (rc = live_start(h)))
         return rc;
@@ -177,13 +193,7 @@ void hub_stop(struct hub *h)
     if (h->live_thread)
         pthread_join(h->live_thread, NULL);
     pthread_mutex_lock(&h->lock);
-    if (store_begin(h->store) == MAMORI_OK) {
-        if (audit_append(&h->audit, hub_now(), "hub", "hub_stop", "", "", "") == MAMORI_OK &&
-            store_commit(h->store) == MAMORI_OK)
-            audit_anchor(&h->audit);
-        else
-            store_rollback(h->store);
-    }
+    audit_hub(h, "hub_stop", "");
     pthread_mutex_unlock(&h->lock);
 }
 

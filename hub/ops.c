@@ -52,7 +52,8 @@ static enum mamori_err commit_audited(struct hub *h, const struct principal *who
         store_rollback(h->store);
         return rc;
     }
-    audit_anchor(&h->audit);
+    if (audit_anchor(&h->audit) == MAMORI_ERR_VERIFY)
+        hub_event(h, NULL, "audit_tampered", "alert", "{\"reason\":\"anchored entry missing or changed\"}");
     return MAMORI_OK;
 }
 

@@ -157,6 +157,7 @@ enum mamori_err store_event_list(struct store *s, const char *device_id, int64_t
 
 /* Audit log rows (the chain itself is computed by hub/audit.c). */
 enum mamori_err store_audit_last(struct store *s, struct audit_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_audit_get(struct store *s, int64_t seq, struct audit_rec *out) MAMORI_MUST_CHECK;
 enum mamori_err store_audit_append(struct store *s, const struct audit_rec *r) MAMORI_MUST_CHECK;
 enum mamori_err store_audit_list(struct store *s, int64_t after, int limit,
                                  bool (*cb)(const struct audit_rec *, void *), void *arg) MAMORI_MUST_CHECK;

@@ -711,6 +711,21 @@ enum mamori_err store_audit_last(struct store *s, struct audit_rec *out)
     return rc;
 }
 
+enum mamori_err store_audit_get(struct store *s, int64_t seq, struct audit_rec *out)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT " AUDIT_COLS " FROM audit WHERE seq=?", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, seq);
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        audit_row(st, out);
+        rc = MAMORI_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 enum mamori_err store_audit_append(struct store *s, const struct audit_rec *r)
 {
     sqlite3_stmt *st;

@@ -76,7 +76,7 @@ static int fx_setup(void **st)
         assert_int_equal(store_begin(f->s), MAMORI_OK);
         assert_int_equal(audit_append(&f->a, 1000 + i, "admin:root", "device_lock", target, "why", "{}"), MAMORI_OK);
         assert_int_equal(store_commit(f->s), MAMORI_OK);
-        audit_anchor(&f->a);
+        assert_int_equal(audit_anchor(&f->a), MAMORI_OK);
     }
     *st = f;
     return 0;
@@ -167,6 +167,24 @@ static void audit_detects_truncation(void **st)
     assert_int_equal(audit_verify(&f->a, &v), MAMORI_OK);
     assert_int_equal(v.problem, AUDIT_TRUNCATED);
     assert_int_equal(v.first_bad_seq, 5);
+}
+
+static void audit_truncation_survives_new_entries(void **st)
+{
+    struct fx *f = *st;
+    /* cut two entries off the end, then the hub keeps appending */
+    raw_sql(f, "DELETE FROM audit WHERE seq>=5");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(store_begin(f->s), MAMORI_OK);
+        assert_int_equal(audit_append(&f->a, 2000 + i, "hub", "hub_start", "", "", ""), MAMORI_OK);
+        assert_int_equal(store_commit(f->s), MAMORI_OK);
+        /* the anchor refuses to move onto a chain that lost its entry */
+        assert_int_equal(audit_anchor(&f->a), MAMORI_ERR_VERIFY);
+    }
+    struct audit_verdict v;
+    assert_int_equal(audit_verify(&f->a, &v), MAMORI_OK);
+    assert_int_equal(v.problem, AUDIT_TRUNCATED);
+    assert_int_equal(v.first_bad_seq, 6);
 }
 
 static void audit_detects_reforged_chain_without_key(void **st)
@@ -274,6 +292,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(audit_detects_removal, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(audit_detects_reorder, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(audit_detects_truncation, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(audit_truncation_survives_new_entries, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(audit_detects_reforged_chain_without_key, fx_setup, fx_teardown),
         cmocka_unit_test(throttle_policy),
         cmocka_unit_test(passwords),
