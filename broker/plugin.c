@@ -87,11 +87,11 @@ static void report(const char *type, const char *device, const struct mosquitto 
     json_str(addr, sizeof(addr), client ? mosquitto_client_address(client) : NULL);
     json_str(cid, sizeof(cid), client ? mosquitto_client_id(client) : NULL);
     json_str(why, sizeof(why), reason);
-    int n = snprintf(buf, sizeof(buf),
-                     "{\"type\":\"%s\",\"device\":\"%s\",\"address\":\"%s\",\"client_id\":\"%s\","
-                     "\"reason\":\"%s\",\"dropped_before\":%llu}",
-                     type, device ? device : "", addr, cid, why,
-                     (unsigned long long)g.reports_dropped);
+    int n =
+        snprintf(buf, sizeof(buf),
+                 "{\"type\":\"%s\",\"device\":\"%s\",\"address\":\"%s\",\"client_id\":\"%s\","
+                 "\"reason\":\"%s\",\"dropped_before\":%llu}",
+                 type, device ? device : "", addr, cid, why, (unsigned long long)g.reports_dropped);
     if (n > 0 && (size_t)n < sizeof(buf))
         mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 0, false, NULL);
 }
@@ -168,8 +168,8 @@ static int on_acl_check(int event, void *event_data, void *userdata)
         return MOSQ_ERR_SUCCESS;
     if (access != ACL_READ) {
         char why[96];
-        snprintf(why, sizeof(why), "%s denied: %s",
-                 access == ACL_WRITE ? "publish" : "subscribe", acl_verdict_name(v));
+        snprintf(why, sizeof(why), "%s denied: %s", access == ACL_WRITE ? "publish" : "subscribe",
+                 acl_verdict_name(v));
         if (v != ACL_DENY_RATE || (d && d->denied_in_row == 1))
             report("acl_deny", u, ed->client, why);
     }
@@ -181,7 +181,8 @@ static int on_message(int event, void *event_data, void *userdata)
     (void)event;
     (void)userdata;
     struct mosquitto_evt_message *ed = event_data;
-    if (!is_hub(ed->client) || strncmp(ed->topic, PROTO_TOPIC_CTL_PREFIX, sizeof(PROTO_TOPIC_CTL_PREFIX) - 1))
+    if (!is_hub(ed->client) ||
+        strncmp(ed->topic, PROTO_TOPIC_CTL_PREFIX, sizeof(PROTO_TOPIC_CTL_PREFIX) - 1))
         return MOSQ_ERR_SUCCESS;
     if (sync_apply(&g.sync, ed->payload, ed->payloadlen, kick, NULL) != MAMORI_OK)
         mosquitto_log_printf(MOSQ_LOG_WARNING, "mamori: malformed control message ignored");

@@ -166,7 +166,8 @@ enum mamori_err sync_apply(struct sync_state *s, const void *payload, size_t len
         {
             const char *fp, *id;
             int mode;
-            if (!dev_triple(v, &fp, &id, &mode) || table_set(&s->pending, fp, id, (enum dev_mode)mode)) {
+            if (!dev_triple(v, &fp, &id, &mode) ||
+                table_set(&s->pending, fp, id, (enum dev_mode)mode)) {
                 /* A bad entry spoils the snapshot: drop it, keep the active view. */
                 table_free(&s->pending);
                 s->pending_open = false;
@@ -220,11 +221,16 @@ void sync_free(struct sync_state *s)
 const char *acl_verdict_name(enum acl_verdict v)
 {
     switch (v) {
-    case ACL_ALLOW: return "allow";
-    case ACL_DENY_TOPIC: return "topic";
-    case ACL_DENY_SIZE: return "size";
-    case ACL_DENY_RATE: return "rate";
-    case ACL_DENY_STATE: return "state";
+    case ACL_ALLOW:
+        return "allow";
+    case ACL_DENY_TOPIC:
+        return "topic";
+    case ACL_DENY_SIZE:
+        return "size";
+    case ACL_DENY_RATE:
+        return "rate";
+    case ACL_DENY_STATE:
+        return "state";
     }
     return "?";
 }
@@ -288,7 +294,8 @@ enum acl_verdict acl_decide(struct dev *d, const struct limits *lim, int access,
     }
     case ACL_SUBSCRIBE:
         /* Wildcards only below the own prefix (the prefix itself is literal). */
-        return (is_cmd || strcmp(rest, "#") == 0 || strcmp(rest, "+") == 0) ? ACL_ALLOW : ACL_DENY_TOPIC;
+        return (is_cmd || strcmp(rest, "#") == 0 || strcmp(rest, "+") == 0) ? ACL_ALLOW
+                                                                            : ACL_DENY_TOPIC;
     case ACL_READ:
         return is_cmd ? ACL_ALLOW : ACL_DENY_TOPIC;
     default:

@@ -73,16 +73,16 @@ enum acl_access { ACL_READ = 1, ACL_WRITE = 2, ACL_SUBSCRIBE = 4, ACL_UNSUBSCRIB
 
 enum acl_verdict {
     ACL_ALLOW = 0,
-    ACL_DENY_TOPIC,   /* outside the device's own subtree / not allowed in its mode */
-    ACL_DENY_SIZE,    /* payload over the cap */
-    ACL_DENY_RATE,    /* over the message rate */
-    ACL_DENY_STATE,   /* device not allowed to operate (revoked, locked...) */
+    ACL_DENY_TOPIC, /* outside the device's own subtree / not allowed in its mode */
+    ACL_DENY_SIZE,  /* payload over the cap */
+    ACL_DENY_RATE,  /* over the message rate */
+    ACL_DENY_STATE, /* device not allowed to operate (revoked, locked...) */
 };
 
 struct limits {
     uint32_t max_payload;
-    double rate;  /* messages per second */
-    double burst; /* bucket size */
+    double rate;         /* messages per second */
+    double burst;        /* bucket size */
     uint32_t kick_after; /* consecutive rate denials before a kick */
 };
 

@@ -47,9 +47,10 @@ enum mamori_err factory_finish(const char *dir, const char *device_id, const cha
         rc = write_text(dir, "device.crt", cert_pem, 0644);
     if (!rc)
         rc = write_text(dir, "ca.crt", ca_pem, 0644);
-    int n = snprintf(json, sizeof(json),
-                     "{\"device_id\":\"%s\",\"model\":\"%s\",\"mqtt_host\":\"%s\",\"mqtt_port\":%d}\n",
-                     device_id, model, mqtt_host, mqtt_port);
+    int n =
+        snprintf(json, sizeof(json),
+                 "{\"device_id\":\"%s\",\"model\":\"%s\",\"mqtt_host\":\"%s\",\"mqtt_port\":%d}\n",
+                 device_id, model, mqtt_host, mqtt_port);
     if (!rc && (n < 0 || (size_t)n >= sizeof(json)))
         rc = MAMORI_ERR_TOOBIG;
     if (!rc)
@@ -68,8 +69,12 @@ enum mamori_err factory_mfr_ca_create(const char *dir, const char *name)
     enum mamori_err rc = fs_mkdir_p(dir, 0700);
     if (!rc)
         rc = crypto_key_generate(&k);
-    struct crypto_issue ip = {.kind = CRYPTO_CERT_ROOT_CA, .cn = name, .org = name, .subject = k,
-                              .issuer = NULL, .issuer_key = k,
+    struct crypto_issue ip = {.kind = CRYPTO_CERT_ROOT_CA,
+                              .cn = name,
+                              .org = name,
+                              .subject = k,
+                              .issuer = NULL,
+                              .issuer_key = k,
                               .not_after = time(NULL) + 15L * 365 * 86400};
     if (!rc)
         rc = crypto_cert_issue(&ip, &pem);
@@ -104,8 +109,12 @@ enum mamori_err factory_mfr_ca_sign(const char *ca_dir, const char *csr_path, co
     if (!rc)
         rc = crypto_csr_parse(csr_pem, len, &csr);
     time_t now = time(NULL);
-    struct crypto_issue ip = {.kind = CRYPTO_CERT_CLIENT, .cn = cn, .csr = csr, .issuer = ca,
-                              .issuer_key = k, .not_after = now + (time_t)days * 86400};
+    struct crypto_issue ip = {.kind = CRYPTO_CERT_CLIENT,
+                              .cn = cn,
+                              .csr = csr,
+                              .issuer = ca,
+                              .issuer_key = k,
+                              .not_after = now + (time_t)days * 86400};
     /* A negative validity makes an already expired certificate (for tests). */
     if (days < 0) {
         ip.not_before = now + (time_t)days * 86400 * 2;

@@ -59,8 +59,9 @@ enum mamori_err api_call(const struct api *a, const char *method, const char *pa
     CURLcode cr = curl_easy_perform(c);
     if (cr != CURLE_OK) {
         fprintf(stderr, "mamorictl: %s: %s\n", url, curl_easy_strerror(cr));
-        rc = cr == CURLE_PEER_FAILED_VERIFICATION || cr == CURLE_SSL_CONNECT_ERROR ? MAMORI_ERR_TLS
-                                                                                    : MAMORI_ERR_CONN;
+        rc = cr == CURLE_PEER_FAILED_VERIFICATION || cr == CURLE_SSL_CONNECT_ERROR
+                 ? MAMORI_ERR_TLS
+                 : MAMORI_ERR_CONN;
         goto out;
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);

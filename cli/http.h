@@ -7,9 +7,9 @@
 #include "mamori/error.h"
 
 struct api {
-    char base[512];   /* https://host:port */
-    char ca[4096];    /* CA file the server must chain to */
-    char token[128];  /* session token or "" */
+    char base[512];  /* https://host:port */
+    char ca[4096];   /* CA file the server must chain to */
+    char token[128]; /* session token or "" */
 };
 
 /* Performs method on /api/v1/path with body (may be NULL). On a response

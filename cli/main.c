@@ -28,8 +28,8 @@
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_TAMPERED = 3 };
 
 struct opts {
-    const char *data, *api, *ca, *session, *password_file, *user, *role, *model, *out, *cert,
-        *csr, *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn;
+    const char *data, *api, *ca, *session, *password_file, *user, *role, *model, *out, *cert, *csr,
+        *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn;
     const char *pos[4];
     int npos;
     long count, after, limit, days;
@@ -45,7 +45,8 @@ static const char *USAGE =
     "users:     user add NAME --role admin|operator|owner | user list\n"
     "factory:   factory keygen --out DIR                     device key + CSR (key stays here)\n"
     "           factory enroll --model M --identity DIR      hub signs DIR/device.csr\n"
-    "           factory register --model M --identity DIR    DIR/device.crt signed by a manufacturer CA\n"
+    "           factory register --model M --identity DIR    DIR/device.crt signed by a "
+    "manufacturer CA\n"
     "           factory batch --model M --count N --out DIR  N identities (simulation, tests)\n"
     "           factory mfr-ca-create --out DIR --name NAME  offline manufacturer CA\n"
     "           factory mfr-ca-sign --ca DIR --csr F --out F [--cn CN] [--days N]\n"
@@ -83,13 +84,27 @@ static bool parse_args(int argc, char **argv, struct opts *o)
         if (i + 1 >= argc)
             return false;
         const char *v = argv[++i];
-        struct { const char *k; const char **dst; } s[] = {
-            {"--data", &o->data}, {"--api", &o->api}, {"--ca", &o->ca}, {"--session", &o->session},
-            {"--password-file", &o->password_file}, {"--user", &o->user}, {"--role", &o->role},
-            {"--model", &o->model}, {"--out", &o->out}, {"--cert", &o->cert}, {"--csr", &o->csr},
-            {"--identity", &o->identity}, {"--reason", &o->reason}, {"--device", &o->device},
-            {"--name", &o->name}, {"--token-file", &o->token_file}, {"--mqtt-host", &o->mqtt_host},
-            {"--cn", &o->cn}};
+        struct {
+            const char *k;
+            const char **dst;
+        } s[] = {{"--data", &o->data},
+                 {"--api", &o->api},
+                 {"--ca", &o->ca},
+                 {"--session", &o->session},
+                 {"--password-file", &o->password_file},
+                 {"--user", &o->user},
+                 {"--role", &o->role},
+                 {"--model", &o->model},
+                 {"--out", &o->out},
+                 {"--cert", &o->cert},
+                 {"--csr", &o->csr},
+                 {"--identity", &o->identity},
+                 {"--reason", &o->reason},
+                 {"--device", &o->device},
+                 {"--name", &o->name},
+                 {"--token-file", &o->token_file},
+                 {"--mqtt-host", &o->mqtt_host},
+                 {"--cn", &o->cn}};
         bool done = false;
         for (size_t k = 0; k < sizeof(s) / sizeof(s[0]); k++) {
             if (strcmp(a, s[k].k) == 0) {
@@ -120,7 +135,8 @@ static bool parse_args(int argc, char **argv, struct opts *o)
 }
 
 /* Reads endpoints.json of a data dir: api base, mqtt host/port, ca. */
-static bool load_endpoints(const char *data, struct api *a, char *mqtt_host, size_t hl, int *mqtt_port)
+static bool load_endpoints(const char *data, struct api *a, char *mqtt_host, size_t hl,
+                           int *mqtt_port)
 {
     char p[4096], *txt = NULL;
     size_t len;
@@ -244,12 +260,14 @@ static int cmd_enroll(const struct api *a, const struct opts *o, const char *dir
     size_t len;
     if (fs_path(p, sizeof(p), dir, reg ? "device.crt" : "device.csr") ||
         fs_read_file(p, CRYPTO_PEM_MAX, &pem, &len))
-        return die(reg ? "cannot read DIR/device.crt" : "cannot read DIR/device.csr (run factory keygen)");
+        return die(reg ? "cannot read DIR/device.crt"
+                       : "cannot read DIR/device.csr (run factory keygen)");
     json_t *body = json_pack("{s:s,s:s}", "model", o->model, reg ? "certificate" : "csr", pem);
     free(pem);
     long st;
     json_t *resp = NULL;
-    enum mamori_err rc = api_call(a, "POST", reg ? "factory/register" : "factory/enroll", body, &st, &resp);
+    enum mamori_err rc =
+        api_call(a, "POST", reg ? "factory/register" : "factory/enroll", body, &st, &resp);
     json_decref(body);
     if (rc)
         return die(mamori_strerror(rc));
@@ -318,8 +336,10 @@ int main(int argc, char **argv)
         return rc ? die(mamori_strerror(rc)) : (printf("manufacturer CA in %s\n", o.out), EXIT_OK);
     }
     if (strcmp(cmd, "factory") == 0 && strcmp(sub, "mfr-ca-sign") == 0 && o.ca && o.csr && o.out) {
-        enum mamori_err rc = factory_mfr_ca_sign(o.ca, o.csr, o.cn ? o.cn : "mamori-device", (int)o.days, o.out);
-        return rc ? die(mamori_strerror(rc)) : (printf("certificate written to %s\n", o.out), EXIT_OK);
+        enum mamori_err rc =
+            factory_mfr_ca_sign(o.ca, o.csr, o.cn ? o.cn : "mamori-device", (int)o.days, o.out);
+        return rc ? die(mamori_strerror(rc))
+                  : (printf("certificate written to %s\n", o.out), EXIT_OK);
     }
     if (!a.base[0] || !a.ca[0])
         return die("where is the hub? give --data DIR (or --api URL --ca FILE)");
@@ -332,9 +352,12 @@ int main(int argc, char **argv)
         if (!file && data && !fs_path(tf, sizeof(tf), data, "bootstrap-token"))
             file = tf;
         if (!read_secret(file, "MAMORI_BOOTSTRAP_TOKEN", "bootstrap token: ", tok, sizeof(tok)) ||
-            !read_secret(o.password_file, "MAMORI_PASSWORD", "new admin password: ", pw, sizeof(pw)))
+            !read_secret(o.password_file, "MAMORI_PASSWORD", "new admin password: ", pw,
+                         sizeof(pw)))
             return die("need the bootstrap token and a password");
-        ret = call_print(&a, "POST", "bootstrap", json_pack("{s:s,s:s,s:s}", "token", tok, "username", o.user, "password", pw));
+        ret = call_print(
+            &a, "POST", "bootstrap",
+            json_pack("{s:s,s:s,s:s}", "token", tok, "username", o.user, "password", pw));
         crypto_wipe(tok, sizeof(tok));
         crypto_wipe(pw, sizeof(pw));
     } else if (strcmp(cmd, "login") == 0 && o.user) {
@@ -377,16 +400,22 @@ int main(int argc, char **argv)
         ret = call_print(&a, "GET", "me", NULL);
     } else if (strcmp(cmd, "user") == 0 && strcmp(sub, "add") == 0 && o.npos == 3 && o.role) {
         char pw[300];
-        if (!read_secret(o.password_file, "MAMORI_NEW_PASSWORD", "password for the new user: ", pw, sizeof(pw)))
+        if (!read_secret(o.password_file, "MAMORI_NEW_PASSWORD", "password for the new user: ", pw,
+                         sizeof(pw)))
             return die("need a password for the new user");
-        ret = call_print(&a, "POST", "users", json_pack("{s:s,s:s,s:s}", "username", o.pos[2], "role", o.role, "password", pw));
+        ret = call_print(
+            &a, "POST", "users",
+            json_pack("{s:s,s:s,s:s}", "username", o.pos[2], "role", o.role, "password", pw));
         crypto_wipe(pw, sizeof(pw));
     } else if (strcmp(cmd, "user") == 0 && strcmp(sub, "list") == 0) {
         ret = call_print(&a, "GET", "users", NULL);
-    } else if (strcmp(cmd, "factory") == 0 && (strcmp(sub, "enroll") == 0 || strcmp(sub, "register") == 0) &&
-               o.model && o.identity) {
-        ret = cmd_enroll(&a, &o, o.identity, strcmp(sub, "register") == 0, mqtt_host, mqtt_port, false);
-    } else if (strcmp(cmd, "factory") == 0 && strcmp(sub, "batch") == 0 && o.model && o.count && o.out) {
+    } else if (strcmp(cmd, "factory") == 0 &&
+               (strcmp(sub, "enroll") == 0 || strcmp(sub, "register") == 0) && o.model &&
+               o.identity) {
+        ret = cmd_enroll(&a, &o, o.identity, strcmp(sub, "register") == 0, mqtt_host, mqtt_port,
+                         false);
+    } else if (strcmp(cmd, "factory") == 0 && strcmp(sub, "batch") == 0 && o.model && o.count &&
+               o.out) {
         ret = EXIT_OK;
         for (long i = 0; i < o.count && ret == EXIT_OK; i++) {
             char dir[4096];
@@ -402,7 +431,8 @@ int main(int argc, char **argv)
         size_t len;
         if (fs_read_file(o.cert, CRYPTO_PEM_MAX, &pem, &len))
             return die("cannot read the certificate");
-        ret = call_print(&a, "POST", "cas", json_pack("{s:s,s:s}", "model", o.model, "certificate", pem));
+        ret = call_print(&a, "POST", "cas",
+                         json_pack("{s:s,s:s}", "model", o.model, "certificate", pem));
         free(pem);
     } else if (strcmp(cmd, "ca") == 0 && strcmp(sub, "list") == 0) {
         ret = call_print(&a, "GET", "cas", NULL);
@@ -430,7 +460,8 @@ int main(int argc, char **argv)
                 printf("%-20s %-14s %-15s %-7s %s\n", json_string_value(json_object_get(d, "id")),
                        json_string_value(json_object_get(d, "model")),
                        json_string_value(json_object_get(d, "state")),
-                       json_is_true(json_object_get(d, "online")) ? "yes" : "no", owner ? owner : "-");
+                       json_is_true(json_object_get(d, "online")) ? "yes" : "no",
+                       owner ? owner : "-");
             }
             ret = EXIT_OK;
         }
@@ -440,9 +471,9 @@ int main(int argc, char **argv)
         snprintf(path, sizeof(path), "devices/%.40s", o.pos[2]);
         ret = call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "device") == 0 && o.npos == 3 &&
-               (strcmp(sub, "revoke") == 0 || strcmp(sub, "lock") == 0 || strcmp(sub, "unlock") == 0 ||
-                strcmp(sub, "decommission") == 0 || strcmp(sub, "quarantine") == 0 ||
-                strcmp(sub, "release") == 0)) {
+               (strcmp(sub, "revoke") == 0 || strcmp(sub, "lock") == 0 ||
+                strcmp(sub, "unlock") == 0 || strcmp(sub, "decommission") == 0 ||
+                strcmp(sub, "quarantine") == 0 || strcmp(sub, "release") == 0)) {
         if (!o.reason)
             return die("give a --reason: it goes to the audit log");
         char path[128];
@@ -476,7 +507,8 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "events") == 0) {
         char path[160];
         if (o.device)
-            snprintf(path, sizeof(path), "events?after=%ld&limit=%ld&device=%.40s", o.after, o.limit, o.device);
+            snprintf(path, sizeof(path), "events?after=%ld&limit=%ld&device=%.40s", o.after,
+                     o.limit, o.device);
         else
             snprintf(path, sizeof(path), "events?after=%ld&limit=%ld", o.after, o.limit);
         ret = call_print(&a, "GET", path, NULL);

@@ -159,8 +159,8 @@ static enum mamori_err bio_to_string(BIO *bio, char **out)
 
 static enum mamori_err name_set(X509_NAME *name, const char *cn, const char *org)
 {
-    if (org && !X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)org,
-                                           -1, -1, 0))
+    if (org && !X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)org, -1,
+                                           -1, 0))
         return MAMORI_ERR_CRYPTO;
     if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
                                     0))
@@ -249,7 +249,8 @@ enum mamori_err crypto_cert_issue(const struct crypto_issue *p, char **pem_out)
         goto out;
     serial[0] &= 0x7f; /* RFC 5280 4.1.2.2: positive, at most 20 octets */
     serial[0] |= 0x01;
-    if (!BN_bin2bn(serial, sizeof(serial), bn) || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)))
+    if (!BN_bin2bn(serial, sizeof(serial), bn) ||
+        !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)))
         goto out;
     if (!X509_set_version(cert, 2))
         goto out;

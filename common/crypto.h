@@ -17,7 +17,7 @@
 
 #define CRYPTO_SHA256_LEN 32
 #define CRYPTO_FP_HEX_LEN 65 /* 64 hex chars + NUL */
-#define CRYPTO_PEM_MAX (64 * 1024)
+#define CRYPTO_PEM_MAX    (64 * 1024)
 
 struct crypto_key;  /* an EC private (or public) key */
 struct crypto_cert; /* an X.509 certificate */
@@ -51,10 +51,10 @@ enum mamori_err crypto_csr_parse(const char *pem, size_t len,
 void crypto_csr_free(struct crypto_csr *csr);
 
 enum crypto_cert_kind {
-    CRYPTO_CERT_ROOT_CA,   /* self-signed, pathlen 1 */
-    CRYPTO_CERT_SUB_CA,    /* pathlen 0 */
-    CRYPTO_CERT_SERVER,    /* serverAuth, SAN DNS:localhost IP:127.0.0.1 ::1 */
-    CRYPTO_CERT_CLIENT,    /* clientAuth */
+    CRYPTO_CERT_ROOT_CA, /* self-signed, pathlen 1 */
+    CRYPTO_CERT_SUB_CA,  /* pathlen 0 */
+    CRYPTO_CERT_SERVER,  /* serverAuth, SAN DNS:localhost IP:127.0.0.1 ::1 */
+    CRYPTO_CERT_CLIENT,  /* clientAuth */
 };
 
 struct crypto_issue {

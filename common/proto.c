@@ -27,7 +27,8 @@ static void b32_encode(const uint8_t *in, size_t nchars, char *out)
 {
     for (size_t i = 0; i < nchars; i++) {
         size_t bit = i * 5;
-        unsigned v = (unsigned)(in[bit / 8] << 8) | (bit / 8 + 1 < (nchars * 5 + 7) / 8 ? in[bit / 8 + 1] : 0);
+        unsigned v = (unsigned)(in[bit / 8] << 8) |
+                     (bit / 8 + 1 < (nchars * 5 + 7) / 8 ? in[bit / 8 + 1] : 0);
         out[i] = B32[(v >> (11 - bit % 8)) & 31];
     }
     out[nchars] = '\0';

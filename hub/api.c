@@ -50,21 +50,37 @@ static void reply_rc(struct reply *r, enum mamori_err rc, const struct op_err *e
     switch (rc) {
     case MAMORI_ERR_INVAL:
     case MAMORI_ERR_PARSE:
-    case MAMORI_ERR_TRUNCATED: reply_err(r, 400, "invalid_request", msg); break;
-    case MAMORI_ERR_TOOBIG: reply_err(r, 413, "payload_too_large", msg); break;
-    case MAMORI_ERR_AUTH: reply_err(r, 401, "unauthorized", msg); break;
-    case MAMORI_ERR_FORBIDDEN: reply_err(r, 403, "forbidden", msg); break;
-    case MAMORI_ERR_NOTFOUND: reply_err(r, 404, "not_found", msg); break;
+    case MAMORI_ERR_TRUNCATED:
+        reply_err(r, 400, "invalid_request", msg);
+        break;
+    case MAMORI_ERR_TOOBIG:
+        reply_err(r, 413, "payload_too_large", msg);
+        break;
+    case MAMORI_ERR_AUTH:
+        reply_err(r, 401, "unauthorized", msg);
+        break;
+    case MAMORI_ERR_FORBIDDEN:
+        reply_err(r, 403, "forbidden", msg);
+        break;
+    case MAMORI_ERR_NOTFOUND:
+        reply_err(r, 404, "not_found", msg);
+        break;
     case MAMORI_ERR_EXISTS:
-    case MAMORI_ERR_STATE: reply_err(r, 409, "conflict", msg); break;
+    case MAMORI_ERR_STATE:
+        reply_err(r, 409, "conflict", msg);
+        break;
     case MAMORI_ERR_RATELIMIT:
         reply_err(r, 429, "rate_limited", msg);
         r->retry_after = e ? e->retry_after : 60;
         break;
     case MAMORI_ERR_VERIFY:
     case MAMORI_ERR_CRYPTO:
-    case MAMORI_ERR_EXPIRED: reply_err(r, 422, "verification_failed", msg); break;
-    default: reply_err(r, 500, "internal", "internal error"); break;
+    case MAMORI_ERR_EXPIRED:
+        reply_err(r, 422, "verification_failed", msg);
+        break;
+    default:
+        reply_err(r, 500, "internal", "internal error");
+        break;
     }
 }
 
@@ -83,7 +99,8 @@ static json_t *body_json(struct req *q, struct reply *r)
         reply_err(r, 413, "payload_too_large", "request body exceeds 65536 bytes");
         return NULL;
     }
-    enum mamori_err rc = json_parse_untrusted(q->body.p, q->body.len, API_MAX_BODY, &v, err, sizeof(err));
+    enum mamori_err rc =
+        json_parse_untrusted(q->body.p, q->body.len, API_MAX_BODY, &v, err, sizeof(err));
     if (rc)
         reply_err(r, rc == MAMORI_ERR_TOOBIG ? 413 : 400,
                   rc == MAMORI_ERR_TOOBIG ? "payload_too_large" : "invalid_request", err);
@@ -93,15 +110,18 @@ static json_t *body_json(struct req *q, struct reply *r)
 /* Fetches required string members; replies 400 naming the first bad one. */
 static bool need_str(json_t *o, const char *key, size_t max, const char **out, struct reply *r)
 {
-    if (json_get_str(o, key, max, out) && strlen(*out) == json_string_length(json_object_get(o, key)))
+    if (json_get_str(o, key, max, out) &&
+        strlen(*out) == json_string_length(json_object_get(o, key)))
         return true;
     char msg[128];
-    snprintf(msg, sizeof(msg), "field '%s' must be a non-empty string of at most %zu bytes", key, max);
+    snprintf(msg, sizeof(msg), "field '%s' must be a non-empty string of at most %zu bytes", key,
+             max);
     reply_err(r, 400, "invalid_request", msg);
     return false;
 }
 
-static int64_t query_int(struct MHD_Connection *c, const char *k, int64_t def, int64_t lo, int64_t hi)
+static int64_t query_int(struct MHD_Connection *c, const char *k, int64_t def, int64_t lo,
+                         int64_t hi)
 {
     const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
     if (!v || !*v || strlen(v) > 18)
@@ -117,17 +137,21 @@ static int64_t query_int(struct MHD_Connection *c, const char *k, int64_t def, i
 
 static void peer_of(struct MHD_Connection *c, char *out, size_t n)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(out, n, "?");
     if (!ci || !ci->client_addr)
         return;
     if (ci->client_addr->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, out, (socklen_t)n);
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, out,
+                  (socklen_t)n);
     else if (ci->client_addr->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, out, (socklen_t)n);
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, out,
+                  (socklen_t)n);
 }
 
-static bool authenticate(struct hub *h, struct MHD_Connection *c, struct principal *who, struct reply *r)
+static bool authenticate(struct hub *h, struct MHD_Connection *c, struct principal *who,
+                         struct reply *r)
 {
     const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!a || strncmp(a, "Bearer ", 7) != 0 || hub_op_authenticate(h, a + 7, who)) {
@@ -200,7 +224,8 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
         const char *tok, *user, *pw;
         if (!(in = body_json(q, r)))
             return;
-        if (need_str(in, "token", 128, &tok, r) && need_str(in, "username", STORE_NAME_MAX, &user, r) &&
+        if (need_str(in, "token", 128, &tok, r) &&
+            need_str(in, "username", STORE_NAME_MAX, &user, r) &&
             need_str(in, "password", 256, &pw, r)) {
             rc = hub_op_bootstrap(h, tok, user, pw, peer, &e);
             if (rc)
@@ -215,7 +240,8 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
         const char *user, *pw;
         if (!(in = body_json(q, r)))
             return;
-        if (need_str(in, "username", STORE_NAME_MAX, &user, r) && need_str(in, "password", 256, &pw, r)) {
+        if (need_str(in, "username", STORE_NAME_MAX, &user, r) &&
+            need_str(in, "password", 256, &pw, r)) {
             rc = hub_op_login(h, user, pw, peer, &out, &e);
             if (rc)
                 reply_rc(r, rc, &e);
@@ -238,25 +264,28 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     const char *reason = "";
 
     if (rt.n == 2 && is(&rt, 0, "sessions") && is(&rt, 1, "current") && del) {
-        const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        const char *a =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         rc = hub_op_logout(h, a + 7);
         if (rc)
             reply_rc(r, rc, NULL);
         else
             reply_ok(r, 200, json_pack("{s:b}", "logged_out", 1));
     } else if (rt.n == 1 && is(&rt, 0, "me") && get) {
-        reply_ok(r, 200, json_pack("{s:s,s:s}", "user", who.name, "role", store_role_name(who.role)));
+        reply_ok(r, 200,
+                 json_pack("{s:s,s:s}", "user", who.name, "role", store_role_name(who.role)));
     } else if (rt.n == 1 && is(&rt, 0, "users") && post) {
         const char *name, *role, *pw;
-        if (need_str(in, "username", STORE_NAME_MAX, &name, r) && need_str(in, "role", 16, &role, r) &&
-            need_str(in, "password", 256, &pw, r)) {
+        if (need_str(in, "username", STORE_NAME_MAX, &name, r) &&
+            need_str(in, "role", 16, &role, r) && need_str(in, "password", 256, &pw, r)) {
             rc = hub_op_user_add(h, &who, name, role, pw, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
         }
     } else if (rt.n == 1 && is(&rt, 0, "users") && get) {
         rc = hub_op_user_list(h, &who, &out);
         rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && is(&rt, 0, "factory") && (is(&rt, 1, "enroll") || is(&rt, 1, "register")) && post) {
+    } else if (rt.n == 2 && is(&rt, 0, "factory") &&
+               (is(&rt, 1, "enroll") || is(&rt, 1, "register")) && post) {
         const char *model, *pem;
         bool enroll = is(&rt, 1, "enroll");
         if (need_str(in, "model", STORE_NAME_MAX, &model, r) &&
@@ -309,8 +338,8 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
                            (int)query_int(c, "limit", 100, 1, 1000), &out);
         rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
     } else {
-        reply_err(r, (get || post || del) ? 404 : 405, (get || post || del) ? "not_found" : "method_not_allowed",
-                  "no such endpoint");
+        reply_err(r, (get || post || del) ? 404 : 405,
+                  (get || post || del) ? "not_found" : "method_not_allowed", "no such endpoint");
     }
     json_decref(in);
 }
@@ -323,7 +352,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *r)
         s = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}");
         r->status = 500;
     }
-    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(s);
         return MHD_NO;

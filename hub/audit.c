@@ -30,8 +30,8 @@ enum mamori_err audit_entry_hash(const uint8_t key[AUDIT_KEY_LEN], const struct 
      * position, which is what lets verify tell "reordered" from "modified". */
     snprintf(ts, sizeof(ts), "%" PRId64, r->ts);
     dbuf_init(&d, 8192);
-    const char *fields[] = {"mamori-audit-v1", r->prev_hash, ts, r->actor,
-                            r->action, r->target, r->reason, r->detail};
+    const char *fields[] = {"mamori-audit-v1", r->prev_hash, ts,        r->actor,
+                            r->action,         r->target,    r->reason, r->detail};
     enum mamori_err rc = MAMORI_OK;
     for (size_t i = 0; !rc && i < sizeof(fields) / sizeof(fields[0]); i++)
         rc = put_field(&d, fields[i]);
@@ -121,11 +121,16 @@ enum mamori_err audit_anchor(struct audit *a)
 const char *audit_problem_name(enum audit_problem p)
 {
     switch (p) {
-    case AUDIT_INTACT: return "intact";
-    case AUDIT_MODIFIED: return "modified";
-    case AUDIT_REMOVED: return "removed";
-    case AUDIT_REORDERED: return "reordered";
-    case AUDIT_TRUNCATED: return "truncated";
+    case AUDIT_INTACT:
+        return "intact";
+    case AUDIT_MODIFIED:
+        return "modified";
+    case AUDIT_REMOVED:
+        return "removed";
+    case AUDIT_REORDERED:
+        return "reordered";
+    case AUDIT_TRUNCATED:
+        return "truncated";
     }
     return "?";
 }
@@ -206,7 +211,8 @@ enum mamori_err audit_verify(struct audit *a, struct audit_verdict *v)
              * were cut off and new ones appended since, its hash differs. */
             if (hs > w.expect_seq - 1)
                 flag(&w, AUDIT_TRUNCATED, w.expect_seq);
-            else if (store_audit_get(a->store, hs, &at) != MAMORI_OK || !crypto_ct_eq(at.hash, hh, 64))
+            else if (store_audit_get(a->store, hs, &at) != MAMORI_OK ||
+                     !crypto_ct_eq(at.hash, hh, 64))
                 flag(&w, AUDIT_TRUNCATED, hs);
         }
     }

@@ -41,10 +41,10 @@ enum mamori_err audit_anchor(struct audit *a) MAMORI_MUST_CHECK;
 
 enum audit_problem {
     AUDIT_INTACT = 0,
-    AUDIT_MODIFIED, /* entry content does not match its hash */
-    AUDIT_REMOVED,  /* a sequence number is missing */
-    AUDIT_REORDERED,/* entry does not link to its predecessor */
-    AUDIT_TRUNCATED,/* entries after the anchored head are gone */
+    AUDIT_MODIFIED,  /* entry content does not match its hash */
+    AUDIT_REMOVED,   /* a sequence number is missing */
+    AUDIT_REORDERED, /* entry does not link to its predecessor */
+    AUDIT_TRUNCATED, /* entries after the anchored head are gone */
 };
 
 struct audit_verdict {

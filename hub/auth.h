@@ -18,7 +18,7 @@
 
 #include "hub/store/store.h"
 
-#define AUTH_TOKEN_TEXT 68 /* "mms_" + 64 hex + NUL */
+#define AUTH_TOKEN_TEXT   68 /* "mms_" + 64 hex + NUL */
 #define AUTH_PASSWORD_MIN 12
 #define AUTH_PASSWORD_MAX 256
 

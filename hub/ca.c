@@ -61,8 +61,12 @@ static enum mamori_err issue_leaf(struct hub *h, enum crypto_cert_kind kind, con
     rc = crypto_key_generate(&key);
     if (rc)
         goto out;
-    struct crypto_issue p = {.kind = kind, .cn = cn, .org = "Mamori platform", .subject = key,
-                             .issuer = h->issuing_cert, .issuer_key = h->issuing_key,
+    struct crypto_issue p = {.kind = kind,
+                             .cn = cn,
+                             .org = "Mamori platform",
+                             .subject = key,
+                             .issuer = h->issuing_cert,
+                             .issuer_key = h->issuing_key,
                              .not_after = time(NULL) + 2 * YEAR};
     rc = crypto_cert_issue(&p, &pem);
     if (!rc)
@@ -103,15 +107,22 @@ static enum mamori_err create_cas(struct hub *h)
     char *root_pem = NULL, *iss_pem = NULL;
     if ((rc = crypto_key_generate(&root_key)) || (rc = crypto_key_generate(&iss_key)))
         goto out;
-    struct crypto_issue rp = {.kind = CRYPTO_CERT_ROOT_CA, .cn = "Mamori Platform Root CA",
-                              .org = "Mamori platform", .subject = root_key,
-                              .issuer_key = root_key, .not_after = time(NULL) + 20 * YEAR};
+    struct crypto_issue rp = {.kind = CRYPTO_CERT_ROOT_CA,
+                              .cn = "Mamori Platform Root CA",
+                              .org = "Mamori platform",
+                              .subject = root_key,
+                              .issuer_key = root_key,
+                              .not_after = time(NULL) + 20 * YEAR};
     if ((rc = crypto_cert_issue(&rp, &root_pem)) ||
         (rc = crypto_cert_parse(root_pem, strlen(root_pem), &root)))
         goto out;
-    struct crypto_issue ip = {.kind = CRYPTO_CERT_SUB_CA, .cn = "Mamori Issuing CA 1",
-                              .org = "Mamori platform", .subject = iss_key, .issuer = root,
-                              .issuer_key = root_key, .not_after = time(NULL) + 10 * YEAR};
+    struct crypto_issue ip = {.kind = CRYPTO_CERT_SUB_CA,
+                              .cn = "Mamori Issuing CA 1",
+                              .org = "Mamori platform",
+                              .subject = iss_key,
+                              .issuer = root,
+                              .issuer_key = root_key,
+                              .not_after = time(NULL) + 10 * YEAR};
     if ((rc = crypto_cert_issue(&ip, &iss_pem)))
         goto out;
     if ((rc = crypto_key_save(root_key, rk)) || (rc = write_pem(rc_, root_pem, 0644)) ||
@@ -142,7 +153,8 @@ enum mamori_err ca_write_device_trust(struct hub *h)
     char root[HUB_PATH_MAX];
     char *root_pem = NULL;
     size_t len = 0;
-    if (!(rc = pki_path(h, "root.crt", root)) && !(rc = fs_read_file(root, CRYPTO_PEM_MAX, &root_pem, &len)))
+    if (!(rc = pki_path(h, "root.crt", root)) &&
+        !(rc = fs_read_file(root, CRYPTO_PEM_MAX, &root_pem, &len)))
         rc = dbuf_add(&d, root_pem, len);
     if (!rc)
         rc = dbuf_addstr(&d, bundle);
@@ -182,7 +194,8 @@ enum mamori_err ca_init(struct hub *h)
     char root[HUB_PATH_MAX];
     char *root_pem = NULL;
     size_t len = 0;
-    if ((rc = pki_path(h, "root.crt", root)) || (rc = fs_read_file(root, CRYPTO_PEM_MAX, &root_pem, &len)))
+    if ((rc = pki_path(h, "root.crt", root)) ||
+        (rc = fs_read_file(root, CRYPTO_PEM_MAX, &root_pem, &len)))
         return rc;
     h->ca_chain_pem = root_pem;
     struct crypto_cert *hc = NULL;
@@ -212,8 +225,12 @@ enum mamori_err ca_issue_device(struct hub *h, const char *csr_pem, size_t csr_l
         return rc;
     /* The subject is ours to set: CN = management number, O = model. What
      * the CSR asked for is ignored (the key is all we take from it). */
-    struct crypto_issue p = {.kind = CRYPTO_CERT_CLIENT, .cn = device_id, .org = model,
-                             .csr = csr, .issuer = h->issuing_cert, .issuer_key = h->issuing_key,
+    struct crypto_issue p = {.kind = CRYPTO_CERT_CLIENT,
+                             .cn = device_id,
+                             .org = model,
+                             .csr = csr,
+                             .issuer = h->issuing_cert,
+                             .issuer_key = h->issuing_key,
                              .not_after = time(NULL) + (time_t)h->cfg.device_cert_days * 86400};
     rc = crypto_cert_issue(&p, cert_pem);
     crypto_csr_free(csr);

@@ -52,8 +52,8 @@ static enum mamori_err load_audit_key(struct hub *h)
 {
     char dir[HUB_PATH_MAX], p[HUB_PATH_MAX];
     enum mamori_err rc;
-    if ((rc = fs_path(dir, sizeof(dir), h->cfg.data_dir, "secrets")) || (rc = fs_mkdir_p(dir, 0700)) ||
-        (rc = fs_path(p, sizeof(p), dir, "audit.key")))
+    if ((rc = fs_path(dir, sizeof(dir), h->cfg.data_dir, "secrets")) ||
+        (rc = fs_mkdir_p(dir, 0700)) || (rc = fs_path(p, sizeof(p), dir, "audit.key")))
         return rc;
     char *k = NULL;
     size_t len = 0;
@@ -123,7 +123,8 @@ enum mamori_err hub_init(struct hub *h, const struct hub_config *cfg)
     if ((rc = fs_path(p, sizeof(p), cfg->data_dir, "mamori.db")) || (rc = store_open(p, &h->store)))
         return rc;
     h->audit.store = h->store;
-    if ((rc = fs_path(h->audit.head_path, sizeof(h->audit.head_path), cfg->data_dir, "audit.head")) ||
+    if ((rc = fs_path(h->audit.head_path, sizeof(h->audit.head_path), cfg->data_dir,
+                      "audit.head")) ||
         (rc = load_audit_key(h)))
         return rc;
     if ((rc = ca_init(h)))
@@ -162,7 +163,8 @@ static void audit_hub(struct hub *h, const char *action, const char *detail)
         return;
     }
     if (audit_anchor(&h->audit) == MAMORI_ERR_VERIFY)
-        hub_event(h, NULL, "audit_tampered", "alert", "{\"reason\":\"anchored entry missing or changed\"}");
+        hub_event(h, NULL, "audit_tampered", "alert",
+                  "{\"reason\":\"anchored entry missing or changed\"}");
 }
 
 enum mamori_err hub_start(struct hub *h)
@@ -173,13 +175,15 @@ enum mamori_err hub_start(struct hub *h)
     /* T12-L3a: check the log before adding to it, so tampering done while
      * the hub was down is reported, and the evidence is not written over. */
     if (audit_verify(&h->audit, &v) == MAMORI_OK && v.problem != AUDIT_INTACT) {
-        log_err("audit log %s at entry %lld", audit_problem_name(v.problem), (long long)v.first_bad_seq);
+        log_err("audit log %s at entry %lld", audit_problem_name(v.problem),
+                (long long)v.first_bad_seq);
         hub_event(h, NULL, "audit_tampered", "alert", "{\"problem\":\"%s\",\"first_bad_seq\":%lld}",
                   audit_problem_name(v.problem), (long long)v.first_bad_seq);
     }
     audit_hub(h, "hub_start", "");
     pthread_mutex_unlock(&h->lock);
-    if ((rc = broker_start(h)) || (rc = mqtt_start(h)) || (rc = api_start(h)) || (rc = live_start(h)))
+    if ((rc = broker_start(h)) || (rc = mqtt_start(h)) || (rc = api_start(h)) ||
+        (rc = live_start(h)))
         return rc;
     return write_endpoints(h);
 }

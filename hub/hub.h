@@ -29,15 +29,15 @@ struct passwd;
 
 struct hub_config {
     char data_dir[HUB_PATH_MAX];
-    char listen_addr[64];      /* both listeners bind here (loopback default) */
-    int api_port;              /* 0 = ephemeral */
-    int mqtt_port;             /* 0 = ephemeral */
-    int heartbeat_s;           /* expected device heartbeat interval */
-    int max_connections;       /* broker connection limit */
-    int max_payload;           /* bytes, enforced by broker and plugin */
-    int msg_rate;              /* messages per second per device (sustained) */
-    int msg_burst;             /* bucket size */
-    int session_ttl_s;         /* API session lifetime */
+    char listen_addr[64]; /* both listeners bind here (loopback default) */
+    int api_port;         /* 0 = ephemeral */
+    int mqtt_port;        /* 0 = ephemeral */
+    int heartbeat_s;      /* expected device heartbeat interval */
+    int max_connections;  /* broker connection limit */
+    int max_payload;      /* bytes, enforced by broker and plugin */
+    int msg_rate;         /* messages per second per device (sustained) */
+    int msg_burst;        /* bucket size */
+    int session_ttl_s;    /* API session lifetime */
     int device_cert_days;
     char mosquitto_bin[HUB_PATH_MAX];
     char plugin_path[HUB_PATH_MAX];

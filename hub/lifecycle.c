@@ -13,6 +13,7 @@ static const char *const ACTION_NAMES[LC_N_ACTIONS] = {
 
 #define X (-1)
 /* NEXT[action][from] = to, or X when the transition is illegal. */
+/* clang-format off */
 static const int NEXT[LC_N_ACTIONS][LC_N_STATES] = {
     /*                 manuf.           claimed         active          quarant.        locked          revoked  decomm. */
     [LC_CLAIM]      = {LC_CLAIMED,      X,              X,              X,              X,              X,       X},
@@ -27,6 +28,7 @@ static const int NEXT[LC_N_ACTIONS][LC_N_STATES] = {
     [LC_DECOMMISSION] = {LC_DECOMMISSIONED, LC_DECOMMISSIONED, LC_DECOMMISSIONED, LC_DECOMMISSIONED,
                          LC_DECOMMISSIONED, LC_DECOMMISSIONED, X},
 };
+/* clang-format on */
 #undef X
 
 const char *lc_state_name(enum lc_state s)
@@ -76,8 +78,11 @@ enum lc_access lc_access(enum lc_state s)
 {
     switch (s) {
     case LC_CLAIMED: /* may connect to finish setup */
-    case LC_ACTIVE: return LC_ACCESS_FULL;
-    case LC_QUARANTINED: return LC_ACCESS_RESTRICTED;
-    default: return LC_ACCESS_DENY; /* fail closed */
+    case LC_ACTIVE:
+        return LC_ACCESS_FULL;
+    case LC_QUARANTINED:
+        return LC_ACCESS_RESTRICTED;
+    default:
+        return LC_ACCESS_DENY; /* fail closed */
     }
 }

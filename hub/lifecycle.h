@@ -45,7 +45,8 @@ bool lc_state_parse(const char *name, enum lc_state *out);
 const char *lc_action_name(enum lc_action a);
 bool lc_action_parse(const char *name, enum lc_action *out);
 /* Computes the state after action; MAMORI_ERR_STATE when not allowed. */
-enum mamori_err lc_next(enum lc_state from, enum lc_action action, enum lc_state *to) MAMORI_MUST_CHECK;
+enum mamori_err lc_next(enum lc_state from, enum lc_action action,
+                        enum lc_state *to) MAMORI_MUST_CHECK;
 enum lc_access lc_access(enum lc_state s);
 
 #endif

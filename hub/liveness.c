@@ -95,8 +95,7 @@ int live_sweep(struct hub *h, int64_t now_ms)
             continue;
         e->online = false;
         log_if_err(store_device_set_online(h->store, e->id, false, e->last_seen_ms / 1000));
-        hub_event(h, e->id, "offline", "alert",
-                  "{\"silent_ms\":%lld,\"heartbeat_s\":%d}",
+        hub_event(h, e->id, "offline", "alert", "{\"silent_ms\":%lld,\"heartbeat_s\":%d}",
                   (long long)(now_ms - e->last_seen_ms), e->interval_s);
         n++;
     }

@@ -67,9 +67,11 @@ int main(int argc, char **argv)
             return 2;
         }
         if (strcmp(a, "--data") == 0)
-            ok = (size_t)snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", v) < sizeof(cfg.data_dir);
+            ok = (size_t)snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", v) <
+                 sizeof(cfg.data_dir);
         else if (strcmp(a, "--listen") == 0)
-            ok = (size_t)snprintf(cfg.listen_addr, sizeof(cfg.listen_addr), "%s", v) < sizeof(cfg.listen_addr);
+            ok = (size_t)snprintf(cfg.listen_addr, sizeof(cfg.listen_addr), "%s", v) <
+                 sizeof(cfg.listen_addr);
         else if (strcmp(a, "--api-port") == 0)
             ok = parse_int(v, 0, 65535, &cfg.api_port);
         else if (strcmp(a, "--mqtt-port") == 0)
@@ -83,9 +85,11 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--burst") == 0)
             ok = parse_int(v, 1, 100000, &cfg.msg_burst);
         else if (strcmp(a, "--plugin") == 0)
-            ok = (size_t)snprintf(cfg.plugin_path, sizeof(cfg.plugin_path), "%s", v) < sizeof(cfg.plugin_path);
+            ok = (size_t)snprintf(cfg.plugin_path, sizeof(cfg.plugin_path), "%s", v) <
+                 sizeof(cfg.plugin_path);
         else if (strcmp(a, "--mosquitto") == 0)
-            ok = (size_t)snprintf(cfg.mosquitto_bin, sizeof(cfg.mosquitto_bin), "%s", v) < sizeof(cfg.mosquitto_bin);
+            ok = (size_t)snprintf(cfg.mosquitto_bin, sizeof(cfg.mosquitto_bin), "%s", v) <
+                 sizeof(cfg.mosquitto_bin);
         else
             ok = false;
         if (!ok) {

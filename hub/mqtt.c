@@ -42,7 +42,8 @@ void mqtt_push_device(struct hub *h, const char *fp, const char *id, enum lc_acc
 {
     if (!h->mosq || !h->mqtt_connected)
         return; /* the next snapshot carries it */
-    json_t *m = json_pack("{s:s,s:s,s:s,s:i}", "op", "set", "fp", fp, "id", id, "mode", (int)access);
+    json_t *m =
+        json_pack("{s:s,s:s,s:s,s:i}", "op", "set", "fp", fp, "id", id, "mode", (int)access);
     if (m) {
         publish_json(h, m);
         json_decref(m);
@@ -61,7 +62,8 @@ static void flush_batch(struct snap *s)
 {
     if (json_array_size(s->batch) == 0)
         return;
-    json_t *m = json_pack("{s:s,s:I,s:O}", "op", "batch", "gen", (json_int_t)s->gen, "devs", s->batch);
+    json_t *m =
+        json_pack("{s:s,s:I,s:O}", "op", "batch", "gen", (json_int_t)s->gen, "devs", s->batch);
     if (m) {
         publish_json(s->h, m);
         json_decref(m);
@@ -199,8 +201,8 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
          * valid identity and runs. */
         struct device_rec d;
         pthread_mutex_lock(&h->lock);
-        bool claimed = store_device_get(h->store, id, &d) == MAMORI_OK &&
-                       strcmp(d.state, "claimed") == 0;
+        bool claimed =
+            store_device_get(h->store, id, &d) == MAMORI_OK && strcmp(d.state, "claimed") == 0;
         pthread_mutex_unlock(&h->lock);
         if (claimed)
             log_if_err(hub_op_transition(h, &hubp, id, LC_ACTIVATE, "first heartbeat after claim"));

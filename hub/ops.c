@@ -53,7 +53,8 @@ static enum mamori_err commit_audited(struct hub *h, const struct principal *who
         return rc;
     }
     if (audit_anchor(&h->audit) == MAMORI_ERR_VERIFY)
-        hub_event(h, NULL, "audit_tampered", "alert", "{\"reason\":\"anchored entry missing or changed\"}");
+        hub_event(h, NULL, "audit_tampered", "alert",
+                  "{\"reason\":\"anchored entry missing or changed\"}");
     return MAMORI_OK;
 }
 
@@ -181,7 +182,8 @@ enum mamori_err hub_op_login(struct hub *h, const char *user, const char *passwo
     bool found = store_user_get(h->store, user, &u) == MAMORI_OK;
     pthread_mutex_unlock(&h->lock);
     /* Argon2 runs without the lock: it is the slow part by design. */
-    bool ok = found ? auth_password_verify(u.pwhash, password) : (auth_password_dummy(password), false);
+    bool ok =
+        found ? auth_password_verify(u.pwhash, password) : (auth_password_dummy(password), false);
     crypto_wipe(u.pwhash, sizeof(u.pwhash));
     pthread_mutex_lock(&h->lock);
     if (!ok) {
@@ -267,9 +269,12 @@ enum mamori_err hub_op_user_add(struct hub *h, const struct principal *who, cons
     *out = NULL;
     if (who->role != ROLE_ADMIN)
         return MAMORI_ERR_FORBIDDEN;
-    if (!name_ok(name, STORE_NAME_MAX) || !store_role_parse(role, &r) || auth_password_policy(password)) {
-        SET_ERR(e, "need name (1-64 of [A-Za-z0-9._-]), role (admin|operator|owner), password "
-                   "(%d-%d characters)", AUTH_PASSWORD_MIN, AUTH_PASSWORD_MAX);
+    if (!name_ok(name, STORE_NAME_MAX) || !store_role_parse(role, &r) ||
+        auth_password_policy(password)) {
+        SET_ERR(e,
+                "need name (1-64 of [A-Za-z0-9._-]), role (admin|operator|owner), password "
+                "(%d-%d characters)",
+                AUTH_PASSWORD_MIN, AUTH_PASSWORD_MAX);
         return MAMORI_ERR_INVAL;
     }
     char pwh[256];
@@ -320,12 +325,12 @@ enum mamori_err hub_op_user_list(struct hub *h, const struct principal *who, jso
 
 json_t *device_json(const struct device_rec *d)
 {
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:b,s:I,s:i}", "id", d->id, "model",
-                          d->model, "state", d->state, "cert_fingerprint", d->cert_fp,
-                          "cert_serial", d->cert_serial, "cert_not_after",
-                          (json_int_t)d->cert_not_after, "created_at", (json_int_t)d->created_at,
-                          "updated_at", (json_int_t)d->updated_at, "online", d->online,
-                          "last_seen", (json_int_t)d->last_seen, "heartbeat_s", d->hb_interval);
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:b,s:I,s:i}", "id", d->id, "model", d->model,
+                  "state", d->state, "cert_fingerprint", d->cert_fp, "cert_serial", d->cert_serial,
+                  "cert_not_after", (json_int_t)d->cert_not_after, "created_at",
+                  (json_int_t)d->created_at, "updated_at", (json_int_t)d->updated_at, "online",
+                  d->online, "last_seen", (json_int_t)d->last_seen, "heartbeat_s", d->hb_interval);
     if (o && d->owner_id)
         json_object_set_new(o, "owner", json_string(d->owner_name));
     return o;
@@ -414,8 +419,8 @@ enum mamori_err hub_op_enroll(struct hub *h, const struct principal *who, const 
     }
     if ((rc = add_device(h, who, id, model, cert, "csr", code, e)))
         goto out;
-    *out = json_pack("{s:s,s:s,s:s,s:s,s:s}", "device_id", id, "model", model, "certificate",
-                     cert, "ca_chain", h->ca_chain_pem, "claim_code", code);
+    *out = json_pack("{s:s,s:s,s:s,s:s,s:s}", "device_id", id, "model", model, "certificate", cert,
+                     "ca_chain", h->ca_chain_pem, "claim_code", code);
     crypto_wipe(code, sizeof(code));
 out:
     pthread_mutex_unlock(&h->lock);
@@ -525,7 +530,8 @@ out:
     return rc;
 }
 
-static bool ca_cb(const char *model, const char *kind, const char *fp, const char *subject, void *arg)
+static bool ca_cb(const char *model, const char *kind, const char *fp, const char *subject,
+                  void *arg)
 {
     json_array_append_new(arg, json_pack("{s:s?,s:s,s:s,s:s}", "model", model, "kind", kind,
                                          "fingerprint", fp, "subject", subject));
@@ -792,9 +798,9 @@ static bool event_cb(const struct event_rec *ev, void *arg)
 {
     json_t *detail = json_loads(ev->detail, 0, NULL);
     json_array_append_new(arg, json_pack("{s:I,s:I,s:s?,s:s,s:s,s:o}", "id", (json_int_t)ev->id,
-                                         "ts", (json_int_t)ev->ts,
-                                         "device_id", ev->device_id[0] ? ev->device_id : NULL,
-                                         "kind", ev->kind, "severity", ev->severity, "detail",
+                                         "ts", (json_int_t)ev->ts, "device_id",
+                                         ev->device_id[0] ? ev->device_id : NULL, "kind", ev->kind,
+                                         "severity", ev->severity, "detail",
                                          detail ? detail : json_string(ev->detail)));
     return true;
 }
@@ -811,8 +817,8 @@ enum mamori_err hub_op_events(struct hub *h, const struct principal *who, const 
     }
     /* Owners without a device filter get the events of their own devices. */
     if (!rc)
-        rc = store_event_list(h->store, device_id,
-                              who->role == ROLE_OWNER ? who->user_id : 0, after, limit, event_cb, arr);
+        rc = store_event_list(h->store, device_id, who->role == ROLE_OWNER ? who->user_id : 0,
+                              after, limit, event_cb, arr);
     pthread_mutex_unlock(&h->lock);
     *out = json_pack("{s:o}", "events", arr);
     return rc;

@@ -37,11 +37,14 @@ enum mamori_err hub_op_user_list(struct hub *h, const struct principal *who,
                                  json_t **out) MAMORI_MUST_CHECK;
 
 enum mamori_err hub_op_enroll(struct hub *h, const struct principal *who, const char *model,
-                              const char *csr_pem, json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+                              const char *csr_pem, json_t **out,
+                              struct op_err *e) MAMORI_MUST_CHECK;
 enum mamori_err hub_op_register(struct hub *h, const struct principal *who, const char *model,
-                                const char *cert_pem, json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+                                const char *cert_pem, json_t **out,
+                                struct op_err *e) MAMORI_MUST_CHECK;
 enum mamori_err hub_op_ca_import(struct hub *h, const struct principal *who, const char *model,
-                                 const char *cert_pem, json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+                                 const char *cert_pem, json_t **out,
+                                 struct op_err *e) MAMORI_MUST_CHECK;
 enum mamori_err hub_op_ca_list(struct hub *h, const struct principal *who,
                                json_t **out) MAMORI_MUST_CHECK;
 
@@ -54,8 +57,8 @@ enum mamori_err hub_op_device_list(struct hub *h, const struct principal *who, c
                                    int limit, json_t **out) MAMORI_MUST_CHECK;
 /* Role check for device actions (lock/unlock also allowed to the owner). */
 enum mamori_err hub_op_device_action(struct hub *h, const struct principal *who, const char *id,
-                                     const char *action, const char *reason,
-                                     json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+                                     const char *action, const char *reason, json_t **out,
+                                     struct op_err *e) MAMORI_MUST_CHECK;
 
 enum mamori_err hub_op_audit_list(struct hub *h, const struct principal *who, int64_t after,
                                   int limit, json_t **out) MAMORI_MUST_CHECK;

@@ -110,9 +110,9 @@ static enum mamori_err read_device_json(const char *dir, struct mamori_device *d
     free(txt);
     if (rc)
         return rc;
-    if (!json_get_str(j, "device_id", PROTO_DEVICE_ID_LEN, &id) || !proto_device_id_valid(id, strlen(id)) ||
-        !json_get_str(j, "mqtt_host", 255, &host) || !json_get_u64(j, "mqtt_port", &port) ||
-        port == 0 || port > 65535) {
+    if (!json_get_str(j, "device_id", PROTO_DEVICE_ID_LEN, &id) ||
+        !proto_device_id_valid(id, strlen(id)) || !json_get_str(j, "mqtt_host", 255, &host) ||
+        !json_get_u64(j, "mqtt_port", &port) || port == 0 || port > 65535) {
         json_decref(j);
         return MAMORI_ERR_PARSE;
     }
@@ -227,7 +227,8 @@ enum mamori_err mamori_device_send_telemetry(struct mamori_device *d, const char
         return MAMORI_ERR_CONN;
     json_t *chk = NULL;
     /* The SDK sends only well-formed objects. */
-    enum mamori_err rc = json_parse_untrusted(body_json, strlen(body_json), PROTO_MAX_PAYLOAD - 128, &chk, NULL, 0);
+    enum mamori_err rc =
+        json_parse_untrusted(body_json, strlen(body_json), PROTO_MAX_PAYLOAD - 128, &chk, NULL, 0);
     json_decref(chk);
     if (rc)
         return rc;
@@ -253,7 +254,8 @@ int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, boo
     if (d->state == MAMORI_DEV_DISCONNECTED) {
         if (d->next_attempt_ms > now)
             return (int)(d->next_attempt_ms - now);
-        int rc = mosquitto_connect(d->mosq, d->host, d->port, (int)(d->hb_interval_ms / 1000) * 2 + 5);
+        int rc =
+            mosquitto_connect(d->mosq, d->host, d->port, (int)(d->hb_interval_ms / 1000) * 2 + 5);
         if (rc != MOSQ_ERR_SUCCESS) {
             d->st.refused++;
             schedule_retry(d, now);
@@ -266,7 +268,8 @@ int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, boo
         lost(d, now);
         return (int)(d->next_attempt_ms - now);
     }
-    if ((writable || mosquitto_want_write(d->mosq)) && mosquitto_loop_write(d->mosq, 1) != MOSQ_ERR_SUCCESS) {
+    if ((writable || mosquitto_want_write(d->mosq)) &&
+        mosquitto_loop_write(d->mosq, 1) != MOSQ_ERR_SUCCESS) {
         lost(d, now);
         return (int)(d->next_attempt_ms - now);
     }

@@ -98,8 +98,10 @@ int main(int argc, char **argv)
         char p[4096];
         if (fs_path(p, sizeof(p), dir, names[i]))
             continue;
-        struct mamori_device_opts o = {.identity_dir = p, .heartbeat_interval_s = (unsigned)hb,
-                                       .backoff_min_ms = 200, .backoff_max_ms = 10000};
+        struct mamori_device_opts o = {.identity_dir = p,
+                                       .heartbeat_interval_s = (unsigned)hb,
+                                       .backoff_min_ms = 200,
+                                       .backoff_max_ms = 10000};
         enum mamori_err rc = mamori_device_new(&o, &devs[i]);
         if (rc)
             fprintf(stderr, "mamori-sim: %s: %s\n", p, mamori_strerror(rc));
@@ -127,7 +129,8 @@ int main(int argc, char **argv)
             now = mamori_now_ms();
             for (long i = 0; i < n; i++)
                 if (devs[i] && pfd[i].fd >= 0 && pfd[i].revents)
-                    (void)mamori_device_step(devs[i], now, pfd[i].revents & (POLLIN | POLLHUP | POLLERR),
+                    (void)mamori_device_step(devs[i], now,
+                                             pfd[i].revents & (POLLIN | POLLHUP | POLLERR),
                                              pfd[i].revents & POLLOUT);
         }
         now = mamori_now_ms();
@@ -153,19 +156,20 @@ int main(int argc, char **argv)
                 tot.telemetry_sent += s.telemetry_sent;
             }
             printf("mamori-sim: %ld/%ld connected, connects %llu, refused %llu, drops %llu, "
-                   "heartbeats %llu, telemetry %llu\n", connected, ok,
-                   (unsigned long long)tot.connects, (unsigned long long)tot.refused,
+                   "heartbeats %llu, telemetry %llu\n",
+                   connected, ok, (unsigned long long)tot.connects, (unsigned long long)tot.refused,
                    (unsigned long long)tot.disconnects, (unsigned long long)tot.heartbeats_sent,
                    (unsigned long long)tot.telemetry_sent);
             fflush(stdout);
             if (status) {
                 char js[512];
-                int len = snprintf(js, sizeof(js),
-                                   "{\"devices\":%ld,\"connected\":%ld,\"connects\":%llu,\"refused\":%llu,"
-                                   "\"disconnects\":%llu,\"heartbeats\":%llu}\n", ok, connected,
-                                   (unsigned long long)tot.connects, (unsigned long long)tot.refused,
-                                   (unsigned long long)tot.disconnects,
-                                   (unsigned long long)tot.heartbeats_sent);
+                int len = snprintf(
+                    js, sizeof(js),
+                    "{\"devices\":%ld,\"connected\":%ld,\"connects\":%llu,\"refused\":%llu,"
+                    "\"disconnects\":%llu,\"heartbeats\":%llu}\n",
+                    ok, connected, (unsigned long long)tot.connects,
+                    (unsigned long long)tot.refused, (unsigned long long)tot.disconnects,
+                    (unsigned long long)tot.heartbeats_sent);
                 if (fs_write_atomic(status, js, (size_t)len, 0644))
                     fprintf(stderr, "mamori-sim: cannot write %s\n", status);
             }

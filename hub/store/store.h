@@ -20,7 +20,7 @@
 
 struct store;
 
-#define STORE_NAME_MAX 64
+#define STORE_NAME_MAX   64
 #define STORE_REASON_MAX 512
 
 enum store_role { ROLE_ADMIN = 0, ROLE_OPERATOR = 1, ROLE_OWNER = 2 };
@@ -89,14 +89,18 @@ enum mamori_err store_begin(struct store *s) MAMORI_MUST_CHECK;
 enum mamori_err store_commit(struct store *s) MAMORI_MUST_CHECK;
 void store_rollback(struct store *s);
 
-enum mamori_err store_meta_get(struct store *s, const char *key, char *out, size_t outlen) MAMORI_MUST_CHECK;
-enum mamori_err store_meta_set(struct store *s, const char *key, const char *value) MAMORI_MUST_CHECK;
+enum mamori_err store_meta_get(struct store *s, const char *key, char *out,
+                               size_t outlen) MAMORI_MUST_CHECK;
+enum mamori_err store_meta_set(struct store *s, const char *key,
+                               const char *value) MAMORI_MUST_CHECK;
 
 /* Users and sessions. */
 enum mamori_err store_user_add(struct store *s, const char *name, enum store_role role,
                                const char *pwhash, int64_t now, int64_t *id_out) MAMORI_MUST_CHECK;
-enum mamori_err store_user_get(struct store *s, const char *name, struct user_rec *out) MAMORI_MUST_CHECK;
-enum mamori_err store_user_by_id(struct store *s, int64_t id, struct user_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_user_get(struct store *s, const char *name,
+                               struct user_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_user_by_id(struct store *s, int64_t id,
+                                 struct user_rec *out) MAMORI_MUST_CHECK;
 /* Calls cb for each user in name order (cb returns false to stop). */
 enum mamori_err store_user_list(struct store *s, bool (*cb)(const struct user_rec *, void *),
                                 void *arg) MAMORI_MUST_CHECK;
@@ -110,7 +114,8 @@ enum mamori_err store_session_get(struct store *s, const char *token_hash, int64
 enum mamori_err store_session_del(struct store *s, const char *token_hash) MAMORI_MUST_CHECK;
 enum mamori_err store_session_purge(struct store *s, int64_t now) MAMORI_MUST_CHECK;
 
-enum mamori_err store_throttle_get(struct store *s, const char *key, struct throttle_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_throttle_get(struct store *s, const char *key,
+                                   struct throttle_rec *out) MAMORI_MUST_CHECK;
 enum mamori_err store_throttle_set(struct store *s, const char *key,
                                    const struct throttle_rec *t) MAMORI_MUST_CHECK;
 enum mamori_err store_throttle_clear(struct store *s, const char *key) MAMORI_MUST_CHECK;
@@ -119,7 +124,8 @@ enum mamori_err store_throttle_clear(struct store *s, const char *key) MAMORI_MU
 enum mamori_err store_ca_add(struct store *s, const char *model, const char *kind, const char *fp,
                              const char *subject, const char *pem, int64_t now) MAMORI_MUST_CHECK;
 /* Concatenated PEM of every CA valid for model (model NULL: all). Malloc'd. */
-enum mamori_err store_ca_bundle(struct store *s, const char *model, char **pem_out) MAMORI_MUST_CHECK;
+enum mamori_err store_ca_bundle(struct store *s, const char *model,
+                                char **pem_out) MAMORI_MUST_CHECK;
 enum mamori_err store_ca_list(struct store *s,
                               bool (*cb)(const char *model, const char *kind, const char *fp,
                                          const char *subject, void *),
@@ -128,14 +134,17 @@ enum mamori_err store_ca_list(struct store *s,
 /* Devices. */
 enum mamori_err store_device_add(struct store *s, const struct device_rec *d, const char *cert_pem,
                                  const char *claim_hash) MAMORI_MUST_CHECK;
-enum mamori_err store_device_get(struct store *s, const char *id, struct device_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_device_get(struct store *s, const char *id,
+                                 struct device_rec *out) MAMORI_MUST_CHECK;
 enum mamori_err store_device_by_claim(struct store *s, const char *claim_hash,
                                       struct device_rec *out) MAMORI_MUST_CHECK;
-enum mamori_err store_device_by_fp(struct store *s, const char *fp, struct device_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_device_by_fp(struct store *s, const char *fp,
+                                   struct device_rec *out) MAMORI_MUST_CHECK;
 /* Lists devices with id > after (cursor), at most limit, owned by owner_id
  * (0: all). */
 enum mamori_err store_device_list(struct store *s, int64_t owner_id, const char *after, int limit,
-                                  bool (*cb)(const struct device_rec *, void *), void *arg) MAMORI_MUST_CHECK;
+                                  bool (*cb)(const struct device_rec *, void *),
+                                  void *arg) MAMORI_MUST_CHECK;
 enum mamori_err store_device_set_state(struct store *s, const char *id, const char *state,
                                        int64_t now) MAMORI_MUST_CHECK;
 /* Sets the owner; fails (NOTFOUND) when the device already has one, which is
@@ -149,17 +158,21 @@ enum mamori_err store_device_set_online(struct store *s, const char *id, bool on
 int64_t store_device_count(struct store *s);
 
 /* Events (alerts and observations). */
-enum mamori_err store_event_add(struct store *s, int64_t ts, const char *device_id, const char *kind,
-                                const char *severity, const char *detail) MAMORI_MUST_CHECK;
+enum mamori_err store_event_add(struct store *s, int64_t ts, const char *device_id,
+                                const char *kind, const char *severity,
+                                const char *detail) MAMORI_MUST_CHECK;
 enum mamori_err store_event_list(struct store *s, const char *device_id, int64_t owner_id,
                                  int64_t after, int limit,
-                                 bool (*cb)(const struct event_rec *, void *), void *arg) MAMORI_MUST_CHECK;
+                                 bool (*cb)(const struct event_rec *, void *),
+                                 void *arg) MAMORI_MUST_CHECK;
 
 /* Audit log rows (the chain itself is computed by hub/audit.c). */
 enum mamori_err store_audit_last(struct store *s, struct audit_rec *out) MAMORI_MUST_CHECK;
-enum mamori_err store_audit_get(struct store *s, int64_t seq, struct audit_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_audit_get(struct store *s, int64_t seq,
+                                struct audit_rec *out) MAMORI_MUST_CHECK;
 enum mamori_err store_audit_append(struct store *s, const struct audit_rec *r) MAMORI_MUST_CHECK;
 enum mamori_err store_audit_list(struct store *s, int64_t after, int limit,
-                                 bool (*cb)(const struct audit_rec *, void *), void *arg) MAMORI_MUST_CHECK;
+                                 bool (*cb)(const struct audit_rec *, void *),
+                                 void *arg) MAMORI_MUST_CHECK;
 
 #endif

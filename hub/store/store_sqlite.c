@@ -151,7 +151,8 @@ enum mamori_err store_open(const char *path, struct store **out)
     struct store *s = calloc(1, sizeof(*s));
     if (!s)
         return MAMORI_ERR_NOMEM;
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK)
         goto out_fail;
     sqlite3_busy_timeout(s->db, 5000);
@@ -193,9 +194,12 @@ void store_rollback(struct store *s)
 const char *store_role_name(enum store_role r)
 {
     switch (r) {
-    case ROLE_ADMIN: return "admin";
-    case ROLE_OPERATOR: return "operator";
-    case ROLE_OWNER: return "owner";
+    case ROLE_ADMIN:
+        return "admin";
+    case ROLE_OPERATOR:
+        return "operator";
+    case ROLE_OWNER:
+        return "owner";
     }
     return "?";
 }
@@ -229,7 +233,10 @@ enum mamori_err store_meta_get(struct store *s, const char *key, char *out, size
 enum mamori_err store_meta_set(struct store *s, const char *key, const char *value)
 {
     sqlite3_stmt *st;
-    if (prep(s, "INSERT INTO meta(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", &st))
+    if (prep(s,
+             "INSERT INTO meta(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET "
+             "value=excluded.value",
+             &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, key);
     bind_text(st, 2, value);
@@ -297,7 +304,8 @@ enum mamori_err store_user_by_id(struct store *s, int64_t id, struct user_rec *o
     return user_one(s, st, out);
 }
 
-enum mamori_err store_user_list(struct store *s, bool (*cb)(const struct user_rec *, void *), void *arg)
+enum mamori_err store_user_list(struct store *s, bool (*cb)(const struct user_rec *, void *),
+                                void *arg)
 {
     sqlite3_stmt *st;
     if (prep(s, "SELECT " USER_COLS " FROM users ORDER BY name", &st))
@@ -340,7 +348,8 @@ enum mamori_err store_session_add(struct store *s, const char *token_hash, int64
                                   int64_t now, int64_t expires)
 {
     sqlite3_stmt *st;
-    if (prep(s, "INSERT INTO sessions(token_hash,user_id,created_at,expires_at) VALUES(?,?,?,?)", &st))
+    if (prep(s, "INSERT INTO sessions(token_hash,user_id,created_at,expires_at) VALUES(?,?,?,?)",
+             &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, token_hash);
     sqlite3_bind_int64(st, 2, user_id);
@@ -349,7 +358,8 @@ enum mamori_err store_session_add(struct store *s, const char *token_hash, int64
     return step_done(s, st);
 }
 
-enum mamori_err store_session_get(struct store *s, const char *token_hash, int64_t now, int64_t *user_id)
+enum mamori_err store_session_get(struct store *s, const char *token_hash, int64_t now,
+                                  int64_t *user_id)
 {
     sqlite3_stmt *st;
     if (prep(s, "SELECT user_id FROM sessions WHERE token_hash=? AND expires_at>?", &st))
@@ -402,9 +412,11 @@ enum mamori_err store_throttle_get(struct store *s, const char *key, struct thro
 enum mamori_err store_throttle_set(struct store *s, const char *key, const struct throttle_rec *t)
 {
     sqlite3_stmt *st;
-    if (prep(s, "INSERT INTO throttle(key,failed,next_try_at,locked_until) VALUES(?,?,?,?) "
-                "ON CONFLICT(key) DO UPDATE SET failed=excluded.failed,"
-                "next_try_at=excluded.next_try_at,locked_until=excluded.locked_until", &st))
+    if (prep(s,
+             "INSERT INTO throttle(key,failed,next_try_at,locked_until) VALUES(?,?,?,?) "
+             "ON CONFLICT(key) DO UPDATE SET failed=excluded.failed,"
+             "next_try_at=excluded.next_try_at,locked_until=excluded.locked_until",
+             &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, key);
     sqlite3_bind_int(st, 2, t->failed);
@@ -426,7 +438,10 @@ enum mamori_err store_ca_add(struct store *s, const char *model, const char *kin
                              const char *subject, const char *pem, int64_t now)
 {
     sqlite3_stmt *st;
-    if (prep(s, "INSERT INTO trust_cas(model,kind,fingerprint,subject,pem,created_at) VALUES(?,?,?,?,?,?)", &st))
+    if (prep(s,
+             "INSERT INTO trust_cas(model,kind,fingerprint,subject,pem,created_at) "
+             "VALUES(?,?,?,?,?,?)",
+             &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, model);
     bind_text(st, 2, kind);
@@ -442,8 +457,10 @@ enum mamori_err store_ca_bundle(struct store *s, const char *model, char **pem_o
     sqlite3_stmt *st;
     *pem_out = NULL;
     /* The issuing CA (model NULL) is valid for every model. */
-    if (prep(s, model ? "SELECT pem FROM trust_cas WHERE model IS NULL OR model=? ORDER BY id"
-                      : "SELECT pem FROM trust_cas ORDER BY id", &st))
+    if (prep(s,
+             model ? "SELECT pem FROM trust_cas WHERE model IS NULL OR model=? ORDER BY id"
+                   : "SELECT pem FROM trust_cas ORDER BY id",
+             &st))
         return MAMORI_ERR_DB;
     if (model)
         bind_text(st, 1, model);
@@ -461,16 +478,17 @@ enum mamori_err store_ca_bundle(struct store *s, const char *model, char **pem_o
     return *pem_out ? MAMORI_OK : MAMORI_ERR_NOMEM;
 }
 
-enum mamori_err store_ca_list(struct store *s,
-                              bool (*cb)(const char *, const char *, const char *, const char *, void *),
-                              void *arg)
+enum mamori_err
+store_ca_list(struct store *s,
+              bool (*cb)(const char *, const char *, const char *, const char *, void *), void *arg)
 {
     sqlite3_stmt *st;
     if (prep(s, "SELECT model,kind,fingerprint,subject FROM trust_cas ORDER BY id", &st))
         return MAMORI_ERR_DB;
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (!cb((const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-                (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3), arg))
+                (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
+                arg))
             break;
     }
     sqlite3_finalize(st);
@@ -517,8 +535,10 @@ enum mamori_err store_device_add(struct store *s, const struct device_rec *d, co
                                  const char *claim_hash)
 {
     sqlite3_stmt *st;
-    if (prep(s, "INSERT INTO devices(id,model,state,cert_fp,cert_serial,cert_not_after,cert_pem,"
-                "claim_hash,created_at,updated_at,hb_interval) VALUES(?,?,?,?,?,?,?,?,?,?,?)", &st))
+    if (prep(s,
+             "INSERT INTO devices(id,model,state,cert_fp,cert_serial,cert_not_after,cert_pem,"
+             "claim_hash,created_at,updated_at,hb_interval) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+             &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, d->id);
     bind_text(st, 2, d->model);
@@ -543,7 +563,8 @@ enum mamori_err store_device_get(struct store *s, const char *id, struct device_
     return dev_one(st, out);
 }
 
-enum mamori_err store_device_by_claim(struct store *s, const char *claim_hash, struct device_rec *out)
+enum mamori_err store_device_by_claim(struct store *s, const char *claim_hash,
+                                      struct device_rec *out)
 {
     sqlite3_stmt *st;
     if (prep(s, "SELECT " DEV_COLS DEV_FROM "WHERE d.claim_hash=?", &st))
@@ -565,8 +586,11 @@ enum mamori_err store_device_list(struct store *s, int64_t owner_id, const char 
                                   bool (*cb)(const struct device_rec *, void *), void *arg)
 {
     sqlite3_stmt *st;
-    if (prep(s, owner_id ? "SELECT " DEV_COLS DEV_FROM "WHERE d.id>? AND d.owner_id=? ORDER BY d.id LIMIT ?"
-                         : "SELECT " DEV_COLS DEV_FROM "WHERE d.id>? ORDER BY d.id LIMIT ?", &st))
+    if (prep(s,
+             owner_id ? "SELECT " DEV_COLS DEV_FROM
+                        "WHERE d.id>? AND d.owner_id=? ORDER BY d.id LIMIT ?"
+                      : "SELECT " DEV_COLS DEV_FROM "WHERE d.id>? ORDER BY d.id LIMIT ?",
+             &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, after ? after : "");
     if (owner_id) {
@@ -593,7 +617,8 @@ static enum mamori_err changed_one(struct store *s, sqlite3_stmt *st)
     return rc;
 }
 
-enum mamori_err store_device_set_state(struct store *s, const char *id, const char *state, int64_t now)
+enum mamori_err store_device_set_state(struct store *s, const char *id, const char *state,
+                                       int64_t now)
 {
     sqlite3_stmt *st;
     if (prep(s, "UPDATE devices SET state=?, updated_at=? WHERE id=?", &st))
@@ -607,8 +632,10 @@ enum mamori_err store_device_set_state(struct store *s, const char *id, const ch
 enum mamori_err store_device_claim(struct store *s, const char *id, int64_t owner_id, int64_t now)
 {
     sqlite3_stmt *st;
-    if (prep(s, "UPDATE devices SET owner_id=?, claimed_at=?, updated_at=? "
-                "WHERE id=? AND owner_id IS NULL", &st))
+    if (prep(s,
+             "UPDATE devices SET owner_id=?, claimed_at=?, updated_at=? "
+             "WHERE id=? AND owner_id IS NULL",
+             &st))
         return MAMORI_ERR_DB;
     sqlite3_bind_int64(st, 1, owner_id);
     sqlite3_bind_int64(st, 2, now);
@@ -626,7 +653,8 @@ enum mamori_err store_device_clear_claim(struct store *s, const char *id)
     return step_done(s, st);
 }
 
-enum mamori_err store_device_set_online(struct store *s, const char *id, bool online, int64_t last_seen)
+enum mamori_err store_device_set_online(struct store *s, const char *id, bool online,
+                                        int64_t last_seen)
 {
     sqlite3_stmt *st;
     if (prep(s, "UPDATE devices SET online=?, last_seen=? WHERE id=?", &st))
@@ -637,8 +665,8 @@ enum mamori_err store_device_set_online(struct store *s, const char *id, bool on
     return step_done(s, st);
 }
 
-enum mamori_err store_event_add(struct store *s, int64_t ts, const char *device_id, const char *kind,
-                                const char *severity, const char *detail)
+enum mamori_err store_event_add(struct store *s, int64_t ts, const char *device_id,
+                                const char *kind, const char *severity, const char *detail)
 {
     sqlite3_stmt *st;
     if (prep(s, "INSERT INTO events(ts,device_id,kind,severity,detail) VALUES(?,?,?,?,?)", &st))
@@ -656,10 +684,12 @@ enum mamori_err store_event_list(struct store *s, const char *device_id, int64_t
                                  bool (*cb)(const struct event_rec *, void *), void *arg)
 {
     sqlite3_stmt *st;
-    if (prep(s, "SELECT e.id,e.ts,coalesce(e.device_id,''),e.kind,e.severity,e.detail FROM events e "
-                "LEFT JOIN devices d ON d.id=e.device_id WHERE e.id>?1 "
-                "AND (?2 IS NULL OR e.device_id=?2) AND (?3=0 OR d.owner_id=?3) "
-                "ORDER BY e.id LIMIT ?4", &st))
+    if (prep(s,
+             "SELECT e.id,e.ts,coalesce(e.device_id,''),e.kind,e.severity,e.detail FROM events e "
+             "LEFT JOIN devices d ON d.id=e.device_id WHERE e.id>?1 "
+             "AND (?2 IS NULL OR e.device_id=?2) AND (?3=0 OR d.owner_id=?3) "
+             "ORDER BY e.id LIMIT ?4",
+             &st))
         return MAMORI_ERR_DB;
     sqlite3_bind_int64(st, 1, after);
     bind_text(st, 2, device_id);

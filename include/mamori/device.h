@@ -28,12 +28,12 @@ extern "C" {
 struct mamori_device;
 
 struct mamori_device_opts {
-    const char *identity_dir;     /* required */
-    const char *host_override;    /* NULL: use device.json */
-    int port_override;            /* 0: use device.json */
+    const char *identity_dir;      /* required */
+    const char *host_override;     /* NULL: use device.json */
+    int port_override;             /* 0: use device.json */
     unsigned heartbeat_interval_s; /* 0: 30 s */
-    unsigned backoff_min_ms;      /* 0: 500 ms */
-    unsigned backoff_max_ms;      /* 0: 60 s */
+    unsigned backoff_min_ms;       /* 0: 500 ms */
+    unsigned backoff_max_ms;       /* 0: 60 s */
 };
 
 enum mamori_device_state {
@@ -76,9 +76,9 @@ enum mamori_err mamori_device_send_telemetry(struct mamori_device *dev,
 
 /* Counters for tests and the simulator. */
 struct mamori_device_stats {
-    uint64_t connects;        /* successful CONNACKs */
-    uint64_t refused;         /* CONNACKs refused or TLS failures */
-    uint64_t disconnects;     /* connection losses after CONNACK */
+    uint64_t connects;    /* successful CONNACKs */
+    uint64_t refused;     /* CONNACKs refused or TLS failures */
+    uint64_t disconnects; /* connection losses after CONNACK */
     uint64_t heartbeats_sent;
     uint64_t telemetry_sent;
     unsigned last_backoff_ms; /* last delay chosen before a reconnect */

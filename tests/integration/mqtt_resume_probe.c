@@ -26,7 +26,7 @@
 
 #include "common/buf.h"
 
-static int tcp(int port)
+static int tcp(long port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -43,10 +43,14 @@ static int tcp(int port)
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr, "usage: mqtt-resume-probe PORT CA CERT KEY SESSION_FILE save|resume [1.2|1.3]\n");
+        fprintf(stderr,
+                "usage: mqtt-resume-probe PORT CA CERT KEY SESSION_FILE save|resume [1.2|1.3]\n");
         return 2;
     }
-    int port = atoi(argv[1]); /* allowed: test tool argument */
+    char *end;
+    long port = strtol(argv[1], &end, 10);
+    if (*end || port <= 0 || port > 65535)
+        return 2;
     const char *ca = argv[2], *cert = argv[3], *key = argv[4], *sess_file = argv[5];
     int resume = strcmp(argv[6], "resume") == 0;
     int v13 = argc > 7 && strcmp(argv[7], "1.3") == 0;
@@ -84,16 +88,16 @@ int main(int argc, char **argv)
         printf("reused=0 connack=-2\n"); /* TLS refused */
         return 0;
     }
-    static const uint8_t connect_pkt[] = {0x10, 20, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60,
-                                          0, 8, 'r', 'e', 's', 'u', 'm', 'e', '0', '1'};
+    static const uint8_t connect_pkt[] = {0x10, 20, 0, 4,   'M', 'Q', 'T', 'T', 4,   0x02, 0,
+                                          60,   0,  8, 'r', 'e', 's', 'u', 'm', 'e', '0',  '1'};
     SSL_write(ssl, connect_pkt, sizeof(connect_pkt));
     uint8_t in[16];
     int n = SSL_read(ssl, in, sizeof(in));
     int rc = -1;
     struct mbuf b = mbuf_init(in, n > 0 ? (size_t)n : 0);
     uint8_t type, len, flags, code;
-    if (mbuf_u8(&b, &type) == MAMORI_OK && type == 0x20 && mbuf_u8(&b, &len) == MAMORI_OK && len == 2 &&
-        mbuf_u8(&b, &flags) == MAMORI_OK && mbuf_u8(&b, &code) == MAMORI_OK)
+    if (mbuf_u8(&b, &type) == MAMORI_OK && type == 0x20 && mbuf_u8(&b, &len) == MAMORI_OK &&
+        len == 2 && mbuf_u8(&b, &flags) == MAMORI_OK && mbuf_u8(&b, &code) == MAMORI_OK)
         rc = code;
     printf("reused=%d connack=%d\n", SSL_session_reused(ssl), rc);
     if (!resume && rc == 0) {

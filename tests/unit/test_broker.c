@@ -40,7 +40,10 @@ static void snapshot_takes_effect_only_when_complete(void **st)
     memset(&s, 0, sizeof(s));
     assert_false(s.synced); /* fail closed from the start */
     assert_int_equal(apply(&s, &k, "{\"op\":\"begin\",\"gen\":1}"), MAMORI_OK);
-    assert_int_equal(apply(&s, &k, "{\"op\":\"batch\",\"gen\":1,\"devs\":[[\"" FP_A "\",\"" ID_A "\",1],[\"" FP_B "\",\"" ID_B "\",0]]}"), MAMORI_OK);
+    assert_int_equal(apply(&s, &k,
+                           "{\"op\":\"batch\",\"gen\":1,\"devs\":[[\"" FP_A "\",\"" ID_A
+                           "\",1],[\"" FP_B "\",\"" ID_B "\",0]]}"),
+                     MAMORI_OK);
     assert_false(s.synced);
     assert_null(table_by_fp(&s.active, FP_A));
     /* wrong count: refused, still not synced */
@@ -63,18 +66,26 @@ static void live_set_kicks_and_rotates(void **st)
     struct kicks k = {{{0}}, 0};
     memset(&s, 0, sizeof(s));
     assert_int_equal(apply(&s, &k, "{\"op\":\"begin\",\"gen\":7}"), MAMORI_OK);
-    assert_int_equal(apply(&s, &k, "{\"op\":\"batch\",\"gen\":7,\"devs\":[[\"" FP_A "\",\"" ID_A "\",1]]}"), MAMORI_OK);
+    assert_int_equal(
+        apply(&s, &k, "{\"op\":\"batch\",\"gen\":7,\"devs\":[[\"" FP_A "\",\"" ID_A "\",1]]}"),
+        MAMORI_OK);
     assert_int_equal(apply(&s, &k, "{\"op\":\"end\",\"gen\":7,\"count\":1}"), MAMORI_OK);
     assert_int_equal(k.n, 0);
-    assert_int_equal(apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_A "\",\"mode\":0}"), MAMORI_OK);
+    assert_int_equal(
+        apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_A "\",\"mode\":0}"),
+        MAMORI_OK);
     assert_int_equal(k.n, 1); /* revocation: kicked at once */
     assert_int_equal(table_by_id(&s.active, ID_A)->mode, MODE_DENY);
     /* certificate rotation: the old fingerprint stops identifying the device */
-    assert_int_equal(apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_C "\",\"id\":\"" ID_A "\",\"mode\":1}"), MAMORI_OK);
+    assert_int_equal(
+        apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_C "\",\"id\":\"" ID_A "\",\"mode\":1}"),
+        MAMORI_OK);
     assert_null(table_by_fp(&s.active, FP_A));
     assert_non_null(table_by_fp(&s.active, FP_C));
     /* one certificate cannot be two devices */
-    assert_int_equal(apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_C "\",\"id\":\"" ID_B "\",\"mode\":1}"), MAMORI_ERR_EXISTS);
+    assert_int_equal(
+        apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_C "\",\"id\":\"" ID_B "\",\"mode\":1}"),
+        MAMORI_ERR_EXISTS);
     sync_free(&s);
 }
 
@@ -85,7 +96,11 @@ static void malformed_control_changes_nothing(void **st)
     struct kicks k = {{{0}}, 0};
     memset(&s, 0, sizeof(s));
     const char *bad[] = {
-        "", "{", "[]", "{\"op\":\"set\"}", "{\"op\":\"set\",\"fp\":\"short\",\"id\":\"" ID_A "\",\"mode\":1}",
+        "",
+        "{",
+        "[]",
+        "{\"op\":\"set\"}",
+        "{\"op\":\"set\",\"fp\":\"short\",\"id\":\"" ID_A "\",\"mode\":1}",
         "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"../../x\",\"mode\":1}",
         "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_A "\",\"mode\":9}",
         "{\"op\":\"batch\",\"gen\":1,\"devs\":[]}", /* batch without begin */
@@ -98,7 +113,9 @@ static void malformed_control_changes_nothing(void **st)
     assert_int_equal(k.n, 0);
     /* a bad entry inside a batch spoils that snapshot only */
     assert_int_equal(apply(&s, &k, "{\"op\":\"begin\",\"gen\":2}"), MAMORI_OK);
-    assert_int_not_equal(apply(&s, &k, "{\"op\":\"batch\",\"gen\":2,\"devs\":[[\"" FP_A "\",\"" ID_A "\",\"x\"]]}"), MAMORI_OK);
+    assert_int_not_equal(
+        apply(&s, &k, "{\"op\":\"batch\",\"gen\":2,\"devs\":[[\"" FP_A "\",\"" ID_A "\",\"x\"]]}"),
+        MAMORI_OK);
     assert_int_not_equal(apply(&s, &k, "{\"op\":\"end\",\"gen\":2,\"count\":0}"), MAMORI_OK);
     assert_false(s.synced);
     sync_free(&s);
@@ -117,12 +134,15 @@ static void acl_own_subtree_only(void **st)
     snprintf(t, sizeof(t), "%stm", own);
     assert_int_equal(acl_decide(&d, &lim, ACL_WRITE, t, 10, 1), ACL_ALLOW);
     snprintf(t, sizeof(t), "%scmd", own);
-    assert_int_equal(acl_decide(&d, &lim, ACL_WRITE, t, 10, 1), ACL_DENY_TOPIC); /* hub's direction */
+    assert_int_equal(acl_decide(&d, &lim, ACL_WRITE, t, 10, 1),
+                     ACL_DENY_TOPIC); /* hub's direction */
     assert_int_equal(acl_decide(&d, &lim, ACL_SUBSCRIBE, t, 0, 1), ACL_ALLOW);
     assert_int_equal(acl_decide(&d, &lim, ACL_READ, t, 0, 1), ACL_ALLOW);
-    const char *others[] = {"mamori/v1/d/" ID_B "/tm", "mamori/v1/d/+/tm", "mamori/v1/d/#", "#",
-                            "mamori/v1/ctl/sync", "mamori/v1/broker/ev", "mamori/v1/d/" ID_A,
-                            "mamori/v1/d/" ID_A "x/tm", "$SYS/broker/clients"};
+    const char *others[] = {"mamori/v1/d/" ID_B "/tm", "mamori/v1/d/+/tm",
+                            "mamori/v1/d/#",           "#",
+                            "mamori/v1/ctl/sync",      "mamori/v1/broker/ev",
+                            "mamori/v1/d/" ID_A,       "mamori/v1/d/" ID_A "x/tm",
+                            "$SYS/broker/clients"};
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
         assert_int_equal(acl_decide(&d, &lim, ACL_WRITE, others[i], 1, 1), ACL_DENY_TOPIC);
         assert_int_equal(acl_decide(&d, &lim, ACL_SUBSCRIBE, others[i], 0, 1), ACL_DENY_TOPIC);

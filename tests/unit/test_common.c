@@ -109,8 +109,10 @@ static void claim_codes(void **st)
     proto_claim_code_hash(canon, h2);
     assert_string_equal(h1, h2);
     assert_int_equal(proto_claim_code_normalize("ABCDE", 5, canon), MAMORI_ERR_PARSE);
-    assert_int_equal(proto_claim_code_normalize("ABCDE-ABCDE-ABCDE-ABCDU", 23, canon), MAMORI_ERR_PARSE);
-    assert_int_equal(proto_claim_code_normalize("ABCDE-ABCDE-ABCDE-ABCDE-A", 25, canon), MAMORI_ERR_PARSE);
+    assert_int_equal(proto_claim_code_normalize("ABCDE-ABCDE-ABCDE-ABCDU", 23, canon),
+                     MAMORI_ERR_PARSE);
+    assert_int_equal(proto_claim_code_normalize("ABCDE-ABCDE-ABCDE-ABCDE-A", 25, canon),
+                     MAMORI_ERR_PARSE);
 }
 
 static void topics(void **st)
@@ -124,9 +126,13 @@ static void topics(void **st)
     assert_int_equal(k, PROTO_KIND_HB);
     assert_int_equal(proto_topic(t, sizeof(t), id, PROTO_KIND_TM), MAMORI_OK);
     assert_string_equal(t, "mamori/v1/d/MM0123456789ABCDEF/tm");
-    const char *bad[] = {"mamori/v1/d/MM0123456789ABCDEF/hb/", "mamori/v1/d/MM0123456789ABCDEF/xx",
-                         "mamori/v1/d/+/hb", "mamori/v2/d/MM0123456789ABCDEF/hb",
-                         "mamori/v1/d/MM0123456789ABCDEF", "mamori/v1/d/MM0123456789ABCDEF/hb/x", ""};
+    const char *bad[] = {"mamori/v1/d/MM0123456789ABCDEF/hb/",
+                         "mamori/v1/d/MM0123456789ABCDEF/xx",
+                         "mamori/v1/d/+/hb",
+                         "mamori/v2/d/MM0123456789ABCDEF/hb",
+                         "mamori/v1/d/MM0123456789ABCDEF",
+                         "mamori/v1/d/MM0123456789ABCDEF/hb/x",
+                         ""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(proto_topic_parse(bad[i], strlen(bad[i]), id, &k), MAMORI_ERR_PARSE);
     assert_int_equal(proto_topic(t, 10, id, PROTO_KIND_TM), MAMORI_ERR_TOOBIG);
@@ -139,12 +145,16 @@ static void json_limits(void **st)
     char err[128];
     assert_int_equal(json_parse_untrusted("{\"a\":1}", 7, 100, &v, err, sizeof(err)), MAMORI_OK);
     json_decref(v);
-    assert_int_equal(json_parse_untrusted("{\"a\":1}", 7, 6, &v, err, sizeof(err)), MAMORI_ERR_TOOBIG);
+    assert_int_equal(json_parse_untrusted("{\"a\":1}", 7, 6, &v, err, sizeof(err)),
+                     MAMORI_ERR_TOOBIG);
     assert_null(v);
-    assert_int_equal(json_parse_untrusted("{\"a\":1", 6, 100, &v, err, sizeof(err)), MAMORI_ERR_PARSE);
+    assert_int_equal(json_parse_untrusted("{\"a\":1", 6, 100, &v, err, sizeof(err)),
+                     MAMORI_ERR_PARSE);
     assert_int_equal(json_parse_untrusted("[1]", 3, 100, &v, err, sizeof(err)), MAMORI_ERR_PARSE);
-    assert_int_equal(json_parse_untrusted("{\"a\":1,\"a\":2}", 13, 100, &v, err, sizeof(err)), MAMORI_ERR_PARSE);
-    assert_int_equal(json_parse_untrusted("{\"a\":\"\\u0000\"}", 14, 100, &v, err, sizeof(err)), MAMORI_ERR_PARSE);
+    assert_int_equal(json_parse_untrusted("{\"a\":1,\"a\":2}", 13, 100, &v, err, sizeof(err)),
+                     MAMORI_ERR_PARSE);
+    assert_int_equal(json_parse_untrusted("{\"a\":\"\\u0000\"}", 14, 100, &v, err, sizeof(err)),
+                     MAMORI_ERR_PARSE);
     assert_int_equal(json_parse_untrusted("", 0, 100, &v, err, sizeof(err)), MAMORI_ERR_PARSE);
     char deep[200];
     size_t n = 0;
@@ -154,7 +164,8 @@ static void json_limits(void **st)
     deep[n++] = '}';
     for (int i = 0; i < 20; i++)
         deep[n++] = '}';
-    assert_int_equal(json_parse_untrusted(deep, n, sizeof(deep), &v, err, sizeof(err)), MAMORI_ERR_PARSE);
+    assert_int_equal(json_parse_untrusted(deep, n, sizeof(deep), &v, err, sizeof(err)),
+                     MAMORI_ERR_PARSE);
     assert_string_equal(err, "JSON nested too deeply");
 }
 
@@ -177,10 +188,14 @@ static void envelopes(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(cursor_never_overreads), cmocka_unit_test(split_segments),
-        cmocka_unit_test(dbuf_cap_is_hard),        cmocka_unit_test(device_ids),
-        cmocka_unit_test(claim_codes),             cmocka_unit_test(topics),
-        cmocka_unit_test(json_limits),             cmocka_unit_test(envelopes),
+        cmocka_unit_test(cursor_never_overreads),
+        cmocka_unit_test(split_segments),
+        cmocka_unit_test(dbuf_cap_is_hard),
+        cmocka_unit_test(device_ids),
+        cmocka_unit_test(claim_codes),
+        cmocka_unit_test(topics),
+        cmocka_unit_test(json_limits),
+        cmocka_unit_test(envelopes),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

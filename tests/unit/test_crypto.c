@@ -22,8 +22,11 @@ static int setup(void **st)
     struct pki *p = calloc(1, sizeof(*p));
     assert_int_equal(crypto_key_generate(&p->root_key), MAMORI_OK);
     assert_int_equal(crypto_key_generate(&p->dev_key), MAMORI_OK);
-    struct crypto_issue ri = {.kind = CRYPTO_CERT_ROOT_CA, .cn = "Test Root", .subject = p->root_key,
-                              .issuer_key = p->root_key, .not_after = time(NULL) + 86400};
+    struct crypto_issue ri = {.kind = CRYPTO_CERT_ROOT_CA,
+                              .cn = "Test Root",
+                              .subject = p->root_key,
+                              .issuer_key = p->root_key,
+                              .not_after = time(NULL) + 86400};
     assert_int_equal(crypto_cert_issue(&ri, &p->root_pem), MAMORI_OK);
     assert_int_equal(crypto_cert_parse(p->root_pem, strlen(p->root_pem), &p->root), MAMORI_OK);
     *st = p;
@@ -47,8 +50,12 @@ static char *issue_from_csr(struct pki *p, time_t nb, time_t na)
     struct crypto_csr *csr = NULL;
     assert_int_equal(crypto_csr_create(p->dev_key, "ignored", &csr_pem), MAMORI_OK);
     assert_int_equal(crypto_csr_parse(csr_pem, strlen(csr_pem), &csr), MAMORI_OK);
-    struct crypto_issue di = {.kind = CRYPTO_CERT_CLIENT, .cn = "MM0123456789ABCDEF", .csr = csr,
-                              .issuer = p->root, .issuer_key = p->root_key, .not_before = nb,
+    struct crypto_issue di = {.kind = CRYPTO_CERT_CLIENT,
+                              .cn = "MM0123456789ABCDEF",
+                              .csr = csr,
+                              .issuer = p->root,
+                              .issuer_key = p->root_key,
+                              .not_before = nb,
                               .not_after = na};
     assert_int_equal(crypto_cert_issue(&di, &cert), MAMORI_OK);
     crypto_csr_free(csr);
@@ -86,8 +93,11 @@ static void untrusted_and_expired_refused(void **st)
     struct crypto_key *k2 = NULL;
     char *other = NULL;
     assert_int_equal(crypto_key_generate(&k2), MAMORI_OK);
-    struct crypto_issue ri = {.kind = CRYPTO_CERT_ROOT_CA, .cn = "Test Root", .subject = k2,
-                              .issuer_key = k2, .not_after = time(NULL) + 86400};
+    struct crypto_issue ri = {.kind = CRYPTO_CERT_ROOT_CA,
+                              .cn = "Test Root",
+                              .subject = k2,
+                              .issuer_key = k2,
+                              .not_after = time(NULL) + 86400};
     assert_int_equal(crypto_cert_issue(&ri, &other), MAMORI_OK);
     char *pem = issue_from_csr(p, 0, time(NULL) + 3600);
     struct crypto_cert *c = NULL;
@@ -148,8 +158,10 @@ static void secrets_helpers(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(csr_to_verified_cert), cmocka_unit_test(untrusted_and_expired_refused),
-        cmocka_unit_test(tampered_csr_refused), cmocka_unit_test(secrets_helpers),
+        cmocka_unit_test(csr_to_verified_cert),
+        cmocka_unit_test(untrusted_and_expired_refused),
+        cmocka_unit_test(tampered_csr_refused),
+        cmocka_unit_test(secrets_helpers),
     };
     return cmocka_run_group_tests_name("crypto", tests, setup, teardown);
 }

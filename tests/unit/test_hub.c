@@ -74,7 +74,9 @@ static int fx_setup(void **st)
         char target[16];
         snprintf(target, sizeof(target), "dev%d", i);
         assert_int_equal(store_begin(f->s), MAMORI_OK);
-        assert_int_equal(audit_append(&f->a, 1000 + i, "admin:root", "device_lock", target, "why", "{}"), MAMORI_OK);
+        assert_int_equal(
+            audit_append(&f->a, 1000 + i, "admin:root", "device_lock", target, "why", "{}"),
+            MAMORI_OK);
         assert_int_equal(store_commit(f->s), MAMORI_OK);
         assert_int_equal(audit_anchor(&f->a), MAMORI_OK);
     }
@@ -100,7 +102,9 @@ static void raw_sql(struct fx *f, const char *sql)
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
     char *err = NULL;
-    int rc = sqlite3_exec(db, "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;", NULL, NULL, &err);
+    int rc = sqlite3_exec(
+        db, "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;", NULL,
+        NULL, &err);
     assert_int_equal(rc, SQLITE_OK);
     rc = sqlite3_exec(db, sql, NULL, NULL, &err);
     if (rc != SQLITE_OK)
@@ -123,8 +127,10 @@ static void audit_refuses_sql_update(void **st)
     struct fx *f = *st;
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "UPDATE audit SET reason='x' WHERE seq=2", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit WHERE seq=2", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_not_equal(
+        sqlite3_exec(db, "UPDATE audit SET reason='x' WHERE seq=2", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit WHERE seq=2", NULL, NULL, NULL),
+                         SQLITE_OK);
     sqlite3_close(db);
 }
 
@@ -191,7 +197,9 @@ static void audit_detects_reforged_chain_without_key(void **st)
 {
     struct fx *f = *st;
     /* An attacker recomputing plain SHA-256 links cannot produce HMACs. */
-    raw_sql(f, "UPDATE audit SET hash='0000000000000000000000000000000000000000000000000000000000000000' WHERE seq=6");
+    raw_sql(f,
+            "UPDATE audit SET "
+            "hash='0000000000000000000000000000000000000000000000000000000000000000' WHERE seq=6");
     struct audit_verdict v;
     assert_int_equal(audit_verify(&f->a, &v), MAMORI_OK);
     assert_int_equal(v.problem, AUDIT_MODIFIED);
@@ -259,7 +267,8 @@ static void store_basics(void **st)
     store_close(s2);
     int64_t uid = 0;
     assert_int_equal(store_user_add(f->s, "bob", ROLE_OWNER, "$argon2id$x", 1, &uid), MAMORI_OK);
-    assert_int_equal(store_user_add(f->s, "bob", ROLE_ADMIN, "$argon2id$x", 1, NULL), MAMORI_ERR_EXISTS);
+    assert_int_equal(store_user_add(f->s, "bob", ROLE_ADMIN, "$argon2id$x", 1, NULL),
+                     MAMORI_ERR_EXISTS);
     struct device_rec d;
     memset(&d, 0, sizeof(d));
     snprintf(d.id, sizeof(d.id), "MM0123456789ABCDEF");
@@ -279,7 +288,8 @@ static void store_basics(void **st)
     assert_int_equal(store_device_by_claim(f->s, "claimhash", &got), MAMORI_OK);
     assert_int_equal(got.owner_id, uid);
     assert_int_equal(store_device_claim(f->s, "MM0123456789ABCDEF", uid, 6), MAMORI_ERR_NOTFOUND);
-    assert_int_equal(store_device_set_state(f->s, "MMNOSUCHDEVICE0000", "active", 1), MAMORI_ERR_NOTFOUND);
+    assert_int_equal(store_device_set_state(f->s, "MMNOSUCHDEVICE0000", "active", 1),
+                     MAMORI_ERR_NOTFOUND);
 }
 
 int main(void)
@@ -292,8 +302,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(audit_detects_removal, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(audit_detects_reorder, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(audit_detects_truncation, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(audit_truncation_survives_new_entries, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(audit_detects_reforged_chain_without_key, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(audit_truncation_survives_new_entries, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(audit_detects_reforged_chain_without_key, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test(throttle_policy),
         cmocka_unit_test(passwords),
         cmocka_unit_test_setup_teardown(store_basics, fx_setup, fx_teardown),
