@@ -19,7 +19,7 @@
 
 #include <curl/curl.h>
 
-#include "cli/factory.h"
+#include "factory/factory.h"
 #include "cli/http.h"
 #include "common/crypto.h"
 #include "common/fsutil.h"

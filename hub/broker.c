@@ -30,13 +30,14 @@
 #include "common/log.h"
 #include "hub/hub.h"
 
-/* mosquitto cannot report an ephemeral port, so we pick a free one. */
-static int pick_port(const char *addr)
+/* Tests whether addr:port can be bound now (port 0: any); returns the port
+ * or -1. */
+static int try_port(const char *addr, int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     socklen_t sl = sizeof(sa);
     if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1 ||
         bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
@@ -46,6 +47,43 @@ static int pick_port(const char *addr)
     }
     close(fd);
     return ntohs(sa.sin_port);
+}
+
+/* The kernel's range for ephemeral (source) ports. */
+static void ephemeral_range(int *lo, int *hi)
+{
+    *lo = 32768;
+    *hi = 60999;
+    char *txt = NULL;
+    size_t len = 0;
+    if (fs_read_file("/proc/sys/net/ipv4/ip_local_port_range", 64, &txt, &len) == MAMORI_OK) {
+        if (sscanf(txt, "%d %d", lo, hi) != 2 || *lo < 1024 || *hi > 65535 || *lo > *hi) {
+            *lo = 32768;
+            *hi = 60999;
+        }
+        free(txt);
+    }
+}
+
+/* mosquitto cannot report an ephemeral port, so we choose one. Not from the
+ * kernel's ephemeral range: a port we test and release there can be handed
+ * out at once as the source port of any outgoing connection, and the
+ * broker's bind would then fail. */
+static int pick_port(const char *addr)
+{
+    int lo, hi;
+    ephemeral_range(&lo, &hi);
+    for (int i = 0; i < 200; i++) {
+        uint32_t r = 0;
+        if (crypto_random(&r, sizeof(r)))
+            break;
+        int port = 10000 + (int)(r % 50000u);
+        if (port >= lo && port <= hi)
+            continue;
+        if (try_port(addr, port) == port)
+            return port;
+    }
+    return try_port(addr, 0); /* last resort */
 }
 
 /* Copies pki/NAME into the broker's directory, owned by the broker's user. */
@@ -260,6 +298,32 @@ static void *supervise(void *arg)
     return NULL;
 }
 
+/* An ephemeral MQTT port is chosen once and kept in the registry, so
+ * devices keep their broker address across restarts; a new one is taken
+ * only when the old one is no longer free. */
+static int stable_port(struct hub *h)
+{
+    char v[16];
+    int port = 0;
+    pthread_mutex_lock(&h->lock);
+    if (store_meta_get(h->store, "mqtt_port", v, sizeof(v)) == MAMORI_OK) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (!*end && n > 0 && n < 65536 && try_port(h->cfg.listen_addr, (int)n) == n)
+            port = (int)n;
+        else
+            log_warn("MQTT port %s is no longer free; choosing another", v);
+    }
+    if (!port) {
+        port = pick_port(h->cfg.listen_addr);
+        snprintf(v, sizeof(v), "%d", port);
+        if (port > 0)
+            log_if_err(store_meta_set(h->store, "mqtt_port", v));
+    }
+    pthread_mutex_unlock(&h->lock);
+    return port;
+}
+
 enum mamori_err broker_start(struct hub *h)
 {
     if (access(h->cfg.mosquitto_bin, X_OK)) {
@@ -271,7 +335,7 @@ enum mamori_err broker_start(struct hub *h)
         return MAMORI_ERR_NOTFOUND;
     }
     if (!h->broker_port)
-        h->broker_port = h->cfg.mqtt_port ? h->cfg.mqtt_port : pick_port(h->cfg.listen_addr);
+        h->broker_port = h->cfg.mqtt_port ? h->cfg.mqtt_port : stable_port(h);
     if (h->broker_port <= 0)
         return MAMORI_ERR_IO;
     return pthread_create(&h->broker_thread, NULL, supervise, h) ? MAMORI_ERR_INTERNAL : MAMORI_OK;
@@ -293,5 +357,17 @@ void broker_stop(struct hub *h)
     pthread_mutex_unlock(&h->lock);
     if (pid > 0)
         kill(pid, SIGTERM);
-    pthread_join(h->broker_thread, NULL);
+    if (h->broker_thread)
+        pthread_join(h->broker_thread, NULL);
+    /* The runtime copies of the broker's key and configuration go with it
+     * (after a crash they stay on tmpfs until reused or reboot). */
+    const struct passwd *pw = broker_user();
+    char dir[HUB_PATH_MAX], p[HUB_PATH_MAX];
+    static const char *files[] = {"broker.key", "broker.crt", "device-trust.pem", "mosquitto.conf"};
+    if (pw && broker_dir(h, pw, dir, sizeof(dir)) == MAMORI_OK) {
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+            if (fs_path(p, sizeof(p), dir, files[i]) == MAMORI_OK)
+                unlink(p);
+        rmdir(dir);
+    }
 }

@@ -3,7 +3,7 @@
  *
  *   mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]
  *           [--heartbeat S] [--max-connections N] [--plugin PATH]
- *           [--mosquitto PATH] [-v]
+ *           [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N] [-v]
  *
  * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
@@ -18,13 +18,15 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "hub/demo.h"
 #include "hub/hub.h"
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
-                    "               [--heartbeat SECONDS] [--max-connections N] [--plugin PATH]\n"
-                    "               [--mosquitto PATH] [-v]\n");
+    fprintf(stderr,
+            "usage: mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
+            "               [--heartbeat SECONDS] [--max-connections N] [--plugin PATH]\n"
+            "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N] [-v]\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -52,6 +54,7 @@ static void default_plugin(char *out, size_t n)
 int main(int argc, char **argv)
 {
     struct hub_config cfg;
+    int demo = 0;
     hub_config_defaults(&cfg);
     default_plugin(cfg.plugin_path, sizeof(cfg.plugin_path));
     log_set_tag("mamorid");
@@ -80,6 +83,8 @@ int main(int argc, char **argv)
             ok = parse_int(v, 1, 3600, &cfg.heartbeat_s);
         else if (strcmp(a, "--max-connections") == 0)
             ok = parse_int(v, 1, 1000000, &cfg.max_connections);
+        else if (strcmp(a, "--demo-fleet") == 0)
+            ok = parse_int(v, 0, 100000, &demo);
         else if (strcmp(a, "--rate") == 0)
             ok = parse_int(v, 1, 100000, &cfg.msg_rate);
         else if (strcmp(a, "--burst") == 0)
@@ -126,6 +131,8 @@ int main(int argc, char **argv)
         hub_free(&h);
         return 1;
     }
+    if (demo > 0 && (rc = demo_fleet(&h, demo)) != MAMORI_OK)
+        log_warn("demo fleet incomplete: %s", mamori_strerror(rc));
     log_info("ready: API https://%s:%d/api/v1  MQTT mqtts://%s:%d  data %s", cfg.listen_addr,
              h.api_port, cfg.listen_addr, h.broker_port, cfg.data_dir);
     int sig = 0;

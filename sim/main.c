@@ -4,6 +4,7 @@
  *
  *   mamori-sim --identities DIR [--devices N] [--heartbeat S]
  *              [--telemetry S] [--duration S] [--status FILE]
+ *              [--broker-host HOST] [--broker-port PORT]
  *
  * DIR holds identity directories (as written by `mamorictl factory batch`);
  * the first N (default all) are run. Every second a status line is printed
@@ -34,7 +35,8 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *status = NULL;
+    const char *dir = NULL, *status = NULL, *broker_host = NULL;
+    int broker_port = 0;
     long n = 0, hb = 30, tm = 0, duration = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--identities") == 0)
@@ -49,14 +51,20 @@ int main(int argc, char **argv)
             duration = strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--status") == 0)
             status = argv[i + 1];
+        else if (strcmp(argv[i], "--broker-port") == 0)
+            broker_port = (int)strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--broker-host") == 0)
+            broker_host = argv[i + 1];
         else {
             fprintf(stderr, "mamori-sim: unknown option %s\n", argv[i]);
             return 2;
         }
     }
-    if (!dir || n < 0 || hb <= 0 || hb > 3600 || tm < 0 || duration < 0) {
+    if (!dir || n < 0 || hb <= 0 || hb > 3600 || tm < 0 || duration < 0 || broker_port < 0 ||
+        broker_port > 65535) {
         fprintf(stderr, "usage: mamori-sim --identities DIR [--devices N] [--heartbeat S] "
-                        "[--telemetry S] [--duration S] [--status FILE]\n");
+                        "[--telemetry S] [--duration S] [--status FILE]\n"
+                        "                  [--broker-host HOST] [--broker-port PORT]\n");
         return 2;
     }
     signal(SIGINT, on_sig);
@@ -101,7 +109,9 @@ int main(int argc, char **argv)
         struct mamori_device_opts o = {.identity_dir = p,
                                        .heartbeat_interval_s = (unsigned)hb,
                                        .backoff_min_ms = 200,
-                                       .backoff_max_ms = 10000};
+                                       .backoff_max_ms = 10000,
+                                       .host_override = broker_host,
+                                       .port_override = broker_port};
         enum mamori_err rc = mamori_device_new(&o, &devs[i]);
         if (rc)
             fprintf(stderr, "mamori-sim: %s: %s\n", p, mamori_strerror(rc));
@@ -135,10 +145,12 @@ int main(int argc, char **argv)
         }
         now = mamori_now_ms();
         if (tm && now >= next_tm) {
+            /* a device that dropped in between just misses this round */
             for (long i = 0; i < n; i++)
-                if (devs[i] && mamori_device_state(devs[i]) == MAMORI_DEV_CONNECTED)
-                    if (mamori_device_send_telemetry(devs[i], "{\"temp_c\":21.5}") != MAMORI_OK)
-                        continue;
+                if (devs[i] && mamori_device_state(devs[i]) == MAMORI_DEV_CONNECTED &&
+                    mamori_device_send_telemetry(devs[i], "{\"temp_c\":21.5}") != MAMORI_OK)
+                    fprintf(stderr, "mamori-sim: %s: telemetry not sent\n",
+                            mamori_device_id(devs[i]));
             next_tm = now + (uint64_t)tm * 1000;
         }
         if (now >= next_status) {

@@ -1,5 +1,5 @@
-/* cli/factory.c - see factory.h. */
-#include "cli/factory.h"
+/* factory/factory.c - see factory.h. */
+#include "factory/factory.h"
 
 #include <stdio.h>
 #include <stdlib.h>

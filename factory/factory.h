@@ -1,5 +1,6 @@
 /*
- * cli/factory.h - the factory station's side of provisioning.
+ * factory/factory.h - the factory station's side of provisioning, shared by
+ * mamorictl and mamorid's demo fleet.
  *
  * An identity directory holds what one device carries out of the factory:
  *   device.key   generated here (on the device / factory station), 0600;
@@ -10,8 +11,8 @@
  *   device.json  management number, model and broker address
  *   claim-code   the single-use claim code for the label / QR code (0600)
  */
-#ifndef MAMORI_CLI_FACTORY_H
-#define MAMORI_CLI_FACTORY_H
+#ifndef MAMORI_FACTORY_FACTORY_H
+#define MAMORI_FACTORY_FACTORY_H
 
 #include "mamori/error.h"
 
