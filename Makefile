@@ -36,7 +36,7 @@ lint:
 	@scripts/lint.sh
 
 bench: build
-	@bench/run-all.sh "$(BUILD)"
+	@bench/run-all.sh "$(BUILD)" | tee bench/last-run.txt
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)

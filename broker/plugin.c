@@ -17,7 +17,9 @@
  *    at once (T03-L2b, T07-L3a).
  *  - Fail closed: until the first complete snapshot arrives, no device is
  *    admitted.
- * Observations (refusals, kicks) go to the hub on mamori/v1/broker/ev.
+ * Observations (refusals, kicks) go to the hub on mamori/v1/broker/ev
+ * (T01-L3a, T01-L3b, T02-L2c: unauthorized behaviour is detected, recorded
+ * and told apart by its reason).
  */
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -127,6 +129,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
         report("auth_fail", NULL, ed->client, "broker not yet synchronised with hub");
         return MOSQ_ERR_AUTH; /* fail closed */
     }
+    /* T06-L1b: only registered devices in a good state are admitted. */
     struct dev *d = table_by_fp(&g.sync.active, fp);
     if (!d) {
         report("auth_fail", NULL, ed->client, "certificate not registered");

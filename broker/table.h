@@ -56,7 +56,7 @@ struct sync_state {
     struct dev_table pending;
     uint64_t pending_gen;
     bool pending_open;
-    bool synced; /* false until the first complete snapshot: fail closed */
+    bool synced; /* false until the first complete snapshot: fail closed (P-FAILSEC) */
 };
 
 /* Called for each device that must be disconnected now. */

@@ -144,6 +144,7 @@ enum mamori_err proto_topic(char *out, size_t outlen, const char *id, enum proto
     return (n < 0 || (size_t)n >= outlen) ? MAMORI_ERR_TOOBIG : MAMORI_OK;
 }
 
+/* T11-L1e (envelope level; per-model value ranges come with the SDK). */
 enum mamori_err proto_envelope_parse(const void *payload, size_t len, struct proto_envelope *env,
                                      json_t **body_out)
 {

@@ -2,7 +2,8 @@
  * hub/api.c - the HTTPS JSON API (/api/v1), a thin shell over hub/ops.c.
  *
  * libmicrohttpd with GnuTLS, held to the platform's TLS floor: TLS 1.2 and
- * 1.3 only, AEAD suites only, ECDHE only (T05-L1b, T11-L1d, T11-L1f).
+ * 1.3 only, AEAD suites only, ECDHE only (T01-L1b, T05-L1b, T06-L1c, T11-L1d,
+ * T11-L1f, T12-L1c).
  * Request bodies are capped (API_MAX_BODY) while they arrive and parsed as
  * untrusted JSON; every error has the one shape
  *   {"error": {"code": "...", "message": "..."}}

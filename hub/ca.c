@@ -224,7 +224,8 @@ enum mamori_err ca_issue_device(struct hub *h, const char *csr_pem, size_t csr_l
     if (rc)
         return rc;
     /* The subject is ours to set: CN = management number, O = model. What
-     * the CSR asked for is ignored (the key is all we take from it). */
+     * the CSR asked for is ignored (the key is all we take from it).
+     * T01-L4b: device certificates expire (device_cert_days). */
     struct crypto_issue p = {.kind = CRYPTO_CERT_CLIENT,
                              .cn = device_id,
                              .org = model,

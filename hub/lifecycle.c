@@ -24,6 +24,7 @@ static const int NEXT[LC_N_ACTIONS][LC_N_STATES] = {
     /* T02-L3c: quarantine keeps only the management channel */
     [LC_QUARANTINE] = {X,               X,              LC_QUARANTINED, X,              X,              X,       X},
     [LC_RELEASE]    = {X,               X,              X,              LC_ACTIVE,      X,              X,       X},
+    /* T01-L5a (hub side), P-LCM: decommissioned is terminal */
     [LC_REVOKE]     = {LC_REVOKED,      LC_REVOKED,     LC_REVOKED,     LC_REVOKED,     LC_REVOKED,     X,       X},
     [LC_DECOMMISSION] = {LC_DECOMMISSIONED, LC_DECOMMISSIONED, LC_DECOMMISSIONED, LC_DECOMMISSIONED,
                          LC_DECOMMISSIONED, LC_DECOMMISSIONED, X},
@@ -83,6 +84,6 @@ enum lc_access lc_access(enum lc_state s)
     case LC_QUARANTINED:
         return LC_ACCESS_RESTRICTED;
     default:
-        return LC_ACCESS_DENY; /* fail closed */
+        return LC_ACCESS_DENY; /* fail closed; T02-L1c: not before claim */
     }
 }

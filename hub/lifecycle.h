@@ -6,6 +6,7 @@
  *   any live state --revoke--> revoked;  any non-terminal --decommission--> decommissioned
  *
  * Illegal transitions are refused with MAMORI_ERR_STATE, never applied.
+ * P-LCM: the registry's part of product lifecycle management.
  */
 #ifndef MAMORI_HUB_LIFECYCLE_H
 #define MAMORI_HUB_LIFECYCLE_H

@@ -1,7 +1,12 @@
 /*
  * hub/liveness.c - heartbeat tracking and offline detection
  * (T03-L2a, T03-L4a, T04-L2a, T04-L4a: disconnection by theft or destruction
- * is detected and an alert is recorded).
+ * is detected and an alert is recorded; T09-L3a: the system can tell that a
+ * device stopped; T01-L2b, T01-L4a, P-HEALTH: monitoring from outside the
+ * device, whether or not anyone is watching; T10-L3d: silence is handled,
+ * never waited on. With the broker's reports (hub/mqtt.c) this is the
+ * monitoring of T05-L2a, T05-L4a, T06-L2a, T06-L4a, T07-L4a, T09-L2a,
+ * T09-L4a, T11-L2a, T11-L4a and T12-L2b).
  *
  * Heartbeats update an in-memory open-addressing table (no database write
  * per heartbeat); only online/offline transitions are written. A device is

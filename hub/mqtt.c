@@ -197,8 +197,8 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
         live_heartbeat(h, id, now);
         pthread_mutex_unlock(&h->lock);
         struct principal hubp = {.user_id = 0, .name = "hub", .role = ROLE_ADMIN};
-        /* First heartbeat of a claimed device completes its setup: it holds a
-         * valid identity and runs. */
+        /* T01-L1c: the first heartbeat of a claimed device completes its
+         * setup: it holds a valid identity and runs. */
         struct device_rec d;
         pthread_mutex_lock(&h->lock);
         bool claimed =

@@ -66,6 +66,8 @@ static void audit_only(struct hub *h, const struct principal *who, const char *a
         (void)commit_audited(h, who, action, target, reason, detail);
 }
 
+/* T08-L1a, T11-L1g, T12-L1c: administrator and operator privileges are
+ * separate from owners'. */
 static bool is_staff(const struct principal *who)
 {
     return who->role == ROLE_ADMIN || who->role == ROLE_OPERATOR;
@@ -203,7 +205,7 @@ enum mamori_err hub_op_login(struct hub *h, const char *user, const char *passwo
     if ((rc = auth_token_new("mms_", token)))
         goto out;
     auth_token_hash(token, th);
-    int64_t now = hub_now(), exp = now + h->cfg.session_ttl_s;
+    int64_t now = hub_now(), exp = now + h->cfg.session_ttl_s; /* T01-L4b */
     if ((rc = store_begin(h->store)))
         goto out;
     log_if_err(store_session_purge(h->store, now));
@@ -323,6 +325,7 @@ enum mamori_err hub_op_user_list(struct hub *h, const struct principal *who, jso
     return rc;
 }
 
+/* T02-L3a: the device's state and liveness, as owners and operators see it. */
 json_t *device_json(const struct device_rec *d)
 {
     json_t *o =
@@ -599,6 +602,8 @@ enum mamori_err hub_op_transition(struct hub *h, const struct principal *who, co
     return rc;
 }
 
+/* T07-L2b, T02-L1b: ownership needs the code printed with the device
+ * (pairing-like), sent only over TLS. */
 enum mamori_err hub_op_claim(struct hub *h, const struct principal *who, const char *code,
                              const char *peer, json_t **out, struct op_err *e)
 {

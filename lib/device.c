@@ -4,7 +4,7 @@
  * Uses libmosquitto without its threads: the caller polls mamori_device_fd()
  * and calls mamori_device_step(), so one thread can drive many devices.
  * The broker is pinned to the platform CA in the identity (ca.crt) with host
- * name verification on (T05-L1c, T06-L2c). Reconnects use exponential
+ * name verification on (T05-L1a, T05-L1c, T06-L2c). Reconnects use exponential
  * backoff with "equal jitter" (half fixed, half random) so a fleet that lost
  * its broker does not come back in lockstep (T10-L3a).
  */

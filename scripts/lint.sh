@@ -17,5 +17,14 @@ if command -v clang-format >/dev/null; then
     fi
     rm -f "${TMPDIR:-/tmp}/mamori-fmt.$$"
 fi
+# docs/threat-matrix.md promises that grep finds the code behind every
+# implemented (done or partial) countermeasure: hold it to that.
+untagged=""
+for id in $(grep -oE '^\| (T[0-9]{2}-L[0-9][a-z]|P-[A-Z]+) \| (done|partial)' docs/threat-matrix.md | awk '{print $2}'); do
+    echo "$files" | xargs grep -q -- "$id" || untagged="$untagged $id"
+done
+if [ -n "$untagged" ]; then
+    echo "lint: threat-matrix IDs marked done/partial with no tag in the code:$untagged"; rc=1
+fi
 [ $rc -eq 0 ] && echo "lint: ok ($(echo "$files" | wc -l) files)"
 exit $rc

@@ -2,7 +2,8 @@
  * hub/store/store_sqlite.c - the SQLite backend of store.h.
  *
  * WAL journal with synchronous=FULL, so a COMMIT that returned is on disk
- * (kill -9 or power loss loses nothing committed). Schema changes are
+ * (kill -9 or power loss loses nothing committed; T10-L3b). secure_delete
+ * overwrites deleted rows (T06-L5a, the hub's part). Schema changes are
  * numbered migrations recorded in PRAGMA user_version; each runs in its own
  * transaction, so a crash mid-migration leaves the previous version intact.
  * The audit table is append-only at the SQL level too (triggers refuse

@@ -1,0 +1,375 @@
+/*
+ * mqtt-bench - load generator for bench/run-all.sh. Every client is a real
+ * device identity (its own key and certificate) on its own mutual-TLS
+ * connection, through libmosquitto. Loopback only; every loop is bounded in
+ * count and time.
+ *
+ *   mqtt-bench connect IDDIR N THREADS PORT        full mTLS connect rate (to CONNACK)
+ *   mqtt-bench publish IDDIR N QOS MSGS PORT       N connected clients publish MSGS each
+ *   mqtt-bench hold    IDDIR N SECONDS PORT        hold N connections (for RSS readings)
+ *   mqtt-bench revoke  IDDIR N PORT API CA TOKEN   revoke N devices one by one through the
+ *                                                  API, time until each is disconnected
+ */
+#include <curl/curl.h>
+#include <mosquitto.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/fsutil.h"
+#include "common/json.h"
+
+#define DEADLINE_S 600 /* every phase stops after this, whatever happened */
+
+struct cl {
+    struct mosquitto *m;
+    char id[32];
+    volatile int connected, refused, lost;
+    int acked;
+    double t_lost;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void on_connect(struct mosquitto *m, void *a, int rc)
+{
+    (void)m;
+    struct cl *c = a;
+    if (rc == 0)
+        c->connected = 1;
+    else
+        c->refused = 1;
+}
+
+static void on_disconnect(struct mosquitto *m, void *a, int rc)
+{
+    (void)m;
+    (void)rc;
+    struct cl *c = a;
+    if (c->connected && !c->lost) {
+        c->lost = 1;
+        c->t_lost = now_s();
+    }
+}
+
+static void on_publish(struct mosquitto *m, void *a, int mid)
+{
+    (void)m;
+    (void)mid;
+    ((struct cl *)a)->acked++;
+}
+
+static const char *g_dir;
+static int g_port;
+
+static int setup(struct cl *c, int i)
+{
+    char d[4096], p[4096], crt[4096], key[4096], ca[4096], *txt = NULL;
+    size_t len;
+    json_t *j = NULL;
+    const char *id;
+    snprintf(d, sizeof(d), "%s/dev-%05d", g_dir, i);
+    if (fs_path(p, sizeof(p), d, "device.json") || fs_read_file(p, 4096, &txt, &len) ||
+        json_parse_untrusted(txt, len, 4096, &j, NULL, 0) || !json_get_str(j, "device_id", 31, &id)) {
+        free(txt);
+        json_decref(j);
+        return -1;
+    }
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    free(txt);
+    json_decref(j);
+    if (fs_path(crt, sizeof(crt), d, "device.crt") || fs_path(key, sizeof(key), d, "device.key") ||
+        fs_path(ca, sizeof(ca), d, "ca.crt"))
+        return -1;
+    c->m = mosquitto_new(c->id, true, c);
+    if (!c->m)
+        return -1;
+    mosquitto_connect_callback_set(c->m, on_connect);
+    mosquitto_disconnect_callback_set(c->m, on_disconnect);
+    mosquitto_publish_callback_set(c->m, on_publish);
+    if (mosquitto_tls_set(c->m, ca, NULL, crt, key, NULL) != MOSQ_ERR_SUCCESS)
+        return -1;
+    return 0;
+}
+
+/* Connects (blocking TCP + TLS) and runs the loop until CONNACK. */
+static int connect_one(struct cl *c)
+{
+    if (mosquitto_connect(c->m, "127.0.0.1", g_port, 60) != MOSQ_ERR_SUCCESS)
+        return -1;
+    double end = now_s() + 10;
+    while (!c->connected && !c->refused && now_s() < end)
+        if (mosquitto_loop(c->m, 50, 1) != MOSQ_ERR_SUCCESS)
+            break;
+    return c->connected ? 0 : -1;
+}
+
+/* Drives every client's socket once (poll over all of them). */
+static void pump(struct cl *cs, int n, struct pollfd *pf, int timeout_ms)
+{
+    for (int i = 0; i < n; i++) {
+        pf[i].fd = cs[i].m ? mosquitto_socket(cs[i].m) : -1;
+        pf[i].events = POLLIN | (cs[i].m && mosquitto_want_write(cs[i].m) ? POLLOUT : 0);
+        pf[i].revents = 0;
+    }
+    poll(pf, (nfds_t)n, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        if (!cs[i].m || pf[i].fd < 0)
+            continue;
+        if (pf[i].revents & (POLLIN | POLLHUP | POLLERR))
+            mosquitto_loop_read(cs[i].m, 1);
+        if (pf[i].revents & POLLOUT)
+            mosquitto_loop_write(cs[i].m, 1);
+        mosquitto_loop_misc(cs[i].m);
+    }
+}
+
+static int connect_all(struct cl *cs, int n)
+{
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        if (setup(&cs[i], i) == 0 && connect_one(&cs[i]) == 0)
+            ok++;
+    }
+    return ok;
+}
+
+struct conn_job {
+    int from, to;
+    double *lat;
+    int ok;
+};
+
+static void *conn_worker(void *arg)
+{
+    struct conn_job *j = arg;
+    for (int i = j->from; i < j->to; i++) {
+        struct cl c;
+        memset(&c, 0, sizeof(c));
+        if (setup(&c, i) == 0) {
+            double t0 = now_s();
+            if (connect_one(&c) == 0) {
+                j->lat[i] = now_s() - t0;
+                j->ok++;
+            }
+            mosquitto_disconnect(c.m);
+            mosquitto_loop(c.m, 10, 1);
+        }
+        if (c.m)
+            mosquitto_destroy(c.m);
+    }
+    return NULL;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void percentiles(double *v, int n, const char *what)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_d);
+    if (n)
+        printf("%s p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", what, v[n / 2] * 1e3,
+               v[(int)(n * 0.99) < n ? (int)(n * 0.99) : n - 1] * 1e3, v[n - 1] * 1e3);
+}
+
+static int cmd_connect(int n, int threads)
+{
+    double *lat = calloc((size_t)n, sizeof(double));
+    pthread_t th[64];
+    struct conn_job jobs[64];
+    if (!lat || threads < 1 || threads > 64)
+        return 2;
+    double t0 = now_s();
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = (struct conn_job){.from = n * t / threads, .to = n * (t + 1) / threads, .lat = lat};
+        pthread_create(&th[t], NULL, conn_worker, &jobs[t]);
+    }
+    int ok = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        ok += jobs[t].ok;
+    }
+    double el = now_s() - t0;
+    printf("connect: %d/%d ok in %.2f s = %.0f connects/s (%d threads)\n", ok, n, el, ok / el, threads);
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (lat[i] > 0)
+            lat[k++] = lat[i];
+    percentiles(lat, k, "connect latency");
+    free(lat);
+    return ok == n ? 0 : 1;
+}
+
+static int cmd_publish(int n, int qos, int msgs)
+{
+    struct cl *cs = calloc((size_t)n, sizeof(*cs));
+    struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
+    if (!cs || !pf)
+        return 2;
+    int ok = connect_all(cs, n);
+    printf("publish: %d/%d clients connected\n", ok, n);
+    char topic[96], payload[128];
+    double t0 = now_s(), deadline = t0 + DEADLINE_S;
+    long sent = 0;
+    for (int r = 0; r < msgs; r++) {
+        for (int i = 0; i < n; i++) {
+            if (!cs[i].connected || cs[i].lost)
+                continue;
+            snprintf(topic, sizeof(topic), "mamori/v1/d/%s/tm", cs[i].id);
+            int len = snprintf(payload, sizeof(payload), "{\"v\":1,\"seq\":%d,\"ts\":1,\"body\":{\"t\":21.5}}", r);
+            if (mosquitto_publish(cs[i].m, NULL, topic, len, payload, qos, false) == MOSQ_ERR_SUCCESS)
+                sent++;
+        }
+        pump(cs, n, pf, 0);
+    }
+    /* Drain: QoS 1 until every PUBACK is in; QoS 0 until every socket has
+     * flushed, then one QoS 1 barrier per client (the broker has processed
+     * everything before it). */
+    if (qos == 0) {
+        for (int i = 0; i < n; i++)
+            if (cs[i].connected && !cs[i].lost) {
+                snprintf(topic, sizeof(topic), "mamori/v1/d/%s/hb", cs[i].id);
+                mosquitto_publish(cs[i].m, NULL, topic, 2, "{}", 1, false);
+            }
+    }
+    long want_acks = qos ? sent : ok;
+    for (;;) {
+        long acked = 0;
+        for (int i = 0; i < n; i++)
+            acked += cs[i].acked;
+        if (acked >= want_acks || now_s() > deadline)
+            break;
+        pump(cs, n, pf, 5);
+    }
+    double el = now_s() - t0;
+    long lost = 0;
+    for (int i = 0; i < n; i++)
+        lost += cs[i].lost;
+    printf("publish: QoS%d %ld messages from %d clients in %.2f s = %.0f msgs/s (%ld clients dropped)\n",
+           qos, sent, ok, el, sent / el, lost);
+    for (int i = 0; i < n; i++)
+        if (cs[i].m)
+            mosquitto_destroy(cs[i].m);
+    free(cs);
+    free(pf);
+    return 0;
+}
+
+static int cmd_hold(int n, int seconds)
+{
+    struct cl *cs = calloc((size_t)n, sizeof(*cs));
+    struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
+    if (!cs || !pf)
+        return 2;
+    int ok = connect_all(cs, n);
+    printf("hold: %d/%d connected\n", ok, n);
+    fflush(stdout);
+    double end = now_s() + (seconds < DEADLINE_S ? seconds : DEADLINE_S);
+    while (now_s() < end)
+        pump(cs, n, pf, 200);
+    for (int i = 0; i < n; i++)
+        if (cs[i].m)
+            mosquitto_destroy(cs[i].m);
+    free(cs);
+    free(pf);
+    return 0;
+}
+
+static size_t sink(char *p, size_t s, size_t n, void *a)
+{
+    (void)p;
+    (void)a;
+    return s * n;
+}
+
+static int cmd_revoke(int n, const char *api, const char *ca, const char *token)
+{
+    struct cl *cs = calloc((size_t)n, sizeof(*cs));
+    struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
+    double *lat = calloc((size_t)n, sizeof(double));
+    if (!cs || !pf || !lat)
+        return 2;
+    int ok = connect_all(cs, n);
+    printf("revoke: %d/%d connected\n", ok, n);
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    char auth[160], url[512];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    h = curl_slist_append(h, auth);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{\"reason\":\"benchmark\"}");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    int measured = 0;
+    for (int i = 0; i < n; i++) {
+        if (!cs[i].connected)
+            continue;
+        snprintf(url, sizeof(url), "%s/api/v1/devices/%s/revoke", api, cs[i].id);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        double t0 = now_s();
+        /* The API call and the disconnect race: keep pumping the client
+         * while the request is in flight, on this thread, in small steps. */
+        if (curl_easy_perform(c) != CURLE_OK)
+            continue;
+        double end = t0 + 5;
+        while (!cs[i].lost && now_s() < end)
+            pump(&cs[i], 1, &pf[i], 1);
+        if (cs[i].lost) {
+            lat[measured++] = (cs[i].t_lost > t0 ? cs[i].t_lost : now_s()) - t0;
+        }
+        pump(cs, n, pf, 0); /* keep the others alive */
+    }
+    printf("revoke: %d/%d disconnected after revocation\n", measured, ok);
+    percentiles(lat, measured, "revocation-to-disconnect (API call start to socket closed)");
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    for (int i = 0; i < n; i++)
+        if (cs[i].m)
+            mosquitto_destroy(cs[i].m);
+    free(cs);
+    free(pf);
+    free(lat);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "see the comment at the top of bench/mqtt_bench.c\n");
+        return 2;
+    }
+    mosquitto_lib_init();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    g_dir = argv[2];
+    int n = (int)strtol(argv[3], NULL, 10), rc = 2;
+    if (n < 1 || n > 100000)
+        return 2;
+    if (strcmp(argv[1], "connect") == 0 && argc == 6) {
+        g_port = (int)strtol(argv[5], NULL, 10);
+        rc = cmd_connect(n, (int)strtol(argv[4], NULL, 10));
+    } else if (strcmp(argv[1], "publish") == 0 && argc == 7) {
+        g_port = (int)strtol(argv[6], NULL, 10);
+        rc = cmd_publish(n, (int)strtol(argv[4], NULL, 10), (int)strtol(argv[5], NULL, 10));
+    } else if (strcmp(argv[1], "hold") == 0 && argc == 6) {
+        g_port = (int)strtol(argv[5], NULL, 10);
+        rc = cmd_hold(n, (int)strtol(argv[4], NULL, 10));
+    } else if (strcmp(argv[1], "revoke") == 0 && argc == 8) {
+        g_port = (int)strtol(argv[4], NULL, 10);
+        rc = cmd_revoke(n, argv[5], argv[6], argv[7]);
+    }
+    curl_global_cleanup();
+    mosquitto_lib_cleanup();
+    return rc;
+}
