@@ -21,7 +21,7 @@ deps-test:
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
 run: build
 	@scripts/run.sh "$(BUILD)" "$(RUN_DIR)" "$(SIM_DEVICES)"

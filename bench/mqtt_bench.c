@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "common/fsutil.h"
@@ -78,7 +79,8 @@ static int setup(struct cl *c, int i)
     const char *id;
     snprintf(d, sizeof(d), "%s/dev-%05d", g_dir, i);
     if (fs_path(p, sizeof(p), d, "device.json") || fs_read_file(p, 4096, &txt, &len) ||
-        json_parse_untrusted(txt, len, 4096, &j, NULL, 0) || !json_get_str(j, "device_id", 31, &id)) {
+        json_parse_untrusted(txt, len, 4096, &j, NULL, 0) ||
+        !json_get_str(j, "device_id", 31, &id)) {
         free(txt);
         json_decref(j);
         return -1;
@@ -100,15 +102,27 @@ static int setup(struct cl *c, int i)
     return 0;
 }
 
-/* Connects (blocking TCP + TLS) and runs the loop until CONNACK. */
+/* Connects (blocking TCP + TLS) and drives the socket until CONNACK. With
+ * poll, not mosquitto_loop(): that one uses select(), which cannot watch a
+ * descriptor above FD_SETSIZE (1024), and thousands of clients go above. */
 static int connect_one(struct cl *c)
 {
     if (mosquitto_connect(c->m, "127.0.0.1", g_port, 60) != MOSQ_ERR_SUCCESS)
         return -1;
     double end = now_s() + 10;
-    while (!c->connected && !c->refused && now_s() < end)
-        if (mosquitto_loop(c->m, 50, 1) != MOSQ_ERR_SUCCESS)
+    while (!c->connected && !c->refused && now_s() < end) {
+        struct pollfd p = {.fd = mosquitto_socket(c->m), .events = POLLIN};
+        if (p.fd < 0)
             break;
+        if (mosquitto_want_write(c->m))
+            p.events |= POLLOUT;
+        poll(&p, 1, 50);
+        if ((p.revents & (POLLIN | POLLHUP | POLLERR)) &&
+            mosquitto_loop_read(c->m, 1) != MOSQ_ERR_SUCCESS)
+            break;
+        if ((p.revents & POLLOUT) && mosquitto_loop_write(c->m, 1) != MOSQ_ERR_SUCCESS)
+            break;
+    }
     return c->connected ? 0 : -1;
 }
 
@@ -132,12 +146,18 @@ static void pump(struct cl *cs, int n, struct pollfd *pf, int timeout_ms)
     }
 }
 
-static int connect_all(struct cl *cs, int n)
+static void pump(struct cl *cs, int n, struct pollfd *pf, int timeout_ms);
+
+/* Connects n clients one after the other; the ones already connected are
+ * kept serviced (keepalive) while the rest come up. */
+static int connect_all(struct cl *cs, int n, struct pollfd *pf)
 {
     int ok = 0;
     for (int i = 0; i < n; i++) {
         if (setup(&cs[i], i) == 0 && connect_one(&cs[i]) == 0)
             ok++;
+        if (i % 100 == 99)
+            pump(cs, i + 1, pf, 0);
     }
     return ok;
 }
@@ -161,7 +181,7 @@ static void *conn_worker(void *arg)
                 j->ok++;
             }
             mosquitto_disconnect(c.m);
-            mosquitto_loop(c.m, 10, 1);
+            mosquitto_loop_write(c.m, 1);
         }
         if (c.m)
             mosquitto_destroy(c.m);
@@ -192,7 +212,8 @@ static int cmd_connect(int n, int threads)
         return 2;
     double t0 = now_s();
     for (int t = 0; t < threads; t++) {
-        jobs[t] = (struct conn_job){.from = n * t / threads, .to = n * (t + 1) / threads, .lat = lat};
+        jobs[t] =
+            (struct conn_job){.from = n * t / threads, .to = n * (t + 1) / threads, .lat = lat};
         pthread_create(&th[t], NULL, conn_worker, &jobs[t]);
     }
     int ok = 0;
@@ -201,7 +222,8 @@ static int cmd_connect(int n, int threads)
         ok += jobs[t].ok;
     }
     double el = now_s() - t0;
-    printf("connect: %d/%d ok in %.2f s = %.0f connects/s (%d threads)\n", ok, n, el, ok / el, threads);
+    printf("connect: %d/%d ok in %.2f s = %.0f connects/s (%d threads)\n", ok, n, el, ok / el,
+           threads);
     int k = 0;
     for (int i = 0; i < n; i++)
         if (lat[i] > 0)
@@ -217,7 +239,7 @@ static int cmd_publish(int n, int qos, int msgs)
     struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
     if (!cs || !pf)
         return 2;
-    int ok = connect_all(cs, n);
+    int ok = connect_all(cs, n, pf);
     printf("publish: %d/%d clients connected\n", ok, n);
     char topic[96], payload[128];
     double t0 = now_s(), deadline = t0 + DEADLINE_S;
@@ -227,8 +249,10 @@ static int cmd_publish(int n, int qos, int msgs)
             if (!cs[i].connected || cs[i].lost)
                 continue;
             snprintf(topic, sizeof(topic), "mamori/v1/d/%s/tm", cs[i].id);
-            int len = snprintf(payload, sizeof(payload), "{\"v\":1,\"seq\":%d,\"ts\":1,\"body\":{\"t\":21.5}}", r);
-            if (mosquitto_publish(cs[i].m, NULL, topic, len, payload, qos, false) == MOSQ_ERR_SUCCESS)
+            int len = snprintf(payload, sizeof(payload),
+                               "{\"v\":1,\"seq\":%d,\"ts\":1,\"body\":{\"t\":21.5}}", r);
+            if (mosquitto_publish(cs[i].m, NULL, topic, len, payload, qos, false) ==
+                MOSQ_ERR_SUCCESS)
                 sent++;
         }
         pump(cs, n, pf, 0);
@@ -256,7 +280,8 @@ static int cmd_publish(int n, int qos, int msgs)
     long lost = 0;
     for (int i = 0; i < n; i++)
         lost += cs[i].lost;
-    printf("publish: QoS%d %ld messages from %d clients in %.2f s = %.0f msgs/s (%ld clients dropped)\n",
+    printf("publish: QoS%d %ld messages from %d clients in %.2f s = %.0f msgs/s (%ld clients "
+           "dropped)\n",
            qos, sent, ok, el, sent / el, lost);
     for (int i = 0; i < n; i++)
         if (cs[i].m)
@@ -272,7 +297,7 @@ static int cmd_hold(int n, int seconds)
     struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
     if (!cs || !pf)
         return 2;
-    int ok = connect_all(cs, n);
+    int ok = connect_all(cs, n, pf);
     printf("hold: %d/%d connected\n", ok, n);
     fflush(stdout);
     double end = now_s() + (seconds < DEADLINE_S ? seconds : DEADLINE_S);
@@ -300,7 +325,7 @@ static int cmd_revoke(int n, const char *api, const char *ca, const char *token)
     double *lat = calloc((size_t)n, sizeof(double));
     if (!cs || !pf || !lat)
         return 2;
-    int ok = connect_all(cs, n);
+    int ok = connect_all(cs, n, pf);
     printf("revoke: %d/%d connected\n", ok, n);
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
@@ -346,6 +371,12 @@ static int cmd_revoke(int n, const char *api, const char *ca, const char *token)
 
 int main(int argc, char **argv)
 {
+    /* Each libmosquitto client holds 3 descriptors (socket + wake-up pair). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     if (argc < 5) {
         fprintf(stderr, "see the comment at the top of bench/mqtt_bench.c\n");
         return 2;

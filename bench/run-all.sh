@@ -6,17 +6,17 @@
 #
 #   bench/run-all.sh [BUILD_DIR]      (make bench)
 #
-# Sizes (environment): CONNECT_N=2000 PUB_N=1000 PUB_MSGS=20 HOLD_N=5000 REVOKE_N=100
+# Sizes (environment): CONNECT_N=2000 PUB_N=1000 PUB_MSGS=100 HOLD_N=5000 REVOKE_N=100
 set -uo pipefail
 BUILD=${1:-build}
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=$ROOT/$BUILD/bin
-CONNECT_N=${CONNECT_N:-2000}; PUB_N=${PUB_N:-1000}; PUB_MSGS=${PUB_MSGS:-20}
+CONNECT_N=${CONNECT_N:-2000}; PUB_N=${PUB_N:-1000}; PUB_MSGS=${PUB_MSGS:-100}
 HOLD_N=${HOLD_N:-5000}; REVOKE_N=${REVOKE_N:-100}; THREADS=${THREADS:-4}
 NEED=$(( HOLD_N > CONNECT_N ? HOLD_N : CONNECT_N ))
 W=$(mktemp -d /tmp/mamori-bench.XXXXXX)
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
@@ -29,7 +29,7 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ), build $BUILD, commit $(git rev-parse --shor
 
 # --- the platform, with rate limits lifted so the plugin's cost, not the
 # policy, is what is measured
-"$BIN/mamorid" --data "$W/data" --max-connections 20000 --rate 1000000 --burst 1000000 \
+"$BIN/mamorid" --data "$W/data" --max-connections 20000 --rate 100000 --burst 100000 \
     --heartbeat 300 >"$W/hub.log" 2>&1 &
 HUB=$!; PIDS+=($HUB)
 for _ in $(seq 1 100); do [ -f "$W/data/run/endpoints.json" ] && break; sleep 0.1; done
@@ -80,17 +80,32 @@ PIDS+=($!)
 BROKER=$(cat "$W/data/run/broker.pid")
 B="$BIN/mqtt-bench"
 
-echo; echo "## full-mTLS connect rate, $CONNECT_N devices, $THREADS client threads"
+# Both sides share 2 cores with the load generator and the consumer, so
+# each measurement runs ROUNDS times, alternating which side goes first;
+# compare medians.
+ROUNDS=${ROUNDS:-3}
+order() { if [ $(( $1 % 2 )) -eq 1 ]; then echo "plain platform"; else echo "platform plain"; fi; }
+portof() { [ "$1" = plain ] && echo "$PLAIN_PORT" || echo "$PORT"; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo; echo "## full-mTLS connect rate, $CONNECT_N devices, $THREADS client threads, $ROUNDS rounds"
+for r in $(seq 1 "$ROUNDS"); do for side in $(order "$r"); do
+    echo "### $side (round $r)"; say "$B" connect "$W/fleet" "$CONNECT_N" "$THREADS" "$(portof $side)" | tee -a "$W/connect-$side.txt"
+done; done
 for side in plain platform; do
-    port=$([ $side = plain ] && echo "$PLAIN_PORT" || echo "$PORT")
-    echo "### $side"; say "$B" connect "$W/fleet" "$CONNECT_N" "$THREADS" "$port"
+    echo "median connect rate $side: $(grep -o '= [0-9]* connects/s' "$W/connect-$side.txt" | tr -dc '0-9\n' | median) connects/s"
 done
 
-echo; echo "## publish throughput, $PUB_N connected devices x $PUB_MSGS messages"
-for qos in 0 1; do for side in plain platform; do
-    port=$([ $side = plain ] && echo "$PLAIN_PORT" || echo "$PORT")
-    echo "### $side QoS$qos"; say "$B" publish "$W/fleet" "$PUB_N" "$qos" "$PUB_MSGS" "$port"
-done; done
+echo; echo "## publish throughput, $PUB_N connected devices x $PUB_MSGS messages, $ROUNDS rounds"
+for qos in 0 1; do
+    for r in $(seq 1 "$ROUNDS"); do for side in $(order "$r"); do
+        echo "### $side QoS$qos (round $r)"
+        say "$B" publish "$W/fleet" "$PUB_N" "$qos" "$PUB_MSGS" "$(portof $side)" | tee -a "$W/pub$qos-$side.txt"
+    done; done
+    for side in plain platform; do
+        echo "median QoS$qos throughput $side: $(grep -o '= [0-9]* msgs/s' "$W/pub$qos-$side.txt" | tr -dc '0-9\n' | median) msgs/s"
+    done
+done
 
 echo; echo "## RSS with $HOLD_N connected devices"
 for side in plain platform; do

@@ -289,11 +289,7 @@ static void *supervise(void *arg)
         }
         if (time(NULL) - started > 60)
             backoff_ms = 250;
-        for (unsigned slept = 0; slept < backoff_ms && !h->stopping; slept += 50) {
-            struct timespec step = {0, 50 * 1000000L};
-            nanosleep(&step, NULL);
-        }
-        backoff_ms = backoff_ms * 2 > 30000 ? 30000 : backoff_ms * 2;
+        hub_backoff(h, &backoff_ms, 30000);
     }
     return NULL;
 }

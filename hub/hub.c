@@ -34,6 +34,20 @@ int64_t hub_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void hub_sleep(struct hub *h, unsigned ms)
+{
+    for (unsigned slept = 0; slept < ms && !h->stopping; slept += 50) {
+        struct timespec step = {0, 50 * 1000000L};
+        nanosleep(&step, NULL);
+    }
+}
+
+void hub_backoff(struct hub *h, unsigned *backoff_ms, unsigned max_ms)
+{
+    hub_sleep(h, *backoff_ms);
+    *backoff_ms = *backoff_ms * 2 > max_ms ? max_ms : *backoff_ms * 2;
+}
+
 void hub_config_defaults(struct hub_config *c)
 {
     memset(c, 0, sizeof(*c));

@@ -100,6 +100,10 @@ struct hub {
 /* Time helpers (seconds / milliseconds since the epoch). */
 int64_t hub_now(void);
 int64_t hub_now_ms(void);
+/* Sleeps ms milliseconds, waking early when the hub is stopping. */
+void hub_sleep(struct hub *h, unsigned ms);
+/* Sleeps *backoff_ms (interruptible) and doubles it up to max_ms. */
+void hub_backoff(struct hub *h, unsigned *backoff_ms, unsigned max_ms);
 
 /* Lifecycle of the daemon. hub_init creates DATA on first start (PKI,
  * database, bootstrap token, broker config); hub_start launches the broker,

@@ -53,20 +53,32 @@ static bool grow(struct hub *h)
     return true;
 }
 
-void live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
+/* Finds or adds the entry of a registered device (NULL when unknown). */
+static struct live_entry *entry_of(struct hub *h, const char *id, int hb_interval)
 {
     if ((h->live_count + 1) * 10 > h->live_cap * 7 && !grow(h))
-        return;
+        return NULL;
     struct live_entry *e = slot(h->live, h->live_cap, id);
     if (!e->used) {
+        memset(e, 0, sizeof(*e));
+        snprintf(e->id, sizeof(e->id), "%s", id);
+        e->interval_s = hb_interval > 0 ? hb_interval : h->cfg.heartbeat_s;
+        e->used = true;
+        h->live_count++;
+    }
+    return e;
+}
+
+void live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
+{
+    struct live_entry *e = h->live_cap ? slot(h->live, h->live_cap, id) : NULL;
+    if (!e || !e->used) {
         struct device_rec d;
         if (store_device_get(h->store, id, &d))
             return;
-        memset(e, 0, sizeof(*e));
-        snprintf(e->id, sizeof(e->id), "%s", id);
-        e->interval_s = d.hb_interval > 0 ? d.hb_interval : h->cfg.heartbeat_s;
-        e->used = true;
-        h->live_count++;
+        e = entry_of(h, id, d.hb_interval); /* may grow the table: e is fresh */
+        if (!e)
+            return;
     }
     e->last_seen_ms = now_ms;
     if (!e->online) {
@@ -117,14 +129,47 @@ static void *live_loop(void *arg)
     if (step_ms > 1000)
         step_ms = 1000;
     while (!h->stopping) {
-        struct timespec ts = {step_ms / 1000, (step_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        hub_sleep(h, (unsigned)step_ms);
         (void)live_sweep(h, hub_now_ms());
     }
     return NULL;
 }
 
+struct seed {
+    struct hub *h;
+    int64_t now_ms;
+    char last[24];
+    int n;
+};
+
+static bool seed_one(const struct device_rec *d, void *arg)
+{
+    struct seed *s = arg;
+    snprintf(s->last, sizeof(s->last), "%s", d->id);
+    s->n++;
+    if (!d->online)
+        return true;
+    struct live_entry *e = entry_of(s->h, d->id, d->hb_interval);
+    if (e) {
+        /* Online when we stopped: a fresh allowance from now; silence from
+         * here on is reported like any other. */
+        e->online = true;
+        e->last_seen_ms = s->now_ms;
+    }
+    return true;
+}
+
 enum mamori_err live_start(struct hub *h)
 {
+    /* After a crash the database may still say "online" for devices that
+     * never came back: seed them so the sweep can tell. */
+    struct seed s = {.h = h, .now_ms = hub_now_ms()};
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        int before = s.n;
+        if (store_device_list(h->store, 0, s.last, 1000, seed_one, &s) || s.n - before < 1000)
+            break;
+    }
+    pthread_mutex_unlock(&h->lock);
     return pthread_create(&h->live_thread, NULL, live_loop, h) ? MAMORI_ERR_INTERNAL : MAMORI_OK;
 }

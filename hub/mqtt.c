@@ -241,11 +241,7 @@ static void *mqtt_thread(void *arg)
         if (h->stopping)
             break;
         log_debug("hub mqtt: %s; retry in %u ms", mosquitto_strerror(rc), backoff_ms);
-        for (unsigned t = 0; t < backoff_ms && !h->stopping; t += 50) {
-            struct timespec ts = {0, 50 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+        hub_backoff(h, &backoff_ms, 5000);
     }
     return NULL;
 }
@@ -261,6 +257,10 @@ enum mamori_err mqtt_start(struct hub *h)
     if (!h->mosq)
         return MAMORI_ERR_NOMEM;
     mosquitto_int_option(h->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    /* API threads publish while mqtt_thread runs the loop. Without this,
+     * libmosquitto writes a publish straight from the calling thread, and
+     * two threads would use one OpenSSL connection at once. */
+    mosquitto_threaded_set(h->mosq, true);
     mosquitto_connect_callback_set(h->mosq, on_connect);
     mosquitto_disconnect_callback_set(h->mosq, on_disconnect);
     mosquitto_message_callback_set(h->mosq, on_message);

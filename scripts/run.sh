@@ -13,11 +13,13 @@ rm -f "$DATA/run/endpoints.json"
 HUB=$!
 SIM=""
 stop() {
+    trap - INT TERM
     echo; echo "stopping..."
     [ -n "$SIM" ] && kill "$SIM" 2>/dev/null || true
     kill -TERM "$HUB" 2>/dev/null || true
     wait 2>/dev/null || true
     echo "stopped. State is kept in $DATA (delete it to start from scratch)."
+    exit 0
 }
 trap stop INT TERM
 

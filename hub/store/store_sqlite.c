@@ -98,6 +98,16 @@ static enum mamori_err step_done(struct store *s, sqlite3_stmt *st)
     return MAMORI_ERR_DB;
 }
 
+/* Runs sql with a single text parameter, expecting no rows. */
+static enum mamori_err exec_text(struct store *s, const char *sql, const char *v)
+{
+    sqlite3_stmt *st;
+    if (prep(s, sql, &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, v);
+    return step_done(s, st);
+}
+
 static enum mamori_err exec(struct store *s, const char *sql)
 {
     char *err = NULL;
@@ -378,11 +388,7 @@ enum mamori_err store_session_get(struct store *s, const char *token_hash, int64
 
 enum mamori_err store_session_del(struct store *s, const char *token_hash)
 {
-    sqlite3_stmt *st;
-    if (prep(s, "DELETE FROM sessions WHERE token_hash=?", &st))
-        return MAMORI_ERR_DB;
-    bind_text(st, 1, token_hash);
-    return step_done(s, st);
+    return exec_text(s, "DELETE FROM sessions WHERE token_hash=?", token_hash);
 }
 
 enum mamori_err store_session_purge(struct store *s, int64_t now)
@@ -428,11 +434,7 @@ enum mamori_err store_throttle_set(struct store *s, const char *key, const struc
 
 enum mamori_err store_throttle_clear(struct store *s, const char *key)
 {
-    sqlite3_stmt *st;
-    if (prep(s, "DELETE FROM throttle WHERE key=?", &st))
-        return MAMORI_ERR_DB;
-    bind_text(st, 1, key);
-    return step_done(s, st);
+    return exec_text(s, "DELETE FROM throttle WHERE key=?", key);
 }
 
 enum mamori_err store_ca_add(struct store *s, const char *model, const char *kind, const char *fp,
@@ -647,11 +649,7 @@ enum mamori_err store_device_claim(struct store *s, const char *id, int64_t owne
 
 enum mamori_err store_device_clear_claim(struct store *s, const char *id)
 {
-    sqlite3_stmt *st;
-    if (prep(s, "UPDATE devices SET claim_hash=NULL WHERE id=?", &st))
-        return MAMORI_ERR_DB;
-    bind_text(st, 1, id);
-    return step_done(s, st);
+    return exec_text(s, "UPDATE devices SET claim_hash=NULL WHERE id=?", id);
 }
 
 enum mamori_err store_device_set_online(struct store *s, const char *id, bool online,

@@ -54,7 +54,12 @@ check "decommissioned device cannot connect" fails mqtt_pub "$(dev_dir 1)" "mamo
 
 # --- kill -9 loses no committed state; the broker does not outlive the hub
 as op device lock "$D0" --reason "before crash" >/dev/null
+claim bob 2
+"$BIN/mamori-sim" --identities "$T/fleet" --heartbeat $HB --status "$T/sim2.json" >"$T/sim2.log" 2>&1 &
+SIM=$!; PIDS+=($SIM)
+check "a third device is online before the crash" wait_for 20 bash -c "[ \"\$(\"$BIN/mamorictl\" --data '$DATA' --session '$T/session-admin' device show $D2 | python3 -c 'import json,sys;print(json.load(sys.stdin)[\"online\"])')\" = True ]"
 kill -9 "$HUB_PID"; wait "$HUB_PID" 2>/dev/null; HUB_PID=""
+kill $SIM; wait $SIM 2>/dev/null   # ...and it never comes back
 check "no orphan broker after kill -9 of the hub" wait_for 5 fails broker_alive
 rm -f "$DATA/run/endpoints.json"
 hub_start "$DATA" --heartbeat $HB
@@ -64,6 +69,7 @@ expect_eq "decommission survived kill -9" decommissioned "$(dev_state "$D1")"
 expect_eq "owner survived kill -9" alice "$(as admin device show "$D0" | jget owner)"
 check "locked device still refused after restart" fails mqtt_pub "$(dev_dir 0)" "mamori/v1/d/$D0/hb" "$(env_msg 2)"
 check "audit chain intact after kill -9" as admin audit verify
+check "a device online at the crash that never returns is reported offline" wait_for 15 has_event offline "$D2"
 
 # --- SIGTERM: clean stop, recorded
 kill -TERM "$HUB_PID"; wait "$HUB_PID"; rc=$?; HUB_PID=""
