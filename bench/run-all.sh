@@ -27,6 +27,9 @@ ep() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r); mosquitto $(mosquitto -h | head -1 | awk '{print $3}')"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), build $BUILD, commit $(git rev-parse --short HEAD 2>/dev/null)"
 
+echo; echo "## the plugin's per-message decision, in process, against a no-op baseline"
+say "$BIN/acl-bench" 5000 20000000
+
 # --- the platform, with rate limits lifted so the plugin's cost, not the
 # policy, is what is measured
 "$BIN/mamorid" --data "$W/data" --max-connections 20000 --rate 100000 --burst 100000 \
@@ -73,9 +76,11 @@ CONF
 mosquitto -c "$W/plain.conf" 2>"$W/plain.log" &
 PLAIN=$!; PIDS+=($PLAIN)
 sleep 0.5
-# one consumer on each side: the hub on the platform, this subscriber on plain
+# one consumer on each side: the hub on the platform; on plain a subscriber
+# with the hub's own subscriptions and QoS
 mosquitto_sub -h 127.0.0.1 -p "$PLAIN_PORT" --cafile "$CA" --cert "$W/data/pki/hub-client.crt" \
-    --key "$W/data/pki/hub-client.key" -t 'mamori/#' >/dev/null 2>&1 &
+    --key "$W/data/pki/hub-client.key" -q 1 -t 'mamori/v1/d/+/hb' -t 'mamori/v1/d/+/tm' \
+    -t 'mamori/v1/d/+/ev' -t 'mamori/v1/d/+/res' >/dev/null 2>&1 &
 PIDS+=($!)
 BROKER=$(cat "$W/data/run/broker.pid")
 B="$BIN/mqtt-bench"
