@@ -22,6 +22,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "hub/ops.h"
+#include "hub/route.h"
 
 #define API_MAX_BODY (64 * 1024)
 #define API_PRIORITIES                                                                             \
@@ -124,16 +125,7 @@ static bool need_str(json_t *o, const char *key, size_t max, const char **out, s
 static int64_t query_int(struct MHD_Connection *c, const char *k, int64_t def, int64_t lo,
                          int64_t hi)
 {
-    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
-    if (!v || !*v || strlen(v) > 18)
-        return def;
-    int64_t n = 0;
-    for (const char *p = v; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return def;
-        n = n * 10 + (*p - '0');
-    }
-    return n < lo ? lo : n > hi ? hi : n;
+    return route_int(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k), def, lo, hi);
 }
 
 static void peer_of(struct MHD_Connection *c, char *out, size_t n)
@@ -162,39 +154,6 @@ static bool authenticate(struct hub *h, struct MHD_Connection *c, struct princip
     return true;
 }
 
-#define MAX_SEGS 8
-struct route {
-    const char *seg[MAX_SEGS];
-    size_t segn[MAX_SEGS];
-    char buf[512];
-    int n;
-};
-
-static bool split_url(const char *url, struct route *rt)
-{
-    size_t n = strlen(url);
-    if (n >= sizeof(rt->buf) || strncmp(url, "/api/v1/", 8) != 0)
-        return false;
-    memcpy(rt->buf, url + 8, n - 8 + 1);
-    struct mbuf b = mbuf_init(rt->buf, n - 8);
-    rt->n = 0;
-    while (mbuf_left(&b) && rt->n < MAX_SEGS) {
-        const uint8_t *s;
-        size_t l;
-        mbuf_split(&b, '/', &s, &l);
-        rt->buf[(const char *)s - rt->buf + l] = '\0';
-        rt->seg[rt->n] = (const char *)s;
-        rt->segn[rt->n] = l;
-        rt->n++;
-    }
-    return mbuf_left(&b) == 0;
-}
-
-static bool is(const struct route *rt, int i, const char *lit)
-{
-    return i < rt->n && strcmp(rt->seg[i], lit) == 0;
-}
-
 static void handle(struct hub *h, struct MHD_Connection *c, const char *method, const char *url,
                    struct req *q, struct reply *r)
 {
@@ -207,7 +166,7 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     bool del = strcmp(method, "DELETE") == 0;
     peer_of(c, peer, sizeof(peer));
-    if (!split_url(url, &rt) || rt.n == 0) {
+    if (!route_split(url, &rt)) {
         reply_err(r, 404, "not_found", "no such endpoint");
         return;
     }
@@ -216,12 +175,12 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
         return;
     }
     /* Unauthenticated endpoints. */
-    if (rt.n == 1 && is(&rt, 0, "health") && get) {
+    if (rt.n == 1 && route_is(&rt, 0, "health") && get) {
         rc = hub_op_health(h, &out);
         reply_ok(r, 200, out);
         return;
     }
-    if (rt.n == 1 && is(&rt, 0, "bootstrap") && post) {
+    if (rt.n == 1 && route_is(&rt, 0, "bootstrap") && post) {
         const char *tok, *user, *pw;
         if (!(in = body_json(q, r)))
             return;
@@ -237,7 +196,7 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
         json_decref(in);
         return;
     }
-    if (rt.n == 1 && is(&rt, 0, "sessions") && post) {
+    if (rt.n == 1 && route_is(&rt, 0, "sessions") && post) {
         const char *user, *pw;
         if (!(in = body_json(q, r)))
             return;
@@ -264,7 +223,7 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     }
     const char *reason = "";
 
-    if (rt.n == 2 && is(&rt, 0, "sessions") && is(&rt, 1, "current") && del) {
+    if (rt.n == 2 && route_is(&rt, 0, "sessions") && route_is(&rt, 1, "current") && del) {
         const char *a =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         rc = hub_op_logout(h, a + 7);
@@ -272,68 +231,68 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
             reply_rc(r, rc, NULL);
         else
             reply_ok(r, 200, json_pack("{s:b}", "logged_out", 1));
-    } else if (rt.n == 1 && is(&rt, 0, "me") && get) {
+    } else if (rt.n == 1 && route_is(&rt, 0, "me") && get) {
         reply_ok(r, 200,
                  json_pack("{s:s,s:s}", "user", who.name, "role", store_role_name(who.role)));
-    } else if (rt.n == 1 && is(&rt, 0, "users") && post) {
+    } else if (rt.n == 1 && route_is(&rt, 0, "users") && post) {
         const char *name, *role, *pw;
         if (need_str(in, "username", STORE_NAME_MAX, &name, r) &&
             need_str(in, "role", 16, &role, r) && need_str(in, "password", 256, &pw, r)) {
             rc = hub_op_user_add(h, &who, name, role, pw, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
         }
-    } else if (rt.n == 1 && is(&rt, 0, "users") && get) {
+    } else if (rt.n == 1 && route_is(&rt, 0, "users") && get) {
         rc = hub_op_user_list(h, &who, &out);
         rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && is(&rt, 0, "factory") &&
-               (is(&rt, 1, "enroll") || is(&rt, 1, "register")) && post) {
+    } else if (rt.n == 2 && route_is(&rt, 0, "factory") &&
+               (route_is(&rt, 1, "enroll") || route_is(&rt, 1, "register")) && post) {
         const char *model, *pem;
-        bool enroll = is(&rt, 1, "enroll");
+        bool enroll = route_is(&rt, 1, "enroll");
         if (need_str(in, "model", STORE_NAME_MAX, &model, r) &&
             need_str(in, enroll ? "csr" : "certificate", CRYPTO_PEM_MAX, &pem, r)) {
             rc = enroll ? hub_op_enroll(h, &who, model, pem, &out, &e)
                         : hub_op_register(h, &who, model, pem, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
         }
-    } else if (rt.n == 1 && is(&rt, 0, "cas") && post) {
+    } else if (rt.n == 1 && route_is(&rt, 0, "cas") && post) {
         const char *model, *pem;
         if (need_str(in, "model", STORE_NAME_MAX, &model, r) &&
             need_str(in, "certificate", CRYPTO_PEM_MAX, &pem, r)) {
             rc = hub_op_ca_import(h, &who, model, pem, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
         }
-    } else if (rt.n == 1 && is(&rt, 0, "cas") && get) {
+    } else if (rt.n == 1 && route_is(&rt, 0, "cas") && get) {
         rc = hub_op_ca_list(h, &who, &out);
         rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
-    } else if (rt.n == 1 && is(&rt, 0, "claims") && post) {
+    } else if (rt.n == 1 && route_is(&rt, 0, "claims") && post) {
         const char *code;
         if (need_str(in, "claim_code", 64, &code, r)) {
             rc = hub_op_claim(h, &who, code, peer, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
         }
-    } else if (rt.n == 1 && is(&rt, 0, "devices") && get) {
+    } else if (rt.n == 1 && route_is(&rt, 0, "devices") && get) {
         const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
         if (after && strlen(after) > 32)
             after = NULL;
         rc = hub_op_device_list(h, &who, after, (int)query_int(c, "limit", 100, 1, 500), &out);
         rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && is(&rt, 0, "devices") && get) {
+    } else if (rt.n == 2 && route_is(&rt, 0, "devices") && get) {
         rc = hub_op_device_get(h, &who, rt.seg[1], &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && is(&rt, 0, "devices") && post) {
+    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && post) {
         /* Every operator action is audited with its reason: no reason, no action. */
         if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
             rc = hub_op_device_action(h, &who, rt.seg[1], rt.seg[2], reason, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
         }
-    } else if (rt.n == 1 && is(&rt, 0, "audit") && get) {
+    } else if (rt.n == 1 && route_is(&rt, 0, "audit") && get) {
         rc = hub_op_audit_list(h, &who, query_int(c, "after", 0, 0, INT64_MAX),
                                (int)query_int(c, "limit", 100, 1, 1000), &out);
         rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && is(&rt, 0, "audit") && is(&rt, 1, "verify") && get) {
+    } else if (rt.n == 2 && route_is(&rt, 0, "audit") && route_is(&rt, 1, "verify") && get) {
         rc = hub_op_audit_verify(h, &who, &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 1 && is(&rt, 0, "events") && get) {
+    } else if (rt.n == 1 && route_is(&rt, 0, "events") && get) {
         const char *dev = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "device");
         rc = hub_op_events(h, &who, dev, query_int(c, "after", 0, 0, INT64_MAX),
                            (int)query_int(c, "limit", 100, 1, 1000), &out);

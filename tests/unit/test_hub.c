@@ -14,6 +14,7 @@
 #include "hub/audit.h"
 #include "hub/auth.h"
 #include "hub/lifecycle.h"
+#include "hub/route.h"
 #include "hub/store/store.h"
 
 static void lifecycle_table(void **st)
@@ -292,10 +293,39 @@ static void store_basics(void **st)
                      MAMORI_ERR_NOTFOUND);
 }
 
+static void routes(void **st)
+{
+    (void)st;
+    struct route rt;
+    assert_true(route_split("/api/v1/devices/MM0123456789ABCDEF/lock", &rt));
+    assert_int_equal(rt.n, 3);
+    assert_true(route_is(&rt, 0, "devices") && route_is(&rt, 2, "lock"));
+    assert_false(route_is(&rt, 3, "x"));
+    assert_string_equal(rt.seg[1], "MM0123456789ABCDEF");
+    const char *bad[] = {
+        "/api/v2/devices",           "/api/v1/", "/api/v1", "/api/v1//devices", "/api/v1/devices/",
+        "/api/v1/a/b/c/d/e/f/g/h/i", "devices",  ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(route_split(bad[i], &rt));
+    char longurl[600];
+    memset(longurl, 'a', sizeof(longurl) - 1);
+    memcpy(longurl, "/api/v1/", 8);
+    longurl[sizeof(longurl) - 1] = '\0';
+    assert_false(route_split(longurl, &rt));
+    assert_int_equal(route_int("42", 7, 1, 100), 42);
+    assert_int_equal(route_int("4200", 7, 1, 100), 100);
+    assert_int_equal(route_int("0", 7, 1, 100), 1);
+    assert_int_equal(route_int("-5", 7, 1, 100), 7);
+    assert_int_equal(route_int("12abc", 7, 1, 100), 7);
+    assert_int_equal(route_int("99999999999999999999", 7, 1, 100), 7);
+    assert_int_equal(route_int(NULL, 7, 1, 100), 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lifecycle_table),
+        cmocka_unit_test(routes),
         cmocka_unit_test_setup_teardown(audit_intact, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(audit_refuses_sql_update, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(audit_detects_modification, fx_setup, fx_teardown),
