@@ -53,6 +53,8 @@ struct live_entry {
     int interval_s;
     bool online;
     bool used;
+    int64_t malformed_reported_ms; /* last "malformed_message" event */
+    uint32_t malformed_suppressed; /* since then */
 };
 
 struct hub {
@@ -143,6 +145,10 @@ void api_stop(struct hub *h);
 /* Liveness (hub/liveness.c). Lock held for the first two. */
 void live_heartbeat(struct hub *h, const char *id, int64_t now_ms);
 void live_forget(struct hub *h, const char *id);
+/* Records a malformed message from a device, at most one event per device
+ * per minute (with the count of those left out), so a device cannot turn
+ * garbage into a stream of database writes. Lock held. */
+void live_malformed(struct hub *h, const char *id, int64_t now_ms);
 /* Marks offline every device silent for longer than its allowance; returns
  * how many were marked. Takes the lock itself. */
 int live_sweep(struct hub *h, int64_t now_ms);

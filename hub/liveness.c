@@ -88,6 +88,27 @@ void live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
     }
 }
 
+void live_malformed(struct hub *h, const char *id, int64_t now_ms)
+{
+    struct live_entry *e = h->live_cap ? slot(h->live, h->live_cap, id) : NULL;
+    if (!e || !e->used) {
+        struct device_rec d;
+        if (store_device_get(h->store, id, &d))
+            return;
+        e = entry_of(h, id, d.hb_interval);
+        if (!e)
+            return;
+    }
+    if (e->malformed_reported_ms && now_ms - e->malformed_reported_ms < 60000) {
+        e->malformed_suppressed++;
+        return;
+    }
+    hub_event(h, id, "malformed_message", "warning", "{\"suppressed_before\":%u}",
+              e->malformed_suppressed);
+    e->malformed_reported_ms = now_ms;
+    e->malformed_suppressed = 0;
+}
+
 void live_forget(struct hub *h, const char *id)
 {
     if (!h->live_cap)

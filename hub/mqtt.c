@@ -186,8 +186,7 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
     json_t *body = NULL;
     if (proto_envelope_parse(msg->payload, (size_t)msg->payloadlen, &env, &body)) {
         pthread_mutex_lock(&h->lock);
-        hub_event(h, id, "malformed_message", "warning", "{\"topic\":\"%s\"}",
-                  kind == PROTO_KIND_HB ? "hb" : "other");
+        live_malformed(h, id, hub_now_ms());
         pthread_mutex_unlock(&h->lock);
         return;
     }

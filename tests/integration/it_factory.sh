@@ -54,7 +54,7 @@ expect_eq "code typed in lower case without dashes works" 201 "$(http POST claim
 
 # --- wrong codes are rate limited per account
 for i in 1 2 3 4 5; do http POST claims '{"claim_code":"00000-00000-00000-0000'$i'"}' "$BOB" >/dev/null; done
-expect_eq "6th wrong code in a row is throttled" 429 "$(http POST claims '{"claim_code":"00000-00000-00000-00009"}' "$BOB")"
+check "repeated wrong codes are throttled" escalate_throttle 4 POST claims '{"claim_code":"00000-00000-00000-00009"}' "$BOB"
 c2=$(cat "$(dev_dir 2)/claim-code")
 expect_eq "even a right code waits out the throttle" 429 "$(http POST claims "{\"claim_code\":\"$c2\"}" "$BOB")"
 expect_eq "another account is not affected" 201 "$(http POST claims "{\"claim_code\":\"$c2\"}" "$ALICE")"

@@ -73,6 +73,13 @@ timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/
     -t 'mamori/v1/broker/ev' -C 1 -W 3 >"$T/sub0b.out" 2>&1
 check "devices cannot read the broker's reports" grep -q "All subscription requests were denied" "$T/sub0b.out"
 
+# --- garbage from a device is recorded, but cannot become a stream of writes
+seq 1 30 | sed 's/.*/not an envelope &/' | timeout 20 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" \
+    --cafile "$CA" --cert "$P1/device.crt" --key "$P1/device.key" -q 1 -t "mamori/v1/d/$D1/ev" -l >/dev/null 2>&1
+check "a malformed message is recorded" wait_for 5 has_event malformed_message "$D1"
+n=$(events_json | python3 -c 'import json,sys; print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="malformed_message" and e.get("device_id")==sys.argv[1]))' "$D1")
+expect_eq "30 malformed messages make one event (rate limited per device)" 1 "$n"
+
 # --- size and rate
 python3 -c "print('x' * 17000)" >"$T/big"
 timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \

@@ -85,6 +85,27 @@ http() {
 }
 token_of() { cat "$T/session-$1"; }
 
+# escalate_throttle MIN_S METHOD PATH BODY [TOKEN]: repeats a failing request,
+# waiting out each throttle window so that every failure counts, until the
+# answer is a 429 with Retry-After >= MIN_S (at most 8 tries). Throttle
+# windows double (1, 2, 4 s...), so the checks that follow do not race the
+# clock however slow the machine or sanitizer build. Leaves the headers of
+# the last answer in $T/hdr and its Retry-After in $RETRY_AFTER.
+escalate_throttle() {
+    local min=$1 method=$2 path=$3 body=$4 tok=${5:-}
+    RETRY_AFTER=0
+    for _ in 1 2 3 4 5 6 7 8; do
+        curl -s -D "$T/hdr" -o /dev/null --cacert "$CA" -X "$method" ${tok:+-H "Authorization: Bearer $tok"} \
+            -H 'Content-Type: application/json' --data-binary "$body" "$API/api/v1/$path"
+        if grep -q "^HTTP/1.1 429" "$T/hdr"; then
+            RETRY_AFTER=$(grep -i '^retry-after:' "$T/hdr" | tr -dc 0-9)
+            [ "${RETRY_AFTER:-0}" -ge "$min" ] && return 0
+            sleep $(( ${RETRY_AFTER:-1} + 1 ))
+        fi
+    done
+    return 1
+}
+
 ADMIN_PW="admin passphrase 0001"
 OWNER_PW="owner passphrase 0001"
 
