@@ -80,7 +80,7 @@ sleep 0.5
 # with the hub's own subscriptions and QoS
 mosquitto_sub -h 127.0.0.1 -p "$PLAIN_PORT" --cafile "$CA" --cert "$W/data/pki/hub-client.crt" \
     --key "$W/data/pki/hub-client.key" -q 1 -t 'mamori/v1/d/+/hb' -t 'mamori/v1/d/+/tm' \
-    -t 'mamori/v1/d/+/ev' -t 'mamori/v1/d/+/res' >/dev/null 2>&1 &
+    -t 'mamori/v1/d/+/ev' -t 'mamori/v1/d/+/res' >"$W/plain-consumer.txt" 2>/dev/null &
 PIDS+=($!)
 BROKER=$(cat "$W/data/run/broker.pid")
 B="$BIN/mqtt-bench"
@@ -92,6 +92,11 @@ ROUNDS=${ROUNDS:-3}
 order() { if [ $(( $1 % 2 )) -eq 1 ]; then echo "plain platform"; else echo "platform plain"; fi; }
 portof() { [ "$1" = plain ] && echo "$PLAIN_PORT" || echo "$PORT"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# messages the consumer of each side has received so far
+consumed() {
+    if [ "$1" = plain ]; then wc -l <"$W/plain-consumer.txt"
+    else curl -s --cacert "$CA" "$API/api/v1/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mqtt_received"])'; fi
+}
 
 echo; echo "## full-mTLS connect rate, $CONNECT_N devices, $THREADS client threads, $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do for side in $(order "$r"); do
@@ -105,7 +110,10 @@ echo; echo "## publish throughput, $PUB_N connected devices x $PUB_MSGS messages
 for qos in 0 1; do
     for r in $(seq 1 "$ROUNDS"); do for side in $(order "$r"); do
         echo "### $side QoS$qos (round $r)"
+        c0=$(consumed $side)
         say "$B" publish "$W/fleet" "$PUB_N" "$qos" "$PUB_MSGS" "$(portof $side)" | tee -a "$W/pub$qos-$side.txt"
+        sleep 3 # let the consumer drain
+        echo "consumer ($side) received $(( $(consumed $side) - c0 )) of $(( PUB_N * PUB_MSGS )) published (+ barriers)"
     done; done
     for side in plain platform; do
         echo "median QoS$qos throughput $side: $(grep -o '= [0-9]* msgs/s' "$W/pub$qos-$side.txt" | tr -dc '0-9\n' | median) msgs/s"

@@ -80,7 +80,8 @@ struct hub {
     struct mosquitto *mosq;
     pthread_t mqtt_thread;
     bool mqtt_connected;
-    bool plugin_synced; /* last snapshot fully sent */
+    uint64_t mqtt_received; /* device messages the hub has read (all kinds) */
+    bool plugin_synced;     /* last snapshot fully sent */
     uint64_t sync_gen;
 
     /* API */

@@ -182,6 +182,7 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
     enum proto_kind kind;
     if (proto_topic_parse(msg->topic, strlen(msg->topic), id, &kind))
         return;
+    __atomic_add_fetch(&h->mqtt_received, 1, __ATOMIC_RELAXED);
     struct proto_envelope env;
     json_t *body = NULL;
     if (proto_envelope_parse(msg->payload, (size_t)msg->payloadlen, &env, &body)) {
