@@ -69,17 +69,24 @@ static struct live_entry *entry_of(struct hub *h, const char *id, int hb_interva
     return e;
 }
 
-void live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
+/* The entry of a device seen before, or a new one for a registered device
+ * (NULL when the id is not in the registry). */
+static struct live_entry *known_entry(struct hub *h, const char *id)
 {
     struct live_entry *e = h->live_cap ? slot(h->live, h->live_cap, id) : NULL;
-    if (!e || !e->used) {
-        struct device_rec d;
-        if (store_device_get(h->store, id, &d))
-            return;
-        e = entry_of(h, id, d.hb_interval); /* may grow the table: e is fresh */
-        if (!e)
-            return;
-    }
+    if (e && e->used)
+        return e;
+    struct device_rec d;
+    if (store_device_get(h->store, id, &d))
+        return NULL;
+    return entry_of(h, id, d.hb_interval); /* may grow the table */
+}
+
+void live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
+{
+    struct live_entry *e = known_entry(h, id);
+    if (!e)
+        return;
     e->last_seen_ms = now_ms;
     if (!e->online) {
         e->online = true;
@@ -90,15 +97,9 @@ void live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
 
 void live_malformed(struct hub *h, const char *id, int64_t now_ms)
 {
-    struct live_entry *e = h->live_cap ? slot(h->live, h->live_cap, id) : NULL;
-    if (!e || !e->used) {
-        struct device_rec d;
-        if (store_device_get(h->store, id, &d))
-            return;
-        e = entry_of(h, id, d.hb_interval);
-        if (!e)
-            return;
-    }
+    struct live_entry *e = known_entry(h, id);
+    if (!e)
+        return;
     if (e->malformed_reported_ms && now_ms - e->malformed_reported_ms < 60000) {
         e->malformed_suppressed++;
         return;

@@ -270,8 +270,9 @@ enum mamori_err store_user_add(struct store *s, const char *name, enum store_rol
     return rc;
 }
 
-static void user_row(sqlite3_stmt *st, struct user_rec *u)
+static void user_row(sqlite3_stmt *st, void *out)
 {
+    struct user_rec *u = out;
     char role[16];
     memset(u, 0, sizeof(*u));
     u->id = sqlite3_column_int64(st, 0);
@@ -285,12 +286,13 @@ static void user_row(sqlite3_stmt *st, struct user_rec *u)
 
 #define USER_COLS "id,name,role,pwhash,created_at"
 
-static enum mamori_err user_one(struct store *s, sqlite3_stmt *st, struct user_rec *out)
+/* Steps a prepared query expected to return at most one row; fill copies
+ * it out. Finalizes st. MAMORI_ERR_NOTFOUND when there is no row. */
+static enum mamori_err one_row(sqlite3_stmt *st, void (*fill)(sqlite3_stmt *, void *), void *out)
 {
-    (void)s;
     enum mamori_err rc = MAMORI_ERR_NOTFOUND;
     if (sqlite3_step(st) == SQLITE_ROW) {
-        user_row(st, out);
+        fill(st, out);
         rc = MAMORI_OK;
     }
     sqlite3_finalize(st);
@@ -303,7 +305,7 @@ enum mamori_err store_user_get(struct store *s, const char *name, struct user_re
     if (prep(s, "SELECT " USER_COLS " FROM users WHERE name=?", &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, name);
-    return user_one(s, st, out);
+    return one_row(st, user_row, out);
 }
 
 enum mamori_err store_user_by_id(struct store *s, int64_t id, struct user_rec *out)
@@ -312,7 +314,7 @@ enum mamori_err store_user_by_id(struct store *s, int64_t id, struct user_rec *o
     if (prep(s, "SELECT " USER_COLS " FROM users WHERE id=?", &st))
         return MAMORI_ERR_DB;
     sqlite3_bind_int64(st, 1, id);
-    return user_one(s, st, out);
+    return one_row(st, user_row, out);
 }
 
 enum mamori_err store_user_list(struct store *s, bool (*cb)(const struct user_rec *, void *),
@@ -504,8 +506,9 @@ store_ca_list(struct store *s,
     "d.online,d.hb_interval"
 #define DEV_FROM " FROM devices d LEFT JOIN users u ON u.id=d.owner_id "
 
-static void dev_row(sqlite3_stmt *st, struct device_rec *d)
+static void dev_row(sqlite3_stmt *st, void *out)
 {
+    struct device_rec *d = out;
     memset(d, 0, sizeof(*d));
     copy_col(st, 0, d->id, sizeof(d->id));
     copy_col(st, 1, d->model, sizeof(d->model));
@@ -521,17 +524,6 @@ static void dev_row(sqlite3_stmt *st, struct device_rec *d)
     d->last_seen = sqlite3_column_int64(st, 11);
     d->online = sqlite3_column_int(st, 12) != 0;
     d->hb_interval = sqlite3_column_int(st, 13);
-}
-
-static enum mamori_err dev_one(sqlite3_stmt *st, struct device_rec *out)
-{
-    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        dev_row(st, out);
-        rc = MAMORI_OK;
-    }
-    sqlite3_finalize(st);
-    return rc;
 }
 
 enum mamori_err store_device_add(struct store *s, const struct device_rec *d, const char *cert_pem,
@@ -563,7 +555,7 @@ enum mamori_err store_device_get(struct store *s, const char *id, struct device_
     if (prep(s, "SELECT " DEV_COLS DEV_FROM "WHERE d.id=?", &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, id);
-    return dev_one(st, out);
+    return one_row(st, dev_row, out);
 }
 
 enum mamori_err store_device_by_claim(struct store *s, const char *claim_hash,
@@ -573,7 +565,7 @@ enum mamori_err store_device_by_claim(struct store *s, const char *claim_hash,
     if (prep(s, "SELECT " DEV_COLS DEV_FROM "WHERE d.claim_hash=?", &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, claim_hash);
-    return dev_one(st, out);
+    return one_row(st, dev_row, out);
 }
 
 enum mamori_err store_device_by_fp(struct store *s, const char *fp, struct device_rec *out)
@@ -582,7 +574,7 @@ enum mamori_err store_device_by_fp(struct store *s, const char *fp, struct devic
     if (prep(s, "SELECT " DEV_COLS DEV_FROM "WHERE d.cert_fp=?", &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, fp);
-    return dev_one(st, out);
+    return one_row(st, dev_row, out);
 }
 
 enum mamori_err store_device_list(struct store *s, int64_t owner_id, const char *after, int limit,
@@ -712,8 +704,9 @@ enum mamori_err store_event_list(struct store *s, const char *device_id, int64_t
 
 #define AUDIT_COLS "seq,ts,actor,action,target,reason,detail,prev_hash,hash"
 
-static void audit_row(sqlite3_stmt *st, struct audit_rec *a)
+static void audit_row(sqlite3_stmt *st, void *out)
 {
+    struct audit_rec *a = out;
     memset(a, 0, sizeof(*a));
     a->seq = sqlite3_column_int64(st, 0);
     a->ts = sqlite3_column_int64(st, 1);
@@ -731,13 +724,7 @@ enum mamori_err store_audit_last(struct store *s, struct audit_rec *out)
     sqlite3_stmt *st;
     if (prep(s, "SELECT " AUDIT_COLS " FROM audit ORDER BY seq DESC LIMIT 1", &st))
         return MAMORI_ERR_DB;
-    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        audit_row(st, out);
-        rc = MAMORI_OK;
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return one_row(st, audit_row, out);
 }
 
 enum mamori_err store_audit_get(struct store *s, int64_t seq, struct audit_rec *out)
@@ -746,13 +733,7 @@ enum mamori_err store_audit_get(struct store *s, int64_t seq, struct audit_rec *
     if (prep(s, "SELECT " AUDIT_COLS " FROM audit WHERE seq=?", &st))
         return MAMORI_ERR_DB;
     sqlite3_bind_int64(st, 1, seq);
-    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        audit_row(st, out);
-        rc = MAMORI_OK;
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return one_row(st, audit_row, out);
 }
 
 enum mamori_err store_audit_append(struct store *s, const struct audit_rec *r)
