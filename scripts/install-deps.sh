@@ -13,11 +13,14 @@ PKGS_BUILD=(
   libmicrohttpd-dev libgnutls28-dev
   libjansson-dev libsodium-dev
   libcurl4-openssl-dev ca-certificates
+  python3                      # make run reads endpoints.json with it
 )
-# Tests: unit framework, fuzzing/sanitizer runtime, TLS scanner, leak checker.
+# Tests: unit framework, fuzzing/sanitizer runtime, TLS scanner, leak
+# checker, and the real MQTT/HTTP clients the integration tests drive.
 PKGS_TEST=(
   libcmocka-dev clang libclang-rt-14-dev llvm
   sslscan valgrind procps
+  mosquitto-clients curl
 )
 
 want=("${PKGS_BUILD[@]}")
