@@ -86,18 +86,16 @@ static int pick_port(const char *addr)
     return try_port(addr, 0); /* last resort */
 }
 
-/* Copies pki/NAME into the broker's directory, owned by the broker's user. */
-static enum mamori_err copy_for_broker(struct hub *h, const char *dir, const char *name,
-                                       mode_t mode, const struct passwd *pw)
+/* Copies src to dir/name, owned by the broker's user. */
+static enum mamori_err copy_file(const char *src, const char *dir, const char *name, mode_t mode,
+                                 const struct passwd *pw)
 {
-    char src[HUB_PATH_MAX], dst[HUB_PATH_MAX], pki[HUB_PATH_MAX];
+    char dst[HUB_PATH_MAX];
     char *data = NULL;
     size_t len = 0;
     enum mamori_err rc;
-    if ((rc = fs_path(pki, sizeof(pki), h->cfg.data_dir, "pki")) ||
-        (rc = fs_path(src, sizeof(src), pki, name)) ||
-        (rc = fs_path(dst, sizeof(dst), dir, name)) ||
-        (rc = fs_read_file(src, 8 * 1024 * 1024, &data, &len)))
+    if ((rc = fs_path(dst, sizeof(dst), dir, name)) ||
+        (rc = fs_read_file(src, 32 * 1024 * 1024, &data, &len)))
         return rc;
     rc = fs_write_atomic(dst, data, len, mode);
     crypto_wipe(data, len);
@@ -105,6 +103,18 @@ static enum mamori_err copy_for_broker(struct hub *h, const char *dir, const cha
     if (!rc && pw && chown(dst, pw->pw_uid, pw->pw_gid))
         rc = MAMORI_ERR_PERM;
     return rc;
+}
+
+/* Copies pki/NAME into the broker's directory. */
+static enum mamori_err copy_for_broker(struct hub *h, const char *dir, const char *name,
+                                       mode_t mode, const struct passwd *pw)
+{
+    char src[HUB_PATH_MAX], pki[HUB_PATH_MAX];
+    enum mamori_err rc;
+    if ((rc = fs_path(pki, sizeof(pki), h->cfg.data_dir, "pki")) ||
+        (rc = fs_path(src, sizeof(src), pki, name)))
+        return rc;
+    return copy_file(src, dir, name, mode, pw);
 }
 
 /* When we run as root, the broker runs as the "mosquitto" user. We switch
@@ -152,6 +162,14 @@ enum mamori_err broker_write_config(struct hub *h)
         (rc = copy_for_broker(h, dir, "broker.key", 0600, pw)) ||
         (rc = copy_for_broker(h, dir, "device-trust.pem", 0644, pw)))
         return rc;
+    /* The broker, already unprivileged when it loads the plugin, may not be
+     * able to reach the build or install tree (a 0700 home or temp dir):
+     * it gets its own copy, next to its other files. */
+    char plugin[HUB_PATH_MAX];
+    snprintf(plugin, sizeof(plugin), "%s", h->cfg.plugin_path);
+    if (pw && ((rc = copy_file(h->cfg.plugin_path, dir, "mamori_broker.so", 0644, pw)) ||
+               (rc = fs_path(plugin, sizeof(plugin), dir, "mamori_broker.so"))))
+        return rc;
     struct dbuf d;
     dbuf_init(&d, 64 * 1024);
     /* T01-L1b, T05-L1b, T05-L1c, T06-L1c, T11-L1d: TLS only, client certificate required, TLS
@@ -187,9 +205,9 @@ enum mamori_err broker_write_config(struct hub *h)
                      "CHACHA20-POLY1305\n"
                      "ciphers_tls1.3 "
                      "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256\n",
-                     h->cfg.max_payload + 1024, h->cfg.plugin_path, h->hub_client_fp,
-                     h->cfg.max_payload, h->cfg.msg_rate, h->cfg.msg_burst, h->broker_port,
-                     h->cfg.listen_addr, h->cfg.max_connections, dir, dir, dir);
+                     h->cfg.max_payload + 1024, plugin, h->hub_client_fp, h->cfg.max_payload,
+                     h->cfg.msg_rate, h->cfg.msg_burst, h->broker_port, h->cfg.listen_addr,
+                     h->cfg.max_connections, dir, dir, dir);
     if (!rc)
         rc = fs_write_atomic(conf, d.p, d.len, 0600);
     if (!rc && pw && chown(conf, pw->pw_uid, pw->pw_gid))
@@ -359,7 +377,8 @@ void broker_stop(struct hub *h)
      * (after a crash they stay on tmpfs until reused or reboot). */
     const struct passwd *pw = broker_user();
     char dir[HUB_PATH_MAX], p[HUB_PATH_MAX];
-    static const char *files[] = {"broker.key", "broker.crt", "device-trust.pem", "mosquitto.conf"};
+    static const char *files[] = {"broker.key", "broker.crt", "device-trust.pem", "mosquitto.conf",
+                                  "mamori_broker.so"};
     if (pw && broker_dir(h, pw, dir, sizeof(dir)) == MAMORI_OK) {
         for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
             if (fs_path(p, sizeof(p), dir, files[i]) == MAMORI_OK)
