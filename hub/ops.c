@@ -110,10 +110,14 @@ enum mamori_err hub_op_bootstrap(struct hub *h, const char *token, const char *u
                                  const char *password, const char *peer, struct op_err *e)
 {
     struct throttle_rec t;
-    char stored[65] = "", given[65];
+    char stored[65] = "", given[65], key[80];
     enum mamori_err rc;
+    /* Per peer, not global: the token has 256 bits, so the throttle only
+     * slows and records probing; a global one would let anyone who can
+     * reach the API lock the real operator out of the bootstrap. */
+    snprintf(key, sizeof(key), "bootstrap:%s", peer);
     pthread_mutex_lock(&h->lock);
-    if ((rc = throttled(h, "bootstrap", &t, e)))
+    if ((rc = throttled(h, key, &t, e)))
         goto out;
     if (store_meta_get(h->store, "bootstrap_token_hash", stored, sizeof(stored)) ||
         strcmp(stored, "used") == 0) {
@@ -123,7 +127,7 @@ enum mamori_err hub_op_bootstrap(struct hub *h, const char *token, const char *u
     }
     auth_token_hash(token, given);
     if (strlen(stored) != 64 || !crypto_ct_eq(stored, given, 64)) {
-        record_failure(h, &THROTTLE_BOOTSTRAP, "bootstrap", &t);
+        record_failure(h, &THROTTLE_BOOTSTRAP, key, &t);
         audit_only(h, NULL, "bootstrap_failed", "", "wrong bootstrap token", peer);
         SET_ERR(e, "invalid bootstrap token");
         rc = MAMORI_ERR_AUTH;
@@ -147,7 +151,7 @@ enum mamori_err hub_op_bootstrap(struct hub *h, const char *token, const char *u
     if (!rc)
         rc = store_meta_set(h->store, "bootstrap_token_hash", "used");
     if (!rc)
-        log_if_err(store_throttle_clear(h->store, "bootstrap"));
+        log_if_err(store_throttle_clear(h->store, key));
     if (rc) {
         store_rollback(h->store);
         goto out;
