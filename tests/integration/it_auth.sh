@@ -14,13 +14,20 @@ expect_eq "bootstrap token file is private" 600 "$(stat -c %a "$DATA/bootstrap-t
 tok=$(cat "$DATA/bootstrap-token")
 check "bootstrap token is not stored in clear" bash -c "! grep -qa '$tok' $DATA/mamori.db $DATA/mamori.db-wal"
 
-# --- wrong bootstrap token
+# --- wrong bootstrap token; probing from one address cannot lock out another
 code=$(http POST bootstrap "{\"token\":\"mmb_0000\",\"username\":\"eve\",\"password\":\"$ADMIN_PW\"}")
 expect_eq "wrong bootstrap token refused" 401 "$code"
+for i in 1 2 3 4 5; do
+    curl -s -o /dev/null --interface 127.0.0.2 --cacert "$CA" -X POST \
+        -d '{"token":"mmb_1111","username":"eve","password":"long enough pw"}' "$API/api/v1/bootstrap"
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' --interface 127.0.0.2 --cacert "$CA" -X POST \
+    -d '{"token":"mmb_1111","username":"eve","password":"long enough pw"}' "$API/api/v1/bootstrap")
+expect_eq "bootstrap probing from 127.0.0.2 is throttled" 429 "$code"
 code=$(http POST bootstrap "{\"token\":\"$tok\",\"username\":\"admin\",\"password\":\"short\"}")
 expect_eq "weak admin password refused" 400 "$code"
 code=$(http POST bootstrap "{\"token\":\"$tok\",\"username\":\"admin\",\"password\":\"$ADMIN_PW\"}")
-expect_eq "bootstrap with the one-time token" 201 "$code"
+expect_eq "bootstrap with the one-time token from 127.0.0.1 (not locked out by 127.0.0.2)" 201 "$code"
 check "bootstrap token file removed" test ! -e "$DATA/bootstrap-token"
 code=$(http POST bootstrap "{\"token\":\"$tok\",\"username\":\"admin2\",\"password\":\"$ADMIN_PW\"}")
 expect_eq "bootstrap token is useless after use" 409 "$code"
