@@ -146,8 +146,6 @@ static void pump(struct cl *cs, int n, struct pollfd *pf, int timeout_ms)
     }
 }
 
-static void pump(struct cl *cs, int n, struct pollfd *pf, int timeout_ms);
-
 /* Connects n clients one after the other; the ones already connected are
  * kept serviced (keepalive) while the rest come up. */
 static int connect_all(struct cl *cs, int n, struct pollfd *pf)
@@ -160,6 +158,36 @@ static int connect_all(struct cl *cs, int n, struct pollfd *pf)
             pump(cs, i + 1, pf, 0);
     }
     return ok;
+}
+
+/* n clients, connected one after the other, and their poll slots. */
+struct fleet {
+    struct cl *cs;
+    struct pollfd *pf;
+    int n, ok;
+};
+
+static int fleet_open(struct fleet *f, int n)
+{
+    f->n = n;
+    f->cs = calloc((size_t)n, sizeof(*f->cs));
+    f->pf = calloc((size_t)n, sizeof(*f->pf));
+    if (!f->cs || !f->pf) {
+        free(f->cs);
+        free(f->pf);
+        return -1;
+    }
+    f->ok = connect_all(f->cs, n, f->pf);
+    return 0;
+}
+
+static void fleet_close(struct fleet *f)
+{
+    for (int i = 0; i < f->n; i++)
+        if (f->cs && f->cs[i].m)
+            mosquitto_destroy(f->cs[i].m);
+    free(f->cs);
+    free(f->pf);
 }
 
 struct conn_job {
@@ -235,11 +263,12 @@ static int cmd_connect(int n, int threads)
 
 static int cmd_publish(int n, int qos, int msgs)
 {
-    struct cl *cs = calloc((size_t)n, sizeof(*cs));
-    struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
-    if (!cs || !pf)
+    struct fleet f;
+    if (fleet_open(&f, n))
         return 2;
-    int ok = connect_all(cs, n, pf);
+    struct cl *cs = f.cs;
+    struct pollfd *pf = f.pf;
+    int ok = f.ok;
     printf("publish: %d/%d clients connected\n", ok, n);
     char topic[96], payload[128];
     double t0 = now_s(), deadline = t0 + DEADLINE_S;
@@ -283,31 +312,24 @@ static int cmd_publish(int n, int qos, int msgs)
     printf("publish: QoS%d %ld messages from %d clients in %.2f s = %.0f msgs/s (%ld clients "
            "dropped)\n",
            qos, sent, ok, el, sent / el, lost);
-    for (int i = 0; i < n; i++)
-        if (cs[i].m)
-            mosquitto_destroy(cs[i].m);
-    free(cs);
-    free(pf);
+    fleet_close(&f);
     return 0;
 }
 
 static int cmd_hold(int n, int seconds)
 {
-    struct cl *cs = calloc((size_t)n, sizeof(*cs));
-    struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
-    if (!cs || !pf)
+    struct fleet f;
+    if (fleet_open(&f, n))
         return 2;
-    int ok = connect_all(cs, n, pf);
+    struct cl *cs = f.cs;
+    struct pollfd *pf = f.pf;
+    int ok = f.ok;
     printf("hold: %d/%d connected\n", ok, n);
     fflush(stdout);
     double end = now_s() + (seconds < DEADLINE_S ? seconds : DEADLINE_S);
     while (now_s() < end)
         pump(cs, n, pf, 200);
-    for (int i = 0; i < n; i++)
-        if (cs[i].m)
-            mosquitto_destroy(cs[i].m);
-    free(cs);
-    free(pf);
+    fleet_close(&f);
     return 0;
 }
 
@@ -320,12 +342,13 @@ static size_t sink(char *p, size_t s, size_t n, void *a)
 
 static int cmd_revoke(int n, const char *api, const char *ca, const char *token)
 {
-    struct cl *cs = calloc((size_t)n, sizeof(*cs));
-    struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
+    struct fleet f;
     double *lat = calloc((size_t)n, sizeof(double));
-    if (!cs || !pf || !lat)
+    if (!lat || fleet_open(&f, n))
         return 2;
-    int ok = connect_all(cs, n, pf);
+    struct cl *cs = f.cs;
+    struct pollfd *pf = f.pf;
+    int ok = f.ok;
     printf("revoke: %d/%d connected\n", ok, n);
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
@@ -360,11 +383,7 @@ static int cmd_revoke(int n, const char *api, const char *ca, const char *token)
     percentiles(lat, measured, "revocation-to-disconnect (API call start to socket closed)");
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
-    for (int i = 0; i < n; i++)
-        if (cs[i].m)
-            mosquitto_destroy(cs[i].m);
-    free(cs);
-    free(pf);
+    fleet_close(&f);
     free(lat);
     return 0;
 }

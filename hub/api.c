@@ -213,14 +213,10 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     }
     if (!authenticate(h, c, &who, r))
         return;
-    if (post || (del && rt.n >= 1)) {
-        /* Every write takes a JSON object body (possibly {}), so that a
-         * malformed one is refused the same way on every endpoint. */
-        if (q->body.len || post) {
-            if (!(in = body_json(q, r)))
-                return;
-        }
-    }
+    /* Every write takes a JSON object body (possibly {}), so that a
+     * malformed one is refused the same way on every endpoint. */
+    if ((post || (del && q->body.len)) && !(in = body_json(q, r)))
+        return;
     const char *reason = "";
 
     if (rt.n == 2 && route_is(&rt, 0, "sessions") && route_is(&rt, 1, "current") && del) {
