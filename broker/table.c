@@ -279,7 +279,7 @@ enum acl_verdict acl_decide(struct dev *d, const struct limits *lim, int access,
         /* Devices write their uplink kinds only, never their own command
          * topic (that direction belongs to the hub). */
         bool up = strcmp(rest, "hb") == 0 || strcmp(rest, "ev") == 0 || strcmp(rest, "res") == 0 ||
-                  (strcmp(rest, "tm") == 0 && d->mode == MODE_FULL);
+                  strcmp(rest, "log") == 0 || (strcmp(rest, "tm") == 0 && d->mode == MODE_FULL);
         if (!up)
             return ACL_DENY_TOPIC;
         if (payloadlen > lim->max_payload)

@@ -29,10 +29,10 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_TAMPERED = 3 };
 
 struct opts {
     const char *data, *api, *ca, *session, *password_file, *user, *role, *model, *out, *cert, *csr,
-        *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn;
+        *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn, *file;
     const char *pos[4];
     int npos;
-    long count, after, limit, days;
+    long count, after, limit, days, from, to;
     int mqtt_port;
     int json;
 };
@@ -54,6 +54,8 @@ static const char *USAGE =
     "owners:    claim CODE\n"
     "devices:   device list | device show ID\n"
     "           device revoke|lock|unlock|decommission ID --reason TEXT\n"
+    "           device telemetry ID [--from MS] [--to MS] [--after ID] [--limit N]\n"
+    "schemas:   schema set MODEL --file F | schema show MODEL   telemetry schema per model\n"
     "audit:     audit list [--after SEQ] | audit verify   (exit 3 when tampered)\n"
     "events:    events [--device ID] [--after ID]\n"
     "           health\n";
@@ -104,7 +106,8 @@ static bool parse_args(int argc, char **argv, struct opts *o)
                  {"--name", &o->name},
                  {"--token-file", &o->token_file},
                  {"--mqtt-host", &o->mqtt_host},
-                 {"--cn", &o->cn}};
+                 {"--cn", &o->cn},
+                 {"--file", &o->file}};
         bool done = false;
         for (size_t k = 0; k < sizeof(s) / sizeof(s[0]); k++) {
             if (strcmp(a, s[k].k) == 0) {
@@ -126,6 +129,10 @@ static bool parse_args(int argc, char **argv, struct opts *o)
             o->limit = n;
         else if (strcmp(a, "--days") == 0 && n != 0 && n > -10000 && n < 10000)
             o->days = n;
+        else if (strcmp(a, "--from") == 0 && n >= 0)
+            o->from = n;
+        else if (strcmp(a, "--to") == 0 && n >= 0)
+            o->to = n;
         else if (strcmp(a, "--mqtt-port") == 0 && n > 0 && n < 65536)
             o->mqtt_port = (int)n;
         else
@@ -479,6 +486,29 @@ int main(int argc, char **argv)
         char path[128];
         snprintf(path, sizeof(path), "devices/%.40s/%s", o.pos[2], sub);
         ret = call_print(&a, "POST", path, json_pack("{s:s}", "reason", o.reason));
+    } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "telemetry") == 0 && o.npos == 3) {
+        char path[256], to[32] = "";
+        if (o.to)
+            snprintf(to, sizeof(to), "&to=%ld", o.to);
+        snprintf(path, sizeof(path), "devices/%.40s/telemetry?from=%ld&after=%ld&limit=%ld%s",
+                 o.pos[2], o.from, o.after, o.limit, to);
+        ret = call_print(&a, "GET", path, NULL);
+    } else if (strcmp(cmd, "schema") == 0 && strcmp(sub, "set") == 0 && o.npos == 3 && o.file) {
+        char *txt = NULL, path[128];
+        size_t len;
+        json_t *doc;
+        if (fs_read_file(o.file, 16 * 1024, &txt, &len))
+            return die("cannot read the schema file (at most 16 KiB)");
+        doc = json_loadb(txt, len, JSON_REJECT_DUPLICATES, NULL);
+        free(txt);
+        if (!doc)
+            return die("the schema file is not valid JSON");
+        snprintf(path, sizeof(path), "models/%.64s/schema", o.pos[2]);
+        ret = call_print(&a, "POST", path, doc);
+    } else if (strcmp(cmd, "schema") == 0 && strcmp(sub, "show") == 0 && o.npos == 3) {
+        char path[128];
+        snprintf(path, sizeof(path), "models/%.64s/schema", o.pos[2]);
+        ret = call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "list") == 0) {
         char path[128];
         snprintf(path, sizeof(path), "audit?after=%ld&limit=%ld", o.after, o.limit);

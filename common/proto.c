@@ -107,7 +107,7 @@ void proto_claim_code_hash(const char canon[PROTO_CLAIM_CODE_CHARS + 1], char ou
     crypto_hex(md, sizeof(md), out_hex);
 }
 
-static const char *kind_names[] = {"hb", "tm", "ev", "res", "cmd"};
+static const char *kind_names[] = {"hb", "tm", "ev", "res", "cmd", "log"};
 
 enum mamori_err proto_topic_parse(const char *topic, size_t n, char id_out[PROTO_DEVICE_ID_LEN + 1],
                                   enum proto_kind *kind)

@@ -3,7 +3,7 @@
  * device ids (management numbers), claim codes, MQTT topics, envelopes.
  *
  * Topics live under one versioned namespace:
- *   mamori/v1/d/{device_id}/{hb|tm|ev|res}   device -> hub
+ *   mamori/v1/d/{device_id}/{hb|tm|ev|res|log}   device -> hub
  *   mamori/v1/d/{device_id}/cmd              hub -> device
  *   mamori/v1/ctl/...                        hub -> broker plugin (hub only)
  *   mamori/v1/broker/ev                      broker plugin -> hub (hub only)
@@ -30,7 +30,14 @@
 /* Envelope payloads larger than this are refused by the hub. */
 #define PROTO_MAX_PAYLOAD (16 * 1024)
 
-enum proto_kind { PROTO_KIND_HB, PROTO_KIND_TM, PROTO_KIND_EV, PROTO_KIND_RES, PROTO_KIND_CMD };
+enum proto_kind {
+    PROTO_KIND_HB,
+    PROTO_KIND_TM,
+    PROTO_KIND_EV,
+    PROTO_KIND_RES,
+    PROTO_KIND_CMD,
+    PROTO_KIND_LOG, /* device log records (hash chain) */
+};
 
 bool proto_device_id_valid(const char *s, size_t n);
 enum mamori_err proto_device_id_new(char out[PROTO_DEVICE_ID_LEN + 1]) MAMORI_MUST_CHECK;

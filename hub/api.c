@@ -281,6 +281,18 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
             rc = hub_op_device_action(h, &who, rt.seg[1], rt.seg[2], reason, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
         }
+    } else if (rt.n == 3 && route_is(&rt, 0, "models") && route_is(&rt, 2, "schema") && post) {
+        rc = hub_op_schema_set(h, &who, rt.seg[1], in, &out, &e);
+        rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+    } else if (rt.n == 3 && route_is(&rt, 0, "models") && route_is(&rt, 2, "schema") && get) {
+        rc = hub_op_schema_get(h, &who, rt.seg[1], &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "telemetry") && get) {
+        rc = hub_op_telemetry(h, &who, rt.seg[1], query_int(c, "from", 0, 0, INT64_MAX),
+                              query_int(c, "to", INT64_MAX, 0, INT64_MAX),
+                              query_int(c, "after", 0, 0, INT64_MAX),
+                              (int)query_int(c, "limit", 100, 1, 1000), &out);
+        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
     } else if (rt.n == 1 && route_is(&rt, 0, "audit") && get) {
         rc = hub_op_audit_list(h, &who, query_int(c, "after", 0, 0, INT64_MAX),
                                (int)query_int(c, "limit", 100, 1, 1000), &out);

@@ -211,6 +211,7 @@ void hub_stop(struct hub *h)
     if (h->live_thread)
         pthread_join(h->live_thread, NULL);
     pthread_mutex_lock(&h->lock);
+    tm_flush(h);
     audit_hub(h, "hub_stop", "");
     pthread_mutex_unlock(&h->lock);
 }
@@ -221,6 +222,7 @@ void hub_free(struct hub *h)
     crypto_cert_free(h->issuing_cert);
     crypto_key_free(h->issuing_key);
     free(h->ca_chain_pem);
+    tm_free(h);
     free(h->live);
     crypto_wipe(h->audit.key, sizeof(h->audit.key));
     pthread_mutex_destroy(&h->lock);

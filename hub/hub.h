@@ -10,6 +10,7 @@
 #ifndef MAMORI_HUB_HUB_H
 #define MAMORI_HUB_HUB_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -47,6 +48,9 @@ void hub_config_defaults(struct hub_config *c);
 
 /* Liveness of one device, kept in memory (heartbeats are not written to
  * the database one by one; only online/offline transitions are). */
+struct tm_dev;
+struct tm_state;
+
 struct live_entry {
     char id[24];
     int64_t last_seen_ms;
@@ -55,6 +59,7 @@ struct live_entry {
     bool used;
     int64_t malformed_reported_ms; /* last "malformed_message" event */
     uint32_t malformed_suppressed; /* since then */
+    struct tm_dev *tm;             /* stream state (hub/telemetry.c), lazily */
 };
 
 struct hub {
@@ -97,6 +102,9 @@ struct hub {
     size_t live_count;
     pthread_t live_thread;
 
+    /* telemetry and event streams (hub/telemetry.c) */
+    struct tm_state *tm;
+
     volatile int stopping;
 };
 
@@ -136,6 +144,8 @@ void broker_reload(struct hub *h);
 /* Hub MQTT session (hub/mqtt.c). */
 enum mamori_err mqtt_start(struct hub *h) MAMORI_MUST_CHECK;
 void mqtt_stop(struct hub *h);
+/* Publishes payload on the device's cmd topic (QoS 1). Lock held or not. */
+void mqtt_send_device(struct hub *h, const char *id, const char *payload, size_t len);
 /* Pushes one device's access to the plugin (kicks it when denied). Lock held. */
 void mqtt_push_device(struct hub *h, const char *fp, const char *id, enum lc_access access);
 
@@ -154,6 +164,26 @@ void live_malformed(struct hub *h, const char *id, int64_t now_ms);
  * how many were marked. Takes the lock itself. */
 int live_sweep(struct hub *h, int64_t now_ms);
 enum mamori_err live_start(struct hub *h) MAMORI_MUST_CHECK;
+/* The liveness entry of a registered device (found or added), NULL when the
+ * id is not registered. Lock held; the pointer is valid until the table
+ * grows. */
+struct live_entry *live_entry_of(struct hub *h, const char *id);
+
+/* Device data streams (hub/telemetry.c); all with the lock held. */
+enum stream_kind { STREAM_TM = 0, STREAM_EV = 1, STREAM_N };
+#define TM_SKEW_MS    (5 * 60 * 1000LL)        /* device clock ahead of ours */
+#define TM_MAX_AGE_MS (7 * 24 * 3600 * 1000LL) /* store-and-forward window */
+#define TM_EV_WINDOW  1024                     /* resends recognised (events) */
+struct proto_envelope;
+void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct proto_envelope *env,
+               json_t *body, const void *payload, size_t len);
+/* Commits buffered rows with the sequence state, then acknowledges. */
+void tm_flush(struct hub *h);
+void tm_schema_changed(struct hub *h, const char *model);
+enum mamori_err tm_query(struct hub *h, const char *id, int64_t from_ts, int64_t to_ts,
+                         int64_t after, int limit, json_t **out) MAMORI_MUST_CHECK;
+void tm_stats(struct hub *h, uint64_t *accepted, uint64_t *duplicates, uint64_t *rejected);
+void tm_free(struct hub *h);
 
 /* Domain operations (hub/ops.c): called with the lock NOT held. Each state
  * change and its audit entry commit in one transaction. */

@@ -71,7 +71,7 @@ static struct live_entry *entry_of(struct hub *h, const char *id, int hb_interva
 
 /* The entry of a device seen before, or a new one for a registered device
  * (NULL when the id is not in the registry). */
-static struct live_entry *known_entry(struct hub *h, const char *id)
+struct live_entry *live_entry_of(struct hub *h, const char *id)
 {
     struct live_entry *e = h->live_cap ? slot(h->live, h->live_cap, id) : NULL;
     if (e && e->used)
@@ -84,7 +84,7 @@ static struct live_entry *known_entry(struct hub *h, const char *id)
 
 void live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
 {
-    struct live_entry *e = known_entry(h, id);
+    struct live_entry *e = live_entry_of(h, id);
     if (!e)
         return;
     e->last_seen_ms = now_ms;
@@ -97,7 +97,7 @@ void live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
 
 void live_malformed(struct hub *h, const char *id, int64_t now_ms)
 {
-    struct live_entry *e = known_entry(h, id);
+    struct live_entry *e = live_entry_of(h, id);
     if (!e)
         return;
     if (e->malformed_reported_ms && now_ms - e->malformed_reported_ms < 60000) {
@@ -150,9 +150,17 @@ static void *live_loop(void *arg)
         step_ms = 100;
     if (step_ms > 1000)
         step_ms = 1000;
+    int64_t next_sweep = hub_now_ms() + step_ms;
     while (!h->stopping) {
-        hub_sleep(h, (unsigned)step_ms);
-        (void)live_sweep(h, hub_now_ms());
+        /* Telemetry is committed and acknowledged in batches, every 50 ms. */
+        hub_sleep(h, 50);
+        pthread_mutex_lock(&h->lock);
+        tm_flush(h);
+        pthread_mutex_unlock(&h->lock);
+        if (hub_now_ms() >= next_sweep) {
+            (void)live_sweep(h, hub_now_ms());
+            next_sweep = hub_now_ms() + step_ms;
+        }
     }
     return NULL;
 }

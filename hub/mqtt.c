@@ -38,6 +38,17 @@ static void publish_json(struct hub *h, json_t *msg)
     }
 }
 
+void mqtt_send_device(struct hub *h, const char *id, const char *payload, size_t len)
+{
+    char topic[96];
+    if (!h->mosq || !h->mqtt_connected || len > PROTO_MAX_PAYLOAD ||
+        proto_topic(topic, sizeof(topic), id, PROTO_KIND_CMD))
+        return;
+    int rc = mosquitto_publish(h->mosq, NULL, topic, (int)len, payload, 1, false);
+    if (rc != MOSQ_ERR_SUCCESS)
+        log_warn("publish to %s failed: %s", id, mosquitto_strerror(rc));
+}
+
 void mqtt_push_device(struct hub *h, const char *fp, const char *id, enum lc_access access)
 {
     if (!h->mosq || !h->mqtt_connected)
@@ -125,6 +136,7 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
     mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/tm", 1);
     mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/ev", 1);
     mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/res", 1);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/log", 1);
     mosquitto_subscribe(m, NULL, PROTO_TOPIC_BROKER_EV, 1);
     pthread_mutex_lock(&h->lock);
     h->mqtt_connected = true;
@@ -206,14 +218,12 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
         pthread_mutex_unlock(&h->lock);
         if (claimed)
             log_if_err(hub_op_transition(h, &hubp, id, LC_ACTIVATE, "first heartbeat after claim"));
-    } else if (kind == PROTO_KIND_EV) {
-        char *s = json_dump_compact(body);
+    } else if (kind == PROTO_KIND_TM || kind == PROTO_KIND_EV) {
         pthread_mutex_lock(&h->lock);
-        hub_event(h, id, "device_event", "info", "%s", s ? s : "{}");
+        tm_ingest(h, id, kind == PROTO_KIND_TM ? STREAM_TM : STREAM_EV, &env, body, msg->payload,
+                  (size_t)msg->payloadlen);
         pthread_mutex_unlock(&h->lock);
-        free(s);
     }
-    /* Telemetry storage and command results arrive with the device SDK. */
     json_decref(body);
 }
 

@@ -68,6 +68,17 @@ enum mamori_err hub_op_events(struct hub *h, const struct principal *who, const 
                               int64_t after, int limit, json_t **out) MAMORI_MUST_CHECK;
 enum mamori_err hub_op_health(struct hub *h, json_t **out) MAMORI_MUST_CHECK;
 
+/* Telemetry schema of a model (staff only to set; audited). */
+enum mamori_err hub_op_schema_set(struct hub *h, const struct principal *who, const char *model,
+                                  const json_t *doc, json_t **out,
+                                  struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_schema_get(struct hub *h, const struct principal *who, const char *model,
+                                  json_t **out) MAMORI_MUST_CHECK;
+/* Stored telemetry of a device, from_ts <= ts <= to_ts (ms), cursor after. */
+enum mamori_err hub_op_telemetry(struct hub *h, const struct principal *who, const char *id,
+                                 int64_t from_ts, int64_t to_ts, int64_t after, int limit,
+                                 json_t **out) MAMORI_MUST_CHECK;
+
 json_t *device_json(const struct device_rec *d);
 
 #endif

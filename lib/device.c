@@ -19,18 +19,36 @@
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/proto.h"
+#include "common/schema.h"
+#include "lib/outbox.h"
 #include "mamori/device.h"
+
+/* Messages published but not yet acknowledged by the hub, at most. */
+#define OUTBOX_WINDOW 64
+/* Without an acknowledgement for this long, everything unacknowledged is
+ * sent again (the hub drops what it already holds). */
+#define ACK_TIMEOUT_MS 10000
 
 struct mamori_device {
     char id[PROTO_DEVICE_ID_LEN + 1];
     char host[256];
     int port;
-    char topic_hb[96], topic_tm[96];
+    char topic_hb[96], topic_tm[96], topic_ev[96], topic_log[96], topic_cmd[96];
     struct mosquitto *mosq;
     enum mamori_device_state state;
     unsigned hb_interval_ms, backoff_min, backoff_max, backoff_cur;
     uint64_t next_attempt_ms, next_hb_ms, connected_at_ms;
-    uint64_t seq;
+    uint64_t seq[OUTBOX_NSTREAMS]; /* without an outbox */
+    struct outbox *ob;             /* NULL without a state directory */
+    int64_t sent_id;               /* outbox rows up to here published on this connection */
+    struct {
+        uint8_t stream;
+        uint64_t seq;
+    } fly[OUTBOX_WINDOW]; /* published, not yet acknowledged */
+    unsigned inflight;
+    uint64_t last_progress_ms;
+    struct schema *schema; /* NULL: no local check */
+    struct schema_rate rate;
     struct mamori_device_stats st;
 };
 
@@ -83,6 +101,45 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
     d->backoff_cur = 0;
     d->connected_at_ms = mamori_now_ms();
     d->next_hb_ms = d->connected_at_ms; /* announce at once */
+    /* Resend everything not yet acknowledged: the hub keeps exactly one. */
+    d->sent_id = 0;
+    d->inflight = 0;
+    d->last_progress_ms = d->connected_at_ms;
+    mosquitto_subscribe(m, NULL, d->topic_cmd, 1);
+}
+
+/* {"v":1,"ack":{"tm":N,"ev":N,"log":N}}: the hub holds these. */
+static void on_ack(struct mamori_device *d, json_t *ack)
+{
+    static const char *const names[OUTBOX_NSTREAMS] = {"tm", "ev", "log"};
+    for (int s = 0; s < OUTBOX_NSTREAMS; s++) {
+        uint64_t seq;
+        if (!json_get_u64(ack, names[s], &seq) || seq == 0)
+            continue;
+        if (d->ob && outbox_ack(d->ob, (enum outbox_stream)s, seq) == MAMORI_OK)
+            d->st.acked = seq > d->st.acked ? seq : d->st.acked;
+        /* What is acknowledged is no longer in flight. */
+        unsigned k = 0;
+        for (unsigned i = 0; i < d->inflight; i++)
+            if (!(d->fly[i].stream == s && d->fly[i].seq <= seq))
+                d->fly[k++] = d->fly[i];
+        d->inflight = k;
+    }
+    d->last_progress_ms = mamori_now_ms();
+}
+
+static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg)
+{
+    (void)m;
+    struct mamori_device *d = arg;
+    json_t *j = NULL;
+    if (strcmp(msg->topic, d->topic_cmd) != 0 ||
+        json_parse_untrusted(msg->payload, (size_t)msg->payloadlen, PROTO_MAX_PAYLOAD, &j, NULL, 0))
+        return;
+    json_t *ack = json_object_get(j, "ack");
+    if (json_is_object(ack))
+        on_ack(d, ack);
+    json_decref(j);
 }
 
 static void on_disconnect(struct mosquitto *m, void *arg, int rc)
@@ -154,8 +211,29 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
     if (d->backoff_min < 2)
         d->backoff_min = 2;
     if ((rc = proto_topic(d->topic_hb, sizeof(d->topic_hb), d->id, PROTO_KIND_HB)) ||
-        (rc = proto_topic(d->topic_tm, sizeof(d->topic_tm), d->id, PROTO_KIND_TM)))
+        (rc = proto_topic(d->topic_tm, sizeof(d->topic_tm), d->id, PROTO_KIND_TM)) ||
+        (rc = proto_topic(d->topic_ev, sizeof(d->topic_ev), d->id, PROTO_KIND_EV)) ||
+        (rc = proto_topic(d->topic_log, sizeof(d->topic_log), d->id, PROTO_KIND_LOG)) ||
+        (rc = proto_topic(d->topic_cmd, sizeof(d->topic_cmd), d->id, PROTO_KIND_CMD)))
         goto fail;
+    if (o->schema_json) {
+        char why[160];
+        d->schema = malloc(sizeof(*d->schema));
+        if (!d->schema) {
+            rc = MAMORI_ERR_NOMEM;
+            goto fail;
+        }
+        if ((rc =
+                 schema_parse(o->schema_json, strlen(o->schema_json), d->schema, why, sizeof(why))))
+            goto fail;
+    }
+    if (o->state_dir) {
+        char ob[4096];
+        if ((rc = fs_mkdir_p(o->state_dir, 0700)) || (rc = fs_check_private(o->state_dir, 0)) ||
+            (rc = fs_path(ob, sizeof(ob), o->state_dir, "outbox.db")) ||
+            (rc = outbox_open(ob, o->outbox_max, NULL, &d->ob)))
+            goto fail;
+    }
     d->mosq = mosquitto_new(d->id, true, d);
     if (!d->mosq) {
         rc = MAMORI_ERR_NOMEM;
@@ -164,6 +242,7 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
     mosquitto_int_option(d->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
     mosquitto_connect_callback_set(d->mosq, on_connect);
     mosquitto_disconnect_callback_set(d->mosq, on_disconnect);
+    mosquitto_message_callback_set(d->mosq, on_message);
     if (mosquitto_tls_set(d->mosq, ca, NULL, crt, key, NULL) != MOSQ_ERR_SUCCESS ||
         mosquitto_tls_opts_set(d->mosq, 1, "tlsv1.2", NULL) != MOSQ_ERR_SUCCESS) {
         rc = MAMORI_ERR_TLS;
@@ -186,6 +265,8 @@ void mamori_device_free(struct mamori_device *d)
             mosquitto_disconnect(d->mosq);
         mosquitto_destroy(d->mosq);
     }
+    outbox_close(d->ob);
+    free(d->schema);
     crypto_wipe(d, sizeof(*d));
     free(d);
 }
@@ -210,32 +291,122 @@ bool mamori_device_want_write(const struct mamori_device *d)
     return d->state != MAMORI_DEV_DISCONNECTED && mosquitto_want_write(d->mosq);
 }
 
-static enum mamori_err publish(struct mamori_device *d, const char *topic, const char *body_json)
+static enum mamori_err publish(struct mamori_device *d, const char *topic, uint64_t *seq,
+                               const char *body_json)
 {
     char buf[PROTO_MAX_PAYLOAD];
     int n = snprintf(buf, sizeof(buf), "{\"v\":1,\"seq\":%llu,\"ts\":%llu,\"body\":%s}",
-                     (unsigned long long)++d->seq, (unsigned long long)wall_ms(), body_json);
+                     (unsigned long long)++*seq, (unsigned long long)wall_ms(), body_json);
     if (n < 0 || (size_t)n >= sizeof(buf))
         return MAMORI_ERR_TOOBIG;
     int rc = mosquitto_publish(d->mosq, NULL, topic, n, buf, 1, false);
     return rc == MOSQ_ERR_SUCCESS ? MAMORI_OK : MAMORI_ERR_CONN;
 }
 
-enum mamori_err mamori_device_send_telemetry(struct mamori_device *d, const char *body_json)
+/* The SDK sends only well-formed objects within the size cap. */
+static enum mamori_err check_object(const char *body_json, json_t **out)
 {
+    return json_parse_untrusted(body_json, strlen(body_json), OUTBOX_BODY_MAX, out, NULL, 0);
+}
+
+static enum mamori_err queue(struct mamori_device *d, enum outbox_stream s,
+                             const char *const *bodies, size_t n)
+{
+    if (d->ob)
+        return outbox_put(d->ob, s, bodies, n, wall_ms(), NULL);
+    /* No state directory: nothing is kept, so only a live session works. */
     if (d->state != MAMORI_DEV_CONNECTED)
         return MAMORI_ERR_CONN;
-    json_t *chk = NULL;
-    /* The SDK sends only well-formed objects. */
-    enum mamori_err rc =
-        json_parse_untrusted(body_json, strlen(body_json), PROTO_MAX_PAYLOAD - 128, &chk, NULL, 0);
-    json_decref(chk);
-    if (rc)
+    const char *topic = s == OUTBOX_TM ? d->topic_tm : s == OUTBOX_EV ? d->topic_ev : d->topic_log;
+    for (size_t i = 0; i < n; i++) {
+        enum mamori_err rc = publish(d, topic, &d->seq[s], bodies[i]);
+        if (rc)
+            return rc;
+    }
+    return MAMORI_OK;
+}
+
+enum mamori_err mamori_device_send_telemetry_batch(struct mamori_device *d,
+                                                   const char *const *bodies, size_t n)
+{
+    if (!d || !bodies || n == 0 || n > 10000)
+        return MAMORI_ERR_INVAL;
+    int64_t ts = (int64_t)wall_ms();
+    enum mamori_err rc = MAMORI_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        json_t *chk = NULL;
+        char why[160];
+        rc = check_object(bodies[i], &chk);
+        /* T11-L1e: values outside the model's declared ranges never leave
+         * the device; the hub checks again. */
+        if (!rc && d->schema) {
+            rc = schema_check(d->schema, chk, why, sizeof(why));
+            if (!rc && !schema_rate_ok(d->schema, &d->rate, chk, ts, 0, n == 1, why, sizeof(why)))
+                rc = MAMORI_ERR_RATELIMIT;
+        }
+        json_decref(chk);
+    }
+    if (rc) {
+        d->st.telemetry_refused++;
         return rc;
-    rc = publish(d, d->topic_tm, body_json);
+    }
+    rc = queue(d, OUTBOX_TM, bodies, n);
     if (!rc)
-        d->st.telemetry_sent++;
+        d->st.telemetry_sent += n;
     return rc;
+}
+
+enum mamori_err mamori_device_send_telemetry(struct mamori_device *d, const char *body_json)
+{
+    return mamori_device_send_telemetry_batch(d, &body_json, 1);
+}
+
+enum mamori_err mamori_device_send_event(struct mamori_device *d, const char *body_json)
+{
+    json_t *chk = NULL;
+    enum mamori_err rc = check_object(body_json, &chk);
+    json_decref(chk);
+    if (!rc)
+        rc = queue(d, OUTBOX_EV, &body_json, 1);
+    if (!rc)
+        d->st.events_sent++;
+    return rc;
+}
+
+static bool pump_one(int64_t id, enum outbox_stream s, uint64_t seq, const void *payload,
+                     size_t len, void *arg)
+{
+    struct mamori_device *d = arg;
+    const char *topic = s == OUTBOX_TM ? d->topic_tm : s == OUTBOX_EV ? d->topic_ev : d->topic_log;
+    if (mosquitto_publish(d->mosq, NULL, topic, (int)len, payload, 1, false) != MOSQ_ERR_SUCCESS)
+        return false;
+    d->sent_id = id;
+    d->fly[d->inflight].stream = (uint8_t)s;
+    d->fly[d->inflight].seq = seq;
+    d->inflight++;
+    d->st.outbox_published++;
+    return true;
+}
+
+/* Publishes queued messages in order, keeping at most OUTBOX_WINDOW
+ * unacknowledged. */
+static void pump(struct mamori_device *d, uint64_t now)
+{
+    if (!d->ob)
+        return;
+    bool q;
+    if (outbox_report_drops(d->ob, wall_ms(), &q) != MAMORI_OK)
+        d->st.outbox_errors++;
+    if (d->inflight && now - d->last_progress_ms > ACK_TIMEOUT_MS) {
+        d->sent_id = 0; /* no acknowledgement: send again from the oldest */
+        d->inflight = 0;
+        d->last_progress_ms = now;
+    }
+    struct outbox_stats os;
+    if (d->inflight >= OUTBOX_WINDOW || outbox_stats(d->ob, &os) || os.queued <= d->inflight)
+        return;
+    if (outbox_peek(d->ob, d->sent_id, OUTBOX_WINDOW - d->inflight, pump_one, d) != MAMORI_OK)
+        d->st.outbox_errors++;
 }
 
 static void lost(struct mamori_device *d, uint64_t now)
@@ -279,11 +450,13 @@ int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, boo
     }
     if (d->state != MAMORI_DEV_CONNECTED)
         return 100;
+    pump(d, now);
     if (now >= d->next_hb_ms) {
         char body[96];
+        uint64_t hb_seq = d->st.heartbeats_sent;
         snprintf(body, sizeof(body), "{\"uptime_s\":%llu}",
                  (unsigned long long)((now - d->connected_at_ms) / 1000));
-        if (publish(d, d->topic_hb, body) == MAMORI_OK)
+        if (publish(d, d->topic_hb, &hb_seq, body) == MAMORI_OK)
             d->st.heartbeats_sent++;
         d->next_hb_ms = now + d->hb_interval_ms;
     }
@@ -294,4 +467,9 @@ int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, boo
 void mamori_device_get_stats(const struct mamori_device *d, struct mamori_device_stats *out)
 {
     *out = d->st;
+    struct outbox_stats os;
+    if (d->ob && outbox_stats(d->ob, &os) == MAMORI_OK) {
+        out->outbox_queued = os.queued;
+        out->outbox_dropped = os.dropped_total;
+    }
 }

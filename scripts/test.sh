@@ -66,7 +66,7 @@ result valgrind $st
 stage "fuzzing (${FUZZ_SECONDS} s per target)"
 if command -v clang >/dev/null; then
     CC=clang cmake -S . -B "$BUILD_FUZZ" -DCMAKE_BUILD_TYPE=Debug -DMAMORI_FUZZ=ON >/dev/null &&
-        cmake --build "$BUILD_FUZZ" -j "$JOBS" --target fuzz_json fuzz_proto fuzz_sync fuzz_pem fuzz_route >"$LOGDIR/build-fuzz.log" 2>&1
+        cmake --build "$BUILD_FUZZ" -j "$JOBS" --target $(for f in fuzz/corpus/*; do printf 'fuzz_%s ' "$(basename "$f")"; done) >"$LOGDIR/build-fuzz.log" 2>&1
     st=$?; [ $st -ne 0 ] && tail -40 "$LOGDIR/build-fuzz.log"; result build-fuzz $st
     for f in fuzz/corpus/*; do
         t=$(basename "$f")

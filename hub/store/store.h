@@ -175,4 +175,65 @@ enum mamori_err store_audit_list(struct store *s, int64_t after, int limit,
                                  bool (*cb)(const struct audit_rec *, void *),
                                  void *arg) MAMORI_MUST_CHECK;
 
+/* Telemetry schemas per model (the document text, see common/schema.h). */
+enum mamori_err store_schema_set(struct store *s, const char *model, const char *doc,
+                                 int64_t now) MAMORI_MUST_CHECK;
+/* *doc_out is malloc'd; MAMORI_ERR_NOTFOUND when the model has none. */
+enum mamori_err store_schema_get(struct store *s, const char *model,
+                                 char **doc_out) MAMORI_MUST_CHECK;
+
+/* Per device and stream ("tm", "ev", "log"): the highest sequence number
+ * accepted and its device timestamp (0, 0 when none yet). */
+enum mamori_err store_stream_get(struct store *s, const char *device_id, const char *stream,
+                                 uint64_t *last_seq, int64_t *last_ts) MAMORI_MUST_CHECK;
+enum mamori_err store_stream_set(struct store *s, const char *device_id, const char *stream,
+                                 uint64_t last_seq, int64_t last_ts) MAMORI_MUST_CHECK;
+
+/* Accepted telemetry: append-only (UPDATE is refused by a trigger). */
+struct telemetry_rec {
+    int64_t id;
+    char device_id[24];
+    uint64_t seq;
+    int64_t ts;       /* device clock, ms */
+    int64_t recv_at;  /* hub clock, ms */
+    char digest[65];  /* SHA-256 of the envelope as received */
+    const char *body; /* JSON text; valid only during the callback */
+};
+enum mamori_err store_telemetry_add(struct store *s,
+                                    const struct telemetry_rec *t) MAMORI_MUST_CHECK;
+/* True when this exact message (device, ts, seq, digest) is stored. */
+bool store_telemetry_has(struct store *s, const char *device_id, int64_t ts, uint64_t seq,
+                         const char *digest);
+/* Rows of device_id with from_ts <= ts <= to_ts, in (ts, id) order, after
+ * the row with id after_id (0: from the start). */
+enum mamori_err store_telemetry_list(struct store *s, const char *device_id, int64_t from_ts,
+                                     int64_t to_ts, int64_t after_id, int limit,
+                                     bool (*cb)(const struct telemetry_rec *, void *),
+                                     void *arg) MAMORI_MUST_CHECK;
+int64_t store_telemetry_count(struct store *s, const char *device_id);
+
+/* Remote commands (hub/command.c). */
+struct command_rec {
+    char id[33]; /* 128-bit nonce, hex */
+    char device_id[24];
+    char type[16];
+    char args[1024];
+    char issued_by[STORE_NAME_MAX + 1];
+    int64_t issued_at;  /* ms */
+    int64_t expires_at; /* ms */
+    char status[16];    /* pending, ok, failed, refused, expired */
+    char result[1024];
+    int64_t updated_at;
+};
+enum mamori_err store_command_add(struct store *s, const struct command_rec *c) MAMORI_MUST_CHECK;
+enum mamori_err store_command_get(struct store *s, const char *id,
+                                  struct command_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_command_finish(struct store *s, const char *id, const char *status,
+                                     const char *result, int64_t now) MAMORI_MUST_CHECK;
+/* Newest first; pending_only: status pending and not expired at now. */
+enum mamori_err store_command_list(struct store *s, const char *device_id, bool pending_only,
+                                   int64_t now, int limit,
+                                   bool (*cb)(const struct command_rec *, void *),
+                                   void *arg) MAMORI_MUST_CHECK;
+
 #endif

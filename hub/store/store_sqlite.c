@@ -54,6 +54,23 @@ static const char *const MIGRATIONS[] = {
     "  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
     "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
     "  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;",
+    /* 2: telemetry (append-only rows; sequence state per device and stream,
+     * not a unique index over all rows), schemas per model, commands. */
+    "CREATE TABLE schemas(model TEXT PRIMARY KEY, doc TEXT NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE TABLE telemetry(id INTEGER PRIMARY KEY, device_id TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL, ts INTEGER NOT NULL, recv_at INTEGER NOT NULL,"
+    "  digest TEXT NOT NULL, body TEXT NOT NULL);"
+    "CREATE INDEX telemetry_device_ts ON telemetry(device_id, ts);"
+    "CREATE TRIGGER telemetry_no_update BEFORE UPDATE ON telemetry"
+    "  BEGIN SELECT RAISE(ABORT, 'telemetry is append-only'); END;"
+    "CREATE TABLE stream_state(device_id TEXT NOT NULL, stream TEXT NOT NULL,"
+    "  last_seq INTEGER NOT NULL, last_ts INTEGER NOT NULL, PRIMARY KEY(device_id, stream))"
+    "  WITHOUT ROWID;"
+    "CREATE TABLE commands(id TEXT PRIMARY KEY, device_id TEXT NOT NULL, type TEXT NOT NULL,"
+    "  args TEXT NOT NULL, issued_by TEXT NOT NULL, issued_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX commands_device ON commands(device_id, issued_at);",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -765,6 +782,247 @@ enum mamori_err store_audit_list(struct store *s, int64_t after, int limit,
     while (sqlite3_step(st) == SQLITE_ROW) {
         audit_row(st, &a);
         if (!cb(&a, arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+/* ---- telemetry schemas, telemetry, stream state, commands ---- */
+
+enum mamori_err store_schema_set(struct store *s, const char *model, const char *doc, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "INSERT INTO schemas(model,doc,updated_at) VALUES(?,?,?) "
+             "ON CONFLICT(model) DO UPDATE SET doc=excluded.doc, updated_at=excluded.updated_at",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, model);
+    bind_text(st, 2, doc);
+    sqlite3_bind_int64(st, 3, now);
+    return step_done(s, st);
+}
+
+enum mamori_err store_schema_get(struct store *s, const char *model, char **doc_out)
+{
+    sqlite3_stmt *st;
+    *doc_out = NULL;
+    if (prep(s, "SELECT doc FROM schemas WHERE model=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, model);
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        *doc_out = t ? strdup((const char *)t) : NULL;
+        rc = *doc_out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum mamori_err store_stream_get(struct store *s, const char *device_id, const char *stream,
+                                 uint64_t *last_seq, int64_t *last_ts)
+{
+    sqlite3_stmt *st;
+    *last_seq = 0;
+    *last_ts = 0;
+    if (prep(s, "SELECT last_seq,last_ts FROM stream_state WHERE device_id=? AND stream=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, device_id);
+    bind_text(st, 2, stream);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *last_seq = (uint64_t)sqlite3_column_int64(st, 0);
+        *last_ts = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+enum mamori_err store_stream_set(struct store *s, const char *device_id, const char *stream,
+                                 uint64_t last_seq, int64_t last_ts)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "INSERT INTO stream_state(device_id,stream,last_seq,last_ts) VALUES(?,?,?,?) "
+             "ON CONFLICT(device_id,stream) DO UPDATE SET last_seq=excluded.last_seq,"
+             " last_ts=excluded.last_ts",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, device_id);
+    bind_text(st, 2, stream);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)last_seq);
+    sqlite3_bind_int64(st, 4, last_ts);
+    return step_done(s, st);
+}
+
+enum mamori_err store_telemetry_add(struct store *s, const struct telemetry_rec *t)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO telemetry(device_id,seq,ts,recv_at,digest,body) VALUES(?,?,?,?,?,?)",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, t->device_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)t->seq);
+    sqlite3_bind_int64(st, 3, t->ts);
+    sqlite3_bind_int64(st, 4, t->recv_at);
+    bind_text(st, 5, t->digest);
+    bind_text(st, 6, t->body);
+    return step_done(s, st);
+}
+
+bool store_telemetry_has(struct store *s, const char *device_id, int64_t ts, uint64_t seq,
+                         const char *digest)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT 1 FROM telemetry WHERE device_id=? AND ts=? AND seq=? AND digest=? LIMIT 1",
+             &st))
+        return false;
+    bind_text(st, 1, device_id);
+    sqlite3_bind_int64(st, 2, ts);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
+    bind_text(st, 4, digest);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
+}
+
+enum mamori_err store_telemetry_list(struct store *s, const char *device_id, int64_t from_ts,
+                                     int64_t to_ts, int64_t after_id, int limit,
+                                     bool (*cb)(const struct telemetry_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    /* (device_id, ts) index; id breaks ties so the cursor is stable. */
+    if (prep(s,
+             "SELECT id,seq,ts,recv_at,digest,body FROM telemetry WHERE device_id=?1 "
+             "AND ts>=?2 AND ts<=?3 AND (ts>?5 OR (ts=?5 AND id>?4)) ORDER BY ts,id LIMIT ?6",
+             &st))
+        return MAMORI_ERR_DB;
+    int64_t after_ts = from_ts - 1;
+    if (after_id > 0) {
+        sqlite3_stmt *q;
+        if (prep(s, "SELECT ts FROM telemetry WHERE id=?", &q)) {
+            sqlite3_finalize(st);
+            return MAMORI_ERR_DB;
+        }
+        sqlite3_bind_int64(q, 1, after_id);
+        if (sqlite3_step(q) == SQLITE_ROW)
+            after_ts = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    bind_text(st, 1, device_id);
+    sqlite3_bind_int64(st, 2, from_ts);
+    sqlite3_bind_int64(st, 3, to_ts);
+    sqlite3_bind_int64(st, 4, after_id);
+    sqlite3_bind_int64(st, 5, after_ts);
+    sqlite3_bind_int(st, 6, limit);
+    struct telemetry_rec t;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        memset(&t, 0, sizeof(t));
+        snprintf(t.device_id, sizeof(t.device_id), "%s", device_id);
+        t.id = sqlite3_column_int64(st, 0);
+        t.seq = (uint64_t)sqlite3_column_int64(st, 1);
+        t.ts = sqlite3_column_int64(st, 2);
+        t.recv_at = sqlite3_column_int64(st, 3);
+        copy_col(st, 4, t.digest, sizeof(t.digest));
+        t.body = (const char *)sqlite3_column_text(st, 5);
+        if (!t.body || !cb(&t, arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+int64_t store_telemetry_count(struct store *s, const char *device_id)
+{
+    sqlite3_stmt *st;
+    int64_t n = -1;
+    if (prep(s, "SELECT count(*) FROM telemetry WHERE device_id=?", &st))
+        return -1;
+    bind_text(st, 1, device_id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static void cmd_row(sqlite3_stmt *st, void *out)
+{
+    struct command_rec *c = out;
+    memset(c, 0, sizeof(*c));
+    copy_col(st, 0, c->id, sizeof(c->id));
+    copy_col(st, 1, c->device_id, sizeof(c->device_id));
+    copy_col(st, 2, c->type, sizeof(c->type));
+    copy_col(st, 3, c->args, sizeof(c->args));
+    copy_col(st, 4, c->issued_by, sizeof(c->issued_by));
+    c->issued_at = sqlite3_column_int64(st, 5);
+    c->expires_at = sqlite3_column_int64(st, 6);
+    copy_col(st, 7, c->status, sizeof(c->status));
+    copy_col(st, 8, c->result, sizeof(c->result));
+    c->updated_at = sqlite3_column_int64(st, 9);
+}
+
+#define CMD_COLS "id,device_id,type,args,issued_by,issued_at,expires_at,status,result,updated_at"
+
+enum mamori_err store_command_add(struct store *s, const struct command_rec *c)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO commands(" CMD_COLS ") VALUES(?,?,?,?,?,?,?,?,?,?)", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, c->id);
+    bind_text(st, 2, c->device_id);
+    bind_text(st, 3, c->type);
+    bind_text(st, 4, c->args);
+    bind_text(st, 5, c->issued_by);
+    sqlite3_bind_int64(st, 6, c->issued_at);
+    sqlite3_bind_int64(st, 7, c->expires_at);
+    bind_text(st, 8, c->status);
+    bind_text(st, 9, c->result);
+    sqlite3_bind_int64(st, 10, c->updated_at);
+    return step_done(s, st);
+}
+
+enum mamori_err store_command_get(struct store *s, const char *id, struct command_rec *out)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT " CMD_COLS " FROM commands WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, id);
+    return one_row(st, cmd_row, out);
+}
+
+enum mamori_err store_command_finish(struct store *s, const char *id, const char *status,
+                                     const char *result, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "UPDATE commands SET status=?, result=?, updated_at=? WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, status);
+    bind_text(st, 2, result);
+    sqlite3_bind_int64(st, 3, now);
+    bind_text(st, 4, id);
+    return changed_one(s, st);
+}
+
+enum mamori_err store_command_list(struct store *s, const char *device_id, bool pending_only,
+                                   int64_t now, int limit,
+                                   bool (*cb)(const struct command_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT " CMD_COLS " FROM commands WHERE device_id=?1 "
+             "AND (?2=0 OR (status='pending' AND expires_at>?3)) "
+             "ORDER BY issued_at DESC, id LIMIT ?4",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, device_id);
+    sqlite3_bind_int(st, 2, pending_only ? 1 : 0);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int(st, 4, limit);
+    struct command_rec c;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        cmd_row(st, &c);
+        if (!cb(&c, arg))
             break;
     }
     sqlite3_finalize(st);

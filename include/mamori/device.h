@@ -34,6 +34,14 @@ struct mamori_device_opts {
     unsigned heartbeat_interval_s; /* 0: 30 s */
     unsigned backoff_min_ms;       /* 0: 500 ms */
     unsigned backoff_max_ms;       /* 0: 60 s */
+    /* Directory for persistent state (created 0700; must be ours alone):
+     * the outbox lives here. NULL: nothing persists and telemetry can only
+     * be sent while connected (simulators). */
+    const char *state_dir;
+    /* The model's telemetry schema (common/schema.h document); when set,
+     * values outside it are refused before they are queued. NULL: none. */
+    const char *schema_json;
+    size_t outbox_max; /* messages; 0: 100000 */
 };
 
 enum mamori_device_state {
@@ -68,11 +76,24 @@ bool mamori_device_want_write(const struct mamori_device *dev);
  * milliseconds until the next timer is due (for poll's timeout). */
 int mamori_device_step(struct mamori_device *dev, uint64_t now_ms, bool readable, bool writable);
 
-/* Queues telemetry: body_json must be a JSON object (copied). It is wrapped
- * in the envelope {"v":1,"seq":N,"ts":ms,"body":...}. Returns
- * MAMORI_ERR_CONN when not connected (the minimal SDK has no outbox). */
+/* Queues telemetry: body_json must be a JSON object (copied), checked
+ * against the schema when one was given (MAMORI_ERR_INVAL out of range,
+ * MAMORI_ERR_PARSE unknown field or wrong type, MAMORI_ERR_RATELIMIT faster
+ * than the field's max_rate_hz). It is wrapped in the envelope
+ * {"v":1,"seq":N,"ts":ms,"body":...}. With a state directory the message is
+ * on disk when this returns and is delivered, in order and once, whenever
+ * the hub is reachable; without one, MAMORI_ERR_CONN when not connected. */
 enum mamori_err mamori_device_send_telemetry(struct mamori_device *dev,
                                              const char *body_json) MAMORI_MUST_CHECK;
+/* As above for n bodies, written to disk together (one sync): the way to
+ * sustain high rates without giving up durability. All or none are queued. */
+enum mamori_err mamori_device_send_telemetry_batch(struct mamori_device *dev,
+                                                   const char *const *bodies,
+                                                   size_t n) MAMORI_MUST_CHECK;
+/* Queues a device event (a JSON object). Events are never dropped to make
+ * room in the outbox. */
+enum mamori_err mamori_device_send_event(struct mamori_device *dev,
+                                         const char *body_json) MAMORI_MUST_CHECK;
 
 /* Counters for tests and the simulator. */
 struct mamori_device_stats {
@@ -81,7 +102,14 @@ struct mamori_device_stats {
     uint64_t disconnects; /* connection losses after CONNACK */
     uint64_t heartbeats_sent;
     uint64_t telemetry_sent;
-    unsigned last_backoff_ms; /* last delay chosen before a reconnect */
+    unsigned last_backoff_ms;   /* last delay chosen before a reconnect */
+    uint64_t telemetry_refused; /* refused locally (schema, rate, size) */
+    uint64_t events_sent;
+    uint64_t outbox_published; /* publishes from the outbox, resends included */
+    uint64_t outbox_queued;    /* waiting for the hub's acknowledgement */
+    uint64_t outbox_dropped;   /* telemetry dropped to make room, ever */
+    uint64_t acked;            /* highest sequence number acknowledged */
+    uint64_t outbox_errors;    /* storage errors while sending (retried) */
 };
 void mamori_device_get_stats(const struct mamori_device *dev, struct mamori_device_stats *out);
 

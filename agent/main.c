@@ -1,0 +1,349 @@
+/*
+ * mamori-agent - the device-side daemon over libmamori.
+ *
+ *   mamori-agent --config FILE [--status FILE]       run
+ *   mamori-agent send --socket PATH [--event] JSON    hand one message to it
+ *
+ * Applications on the device hand telemetry and events to the agent over a
+ * local Unix socket (mode 0600, in the state directory by default), one JSON
+ * object per line:
+ *   {"tm": {...}}   {"tm_batch": [{...}, ...]}   {"ev": {...}}
+ * and get one line back: {"ok":true} or {"ok":false,"error":"..."}. An "ok"
+ * means the message is on disk in the outbox; delivery follows whenever the
+ * hub is reachable. SIGTERM/SIGINT stop it cleanly.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "common/fsutil.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "mamori/device.h"
+
+#define MAX_CLIENTS  8
+#define LINE_MAX_LEN (64 * 1024)
+
+static volatile sig_atomic_t g_stop;
+
+static void on_sig(int s)
+{
+    (void)s;
+    g_stop = 1;
+}
+
+struct client {
+    int fd;
+    size_t len;
+    char buf[LINE_MAX_LEN];
+};
+
+static int listen_unix(const char *path)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(a.sun_path))
+        return -1;
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    unlink(path);
+    mode_t old = umask(0177); /* the socket is created 0600 */
+    int r = bind(fd, (struct sockaddr *)&a, sizeof(a));
+    umask(old);
+    if (r || listen(fd, 16)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void reply(int fd, enum mamori_err rc)
+{
+    char out[160];
+    int n =
+        rc ? snprintf(out, sizeof(out), "{\"ok\":false,\"error\":\"%s\"}\n", mamori_strerror(rc))
+           : snprintf(out, sizeof(out), "{\"ok\":true}\n");
+    if (n > 0 && write(fd, out, (size_t)n) < 0)
+        log_debug("client reply: %s", strerror(errno));
+}
+
+static enum mamori_err handle_line(struct mamori_device *dev, const char *line, size_t len)
+{
+    json_t *j = NULL;
+    enum mamori_err rc = json_parse_untrusted(line, len, LINE_MAX_LEN, &j, NULL, 0);
+    if (rc)
+        return rc;
+    json_t *tm = json_object_get(j, "tm"), *ev = json_object_get(j, "ev");
+    json_t *batch = json_object_get(j, "tm_batch");
+    if (json_object_size(j) != 1) {
+        rc = MAMORI_ERR_PARSE;
+    } else if (json_is_object(tm) || json_is_object(ev)) {
+        char *s = json_dump_compact(tm ? tm : ev);
+        rc = !s   ? MAMORI_ERR_NOMEM
+             : tm ? mamori_device_send_telemetry(dev, s)
+                  : mamori_device_send_event(dev, s);
+        free(s);
+    } else if (json_is_array(batch) && json_array_size(batch) > 0 &&
+               json_array_size(batch) <= 1000) {
+        size_t n = json_array_size(batch);
+        char **v = calloc(n, sizeof(*v));
+        rc = v ? MAMORI_OK : MAMORI_ERR_NOMEM;
+        for (size_t i = 0; i < n && !rc; i++) {
+            json_t *o = json_array_get(batch, i);
+            if (!json_is_object(o) || !(v[i] = json_dump_compact(o)))
+                rc = MAMORI_ERR_PARSE;
+        }
+        if (!rc)
+            rc = mamori_device_send_telemetry_batch(dev, (const char *const *)v, n);
+        for (size_t i = 0; v && i < n; i++)
+            free(v[i]);
+        free(v);
+    } else {
+        rc = MAMORI_ERR_PARSE;
+    }
+    json_decref(j);
+    return rc;
+}
+
+/* Reads what the client sent; answers each complete line. Returns false
+ * when the client is gone or misbehaved (a line over the cap). */
+static bool client_read(struct mamori_device *dev, struct client *c)
+{
+    ssize_t n = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+    if (n <= 0)
+        return n < 0 && (errno == EAGAIN || errno == EINTR);
+    c->len += (size_t)n;
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        if (!nl) {
+            if (c->len == sizeof(c->buf)) {
+                reply(c->fd, MAMORI_ERR_TOOBIG);
+                return false;
+            }
+            return true;
+        }
+        size_t ll = (size_t)(nl - c->buf);
+        if (ll)
+            reply(c->fd, handle_line(dev, c->buf, ll));
+        memmove(c->buf, nl + 1, c->len - ll - 1);
+        c->len -= ll + 1;
+    }
+}
+
+static void write_status(const char *path, struct mamori_device *dev)
+{
+    struct mamori_device_stats st;
+    mamori_device_get_stats(dev, &st);
+    char buf[768];
+    int n = snprintf(
+        buf, sizeof(buf),
+        "{\"device_id\":\"%s\",\"connected\":%s,\"connects\":%llu,\"telemetry_sent\":%llu,"
+        "\"telemetry_refused\":%llu,\"events_sent\":%llu,\"outbox_queued\":%llu,"
+        "\"outbox_dropped\":%llu,\"outbox_published\":%llu,\"acked\":%llu,\"pid\":%d}\n",
+        mamori_device_id(dev), mamori_device_state(dev) == MAMORI_DEV_CONNECTED ? "true" : "false",
+        (unsigned long long)st.connects, (unsigned long long)st.telemetry_sent,
+        (unsigned long long)st.telemetry_refused, (unsigned long long)st.events_sent,
+        (unsigned long long)st.outbox_queued, (unsigned long long)st.outbox_dropped,
+        (unsigned long long)st.outbox_published, (unsigned long long)st.acked, (int)getpid());
+    if (n > 0 && (size_t)n < sizeof(buf))
+        log_if_err(fs_write_atomic(path, buf, (size_t)n, 0644));
+}
+
+static int run(const char *config_path, const char *status)
+{
+    char *txt = NULL, *schema = NULL, why[200] = "";
+    size_t len;
+    struct agent_config cfg;
+    enum mamori_err rc = fs_read_file(config_path, AGENT_CONFIG_MAX, &txt, &len);
+    if (!rc)
+        rc = agent_config_parse(txt, len, &cfg, why, sizeof(why));
+    free(txt);
+    if (rc) {
+        log_err("%s: %s%s%s", config_path, mamori_strerror(rc), why[0] ? ": " : "", why);
+        return 1;
+    }
+    if (cfg.schema_file[0] && (rc = fs_read_file(cfg.schema_file, 16 * 1024, &schema, &len))) {
+        log_err("%s: %s", cfg.schema_file, mamori_strerror(rc));
+        return 1;
+    }
+    struct mamori_device_opts o = {
+        .identity_dir = cfg.identity_dir,
+        .state_dir = cfg.state_dir,
+        .schema_json = schema,
+        .heartbeat_interval_s = cfg.heartbeat_s,
+        .host_override = cfg.broker_host[0] ? cfg.broker_host : NULL,
+        .port_override = cfg.broker_port,
+        .outbox_max = cfg.outbox_max,
+    };
+    struct mamori_device *dev = NULL;
+    if ((rc = mamori_sdk_init()) || (rc = mamori_device_new(&o, &dev))) {
+        log_err("cannot start the device: %s", mamori_strerror(rc));
+        free(schema);
+        mamori_sdk_cleanup();
+        return 1;
+    }
+    free(schema);
+    int lfd = listen_unix(cfg.socket);
+    if (lfd < 0) {
+        log_err("%s: cannot listen: %s", cfg.socket, strerror(errno));
+        mamori_device_free(dev);
+        mamori_sdk_cleanup();
+        return 1;
+    }
+    log_info("agent for %s running; local socket %s", mamori_device_id(dev), cfg.socket);
+    struct client *cl[MAX_CLIENTS] = {0};
+    uint64_t next_status = 0;
+    int timeout = 0;
+    while (!g_stop) {
+        struct pollfd p[2 + MAX_CLIENTS];
+        int dfd = mamori_device_fd(dev);
+        p[0] = (struct pollfd){
+            .fd = dfd, .events = (short)(POLLIN | (mamori_device_want_write(dev) ? POLLOUT : 0))};
+        p[1] = (struct pollfd){.fd = lfd, .events = POLLIN};
+        for (int i = 0; i < MAX_CLIENTS; i++)
+            p[2 + i] = (struct pollfd){.fd = cl[i] ? cl[i]->fd : -1, .events = POLLIN};
+        if (poll(p, 2 + MAX_CLIENTS, timeout) < 0 && errno != EINTR)
+            break;
+        if (p[1].revents & POLLIN) {
+            int cfd = accept(lfd, NULL, NULL);
+            if (cfd >= 0 && (fcntl(cfd, F_SETFD, FD_CLOEXEC) ||
+                             fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK))) {
+                close(cfd);
+                cfd = -1;
+            }
+            int slot = -1;
+            for (int i = 0; i < MAX_CLIENTS && slot < 0; i++)
+                if (!cl[i])
+                    slot = i;
+            if (cfd >= 0 && (slot < 0 || !(cl[slot] = calloc(1, sizeof(struct client))))) {
+                close(cfd); /* busy: the client retries */
+            } else if (cfd >= 0) {
+                cl[slot]->fd = cfd;
+            }
+        }
+        for (int i = 0; i < MAX_CLIENTS; i++) {
+            if (!cl[i] || !(p[2 + i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            if (!client_read(dev, cl[i])) {
+                close(cl[i]->fd);
+                free(cl[i]);
+                cl[i] = NULL;
+            }
+        }
+        uint64_t now = mamori_now_ms();
+        timeout = mamori_device_step(dev, now, dfd >= 0 && (p[0].revents & POLLIN),
+                                     dfd >= 0 && (p[0].revents & POLLOUT));
+        if (status && now >= next_status) {
+            write_status(status, dev);
+            next_status = now + 200;
+        }
+        if (status && timeout > 200)
+            timeout = 200;
+    }
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        if (cl[i]) {
+            close(cl[i]->fd);
+            free(cl[i]);
+        }
+    close(lfd);
+    unlink(cfg.socket);
+    if (status)
+        write_status(status, dev);
+    mamori_device_free(dev);
+    mamori_sdk_cleanup();
+    log_info("agent stopped");
+    return 0;
+}
+
+static int send_one(const char *sock, bool event, const char *json)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (strlen(sock) >= sizeof(a.sun_path))
+        return 2;
+    memcpy(a.sun_path, sock, strlen(sock) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+        fprintf(stderr, "mamori-agent: %s: %s\n", sock, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    const char *key = event ? "ev" : json[0] == '[' ? "tm_batch" : "tm";
+    char *line = NULL;
+    size_t n = strlen(json) + 32;
+    if (!(line = malloc(n)))
+        return 1;
+    int len = snprintf(line, n, "{\"%s\":%s}\n", key, json);
+    bool ok = len > 0 && write(fd, line, (size_t)len) == len;
+    free(line);
+    char resp[256];
+    ssize_t r = ok ? read(fd, resp, sizeof(resp) - 1) : -1;
+    close(fd);
+    if (r <= 0)
+        return 1;
+    resp[r] = '\0';
+    fputs(resp, stdout);
+    return strstr(resp, "\"ok\":true") ? 0 : 1;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: mamori-agent --config FILE [--status FILE]\n"
+                    "       mamori-agent send --socket PATH [--event] JSON\n");
+}
+
+int main(int argc, char **argv)
+{
+    log_set_tag("mamori-agent");
+    if (argc >= 2 && strcmp(argv[1], "send") == 0) {
+        const char *sock = NULL, *json = NULL;
+        bool event = false;
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+                sock = argv[++i];
+            else if (strcmp(argv[i], "--event") == 0)
+                event = true;
+            else if (!json)
+                json = argv[i];
+            else {
+                usage();
+                return 2;
+            }
+        }
+        if (!sock || !json) {
+            usage();
+            return 2;
+        }
+        return send_one(sock, event, json);
+    }
+    const char *config = NULL, *status = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--config") == 0)
+            config = argv[i + 1];
+        else if (strcmp(argv[i], "--status") == 0)
+            status = argv[i + 1];
+        else {
+            usage();
+            return 2;
+        }
+    }
+    if (!config) {
+        usage();
+        return 2;
+    }
+    struct sigaction sa = {.sa_handler = on_sig};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return run(config, status);
+}
