@@ -40,8 +40,9 @@ static enum mamori_err get_path(json_t *j, const char *k, bool required, char *o
 enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_config *c, char *why,
                                    size_t whylen)
 {
-    static const char *const KEYS[] = {"identity_dir", "state_dir",  "socket",      "schema_file",
-                                       "heartbeat_s",  "outbox_max", "broker_host", "broker_port"};
+    static const char *const KEYS[] = {"identity_dir", "state_dir",   "socket",
+                                       "schema_file",  "heartbeat_s", "outbox_max",
+                                       "broker_host",  "broker_port", "reboot_command"};
     json_t *j = NULL;
     memset(c, 0, sizeof(*c));
     enum mamori_err rc = json_parse_untrusted(data, len, AGENT_CONFIG_MAX, &j, why, whylen);
@@ -64,7 +65,9 @@ enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_co
         (rc = get_path(j, "state_dir", true, c->state_dir, sizeof(c->state_dir), why, whylen)) ||
         (rc = get_path(j, "socket", false, c->socket, sizeof(c->socket), why, whylen)) ||
         (rc = get_path(j, "schema_file", false, c->schema_file, sizeof(c->schema_file), why,
-                       whylen)))
+                       whylen)) ||
+        (rc = get_path(j, "reboot_command", false, c->reboot_command, sizeof(c->reboot_command),
+                       why, whylen)))
         goto out;
     if (!c->socket[0] && snprintf(c->socket, sizeof(c->socket), "%s/agent.sock", c->state_dir) >=
                              (int)sizeof(c->socket)) {

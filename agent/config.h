@@ -8,6 +8,7 @@
  *    "state_dir":    "/var/lib/mamori/state",      required
  *    "socket":       "/run/mamori/agent.sock",     default: STATE/agent.sock
  *    "schema_file":  "/etc/mamori/schema.json",    default: none
+ *    "reboot_command": "/sbin/reboot",             default: none (reboot refused)
  *    "heartbeat_s":  30,   "outbox_max": 100000,
  *    "broker_host":  "...", "broker_port": 8883}     default: from the identity
  */
@@ -26,6 +27,7 @@ struct agent_config {
     char state_dir[AGENT_PATH_MAX];
     char socket[AGENT_PATH_MAX];
     char schema_file[AGENT_PATH_MAX];
+    char reboot_command[AGENT_PATH_MAX]; /* run (no shell, no args) on a reboot command */
     char broker_host[256];
     int broker_port;
     unsigned heartbeat_s;

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/config.h"
@@ -142,21 +143,59 @@ static bool client_read(struct mamori_device *dev, struct client *c)
 
 static void write_status(const char *path, struct mamori_device *dev)
 {
+    static const char *const states[] = {"disconnected", "connecting", "connected", "wiped"};
     struct mamori_device_stats st;
     mamori_device_get_stats(dev, &st);
-    char buf[768];
+    enum mamori_device_state ds = mamori_device_state(dev);
+    char buf[1024];
     int n = snprintf(
         buf, sizeof(buf),
-        "{\"device_id\":\"%s\",\"connected\":%s,\"connects\":%llu,\"telemetry_sent\":%llu,"
-        "\"telemetry_refused\":%llu,\"events_sent\":%llu,\"outbox_queued\":%llu,"
-        "\"outbox_dropped\":%llu,\"outbox_published\":%llu,\"acked\":%llu,\"pid\":%d}\n",
-        mamori_device_id(dev), mamori_device_state(dev) == MAMORI_DEV_CONNECTED ? "true" : "false",
-        (unsigned long long)st.connects, (unsigned long long)st.telemetry_sent,
-        (unsigned long long)st.telemetry_refused, (unsigned long long)st.events_sent,
-        (unsigned long long)st.outbox_queued, (unsigned long long)st.outbox_dropped,
-        (unsigned long long)st.outbox_published, (unsigned long long)st.acked, (int)getpid());
+        "{\"device_id\":\"%s\",\"state\":\"%s\",\"connected\":%s,\"connects\":%llu,"
+        "\"telemetry_sent\":%llu,\"telemetry_refused\":%llu,\"events_sent\":%llu,"
+        "\"outbox_queued\":%llu,\"outbox_dropped\":%llu,\"outbox_published\":%llu,"
+        "\"acked\":%llu,\"locked\":%s,\"quarantined\":%s,\"commands_accepted\":%llu,"
+        "\"commands_refused\":%llu,\"pid\":%d}\n",
+        mamori_device_id(dev), (unsigned)ds < 4 ? states[ds] : "?",
+        ds == MAMORI_DEV_CONNECTED ? "true" : "false", (unsigned long long)st.connects,
+        (unsigned long long)st.telemetry_sent, (unsigned long long)st.telemetry_refused,
+        (unsigned long long)st.events_sent, (unsigned long long)st.outbox_queued,
+        (unsigned long long)st.outbox_dropped, (unsigned long long)st.outbox_published,
+        (unsigned long long)st.acked, mamori_device_locked(dev) ? "true" : "false",
+        mamori_device_quarantined(dev) ? "true" : "false", (unsigned long long)st.commands_accepted,
+        (unsigned long long)st.commands_refused, (int)getpid());
     if (n > 0 && (size_t)n < sizeof(buf))
         log_if_err(fs_write_atomic(path, buf, (size_t)n, 0644));
+}
+
+static volatile sig_atomic_t g_reboot;
+
+/* The SDK applied the command; what is left is the board's part. */
+static void on_command(struct mamori_device *dev, enum mamori_command c, void *arg)
+{
+    (void)arg;
+    static const char *const names[] = {"lock",       "unlock",  "wipe",     "reboot",
+                                        "quarantine", "release", "self-test"};
+    log_info("%s: command %s applied", mamori_device_id(dev),
+             (unsigned)c < sizeof(names) / sizeof(names[0]) ? names[c] : "?");
+    if (c == MAMORI_CMD_REBOOT)
+        g_reboot = 1; /* after the result is out: see the main loop */
+}
+
+/* Safe reboot (T02-L3b): the result went out, the outbox is on disk, the
+ * connection is closed cleanly; only then the board's reboot runs. */
+static void do_reboot(const struct agent_config *cfg)
+{
+    if (!cfg->reboot_command[0]) {
+        log_warn("reboot requested but no reboot_command is configured");
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(cfg->reboot_command, cfg->reboot_command, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
 }
 
 static int run(const char *config_path, const char *status)
@@ -184,6 +223,7 @@ static int run(const char *config_path, const char *status)
         .host_override = cfg.broker_host[0] ? cfg.broker_host : NULL,
         .port_override = cfg.broker_port,
         .outbox_max = cfg.outbox_max,
+        .on_command = on_command,
     };
     struct mamori_device *dev = NULL;
     if ((rc = mamori_sdk_init()) || (rc = mamori_device_new(&o, &dev))) {
@@ -249,6 +289,23 @@ static int run(const char *config_path, const char *status)
         }
         if (status && timeout > 200)
             timeout = 200;
+        if (mamori_device_state(dev) == MAMORI_DEV_WIPED) {
+            log_warn("device wiped by command: keys and state erased; stopping");
+            break;
+        }
+        if (g_reboot) {
+            /* Give the result a moment to leave, then close and reboot. */
+            for (int i = 0; i < 10; i++) {
+                struct pollfd rp = {.fd = mamori_device_fd(dev), .events = POLLOUT};
+                poll(&rp, 1, 50);
+                (void)mamori_device_step(dev, mamori_now_ms(), false, true);
+            }
+            g_reboot = 0;
+            if (status)
+                write_status(status, dev);
+            do_reboot(&cfg);
+            break;
+        }
     }
     for (int i = 0; i < MAX_CLIENTS; i++)
         if (cl[i]) {

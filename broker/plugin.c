@@ -39,7 +39,6 @@
 struct plugin {
     mosquitto_plugin_id_t *id;
     char hub_fp[65];
-    const struct mosquitto *hub_client; /* the authenticated hub session */
     struct sync_state sync;
     struct limits lim;
     /* observation reports are themselves rate limited */
@@ -122,7 +121,6 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     if (crypto_ct_eq(fp, g.hub_fp, 64)) {
         if (mosquitto_set_username(ed->client, PROTO_HUB_USERNAME) != MOSQ_ERR_SUCCESS)
             return MOSQ_ERR_AUTH;
-        g.hub_client = ed->client;
         return MOSQ_ERR_SUCCESS;
     }
     if (!g.sync.synced) {
@@ -147,10 +145,15 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     return MOSQ_ERR_SUCCESS;
 }
 
+/* Every client that gets in went through on_basic_auth, which replaces
+ * whatever user name it sent: "!hub" (not a valid device id) is set only
+ * for the hub's certificate. Every session of that certificate is the hub
+ * (an earlier version remembered one session, and a second connection with
+ * the hub's certificate silently took the hub's rights from the first). */
 static bool is_hub(const struct mosquitto *client)
 {
     const char *u = mosquitto_client_username(client);
-    return g.hub_client && client == g.hub_client && u && strcmp(u, PROTO_HUB_USERNAME) == 0;
+    return u && strcmp(u, PROTO_HUB_USERNAME) == 0;
 }
 
 static int on_acl_check(int event, void *event_data, void *userdata)
@@ -212,16 +215,6 @@ static int on_tick(int event, void *event_data, void *userdata)
     return MOSQ_ERR_SUCCESS;
 }
 
-static int on_disconnect(int event, void *event_data, void *userdata)
-{
-    (void)event;
-    (void)userdata;
-    struct mosquitto_evt_disconnect *ed = event_data;
-    if (ed->client == g.hub_client)
-        g.hub_client = NULL;
-    return MOSQ_ERR_SUCCESS;
-}
-
 EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
 {
     for (int i = 0; i < supported_version_count; i++)
@@ -272,8 +265,6 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
         rc = mosquitto_callback_register(g.id, MOSQ_EVT_MESSAGE, on_message, NULL, NULL);
     if (!rc)
         rc = mosquitto_callback_register(g.id, MOSQ_EVT_TICK, on_tick, NULL, NULL);
-    if (!rc)
-        rc = mosquitto_callback_register(g.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL);
     mosquitto_log_printf(MOSQ_LOG_NOTICE, "mamori: plugin loaded (fail-closed until synchronised)");
     return rc;
 }
@@ -287,7 +278,6 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, 
     mosquitto_callback_unregister(g.id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
     mosquitto_callback_unregister(g.id, MOSQ_EVT_MESSAGE, on_message, NULL);
     mosquitto_callback_unregister(g.id, MOSQ_EVT_TICK, on_tick, NULL);
-    mosquitto_callback_unregister(g.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
     sync_free(&g.sync);
     return MOSQ_ERR_SUCCESS;
 }

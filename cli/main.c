@@ -32,7 +32,7 @@ struct opts {
         *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn, *file;
     const char *pos[4];
     int npos;
-    long count, after, limit, days, from, to;
+    long count, after, limit, days, from, to, ttl;
     int mqtt_port;
     int json;
 };
@@ -54,6 +54,9 @@ static const char *USAGE =
     "owners:    claim CODE\n"
     "devices:   device list | device show ID\n"
     "           device revoke|lock|unlock|decommission ID --reason TEXT\n"
+    "           device cmd ID lock|unlock|wipe|reboot|quarantine|release|self-test --reason "
+    "TEXT [--ttl S]\n"
+    "           device commands ID                      commands sent and their results\n"
     "           device telemetry ID [--from MS] [--to MS] [--after ID] [--limit N]\n"
     "schemas:   schema set MODEL --file F | schema show MODEL   telemetry schema per model\n"
     "audit:     audit list [--after SEQ] | audit verify   (exit 3 when tampered)\n"
@@ -129,6 +132,8 @@ static bool parse_args(int argc, char **argv, struct opts *o)
             o->limit = n;
         else if (strcmp(a, "--days") == 0 && n != 0 && n > -10000 && n < 10000)
             o->days = n;
+        else if (strcmp(a, "--ttl") == 0 && n > 0)
+            o->ttl = n;
         else if (strcmp(a, "--from") == 0 && n >= 0)
             o->from = n;
         else if (strcmp(a, "--to") == 0 && n >= 0)
@@ -486,6 +491,19 @@ int main(int argc, char **argv)
         char path[128];
         snprintf(path, sizeof(path), "devices/%.40s/%s", o.pos[2], sub);
         ret = call_print(&a, "POST", path, json_pack("{s:s}", "reason", o.reason));
+    } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "cmd") == 0 && o.npos == 4) {
+        if (!o.reason)
+            return die("give a --reason: it goes to the audit log");
+        char path[128];
+        snprintf(path, sizeof(path), "devices/%.40s/commands", o.pos[2]);
+        json_t *body = json_pack("{s:s,s:s}", "type", o.pos[3], "reason", o.reason);
+        if (body && o.ttl)
+            json_object_set_new(body, "ttl_s", json_integer(o.ttl));
+        ret = call_print(&a, "POST", path, body);
+    } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "commands") == 0 && o.npos == 3) {
+        char path[128];
+        snprintf(path, sizeof(path), "devices/%.40s/commands?limit=%ld", o.pos[2], o.limit);
+        ret = call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "telemetry") == 0 && o.npos == 3) {
         char path[256], to[32] = "";
         if (o.to)

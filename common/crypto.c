@@ -466,3 +466,107 @@ enum mamori_err crypto_cert_pem(const struct crypto_cert *cert, char **pem_out)
     BIO_free(bio);
     return rc;
 }
+
+/* ---- signatures and chains (signed commands) ---- */
+
+enum mamori_err crypto_ecdsa_sign(const struct crypto_key *key, const void *data, size_t n,
+                                  uint8_t sig[CRYPTO_SIG_MAX], size_t *siglen)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    size_t len = CRYPTO_SIG_MAX;
+    enum mamori_err rc = MAMORI_ERR_CRYPTO;
+    if (md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, K(key)) == 1 &&
+        EVP_DigestSign(md, sig, &len, data, n) == 1) {
+        *siglen = len;
+        rc = MAMORI_OK;
+    }
+    EVP_MD_CTX_free(md);
+    ERR_clear_error();
+    return rc;
+}
+
+enum mamori_err crypto_cert_verify_sig(const struct crypto_cert *cert, const void *data, size_t n,
+                                       const uint8_t *sig, size_t siglen)
+{
+    EVP_PKEY *pub = X509_get0_pubkey(C(cert));
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    enum mamori_err rc = MAMORI_ERR_VERIFY;
+    if (pub && md && siglen <= CRYPTO_SIG_MAX &&
+        EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) == 1 &&
+        EVP_DigestVerify(md, sig, siglen, data, n) == 1)
+        rc = MAMORI_OK;
+    EVP_MD_CTX_free(md);
+    ERR_clear_error();
+    return rc;
+}
+
+enum mamori_err crypto_cert_verify_chain(const struct crypto_cert *cert, const char *untrusted_pem,
+                                         size_t untrusted_len, const char *trust_pem)
+{
+    enum mamori_err rc = MAMORI_ERR_VERIFY;
+    if (untrusted_len > CRYPTO_PEM_MAX)
+        return MAMORI_ERR_TOOBIG;
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    BIO *tb = BIO_new_mem_buf(trust_pem, -1);
+    BIO *ub = BIO_new_mem_buf(untrusted_pem, (int)untrusted_len);
+    X509 *x;
+    int n = 0;
+    if (!store || !ctx || !chain || !tb || !ub) {
+        rc = MAMORI_ERR_NOMEM;
+        goto out;
+    }
+    while ((x = PEM_read_bio_X509(tb, NULL, NULL, NULL)) != NULL) {
+        X509_STORE_add_cert(store, x);
+        X509_free(x);
+        n++;
+    }
+    /* The intermediates only help build the path; they are never anchors. */
+    while (sk_X509_num(chain) < 4 && (x = PEM_read_bio_X509(ub, NULL, NULL, NULL)) != NULL)
+        if (!sk_X509_push(chain, x))
+            X509_free(x);
+    if (n == 0 || !X509_STORE_CTX_init(ctx, store, C(cert), chain))
+        goto out;
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+    if (X509_verify_cert(ctx) == 1)
+        rc = MAMORI_OK;
+    else if (X509_STORE_CTX_get_error(ctx) == X509_V_ERR_CERT_HAS_EXPIRED)
+        rc = MAMORI_ERR_EXPIRED;
+out:
+    ERR_clear_error();
+    BIO_free(tb);
+    BIO_free(ub);
+    sk_X509_pop_free(chain, X509_free);
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    return rc;
+}
+
+size_t crypto_b64_encode(const uint8_t *in, size_t n, char *out, size_t outlen)
+{
+    size_t need = 4 * ((n + 2) / 3) + 1;
+    if (outlen < need || n > INT32_MAX / 2)
+        return 0;
+    return (size_t)EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+}
+
+enum mamori_err crypto_b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen,
+                                  size_t *got)
+{
+    if (n == 0 || n % 4 != 0 || n / 4 * 3 > outlen)
+        return MAMORI_ERR_PARSE;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '+' || c == '/' || (c == '=' && i >= n - 2);
+        if (!ok)
+            return MAMORI_ERR_PARSE;
+    }
+    int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+    if (len < 0)
+        return MAMORI_ERR_PARSE;
+    size_t pad = (in[n - 1] == '=') + (in[n - 2] == '=');
+    *got = (size_t)len - pad;
+    return MAMORI_OK;
+}

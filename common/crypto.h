@@ -93,6 +93,23 @@ bool crypto_cert_matches_key(const struct crypto_cert *cert, const struct crypto
  * the current time: signature chain, validity, CA flags, clientAuth. */
 enum mamori_err crypto_cert_verify(const struct crypto_cert *cert,
                                    const char *trust_pem) MAMORI_MUST_CHECK;
+/* ECDSA P-256 / SHA-256 signatures, DER encoded (at most CRYPTO_SIG_MAX). */
+#define CRYPTO_SIG_MAX 80
+enum mamori_err crypto_ecdsa_sign(const struct crypto_key *key, const void *data, size_t n,
+                                  uint8_t sig[CRYPTO_SIG_MAX], size_t *siglen) MAMORI_MUST_CHECK;
+enum mamori_err crypto_cert_verify_sig(const struct crypto_cert *cert, const void *data, size_t n,
+                                       const uint8_t *sig, size_t siglen) MAMORI_MUST_CHECK;
+/* As crypto_cert_verify, with untrusted intermediates (PEM, at most 4 used)
+ * that may complete the path but are never trusted themselves. */
+enum mamori_err crypto_cert_verify_chain(const struct crypto_cert *cert, const char *untrusted_pem,
+                                         size_t untrusted_len,
+                                         const char *trust_pem) MAMORI_MUST_CHECK;
+/* Base64 (standard alphabet, padded). encode returns the length written
+ * (0 when out is too small); decode refuses anything but canonical input. */
+size_t crypto_b64_encode(const uint8_t *in, size_t n, char *out, size_t outlen);
+enum mamori_err crypto_b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen,
+                                  size_t *got) MAMORI_MUST_CHECK;
+
 /* Returns malloc'd PEM of cert. */
 enum mamori_err crypto_cert_pem(const struct crypto_cert *cert, char **pem_out) MAMORI_MUST_CHECK;
 

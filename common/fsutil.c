@@ -137,3 +137,32 @@ enum mamori_err fs_check_private(const char *path, mode_t allowed)
         return MAMORI_ERR_PERM;
     return MAMORI_OK;
 }
+
+enum mamori_err fs_shred(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? MAMORI_OK : MAMORI_ERR_IO;
+    struct stat st;
+    enum mamori_err rc = MAMORI_OK;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return MAMORI_ERR_IO;
+    }
+    static const char zeros[4096];
+    for (off_t off = 0; off < st.st_size && !rc;) {
+        size_t n =
+            (size_t)(st.st_size - off) < sizeof(zeros) ? (size_t)(st.st_size - off) : sizeof(zeros);
+        ssize_t w = pwrite(fd, zeros, n, off);
+        if (w <= 0)
+            rc = MAMORI_ERR_IO;
+        else
+            off += w;
+    }
+    if (fsync(fd))
+        rc = MAMORI_ERR_IO;
+    close(fd);
+    if (unlink(path))
+        rc = MAMORI_ERR_IO;
+    return rc;
+}

@@ -23,4 +23,9 @@ enum mamori_err fs_check_private(const char *path, mode_t allowed) MAMORI_MUST_C
 enum mamori_err fs_path(char *out, size_t outlen, const char *dir,
                         const char *name) MAMORI_MUST_CHECK;
 
+/* Overwrites a regular file with zeros, syncs and unlinks it (ENOENT is
+ * fine). On flash with wear levelling the old blocks may survive: real
+ * erasure of keys needs them to live in hardware (TPM) or encrypted. */
+enum mamori_err fs_shred(const char *path) MAMORI_MUST_CHECK;
+
 #endif

@@ -275,6 +275,19 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     } else if (rt.n == 2 && route_is(&rt, 0, "devices") && get) {
         rc = hub_op_device_get(h, &who, rt.seg[1], &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "commands") && post) {
+        const char *type;
+        if (need_str(in, "type", 16, &type, r) &&
+            need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
+            json_t *ttl = json_object_get(in, "ttl_s");
+            rc = hub_op_command(h, &who, rt.seg[1], type, reason,
+                                json_is_integer(ttl) ? (int64_t)json_integer_value(ttl) : 0, &out,
+                                &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+        }
+    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "commands") && get) {
+        rc = hub_op_command_list(h, &who, rt.seg[1], (int)query_int(c, "limit", 50, 1, 500), &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 3 && route_is(&rt, 0, "devices") && post) {
         /* Every operator action is audited with its reason: no reason, no action. */
         if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {

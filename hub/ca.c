@@ -9,6 +9,7 @@
  *   hub-client.*      the hub's own client certificate for the broker; the
  *                     plugin knows it by fingerprint and grants it alone the
  *                     privileged control topics
+ *   cmd-signer.*      signs remote commands (CN mamori-command-signer)
  *   device-trust.pem  CAs whose device certificates the broker accepts
  */
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/cmd.h"
 #include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/log.h"
@@ -188,7 +190,15 @@ enum mamori_err ca_init(struct hub *h)
         return rc;
     if ((rc = issue_leaf(h, CRYPTO_CERT_SERVER, "mamori-broker", "broker")) ||
         (rc = issue_leaf(h, CRYPTO_CERT_SERVER, "mamori-api", "api")) ||
-        (rc = issue_leaf(h, CRYPTO_CERT_CLIENT, "mamori-hub", "hub-client")))
+        (rc = issue_leaf(h, CRYPTO_CERT_CLIENT, "mamori-hub", "hub-client")) ||
+        (rc = issue_leaf(h, CRYPTO_CERT_CLIENT, CMD_SIGNER_CN, "cmd-signer")))
+        return rc;
+    /* The command signer: its key signs every remote command; devices
+     * check it chains to the root they hold (common/cmd.h). */
+    size_t clen;
+    if ((rc = pki_path(h, "cmd-signer.key", p)) || (rc = fs_check_private(p, 0)) ||
+        (rc = crypto_key_load(p, &h->cmd_key)) || (rc = pki_path(h, "cmd-signer.crt", p)) ||
+        (rc = fs_read_file(p, CRYPTO_PEM_MAX, &h->cmd_chain_pem, &clen)))
         return rc;
     /* ca-chain.pem: what devices and clients pin the servers to. */
     char root[HUB_PATH_MAX];

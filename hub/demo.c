@@ -47,6 +47,16 @@ enum mamori_err demo_fleet(struct hub *h, int n)
     snprintf(owner.name, sizeof(owner.name), "%s", DEMO_OWNER);
     if ((rc = fs_mkdir_p(dir, 0700)))
         return rc;
+    /* The demo model declares what it reports (mamori-sim sends temp_c),
+     * so its telemetry is checked and stored like any real model's. */
+    json_t *schema = json_loads("{\"fields\":[{\"name\":\"temp_c\",\"type\":\"number\","
+                                "\"unit\":\"degC\",\"min\":-40,\"max\":85}]}",
+                                0, NULL);
+    json_t *sout = NULL;
+    struct op_err se = {{0}, 0};
+    rc = schema ? hub_op_schema_set(h, &hubp, "demo-sensor", schema, &sout, &se) : MAMORI_ERR_NOMEM;
+    json_decref(schema);
+    json_decref(sout);
     for (int i = 0; i < n && !rc; i++) {
         char *csr = NULL;
         size_t len = 0;

@@ -221,6 +221,8 @@ void hub_free(struct hub *h)
     store_close(h->store);
     crypto_cert_free(h->issuing_cert);
     crypto_key_free(h->issuing_key);
+    crypto_key_free(h->cmd_key);
+    free(h->cmd_chain_pem);
     free(h->ca_chain_pem);
     tm_free(h);
     free(h->live);

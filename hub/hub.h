@@ -73,6 +73,8 @@ struct hub {
     struct crypto_key *issuing_key;
     char *ca_chain_pem; /* issuing + root, handed to devices */
     char hub_client_fp[65];
+    struct crypto_key *cmd_key; /* command signer */
+    char *cmd_chain_pem;        /* its certificate + issuing CA */
 
     /* broker supervision */
     pid_t broker_pid;
@@ -168,6 +170,15 @@ enum mamori_err live_start(struct hub *h) MAMORI_MUST_CHECK;
  * id is not registered. Lock held; the pointer is valid until the table
  * grows. */
 struct live_entry *live_entry_of(struct hub *h, const char *id);
+
+/* Remote commands (hub/command.c); lock held. */
+struct command_rec;
+/* Signs and publishes a stored command. */
+void cmd_publish(struct hub *h, const struct command_rec *c);
+/* Sends again every pending, unexpired command of a device (it came back). */
+void cmd_resend_pending(struct hub *h, const char *id);
+/* A result from the device (res topic). */
+void cmd_result(struct hub *h, const char *id, json_t *body);
 
 /* Device data streams (hub/telemetry.c); all with the lock held. */
 enum stream_kind { STREAM_TM = 0, STREAM_EV = 1, STREAM_N };

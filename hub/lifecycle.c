@@ -82,6 +82,10 @@ enum lc_access lc_access(enum lc_state s)
     case LC_ACTIVE:
         return LC_ACCESS_FULL;
     case LC_QUARANTINED:
+    case LC_LOCKED:
+        /* The management channel stays: a locked device must receive the
+         * signed lock command (and later its unlock, or a wipe); it can no
+         * longer send telemetry. */
         return LC_ACCESS_RESTRICTED;
     default:
         return LC_ACCESS_DENY; /* fail closed; T02-L1c: not before claim */

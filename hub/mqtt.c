@@ -218,6 +218,18 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
         pthread_mutex_unlock(&h->lock);
         if (claimed)
             log_if_err(hub_op_transition(h, &hubp, id, LC_ACTIVATE, "first heartbeat after claim"));
+        /* The first heartbeat of a connection (uptime 0): commands that
+         * are still pending (issued while it was away) go out again. */
+        uint64_t up = 1;
+        if (json_get_u64(body, "uptime_s", &up) && up == 0) {
+            pthread_mutex_lock(&h->lock);
+            cmd_resend_pending(h, id);
+            pthread_mutex_unlock(&h->lock);
+        }
+    } else if (kind == PROTO_KIND_RES) {
+        pthread_mutex_lock(&h->lock);
+        cmd_result(h, id, body);
+        pthread_mutex_unlock(&h->lock);
     } else if (kind == PROTO_KIND_TM || kind == PROTO_KIND_EV) {
         pthread_mutex_lock(&h->lock);
         tm_ingest(h, id, kind == PROTO_KIND_TM ? STREAM_TM : STREAM_EV, &env, body, msg->payload,

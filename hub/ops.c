@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cmd.h"
 #include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/json.h"
@@ -736,6 +737,71 @@ enum mamori_err hub_op_device_list(struct hub *h, const struct principal *who, c
     return rc;
 }
 
+/* Creates, audits and publishes a remote command. Lock held. */
+static enum mamori_err issue_command(struct hub *h, const struct principal *who, const char *id,
+                                     enum cmd_type t, int64_t ttl_ms, const char *reason,
+                                     struct command_rec *c)
+{
+    uint8_t nonce[16];
+    enum mamori_err rc = crypto_random(nonce, sizeof(nonce));
+    if (rc)
+        return rc;
+    memset(c, 0, sizeof(*c));
+    crypto_hex(nonce, sizeof(nonce), c->id);
+    snprintf(c->device_id, sizeof(c->device_id), "%s", id);
+    snprintf(c->type, sizeof(c->type), "%s", cmd_type_name(t));
+    snprintf(c->args, sizeof(c->args), "{}");
+    snprintf(c->issued_by, sizeof(c->issued_by), "%s", who->name);
+    snprintf(c->status, sizeof(c->status), "pending");
+    snprintf(c->result, sizeof(c->result), "{}");
+    c->issued_at = c->updated_at = hub_now_ms();
+    c->expires_at = c->issued_at + ttl_ms;
+    if ((rc = store_begin(h->store)))
+        return rc;
+    if ((rc = store_command_add(h->store, c))) {
+        store_rollback(h->store);
+        return rc;
+    }
+    char action[32], detail[96];
+    snprintf(action, sizeof(action), "command_%s", c->type);
+    snprintf(detail, sizeof(detail), "{\"command\":\"%s\",\"expires_at\":%lld}", c->id,
+             (long long)c->expires_at);
+    if ((rc = commit_audited(h, who, action, id, reason, detail)))
+        return rc;
+    cmd_publish(h, c);
+    return MAMORI_OK;
+}
+
+static json_t *command_json(const struct command_rec *c)
+{
+    json_t *res = json_loads(c->result, 0, NULL);
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:s,s:o*}", "id", c->id, "device", c->device_id,
+                     "type", c->type, "issued_by", c->issued_by, "issued_at",
+                     (json_int_t)c->issued_at, "expires_at", (json_int_t)c->expires_at, "status",
+                     c->status, "result", res);
+}
+
+/* The device command that follows a registry transition, if any. */
+static bool command_of(enum lc_action a, enum cmd_type *t)
+{
+    switch (a) {
+    case LC_LOCK:
+        *t = CMD_LOCK;
+        return true;
+    case LC_UNLOCK:
+        *t = CMD_UNLOCK;
+        return true;
+    case LC_QUARANTINE:
+        *t = CMD_QUARANTINE;
+        return true;
+    case LC_RELEASE:
+        *t = CMD_RELEASE;
+        return true;
+    default:
+        return false;
+    }
+}
+
 enum mamori_err hub_op_device_action(struct hub *h, const struct principal *who, const char *id,
                                      const char *action, const char *reason, json_t **out,
                                      struct op_err *e)
@@ -760,8 +826,25 @@ enum mamori_err hub_op_device_action(struct hub *h, const struct principal *who,
         if (rc == MAMORI_ERR_STATE)
             SET_ERR(e, "cannot %s a device in state '%s'", action, d.state);
     }
-    if (!rc)
+    enum cmd_type t;
+    struct command_rec c;
+    json_t *cj = NULL;
+    /* The registry changed; now tell the device itself (T03-L2b, T02-L3c).
+     * A lock must reach a device that is offline now: it is kept for 30
+     * days and sent again whenever the device comes back. */
+    if (!rc && command_of(a, &t)) {
+        if (issue_command(h, who, id, t, CMD_MAX_TTL_MS, reason, &c) == MAMORI_OK)
+            cj = command_json(&c);
+        else
+            log_warn("device %s: %s recorded but the command was not issued", id, action);
+    }
+    if (!rc) {
         *out = device_json(&d);
+        if (*out && cj)
+            json_object_set_new(*out, "command", cj);
+        else
+            json_decref(cj);
+    }
     pthread_mutex_unlock(&h->lock);
     return rc;
 }
@@ -940,4 +1023,76 @@ enum mamori_err hub_op_telemetry(struct hub *h, const struct principal *who, con
         rc = tm_query(h, id, from_ts, to_ts, after, limit, out);
     pthread_mutex_unlock(&h->lock);
     return rc;
+}
+
+/* ---- remote commands ---- */
+
+enum mamori_err hub_op_command(struct hub *h, const struct principal *who, const char *id,
+                               const char *type, const char *reason, int64_t ttl_s, json_t **out,
+                               struct op_err *e)
+{
+    enum cmd_type t;
+    *out = NULL;
+    if (!cmd_type_parse(type, &t)) {
+        SET_ERR(e, "unknown command '%s'", type);
+        return MAMORI_ERR_INVAL;
+    }
+    /* Lock, unlock, quarantine and release change the registry too. */
+    if (t == CMD_LOCK || t == CMD_UNLOCK || t == CMD_QUARANTINE || t == CMD_RELEASE)
+        return hub_op_device_action(h, who, id, type, reason, out, e);
+    /* Owners may test and wipe their own device; reboots are operators'. */
+    if (!is_staff(who) && !(who->role == ROLE_OWNER && (t == CMD_SELF_TEST || t == CMD_WIPE)))
+        return MAMORI_ERR_FORBIDDEN;
+    int64_t ttl_ms = ttl_s > 0 ? ttl_s * 1000 : 24 * 3600 * 1000LL;
+    if (ttl_ms < 10000 || ttl_ms > CMD_MAX_TTL_MS) {
+        SET_ERR(e, "ttl_s must be 10 s to 30 days");
+        return MAMORI_ERR_INVAL;
+    }
+    struct device_rec d;
+    struct command_rec c;
+    enum lc_state st;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = visible_device(h, who, id, &d);
+    if (!rc && (!lc_state_parse(d.state, &st) || lc_access(st) == LC_ACCESS_DENY)) {
+        SET_ERR(e, "a device in state '%s' cannot receive commands", d.state);
+        rc = MAMORI_ERR_STATE;
+    }
+    if (!rc)
+        rc = issue_command(h, who, id, t, ttl_ms, reason, &c);
+    if (!rc)
+        *out = command_json(&c);
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
+struct cmd_list {
+    json_t *arr;
+};
+
+static bool cmd_list_one(const struct command_rec *c, void *arg)
+{
+    struct cmd_list *l = arg;
+    json_array_append_new(l->arr, command_json(c));
+    return true;
+}
+
+enum mamori_err hub_op_command_list(struct hub *h, const struct principal *who, const char *id,
+                                    int limit, json_t **out)
+{
+    struct device_rec d;
+    struct cmd_list l = {.arr = json_array()};
+    *out = NULL;
+    if (!l.arr)
+        return MAMORI_ERR_NOMEM;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = visible_device(h, who, id, &d);
+    if (!rc)
+        rc = store_command_list(h->store, id, false, 0, limit, cmd_list_one, &l);
+    pthread_mutex_unlock(&h->lock);
+    if (rc) {
+        json_decref(l.arr);
+        return rc;
+    }
+    *out = json_pack("{s:s,s:o}", "device", id, "commands", l.arr);
+    return *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
 }

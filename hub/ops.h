@@ -79,6 +79,15 @@ enum mamori_err hub_op_telemetry(struct hub *h, const struct principal *who, con
                                  int64_t from_ts, int64_t to_ts, int64_t after, int limit,
                                  json_t **out) MAMORI_MUST_CHECK;
 
+/* Remote commands: lock/unlock/quarantine/release go through
+ * hub_op_device_action (registry + device); wipe, reboot and self-test are
+ * commands only. ttl_s 0: one day. */
+enum mamori_err hub_op_command(struct hub *h, const struct principal *who, const char *id,
+                               const char *type, const char *reason, int64_t ttl_s, json_t **out,
+                               struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_command_list(struct hub *h, const struct principal *who, const char *id,
+                                    int limit, json_t **out) MAMORI_MUST_CHECK;
+
 json_t *device_json(const struct device_rec *d);
 
 #endif

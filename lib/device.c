@@ -15,11 +15,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cmd.h"
 #include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/proto.h"
 #include "common/schema.h"
+#include "lib/devstate.h"
 #include "lib/outbox.h"
 #include "mamori/device.h"
 
@@ -49,6 +51,16 @@ struct mamori_device {
     uint64_t last_progress_ms;
     struct schema *schema; /* NULL: no local check */
     struct schema_rate rate;
+    /* commands */
+    char identity_dir[1024], state_dir[1024];
+    char topic_res[96];
+    char *trust_pem; /* ca.crt: the platform root */
+    char signer_fp[CRYPTO_FP_HEX_LEN];
+    struct devstate *ds;
+    uint64_t res_seq;
+    bool wiped, wipe_pending;
+    mamori_command_cb on_command;
+    void *on_command_arg;
     struct mamori_device_stats st;
 };
 
@@ -128,6 +140,170 @@ static void on_ack(struct mamori_device *d, json_t *ack)
     d->last_progress_ms = mamori_now_ms();
 }
 
+static enum mamori_err publish(struct mamori_device *d, const char *topic, uint64_t *seq,
+                               const char *body_json);
+static enum mamori_err queue(struct mamori_device *d, enum outbox_stream s,
+                             const char *const *bodies, size_t n);
+
+static void send_result(struct mamori_device *d, const struct cmd *c, const char *status,
+                        const char *error, const char *detail_json)
+{
+    char body[1536];
+    int n = snprintf(body, sizeof(body),
+                     "{\"cmd\":\"%s\",\"type\":\"%s\",\"status\":\"%s\",\"error\":\"%s\","
+                     "\"detail\":%s}",
+                     c->id, cmd_type_name(c->type), status, error ? error : "",
+                     detail_json ? detail_json : "{}");
+    if (n > 0 && (size_t)n < sizeof(body) &&
+        publish(d, d->topic_res, &d->res_seq, body) == MAMORI_OK)
+        d->st.command_results++;
+}
+
+/* A security event the device records itself (never dropped). */
+static void security_event(struct mamori_device *d, const char *type, const char *reason)
+{
+    char body[256];
+    snprintf(body, sizeof(body), "{\"type\":\"%s\",\"reason\":\"%s\"}", type, reason);
+    if (queue(d, OUTBOX_EV, (const char *const[]){body}, 1) == MAMORI_OK)
+        d->st.events_sent++;
+}
+
+static void self_test(struct mamori_device *d, char *detail, size_t n, bool *pass)
+{
+    char key[1200], crt[1200];
+    struct crypto_cert *c = NULL;
+    struct crypto_key *k = NULL;
+    bool key_private = fs_path(key, sizeof(key), d->identity_dir, "device.key") == MAMORI_OK &&
+                       fs_check_private(key, 0) == MAMORI_OK;
+    bool cert_ok = fs_path(crt, sizeof(crt), d->identity_dir, "device.crt") == MAMORI_OK &&
+                   crypto_cert_load(crt, &c) == MAMORI_OK;
+    bool key_ok = key_private && crypto_key_load(key, &k) == MAMORI_OK;
+    bool match = cert_ok && key_ok && crypto_cert_matches_key(c, k);
+    long days =
+        cert_ok ? (long)((crypto_cert_not_after(c) - (time_t)(wall_ms() / 1000)) / 86400) : -1;
+    struct outbox_stats os = {0};
+    bool outbox_ok = !d->ob || outbox_stats(d->ob, &os) == MAMORI_OK;
+    bool clock_ok = wall_ms() > 1700000000000ULL;
+    crypto_cert_free(c);
+    crypto_key_free(k);
+    *pass = key_private && match && days > 0 && outbox_ok && clock_ok;
+    snprintf(detail, n,
+             "{\"key_private\":%s,\"cert_matches_key\":%s,\"cert_days_left\":%ld,"
+             "\"outbox_ok\":%s,\"outbox_queued\":%llu,\"clock_ok\":%s,\"locked\":%s,"
+             "\"quarantined\":%s}",
+             key_private ? "true" : "false", match ? "true" : "false", days,
+             outbox_ok ? "true" : "false", (unsigned long long)os.queued,
+             clock_ok ? "true" : "false", devstate_flag(d->ds, "locked") ? "true" : "false",
+             devstate_flag(d->ds, "quarantined") ? "true" : "false");
+}
+
+/* Crypto-erase: key and identity, the outbox and the state go; what is
+ * left (device.json, ca.crt) is public. The device stops for good. */
+static void wipe(struct mamori_device *d)
+{
+    static const char *const id_files[] = {"device.key", "device.crt", "device.csr", "claim-code"};
+    static const char *const st_files[] = {"outbox.db", "outbox.db-wal", "outbox.db-shm",
+                                           "state.db",  "state.db-wal",  "state.db-shm"};
+    char p[1200];
+    /* Let the result go out before the connection is dropped. */
+    for (int i = 0; i < 20 && mosquitto_want_write(d->mosq); i++)
+        mosquitto_loop_write(d->mosq, 1);
+    mosquitto_disconnect(d->mosq);
+    mosquitto_loop_write(d->mosq, 1);
+    outbox_close(d->ob);
+    d->ob = NULL;
+    devstate_close(d->ds);
+    d->ds = NULL;
+    for (size_t i = 0; i < sizeof(id_files) / sizeof(id_files[0]); i++)
+        if (fs_path(p, sizeof(p), d->identity_dir, id_files[i]) == MAMORI_OK &&
+            fs_shred(p) != MAMORI_OK)
+            d->st.outbox_errors++;
+    for (size_t i = 0; d->state_dir[0] && i < sizeof(st_files) / sizeof(st_files[0]); i++)
+        if (fs_path(p, sizeof(p), d->state_dir, st_files[i]) == MAMORI_OK &&
+            fs_shred(p) != MAMORI_OK)
+            d->st.outbox_errors++;
+    d->wiped = true;
+    d->state = MAMORI_DEV_WIPED;
+}
+
+static void on_command(struct mamori_device *d, const void *payload, size_t len)
+{
+    struct cmd_msg m;
+    struct cmd c;
+    d->st.commands_received++;
+    if (cmd_msg_parse(payload, len, &m)) {
+        security_event(d, "command_rejected", "malformed");
+        return;
+    }
+    /* Unauthenticated input gets no answer beyond the local record. */
+    if (!d->trust_pem || cmd_msg_verify(&m, d->trust_pem, d->signer_fp) ||
+        cmd_parse(m.text, m.text_len, &c)) {
+        cmd_msg_free(&m);
+        d->st.commands_refused++;
+        security_event(d, "command_rejected", "signature or signer not valid");
+        return;
+    }
+    cmd_msg_free(&m);
+    enum mamori_err rc = cmd_check(&c, d->id, (int64_t)wall_ms());
+    if (rc) {
+        d->st.commands_refused++;
+        send_result(d, &c, "refused",
+                    rc == MAMORI_ERR_EXPIRED     ? "expired"
+                    : rc == MAMORI_ERR_FORBIDDEN ? "wrong device"
+                                                 : "validity too long",
+                    NULL);
+        return;
+    }
+    if (!d->ds) {
+        send_result(d, &c, "refused", "no state directory", NULL);
+        return;
+    }
+    const char *flag = NULL;
+    bool value = false, pass = true;
+    char detail[512] = "{}", prev[16];
+    switch (c.type) {
+    case CMD_LOCK:
+    case CMD_UNLOCK:
+        flag = "locked";
+        value = c.type == CMD_LOCK;
+        break;
+    case CMD_QUARANTINE:
+    case CMD_RELEASE:
+        flag = "quarantined";
+        value = c.type == CMD_QUARANTINE;
+        break;
+    case CMD_SELF_TEST:
+        self_test(d, detail, sizeof(detail), &pass);
+        break;
+    default:
+        break;
+    }
+    /* The id and the state change commit together: a replay changes
+     * nothing and is answered with the first outcome. */
+    rc = devstate_accept(d->ds, c.id, c.exp, (int64_t)wall_ms(), pass ? "ok" : "failed", flag,
+                         value, prev);
+    if (rc == MAMORI_ERR_EXISTS) {
+        d->st.commands_refused++;
+        char pd[64];
+        snprintf(pd, sizeof(pd), "{\"first_outcome\":\"%s\"}", prev);
+        send_result(d, &c, "refused", "replay", pd);
+        security_event(d, "command_replayed", c.id);
+        return;
+    }
+    if (rc) {
+        send_result(d, &c, "failed", mamori_strerror(rc), NULL);
+        return;
+    }
+    d->st.commands_accepted++;
+    send_result(d, &c, pass ? "ok" : "failed", "", detail);
+    if (d->on_command)
+        d->on_command(d, (enum mamori_command)c.type, d->on_command_arg);
+    /* The erase runs from mamori_device_step, outside libmosquitto's
+     * callback (which holds the client's locks). */
+    if (c.type == CMD_WIPE)
+        d->wipe_pending = true;
+}
+
 static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg)
 {
     (void)m;
@@ -139,6 +315,8 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
     json_t *ack = json_object_get(j, "ack");
     if (json_is_object(ack))
         on_ack(d, ack);
+    else if (json_object_get(j, "cmd"))
+        on_command(d, msg->payload, (size_t)msg->payloadlen);
     json_decref(j);
 }
 
@@ -214,8 +392,15 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
         (rc = proto_topic(d->topic_tm, sizeof(d->topic_tm), d->id, PROTO_KIND_TM)) ||
         (rc = proto_topic(d->topic_ev, sizeof(d->topic_ev), d->id, PROTO_KIND_EV)) ||
         (rc = proto_topic(d->topic_log, sizeof(d->topic_log), d->id, PROTO_KIND_LOG)) ||
-        (rc = proto_topic(d->topic_cmd, sizeof(d->topic_cmd), d->id, PROTO_KIND_CMD)))
+        (rc = proto_topic(d->topic_cmd, sizeof(d->topic_cmd), d->id, PROTO_KIND_CMD)) ||
+        (rc = proto_topic(d->topic_res, sizeof(d->topic_res), d->id, PROTO_KIND_RES)))
         goto fail;
+    size_t tlen;
+    snprintf(d->identity_dir, sizeof(d->identity_dir), "%s", o->identity_dir);
+    if ((rc = fs_read_file(ca, 64 * 1024, &d->trust_pem, &tlen)))
+        goto fail;
+    d->on_command = o->on_command;
+    d->on_command_arg = o->on_command_arg;
     if (o->schema_json) {
         char why[160];
         d->schema = malloc(sizeof(*d->schema));
@@ -231,8 +416,11 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
         char ob[4096];
         if ((rc = fs_mkdir_p(o->state_dir, 0700)) || (rc = fs_check_private(o->state_dir, 0)) ||
             (rc = fs_path(ob, sizeof(ob), o->state_dir, "outbox.db")) ||
-            (rc = outbox_open(ob, o->outbox_max, NULL, &d->ob)))
+            (rc = outbox_open(ob, o->outbox_max, NULL, &d->ob)) ||
+            (rc = fs_path(ob, sizeof(ob), o->state_dir, "state.db")) ||
+            (rc = devstate_open(ob, &d->ds)))
             goto fail;
+        snprintf(d->state_dir, sizeof(d->state_dir), "%s", o->state_dir);
     }
     d->mosq = mosquitto_new(d->id, true, d);
     if (!d->mosq) {
@@ -266,6 +454,8 @@ void mamori_device_free(struct mamori_device *d)
         mosquitto_destroy(d->mosq);
     }
     outbox_close(d->ob);
+    devstate_close(d->ds);
+    free(d->trust_pem);
     free(d->schema);
     crypto_wipe(d, sizeof(*d));
     free(d);
@@ -283,7 +473,7 @@ enum mamori_device_state mamori_device_state(const struct mamori_device *d)
 
 int mamori_device_fd(const struct mamori_device *d)
 {
-    return d->state == MAMORI_DEV_DISCONNECTED ? -1 : mosquitto_socket(d->mosq);
+    return d->state == MAMORI_DEV_DISCONNECTED || d->wiped ? -1 : mosquitto_socket(d->mosq);
 }
 
 bool mamori_device_want_write(const struct mamori_device *d)
@@ -331,6 +521,13 @@ enum mamori_err mamori_device_send_telemetry_batch(struct mamori_device *d,
 {
     if (!d || !bodies || n == 0 || n > 10000)
         return MAMORI_ERR_INVAL;
+    /* Locked (T03-L2b) or quarantined (T02-L3c): the device's functions
+     * stop; only the management channel (heartbeats, events, commands)
+     * runs. */
+    if (mamori_device_locked(d) || mamori_device_quarantined(d) || d->wiped) {
+        d->st.telemetry_refused++;
+        return MAMORI_ERR_STATE;
+    }
     int64_t ts = (int64_t)wall_ms();
     enum mamori_err rc = MAMORI_OK;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -361,8 +558,20 @@ enum mamori_err mamori_device_send_telemetry(struct mamori_device *d, const char
     return mamori_device_send_telemetry_batch(d, &body_json, 1);
 }
 
+bool mamori_device_locked(const struct mamori_device *d)
+{
+    return d->ds && devstate_flag(d->ds, "locked");
+}
+
+bool mamori_device_quarantined(const struct mamori_device *d)
+{
+    return d->ds && devstate_flag(d->ds, "quarantined");
+}
+
 enum mamori_err mamori_device_send_event(struct mamori_device *d, const char *body_json)
 {
+    if (d->wiped)
+        return MAMORI_ERR_STATE;
     json_t *chk = NULL;
     enum mamori_err rc = check_object(body_json, &chk);
     json_decref(chk);
@@ -422,6 +631,12 @@ static void lost(struct mamori_device *d, uint64_t now)
 
 int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, bool writable)
 {
+    if (d->wipe_pending) {
+        d->wipe_pending = false;
+        wipe(d);
+    }
+    if (d->wiped)
+        return 60000; /* nothing left to do: no key, no state */
     if (d->state == MAMORI_DEV_DISCONNECTED) {
         if (d->next_attempt_ms > now)
             return (int)(d->next_attempt_ms - now);

@@ -27,6 +27,21 @@ extern "C" {
 
 struct mamori_device;
 
+/* Remote commands the hub may send (signed, single-use, with an expiry;
+ * docs/protocol.md). The SDK verifies and records each one and applies the
+ * state it owns (lock, quarantine, wipe) before the application hears of
+ * it through on_command. */
+enum mamori_command {
+    MAMORI_CMD_LOCK = 0, /* stop functions until unlocked (survives reboot) */
+    MAMORI_CMD_UNLOCK = 1,
+    MAMORI_CMD_WIPE = 2,       /* keys and state erased; the device stops */
+    MAMORI_CMD_REBOOT = 3,     /* result sent; the application reboots */
+    MAMORI_CMD_QUARANTINE = 4, /* only the management channel runs */
+    MAMORI_CMD_RELEASE = 5,
+    MAMORI_CMD_SELF_TEST = 6, /* the SDK runs its checks and reports them */
+};
+typedef void (*mamori_command_cb)(struct mamori_device *dev, enum mamori_command cmd, void *arg);
+
 struct mamori_device_opts {
     const char *identity_dir;      /* required */
     const char *host_override;     /* NULL: use device.json */
@@ -42,12 +57,17 @@ struct mamori_device_opts {
      * values outside it are refused before they are queued. NULL: none. */
     const char *schema_json;
     size_t outbox_max; /* messages; 0: 100000 */
+    /* Called after a command was accepted and its result queued. For
+     * MAMORI_CMD_WIPE it runs before the erase. NULL: none. */
+    mamori_command_cb on_command;
+    void *on_command_arg;
 };
 
 enum mamori_device_state {
     MAMORI_DEV_DISCONNECTED = 0,
     MAMORI_DEV_CONNECTING = 1,
     MAMORI_DEV_CONNECTED = 2,
+    MAMORI_DEV_WIPED = 3, /* erased by a wipe command: nothing more to do */
 };
 
 /* Process-wide init/cleanup (wraps libmosquitto's). Call once each. */
@@ -95,6 +115,10 @@ enum mamori_err mamori_device_send_telemetry_batch(struct mamori_device *dev,
 enum mamori_err mamori_device_send_event(struct mamori_device *dev,
                                          const char *body_json) MAMORI_MUST_CHECK;
 
+/* Durable flags set by the hub's commands (false without a state dir). */
+bool mamori_device_locked(const struct mamori_device *dev);
+bool mamori_device_quarantined(const struct mamori_device *dev);
+
 /* Counters for tests and the simulator. */
 struct mamori_device_stats {
     uint64_t connects;    /* successful CONNACKs */
@@ -110,6 +134,10 @@ struct mamori_device_stats {
     uint64_t outbox_dropped;   /* telemetry dropped to make room, ever */
     uint64_t acked;            /* highest sequence number acknowledged */
     uint64_t outbox_errors;    /* storage errors while sending (retried) */
+    uint64_t commands_received;
+    uint64_t commands_accepted;
+    uint64_t commands_refused; /* bad signature, expired, other device, replay */
+    uint64_t command_results;
 };
 void mamori_device_get_stats(const struct mamori_device *dev, struct mamori_device_stats *out);
 

@@ -67,7 +67,9 @@ MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
 expect_eq "lock survived kill -9" locked "$(dev_state "$D0")"
 expect_eq "decommission survived kill -9" decommissioned "$(dev_state "$D1")"
 expect_eq "owner survived kill -9" alice "$(as admin device show "$D0" | jget owner)"
-check "locked device still refused after restart" fails mqtt_pub "$(dev_dir 0)" "mamori/v1/d/$D0/hb" "$(env_msg 2)"
+n_deny=$(acl_denies "$D0")
+mqtt_pub "$(dev_dir 0)" "mamori/v1/d/$D0/tm" "$(env_msg 2)" >/dev/null 2>&1
+check "locked device's telemetry still refused after restart" wait_for 5 acl_denies_above "$D0" "$n_deny"
 check "audit chain intact after kill -9" as admin audit verify
 check "a device online at the crash that never returns is reported offline" wait_for 15 has_event offline "$D2"
 

@@ -96,17 +96,26 @@ check "other devices are unaffected by the flood" pub "$P1" "$(hb "$D1")" "$(env
 sleep 1
 check "the flooder may come back at a sane rate" pub "$P0" "$(hb "$D0")" "$(env_msg 4)"
 
-# --- live lock: the connected device is disconnected at once
+# --- live lock: the device keeps only its management channel, gets its
+# signed lock command, and the broker refuses its telemetry
 timeout 30 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
-    -t "mamori/v1/d/$D0/cmd" >/dev/null 2>"$T/live.err" &
+    -t "mamori/v1/d/$D0/cmd" >"$T/live.cmd" 2>"$T/live.err" &
 SUB=$!
 sleep 1
 check "subscriber connected" kill -0 $SUB
+n_deny=$(acl_denies "$D0")
 as alice device lock "$D0" --reason "reported stolen" >/dev/null
-check "locked device's live connection is closed" wait_for 5 bash -c "! kill -0 $SUB 2>/dev/null"
-check "locked device cannot reconnect" fails pub "$P0" "$(hb "$D0")" "$(env_msg 5)"
+check "locked device receives the signed lock command" wait_for 5 grep -q 'type\\":\\"lock' "$T/live.cmd"
+check "locked device keeps its management connection" kill -0 $SUB
+pub "$P0" "mamori/v1/d/$D0/tm" "$(env_msg 5)"
+check "locked device's telemetry is refused by the broker" wait_for 5 acl_denies_above "$D0" "$n_deny"
+check "locked device may still send heartbeats (management)" pub "$P0" "$(hb "$D0")" "$(env_msg 6)"
 as alice device unlock "$D0" --reason "found it" >/dev/null
-check "unlocked device connects again" pub "$P0" "$(hb "$D0")" "$(env_msg 6)"
+n_deny=$(acl_denies "$D0")
+pub "$P0" "mamori/v1/d/$D0/tm" "$(env_msg 7)"
+sleep 1
+expect_eq "unlocked device's telemetry is accepted again" "$n_deny" "$(acl_denies "$D0")"
+kill $SUB 2>/dev/null
 
 # --- revocation holds on a resumed TLS session (TLS 1.2 and 1.3)
 for v in 1.2 1.3; do

@@ -28,28 +28,7 @@ echo '{"fields":[{"name":"x","type":"number"}]}' >"$T/bad-schema.json"
 check "schema without a range: refused" fails as op schema set sensor-v1 --file "$T/bad-schema.json"
 check "an owner cannot set a schema" fails as alice schema set sensor-v1 --file "$T/schema.json"
 
-# --- the agent
-agent_conf() { # agent_conf N STATE [outbox_max]
-    cat >"$T/agent$1.json" <<J
-{"identity_dir": "$(dev_dir "$1")", "state_dir": "$2", "schema_file": "$T/schema.json",
- "heartbeat_s": 2 ${3:+, \"outbox_max\": $3}}
-J
-}
-AGENT_PID=""
-agent_start() { # agent_start N
-    "$BIN/mamori-agent" --config "$T/agent$1.json" --status "$T/agent$1.status" >>"$T/agent$1.log" 2>&1 &
-    AGENT_PID=$!; PIDS+=("$AGENT_PID")
-    wait_for 20 test -S "$T/state$1/agent.sock"
-}
-astat() { jget "$2" <"$T/agent$1.status" 2>/dev/null; }
-stat_is() { [ "$(astat "$1" "$2")" = "$3" ]; }           # stat_is N KEY VALUE
-health_is() { [ "$(curl -s --cacert "$CA" "$API/api/v1/health" | jget "$1")" = "$2" ]; }
-stored_is() { [ "$(stored "$1")" = "$2" ]; }
-send() { "$BIN/mamori-agent" send --socket "$T/state$1/agent.sock" "${@:2}"; }
-stored() { as admin device telemetry "$1" --limit 1000 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))'; }
-seqs() { as admin device telemetry "$1" --limit 1000 | python3 -c 'import json,sys; print(",".join(str(i["seq"]) for i in json.load(sys.stdin)["items"]))'; }
-
-agent_conf 0 "$T/state0"
+agent_conf 0
 agent_start 0
 check "agent connects" wait_for 20 stat_is 0 connected True
 check "agent accepts telemetry within the schema" send 0 '{"temp_c": 21.5, "door_open": false}'
@@ -118,7 +97,7 @@ expect_eq "in order, with no gap" "$(seq -s, 1 21)" "$(seqs "$D0")"
 
 # --- a full outbox drops the oldest telemetry and says so
 kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
-agent_conf 0 "$T/state0" 16
+agent_conf 0 16
 hub_stop
 agent_start 0
 for i in $(seq 1 30); do send 0 "{\"temp_c\": $i}" >/dev/null; done

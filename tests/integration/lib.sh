@@ -142,8 +142,36 @@ has_event() { events_json | python3 -c 'import json,sys
 ev=json.load(sys.stdin)["events"]
 k,dev,sub=sys.argv[1],sys.argv[2],sys.argv[3]
 sys.exit(0 if any(e["kind"]==k and (not dev or e.get("device_id")==dev) and sub in json.dumps(e["detail"]) for e in ev) else 1)' "$1" "${2:-}" "${3:-}"; }
+# acl_denies DEV: how many publishes of DEV the broker plugin refused (events)
+acl_denies() { events_json | python3 -c 'import json,sys
+print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="broker_acl_deny" and e.get("device_id")==sys.argv[1]))' "$1"; }
+acl_denies_above() { [ "$(acl_denies "$1")" -gt "$2" ]; }
 wait_for() { # wait_for SECONDS COMMAND...: polls every 0.1 s
     local n=$(( $1 * 10 )); shift
     for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done
     return 1
 }
+
+# --- mamori-agent helpers. Agent N runs identity N of the fleet with its
+# state in $T/stateN, config $T/agentN.json, status $T/agentN.status.
+# agent_conf N [outbox_max] [extra JSON members]
+agent_conf() {
+    cat >"$T/agent$1.json" <<J
+{"identity_dir": "$(dev_dir "$1")", "state_dir": "$T/state$1", "schema_file": "$T/schema.json",
+ "heartbeat_s": 2 ${2:+, \"outbox_max\": $2} ${3:+, $3}}
+J
+}
+AGENT_PID=""
+agent_start() { # agent_start N: starts it, waits for its local socket
+    rm -f "$T/agent$1.status"
+    "$BIN/mamori-agent" --config "$T/agent$1.json" --status "$T/agent$1.status" >>"$T/agent$1.log" 2>&1 &
+    AGENT_PID=$!; PIDS+=("$AGENT_PID")
+    wait_for 20 test -S "$T/state$1/agent.sock"
+}
+astat() { jget "$2" <"$T/agent$1.status" 2>/dev/null; }   # astat N KEY
+stat_is() { [ "$(astat "$1" "$2")" = "$3" ]; }             # stat_is N KEY VALUE
+health_is() { [ "$(curl -s --cacert "$CA" "$API/api/v1/health" | jget "$1")" = "$2" ]; }
+send() { "$BIN/mamori-agent" send --socket "$T/state$1/agent.sock" "${@:2}"; }  # send N JSON
+stored() { as admin device telemetry "$1" --limit 1000 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))'; }
+stored_is() { [ "$(stored "$1")" = "$2" ]; }
+seqs() { as admin device telemetry "$1" --limit 1000 | python3 -c 'import json,sys; print(",".join(str(i["seq"]) for i in json.load(sys.stdin)["items"]))'; }

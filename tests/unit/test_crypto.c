@@ -9,7 +9,9 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "common/cmd.h"
 #include "common/crypto.h"
+#include "common/schema.h"
 
 struct pki {
     struct crypto_key *root_key, *dev_key;
@@ -155,13 +157,157 @@ static void secrets_helpers(void **st)
     assert_false(crypto_ct_eq(mac1, mac2, 32));
 }
 
+/* A command signed by a signer issued from the root verifies; any change to
+ * it, a signer with another name, or another root does not. */
+static void signed_commands(void **st)
+{
+    struct pki *p = *st;
+    struct crypto_key *sk = NULL;
+    char *signer_pem = NULL, *msg = NULL, fp[CRYPTO_FP_HEX_LEN] = "";
+    assert_int_equal(crypto_key_generate(&sk), MAMORI_OK);
+    struct crypto_issue si = {.kind = CRYPTO_CERT_CLIENT,
+                              .cn = CMD_SIGNER_CN,
+                              .subject = sk,
+                              .issuer = p->root,
+                              .issuer_key = p->root_key,
+                              .not_after = time(NULL) + 3600};
+    assert_int_equal(crypto_cert_issue(&si, &signer_pem), MAMORI_OK);
+    struct cmd c = {.type = CMD_LOCK, .iat = 1000, .exp = 61000};
+    snprintf(c.id, sizeof(c.id), "00112233445566778899aabbccddeeff");
+    snprintf(c.device, sizeof(c.device), "MM0123456789ABCDEF");
+    assert_int_equal(cmd_build(&c, sk, signer_pem, &msg), MAMORI_OK);
+    struct cmd_msg m;
+    struct cmd got;
+    assert_int_equal(cmd_msg_parse(msg, strlen(msg), &m), MAMORI_OK);
+    assert_int_equal(cmd_msg_verify(&m, p->root_pem, fp), MAMORI_OK);
+    assert_int_equal(cmd_parse(m.text, m.text_len, &got), MAMORI_OK);
+    assert_int_equal(got.type, CMD_LOCK);
+    assert_int_equal(cmd_check(&got, "MM0123456789ABCDEF", 2000), MAMORI_OK);
+    assert_int_equal(cmd_check(&got, "MM0123456789ABCDEG", 2000), MAMORI_ERR_FORBIDDEN);
+    assert_int_equal(cmd_check(&got, "MM0123456789ABCDEF", 61001), MAMORI_ERR_EXPIRED);
+    cmd_msg_free(&m);
+    /* one changed byte of the command text: the signature fails */
+    char *bad = strdup(msg), *t = strstr(bad, "lock");
+    memcpy(t, "wipe", 4);
+    assert_int_equal(cmd_msg_parse(bad, strlen(bad), &m), MAMORI_OK);
+    fp[0] = '\0';
+    assert_int_equal(cmd_msg_verify(&m, p->root_pem, fp), MAMORI_ERR_VERIFY);
+    cmd_msg_free(&m);
+    free(bad);
+    /* a signer of another name (a device certificate, say) is refused */
+    char *dev_pem = NULL, *msg2 = NULL;
+    struct crypto_issue di = si;
+    di.cn = "MM0123456789ABCDEF";
+    di.subject = p->dev_key;
+    assert_int_equal(crypto_cert_issue(&di, &dev_pem), MAMORI_OK);
+    assert_int_equal(cmd_build(&c, p->dev_key, dev_pem, &msg2), MAMORI_OK);
+    assert_int_equal(cmd_msg_parse(msg2, strlen(msg2), &m), MAMORI_OK);
+    fp[0] = '\0';
+    assert_int_equal(cmd_msg_verify(&m, p->root_pem, fp), MAMORI_ERR_VERIFY);
+    cmd_msg_free(&m);
+    /* a self-made "root" in the chain is never an anchor */
+    struct crypto_key *rk = NULL;
+    char *rogue_root = NULL, *rogue_signer = NULL, *msg3 = NULL;
+    assert_int_equal(crypto_key_generate(&rk), MAMORI_OK);
+    struct crypto_issue rr = {.kind = CRYPTO_CERT_ROOT_CA,
+                              .cn = "Rogue",
+                              .subject = rk,
+                              .issuer_key = rk,
+                              .not_after = time(NULL) + 3600};
+    assert_int_equal(crypto_cert_issue(&rr, &rogue_root), MAMORI_OK);
+    struct crypto_cert *rc = NULL;
+    assert_int_equal(crypto_cert_parse(rogue_root, strlen(rogue_root), &rc), MAMORI_OK);
+    struct crypto_issue rs = si;
+    rs.issuer = rc;
+    rs.issuer_key = rk;
+    assert_int_equal(crypto_cert_issue(&rs, &rogue_signer), MAMORI_OK);
+    size_t n = strlen(rogue_signer) + strlen(rogue_root) + 1;
+    char *chain = malloc(n);
+    snprintf(chain, n, "%s%s", rogue_signer, rogue_root);
+    assert_int_equal(cmd_build(&c, sk, chain, &msg3), MAMORI_OK);
+    assert_int_equal(cmd_msg_parse(msg3, strlen(msg3), &m), MAMORI_OK);
+    fp[0] = '\0';
+    assert_int_equal(cmd_msg_verify(&m, p->root_pem, fp), MAMORI_ERR_VERIFY);
+    cmd_msg_free(&m);
+    /* malformed outer messages */
+    assert_int_equal(cmd_msg_parse("{\"v\":1}", 7, &m), MAMORI_ERR_PARSE);
+    assert_int_equal(
+        cmd_msg_parse("{\"v\":1,\"cmd\":\"x\",\"sig\":\"@@@@\",\"chain\":\"\"}", 44, &m),
+        MAMORI_ERR_PARSE);
+    free(chain);
+    free(msg3);
+    free(rogue_signer);
+    free(rogue_root);
+    crypto_cert_free(rc);
+    crypto_key_free(rk);
+    free(msg2);
+    free(dev_pem);
+    free(msg);
+    free(signer_pem);
+    crypto_key_free(sk);
+}
+
+static void telemetry_schemas(void **st)
+{
+    (void)st;
+    struct schema s;
+    char why[160];
+    const char *doc = "{\"fields\":[{\"name\":\"t\",\"type\":\"number\",\"min\":-40,\"max\":85,"
+                      "\"max_rate_hz\":2},{\"name\":\"on\",\"type\":\"boolean\"},"
+                      "{\"name\":\"n\",\"type\":\"integer\",\"min\":0,\"max\":9}]}";
+    assert_int_equal(schema_parse(doc, strlen(doc), &s, why, sizeof(why)), MAMORI_OK);
+    assert_int_equal(s.n, 3);
+    static const char *const bad[] = {
+        "{\"fields\":[]}",
+        "{\"fields\":[{\"name\":\"t\",\"type\":\"number\"}]}",
+        "{\"fields\":[{\"name\":\"t\",\"type\":\"number\",\"min\":2,\"max\":1}]}",
+        "{\"fields\":[{\"name\":\"T\",\"type\":\"number\",\"min\":0,\"max\":1}]}",
+        "{\"fields\":[{\"name\":\"t\",\"type\":\"string\"}]}",
+        "{\"fields\":[{\"name\":\"t\",\"type\":\"boolean\",\"min\":0}]}",
+        "{\"fields\":[{\"name\":\"t\",\"type\":\"boolean\"},{\"name\":\"t\",\"type\":\"boolean\"}]"
+        "}",
+        "{\"fields\":[{\"name\":\"t\",\"type\":\"boolean\",\"extra\":1}]}",
+        "{\"fields\":[],\"x\":1}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(schema_parse(bad[i], strlen(bad[i]), &s, why, sizeof(why)),
+                         MAMORI_ERR_PARSE);
+    assert_int_equal(schema_parse(doc, strlen(doc), &s, why, sizeof(why)), MAMORI_OK);
+    struct {
+        const char *body;
+        enum mamori_err want;
+    } cases[] = {
+        {"{\"t\":20.5,\"on\":true,\"n\":3}", MAMORI_OK},
+        {"{\"t\":-40}", MAMORI_OK},
+        {"{\"t\":85.0001}", MAMORI_ERR_INVAL},
+        {"{\"n\":10}", MAMORI_ERR_INVAL},
+        {"{\"n\":1.5}", MAMORI_ERR_PARSE},
+        {"{\"on\":1}", MAMORI_ERR_PARSE},
+        {"{\"t\":\"20\"}", MAMORI_ERR_PARSE},
+        {"{\"humidity\":1}", MAMORI_ERR_PARSE},
+        {"{}", MAMORI_ERR_PARSE},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *b = json_loads(cases[i].body, 0, NULL);
+        assert_non_null(b);
+        assert_int_equal(schema_check(&s, b, why, sizeof(why)), cases[i].want);
+        json_decref(b);
+    }
+    /* 2 Hz: a second value 400 ms later is too soon, 500 ms is fine */
+    struct schema_rate r = {{0}};
+    json_t *b = json_loads("{\"t\":1}", 0, NULL);
+    assert_true(schema_rate_ok(&s, &r, b, 10000, 0, true, why, sizeof(why)));
+    assert_false(schema_rate_ok(&s, &r, b, 10400, 0, true, why, sizeof(why)));
+    assert_true(schema_rate_ok(&s, &r, b, 10500, 0, true, why, sizeof(why)));
+    json_decref(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(csr_to_verified_cert),
-        cmocka_unit_test(untrusted_and_expired_refused),
-        cmocka_unit_test(tampered_csr_refused),
-        cmocka_unit_test(secrets_helpers),
+        cmocka_unit_test(csr_to_verified_cert), cmocka_unit_test(untrusted_and_expired_refused),
+        cmocka_unit_test(tampered_csr_refused), cmocka_unit_test(secrets_helpers),
+        cmocka_unit_test(signed_commands),      cmocka_unit_test(telemetry_schemas),
     };
     return cmocka_run_group_tests_name("crypto", tests, setup, teardown);
 }

@@ -37,12 +37,13 @@ static void lifecycle_table(void **st)
     for (int a = 0; a < LC_N_ACTIONS; a++)
         assert_int_equal(lc_next(LC_DECOMMISSIONED, (enum lc_action)a, &to), MAMORI_ERR_STATE);
     assert_int_equal(lc_next((enum lc_state)99, LC_LOCK, &to), MAMORI_ERR_INVAL);
-    /* only claimed/active/quarantined may connect: fail closed otherwise */
+    /* only claimed/active may work; quarantined and locked keep the
+     * management channel (to receive commands); fail closed otherwise */
     for (int s = 0; s < LC_N_STATES; s++) {
         enum lc_access a = lc_access((enum lc_state)s);
         if (s == LC_CLAIMED || s == LC_ACTIVE)
             assert_int_equal(a, LC_ACCESS_FULL);
-        else if (s == LC_QUARANTINED)
+        else if (s == LC_QUARANTINED || s == LC_LOCKED)
             assert_int_equal(a, LC_ACCESS_RESTRICTED);
         else
             assert_int_equal(a, LC_ACCESS_DENY);
@@ -260,11 +261,11 @@ static void passwords(void **st)
 static void store_basics(void **st)
 {
     struct fx *f = *st;
-    assert_int_equal(store_schema_version(f->s), 1);
+    assert_int_equal(store_schema_version(f->s), 2);
     /* reopening runs no migration twice */
     struct store *s2 = NULL;
     assert_int_equal(store_open(f->db, &s2), MAMORI_OK);
-    assert_int_equal(store_schema_version(s2), 1);
+    assert_int_equal(store_schema_version(s2), 2);
     store_close(s2);
     int64_t uid = 0;
     assert_int_equal(store_user_add(f->s, "bob", ROLE_OWNER, "$argon2id$x", 1, &uid), MAMORI_OK);

@@ -1,0 +1,119 @@
+/*
+ * lib/devstate.c - durable device flags and the command replay guard.
+ */
+#include "lib/devstate.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct devstate {
+    sqlite3 *db;
+};
+
+enum mamori_err devstate_open(const char *path, struct devstate **out)
+{
+    *out = NULL;
+    struct devstate *ds = calloc(1, sizeof(*ds));
+    if (!ds)
+        return MAMORI_ERR_NOMEM;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        free(ds);
+        return MAMORI_ERR_IO;
+    }
+    close(fd);
+    if (sqlite3_open_v2(path, &ds->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_exec(ds->db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-64;"
+                     "PRAGMA secure_delete=ON;"
+                     "CREATE TABLE IF NOT EXISTS flags(name TEXT PRIMARY KEY, value INTEGER);"
+                     "CREATE TABLE IF NOT EXISTS seen(id TEXT PRIMARY KEY, exp INTEGER NOT NULL,"
+                     "  status TEXT NOT NULL);",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        devstate_close(ds);
+        return MAMORI_ERR_DB;
+    }
+    *out = ds;
+    return MAMORI_OK;
+}
+
+void devstate_close(struct devstate *ds)
+{
+    if (!ds)
+        return;
+    sqlite3_close(ds->db);
+    free(ds);
+}
+
+bool devstate_flag(struct devstate *ds, const char *name)
+{
+    sqlite3_stmt *st;
+    bool v = false;
+    if (sqlite3_prepare_v2(ds->db, "SELECT value FROM flags WHERE name=?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return false;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0) != 0;
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int run(struct devstate *ds, const char *sql, const char *t1, int64_t i2, const char *t3)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(ds->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return SQLITE_ERROR;
+    if (t1)
+        sqlite3_bind_text(st, 1, t1, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, i2);
+    if (t3)
+        sqlite3_bind_text(st, 3, t3, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return r;
+}
+
+enum mamori_err devstate_accept(struct devstate *ds, const char *id, int64_t exp_ms, int64_t now_ms,
+                                const char *status, const char *flag, bool value,
+                                char prev_status[16])
+{
+    sqlite3_stmt *st;
+    prev_status[0] = '\0';
+    if (sqlite3_exec(ds->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return MAMORI_ERR_DB;
+    enum mamori_err rc = MAMORI_OK;
+    if (sqlite3_prepare_v2(ds->db, "SELECT status FROM seen WHERE id=?", -1, &st, NULL) !=
+        SQLITE_OK) {
+        rc = MAMORI_ERR_DB;
+    } else {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            const unsigned char *t = sqlite3_column_text(st, 0);
+            snprintf(prev_status, 16, "%s", t ? (const char *)t : "");
+            rc = MAMORI_ERR_EXISTS;
+        }
+        sqlite3_finalize(st);
+    }
+    /* Ids of expired commands can go: an expired command is refused anyway. */
+    if (!rc &&
+        run(ds, "DELETE FROM seen WHERE exp < ?2", NULL, now_ms - 3600 * 1000, NULL) != SQLITE_DONE)
+        rc = MAMORI_ERR_DB;
+    if (!rc && run(ds, "INSERT INTO seen(id,exp,status) VALUES(?1,?2,?3)", id, exp_ms, status) !=
+                   SQLITE_DONE)
+        rc = MAMORI_ERR_DB;
+    if (!rc && flag &&
+        run(ds, "INSERT OR REPLACE INTO flags(name,value) VALUES(?1,?2)", flag, value ? 1 : 0,
+            NULL) != SQLITE_DONE)
+        rc = MAMORI_ERR_DB;
+    if (!rc && sqlite3_exec(ds->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = MAMORI_ERR_DB;
+    if (rc)
+        sqlite3_exec(ds->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
