@@ -168,6 +168,8 @@ static void security_event(struct mamori_device *d, const char *type, const char
         d->st.events_sent++;
 }
 
+/* T01-L1c: the self-test command checks what the device's security rests
+ * on (private key, certificate, storage, clock) and reports it. */
 static void self_test(struct mamori_device *d, char *detail, size_t n, bool *pass)
 {
     char key[1200], crt[1200];
@@ -197,8 +199,9 @@ static void self_test(struct mamori_device *d, char *detail, size_t n, bool *pas
              devstate_flag(d->ds, "quarantined") ? "true" : "false");
 }
 
-/* Crypto-erase: key and identity, the outbox and the state go; what is
- * left (device.json, ca.crt) is public. The device stops for good. */
+/* Wipe / factory reset (T01-L5a, T06-L5a; ETSI 5.11-1): key and identity,
+ * the outbox and the state are overwritten and removed; what is left
+ * (device.json, ca.crt) is public. The device stops for good. */
 static void wipe(struct mamori_device *d)
 {
     static const char *const id_files[] = {"device.key", "device.crt", "device.csr", "claim-code"};
@@ -521,9 +524,10 @@ enum mamori_err mamori_device_send_telemetry_batch(struct mamori_device *d,
 {
     if (!d || !bodies || n == 0 || n > 10000)
         return MAMORI_ERR_INVAL;
-    /* Locked (T03-L2b) or quarantined (T02-L3c): the device's functions
-     * stop; only the management channel (heartbeats, events, commands)
-     * runs. */
+    /* Locked (T03-L2b, T03-L3a: the flag is durable, so the lock holds
+     * across reboots until the owner unlocks) or quarantined (T02-L3c): the
+     * device's functions stop; only the management channel (heartbeats,
+     * events, commands) runs. */
     if (mamori_device_locked(d) || mamori_device_quarantined(d) || d->wiped) {
         d->st.telemetry_refused++;
         return MAMORI_ERR_STATE;
