@@ -224,6 +224,16 @@ static void mark_dirty(struct tm_state *t, struct tm_dev *d)
     d->dirty = true;
 }
 
+/* A resend may arrive while the first copy waits in the batch. */
+static bool pending_has(const struct tm_state *t, const struct tm_dev *d, uint64_t seq,
+                        const char *digest)
+{
+    for (size_t i = 0; i < t->nrows; i++)
+        if (t->rows[i].dev == d && t->rows[i].seq == seq && strcmp(t->rows[i].digest, digest) == 0)
+            return true;
+    return false;
+}
+
 void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct proto_envelope *env,
                json_t *body, const void *payload, size_t len)
 {
@@ -241,7 +251,8 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
 
     if (env->seq <= d->last_seq[s]) {
         /* A resend after a lost acknowledgement is the same message. */
-        if (s == STREAM_TM ? store_telemetry_has(h->store, id, ts, env->seq, digest)
+        if (s == STREAM_TM ? pending_has(t, d, env->seq, digest) ||
+                                 store_telemetry_has(h->store, id, ts, env->seq, digest)
                            : env->seq + TM_EV_WINDOW > d->last_seq[s] && ts <= d->last_ts[s]) {
             t->duplicates++;
             mark_dirty(t, d); /* acknowledge again */

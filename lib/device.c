@@ -594,6 +594,8 @@ static bool pump_one(int64_t id, enum outbox_stream s, uint64_t seq, const void 
     if (mosquitto_publish(d->mosq, NULL, topic, (int)len, payload, 1, false) != MOSQ_ERR_SUCCESS)
         return false;
     d->sent_id = id;
+    if (d->inflight == 0)
+        d->last_progress_ms = mamori_now_ms(); /* the ack timeout runs from here */
     d->fly[d->inflight].stream = (uint8_t)s;
     d->fly[d->inflight].seq = seq;
     d->inflight++;

@@ -100,7 +100,10 @@ enum mamori_err outbox_open(const char *path, size_t max_msgs, const char *vfs, 
     if (exec(ob, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-256;"
                  "PRAGMA secure_delete=ON;"
                  "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
-                 "CREATE TABLE IF NOT EXISTS msg(id INTEGER PRIMARY KEY, stream INTEGER NOT NULL,"
+                 /* AUTOINCREMENT: an id is never reused, even after the
+                  * table was emptied; the sender's cursor depends on it. */
+                 "CREATE TABLE IF NOT EXISTS msg(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                 "  stream INTEGER NOT NULL,"
                  "  seq INTEGER NOT NULL, payload BLOB NOT NULL);"
                  "CREATE INDEX IF NOT EXISTS msg_stream ON msg(stream, seq);") != SQLITE_OK)
         goto fail;

@@ -430,6 +430,14 @@ static void crash_partial(void **st)
 
 /* ---- behaviour ---- */
 
+static bool last_id(int64_t id, enum outbox_stream s, uint64_t seq, const void *p, size_t len,
+                    void *arg)
+{
+    (void)s, (void)seq, (void)p, (void)len;
+    *(int64_t *)arg = id;
+    return true;
+}
+
 static void order_ack_and_bounds(void **st)
 {
     (void)st;
@@ -478,12 +486,29 @@ static void order_ack_and_bounds(void **st)
     free(big);
     assert_int_equal(outbox_put(ob, (enum outbox_stream)7, one, 1, 1, NULL), MAMORI_ERR_INVAL);
     assert_int_equal(outbox_put(ob, OUTBOX_TM, one, 0, 1, NULL), MAMORI_ERR_INVAL);
+    /* ids only grow, even once the outbox was emptied: a sender that
+     * remembers the last id it sent must see every later message */
+    int64_t last = 0;
+    assert_int_equal(outbox_ack(ob, OUTBOX_EV, 1000), MAMORI_OK);
+    assert_int_equal(outbox_ack(ob, OUTBOX_TM, 1000), MAMORI_OK);
+    assert_int_equal(outbox_peek(ob, 0, 10, last_id, &last), MAMORI_OK);
+    assert_int_equal(last, 0); /* empty */
+    assert_int_equal(outbox_put(ob, OUTBOX_TM, one, 1, 1, NULL), MAMORI_OK);
+    assert_int_equal(outbox_peek(ob, 0, 10, last_id, &last), MAMORI_OK);
+    int64_t first_id = last;
+    assert_int_equal(outbox_ack(ob, OUTBOX_TM, 1000), MAMORI_OK);
+    assert_int_equal(outbox_put(ob, OUTBOX_TM, one, 1, 1, NULL), MAMORI_OK);
+    last = 0;
+    assert_int_equal(outbox_peek(ob, first_id, 10, last_id, &last), MAMORI_OK);
+    assert_true(last > first_id);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(outbox_put(ob, OUTBOX_EV, ev, 1, 1, NULL), MAMORI_OK);
     outbox_close(ob);
     /* state survives a reopen, sequence numbers keep counting */
     assert_int_equal(outbox_open(p, 16, NULL, &ob), MAMORI_OK);
     assert_int_equal(outbox_stats(ob, &s), MAMORI_OK);
     assert_int_equal(s.queued, 3);
-    assert_int_equal(s.next_seq[OUTBOX_TM], 11);
+    assert_int_equal(s.next_seq[OUTBOX_TM], 13);
     outbox_close(ob);
 }
 
