@@ -79,8 +79,9 @@ int main(int argc, char **argv)
 {
     char dir[] = "/tmp/mamori-outbox-bench.XXXXXX";
     const char *base = argc > 1 ? argv[1] : mkdtemp(dir);
-    long n1 = argc > 2 ? atol(argv[2]) : 2000, n2 = argc > 3 ? atol(argv[3]) : 100000;
-    long batch = argc > 4 ? atol(argv[4]) : 100;
+    long n1 = argc > 2 ? strtol(argv[2], NULL, 10) : 2000;
+    long n2 = argc > 3 ? strtol(argv[3], NULL, 10) : 100000;
+    long batch = argc > 4 ? strtol(argv[4], NULL, 10) : 100;
     if (!base || n1 < 10 || n1 > 1000000 || n2 < batch || n2 > 10000000 || batch < 1)
         return 2;
     char ob[512], raw[512];
