@@ -1,6 +1,12 @@
 /*
- * mamori/device.h - libmamori, the device SDK (minimal: identity, mTLS,
- * heartbeats, telemetry, reconnect with jittered exponential backoff).
+ * mamori/device.h - libmamori, the device SDK: identity and mutual TLS with
+ * the broker pinned to the platform CA, heartbeats, telemetry checked
+ * against the model's schema, a crash-safe outbox delivered exactly once,
+ * the hub's signed remote commands, reconnects with jittered exponential
+ * backoff. Link with `pkg-config --libs mamori`; examples/sensor.c is a
+ * complete program. Ownership: what a function returns through an out
+ * pointer is the caller's unless it says "owned by dev"; strings passed in
+ * are copied.
  *
  * A device identity is a directory written by the factory tooling:
  *   device.key   private key (PEM, mode 0600, never leaves the device)
