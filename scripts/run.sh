@@ -64,7 +64,7 @@ fi
 cat <<TXT
   Then:
     $CTL device list
-    $CTL device lock <DEVICE> --reason "reported stolen"     (the device is cut off at once)
+    $CTL device lock <DEVICE> --reason "reported stolen"     (its telemetry stops at once; it keeps only its management channel)
     $CTL events
     $CTL audit verify
 
