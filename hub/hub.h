@@ -181,7 +181,7 @@ void cmd_resend_pending(struct hub *h, const char *id);
 void cmd_result(struct hub *h, const char *id, json_t *body);
 
 /* Device data streams (hub/telemetry.c); all with the lock held. */
-enum stream_kind { STREAM_TM = 0, STREAM_EV = 1, STREAM_N };
+enum stream_kind { STREAM_TM = 0, STREAM_EV = 1, STREAM_LOG = 2, STREAM_N };
 #define TM_SKEW_MS    (5 * 60 * 1000LL)        /* device clock ahead of ours */
 #define TM_MAX_AGE_MS (7 * 24 * 3600 * 1000LL) /* store-and-forward window */
 #define TM_EV_WINDOW  1024                     /* resends recognised (events) */

@@ -230,10 +230,13 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
         pthread_mutex_lock(&h->lock);
         cmd_result(h, id, body);
         pthread_mutex_unlock(&h->lock);
-    } else if (kind == PROTO_KIND_TM || kind == PROTO_KIND_EV) {
+    } else if (kind == PROTO_KIND_TM || kind == PROTO_KIND_EV || kind == PROTO_KIND_LOG) {
         pthread_mutex_lock(&h->lock);
-        tm_ingest(h, id, kind == PROTO_KIND_TM ? STREAM_TM : STREAM_EV, &env, body, msg->payload,
-                  (size_t)msg->payloadlen);
+        tm_ingest(h, id,
+                  kind == PROTO_KIND_TM   ? STREAM_TM
+                  : kind == PROTO_KIND_EV ? STREAM_EV
+                                          : STREAM_LOG,
+                  &env, body, msg->payload, (size_t)msg->payloadlen);
         pthread_mutex_unlock(&h->lock);
     }
     json_decref(body);

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "common/crypto.h"
+#include "common/devlog.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/proto.h"
@@ -41,7 +42,7 @@
 #define TM_BATCH        512
 #define TM_SCHEMA_CACHE 64
 
-static const char *const STREAM_NAMES[STREAM_N] = {"tm", "ev"};
+static const char *const STREAM_NAMES[STREAM_N] = {"tm", "ev", "log"};
 
 struct tm_dev {
     char id[24];
@@ -53,6 +54,14 @@ struct tm_dev {
     struct schema_rate rate;
     int64_t reject_reported_ms;
     uint32_t reject_suppressed;
+    /* the device log's chain as the hub holds it */
+    bool log_loaded;
+    uint64_t log_n;
+    char log_hash[65];
+    struct {
+        uint64_t n;
+        uint64_t h;   /* first 8 bytes of the record's hash */
+    } log_recent[64]; /* recently accepted: a resend of one is not an attack */
 };
 
 struct tm_row {
@@ -224,6 +233,75 @@ static void mark_dirty(struct tm_state *t, struct tm_dev *d)
     d->dirty = true;
 }
 
+/* The device log (common/devlog.h): every record must carry the device's
+ * signature and extend the chain the hub holds (T12-L1a, T12-L1b,
+ * T12-L3a). A gap or a broken link is reported and the record becomes the
+ * new head (one alert, not one per later record); a bad signature or a
+ * record at or before the head (replayed, reordered, or a log that was cut
+ * back and started again) is reported and changes nothing. */
+static void mark_dirty(struct tm_state *t, struct tm_dev *d);
+static void log_record(struct hub *h, struct tm_dev *d, const char *line)
+{
+    char key[64], val[96], *pem = NULL;
+    snprintf(key, sizeof(key), "devlog:%s", d->id);
+    if (!d->log_loaded) {
+        d->log_n = 0;
+        snprintf(d->log_hash, sizeof(d->log_hash), "%s", DEVLOG_ZERO_HASH);
+        unsigned long long n;
+        char hash[65];
+        if (store_meta_get(h->store, key, val, sizeof(val)) == MAMORI_OK &&
+            sscanf(val, "%llu %64s", &n, hash) == 2 && strlen(hash) == 64) {
+            d->log_n = n;
+            memcpy(d->log_hash, hash, sizeof(d->log_hash));
+        }
+        d->log_loaded = true;
+    }
+    struct crypto_cert *cert = NULL;
+    struct devlog_rec r;
+    enum mamori_err rc = store_device_cert(h->store, d->id, &pem);
+    if (!rc)
+        rc = crypto_cert_parse(pem, strlen(pem), &cert);
+    free(pem);
+    if (!rc)
+        rc = devlog_parse(line, strlen(line), cert, &r);
+    crypto_cert_free(cert);
+    if (rc) {
+        hub_event(h, d->id, "device_log_forged", "alert", "{\"reason\":\"%s\",\"after\":%llu}",
+                  rc == MAMORI_ERR_VERIFY ? "signature does not verify" : "malformed record",
+                  (unsigned long long)d->log_n);
+        return;
+    }
+    char h16[17];
+    memcpy(h16, r.hash, 16);
+    h16[16] = '\0';
+    uint64_t h64 = strtoull(h16, NULL, 16);
+    for (size_t i = 0; r.n <= d->log_n && i < 64; i++)
+        if (d->log_recent[i].n == r.n && d->log_recent[i].h == h64)
+            return; /* the same record again (a lost acknowledgement) */
+    if (r.n <= d->log_n) {
+        hub_event(h, d->id, "device_log_rewound", "alert",
+                  "{\"n\":%llu,\"head\":%llu,\"reason\":\"record at or before the head: "
+                  "replayed, reordered, or the log was cut back\"}",
+                  (unsigned long long)r.n, (unsigned long long)d->log_n);
+        return;
+    }
+    if (r.n > d->log_n + 1)
+        hub_event(h, d->id, "device_log_gap", "alert", "{\"from\":%llu,\"to\":%llu}",
+                  (unsigned long long)d->log_n, (unsigned long long)r.n);
+    else if (strcmp(r.prev, d->log_hash) != 0)
+        hub_event(h, d->id, "device_log_chain_broken", "alert",
+                  "{\"n\":%llu,\"reason\":\"does not follow the record the hub holds\"}",
+                  (unsigned long long)r.n);
+    hub_event(h, d->id, "device_log", "info", "{\"n\":%llu,\"ts\":%lld,\"type\":\"%s\"}",
+              (unsigned long long)r.n, (long long)r.ts, r.type);
+    d->log_n = r.n;
+    memcpy(d->log_hash, r.hash, sizeof(d->log_hash));
+    d->log_recent[r.n % 64].n = r.n;
+    d->log_recent[r.n % 64].h = h64;
+    snprintf(val, sizeof(val), "%llu %s", (unsigned long long)r.n, r.hash);
+    log_if_err(store_meta_set(h->store, key, val));
+}
+
 /* A resend may arrive while the first copy waits in the batch. */
 static bool pending_has(const struct tm_state *t, const struct tm_dev *d, uint64_t seq,
                         const char *digest)
@@ -249,6 +327,16 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
     crypto_hex(md, sizeof(md), digest);
     int64_t ts = (int64_t)env->ts_ms;
 
+    if (s == STREAM_LOG && env->seq <= d->last_seq[s]) {
+        /* The chain itself tells a resend from a replay or a reordering. */
+        char *txt = json_dump_compact(body);
+        if (txt)
+            log_record(h, d, txt);
+        free(txt);
+        t->duplicates++;
+        mark_dirty(t, d);
+        return;
+    }
     if (env->seq <= d->last_seq[s]) {
         /* A resend after a lost acknowledgement is the same message. */
         if (s == STREAM_TM ? pending_has(t, d, env->seq, digest) ||
@@ -260,10 +348,16 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
         }
         snprintf(why, sizeof(why), "sequence %llu at or below last accepted %llu",
                  (unsigned long long)env->seq, (unsigned long long)d->last_seq[s]);
-        reject(h, d, s, s == STREAM_TM ? "telemetry_replay" : "event_replay", env, why);
+        reject(h, d, s,
+               s == STREAM_TM   ? "telemetry_replay"
+               : s == STREAM_EV ? "event_replay"
+                                : "device_log_replay",
+               env, why);
         return;
     }
-    const char *rej = s == STREAM_TM ? "telemetry_rejected" : "event_rejected";
+    const char *rej = s == STREAM_TM   ? "telemetry_rejected"
+                      : s == STREAM_EV ? "event_rejected"
+                                       : "device_log_rejected";
     if (ts > now + TM_SKEW_MS) {
         reject(h, d, s, rej, env, "timestamp ahead of the hub's clock");
         return;
@@ -303,6 +397,9 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
         /* Events go straight to the events table (observations). */
         hub_event(h, id, "device_event", "info", "%s", txt);
         free(txt);
+    } else if (s == STREAM_LOG) {
+        log_record(h, d, txt);
+        free(txt);
     } else {
         if (t->nrows == TM_BATCH)
             tm_flush(h);
@@ -326,9 +423,10 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
 static void send_ack(struct hub *h, const struct tm_dev *d)
 {
     char msg[160];
-    int n = snprintf(msg, sizeof(msg), "{\"v\":1,\"ack\":{\"tm\":%llu,\"ev\":%llu}}",
+    int n = snprintf(msg, sizeof(msg), "{\"v\":1,\"ack\":{\"tm\":%llu,\"ev\":%llu,\"log\":%llu}}",
                      (unsigned long long)d->ack_seq[STREAM_TM],
-                     (unsigned long long)d->ack_seq[STREAM_EV]);
+                     (unsigned long long)d->ack_seq[STREAM_EV],
+                     (unsigned long long)d->ack_seq[STREAM_LOG]);
     if (n > 0 && (size_t)n < sizeof(msg))
         mqtt_send_device(h, d->id, msg, (size_t)n);
 }

@@ -9,14 +9,19 @@
  * its broker does not come back in lockstep (T10-L3a).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <mosquitto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/buf.h"
 #include "common/cmd.h"
 #include "common/crypto.h"
+#include "common/devlog.h"
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/proto.h"
@@ -59,6 +64,11 @@ struct mamori_device {
     struct devstate *ds;
     uint64_t res_seq;
     bool wiped, wipe_pending;
+    /* the device log (common/devlog.h) */
+    struct crypto_key *log_key;
+    uint64_t log_n;
+    char log_prev[65];
+    char log_dir[1100];
     mamori_command_cb on_command;
     void *on_command_arg;
     struct mamori_device_stats st;
@@ -159,6 +169,80 @@ static void send_result(struct mamori_device *d, const struct cmd *c, const char
         d->st.command_results++;
 }
 
+#define DEVLOG_ROTATE_BYTES (64 * 1024)
+
+/* Finds the head of the chain (last valid record) in one log file. */
+static void devlog_scan(const char *path, uint64_t *n, char prev[65])
+{
+    char *txt = NULL;
+    size_t len;
+    if (fs_read_file(path, 2 * DEVLOG_ROTATE_BYTES + DEVLOG_LINE_MAX, &txt, &len))
+        return;
+    struct mbuf b = mbuf_init(txt, len);
+    while (mbuf_left(&b)) {
+        const uint8_t *ln;
+        size_t ll;
+        struct devlog_rec r;
+        mbuf_split(&b, '\n', &ln, &ll);
+        if (ll && devlog_parse(ln, ll, NULL, &r) == MAMORI_OK && r.n > *n) {
+            *n = r.n;
+            memcpy(prev, r.hash, 65);
+        }
+    }
+    free(txt);
+}
+
+/* The log lives in STATE/log: current.log and, after rotation, log.1 (the
+ * size is bounded: two files of about 64 KiB). The chain continues across
+ * files; the hub holds every record anyway. */
+static enum mamori_err devlog_open(struct mamori_device *d, const char *key_path)
+{
+    char p[1200];
+    enum mamori_err rc;
+    if ((rc = fs_path(d->log_dir, sizeof(d->log_dir), d->state_dir, "log")) ||
+        (rc = fs_mkdir_p(d->log_dir, 0700)) || (rc = crypto_key_load(key_path, &d->log_key)))
+        return rc;
+    snprintf(d->log_prev, sizeof(d->log_prev), "%s", DEVLOG_ZERO_HASH);
+    d->log_n = 0;
+    if (fs_path(p, sizeof(p), d->log_dir, "log.1") == MAMORI_OK)
+        devlog_scan(p, &d->log_n, d->log_prev);
+    if (fs_path(p, sizeof(p), d->log_dir, "current.log") == MAMORI_OK)
+        devlog_scan(p, &d->log_n, d->log_prev);
+    return MAMORI_OK;
+}
+
+/* Appends a signed, chained record to the local log (synced) and queues
+ * it for the hub (never dropped from the outbox). */
+static void devlog_append(struct mamori_device *d, const char *type, const char *data_json)
+{
+    char line[DEVLOG_LINE_MAX], cur[1200], old[1200];
+    struct devlog_rec r;
+    if (!d->log_key || d->wiped ||
+        devlog_build(d->log_key, d->log_n + 1, (int64_t)wall_ms(), type, data_json, d->log_prev,
+                     line, &r) != MAMORI_OK ||
+        fs_path(cur, sizeof(cur), d->log_dir, "current.log") ||
+        fs_path(old, sizeof(old), d->log_dir, "log.1"))
+        return;
+    struct stat st;
+    if (stat(cur, &st) == 0 && st.st_size > DEVLOG_ROTATE_BYTES && rename(cur, old) != 0)
+        d->st.outbox_errors++;
+    int fd = open(cur, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    size_t len = strlen(line);
+    line[len] = '\n';
+    bool ok = fd >= 0 && write(fd, line, len + 1) == (ssize_t)(len + 1) && fdatasync(fd) == 0;
+    line[len] = '\0';
+    if (fd >= 0)
+        close(fd);
+    if (!ok) {
+        d->st.outbox_errors++;
+        return;
+    }
+    d->log_n = r.n;
+    memcpy(d->log_prev, r.hash, sizeof(d->log_prev));
+    if (queue(d, OUTBOX_LOG, (const char *const[]){line}, 1) == MAMORI_OK)
+        d->st.log_records++;
+}
+
 /* A security event the device records itself (never dropped). */
 static void security_event(struct mamori_device *d, const char *type, const char *reason)
 {
@@ -166,6 +250,8 @@ static void security_event(struct mamori_device *d, const char *type, const char
     snprintf(body, sizeof(body), "{\"type\":\"%s\",\"reason\":\"%s\"}", type, reason);
     if (queue(d, OUTBOX_EV, (const char *const[]){body}, 1) == MAMORI_OK)
         d->st.events_sent++;
+    snprintf(body, sizeof(body), "{\"reason\":\"%s\"}", reason);
+    devlog_append(d, type, body);
 }
 
 /* T01-L1c: the self-test command checks what the device's security rests
@@ -225,6 +311,13 @@ static void wipe(struct mamori_device *d)
         if (fs_path(p, sizeof(p), d->state_dir, st_files[i]) == MAMORI_OK &&
             fs_shred(p) != MAMORI_OK)
             d->st.outbox_errors++;
+    static const char *const log_files[] = {"current.log", "log.1"};
+    for (size_t i = 0; d->log_dir[0] && i < 2; i++)
+        if (fs_path(p, sizeof(p), d->log_dir, log_files[i]) == MAMORI_OK &&
+            fs_shred(p) != MAMORI_OK)
+            d->st.outbox_errors++;
+    crypto_key_free(d->log_key);
+    d->log_key = NULL;
     d->wiped = true;
     d->state = MAMORI_DEV_WIPED;
 }
@@ -298,6 +391,10 @@ static void on_command(struct mamori_device *d, const void *payload, size_t len)
         return;
     }
     d->st.commands_accepted++;
+    char logd[128];
+    snprintf(logd, sizeof(logd), "{\"cmd\":\"%s\",\"type\":\"%s\",\"status\":\"%s\"}", c.id,
+             cmd_type_name(c.type), pass ? "ok" : "failed");
+    devlog_append(d, "command", logd);
     send_result(d, &c, pass ? "ok" : "failed", "", detail);
     if (d->on_command)
         d->on_command(d, (enum mamori_command)c.type, d->on_command_arg);
@@ -424,6 +521,11 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
             (rc = devstate_open(ob, &d->ds)))
             goto fail;
         snprintf(d->state_dir, sizeof(d->state_dir), "%s", o->state_dir);
+        /* T12-L1a: the device's own tamper-evident log starts with a boot
+         * record (the chain head is found again after a restart). */
+        if ((rc = devlog_open(d, key)))
+            goto fail;
+        devlog_append(d, "boot", "{\"sdk\":\"0.1\"}");
     }
     d->mosq = mosquitto_new(d->id, true, d);
     if (!d->mosq) {
@@ -458,6 +560,7 @@ void mamori_device_free(struct mamori_device *d)
     }
     outbox_close(d->ob);
     devstate_close(d->ds);
+    crypto_key_free(d->log_key);
     free(d->trust_pem);
     free(d->schema);
     crypto_wipe(d, sizeof(*d));

@@ -156,6 +156,9 @@ enum mamori_err store_device_clear_claim(struct store *s, const char *id) MAMORI
 enum mamori_err store_device_set_online(struct store *s, const char *id, bool online,
                                         int64_t last_seen) MAMORI_MUST_CHECK;
 int64_t store_device_count(struct store *s);
+/* The registered certificate of a device (PEM, malloc'd). */
+enum mamori_err store_device_cert(struct store *s, const char *id,
+                                  char **pem_out) MAMORI_MUST_CHECK;
 
 /* Events (alerts and observations). */
 enum mamori_err store_event_add(struct store *s, int64_t ts, const char *device_id,

@@ -1028,3 +1028,20 @@ enum mamori_err store_command_list(struct store *s, const char *device_id, bool 
     sqlite3_finalize(st);
     return MAMORI_OK;
 }
+
+enum mamori_err store_device_cert(struct store *s, const char *id, char **pem_out)
+{
+    sqlite3_stmt *st;
+    *pem_out = NULL;
+    if (prep(s, "SELECT cert_pem FROM devices WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, id);
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        *pem_out = t ? strdup((const char *)t) : NULL;
+        rc = *pem_out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}

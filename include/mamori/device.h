@@ -144,6 +144,7 @@ struct mamori_device_stats {
     uint64_t commands_accepted;
     uint64_t commands_refused; /* bad signature, expired, other device, replay */
     uint64_t command_results;
+    uint64_t log_records; /* device log records written and queued */
 };
 void mamori_device_get_stats(const struct mamori_device *dev, struct mamori_device_stats *out);
 

@@ -13,7 +13,8 @@ export PKG_CONFIG_PATH=$T/prefix/lib/pkgconfig:$T/prefix/lib/x86_64-linux-gnu/pk
 check "pkg-config knows mamori" pkg-config --exists mamori
 # The sanitizer build's library needs its runtime in the program too.
 SAN=""
-nm -D "$BUILD/lib/libmamori.so" 2>/dev/null | grep -q __asan && SAN="-fsanitize=address,undefined"
+# (no grep -q: with pipefail, nm killed by SIGPIPE would fail the test)
+nm -D "$BUILD/lib/libmamori.so" 2>/dev/null | grep __asan >/dev/null && SAN="-fsanitize=address,undefined"
 # shellcheck disable=SC2046
 check "the example builds with pkg-config alone" cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror \
     $SAN "$ROOT/examples/sensor.c" $(pkg-config --cflags --libs mamori) -o "$T/sensor"
@@ -31,4 +32,5 @@ as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
 LD_LIBRARY_PATH=$LIBDIR timeout 60 "$T/sensor" "$(dev_dir 0)" "$T/state-sdk" 1 3 >"$T/sensor.log" 2>&1
 check "the example ran to the end" grep -q "sent 3 readings" "$T/sensor.log"
 check "its readings are stored at the hub" wait_for 10 stored_is "$D0" 3
+[ "$FAIL" -gt 0 ] && tail -20 "$T/sensor.log"
 finish

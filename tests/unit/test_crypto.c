@@ -11,6 +11,7 @@
 
 #include "common/cmd.h"
 #include "common/crypto.h"
+#include "common/devlog.h"
 #include "common/schema.h"
 
 struct pki {
@@ -302,12 +303,62 @@ static void telemetry_schemas(void **st)
     json_decref(b);
 }
 
+/* Records verify with the device's certificate, chain by hash, and any
+ * change to the text breaks the signature. */
+static void device_log_chain(void **st)
+{
+    struct pki *p = *st;
+    char *pem = NULL, l1[DEVLOG_LINE_MAX], l2[DEVLOG_LINE_MAX];
+    struct crypto_issue di = {.kind = CRYPTO_CERT_CLIENT,
+                              .cn = "MM0123456789ABCDEF",
+                              .subject = p->dev_key,
+                              .issuer = p->root,
+                              .issuer_key = p->root_key,
+                              .not_after = time(NULL) + 3600};
+    assert_int_equal(crypto_cert_issue(&di, &pem), MAMORI_OK);
+    struct crypto_cert *cert = NULL;
+    assert_int_equal(crypto_cert_parse(pem, strlen(pem), &cert), MAMORI_OK);
+    struct devlog_rec a, b, got;
+    assert_int_equal(devlog_build(p->dev_key, 1, 1000, "boot", "{}", DEVLOG_ZERO_HASH, l1, &a),
+                     MAMORI_OK);
+    assert_int_equal(
+        devlog_build(p->dev_key, 2, 2000, "command", "{\"x\":\"q\\\"\"}", a.hash, l2, &b),
+        MAMORI_OK);
+    assert_int_equal(devlog_parse(l1, strlen(l1), cert, &got), MAMORI_OK);
+    assert_string_equal(got.hash, a.hash);
+    assert_int_equal(devlog_parse(l2, strlen(l2), cert, &got), MAMORI_OK);
+    assert_string_equal(got.prev, a.hash); /* the chain */
+    /* an edited record: the signature no longer verifies */
+    char *t = strstr(l2, "command");
+    memcpy(t, "comment", 7);
+    assert_int_equal(devlog_parse(l2, strlen(l2), cert, &got), MAMORI_ERR_VERIFY);
+    assert_int_equal(devlog_parse(l2, strlen(l2), NULL, &got), MAMORI_OK); /* parse only */
+    /* another key's certificate does not verify it */
+    struct crypto_issue ri = di;
+    ri.subject = p->root_key;
+    char *other = NULL;
+    struct crypto_cert *oc = NULL;
+    assert_int_equal(crypto_cert_issue(&ri, &other), MAMORI_OK);
+    assert_int_equal(crypto_cert_parse(other, strlen(other), &oc), MAMORI_OK);
+    assert_int_equal(devlog_parse(l1, strlen(l1), oc, &got), MAMORI_ERR_VERIFY);
+    /* bad input */
+    assert_int_equal(devlog_build(p->dev_key, 3, 1, "Bad Type", "{}", a.hash, l1, &a),
+                     MAMORI_ERR_INVAL);
+    assert_int_equal(devlog_parse("{\"rec\":\"{}\",\"sig\":\"AAAA\"}", 26, NULL, &got),
+                     MAMORI_ERR_PARSE);
+    crypto_cert_free(oc);
+    free(other);
+    crypto_cert_free(cert);
+    free(pem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(csr_to_verified_cert), cmocka_unit_test(untrusted_and_expired_refused),
         cmocka_unit_test(tampered_csr_refused), cmocka_unit_test(secrets_helpers),
         cmocka_unit_test(signed_commands),      cmocka_unit_test(telemetry_schemas),
+        cmocka_unit_test(device_log_chain),
     };
     return cmocka_run_group_tests_name("crypto", tests, setup, teardown);
 }
