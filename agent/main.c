@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include "agent/config.h"
+#include "common/buf.h"
+#include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -167,6 +169,107 @@ static void write_status(const char *path, struct mamori_device *dev)
         log_if_err(fs_write_atomic(path, buf, (size_t)n, 0644));
 }
 
+/* ---- configuration integrity (T01-L2c, T08-L2a, T08-L4a) ----
+ * The agent keeps the SHA-256 of its configuration and schema files in
+ * STATE/config.digests. A file that differs from the last digest known, at
+ * start or while running (checked every 5 s), is reported to the hub as a
+ * device event and a record in the tamper-evident device log. A change
+ * takes effect at the next start. */
+struct watched {
+    const char *path;
+    char digest[65];
+};
+
+static void file_digest(const char *path, char out[65])
+{
+    char *txt = NULL;
+    size_t len;
+    uint8_t md[CRYPTO_SHA256_LEN];
+    if (fs_read_file(path, 1 << 20, &txt, &len)) {
+        snprintf(out, 65, "absent");
+        return;
+    }
+    crypto_sha256(txt, len, md);
+    crypto_hex(md, sizeof(md), out);
+    free(txt);
+}
+
+static void report_change(struct mamori_device *dev, const char *path, const char *old,
+                          const char *now)
+{
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s}", "type", "config_changed", "file", path, "old", old,
+                          "new", now);
+    char *txt = j ? json_dump_compact(j) : NULL;
+    if (txt) {
+        log_warn("%s changed (%.12s -> %.12s): reported to the hub", path, old, now);
+        log_if_err(mamori_device_send_event(dev, txt));
+        json_object_del(j, "type");
+        free(txt);
+        txt = json_dump_compact(j);
+        if (txt)
+            log_if_err(mamori_device_log(dev, "config_changed", txt));
+    }
+    free(txt);
+    json_decref(j);
+}
+
+static void save_digests(const char *state_dir, const struct watched *w, size_t n)
+{
+    char p[AGENT_PATH_MAX + 32], buf[4 * AGENT_PATH_MAX];
+    size_t off = 0;
+    for (size_t i = 0; i < n && off < sizeof(buf); i++)
+        off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s %s\n", w[i].digest, w[i].path);
+    if (off < sizeof(buf) && fs_path(p, sizeof(p), state_dir, "config.digests") == MAMORI_OK)
+        log_if_err(fs_write_atomic(p, buf, off, 0600));
+}
+
+/* Compares with the digests of the last run; reports differences. */
+static void check_at_start(struct mamori_device *dev, const char *state_dir, struct watched *w,
+                           size_t n)
+{
+    char p[AGENT_PATH_MAX + 32], *txt = NULL;
+    size_t len = 0;
+    if (fs_path(p, sizeof(p), state_dir, "config.digests") != MAMORI_OK ||
+        fs_read_file(p, 4 * AGENT_PATH_MAX, &txt, &len) != MAMORI_OK)
+        len = 0; /* first start: every file is new */
+    for (size_t i = 0; i < n; i++) {
+        file_digest(w[i].path, w[i].digest);
+        char old[65] = "none";
+        struct mbuf b = mbuf_init(txt, len);
+        while (mbuf_left(&b)) {
+            const uint8_t *ln;
+            size_t ll;
+            mbuf_split(&b, '\n', &ln, &ll);
+            if (ll > 65 && ln[64] == ' ' && ll - 65 == strlen(w[i].path) &&
+                memcmp(ln + 65, w[i].path, ll - 65) == 0) {
+                memcpy(old, ln, 64);
+                old[64] = '\0';
+            }
+        }
+        if (strcmp(old, w[i].digest) != 0)
+            report_change(dev, w[i].path, old, w[i].digest);
+    }
+    free(txt);
+    save_digests(state_dir, w, n);
+}
+
+static void check_running(struct mamori_device *dev, const char *state_dir, struct watched *w,
+                          size_t n)
+{
+    bool changed = false;
+    for (size_t i = 0; i < n; i++) {
+        char now[65];
+        file_digest(w[i].path, now);
+        if (strcmp(now, w[i].digest) != 0) {
+            report_change(dev, w[i].path, w[i].digest, now);
+            memcpy(w[i].digest, now, sizeof(now));
+            changed = true;
+        }
+    }
+    if (changed)
+        save_digests(state_dir, w, n);
+}
+
 static volatile sig_atomic_t g_reboot;
 
 /* The SDK applied the command; what is left is the board's part. */
@@ -241,6 +344,10 @@ static int run(const char *config_path, const char *status)
         return 1;
     }
     log_info("agent for %s running; local socket %s", mamori_device_id(dev), cfg.socket);
+    struct watched watch[2] = {{.path = config_path}, {.path = cfg.schema_file}};
+    size_t nwatch = cfg.schema_file[0] ? 2 : 1;
+    check_at_start(dev, cfg.state_dir, watch, nwatch);
+    uint64_t next_watch = mamori_now_ms() + 5000;
     struct client *cl[MAX_CLIENTS] = {0};
     uint64_t next_status = 0;
     int timeout = 0;
@@ -283,6 +390,10 @@ static int run(const char *config_path, const char *status)
         uint64_t now = mamori_now_ms();
         timeout = mamori_device_step(dev, now, dfd >= 0 && (p[0].revents & POLLIN),
                                      dfd >= 0 && (p[0].revents & POLLOUT));
+        if (now >= next_watch) {
+            check_running(dev, cfg.state_dir, watch, nwatch);
+            next_watch = now + 5000;
+        }
         if (status && now >= next_status) {
             write_status(status, dev);
             next_status = now + 200;

@@ -797,3 +797,20 @@ void mamori_device_get_stats(const struct mamori_device *d, struct mamori_device
         out->outbox_dropped = os.dropped_total;
     }
 }
+
+enum mamori_err mamori_device_log(struct mamori_device *d, const char *type, const char *data_json)
+{
+    json_t *chk = NULL;
+    if (!d || !type || !data_json)
+        return MAMORI_ERR_INVAL;
+    if (!d->log_key)
+        return MAMORI_ERR_STATE; /* no state directory, or wiped */
+    enum mamori_err rc =
+        json_parse_untrusted(data_json, strlen(data_json), DEVLOG_TEXT_MAX / 2, &chk, NULL, 0);
+    json_decref(chk);
+    if (rc)
+        return rc;
+    uint64_t before = d->log_n;
+    devlog_append(d, type, data_json);
+    return d->log_n > before ? MAMORI_OK : MAMORI_ERR_INVAL;
+}

@@ -121,6 +121,13 @@ enum mamori_err mamori_device_send_telemetry_batch(struct mamori_device *dev,
 enum mamori_err mamori_device_send_event(struct mamori_device *dev,
                                          const char *body_json) MAMORI_MUST_CHECK;
 
+/* Appends a record to the device's tamper-evident log (signed with the
+ * device key, hash-chained, shipped to the hub, never dropped): for the
+ * application's own security events. type: 1-32 of [a-z0-9_]; data_json: a
+ * JSON object (copied). MAMORI_ERR_STATE without a state directory. */
+enum mamori_err mamori_device_log(struct mamori_device *dev, const char *type,
+                                  const char *data_json) MAMORI_MUST_CHECK;
+
 /* Durable flags set by the hub's commands (false without a state dir). */
 bool mamori_device_locked(const struct mamori_device *dev);
 bool mamori_device_quarantined(const struct mamori_device *dev);

@@ -75,4 +75,20 @@ fi
 agent_start 1
 hub_start "$DATA"; MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
 check "swapped records are reported" wait_for 20 reordered
+# --- configuration integrity: a change to the agent's files is reported
+agent_start 0
+check "first start records the configuration digests" wait_for 20 has_event device_log "$D0" '"type": "config_changed"'
+n0=$(events_json | python3 -c 'import json,sys
+print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="device_event" and "config_changed" in json.dumps(e["detail"]) and e.get("device_id")==sys.argv[1]))' "$D0")
+echo '{"fields": [{"name": "temp_c", "type": "number", "min": -40, "max": 150}]}' >"$T/schema.json"
+cfg_events() { events_json | python3 -c 'import json,sys
+print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="device_event" and "config_changed" in json.dumps(e["detail"]) and sys.argv[2] in json.dumps(e["detail"]) and e.get("device_id")==sys.argv[1]))' "$D0" "$1"; }
+cfg_reported() { [ "$(cfg_events schema.json)" -ge 1 ] && [ "$(cfg_events "")" -gt "$n0" ]; }
+check "a local change of the schema while running is reported" wait_for 20 cfg_reported
+kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+sed -i 's/"heartbeat_s": 2/"heartbeat_s": 3/' "$T/agent0.json"
+n1=$(cfg_events agent0.json)
+agent_start 0
+cfg_changed_offline() { [ "$(cfg_events agent0.json)" -gt "$n1" ]; }
+check "a change made while the agent was stopped is reported at start" wait_for 20 cfg_changed_offline
 finish
