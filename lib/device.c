@@ -138,8 +138,9 @@ static void on_ack(struct mamori_device *d, json_t *ack)
         uint64_t seq;
         if (!json_get_u64(ack, names[s], &seq) || seq == 0)
             continue;
-        if (d->ob && outbox_ack(d->ob, (enum outbox_stream)s, seq) == MAMORI_OK)
-            d->st.acked = seq > d->st.acked ? seq : d->st.acked;
+        if (d->ob && outbox_ack(d->ob, (enum outbox_stream)s, seq) == MAMORI_OK && s == OUTBOX_TM &&
+            seq > d->st.acked)
+            d->st.acked = seq;
         /* What is acknowledged is no longer in flight. */
         unsigned k = 0;
         for (unsigned i = 0; i < d->inflight; i++)

@@ -145,7 +145,7 @@ struct mamori_device_stats {
     uint64_t outbox_published; /* publishes from the outbox, resends included */
     uint64_t outbox_queued;    /* waiting for the hub's acknowledgement */
     uint64_t outbox_dropped;   /* telemetry dropped to make room, ever */
-    uint64_t acked;            /* highest sequence number acknowledged */
+    uint64_t acked;            /* highest telemetry sequence number acknowledged */
     uint64_t outbox_errors;    /* storage errors while sending (retried) */
     uint64_t commands_received;
     uint64_t commands_accepted;
