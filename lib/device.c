@@ -716,7 +716,9 @@ static void pump(struct mamori_device *d, uint64_t now)
     bool q;
     if (outbox_report_drops(d->ob, wall_ms(), &q) != MAMORI_OK)
         d->st.outbox_errors++;
-    if (d->inflight && now - d->last_progress_ms > ACK_TIMEOUT_MS) {
+    /* now was read before this step; an acknowledgement read during the
+     * step may be newer (no unsigned wrap-around here). */
+    if (d->inflight && now > d->last_progress_ms && now - d->last_progress_ms > ACK_TIMEOUT_MS) {
         d->sent_id = 0; /* no acknowledgement: send again from the oldest */
         d->inflight = 0;
         d->last_progress_ms = now;

@@ -52,6 +52,7 @@ for i in $(seq 1 10); do send 0 "{\"temp_c\": $i}" >/dev/null; sleep 0.2; done
 check "steady sending, acknowledged in between: every message stored" wait_for 10 stored_is "$D0" 11
 expect_eq "steady sending: in order, with no gap" "$(seq -s, 1 11)" "$(seqs "$D0")"
 check "normal traffic raises no replay alert" fails has_event telemetry_replay "$D0"
+expect_eq "and nothing was sent twice" 0 "$(curl -s --cacert "$CA" "$API/api/v1/health" | jget streams.duplicates)"
 
 # --- the hub checks what a device might send without the SDK
 rejected() { curl -s --cacert "$CA" "$API/api/v1/health" | jget streams.rejected; }
