@@ -423,36 +423,7 @@ bool crypto_cert_matches_key(const struct crypto_cert *cert, const struct crypto
 
 enum mamori_err crypto_cert_verify(const struct crypto_cert *cert, const char *trust_pem)
 {
-    enum mamori_err rc = MAMORI_ERR_VERIFY;
-    X509_STORE *store = X509_STORE_new();
-    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    BIO *bio = BIO_new_mem_buf(trust_pem, -1);
-    if (!store || !ctx || !bio) {
-        rc = MAMORI_ERR_NOMEM;
-        goto out;
-    }
-    X509 *ca;
-    int n = 0;
-    while ((ca = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-        X509_STORE_add_cert(store, ca);
-        X509_free(ca);
-        n++;
-    }
-    if (n == 0)
-        goto out;
-    if (!X509_STORE_CTX_init(ctx, store, C(cert), NULL))
-        goto out;
-    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
-    if (X509_verify_cert(ctx) == 1)
-        rc = MAMORI_OK;
-    else if (X509_STORE_CTX_get_error(ctx) == X509_V_ERR_CERT_HAS_EXPIRED)
-        rc = MAMORI_ERR_EXPIRED;
-out:
-    ERR_clear_error();
-    BIO_free(bio);
-    X509_STORE_CTX_free(ctx);
-    X509_STORE_free(store);
-    return rc;
+    return crypto_cert_verify_chain(cert, NULL, 0, trust_pem);
 }
 
 enum mamori_err crypto_cert_pem(const struct crypto_cert *cert, char **pem_out)
@@ -510,10 +481,10 @@ enum mamori_err crypto_cert_verify_chain(const struct crypto_cert *cert, const c
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     STACK_OF(X509) *chain = sk_X509_new_null();
     BIO *tb = BIO_new_mem_buf(trust_pem, -1);
-    BIO *ub = BIO_new_mem_buf(untrusted_pem, (int)untrusted_len);
+    BIO *ub = untrusted_pem ? BIO_new_mem_buf(untrusted_pem, (int)untrusted_len) : NULL;
     X509 *x;
     int n = 0;
-    if (!store || !ctx || !chain || !tb || !ub) {
+    if (!store || !ctx || !chain || !tb || (untrusted_pem && !ub)) {
         rc = MAMORI_ERR_NOMEM;
         goto out;
     }
@@ -523,7 +494,7 @@ enum mamori_err crypto_cert_verify_chain(const struct crypto_cert *cert, const c
         n++;
     }
     /* The intermediates only help build the path; they are never anchors. */
-    while (sk_X509_num(chain) < 4 && (x = PEM_read_bio_X509(ub, NULL, NULL, NULL)) != NULL)
+    while (ub && sk_X509_num(chain) < 4 && (x = PEM_read_bio_X509(ub, NULL, NULL, NULL)) != NULL)
         if (!sk_X509_push(chain, x))
             X509_free(x);
     if (n == 0 || !X509_STORE_CTX_init(ctx, store, C(cert), chain))

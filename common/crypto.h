@@ -99,8 +99,8 @@ enum mamori_err crypto_ecdsa_sign(const struct crypto_key *key, const void *data
                                   uint8_t sig[CRYPTO_SIG_MAX], size_t *siglen) MAMORI_MUST_CHECK;
 enum mamori_err crypto_cert_verify_sig(const struct crypto_cert *cert, const void *data, size_t n,
                                        const uint8_t *sig, size_t siglen) MAMORI_MUST_CHECK;
-/* As crypto_cert_verify, with untrusted intermediates (PEM, at most 4 used)
- * that may complete the path but are never trusted themselves. */
+/* As crypto_cert_verify, with untrusted intermediates (PEM, at most 4 used;
+ * NULL for none) that may complete the path but are never trusted. */
 enum mamori_err crypto_cert_verify_chain(const struct crypto_cert *cert, const char *untrusted_pem,
                                          size_t untrusted_len,
                                          const char *trust_pem) MAMORI_MUST_CHECK;

@@ -166,3 +166,12 @@ enum mamori_err fs_shred(const char *path)
         rc = MAMORI_ERR_IO;
     return rc;
 }
+
+enum mamori_err fs_create_private(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return MAMORI_ERR_IO;
+    close(fd);
+    return MAMORI_OK;
+}

@@ -23,6 +23,9 @@ enum mamori_err fs_check_private(const char *path, mode_t allowed) MAMORI_MUST_C
 enum mamori_err fs_path(char *out, size_t outlen, const char *dir,
                         const char *name) MAMORI_MUST_CHECK;
 
+/* Creates path (mode 0600, never through a symlink) if it does not exist,
+ * so a database opened on it next is private from its first byte. */
+enum mamori_err fs_create_private(const char *path) MAMORI_MUST_CHECK;
 /* Overwrites a regular file with zeros, syncs and unlinks it (ENOENT is
  * fine). On flash with wear levelling the old blocks may survive: real
  * erasure of keys needs them to live in hardware (TPM) or encrypted. */

@@ -57,17 +57,15 @@ void cmd_result(struct hub *h, const char *id, json_t *body)
     const char *first = NULL;
     /* A replay refusal of a command we are still waiting for means its
      * first answer was lost: take the outcome it reports. */
+    if (strcmp(c.status, "pending") != 0)
+        return; /* already answered */
     if (strcmp(status, "refused") == 0 && strcmp(error, "replay") == 0) {
-        if (strcmp(c.status, "pending") != 0)
-            return;
         if (!json_get_str(detail, "first_outcome", 15, &first))
             return;
         status = first;
     }
     if (strcmp(status, "ok") && strcmp(status, "failed") && strcmp(status, "refused"))
         return;
-    if (strcmp(c.status, "pending") != 0)
-        return; /* already answered */
     char *txt = json_dump_compact(body);
     if (store_command_finish(h->store, cid, status, txt ? txt : "{}", hub_now_ms()) == MAMORI_OK)
         hub_event(h, id, "command_result", strcmp(status, "ok") ? "warning" : "info",

@@ -239,7 +239,6 @@ static void mark_dirty(struct tm_state *t, struct tm_dev *d)
  * new head (one alert, not one per later record); a bad signature or a
  * record at or before the head (replayed, reordered, or a log that was cut
  * back and started again) is reported and changes nothing. */
-static void mark_dirty(struct tm_state *t, struct tm_dev *d);
 static void log_record(struct hub *h, struct tm_dev *d, const char *line)
 {
     char key[64], val[96], *pem = NULL;

@@ -3,16 +3,54 @@
  */
 #include "lib/devstate.h"
 
-#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "common/fsutil.h"
+
+#define DEVSTATE_FLAGS 8
+
+/* The flags are read on every telemetry send: they are kept in memory too,
+ * loaded at open and changed only after their transaction committed. */
 struct devstate {
     sqlite3 *db;
+    size_t nflags;
+    struct {
+        char name[32];
+        bool value;
+    } flags[DEVSTATE_FLAGS];
 };
+
+static void cache_set(struct devstate *ds, const char *name, bool value)
+{
+    size_t i = 0;
+    while (i < ds->nflags && strcmp(ds->flags[i].name, name) != 0)
+        i++;
+    if (i == ds->nflags) {
+        if (ds->nflags == DEVSTATE_FLAGS || strlen(name) >= sizeof(ds->flags[i].name))
+            return;
+        snprintf(ds->flags[i].name, sizeof(ds->flags[i].name), "%s", name);
+        ds->nflags++;
+    }
+    ds->flags[i].value = value;
+}
+
+static enum mamori_err cache_load(struct devstate *ds)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(ds->db, "SELECT name, value FROM flags", -1, &st, NULL) != SQLITE_OK)
+        return MAMORI_ERR_DB;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *n = sqlite3_column_text(st, 0);
+        if (n)
+            cache_set(ds, (const char *)n, sqlite3_column_int(st, 1) != 0);
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
+}
 
 enum mamori_err devstate_open(const char *path, struct devstate **out)
 {
@@ -20,12 +58,10 @@ enum mamori_err devstate_open(const char *path, struct devstate **out)
     struct devstate *ds = calloc(1, sizeof(*ds));
     if (!ds)
         return MAMORI_ERR_NOMEM;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
+    if (fs_create_private(path)) {
         free(ds);
         return MAMORI_ERR_IO;
     }
-    close(fd);
     if (sqlite3_open_v2(path, &ds->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
         sqlite3_exec(ds->db,
@@ -34,7 +70,8 @@ enum mamori_err devstate_open(const char *path, struct devstate **out)
                      "CREATE TABLE IF NOT EXISTS flags(name TEXT PRIMARY KEY, value INTEGER);"
                      "CREATE TABLE IF NOT EXISTS seen(id TEXT PRIMARY KEY, exp INTEGER NOT NULL,"
                      "  status TEXT NOT NULL);",
-                     NULL, NULL, NULL) != SQLITE_OK) {
+                     NULL, NULL, NULL) != SQLITE_OK ||
+        cache_load(ds) != MAMORI_OK) {
         devstate_close(ds);
         return MAMORI_ERR_DB;
     }
@@ -52,16 +89,10 @@ void devstate_close(struct devstate *ds)
 
 bool devstate_flag(struct devstate *ds, const char *name)
 {
-    sqlite3_stmt *st;
-    bool v = false;
-    if (sqlite3_prepare_v2(ds->db, "SELECT value FROM flags WHERE name=?", -1, &st, NULL) !=
-        SQLITE_OK)
-        return false;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int(st, 0) != 0;
-    sqlite3_finalize(st);
-    return v;
+    for (size_t i = 0; i < ds->nflags; i++)
+        if (strcmp(ds->flags[i].name, name) == 0)
+            return ds->flags[i].value;
+    return false;
 }
 
 static int run(struct devstate *ds, const char *sql, const char *t1, int64_t i2, const char *t3)
@@ -115,5 +146,7 @@ enum mamori_err devstate_accept(struct devstate *ds, const char *id, int64_t exp
         rc = MAMORI_ERR_DB;
     if (rc)
         sqlite3_exec(ds->db, "ROLLBACK", NULL, NULL, NULL);
+    else if (flag)
+        cache_set(ds, flag, value);
     return rc;
 }

@@ -3,13 +3,12 @@
  */
 #include "lib/outbox.h"
 
-#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "common/fsutil.h"
 
 struct outbox {
     sqlite3 *db;
@@ -84,13 +83,10 @@ enum mamori_err outbox_open(const char *path, size_t max_msgs, const char *vfs, 
     if (!ob)
         return MAMORI_ERR_NOMEM;
     ob->max = max_msgs ? max_msgs : OUTBOX_DEFAULT_MAX;
-    /* Create the file ourselves so it is private from its first byte. */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
+    if (fs_create_private(path)) {
         free(ob);
         return MAMORI_ERR_IO;
     }
-    close(fd);
     if (sqlite3_open_v2(path, &ob->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, vfs) !=
         SQLITE_OK)
         goto fail;

@@ -804,21 +804,28 @@ enum mamori_err store_schema_set(struct store *s, const char *model, const char 
     return step_done(s, st);
 }
 
-enum mamori_err store_schema_get(struct store *s, const char *model, char **doc_out)
+/* Runs sql (one text parameter) and copies the first column of its row
+ * (malloc'd); MAMORI_ERR_NOTFOUND without a row. */
+static enum mamori_err one_text(struct store *s, const char *sql, const char *key, char **out)
 {
     sqlite3_stmt *st;
-    *doc_out = NULL;
-    if (prep(s, "SELECT doc FROM schemas WHERE model=?", &st))
+    *out = NULL;
+    if (prep(s, sql, &st))
         return MAMORI_ERR_DB;
-    bind_text(st, 1, model);
+    bind_text(st, 1, key);
     enum mamori_err rc = MAMORI_ERR_NOTFOUND;
     if (sqlite3_step(st) == SQLITE_ROW) {
         const unsigned char *t = sqlite3_column_text(st, 0);
-        *doc_out = t ? strdup((const char *)t) : NULL;
-        rc = *doc_out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+        *out = t ? strdup((const char *)t) : NULL;
+        rc = *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+enum mamori_err store_schema_get(struct store *s, const char *model, char **doc_out)
+{
+    return one_text(s, "SELECT doc FROM schemas WHERE model=?", model, doc_out);
 }
 
 enum mamori_err store_stream_get(struct store *s, const char *device_id, const char *stream,
@@ -1031,17 +1038,5 @@ enum mamori_err store_command_list(struct store *s, const char *device_id, bool 
 
 enum mamori_err store_device_cert(struct store *s, const char *id, char **pem_out)
 {
-    sqlite3_stmt *st;
-    *pem_out = NULL;
-    if (prep(s, "SELECT cert_pem FROM devices WHERE id=?", &st))
-        return MAMORI_ERR_DB;
-    bind_text(st, 1, id);
-    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        const unsigned char *t = sqlite3_column_text(st, 0);
-        *pem_out = t ? strdup((const char *)t) : NULL;
-        rc = *pem_out ? MAMORI_OK : MAMORI_ERR_NOMEM;
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return one_text(s, "SELECT cert_pem FROM devices WHERE id=?", id, pem_out);
 }
