@@ -190,8 +190,18 @@ static int on_message(int event, void *event_data, void *userdata)
     if (!is_hub(ed->client) ||
         strncmp(ed->topic, PROTO_TOPIC_CTL_PREFIX, sizeof(PROTO_TOPIC_CTL_PREFIX) - 1))
         return MOSQ_ERR_SUCCESS;
+    uint64_t gen = g.sync.synced_gen;
     if (sync_apply(&g.sync, ed->payload, ed->payloadlen, kick, NULL) != MAMORI_OK)
         mosquitto_log_printf(MOSQ_LOG_WARNING, "mamori: malformed control message ignored");
+    if (g.sync.synced_gen != gen) {
+        /* The hub learns that the snapshot is in force, not merely sent:
+         * only then does it report the broker as synchronised. */
+        char buf[96];
+        int n = snprintf(buf, sizeof(buf), "{\"type\":\"synced\",\"gen\":%llu,\"count\":%zu}",
+                         (unsigned long long)g.sync.synced_gen, g.sync.active.count);
+        if (n > 0 && (size_t)n < sizeof(buf))
+            mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 1, false, NULL);
+    }
     return MOSQ_ERR_SUCCESS;
 }
 

@@ -185,6 +185,7 @@ enum mamori_err sync_apply(struct sync_state *s, const void *payload, size_t len
         memset(&s->pending, 0, sizeof(s->pending));
         s->pending_open = false;
         s->synced = true;
+        s->synced_gen = gen;
         /* Anyone connected whom the new view denies goes now. */
         kick_denied(&s->active, kick, kick_arg);
         rc = MAMORI_OK;

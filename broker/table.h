@@ -57,6 +57,7 @@ struct sync_state {
     uint64_t pending_gen;
     bool pending_open;
     bool synced; /* false until the first complete snapshot: fail closed (P-FAILSEC) */
+    uint64_t synced_gen; /* generation of the last snapshot taken over (0: none) */
 };
 
 /* Called for each device that must be disconnected now. */

@@ -360,6 +360,7 @@ void broker_reload(struct hub *h)
     /* Restart: mosquitto 2.0 does not reload a listener's cafile on SIGHUP.
      * The supervisor brings it straight back; the plugin fails closed until
      * it has the snapshot again. Lock held. */
+    h->plugin_synced = false;
     if (h->broker_pid > 0)
         kill(h->broker_pid, SIGTERM);
 }

@@ -120,7 +120,7 @@ static void send_snapshot(struct hub *h)
     publish_json(h, e);
     json_decref(e);
     json_decref(s.batch);
-    h->plugin_synced = true;
+    /* plugin_synced turns true when the plugin confirms this generation. */
     log_info("registry snapshot %llu sent to broker plugin (%d devices)", (unsigned long long)s.gen,
              s.count);
 }
@@ -163,6 +163,17 @@ static void on_broker_event(struct hub *h, const struct mosquitto_message *msg)
         return;
     const char *type = "unknown", *dev = NULL;
     (void)json_get_str(ev, "type", 32, &type);
+    if (strcmp(type, "synced") == 0) {
+        uint64_t gen = 0;
+        pthread_mutex_lock(&h->lock);
+        if (json_get_u64(ev, "gen", &gen) && gen == h->sync_gen && h->mqtt_connected) {
+            h->plugin_synced = true;
+            log_info("broker plugin took over registry snapshot %llu", (unsigned long long)gen);
+        }
+        pthread_mutex_unlock(&h->lock);
+        json_decref(ev);
+        return;
+    }
     (void)json_get_str(ev, "device", PROTO_DEVICE_ID_LEN, &dev);
     if (dev && !proto_device_id_valid(dev, strlen(dev)))
         dev = NULL;

@@ -23,7 +23,7 @@ as op factory mfr-ca-sign --ca "$T/rogue" --csr "$T/rogue/device.csr" --out "$T/
 as op factory mfr-ca-sign --ca "$T/acme" --csr "$T/unreg/device.csr" --out "$T/unreg/device.crt" >/dev/null
 as op factory mfr-ca-sign --ca "$T/acme" --csr "$T/expired/device.csr" --out "$T/expired/device.crt" --days -1 >/dev/null
 # the CA import restarted the broker: wait for the plugin to be in sync again
-wait_for 20 bash -c "curl -s --cacert '$CA' '$API/api/v1/health' | grep -q '\"plugin_synced\":true'"
+wait_for 20 plugin_synced
 
 pub() { mqtt_pub "$@" >/dev/null 2>&1; }
 pub_as() { # pub_as CERT KEY TOPIC
@@ -135,7 +135,7 @@ check "revoked device's refusal is reported" wait_for 5 has_event broker_auth_fa
 
 # --- the broker is fail-closed until it has the registry's view
 kill -9 "$(cat "$DATA/run/broker.pid")"
-check "broker is restarted by the hub" wait_for 20 bash -c "curl -s --cacert '$CA' '$API/api/v1/health' | grep -q '\"plugin_synced\":true'"
+check "broker is restarted by the hub" wait_for 20 plugin_synced
 check "after the restart the active device connects" pub "$P0" "$(hb "$D0")" "$(env_msg 8)"
 check "after the restart the revoked device is still refused" fails pub "$P1" "$(hb "$D1")" "$(env_msg 9)"
 check "broker restart is recorded" has_event broker_exit

@@ -43,6 +43,8 @@ for k in sys.argv[1].split("."):
     d = d[int(k)] if isinstance(d, list) else d.get(k)
 print("" if d is None else (json.dumps(d) if isinstance(d,(dict,list)) else d))' "$1"; }
 
+# plugin_synced: the broker's plugin has confirmed the hub's registry snapshot
+plugin_synced() { [ "$(curl -s --cacert "$CA" "$API/api/v1/health" | jget plugin_synced 2>/dev/null)" = "True" ]; }
 # hub_start DATA [mamorid options...]: starts the hub, waits until the
 # broker plugin is synchronised; sets API, MQTT_PORT, CA, HUB_PID.
 hub_start() {
@@ -56,7 +58,7 @@ hub_start() {
             API=$(jget api <"$DATA/run/endpoints.json")
             MQTT_PORT=$(jget mqtt_port <"$DATA/run/endpoints.json")
             CA=$DATA/pki/root.crt
-            if [ "$(curl -s --cacert "$CA" "$API/api/v1/health" | jget plugin_synced 2>/dev/null)" = "True" ]; then
+            if plugin_synced; then
                 return 0
             fi
         fi
