@@ -42,7 +42,7 @@ int main(int argc, char **argv)
                 ids[i][2 + k] == 'U')
                 ids[i][2 + k] = '0';
         snprintf(fp, sizeof(fp), "%064lx", (unsigned long)i);
-        if (table_set(&t, fp, ids[i], MODE_FULL) != MAMORI_OK)
+        if (table_set(&t, fp, ids[i], MODE_FULL, NULL) != MAMORI_OK)
             return 1;
         snprintf(topics[i], sizeof(topics[i]), "mamori/v1/d/%s/tm", ids[i]);
     }

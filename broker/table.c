@@ -53,7 +53,7 @@ struct dev *table_by_fp(const struct dev_table *t, const char *fp)
         return NULL;
     for (struct dev *d = t->by_fp[hash_str(fp, t->nbuckets)]; d; d = d->next_fp)
         if (strcmp(d->fp, fp) == 0)
-            return d;
+            return d->alias_of ? d->alias_of : d;
     return NULL;
 }
 
@@ -76,14 +76,59 @@ static void unlink_fp(struct dev_table *t, struct dev *x)
         *pp = x->next_fp;
 }
 
-enum mamori_err table_set(struct dev_table *t, const char *fp, const char *id, enum dev_mode mode)
+static void link_fp(struct dev_table *t, struct dev *x)
 {
-    if (strlen(fp) != 64 || !proto_device_id_valid(id, strlen(id)) || mode > MODE_RESTRICTED)
+    size_t bf = hash_str(x->fp, t->nbuckets);
+    x->next_fp = t->by_fp[bf];
+    t->by_fp[bf] = x;
+}
+
+static void drop_alias(struct dev_table *t, struct dev *d)
+{
+    if (!d->alias)
+        return;
+    unlink_fp(t, d->alias);
+    free(d->alias);
+    d->alias = NULL;
+}
+
+/* Admits fp_next for d (or nothing when NULL/""). */
+static enum mamori_err set_alias(struct dev_table *t, struct dev *d, const char *fp_next)
+{
+    if (!fp_next || !fp_next[0] || strcmp(fp_next, d->fp) == 0) {
+        drop_alias(t, d);
+        return MAMORI_OK;
+    }
+    if (d->alias && strcmp(d->alias->fp, fp_next) == 0)
+        return MAMORI_OK;
+    drop_alias(t, d);
+    struct dev *a = calloc(1, sizeof(*a));
+    if (!a)
+        return MAMORI_ERR_NOMEM;
+    memcpy(a->fp, fp_next, 65);
+    memcpy(a->id, d->id, sizeof(a->id));
+    a->alias_of = d;
+    d->alias = a;
+    link_fp(t, a);
+    return MAMORI_OK;
+}
+
+enum mamori_err table_set(struct dev_table *t, const char *fp, const char *id, enum dev_mode mode,
+                          const char *fp_next)
+{
+    if (strlen(fp) != 64 || !proto_device_id_valid(id, strlen(id)) || mode > MODE_RESTRICTED ||
+        (fp_next && fp_next[0] && strlen(fp_next) != 64))
         return MAMORI_ERR_INVAL;
     struct dev *d = table_by_id(t, id);
     struct dev *other = table_by_fp(t, fp);
     if (other && other != d)
         return MAMORI_ERR_EXISTS; /* one certificate, one device */
+    other = fp_next && fp_next[0] ? table_by_fp(t, fp_next) : NULL;
+    if (other && other != d)
+        return MAMORI_ERR_EXISTS;
+    /* The certificate in use may be the one admitted as next until now. */
+    if (d && d->alias && strcmp(d->alias->fp, fp) == 0)
+        drop_alias(t, d);
     if (!d) {
         d = calloc(1, sizeof(*d));
         if (!d)
@@ -99,12 +144,10 @@ enum mamori_err table_set(struct dev_table *t, const char *fp, const char *id, e
     }
     if (d->fp[0] == '\0') {
         memcpy(d->fp, fp, 65);
-        size_t bf = hash_str(fp, t->nbuckets);
-        d->next_fp = t->by_fp[bf];
-        t->by_fp[bf] = d;
+        link_fp(t, d);
     }
     d->mode = mode;
-    return MAMORI_OK;
+    return set_alias(t, d, fp_next);
 }
 
 static bool get_gen(json_t *m, uint64_t *gen)
@@ -112,16 +155,19 @@ static bool get_gen(json_t *m, uint64_t *gen)
     return json_get_u64(m, "gen", gen);
 }
 
-/* Parses [fp, id, mode]. */
-static bool dev_triple(json_t *v, const char **fp, const char **id, int *mode)
+/* Parses [fp, id, mode] or [fp, id, mode, fp_next]. */
+static bool dev_triple(json_t *v, const char **fp, const char **id, int *mode, const char **next)
 {
-    if (!json_is_array(v) || json_array_size(v) != 3)
+    if (!json_is_array(v) || json_array_size(v) < 3 || json_array_size(v) > 4)
         return false;
     json_t *a = json_array_get(v, 0), *b = json_array_get(v, 1), *c = json_array_get(v, 2);
-    if (!json_is_string(a) || !json_is_string(b) || !json_is_integer(c))
+    json_t *n = json_array_get(v, 3);
+    if (!json_is_string(a) || !json_is_string(b) || !json_is_integer(c) ||
+        (n && !json_is_string(n)))
         return false;
     *fp = json_string_value(a);
     *id = json_string_value(b);
+    *next = n ? json_string_value(n) : NULL;
     json_int_t m = json_integer_value(c);
     if (m < 0 || m > MODE_RESTRICTED)
         return false;
@@ -164,10 +210,10 @@ enum mamori_err sync_apply(struct sync_state *s, const void *payload, size_t len
         json_t *v;
         json_array_foreach(devs, i, v)
         {
-            const char *fp, *id;
+            const char *fp, *id, *next;
             int mode;
-            if (!dev_triple(v, &fp, &id, &mode) ||
-                table_set(&s->pending, fp, id, (enum dev_mode)mode)) {
+            if (!dev_triple(v, &fp, &id, &mode, &next) ||
+                table_set(&s->pending, fp, id, (enum dev_mode)mode, next)) {
                 /* A bad entry spoils the snapshot: drop it, keep the active view. */
                 table_free(&s->pending);
                 s->pending_open = false;
@@ -190,18 +236,19 @@ enum mamori_err sync_apply(struct sync_state *s, const void *payload, size_t len
         kick_denied(&s->active, kick, kick_arg);
         rc = MAMORI_OK;
     } else if (strcmp(op, "set") == 0) {
-        const char *fp, *id;
+        const char *fp, *id, *next = NULL;
         uint64_t mode = 0;
         if (!json_get_str(m, "fp", 64, &fp) || !json_get_str(m, "id", 32, &id) ||
-            !json_get_u64(m, "mode", &mode) || mode > MODE_RESTRICTED)
+            !json_get_u64(m, "mode", &mode) || mode > MODE_RESTRICTED ||
+            (json_object_get(m, "fp_next") && !json_get_str(m, "fp_next", 64, &next)))
             goto out;
         if (!s->active.nbuckets && (rc = table_init(&s->active, 4096)))
             goto out;
-        if ((rc = table_set(&s->active, fp, id, (enum dev_mode)mode)))
+        if ((rc = table_set(&s->active, fp, id, (enum dev_mode)mode, next)))
             goto out;
         /* A change during a snapshot must survive the snapshot's swap. */
         if (s->pending_open)
-            log_if_err(table_set(&s->pending, fp, id, (enum dev_mode)mode));
+            log_if_err(table_set(&s->pending, fp, id, (enum dev_mode)mode, next));
         if (mode == MODE_DENY)
             kick(id, kick_arg); /* live revocation / lock */
         rc = MAMORI_OK;

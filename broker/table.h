@@ -29,6 +29,10 @@ struct dev {
     uint32_t denied_in_row;
     bool kick_pending;
     struct dev *next_fp, *next_id; /* hash chains */
+    /* During a certificate rotation the next certificate is admitted too:
+     * an alias entry, indexed by its fingerprint only, stands for the
+     * device (alias_of); the device points to it (alias). */
+    struct dev *alias, *alias_of;
 };
 
 struct dev_table {
@@ -43,9 +47,10 @@ void table_free(struct dev_table *t);
 struct dev *table_by_fp(const struct dev_table *t, const char *fp);
 struct dev *table_by_id(const struct dev_table *t, const char *id);
 /* Inserts or updates the device with this id (replacing its fingerprint if
- * it changed, e.g. after a certificate rotation). */
-enum mamori_err table_set(struct dev_table *t, const char *fp, const char *id,
-                          enum dev_mode mode) MAMORI_MUST_CHECK;
+ * it changed, e.g. after a certificate rotation). fp_next (NULL or "": none)
+ * is the certificate a rotation is switching to, admitted alongside fp. */
+enum mamori_err table_set(struct dev_table *t, const char *fp, const char *id, enum dev_mode mode,
+                          const char *fp_next) MAMORI_MUST_CHECK;
 
 /* The sync protocol (docs/protocol.md): the hub sends begin, batch..., end with
  * a generation number; the pending table replaces the active one only when
@@ -56,7 +61,7 @@ struct sync_state {
     struct dev_table pending;
     uint64_t pending_gen;
     bool pending_open;
-    bool synced; /* false until the first complete snapshot: fail closed (P-FAILSEC) */
+    bool synced;         /* false until the first complete snapshot: fail closed (P-FAILSEC) */
     uint64_t synced_gen; /* generation of the last snapshot taken over (0: none) */
 };
 

@@ -10,8 +10,8 @@
 #include "common/json.h"
 #include "common/proto.h"
 
-static const char *const NAMES[CMD_N_TYPES] = {"lock",       "unlock",  "wipe",     "reboot",
-                                               "quarantine", "release", "self-test"};
+static const char *const NAMES[CMD_N_TYPES] = {
+    "lock", "unlock", "wipe", "reboot", "quarantine", "release", "self-test", "rotate", "cert"};
 
 const char *cmd_type_name(enum cmd_type t)
 {

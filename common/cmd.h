@@ -25,8 +25,9 @@
 #include "common/crypto.h"
 #include "mamori/error.h"
 
-#define CMD_TEXT_MAX   4096
-#define CMD_ARGS_MAX   1024
+/* A "cert" command carries a certificate and its issuing CA (about 1.6 KB). */
+#define CMD_TEXT_MAX   8192
+#define CMD_ARGS_MAX   4096
 #define CMD_SIGNER_CN  "mamori-command-signer"
 #define CMD_MAX_TTL_MS (30LL * 24 * 3600 * 1000)
 #define CMD_SKEW_MS    (5LL * 60 * 1000)
@@ -39,6 +40,8 @@ enum cmd_type {
     CMD_QUARANTINE,
     CMD_RELEASE,
     CMD_SELF_TEST,
+    CMD_ROTATE, /* make a new key in place; the result carries its CSR */
+    CMD_CERT,   /* the new certificate for that key: install and switch */
     CMD_N_TYPES
 };
 const char *cmd_type_name(enum cmd_type t);

@@ -68,6 +68,13 @@ static enum mamori_err fsync_dir_of(const char *path)
     return r ? MAMORI_ERR_IO : MAMORI_OK;
 }
 
+enum mamori_err fs_rename_durable(const char *from, const char *to)
+{
+    if (rename(from, to))
+        return errno == ENOENT ? MAMORI_ERR_NOTFOUND : MAMORI_ERR_IO;
+    return fsync_dir_of(to);
+}
+
 enum mamori_err fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode)
 {
     char tmp[4096];

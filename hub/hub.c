@@ -59,6 +59,9 @@ void hub_config_defaults(struct hub_config *c)
     c->msg_burst = 100;
     c->session_ttl_s = 3600;
     c->device_cert_days = 3 * 365;
+    c->cert_renew_days = 30;
+    c->cert_max_age_days = 365;
+    c->rotation_check_s = 60;
     snprintf(c->mosquitto_bin, sizeof(c->mosquitto_bin), "/usr/sbin/mosquitto");
 }
 

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/cmd.h"
 #include "hub/audit.h"
 #include "hub/lifecycle.h"
 #include "hub/store/store.h"
@@ -40,6 +41,9 @@ struct hub_config {
     int msg_burst;        /* bucket size */
     int session_ttl_s;    /* API session lifetime */
     int device_cert_days;
+    int cert_renew_days;   /* rotate when the certificate expires within this */
+    int cert_max_age_days; /* rotate certificates older than this (0: never) */
+    int rotation_check_s;  /* how often the rotation policy runs */
     char mosquitto_bin[HUB_PATH_MAX];
     char plugin_path[HUB_PATH_MAX];
 };
@@ -149,7 +153,9 @@ void mqtt_stop(struct hub *h);
 /* Publishes payload on the device's cmd topic (QoS 1). Lock held or not. */
 void mqtt_send_device(struct hub *h, const char *id, const char *payload, size_t len);
 /* Pushes one device's access to the plugin (kicks it when denied). Lock held. */
-void mqtt_push_device(struct hub *h, const char *fp, const char *id, enum lc_access access);
+/* Sends the device's registry entry (certificate, next certificate during
+ * a rotation, access) to the broker plugin. */
+void mqtt_push_device(struct hub *h, const struct device_rec *d, enum lc_access access);
 
 /* API (hub/api.c). */
 enum mamori_err api_start(struct hub *h) MAMORI_MUST_CHECK;
@@ -206,6 +212,26 @@ struct principal {
 
 enum mamori_err hub_op_transition(struct hub *h, const struct principal *who, const char *device_id,
                                   enum lc_action action, const char *reason) MAMORI_MUST_CHECK;
+/* For the hub's own modules (lock held): audit entry + commit of the open
+ * transaction (rolled back on failure); a stored, audited, published
+ * command (args_json NULL: {}). */
+enum mamori_err hub_commit_audited(struct hub *h, const struct principal *who, const char *action,
+                                   const char *target, const char *reason,
+                                   const char *detail) MAMORI_MUST_CHECK;
+enum mamori_err hub_command_issue(struct hub *h, const struct principal *who, const char *id,
+                                  enum cmd_type t, int64_t ttl_ms, const char *reason,
+                                  const char *args_json, struct command_rec *c) MAMORI_MUST_CHECK;
+
+/* Certificate rotation (hub/rotation.c), lock held. start: asks the device
+ * for a new key ("rotate"); on_result: follows the device's answers
+ * ("rotate" -> CSR -> certificate -> "cert" -> switch confirmed); tick:
+ * the rotation policy (renew before expiry, maximum age). */
+enum mamori_err rotation_start(struct hub *h, const struct principal *who, const char *id,
+                               const char *reason) MAMORI_MUST_CHECK;
+void rotation_on_result(struct hub *h, const struct command_rec *c, const char *status,
+                        json_t *detail);
+void rotation_tick(struct hub *h, int64_t now_s);
+
 /* Records an event (alert or observation). Lock held. */
 void hub_event(struct hub *h, const char *device_id, const char *kind, const char *severity,
                const char *detail_fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -151,6 +151,7 @@ static void *live_loop(void *arg)
     if (step_ms > 1000)
         step_ms = 1000;
     int64_t next_sweep = hub_now_ms() + step_ms;
+    int64_t next_rotation = hub_now_ms() + (int64_t)h->cfg.rotation_check_s * 1000;
     while (!h->stopping) {
         /* Telemetry is committed and acknowledged in batches, every 50 ms. */
         hub_sleep(h, 50);
@@ -160,6 +161,14 @@ static void *live_loop(void *arg)
         if (hub_now_ms() >= next_sweep) {
             (void)live_sweep(h, hub_now_ms());
             next_sweep = hub_now_ms() + step_ms;
+        }
+        /* T05-L2c: certificates are renewed well before they expire. */
+        if (hub_now_ms() >= next_rotation) {
+            pthread_mutex_lock(&h->lock);
+            if (h->mqtt_connected)
+                rotation_tick(h, hub_now());
+            pthread_mutex_unlock(&h->lock);
+            next_rotation = hub_now_ms() + (int64_t)h->cfg.rotation_check_s * 1000;
         }
     }
     return NULL;

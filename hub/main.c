@@ -3,7 +3,9 @@
  *
  *   mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]
  *           [--heartbeat S] [--max-connections N] [--plugin PATH]
- *           [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N] [-v]
+ *           [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]
+ *           [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]
+ *           [--rotation-check SECONDS] [-v]
  *
  * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
@@ -23,10 +25,11 @@
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
-            "               [--heartbeat SECONDS] [--max-connections N] [--plugin PATH]\n"
-            "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N] [-v]\n");
+    fprintf(stderr, "usage: mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
+                    "               [--heartbeat SECONDS] [--max-connections N] [--plugin PATH]\n"
+                    "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]\n"
+                    "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
+                    "               [--rotation-check SECONDS] [-v]\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -89,6 +92,14 @@ int main(int argc, char **argv)
             ok = parse_int(v, 1, 100000, &cfg.msg_rate);
         else if (strcmp(a, "--burst") == 0)
             ok = parse_int(v, 1, 100000, &cfg.msg_burst);
+        else if (strcmp(a, "--cert-days") == 0)
+            ok = parse_int(v, 1, 3650, &cfg.device_cert_days);
+        else if (strcmp(a, "--cert-renew-days") == 0)
+            ok = parse_int(v, 0, 3650, &cfg.cert_renew_days);
+        else if (strcmp(a, "--cert-max-age-days") == 0)
+            ok = parse_int(v, 0, 3650, &cfg.cert_max_age_days);
+        else if (strcmp(a, "--rotation-check") == 0)
+            ok = parse_int(v, 1, 86400, &cfg.rotation_check_s);
         else if (strcmp(a, "--plugin") == 0)
             ok = (size_t)snprintf(cfg.plugin_path, sizeof(cfg.plugin_path), "%s", v) <
                  sizeof(cfg.plugin_path);

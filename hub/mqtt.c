@@ -49,12 +49,14 @@ void mqtt_send_device(struct hub *h, const char *id, const char *payload, size_t
         log_warn("publish to %s failed: %s", id, mosquitto_strerror(rc));
 }
 
-void mqtt_push_device(struct hub *h, const char *fp, const char *id, enum lc_access access)
+void mqtt_push_device(struct hub *h, const struct device_rec *d, enum lc_access access)
 {
     if (!h->mosq || !h->mqtt_connected)
         return; /* the next snapshot carries it */
-    json_t *m =
-        json_pack("{s:s,s:s,s:s,s:i}", "op", "set", "fp", fp, "id", id, "mode", (int)access);
+    json_t *m = json_pack("{s:s,s:s,s:s,s:i}", "op", "set", "fp", d->cert_fp, "id", d->id, "mode",
+                          (int)access);
+    if (m && d->cert_next_fp[0])
+        json_object_set_new(m, "fp_next", json_string(d->cert_next_fp));
     if (m) {
         publish_json(h, m);
         json_decref(m);
@@ -92,7 +94,10 @@ static bool snap_dev(const struct device_rec *d, void *arg)
     enum lc_access a = lc_access(st);
     /* Denied devices are sent too, so the plugin can tell "known but
      * refused" from "unknown" in what it reports back. */
-    json_array_append_new(s->batch, json_pack("[s,s,i]", d->cert_fp, d->id, (int)a));
+    json_array_append_new(s->batch,
+                          d->cert_next_fp[0]
+                              ? json_pack("[s,s,i,s]", d->cert_fp, d->id, (int)a, d->cert_next_fp)
+                              : json_pack("[s,s,i]", d->cert_fp, d->id, (int)a));
     s->count++;
     if (json_array_size(s->batch) >= SYNC_BATCH)
         flush_batch(s);

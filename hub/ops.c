@@ -41,9 +41,8 @@ void hub_event(struct hub *h, const char *device_id, const char *kind, const cha
 }
 
 /* Appends an audit entry and commits the open transaction. Lock held. */
-static enum mamori_err commit_audited(struct hub *h, const struct principal *who,
-                                      const char *action, const char *target, const char *reason,
-                                      const char *detail)
+enum mamori_err hub_commit_audited(struct hub *h, const struct principal *who, const char *action,
+                                   const char *target, const char *reason, const char *detail)
 {
     char actor[STORE_NAME_MAX + 16];
     actor_of(who, actor, sizeof(actor));
@@ -66,7 +65,7 @@ static void audit_only(struct hub *h, const struct principal *who, const char *a
                        const char *target, const char *reason, const char *detail)
 {
     if (store_begin(h->store) == MAMORI_OK)
-        (void)commit_audited(h, who, action, target, reason, detail);
+        log_if_err(hub_commit_audited(h, who, action, target, reason, detail));
 }
 
 /* T08-L1a, T11-L1g, T12-L1c: administrator and operator privileges are
@@ -161,7 +160,7 @@ enum mamori_err hub_op_bootstrap(struct hub *h, const char *token, const char *u
     }
     struct principal p = {.user_id = uid, .role = ROLE_ADMIN};
     snprintf(p.name, sizeof(p.name), "%s", user);
-    if ((rc = commit_audited(h, &p, "bootstrap", user, "first administrator created", peer)))
+    if ((rc = hub_commit_audited(h, &p, "bootstrap", user, "first administrator created", peer)))
         goto out;
     char path[HUB_PATH_MAX];
     if (!fs_path(path, sizeof(path), h->cfg.data_dir, "bootstrap-token"))
@@ -222,7 +221,7 @@ enum mamori_err hub_op_login(struct hub *h, const char *user, const char *passwo
     }
     struct principal p = {.user_id = u.id, .role = u.role};
     snprintf(p.name, sizeof(p.name), "%s", u.name);
-    if ((rc = commit_audited(h, &p, "login", u.name, "", peer)))
+    if ((rc = hub_commit_audited(h, &p, "login", u.name, "", peer)))
         goto out;
     *out = json_pack("{s:s,s:I,s:s,s:s}", "token", token, "expires_at", (json_int_t)exp, "user",
                      u.name, "role", store_role_name(u.role));
@@ -301,7 +300,7 @@ enum mamori_err hub_op_user_add(struct hub *h, const struct principal *who, cons
             SET_ERR(e, "user '%s' already exists", name);
         goto out;
     }
-    if ((rc = commit_audited(h, who, "user_add", name, role, "")))
+    if ((rc = hub_commit_audited(h, who, "user_add", name, role, "")))
         goto out;
     struct user_rec u;
     if (!store_user_by_id(h->store, id, &u)) {
@@ -343,6 +342,10 @@ json_t *device_json(const struct device_rec *d)
                   d->online, "last_seen", (json_int_t)d->last_seen, "heartbeat_s", d->hb_interval);
     if (o && d->owner_id)
         json_object_set_new(o, "owner", json_string(d->owner_name));
+    if (o && d->cert_rotated_at)
+        json_object_set_new(o, "cert_rotated_at", json_integer(d->cert_rotated_at));
+    if (o && d->cert_next_fp[0]) /* a rotation is under way */
+        json_object_set_new(o, "cert_next_fingerprint", json_string(d->cert_next_fp));
     return o;
 }
 
@@ -387,9 +390,10 @@ static enum mamori_err add_device(struct hub *h, const struct principal *who, co
     char detail[200];
     snprintf(detail, sizeof(detail), "{\"model\":\"%s\",\"cert_fp\":\"%s\",\"via\":\"%s\"}", model,
              d.cert_fp, how);
-    if ((rc = commit_audited(h, who, "device_manufactured", id, "factory provisioning", detail)))
+    if ((rc =
+             hub_commit_audited(h, who, "device_manufactured", id, "factory provisioning", detail)))
         return rc;
-    mqtt_push_device(h, d.cert_fp, d.id, LC_ACCESS_DENY);
+    mqtt_push_device(h, &d, LC_ACCESS_DENY);
     return MAMORI_OK;
 }
 
@@ -527,7 +531,7 @@ enum mamori_err hub_op_ca_import(struct hub *h, const struct principal *who, con
     }
     char detail[160];
     snprintf(detail, sizeof(detail), "{\"fingerprint\":\"%s\"}", fp);
-    if ((rc = commit_audited(h, who, "ca_import", model, cn, detail)))
+    if ((rc = hub_commit_audited(h, who, "ca_import", model, cn, detail)))
         goto out;
     /* The broker must now accept chains ending in this CA. */
     if ((rc = ca_write_device_trust(h)))
@@ -586,12 +590,12 @@ static enum mamori_err transition_locked(struct hub *h, const struct principal *
              lc_state_name(to));
     char action_name[48];
     snprintf(action_name, sizeof(action_name), "device_%s", lc_action_name(action));
-    if ((rc = commit_audited(h, who, action_name, d->id, reason, detail)))
+    if ((rc = hub_commit_audited(h, who, action_name, d->id, reason, detail)))
         return rc;
     snprintf(d->state, sizeof(d->state), "%s", lc_state_name(to));
     d->updated_at = now;
     /* Live effect: the plugin kicks the device when its access drops. */
-    mqtt_push_device(h, d->cert_fp, d->id, lc_access(to));
+    mqtt_push_device(h, d, lc_access(to));
     if (lc_access(to) == LC_ACCESS_DENY)
         live_forget(h, d->id);
     return MAMORI_OK;
@@ -671,9 +675,9 @@ enum mamori_err hub_op_claim(struct hub *h, const struct principal *who, const c
         goto out;
     }
     log_if_err(store_throttle_clear(h->store, key));
-    if ((rc = commit_audited(h, who, "device_claim", d.id, "claim code accepted", peer)))
+    if ((rc = hub_commit_audited(h, who, "device_claim", d.id, "claim code accepted", peer)))
         goto out;
-    mqtt_push_device(h, d.cert_fp, d.id, lc_access(to));
+    mqtt_push_device(h, &d, lc_access(to));
     if (!store_device_get(h->store, d.id, &d))
         *out = device_json(&d);
 out:
@@ -738,9 +742,9 @@ enum mamori_err hub_op_device_list(struct hub *h, const struct principal *who, c
 }
 
 /* Creates, audits and publishes a remote command. Lock held. */
-static enum mamori_err issue_command(struct hub *h, const struct principal *who, const char *id,
-                                     enum cmd_type t, int64_t ttl_ms, const char *reason,
-                                     struct command_rec *c)
+enum mamori_err hub_command_issue(struct hub *h, const struct principal *who, const char *id,
+                                  enum cmd_type t, int64_t ttl_ms, const char *reason,
+                                  const char *args_json, struct command_rec *c)
 {
     uint8_t nonce[16];
     enum mamori_err rc = crypto_random(nonce, sizeof(nonce));
@@ -750,7 +754,9 @@ static enum mamori_err issue_command(struct hub *h, const struct principal *who,
     crypto_hex(nonce, sizeof(nonce), c->id);
     snprintf(c->device_id, sizeof(c->device_id), "%s", id);
     snprintf(c->type, sizeof(c->type), "%s", cmd_type_name(t));
-    snprintf(c->args, sizeof(c->args), "{}");
+    if (snprintf(c->args, sizeof(c->args), "%s", args_json ? args_json : "{}") >=
+        (int)sizeof(c->args))
+        return MAMORI_ERR_TOOBIG;
     snprintf(c->issued_by, sizeof(c->issued_by), "%s", who->name);
     snprintf(c->status, sizeof(c->status), "pending");
     snprintf(c->result, sizeof(c->result), "{}");
@@ -766,7 +772,7 @@ static enum mamori_err issue_command(struct hub *h, const struct principal *who,
     snprintf(action, sizeof(action), "command_%s", c->type);
     snprintf(detail, sizeof(detail), "{\"command\":\"%s\",\"expires_at\":%lld}", c->id,
              (long long)c->expires_at);
-    if ((rc = commit_audited(h, who, action, id, reason, detail)))
+    if ((rc = hub_commit_audited(h, who, action, id, reason, detail)))
         return rc;
     cmd_publish(h, c);
     return MAMORI_OK;
@@ -833,7 +839,7 @@ enum mamori_err hub_op_device_action(struct hub *h, const struct principal *who,
      * A lock must reach a device that is offline now: it is kept for 30
      * days and sent again whenever the device comes back. */
     if (!rc && command_of(a, &t)) {
-        if (issue_command(h, who, id, t, CMD_MAX_TTL_MS, reason, &c) == MAMORI_OK)
+        if (hub_command_issue(h, who, id, t, CMD_MAX_TTL_MS, reason, NULL, &c) == MAMORI_OK)
             cj = command_json(&c);
         else
             log_warn("device %s: %s recorded but the command was not issued", id, action);
@@ -974,7 +980,7 @@ enum mamori_err hub_op_schema_set(struct hub *h, const struct principal *who, co
         if (rc)
             store_rollback(h->store);
         else
-            rc = commit_audited(h, who, "schema_set", model, "", txt);
+            rc = hub_commit_audited(h, who, "schema_set", model, "", txt);
     }
     if (!rc)
         tm_schema_changed(h, model);
@@ -1040,6 +1046,11 @@ enum mamori_err hub_op_command(struct hub *h, const struct principal *who, const
     /* Lock, unlock, quarantine and release change the registry too. */
     if (t == CMD_LOCK || t == CMD_UNLOCK || t == CMD_QUARANTINE || t == CMD_RELEASE)
         return hub_op_device_action(h, who, id, type, reason, out, e);
+    /* Certificates reach devices only through a rotation the hub runs. */
+    if (t == CMD_CERT) {
+        SET_ERR(e, "'cert' is sent by the hub during a rotation; issue 'rotate'");
+        return MAMORI_ERR_INVAL;
+    }
     /* Owners may test and wipe their own device; reboots are operators'. */
     if (!is_staff(who) && !(who->role == ROLE_OWNER && (t == CMD_SELF_TEST || t == CMD_WIPE)))
         return MAMORI_ERR_FORBIDDEN;
@@ -1057,8 +1068,14 @@ enum mamori_err hub_op_command(struct hub *h, const struct principal *who, const
         SET_ERR(e, "a device in state '%s' cannot receive commands", d.state);
         rc = MAMORI_ERR_STATE;
     }
-    if (!rc)
-        rc = issue_command(h, who, id, t, ttl_ms, reason, &c);
+    if (!rc && t == CMD_ROTATE) {
+        /* The rotation's own validity; the policy sees it was asked. */
+        rc = store_device_rotation_asked(h->store, id, hub_now());
+        if (!rc)
+            rc = hub_command_issue(h, who, id, t, ttl_ms, reason, NULL, &c);
+    } else if (!rc) {
+        rc = hub_command_issue(h, who, id, t, ttl_ms, reason, NULL, &c);
+    }
     if (!rc)
         *out = command_json(&c);
     pthread_mutex_unlock(&h->lock);

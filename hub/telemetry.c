@@ -255,15 +255,27 @@ static void log_record(struct hub *h, struct tm_dev *d, const char *line)
         }
         d->log_loaded = true;
     }
-    struct crypto_cert *cert = NULL;
     struct devlog_rec r;
-    enum mamori_err rc = store_device_cert(h->store, d->id, &pem);
-    if (!rc)
-        rc = crypto_cert_parse(pem, strlen(pem), &cert);
-    free(pem);
-    if (!rc)
-        rc = devlog_parse(line, strlen(line), cert, &r);
-    crypto_cert_free(cert);
+    /* Across a key rotation, records queued before the switch carry the
+     * old key's signature and ones written after it the new key's: the
+     * current, next and previous certificates are tried in turn. */
+    enum mamori_err rc = MAMORI_ERR_VERIFY;
+    for (int w = STORE_CERT_CURRENT; w <= STORE_CERT_PREVIOUS; w++) {
+        struct crypto_cert *cert = NULL;
+        enum mamori_err r2 = store_device_cert_at(h->store, d->id, (enum store_cert_which)w, &pem);
+        if (r2 == MAMORI_ERR_NOTFOUND)
+            continue;
+        if (!r2)
+            r2 = crypto_cert_parse(pem, strlen(pem), &cert);
+        free(pem);
+        pem = NULL;
+        if (!r2)
+            r2 = devlog_parse(line, strlen(line), cert, &r);
+        crypto_cert_free(cert);
+        rc = r2;
+        if (rc != MAMORI_ERR_VERIFY)
+            break;
+    }
     if (rc) {
         hub_event(h, d->id, "device_log_forged", "alert", "{\"reason\":\"%s\",\"after\":%llu}",
                   rc == MAMORI_ERR_VERIFY ? "signature does not verify" : "malformed record",

@@ -27,6 +27,7 @@
 #include "common/proto.h"
 #include "common/schema.h"
 #include "lib/devstate.h"
+#include "lib/identity.h"
 #include "lib/outbox.h"
 #include "mamori/device.h"
 
@@ -64,6 +65,7 @@ struct mamori_device {
     struct devstate *ds;
     uint64_t res_seq;
     bool wiped, wipe_pending;
+    bool reconnect_pending; /* a new certificate is in place: reconnect with it */
     /* the device log (common/devlog.h) */
     struct crypto_key *log_key;
     uint64_t log_n;
@@ -159,7 +161,7 @@ static enum mamori_err queue(struct mamori_device *d, enum outbox_stream s,
 static void send_result(struct mamori_device *d, const struct cmd *c, const char *status,
                         const char *error, const char *detail_json)
 {
-    char body[1536];
+    char body[4096];
     int n = snprintf(body, sizeof(body),
                      "{\"cmd\":\"%s\",\"type\":\"%s\",\"status\":\"%s\",\"error\":\"%s\","
                      "\"detail\":%s}",
@@ -291,7 +293,9 @@ static void self_test(struct mamori_device *d, char *detail, size_t n, bool *pas
  * (device.json, ca.crt) is public. The device stops for good. */
 static void wipe(struct mamori_device *d)
 {
-    static const char *const id_files[] = {"device.key", "device.crt", "device.csr", "claim-code"};
+    static const char *const id_files[] = {"device.key",     "device.crt",        "device.csr",
+                                           "claim-code",     "pending.key",       "device.key.old",
+                                           "device.crt.new", "device.crt.new.tmp"};
     static const char *const st_files[] = {"outbox.db", "outbox.db-wal", "outbox.db-shm",
                                            "state.db",  "state.db-wal",  "state.db-shm"};
     char p[1200];
@@ -321,6 +325,63 @@ static void wipe(struct mamori_device *d)
     d->log_key = NULL;
     d->wiped = true;
     d->state = MAMORI_DEV_WIPED;
+}
+
+/* T05-L2c, T07-L2a: "rotate" makes the next key in place (pending.key,
+ * never leaving the device) and answers with its CSR. */
+static enum mamori_err rotate_prepare(struct mamori_device *d, bool create, char *detail, size_t n)
+{
+    char *csr = NULL;
+    enum mamori_err rc = identity_pending_csr(d->identity_dir, d->id, create, &csr);
+    if (rc)
+        return rc;
+    json_t *j = json_pack("{s:s}", "csr", csr);
+    char *txt = j ? json_dump_compact(j) : NULL;
+    json_decref(j);
+    free(csr);
+    if (!txt)
+        return MAMORI_ERR_NOMEM;
+    rc = strlen(txt) < n ? MAMORI_OK : MAMORI_ERR_TOOBIG;
+    if (!rc)
+        memcpy(detail, txt, strlen(txt) + 1);
+    free(txt);
+    return rc;
+}
+
+/* "cert" args: {"cert": PEM, "chain": PEM of the issuing CA}. The
+ * certificate must chain to the platform root, name this device and hold
+ * the pending key. */
+static enum mamori_err cert_check(struct mamori_device *d, const struct cmd *c, json_t **args,
+                                  const char **cert, char fp[CRYPTO_FP_HEX_LEN])
+{
+    const char *chain = NULL;
+    *args = json_loads(c->args, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_get_str(*args, "cert", CMD_ARGS_MAX, cert))
+        return MAMORI_ERR_PARSE;
+    (void)json_get_str(*args, "chain", CMD_ARGS_MAX, &chain);
+    return identity_check_new(d->identity_dir, *cert, strlen(*cert), chain,
+                              chain ? strlen(chain) : 0, d->trust_pem, d->id, fp);
+}
+
+/* Installs the new pair (crash-safe, lib/identity.h), signs the log with
+ * the new key from now on and reconnects with the new certificate once the
+ * result is out. Nothing queued is lost: the outbox is resent after the
+ * reconnection until the hub acknowledges it. */
+static enum mamori_err cert_switch(struct mamori_device *d, const char *cert_pem)
+{
+    char key[1200];
+    struct crypto_key *k = NULL;
+    enum mamori_err rc = identity_install(d->identity_dir, cert_pem, strlen(cert_pem), 0);
+    if (rc)
+        return rc;
+    if (d->log_key && fs_path(key, sizeof(key), d->identity_dir, "device.key") == MAMORI_OK &&
+        crypto_key_load(key, &k) == MAMORI_OK) {
+        crypto_key_free(d->log_key);
+        d->log_key = k;
+    }
+    d->reconnect_pending = true;
+    d->st.rotations++;
+    return MAMORI_OK;
 }
 
 static void on_command(struct mamori_device *d, const void *payload, size_t len)
@@ -357,8 +418,29 @@ static void on_command(struct mamori_device *d, const void *payload, size_t len)
     }
     const char *flag = NULL;
     bool value = false, pass = true;
-    char detail[512] = "{}", prev[16];
+    char detail[2048] = "{}", prev[16], new_fp[CRYPTO_FP_HEX_LEN] = "";
+    json_t *cargs = NULL;
+    const char *cert_pem = NULL;
     switch (c.type) {
+    case CMD_ROTATE: {
+        /* A replayed "rotate" makes no new key; see the replay answer. */
+        bool seen = devstate_seen(d->ds, c.id, prev);
+        if ((rc = rotate_prepare(d, !seen, detail, sizeof(detail))) && !seen) {
+            send_result(d, &c, "failed", mamori_strerror(rc), NULL);
+            return;
+        }
+        break;
+    }
+    case CMD_CERT:
+        if ((rc = cert_check(d, &c, &cargs, &cert_pem, new_fp))) {
+            json_decref(cargs);
+            d->st.commands_refused++;
+            send_result(d, &c, "refused", mamori_strerror(rc), NULL);
+            security_event(d, "certificate_refused", mamori_strerror(rc));
+            return;
+        }
+        snprintf(detail, sizeof(detail), "{\"fp\":\"%s\"}", new_fp);
+        break;
     case CMD_LOCK:
     case CMD_UNLOCK:
         flag = "locked";
@@ -380,16 +462,32 @@ static void on_command(struct mamori_device *d, const void *payload, size_t len)
     rc = devstate_accept(d->ds, c.id, c.exp, (int64_t)wall_ms(), pass ? "ok" : "failed", flag,
                          value, prev);
     if (rc == MAMORI_ERR_EXISTS) {
+        json_decref(cargs);
         d->st.commands_refused++;
-        char pd[64];
-        snprintf(pd, sizeof(pd), "{\"first_outcome\":\"%s\"}", prev);
+        char pd[2200];
+        /* A repeated "rotate" whose first answer was lost gets the CSR
+         * again (same pending key), so the hub can go on. */
+        if (c.type == CMD_ROTATE && strcmp(prev, "ok") == 0 && detail[0] == '{' && detail[1] == '"')
+            snprintf(pd, sizeof(pd), "{\"first_outcome\":\"%s\",%s", prev, detail + 1);
+        else
+            snprintf(pd, sizeof(pd), "{\"first_outcome\":\"%s\"}", prev);
         send_result(d, &c, "refused", "replay", pd);
         security_event(d, "command_replayed", c.id);
         return;
     }
     if (rc) {
+        json_decref(cargs);
         send_result(d, &c, "failed", mamori_strerror(rc), NULL);
         return;
+    }
+    if (c.type == CMD_CERT) {
+        rc = cert_switch(d, cert_pem);
+        json_decref(cargs);
+        if (rc) {
+            send_result(d, &c, "failed", mamori_strerror(rc), NULL);
+            security_event(d, "certificate_switch_failed", mamori_strerror(rc));
+            return;
+        }
     }
     d->st.commands_accepted++;
     char logd[128];
@@ -475,7 +573,11 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
         rc = fs_path(crt, sizeof(crt), o->identity_dir, "device.crt");
     if (!rc)
         rc = fs_path(ca, sizeof(ca), o->identity_dir, "ca.crt");
-    /* The private key must be ours alone (ETSI 5.4-1). */
+    /* An interrupted certificate switch is finished first, so key and
+     * certificate always match. The private key must be ours alone (ETSI
+     * 5.4-1). */
+    if (!rc)
+        rc = identity_repair(o->identity_dir);
     if (!rc)
         rc = fs_check_private(key, 0);
     if (rc)
@@ -777,6 +879,14 @@ int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, boo
     }
     if (d->state != MAMORI_DEV_CONNECTED)
         return 100;
+    if (d->reconnect_pending && !mosquitto_want_write(d->mosq)) {
+        /* libmosquitto loads device.crt/device.key again on connect. */
+        d->reconnect_pending = false;
+        mosquitto_disconnect(d->mosq);
+        d->state = MAMORI_DEV_DISCONNECTED;
+        d->next_attempt_ms = now;
+        return 0;
+    }
     pump(d, now);
     if (now >= d->next_hb_ms) {
         char body[96];

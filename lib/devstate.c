@@ -110,6 +110,24 @@ static int run(struct devstate *ds, const char *sql, const char *t1, int64_t i2,
     return r;
 }
 
+bool devstate_seen(struct devstate *ds, const char *id, char prev_status[16])
+{
+    sqlite3_stmt *st;
+    bool seen = false;
+    prev_status[0] = '\0';
+    if (sqlite3_prepare_v2(ds->db, "SELECT status FROM seen WHERE id=?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return false;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(prev_status, 16, "%s", t ? (const char *)t : "");
+        seen = true;
+    }
+    sqlite3_finalize(st);
+    return seen;
+}
+
 enum mamori_err devstate_accept(struct devstate *ds, const char *id, int64_t exp_ms, int64_t now_ms,
                                 const char *status, const char *flag, bool value,
                                 char prev_status[16])

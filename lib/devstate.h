@@ -20,6 +20,9 @@ void devstate_close(struct devstate *ds);
 
 bool devstate_flag(struct devstate *ds, const char *name);
 
+/* True when command id was accepted before (prev_status: its outcome). */
+bool devstate_seen(struct devstate *ds, const char *id, char prev_status[16]);
+
 /* Records command id (kept until exp_ms) with its outcome, and when flag is
  * not NULL sets it to value, in one transaction. MAMORI_ERR_EXISTS when the
  * id was seen before (nothing changes; prev_status gets its outcome). */

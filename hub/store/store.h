@@ -50,6 +50,9 @@ struct device_rec {
     int64_t last_seen;
     bool online;
     int hb_interval;
+    char cert_next_fp[65];   /* "" unless a certificate rotation is under way */
+    int64_t cert_rotated_at; /* last switch (0: never, the factory certificate) */
+    int64_t rotate_asked_at; /* last "rotate" sent by the rotation policy */
 };
 
 struct audit_rec {
@@ -160,6 +163,29 @@ int64_t store_device_count(struct store *s);
 enum mamori_err store_device_cert(struct store *s, const char *id,
                                   char **pem_out) MAMORI_MUST_CHECK;
 
+/* Certificate rotation. The next certificate is admitted alongside the
+ * current one until the device confirms the switch; the previous one is
+ * kept (not admitted) to verify records the device signed before it. */
+enum store_cert_which { STORE_CERT_CURRENT, STORE_CERT_NEXT, STORE_CERT_PREVIOUS };
+enum mamori_err store_device_cert_at(struct store *s, const char *id, enum store_cert_which w,
+                                     char **pem_out) MAMORI_MUST_CHECK;
+enum mamori_err store_device_rotation_asked(struct store *s, const char *id,
+                                            int64_t now) MAMORI_MUST_CHECK;
+enum mamori_err store_device_rotation_begin(struct store *s, const char *id, const char *next_fp,
+                                            const char *next_pem, int64_t now) MAMORI_MUST_CHECK;
+/* Makes the next certificate the current one (NOTFOUND unless next_fp is
+ * the one under way). */
+enum mamori_err store_device_rotation_commit(struct store *s, const char *id, const char *next_fp,
+                                             const char *serial, int64_t not_after,
+                                             int64_t now) MAMORI_MUST_CHECK;
+/* Active devices whose certificate is due: it expires within renew_s, or
+ * was issued more than max_age_s ago (0: no age limit); at most one ask per
+ * retry_s. */
+enum mamori_err store_device_rotation_due(struct store *s, int64_t now, int64_t renew_s,
+                                          int64_t max_age_s, int64_t retry_s, int limit,
+                                          bool (*cb)(const struct device_rec *, void *),
+                                          void *arg) MAMORI_MUST_CHECK;
+
 /* Events (alerts and observations). */
 enum mamori_err store_event_add(struct store *s, int64_t ts, const char *device_id,
                                 const char *kind, const char *severity,
@@ -220,12 +246,12 @@ struct command_rec {
     char id[33]; /* 128-bit nonce, hex */
     char device_id[24];
     char type[16];
-    char args[1024];
+    char args[4096];
     char issued_by[STORE_NAME_MAX + 1];
     int64_t issued_at;  /* ms */
     int64_t expires_at; /* ms */
     char status[16];    /* pending, ok, failed, refused, expired */
-    char result[1024];
+    char result[2048];
     int64_t updated_at;
 };
 enum mamori_err store_command_add(struct store *s, const struct command_rec *c) MAMORI_MUST_CHECK;

@@ -71,6 +71,14 @@ static const char *const MIGRATIONS[] = {
     "  expires_at INTEGER NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,"
     "  updated_at INTEGER NOT NULL);"
     "CREATE INDEX commands_device ON commands(device_id, issued_at);",
+    /* 3: certificate rotation (next certificate admitted until the switch,
+     * previous kept to verify what was signed before it). */
+    "ALTER TABLE devices ADD COLUMN cert_next_fp TEXT;"
+    "ALTER TABLE devices ADD COLUMN cert_next_pem TEXT;"
+    "ALTER TABLE devices ADD COLUMN cert_prev_pem TEXT;"
+    "ALTER TABLE devices ADD COLUMN cert_rotated_at INTEGER;"
+    "ALTER TABLE devices ADD COLUMN rotate_asked_at INTEGER;"
+    "CREATE UNIQUE INDEX devices_next_fp ON devices(cert_next_fp);",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -520,7 +528,8 @@ store_ca_list(struct store *s,
 #define DEV_COLS                                                                                   \
     "d.id,d.model,d.state,coalesce(d.owner_id,0),coalesce(u.name,''),d.cert_fp,d.cert_serial,"     \
     "d.cert_not_after,d.created_at,d.updated_at,coalesce(d.claimed_at,0),coalesce(d.last_seen,0)," \
-    "d.online,d.hb_interval"
+    "d.online,d.hb_interval,coalesce(d.cert_next_fp,''),coalesce(d.cert_rotated_at,0),"            \
+    "coalesce(d.rotate_asked_at,0)"
 #define DEV_FROM " FROM devices d LEFT JOIN users u ON u.id=d.owner_id "
 
 static void dev_row(sqlite3_stmt *st, void *out)
@@ -541,6 +550,9 @@ static void dev_row(sqlite3_stmt *st, void *out)
     d->last_seen = sqlite3_column_int64(st, 11);
     d->online = sqlite3_column_int(st, 12) != 0;
     d->hb_interval = sqlite3_column_int(st, 13);
+    copy_col(st, 14, d->cert_next_fp, sizeof(d->cert_next_fp));
+    d->cert_rotated_at = sqlite3_column_int64(st, 15);
+    d->rotate_asked_at = sqlite3_column_int64(st, 16);
 }
 
 enum mamori_err store_device_add(struct store *s, const struct device_rec *d, const char *cert_pem,
@@ -1039,4 +1051,89 @@ enum mamori_err store_command_list(struct store *s, const char *device_id, bool 
 enum mamori_err store_device_cert(struct store *s, const char *id, char **pem_out)
 {
     return one_text(s, "SELECT cert_pem FROM devices WHERE id=?", id, pem_out);
+}
+
+enum mamori_err store_device_cert_at(struct store *s, const char *id, enum store_cert_which w,
+                                     char **pem_out)
+{
+    enum mamori_err rc =
+        one_text(s,
+                 w == STORE_CERT_NEXT       ? "SELECT cert_next_pem FROM devices WHERE id=?"
+                 : w == STORE_CERT_PREVIOUS ? "SELECT cert_prev_pem FROM devices WHERE id=?"
+                                            : "SELECT cert_pem FROM devices WHERE id=?",
+                 id, pem_out);
+    /* A NULL column is "none" too. */
+    return rc == MAMORI_ERR_NOMEM && !*pem_out ? MAMORI_ERR_NOTFOUND : rc;
+}
+
+enum mamori_err store_device_rotation_asked(struct store *s, const char *id, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "UPDATE devices SET rotate_asked_at=? WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, now);
+    bind_text(st, 2, id);
+    return changed_one(s, st);
+}
+
+enum mamori_err store_device_rotation_begin(struct store *s, const char *id, const char *next_fp,
+                                            const char *next_pem, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "UPDATE devices SET cert_next_fp=?, cert_next_pem=?, updated_at=? WHERE id=? "
+             "AND cert_fp<>?1",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, next_fp);
+    bind_text(st, 2, next_pem);
+    sqlite3_bind_int64(st, 3, now);
+    bind_text(st, 4, id);
+    return changed_one(s, st);
+}
+
+enum mamori_err store_device_rotation_commit(struct store *s, const char *id, const char *next_fp,
+                                             const char *serial, int64_t not_after, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "UPDATE devices SET cert_prev_pem=cert_pem, cert_fp=cert_next_fp,"
+             " cert_pem=cert_next_pem, cert_serial=?, cert_not_after=?, cert_next_fp=NULL,"
+             " cert_next_pem=NULL, cert_rotated_at=?, updated_at=?3 WHERE id=? AND cert_next_fp=?",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, serial);
+    sqlite3_bind_int64(st, 2, not_after);
+    sqlite3_bind_int64(st, 3, now);
+    bind_text(st, 4, id);
+    bind_text(st, 5, next_fp);
+    return changed_one(s, st);
+}
+
+enum mamori_err store_device_rotation_due(struct store *s, int64_t now, int64_t renew_s,
+                                          int64_t max_age_s, int64_t retry_s, int limit,
+                                          bool (*cb)(const struct device_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT " DEV_COLS DEV_FROM
+             "WHERE d.state='active' AND coalesce(d.rotate_asked_at,0) <= ?1 - ?4"
+             " AND (d.cert_not_after <= ?1 + ?2 OR (?3 > 0 AND"
+             " coalesce(d.cert_rotated_at, d.created_at) <= ?1 - ?3))"
+             " ORDER BY d.cert_not_after LIMIT ?5",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, renew_s);
+    sqlite3_bind_int64(st, 3, max_age_s);
+    sqlite3_bind_int64(st, 4, retry_s);
+    sqlite3_bind_int(st, 5, limit);
+    struct device_rec d;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        dev_row(st, &d);
+        if (!cb(&d, arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
 }

@@ -89,6 +89,66 @@ static void live_set_kicks_and_rotates(void **st)
     sync_free(&s);
 }
 
+static void rotation_admits_both_certificates_until_switched(void **st)
+{
+    (void)st;
+    struct sync_state s;
+    struct kicks k = {{{0}}, 0};
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(apply(&s, &k, "{\"op\":\"begin\",\"gen\":3}"), MAMORI_OK);
+    /* a snapshot entry may carry the next certificate */
+    assert_int_equal(apply(&s, &k,
+                           "{\"op\":\"batch\",\"gen\":3,\"devs\":[[\"" FP_A "\",\"" ID_A
+                           "\",1,\"" FP_B "\"]]}"),
+                     MAMORI_OK);
+    assert_int_equal(apply(&s, &k, "{\"op\":\"end\",\"gen\":3,\"count\":1}"), MAMORI_OK);
+    assert_ptr_equal(table_by_fp(&s.active, FP_A), table_by_id(&s.active, ID_A));
+    assert_ptr_equal(table_by_fp(&s.active, FP_B), table_by_id(&s.active, ID_A));
+    assert_int_equal(s.active.count, 1);
+    /* the next certificate is not free for another device */
+    assert_int_equal(
+        apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_B "\",\"id\":\"" ID_B "\",\"mode\":1}"),
+        MAMORI_ERR_EXISTS);
+    /* a mode change keeps both while the rotation runs, and applies to both */
+    assert_int_equal(apply(&s, &k,
+                           "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_A
+                           "\",\"mode\":2,\"fp_next\":\"" FP_B "\"}"),
+                     MAMORI_OK);
+    assert_int_equal(table_by_fp(&s.active, FP_B)->mode, MODE_RESTRICTED);
+    /* switched: only the new one identifies the device */
+    assert_int_equal(
+        apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_B "\",\"id\":\"" ID_A "\",\"mode\":1}"),
+        MAMORI_OK);
+    assert_null(table_by_fp(&s.active, FP_A));
+    assert_ptr_equal(table_by_fp(&s.active, FP_B), table_by_id(&s.active, ID_A));
+    assert_null(table_by_id(&s.active, ID_A)->alias);
+    /* the old fingerprint is free again, the count unchanged */
+    assert_int_equal(
+        apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_B "\",\"mode\":1}"),
+        MAMORI_OK);
+    assert_int_equal(s.active.count, 2);
+    /* a rotation abandoned (next dropped) */
+    assert_int_equal(apply(&s, &k,
+                           "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_B
+                           "\",\"mode\":1,\"fp_next\":\"" FP_C "\"}"),
+                     MAMORI_OK);
+    assert_ptr_equal(table_by_fp(&s.active, FP_C), table_by_id(&s.active, ID_B));
+    assert_int_equal(
+        apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_B "\",\"mode\":1}"),
+        MAMORI_OK);
+    assert_null(table_by_fp(&s.active, FP_C));
+    /* malformed next fingerprints */
+    assert_int_not_equal(apply(&s, &k,
+                               "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_B
+                               "\",\"mode\":1,\"fp_next\":\"short\"}"),
+                         MAMORI_OK);
+    assert_int_not_equal(apply(&s, &k,
+                               "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_B
+                               "\",\"mode\":1,\"fp_next\":7}"),
+                         MAMORI_OK);
+    sync_free(&s);
+}
+
 static void malformed_control_changes_nothing(void **st)
 {
     (void)st;
@@ -191,6 +251,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(snapshot_takes_effect_only_when_complete),
         cmocka_unit_test(live_set_kicks_and_rotates),
+        cmocka_unit_test(rotation_admits_both_certificates_until_switched),
         cmocka_unit_test(malformed_control_changes_nothing),
         cmocka_unit_test(acl_own_subtree_only),
         cmocka_unit_test(acl_rate_limit_and_kick),

@@ -261,11 +261,11 @@ static void passwords(void **st)
 static void store_basics(void **st)
 {
     struct fx *f = *st;
-    assert_int_equal(store_schema_version(f->s), 2);
+    assert_int_equal(store_schema_version(f->s), 3);
     /* reopening runs no migration twice */
     struct store *s2 = NULL;
     assert_int_equal(store_open(f->db, &s2), MAMORI_OK);
-    assert_int_equal(store_schema_version(s2), 2);
+    assert_int_equal(store_schema_version(s2), 3);
     store_close(s2);
     int64_t uid = 0;
     assert_int_equal(store_user_add(f->s, "bob", ROLE_OWNER, "$argon2id$x", 1, &uid), MAMORI_OK);
@@ -292,6 +292,90 @@ static void store_basics(void **st)
     assert_int_equal(store_device_claim(f->s, "MM0123456789ABCDEF", uid, 6), MAMORI_ERR_NOTFOUND);
     assert_int_equal(store_device_set_state(f->s, "MMNOSUCHDEVICE0000", "active", 1),
                      MAMORI_ERR_NOTFOUND);
+}
+
+static bool count_due(const struct device_rec *d, void *arg)
+{
+    (void)d;
+    (*(int *)arg)++;
+    return true;
+}
+
+static int due(struct fx *f, int64_t now, int64_t renew_s, int64_t max_age_s)
+{
+    int n = 0;
+    assert_int_equal(
+        store_device_rotation_due(f->s, now, renew_s, max_age_s, 100, 10, count_due, &n),
+        MAMORI_OK);
+    return n;
+}
+
+static void store_rotation(void **st)
+{
+    struct fx *f = *st;
+    struct device_rec d, got;
+    char *pem = NULL;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.id, sizeof(d.id), "MM0123456789ABCDEF");
+    snprintf(d.model, sizeof(d.model), "m");
+    snprintf(d.state, sizeof(d.state), "active");
+    memset(d.cert_fp, 'a', 64);
+    d.cert_not_after = 10000;
+    d.created_at = 1000;
+    d.hb_interval = 30;
+    assert_int_equal(store_device_add(f->s, &d, "pem-a", NULL), MAMORI_OK);
+    /* the policy: due when expiring within the window or older than the age */
+    assert_int_equal(due(f, 5000, 1000, 0), 0);
+    assert_int_equal(due(f, 9500, 1000, 0), 1);
+    assert_int_equal(due(f, 5000, 1000, 3000), 1);
+    assert_int_equal(due(f, 5000, 1000, 5000), 0);
+    /* asked: not again within the retry period (100 s here) */
+    assert_int_equal(store_device_rotation_asked(f->s, d.id, 9450), MAMORI_OK);
+    assert_int_equal(due(f, 9500, 1000, 0), 0);
+    assert_int_equal(due(f, 9600, 1000, 0), 1);
+    /* a next certificate equal to the current one is refused */
+    char fp_a[65], fp_b[65];
+    memset(fp_a, 'a', 64);
+    fp_a[64] = '\0';
+    memset(fp_b, 'b', 64);
+    fp_b[64] = '\0';
+    assert_int_equal(store_device_rotation_begin(f->s, d.id, fp_a, "pem-a", 9600),
+                     MAMORI_ERR_NOTFOUND);
+    assert_int_equal(store_device_cert_at(f->s, d.id, STORE_CERT_NEXT, &pem), MAMORI_ERR_NOTFOUND);
+    assert_int_equal(store_device_rotation_begin(f->s, d.id, fp_b, "pem-b", 9600), MAMORI_OK);
+    assert_int_equal(store_device_get(f->s, d.id, &got), MAMORI_OK);
+    assert_string_equal(got.cert_next_fp, fp_b);
+    assert_int_equal(store_device_cert_at(f->s, d.id, STORE_CERT_NEXT, &pem), MAMORI_OK);
+    assert_string_equal(pem, "pem-b");
+    free(pem);
+    /* only the certificate under way can be committed */
+    assert_int_equal(store_device_rotation_commit(f->s, d.id, fp_a, "01", 20000, 9700),
+                     MAMORI_ERR_NOTFOUND);
+    assert_int_equal(store_device_rotation_commit(f->s, d.id, fp_b, "02", 20000, 9700), MAMORI_OK);
+    assert_int_equal(store_device_get(f->s, d.id, &got), MAMORI_OK);
+    assert_string_equal(got.cert_fp, fp_b);
+    assert_string_equal(got.cert_next_fp, "");
+    assert_string_equal(got.cert_serial, "02");
+    assert_int_equal(got.cert_not_after, 20000);
+    assert_int_equal(got.cert_rotated_at, 9700);
+    assert_int_equal(store_device_cert_at(f->s, d.id, STORE_CERT_CURRENT, &pem), MAMORI_OK);
+    assert_string_equal(pem, "pem-b");
+    free(pem);
+    assert_int_equal(store_device_cert_at(f->s, d.id, STORE_CERT_PREVIOUS, &pem), MAMORI_OK);
+    assert_string_equal(pem, "pem-a");
+    free(pem);
+    /* committed twice: nothing under way any more */
+    assert_int_equal(store_device_rotation_commit(f->s, d.id, fp_b, "02", 20000, 9800),
+                     MAMORI_ERR_NOTFOUND);
+    /* the age counts from the rotation now */
+    assert_int_equal(due(f, 12000, 1000, 3000), 0);
+    assert_int_equal(due(f, 12800, 1000, 3000), 1);
+    /* the old fingerprint is free again; the new one is taken */
+    snprintf(d.id, sizeof(d.id), "MM0123456789ABCDEG");
+    assert_int_equal(store_device_add(f->s, &d, "pem-a2", NULL), MAMORI_OK);
+    memcpy(d.cert_fp, fp_b, 65);
+    snprintf(d.id, sizeof(d.id), "MM0123456789ABCDEH");
+    assert_int_equal(store_device_add(f->s, &d, "pem-b2", NULL), MAMORI_ERR_EXISTS);
 }
 
 static void routes(void **st)
@@ -328,6 +412,7 @@ int main(void)
         cmocka_unit_test(lifecycle_table),
         cmocka_unit_test(routes),
         cmocka_unit_test_setup_teardown(audit_intact, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(store_rotation, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(audit_refuses_sql_update, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(audit_detects_modification, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(audit_detects_removal, fx_setup, fx_teardown),
