@@ -1,5 +1,6 @@
 /*
- * hub/rotation.c - device key and certificate rotation (T05-L2c, T07-L2a).
+ * hub/rotation.c - device key and certificate rotation (T01-L2a, T05-L2c,
+ * T07-L2a).
  *
  *   hub  --rotate-->  device   makes pending.key in place, answers its CSR
  *   hub  issues a certificate for the CSR's key (subject set by the hub),
