@@ -23,7 +23,7 @@
 #include "common/log.h"
 #include "hub/hub.h"
 
-#define ROTATION_TTL_MS (7LL * 24 * 3600 * 1000)
+#define ROTATION_TTL_MS  (7LL * 24 * 3600 * 1000)
 #define ROTATION_RETRY_S (24 * 3600)
 
 static const struct principal HUB_PRINCIPAL = {.user_id = 0, .name = "hub", .role = ROLE_ADMIN};

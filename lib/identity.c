@@ -101,7 +101,8 @@ enum mamori_err identity_repair(const char *dir)
             return finish_from(&p, ID_STEP_OLD_LINKED, 0);
         }
         if (pair_matches(p.crt_new, p.key)) {
-            log_warn("identity: finishing an interrupted certificate switch (key already in place)");
+            log_warn(
+                "identity: finishing an interrupted certificate switch (key already in place)");
             return finish_from(&p, ID_STEP_CERT_SWITCHED, 0);
         }
         unlink(p.crt_new); /* belongs to no key we hold */

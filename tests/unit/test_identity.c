@@ -204,18 +204,18 @@ static void bad_certificates_refused(void **state)
     assert_int_equal(crypto_key_generate(&other), MAMORI_OK);
     char *for_other = issue(f, other, DEV_ID, NULL, NULL);
     /* nothing pending: nothing to install */
-    assert_int_equal(identity_check_new(f->dir, for_other, strlen(for_other), NULL, 0, f->ca_pem,
-                                        DEV_ID, fp),
-                     MAMORI_ERR_STATE);
+    assert_int_equal(
+        identity_check_new(f->dir, for_other, strlen(for_other), NULL, 0, f->ca_pem, DEV_ID, fp),
+        MAMORI_ERR_STATE);
     char *good = cert_for_pending(f);
     /* another key */
-    assert_int_equal(identity_check_new(f->dir, for_other, strlen(for_other), NULL, 0, f->ca_pem,
-                                        DEV_ID, fp),
-                     MAMORI_ERR_CRYPTO);
-    /* another device's name */
     assert_int_equal(
-        identity_check_new(f->dir, good, strlen(good), NULL, 0, f->ca_pem, "MM0000000000000000", fp),
-        MAMORI_ERR_FORBIDDEN);
+        identity_check_new(f->dir, for_other, strlen(for_other), NULL, 0, f->ca_pem, DEV_ID, fp),
+        MAMORI_ERR_CRYPTO);
+    /* another device's name */
+    assert_int_equal(identity_check_new(f->dir, good, strlen(good), NULL, 0, f->ca_pem,
+                                        "MM0000000000000000", fp),
+                     MAMORI_ERR_FORBIDDEN);
     /* a CA the device does not trust */
     assert_int_equal(crypto_key_generate(&rogue_key), MAMORI_OK);
     struct crypto_issue rr = {.kind = CRYPTO_CERT_ROOT_CA,
