@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/crypto.h"
 #include "common/json.h"
 
 #define WHY(...) (snprintf(why, whylen, __VA_ARGS__), MAMORI_ERR_PARSE)
@@ -40,9 +41,9 @@ static enum mamori_err get_path(json_t *j, const char *k, bool required, char *o
 enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_config *c, char *why,
                                    size_t whylen)
 {
-    static const char *const KEYS[] = {"identity_dir", "state_dir",   "socket",
-                                       "schema_file",  "heartbeat_s", "outbox_max",
-                                       "broker_host",  "broker_port", "reboot_command"};
+    static const char *const KEYS[] = {"identity_dir",   "state_dir",  "socket",      "schema_file",
+                                       "heartbeat_s",    "outbox_max", "broker_host", "broker_port",
+                                       "reboot_command", "keystore",   "tpm_tcti"};
     json_t *j = NULL;
     memset(c, 0, sizeof(*c));
     enum mamori_err rc = json_parse_untrusted(data, len, AGENT_CONFIG_MAX, &j, why, whylen);
@@ -73,6 +74,23 @@ enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_co
                              (int)sizeof(c->socket)) {
         rc = WHY("state_dir too long for the default socket path");
         goto out;
+    }
+    const char *ks = "file";
+    enum crypto_keystore kk;
+    if (json_object_get(j, "keystore") &&
+        (!json_get_str(j, "keystore", 7, &ks) || !crypto_keystore_parse(ks, &kk))) {
+        rc = WHY("keystore must be \"file\" or \"tpm2\"");
+        goto out;
+    }
+    snprintf(c->keystore, sizeof(c->keystore), "%s", ks);
+    if (json_object_get(j, "tpm_tcti")) {
+        const char *t;
+        if (strcmp(ks, "tpm2") != 0 || !json_get_str(j, "tpm_tcti", sizeof(c->tpm_tcti) - 1, &t) ||
+            !t[0]) {
+            rc = WHY("tpm_tcti is a TCTI string, for keystore \"tpm2\" only");
+            goto out;
+        }
+        snprintf(c->tpm_tcti, sizeof(c->tpm_tcti), "%s", t);
     }
     uint64_t n;
     c->heartbeat_s = 30;

@@ -9,6 +9,8 @@
  *    "socket":       "/run/mamori/agent.sock",     default: STATE/agent.sock
  *    "schema_file":  "/etc/mamori/schema.json",    default: none
  *    "reboot_command": "/sbin/reboot",             default: none (reboot refused)
+ *    "keystore":     "file" | "tpm2",              default: file
+ *    "tpm_tcti":     "device:/dev/tpmrm0",         default: tpm2-openssl's
  *    "heartbeat_s":  30,   "outbox_max": 100000,
  *    "broker_host":  "...", "broker_port": 8883}     default: from the identity
  */
@@ -28,6 +30,8 @@ struct agent_config {
     char socket[AGENT_PATH_MAX];
     char schema_file[AGENT_PATH_MAX];
     char reboot_command[AGENT_PATH_MAX]; /* run (no shell, no args) on a reboot command */
+    char keystore[8];                    /* "file" or "tpm2" */
+    char tpm_tcti[256];
     char broker_host[256];
     int broker_port;
     unsigned heartbeat_s;

@@ -276,8 +276,8 @@ static volatile sig_atomic_t g_reboot;
 static void on_command(struct mamori_device *dev, enum mamori_command c, void *arg)
 {
     (void)arg;
-    static const char *const names[] = {"lock",       "unlock",  "wipe",     "reboot",
-                                        "quarantine", "release", "self-test"};
+    static const char *const names[] = {"lock",    "unlock",    "wipe",   "reboot", "quarantine",
+                                        "release", "self-test", "rotate", "cert"};
     log_info("%s: command %s applied", mamori_device_id(dev),
              (unsigned)c < sizeof(names) / sizeof(names[0]) ? names[c] : "?");
     if (c == MAMORI_CMD_REBOOT)
@@ -326,6 +326,8 @@ static int run(const char *config_path, const char *status)
         .host_override = cfg.broker_host[0] ? cfg.broker_host : NULL,
         .port_override = cfg.broker_port,
         .outbox_max = cfg.outbox_max,
+        .keystore = cfg.keystore,
+        .tpm_tcti = cfg.tpm_tcti[0] ? cfg.tpm_tcti : NULL,
         .on_command = on_command,
     };
     struct mamori_device *dev = NULL;

@@ -29,7 +29,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_TAMPERED = 3 };
 
 struct opts {
     const char *data, *api, *ca, *session, *password_file, *user, *role, *model, *out, *cert, *csr,
-        *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn, *file;
+        *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn, *file, *keystore, *tcti;
     const char *pos[4];
     int npos;
     long count, after, limit, days, from, to, ttl;
@@ -43,7 +43,9 @@ static const char *USAGE =
     "session:   bootstrap --user NAME [--token-file FILE]   create the first administrator\n"
     "           login --user NAME | logout | whoami\n"
     "users:     user add NAME --role admin|operator|owner | user list\n"
-    "factory:   factory keygen --out DIR                     device key + CSR (key stays here)\n"
+    "factory:   factory keygen --out DIR [--keystore file|tpm2 [--tcti T]]\n"
+    "                                                        device key + CSR (key stays here;\n"
+    "                                                        tpm2: made in the TPM)\n"
     "           factory enroll --model M --identity DIR      hub signs DIR/device.csr\n"
     "           factory register --model M --identity DIR    DIR/device.crt signed by a "
     "manufacturer CA\n"
@@ -101,6 +103,8 @@ static bool parse_args(int argc, char **argv, struct opts *o)
                  {"--role", &o->role},
                  {"--model", &o->model},
                  {"--out", &o->out},
+                 {"--keystore", &o->keystore},
+                 {"--tcti", &o->tcti},
                  {"--cert", &o->cert},
                  {"--csr", &o->csr},
                  {"--identity", &o->identity},
@@ -337,7 +341,12 @@ int main(int argc, char **argv)
 
     /* Offline factory tools first: no hub needed. */
     if (strcmp(cmd, "factory") == 0 && strcmp(sub, "keygen") == 0 && o.out) {
-        enum mamori_err rc = factory_keygen(o.out);
+        enum crypto_keystore ks = CRYPTO_KEYSTORE_FILE;
+        if (o.keystore && !crypto_keystore_parse(o.keystore, &ks))
+            return die("--keystore is file or tpm2");
+        enum mamori_err rc = crypto_keystore_init(ks, o.tcti);
+        if (!rc)
+            rc = factory_keygen(o.out, ks);
         if (rc)
             return die(mamori_strerror(rc));
         printf("key and CSR written to %s (the key never leaves this directory)\n", o.out);
@@ -432,7 +441,7 @@ int main(int argc, char **argv)
         for (long i = 0; i < o.count && ret == EXIT_OK; i++) {
             char dir[4096];
             snprintf(dir, sizeof(dir), "%s/dev-%05ld", o.out, i);
-            if (factory_keygen(dir))
+            if (factory_keygen(dir, CRYPTO_KEYSTORE_FILE))
                 return die("key generation failed");
             ret = cmd_enroll(&a, &o, dir, false, mqtt_host, mqtt_port, true);
         }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -19,8 +20,11 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
+#include <openssl/provider.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -83,6 +87,137 @@ enum mamori_err crypto_key_generate(struct crypto_key **out)
     EVP_PKEY *k = EVP_EC_gen("P-256");
     if (!k)
         return MAMORI_ERR_CRYPTO;
+    *out = (struct crypto_key *)k;
+    return MAMORI_OK;
+}
+
+bool crypto_keystore_parse(const char *name, enum crypto_keystore *out)
+{
+    if (strcmp(name, "file") == 0)
+        *out = CRYPTO_KEYSTORE_FILE;
+    else if (strcmp(name, "tpm2") == 0)
+        *out = CRYPTO_KEYSTORE_TPM2;
+    else
+        return false;
+    return true;
+}
+
+const char *crypto_keystore_name(enum crypto_keystore ks)
+{
+    return ks == CRYPTO_KEYSTORE_TPM2 ? "tpm2" : "file";
+}
+
+enum mamori_err crypto_keystore_init(enum crypto_keystore ks, const char *tcti)
+{
+    static OSSL_PROVIDER *tpm2, *dflt;
+    if (ks == CRYPTO_KEYSTORE_FILE || tpm2)
+        return MAMORI_OK;
+    /* tpm2-openssl reads its TCTI from the environment when it starts. */
+    if (tcti && setenv("TPM2OPENSSL_TCTI", tcti, 1))
+        return MAMORI_ERR_NOMEM;
+    /* Loading one provider stops the implicit default: load both. */
+    if (!dflt && !(dflt = OSSL_PROVIDER_load(NULL, "default")))
+        return MAMORI_ERR_CRYPTO;
+    if (!(tpm2 = OSSL_PROVIDER_load(NULL, "tpm2"))) {
+        ERR_clear_error();
+        return MAMORI_ERR_UNAVAILABLE;
+    }
+    return MAMORI_OK;
+}
+
+enum crypto_keystore crypto_key_store(const struct crypto_key *key)
+{
+    const OSSL_PROVIDER *p = EVP_PKEY_get0_provider((const EVP_PKEY *)key);
+    const char *name = p ? OSSL_PROVIDER_get0_name(p) : NULL;
+    return name && strcmp(name, "tpm2") == 0 ? CRYPTO_KEYSTORE_TPM2 : CRYPTO_KEYSTORE_FILE;
+}
+
+/* OpenSSL 3.0 fetches a signature implementation from the first provider
+ * that has one (the default provider is loaded first, so that hashing and
+ * ciphers stay in software) and then tries to move the key there; a TPM key
+ * moves only its public half. Signatures with a TPM key therefore ask for
+ * the tpm2 provider's implementation. */
+static const char *ks_propq(enum crypto_keystore ks)
+{
+    return ks == CRYPTO_KEYSTORE_TPM2 ? "?provider=tpm2" : NULL;
+}
+
+static const char *sign_propq(const struct crypto_key *key)
+{
+    return ks_propq(crypto_key_store(key));
+}
+
+enum mamori_err crypto_tls_ctx_set_identity(void *ssl_ctx, const char *cert_path,
+                                            const char *key_path)
+{
+    SSL_CTX *c = ssl_ctx;
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    enum mamori_err rc = MAMORI_ERR_TLS;
+    BIO *b = BIO_new_file(cert_path, "r");
+    if (b)
+        cert = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    if ((b = BIO_new_file(key_path, "r")))
+        key = PEM_read_bio_PrivateKey_ex(b, NULL, NULL, NULL, NULL, NULL);
+    BIO_free(b);
+    /* Both are checked before either replaces what is in force. */
+    if (cert && key && X509_check_private_key(cert, key) == 1 &&
+        SSL_CTX_use_certificate(c, cert) == 1 && SSL_CTX_use_PrivateKey(c, key) == 1)
+        rc = MAMORI_OK;
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    return rc;
+}
+
+enum mamori_err crypto_tls_client_ctx(enum crypto_keystore ks, const char *ca_path,
+                                      const char *cert_path, const char *key_path, const char *host,
+                                      void **ssl_ctx)
+{
+    SSL_CTX *c = SSL_CTX_new_ex(NULL, ks_propq(ks), TLS_client_method());
+    *ssl_ctx = NULL;
+    if (!c)
+        return MAMORI_ERR_TLS;
+    X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(c);
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    if (SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_load_verify_locations(c, ca_path, NULL) != 1 ||
+        (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, host)
+               : X509_VERIFY_PARAM_set1_host(vp, host, 0)) != 1 ||
+        crypto_tls_ctx_set_identity(c, cert_path, key_path)) {
+        SSL_CTX_free(c);
+        ERR_clear_error();
+        return MAMORI_ERR_TLS;
+    }
+    SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION);
+    *ssl_ctx = c;
+    return MAMORI_OK;
+}
+
+void crypto_tls_ctx_free(void *ssl_ctx)
+{
+    SSL_CTX_free(ssl_ctx);
+}
+
+enum mamori_err crypto_key_generate_in(enum crypto_keystore ks, struct crypto_key **out)
+{
+    *out = NULL;
+    if (ks == CRYPTO_KEYSTORE_FILE)
+        return crypto_key_generate(out);
+    EVP_PKEY *k = NULL;
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(NULL, "EC", "provider=tpm2");
+    char group[] = "P-256";
+    OSSL_PARAM p[] = {OSSL_PARAM_utf8_string("group", group, 0), OSSL_PARAM_END};
+    if (!c || EVP_PKEY_keygen_init(c) <= 0 || EVP_PKEY_CTX_set_params(c, p) <= 0 ||
+        EVP_PKEY_generate(c, &k) <= 0) {
+        EVP_PKEY_CTX_free(c);
+        ERR_clear_error();
+        return c ? MAMORI_ERR_CRYPTO : MAMORI_ERR_UNAVAILABLE;
+    }
+    EVP_PKEY_CTX_free(c);
     *out = (struct crypto_key *)k;
     return MAMORI_OK;
 }
@@ -174,18 +309,23 @@ enum mamori_err crypto_csr_create(const struct crypto_key *key, const char *cn, 
     enum mamori_err rc = MAMORI_ERR_CRYPTO;
     X509_REQ *req = X509_REQ_new();
     BIO *bio = BIO_new(BIO_s_mem());
+    EVP_MD_CTX *md = NULL;
     if (!req || !bio)
         goto out;
     if (!X509_REQ_set_version(req, 0) || name_set(X509_REQ_get_subject_name(req), cn, NULL))
         goto out;
-    if (!X509_REQ_set_pubkey(req, K(key)) || !X509_REQ_sign(req, K(key), EVP_sha256()))
+    if (!X509_REQ_set_pubkey(req, K(key)) || !(md = EVP_MD_CTX_new()) ||
+        EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL, sign_propq(key), K(key), NULL) != 1 ||
+        !X509_REQ_sign_ctx(req, md))
         goto out;
     if (!PEM_write_bio_X509_REQ(bio, req))
         goto out;
     rc = bio_to_string(bio, pem_out);
 out:
+    EVP_MD_CTX_free(md);
     BIO_free(bio);
     X509_REQ_free(req);
+    ERR_clear_error();
     return rc;
 }
 
@@ -446,7 +586,7 @@ enum mamori_err crypto_ecdsa_sign(const struct crypto_key *key, const void *data
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     size_t len = CRYPTO_SIG_MAX;
     enum mamori_err rc = MAMORI_ERR_CRYPTO;
-    if (md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, K(key)) == 1 &&
+    if (md && EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL, sign_propq(key), K(key), NULL) == 1 &&
         EVP_DigestSign(md, sig, &len, data, n) == 1) {
         *siglen = len;
         rc = MAMORI_OK;

@@ -34,8 +34,42 @@ void crypto_wipe(void *p, size_t n);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void crypto_hex(const uint8_t *in, size_t n, char *out);
 
+/* Where device keys live (T05-L5a: as far as software goes). FILE: a PEM
+ * file (mode 0600, checked by the callers). TPM2: in a TPM 2.0 through OpenSSL's tpm2 provider
+ * (tpm2-openssl); the file then holds a "TSS2 PRIVATE KEY" blob that only
+ * that TPM can load, and the private key never leaves the chip. */
+enum crypto_keystore { CRYPTO_KEYSTORE_FILE = 0, CRYPTO_KEYSTORE_TPM2 = 1 };
+bool crypto_keystore_parse(const char *name, enum crypto_keystore *out);
+const char *crypto_keystore_name(enum crypto_keystore ks);
+/* Makes ks usable in this process (idempotent). TPM2 loads the tpm2 and
+ * default providers into OpenSSL's default library context, so every key
+ * load in the process (libmosquitto's included) understands TPM blobs;
+ * tcti selects the TPM ("device:/dev/tpmrm0", "swtpm:path=SOCK"; NULL:
+ * $TPM2OPENSSL_TCTI or the provider's default). MAMORI_ERR_UNAVAILABLE when
+ * the provider or the TPM cannot be reached. */
+enum mamori_err crypto_keystore_init(enum crypto_keystore ks, const char *tcti) MAMORI_MUST_CHECK;
+/* The keystore a key lives in. */
+enum crypto_keystore crypto_key_store(const struct crypto_key *key);
+/* A TLS client context (SSL_CTX *) for a device: TLS 1.2 or later, the
+ * server must chain to ca_path and match host (name or address), the
+ * client presents cert_path with the key in key_path, loaded once (a TPM
+ * key stays loaded for the context's life, not once per connection), and
+ * its signatures are made where the key lives (ks). The caller owns one
+ * reference. */
+enum mamori_err crypto_tls_client_ctx(enum crypto_keystore ks, const char *ca_path,
+                                      const char *cert_path, const char *key_path, const char *host,
+                                      void **ssl_ctx) MAMORI_MUST_CHECK;
+/* Replaces the client certificate and key (after a rotation); the old pair
+ * stays in force when the new one does not load or does not match. */
+enum mamori_err crypto_tls_ctx_set_identity(void *ssl_ctx, const char *cert_path,
+                                            const char *key_path) MAMORI_MUST_CHECK;
+void crypto_tls_ctx_free(void *ssl_ctx);
+
 /* Keys. Returned handles are owned by the caller (crypto_key_free). */
 enum mamori_err crypto_key_generate(struct crypto_key **out) MAMORI_MUST_CHECK;
+/* A new P-256 key in ks (crypto_keystore_init first). */
+enum mamori_err crypto_key_generate_in(enum crypto_keystore ks,
+                                       struct crypto_key **out) MAMORI_MUST_CHECK;
 enum mamori_err crypto_key_load(const char *path, struct crypto_key **out) MAMORI_MUST_CHECK;
 /* Writes the private key as PEM to path, created with mode 0600 atomically. */
 enum mamori_err crypto_key_save(const struct crypto_key *key, const char *path) MAMORI_MUST_CHECK;

@@ -46,6 +46,8 @@ const char *mamori_strerror(enum mamori_err err)
         return "expired";
     case MAMORI_ERR_INTERNAL:
         return "internal error";
+    case MAMORI_ERR_UNAVAILABLE:
+        return "component unavailable (e.g. TPM)";
     }
     return "unknown error";
 }

@@ -16,13 +16,13 @@ static enum mamori_err write_text(const char *dir, const char *name, const char 
     return rc ? rc : fs_write_atomic(p, text, strlen(text), mode);
 }
 
-enum mamori_err factory_keygen(const char *dir)
+enum mamori_err factory_keygen(const char *dir, enum crypto_keystore ks)
 {
     struct crypto_key *k = NULL;
     char *csr = NULL, p[4096];
     enum mamori_err rc = fs_mkdir_p(dir, 0700);
     if (!rc)
-        rc = crypto_key_generate(&k);
+        rc = crypto_key_generate_in(ks, &k);
     if (!rc)
         rc = fs_path(p, sizeof(p), dir, "device.key");
     if (!rc)

@@ -14,10 +14,11 @@
 #ifndef MAMORI_FACTORY_FACTORY_H
 #define MAMORI_FACTORY_FACTORY_H
 
+#include "common/crypto.h"
 #include "mamori/error.h"
 
 /* Creates dir (0700) with device.key and device.csr. */
-enum mamori_err factory_keygen(const char *dir) MAMORI_MUST_CHECK;
+enum mamori_err factory_keygen(const char *dir, enum crypto_keystore ks) MAMORI_MUST_CHECK;
 /* Writes the rest of the identity after enrolment. cert_pem may be NULL
  * when device.crt is already there (manufacturer-signed). */
 enum mamori_err factory_finish(const char *dir, const char *device_id, const char *model,

@@ -64,7 +64,8 @@ enum mamori_err demo_fleet(struct hub *h, int n)
         struct op_err e = {{0}, 0};
         char name[16];
         snprintf(name, sizeof(name), "dev-%05d", i);
-        if ((rc = fs_path(devdir, sizeof(devdir), dir, name)) || (rc = factory_keygen(devdir)) ||
+        if ((rc = fs_path(devdir, sizeof(devdir), dir, name)) ||
+            (rc = factory_keygen(devdir, CRYPTO_KEYSTORE_FILE)) ||
             (rc = fs_path(p, sizeof(p), devdir, "device.csr")) ||
             (rc = fs_read_file(p, CRYPTO_PEM_MAX, &csr, &len)))
             break;

@@ -24,6 +24,7 @@
 #include "common/devlog.h"
 #include "common/fsutil.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "common/proto.h"
 #include "common/schema.h"
 #include "lib/devstate.h"
@@ -66,8 +67,12 @@ struct mamori_device {
     uint64_t res_seq;
     bool wiped, wipe_pending;
     bool reconnect_pending; /* a new certificate is in place: reconnect with it */
+    enum crypto_keystore keystore;
+    void *tls; /* SSL_CTX (our reference; libmosquitto holds its own) */
     /* the device log (common/devlog.h) */
-    struct crypto_key *log_key;
+    struct crypto_key *log_key; /* file keystore: kept; TPM: loaded per record */
+    bool log_on;
+    char key_path[4096], crt_path[4096];
     uint64_t log_n;
     char log_prev[65];
     char log_dir[1100];
@@ -202,9 +207,15 @@ static enum mamori_err devlog_open(struct mamori_device *d, const char *key_path
 {
     char p[1200];
     enum mamori_err rc;
+    struct crypto_key *k = NULL;
     if ((rc = fs_path(d->log_dir, sizeof(d->log_dir), d->state_dir, "log")) ||
-        (rc = fs_mkdir_p(d->log_dir, 0700)) || (rc = crypto_key_load(key_path, &d->log_key)))
+        (rc = fs_mkdir_p(d->log_dir, 0700)) || (rc = crypto_key_load(key_path, &k)))
         return rc;
+    if (d->keystore == CRYPTO_KEYSTORE_FILE)
+        d->log_key = k;
+    else
+        crypto_key_free(k);
+    d->log_on = true;
     snprintf(d->log_prev, sizeof(d->log_prev), "%s", DEVLOG_ZERO_HASH);
     d->log_n = 0;
     if (fs_path(p, sizeof(p), d->log_dir, "log.1") == MAMORI_OK)
@@ -214,18 +225,41 @@ static enum mamori_err devlog_open(struct mamori_device *d, const char *key_path
     return MAMORI_OK;
 }
 
+/* The key that signs the log. A TPM key is loaded for each record and
+ * released at once: a TPM without a resource manager holds only a few
+ * loaded objects, and the TLS connection keeps one. */
+static struct crypto_key *log_key_take(struct mamori_device *d)
+{
+    struct crypto_key *k = NULL;
+    if (d->log_key)
+        return d->log_key;
+    return crypto_key_load(d->key_path, &k) == MAMORI_OK ? k : NULL;
+}
+
+static void log_key_give(struct mamori_device *d, struct crypto_key *k)
+{
+    if (k != d->log_key)
+        crypto_key_free(k);
+}
+
 /* Appends a signed, chained record to the local log (synced) and queues
  * it for the hub (never dropped from the outbox). */
 static void devlog_append(struct mamori_device *d, const char *type, const char *data_json)
 {
     char line[DEVLOG_LINE_MAX], cur[1200], old[1200];
     struct devlog_rec r;
-    if (!d->log_key || d->wiped ||
-        devlog_build(d->log_key, d->log_n + 1, (int64_t)wall_ms(), type, data_json, d->log_prev,
-                     line, &r) != MAMORI_OK ||
-        fs_path(cur, sizeof(cur), d->log_dir, "current.log") ||
-        fs_path(old, sizeof(old), d->log_dir, "log.1"))
+    if (!d->log_on || d->wiped)
         return;
+    struct crypto_key *k = log_key_take(d);
+    enum mamori_err brc = k ? devlog_build(k, d->log_n + 1, (int64_t)wall_ms(), type, data_json,
+                                           d->log_prev, line, &r)
+                            : MAMORI_ERR_CRYPTO;
+    log_key_give(d, k);
+    if (brc || fs_path(cur, sizeof(cur), d->log_dir, "current.log") ||
+        fs_path(old, sizeof(old), d->log_dir, "log.1")) {
+        d->st.outbox_errors++;
+        return;
+    }
     struct stat st;
     if (stat(cur, &st) == 0 && st.st_size > DEVLOG_ROTATE_BYTES && rename(cur, old) != 0)
         d->st.outbox_errors++;
@@ -323,6 +357,7 @@ static void wipe(struct mamori_device *d)
             d->st.outbox_errors++;
     crypto_key_free(d->log_key);
     d->log_key = NULL;
+    d->log_on = false;
     d->wiped = true;
     d->state = MAMORI_DEV_WIPED;
 }
@@ -332,7 +367,7 @@ static void wipe(struct mamori_device *d)
 static enum mamori_err rotate_prepare(struct mamori_device *d, bool create, char *detail, size_t n)
 {
     char *csr = NULL;
-    enum mamori_err rc = identity_pending_csr(d->identity_dir, d->id, create, &csr);
+    enum mamori_err rc = identity_pending_csr(d->identity_dir, d->id, create, d->keystore, &csr);
     if (rc)
         return rc;
     json_t *j = json_pack("{s:s}", "csr", csr);
@@ -557,6 +592,21 @@ static enum mamori_err read_device_json(const char *dir, struct mamori_device *d
     return MAMORI_OK;
 }
 
+/* T05-L1b: the key must be in the store the device is configured for; a
+ * TPM device never falls back to a key in a plain file. */
+static enum mamori_err check_keystore(const char *key_path, enum crypto_keystore ks)
+{
+    struct crypto_key *k = NULL;
+    enum mamori_err rc = crypto_key_load(key_path, &k);
+    if (!rc && crypto_key_store(k) != ks) {
+        log_err("%s: the device key is not in the configured keystore (%s)", key_path,
+                crypto_keystore_name(ks));
+        rc = MAMORI_ERR_PERM;
+    }
+    crypto_key_free(k);
+    return rc;
+}
+
 enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mamori_device **out)
 {
     *out = NULL;
@@ -576,10 +626,18 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
     /* An interrupted certificate switch is finished first, so key and
      * certificate always match. The private key must be ours alone (ETSI
      * 5.4-1). */
+    if (!rc && o->keystore && !crypto_keystore_parse(o->keystore, &d->keystore))
+        rc = MAMORI_ERR_INVAL;
+    if (!rc)
+        rc = crypto_keystore_init(d->keystore, o->tpm_tcti);
     if (!rc)
         rc = identity_repair(o->identity_dir);
     if (!rc)
         rc = fs_check_private(key, 0);
+    if (!rc)
+        rc = check_keystore(key, d->keystore);
+    snprintf(d->key_path, sizeof(d->key_path), "%s", key);
+    snprintf(d->crt_path, sizeof(d->crt_path), "%s", crt);
     if (rc)
         goto fail;
     if (o->host_override)
@@ -639,8 +697,13 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
     mosquitto_connect_callback_set(d->mosq, on_connect);
     mosquitto_disconnect_callback_set(d->mosq, on_disconnect);
     mosquitto_message_callback_set(d->mosq, on_message);
-    if (mosquitto_tls_set(d->mosq, ca, NULL, crt, key, NULL) != MOSQ_ERR_SUCCESS ||
-        mosquitto_tls_opts_set(d->mosq, 1, "tlsv1.2", NULL) != MOSQ_ERR_SUCCESS) {
+    /* Our own TLS context, used as it is by libmosquitto: the broker pinned
+     * to the platform CA with its name checked, key and certificate loaded
+     * once (a TPM key stays loaded, and signs in the TPM). */
+    if ((rc = crypto_tls_client_ctx(d->keystore, ca, crt, key, d->host, &d->tls)))
+        goto fail;
+    if (mosquitto_void_option(d->mosq, MOSQ_OPT_SSL_CTX, d->tls) != MOSQ_ERR_SUCCESS ||
+        mosquitto_int_option(d->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0) != MOSQ_ERR_SUCCESS) {
         rc = MAMORI_ERR_TLS;
         goto fail;
     }
@@ -661,6 +724,7 @@ void mamori_device_free(struct mamori_device *d)
             mosquitto_disconnect(d->mosq);
         mosquitto_destroy(d->mosq);
     }
+    crypto_tls_ctx_free(d->tls);
     outbox_close(d->ob);
     devstate_close(d->ds);
     crypto_key_free(d->log_key);
@@ -880,8 +944,10 @@ int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, boo
     if (d->state != MAMORI_DEV_CONNECTED)
         return 100;
     if (d->reconnect_pending && !mosquitto_want_write(d->mosq)) {
-        /* libmosquitto loads device.crt/device.key again on connect. */
+        /* The next connection presents the new certificate. */
         d->reconnect_pending = false;
+        if (crypto_tls_ctx_set_identity(d->tls, d->crt_path, d->key_path) != MAMORI_OK)
+            security_event(d, "certificate_switch_failed", "new identity does not load");
         mosquitto_disconnect(d->mosq);
         d->state = MAMORI_DEV_DISCONNECTED;
         d->next_attempt_ms = now;
@@ -916,7 +982,7 @@ enum mamori_err mamori_device_log(struct mamori_device *d, const char *type, con
     json_t *chk = NULL;
     if (!d || !type || !data_json)
         return MAMORI_ERR_INVAL;
-    if (!d->log_key)
+    if (!d->log_on)
         return MAMORI_ERR_STATE; /* no state directory, or wiped */
     enum mamori_err rc =
         json_parse_untrusted(data_json, strlen(data_json), DEVLOG_TEXT_MAX / 2, &chk, NULL, 0);

@@ -123,7 +123,7 @@ enum mamori_err identity_repair(const char *dir)
 }
 
 enum mamori_err identity_pending_csr(const char *dir, const char *device_id, bool create,
-                                     char **csr_pem)
+                                     enum crypto_keystore ks, char **csr_pem)
 {
     struct paths p;
     struct crypto_key *k = NULL;
@@ -136,7 +136,7 @@ enum mamori_err identity_pending_csr(const char *dir, const char *device_id, boo
             return rc;
     } else if (!create) {
         return MAMORI_ERR_NOTFOUND;
-    } else if ((rc = crypto_key_generate(&k)) || (rc = crypto_key_save(k, p.pending))) {
+    } else if ((rc = crypto_key_generate_in(ks, &k)) || (rc = crypto_key_save(k, p.pending))) {
         crypto_key_free(k);
         return rc;
     }

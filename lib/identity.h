@@ -38,10 +38,10 @@ enum identity_step {
 enum mamori_err identity_repair(const char *dir) MAMORI_MUST_CHECK;
 
 /* Returns a CSR (malloc'd PEM, CN = device_id) for pending.key, which is
- * created first when create is set and there is none (a repeated "rotate"
- * reuses it). MAMORI_ERR_NOTFOUND: no pending key and create not set. */
+ * created first (in keystore ks) when create is set and there is none (a
+ * repeated "rotate" reuses it). MAMORI_ERR_NOTFOUND: no pending key and create not set. */
 enum mamori_err identity_pending_csr(const char *dir, const char *device_id, bool create,
-                                     char **csr_pem) MAMORI_MUST_CHECK;
+                                     enum crypto_keystore ks, char **csr_pem) MAMORI_MUST_CHECK;
 
 /* Checks a certificate offered for pending.key: it chains to trust_pem
  * (chain_pem: untrusted intermediates, may be NULL), names device_id, is a

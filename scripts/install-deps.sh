@@ -21,6 +21,9 @@ PKGS_TEST=(
   libcmocka-dev clang libclang-rt-14-dev llvm
   sslscan valgrind procps
   mosquitto-clients curl
+  # the TPM 2.0 keystore: OpenSSL's tpm2 provider, a software TPM and the
+  # resource manager a device has as /dev/tpmrm0
+  tpm2-openssl swtpm tpm2-tools tpm2-abrmd libtss2-tcti-swtpm0 libtss2-tcti-tabrmd0 dbus
 )
 
 want=("${PKGS_BUILD[@]}")

@@ -69,6 +69,13 @@ struct mamori_device_opts {
      * MAMORI_CMD_WIPE it runs before the erase. NULL: none. */
     mamori_command_cb on_command;
     void *on_command_arg;
+    /* Where the device key lives: "file" (NULL: the default; device.key is
+     * a PEM file, mode 0600) or "tpm2" (device.key is a TPM blob loaded
+     * through OpenSSL's tpm2 provider; the private key never leaves the
+     * TPM, and keys made by a rotation are made in it too). A key that is
+     * not in the configured store is refused. */
+    const char *keystore;
+    const char *tpm_tcti; /* tpm2: e.g. "device:/dev/tpmrm0"; NULL: tpm2-openssl's default */
 };
 
 enum mamori_device_state {

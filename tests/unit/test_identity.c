@@ -120,7 +120,8 @@ static char *cert_for_pending(struct fixture *f)
 {
     char *csr_pem = NULL;
     struct crypto_csr *csr = NULL;
-    assert_int_equal(identity_pending_csr(f->dir, DEV_ID, true, &csr_pem), MAMORI_OK);
+    assert_int_equal(identity_pending_csr(f->dir, DEV_ID, true, CRYPTO_KEYSTORE_FILE, &csr_pem),
+                     MAMORI_OK);
     assert_int_equal(crypto_csr_parse(csr_pem, strlen(csr_pem), &csr), MAMORI_OK);
     char *pem = NULL;
     struct crypto_issue p = {.kind = CRYPTO_CERT_CLIENT,
@@ -172,12 +173,15 @@ static void pending_key_is_reused(void **state)
 {
     struct fixture *f = *state;
     char *a = NULL, *b = NULL;
-    assert_int_equal(identity_pending_csr(f->dir, DEV_ID, false, &a), MAMORI_ERR_NOTFOUND);
-    assert_int_equal(identity_pending_csr(f->dir, DEV_ID, true, &a), MAMORI_OK);
+    assert_int_equal(identity_pending_csr(f->dir, DEV_ID, false, CRYPTO_KEYSTORE_FILE, &a),
+                     MAMORI_ERR_NOTFOUND);
+    assert_int_equal(identity_pending_csr(f->dir, DEV_ID, true, CRYPTO_KEYSTORE_FILE, &a),
+                     MAMORI_OK);
     char p[256];
     path_in(f, "pending.key", p, sizeof(p));
     assert_int_equal(fs_check_private(p, 0), MAMORI_OK);
-    assert_int_equal(identity_pending_csr(f->dir, DEV_ID, true, &b), MAMORI_OK);
+    assert_int_equal(identity_pending_csr(f->dir, DEV_ID, true, CRYPTO_KEYSTORE_FILE, &b),
+                     MAMORI_OK);
     struct crypto_csr *ca = NULL, *cb = NULL;
     assert_int_equal(crypto_csr_parse(a, strlen(a), &ca), MAMORI_OK);
     assert_int_equal(crypto_csr_parse(b, strlen(b), &cb), MAMORI_OK);
@@ -228,7 +232,8 @@ static void bad_certificates_refused(void **state)
     assert_int_equal(crypto_cert_issue(&rr, &rogue_pem), MAMORI_OK);
     assert_int_equal(crypto_cert_parse(rogue_pem, strlen(rogue_pem), &rogue), MAMORI_OK);
     char *csr_pem = NULL;
-    assert_int_equal(identity_pending_csr(f->dir, DEV_ID, false, &csr_pem), MAMORI_OK);
+    assert_int_equal(identity_pending_csr(f->dir, DEV_ID, false, CRYPTO_KEYSTORE_FILE, &csr_pem),
+                     MAMORI_OK);
     struct crypto_csr *csr = NULL;
     assert_int_equal(crypto_csr_parse(csr_pem, strlen(csr_pem), &csr), MAMORI_OK);
     char *forged = NULL;
