@@ -152,19 +152,22 @@ static void write_status(const char *path, struct mamori_device *dev)
     char buf[1024];
     int n = snprintf(
         buf, sizeof(buf),
-        "{\"device_id\":\"%s\",\"state\":\"%s\",\"connected\":%s,\"connects\":%llu,"
+        "{\"device_id\":\"%s\",\"state\":\"%s\",\"connected\":%s,\"connects\":%llu,\"refused\":%"
+        "llu,"
         "\"telemetry_sent\":%llu,\"telemetry_refused\":%llu,\"events_sent\":%llu,"
         "\"outbox_queued\":%llu,\"outbox_dropped\":%llu,\"outbox_published\":%llu,"
         "\"acked\":%llu,\"locked\":%s,\"quarantined\":%s,\"commands_accepted\":%llu,"
-        "\"commands_refused\":%llu,\"rotations\":%llu,\"pid\":%d}\n",
+        "\"commands_refused\":%llu,\"rotations\":%llu,\"tls_resumed\":%llu,\"pid\":%d}\n",
         mamori_device_id(dev), (unsigned)ds < 4 ? states[ds] : "?",
         ds == MAMORI_DEV_CONNECTED ? "true" : "false", (unsigned long long)st.connects,
-        (unsigned long long)st.telemetry_sent, (unsigned long long)st.telemetry_refused,
-        (unsigned long long)st.events_sent, (unsigned long long)st.outbox_queued,
-        (unsigned long long)st.outbox_dropped, (unsigned long long)st.outbox_published,
-        (unsigned long long)st.acked, mamori_device_locked(dev) ? "true" : "false",
+        (unsigned long long)st.refused, (unsigned long long)st.telemetry_sent,
+        (unsigned long long)st.telemetry_refused, (unsigned long long)st.events_sent,
+        (unsigned long long)st.outbox_queued, (unsigned long long)st.outbox_dropped,
+        (unsigned long long)st.outbox_published, (unsigned long long)st.acked,
+        mamori_device_locked(dev) ? "true" : "false",
         mamori_device_quarantined(dev) ? "true" : "false", (unsigned long long)st.commands_accepted,
-        (unsigned long long)st.commands_refused, (unsigned long long)st.rotations, (int)getpid());
+        (unsigned long long)st.commands_refused, (unsigned long long)st.rotations,
+        (unsigned long long)st.tls_resumed, (int)getpid());
     if (n > 0 && (size_t)n < sizeof(buf))
         log_if_err(fs_write_atomic(path, buf, (size_t)n, 0644));
 }

@@ -147,6 +147,64 @@ static const char *sign_propq(const struct crypto_key *key)
     return ks_propq(crypto_key_store(key));
 }
 
+/* TLS session resumption (client side). The newest session the server
+ * offered is kept in the context's ex_data and put on the next connection
+ * before its handshake starts (libmosquitto makes the SSL object and
+ * connects in one call, so the info callback is the place). */
+static int g_sess_idx = -1;
+static CRYPTO_ONCE g_sess_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void sess_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    SSL_SESSION_free(ptr);
+}
+
+static void sess_idx_init(void)
+{
+    g_sess_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sess_free);
+}
+
+static void sess_set(SSL_CTX *c, SSL_SESSION *s)
+{
+    SSL_SESSION *old = SSL_CTX_get_ex_data(c, g_sess_idx);
+    if (SSL_CTX_set_ex_data(c, g_sess_idx, s) == 1)
+        SSL_SESSION_free(old);
+    else
+        SSL_SESSION_free(s);
+}
+
+/* A copy is kept: OpenSSL marks the connection's own session object not
+ * resumable when that connection ends without a close_notify, which is
+ * exactly the network cut after which resuming helps. */
+static int sess_new(SSL *ssl, SSL_SESSION *s)
+{
+    SSL_SESSION *copy = SSL_SESSION_dup(s);
+    if (copy)
+        sess_set(SSL_get_SSL_CTX(ssl), copy);
+    return 0; /* s stays OpenSSL's */
+}
+
+static void sess_info(const SSL *ssl, int where, int ret)
+{
+    (void)ret;
+    if (!(where & SSL_CB_HANDSHAKE_START) || SSL_get0_session(ssl))
+        return;
+    SSL_SESSION *s = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), g_sess_idx);
+    if (s && SSL_SESSION_is_resumable(s)) {
+        /* The callback's SSL is const by signature only; it is the
+         * connection being set up. */
+        SSL *w;
+        memcpy(&w, &ssl, sizeof(w));
+        (void)SSL_set_session(w, s);
+    }
+}
+
+bool crypto_tls_resumed(const void *ssl)
+{
+    return ssl && SSL_session_reused((const SSL *)ssl) == 1;
+}
+
 enum mamori_err crypto_tls_ctx_set_identity(void *ssl_ctx, const char *cert_path,
                                             const char *key_path)
 {
@@ -163,8 +221,13 @@ enum mamori_err crypto_tls_ctx_set_identity(void *ssl_ctx, const char *cert_path
     BIO_free(b);
     /* Both are checked before either replaces what is in force. */
     if (cert && key && X509_check_private_key(cert, key) == 1 &&
-        SSL_CTX_use_certificate(c, cert) == 1 && SSL_CTX_use_PrivateKey(c, key) == 1)
+        SSL_CTX_use_certificate(c, cert) == 1 && SSL_CTX_use_PrivateKey(c, key) == 1) {
+        /* A session carries the identity it was made with: a new
+         * certificate starts with a full handshake. */
+        if (g_sess_idx >= 0)
+            sess_set(c, NULL);
         rc = MAMORI_OK;
+    }
     X509_free(cert);
     EVP_PKEY_free(key);
     ERR_clear_error();
@@ -193,6 +256,11 @@ enum mamori_err crypto_tls_client_ctx(enum crypto_keystore ks, const char *ca_pa
         return MAMORI_ERR_TLS;
     }
     SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION);
+    if (CRYPTO_THREAD_run_once(&g_sess_once, sess_idx_init) && g_sess_idx >= 0) {
+        SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(c, sess_new);
+        SSL_CTX_set_info_callback(c, sess_info);
+    }
     *ssl_ctx = c;
     return MAMORI_OK;
 }

@@ -119,7 +119,6 @@ static void schedule_retry(struct mamori_device *d, uint64_t now)
 
 static void on_connect(struct mosquitto *m, void *arg, int rc)
 {
-    (void)m;
     struct mamori_device *d = arg;
     if (rc != 0) {
         d->st.refused++;
@@ -127,6 +126,8 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
     }
     d->state = MAMORI_DEV_CONNECTED;
     d->st.connects++;
+    if (crypto_tls_resumed(mosquitto_ssl_get(m)))
+        d->st.tls_resumed++;
     d->backoff_cur = 0;
     d->connected_at_ms = mamori_now_ms();
     d->next_hb_ms = d->connected_at_ms; /* announce at once */

@@ -162,6 +162,7 @@ struct mamori_device_stats {
     uint64_t command_results;
     uint64_t log_records; /* device log records written and queued */
     uint64_t rotations;   /* key and certificate switches completed */
+    uint64_t tls_resumed; /* connections that resumed a TLS session */
 };
 void mamori_device_get_stats(const struct mamori_device *dev, struct mamori_device_stats *out);
 

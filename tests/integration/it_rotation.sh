@@ -54,6 +54,7 @@ check "rotation under load: every message stored" wait_for 30 stored_is "$D0" $N
 expect_eq "rotation under load: in order, no gap, none twice" "$(seq -s, 1 $N)" "$(seqs "$D0")"
 expect_eq "the agent counts one rotation" 1 "$(astat 0 rotations)"
 check "the agent reconnected with the new certificate" wait_for 10 stat_is 0 connected True
+expect_eq "...with a full handshake (a session of the old identity is never resumed)" 0 "$(astat 0 tls_resumed)"
 expect_eq "no rotation is left under way" "" "$(as admin device show "$D0" | jget cert_next_fingerprint)"
 NEW_FP=$(fp_of "$D0")
 expect_eq "the device's certificate on disk is the registered one" "$NEW_FP" \
