@@ -149,7 +149,7 @@ static void write_status(const char *path, struct mamori_device *dev)
     struct mamori_device_stats st;
     mamori_device_get_stats(dev, &st);
     enum mamori_device_state ds = mamori_device_state(dev);
-    char buf[1024];
+    char buf[1536];
     int n = snprintf(
         buf, sizeof(buf),
         "{\"device_id\":\"%s\",\"state\":\"%s\",\"connected\":%s,\"connects\":%llu,\"refused\":%"
@@ -157,7 +157,8 @@ static void write_status(const char *path, struct mamori_device *dev)
         "\"telemetry_sent\":%llu,\"telemetry_refused\":%llu,\"events_sent\":%llu,"
         "\"outbox_queued\":%llu,\"outbox_dropped\":%llu,\"outbox_published\":%llu,"
         "\"acked\":%llu,\"locked\":%s,\"quarantined\":%s,\"commands_accepted\":%llu,"
-        "\"commands_refused\":%llu,\"rotations\":%llu,\"tls_resumed\":%llu,\"pid\":%d}\n",
+        "\"commands_refused\":%llu,\"rotations\":%llu,\"tls_resumed\":%llu,\"config_version\":%llu,"
+        "\"config_rollbacks\":%llu,\"pid\":%d}\n",
         mamori_device_id(dev), (unsigned)ds < 4 ? states[ds] : "?",
         ds == MAMORI_DEV_CONNECTED ? "true" : "false", (unsigned long long)st.connects,
         (unsigned long long)st.refused, (unsigned long long)st.telemetry_sent,
@@ -167,7 +168,8 @@ static void write_status(const char *path, struct mamori_device *dev)
         mamori_device_locked(dev) ? "true" : "false",
         mamori_device_quarantined(dev) ? "true" : "false", (unsigned long long)st.commands_accepted,
         (unsigned long long)st.commands_refused, (unsigned long long)st.rotations,
-        (unsigned long long)st.tls_resumed, (int)getpid());
+        (unsigned long long)st.tls_resumed, (unsigned long long)st.config_version,
+        (unsigned long long)st.config_rollbacks, (int)getpid());
     if (n > 0 && (size_t)n < sizeof(buf))
         log_if_err(fs_write_atomic(path, buf, (size_t)n, 0644));
 }
@@ -279,8 +281,9 @@ static volatile sig_atomic_t g_reboot;
 static void on_command(struct mamori_device *dev, enum mamori_command c, void *arg)
 {
     (void)arg;
-    static const char *const names[] = {"lock",    "unlock",    "wipe",   "reboot", "quarantine",
-                                        "release", "self-test", "rotate", "cert"};
+    static const char *const names[] = {"lock",       "unlock",  "wipe",           "reboot",
+                                        "quarantine", "release", "self-test",      "rotate",
+                                        "cert",       "config",  "config-rollback"};
     log_info("%s: command %s applied", mamori_device_id(dev),
              (unsigned)c < sizeof(names) / sizeof(names[0]) ? names[c] : "?");
     if (c == MAMORI_CMD_REBOOT)

@@ -56,9 +56,12 @@ static const char *USAGE =
     "owners:    claim CODE\n"
     "devices:   device list | device show ID\n"
     "           device revoke|lock|unlock|decommission ID --reason TEXT\n"
-    "           device cmd ID lock|unlock|wipe|reboot|quarantine|release|self-test --reason "
-    "TEXT [--ttl S]\n"
+    "           device cmd ID lock|unlock|wipe|reboot|quarantine|release|self-test|rotate|\n"
+    "                  config-rollback --reason TEXT [--ttl S]\n"
     "           device commands ID                      commands sent and their results\n"
+    "           device config ID --file SETTINGS.json --reason TEXT   remote settings (signed,\n"
+    "                                                   on probation until the device proves "
+    "them)\n"
     "           device telemetry ID [--from MS] [--to MS] [--after ID] [--limit N]\n"
     "schemas:   schema set MODEL --file F | schema show MODEL   telemetry schema per model\n"
     "audit:     audit list [--after SEQ] | audit verify   (exit 3 when tampered)\n"
@@ -509,6 +512,19 @@ int main(int argc, char **argv)
         if (body && o.ttl)
             json_object_set_new(body, "ttl_s", json_integer(o.ttl));
         ret = call_print(&a, "POST", path, body);
+    } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "config") == 0 && o.npos == 3 && o.file) {
+        if (!o.reason)
+            return die("give a --reason: it goes to the audit log");
+        json_error_t je;
+        json_t *settings = json_load_file(o.file, JSON_REJECT_DUPLICATES, &je);
+        if (!json_is_object(settings)) {
+            json_decref(settings);
+            return die("--file must hold a JSON object of settings");
+        }
+        char path[128];
+        snprintf(path, sizeof(path), "devices/%.40s/config", o.pos[2]);
+        ret = call_print(&a, "POST", path,
+                         json_pack("{s:o,s:s}", "settings", settings, "reason", o.reason));
     } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "commands") == 0 && o.npos == 3) {
         char path[128];
         snprintf(path, sizeof(path), "devices/%.40s/commands?limit=%ld", o.pos[2], o.limit);

@@ -40,8 +40,10 @@ enum cmd_type {
     CMD_QUARANTINE,
     CMD_RELEASE,
     CMD_SELF_TEST,
-    CMD_ROTATE, /* make a new key in place; the result carries its CSR */
-    CMD_CERT,   /* the new certificate for that key: install and switch */
+    CMD_ROTATE,          /* make a new key in place; the result carries its CSR */
+    CMD_CERT,            /* the new certificate for that key: install and switch */
+    CMD_CONFIG,          /* new settings (common/devcfg.h), on probation until proven */
+    CMD_CONFIG_ROLLBACK, /* back to the known-good settings */
     CMD_N_TYPES
 };
 const char *cmd_type_name(enum cmd_type t);

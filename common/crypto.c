@@ -234,6 +234,23 @@ enum mamori_err crypto_tls_ctx_set_identity(void *ssl_ctx, const char *cert_path
     return rc;
 }
 
+enum mamori_err crypto_tls_ctx_set_host(void *ssl_ctx, const char *host)
+{
+    X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(ssl_ctx);
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+    /* Each call replaces what was set before (name or address). */
+    if (X509_VERIFY_PARAM_set1_host(vp, is_ip ? NULL : host, 0) != 1 ||
+        X509_VERIFY_PARAM_set1_ip(vp, NULL, 0) != 1 ||
+        (is_ip && X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1)) {
+        ERR_clear_error();
+        return MAMORI_ERR_TLS;
+    }
+    if (g_sess_idx >= 0)
+        sess_set(ssl_ctx, NULL); /* a session belongs to the server it came from */
+    return MAMORI_OK;
+}
+
 enum mamori_err crypto_tls_client_ctx(enum crypto_keystore ks, const char *ca_path,
                                       const char *cert_path, const char *key_path, const char *host,
                                       void **ssl_ctx)
@@ -242,14 +259,9 @@ enum mamori_err crypto_tls_client_ctx(enum crypto_keystore ks, const char *ca_pa
     *ssl_ctx = NULL;
     if (!c)
         return MAMORI_ERR_TLS;
-    X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(c);
-    unsigned char ip[16];
-    bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
     if (SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION) != 1 ||
-        SSL_CTX_load_verify_locations(c, ca_path, NULL) != 1 ||
-        (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, host)
-               : X509_VERIFY_PARAM_set1_host(vp, host, 0)) != 1 ||
+        SSL_CTX_load_verify_locations(c, ca_path, NULL) != 1 || crypto_tls_ctx_set_host(c, host) ||
         crypto_tls_ctx_set_identity(c, cert_path, key_path)) {
         SSL_CTX_free(c);
         ERR_clear_error();

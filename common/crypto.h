@@ -64,6 +64,8 @@ enum mamori_err crypto_tls_client_ctx(enum crypto_keystore ks, const char *ca_pa
 enum mamori_err crypto_tls_ctx_set_identity(void *ssl_ctx, const char *cert_path,
                                             const char *key_path) MAMORI_MUST_CHECK;
 void crypto_tls_ctx_free(void *ssl_ctx);
+/* The broker's name or address to check from the next connection on. */
+enum mamori_err crypto_tls_ctx_set_host(void *ssl_ctx, const char *host) MAMORI_MUST_CHECK;
 /* The context keeps the newest session the server offered and resumes it
  * on the next connection (dropped when the identity changes). True when
  * the connection on ssl (SSL *) was resumed. */

@@ -75,6 +75,13 @@ enum mamori_err fs_rename_durable(const char *from, const char *to)
     return fsync_dir_of(to);
 }
 
+enum mamori_err fs_unlink_durable(const char *path)
+{
+    if (unlink(path) && errno != ENOENT)
+        return MAMORI_ERR_IO;
+    return fsync_dir_of(path);
+}
+
 enum mamori_err fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode)
 {
     char tmp[4096];

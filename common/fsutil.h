@@ -17,6 +17,8 @@ enum mamori_err fs_write_atomic(const char *path, const void *data, size_t n,
                                 mode_t mode) MAMORI_MUST_CHECK;
 /* rename(2) and fsync of the target's directory: durable once it returns. */
 enum mamori_err fs_rename_durable(const char *from, const char *to) MAMORI_MUST_CHECK;
+/* unlink(2) (ENOENT is fine) and fsync of the directory. */
+enum mamori_err fs_unlink_durable(const char *path) MAMORI_MUST_CHECK;
 enum mamori_err fs_mkdir_p(const char *path, mode_t mode) MAMORI_MUST_CHECK;
 /* MAMORI_OK when path is owned by the effective user and has no group/other
  * permission bits beyond those in allowed (e.g. 0 for a private key). */

@@ -285,6 +285,12 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
                                 &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
         }
+    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "config") && post) {
+        if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
+            rc = hub_op_config(h, &who, rt.seg[1], json_object_get(in, "settings"), reason, &out,
+                               &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+        }
     } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "commands") && get) {
         rc = hub_op_command_list(h, &who, rt.seg[1], (int)query_int(c, "limit", 50, 1, 500), &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);

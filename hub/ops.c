@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/cmd.h"
+#include "common/devcfg.h"
 #include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/json.h"
@@ -1046,9 +1047,14 @@ enum mamori_err hub_op_command(struct hub *h, const struct principal *who, const
     /* Lock, unlock, quarantine and release change the registry too. */
     if (t == CMD_LOCK || t == CMD_UNLOCK || t == CMD_QUARANTINE || t == CMD_RELEASE)
         return hub_op_device_action(h, who, id, type, reason, out, e);
-    /* Certificates reach devices only through a rotation the hub runs. */
+    /* Certificates reach devices only through a rotation the hub runs;
+     * settings only with their document (POST .../config). */
     if (t == CMD_CERT) {
         SET_ERR(e, "'cert' is sent by the hub during a rotation; issue 'rotate'");
+        return MAMORI_ERR_INVAL;
+    }
+    if (t == CMD_CONFIG) {
+        SET_ERR(e, "settings go to POST /devices/{id}/config");
         return MAMORI_ERR_INVAL;
     }
     /* Owners may test and wipe their own device; reboots are operators'. */
@@ -1079,6 +1085,59 @@ enum mamori_err hub_op_command(struct hub *h, const struct principal *who, const
     if (!rc)
         *out = command_json(&c);
     pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
+/* T01-L3c, T08-*: remote settings come only from the hub, signed, checked
+ * here with the device's own parser, numbered per device (the device takes
+ * only a newer version), and audited. */
+enum mamori_err hub_op_config(struct hub *h, const struct principal *who, const char *id,
+                              json_t *settings, const char *reason, json_t **out, struct op_err *e)
+{
+    *out = NULL;
+    if (!is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    char *txt = json_is_object(settings) ? json_dump_compact(settings) : NULL;
+    struct devcfg cfg;
+    char why[160] = "settings must be an object";
+    if (!txt || devcfg_parse(txt, strlen(txt), &cfg, why, sizeof(why))) {
+        free(txt);
+        SET_ERR(e, "%s", why);
+        return MAMORI_ERR_INVAL;
+    }
+    struct device_rec d;
+    struct command_rec c;
+    enum lc_state st;
+    char key[64], val[32];
+    unsigned long long ver = 0;
+    snprintf(key, sizeof(key), "cfgver:%s", id);
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = visible_device(h, who, id, &d);
+    if (!rc && (!lc_state_parse(d.state, &st) || lc_access(st) == LC_ACCESS_DENY)) {
+        SET_ERR(e, "a device in state '%s' cannot receive commands", d.state);
+        rc = MAMORI_ERR_STATE;
+    }
+    if (!rc && store_meta_get(h->store, key, val, sizeof(val)) == MAMORI_OK)
+        ver = strtoull(val, NULL, 10);
+    ver++;
+    json_t *args = NULL;
+    char *atxt = NULL;
+    if (!rc &&
+        (!(args = json_pack("{s:I,s:O}", "version", (json_int_t)ver, "settings", settings)) ||
+         !(atxt = json_dump_compact(args))))
+        rc = MAMORI_ERR_NOMEM;
+    if (!rc) {
+        snprintf(val, sizeof(val), "%llu", ver);
+        rc = store_meta_set(h->store, key, val);
+    }
+    if (!rc)
+        rc = hub_command_issue(h, who, id, CMD_CONFIG, 7LL * 24 * 3600 * 1000, reason, atxt, &c);
+    if (!rc)
+        *out = command_json(&c);
+    pthread_mutex_unlock(&h->lock);
+    json_decref(args);
+    free(atxt);
+    free(txt);
     return rc;
 }
 

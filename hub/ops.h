@@ -82,6 +82,11 @@ enum mamori_err hub_op_telemetry(struct hub *h, const struct principal *who, con
 /* Remote commands: lock/unlock/quarantine/release go through
  * hub_op_device_action (registry + device); wipe, reboot and self-test are
  * commands only. ttl_s 0: one day. */
+/* Remote settings for a device (common/devcfg.h): the next version, sent as
+ * a signed "config" command. Staff only. */
+enum mamori_err hub_op_config(struct hub *h, const struct principal *who, const char *id,
+                              json_t *settings, const char *reason, json_t **out,
+                              struct op_err *e) MAMORI_MUST_CHECK;
 enum mamori_err hub_op_command(struct hub *h, const struct principal *who, const char *id,
                                const char *type, const char *reason, int64_t ttl_s, json_t **out,
                                struct op_err *e) MAMORI_MUST_CHECK;

@@ -28,7 +28,9 @@
 #include "common/proto.h"
 #include "common/schema.h"
 #include "lib/devstate.h"
+#include "lib/cfgstore.h"
 #include "lib/identity.h"
+#include "common/devcfg.h"
 #include "lib/outbox.h"
 #include "mamori/device.h"
 
@@ -68,6 +70,15 @@ struct mamori_device {
     bool wiped, wipe_pending;
     bool reconnect_pending; /* a new certificate is in place: reconnect with it */
     enum crypto_keystore keystore;
+    /* remote settings (common/devcfg.h) over the local ones */
+    struct cfgstore cfg;
+    bool cfg_on;
+    uint64_t cfg_probe_seq; /* the health check passes when the hub acks this event */
+    uint64_t acked_ev;
+    unsigned base_hb_ms;
+    char base_host[256];
+    int base_port;
+    char *base_schema;
     void *tls; /* SSL_CTX (our reference; libmosquitto holds its own) */
     /* the device log (common/devlog.h) */
     struct crypto_key *log_key; /* file keystore: kept; TPM: loaded per record */
@@ -149,6 +160,8 @@ static void on_ack(struct mamori_device *d, json_t *ack)
         if (d->ob && outbox_ack(d->ob, (enum outbox_stream)s, seq) == MAMORI_OK && s == OUTBOX_TM &&
             seq > d->st.acked)
             d->st.acked = seq;
+        if (s == OUTBOX_EV && seq > d->acked_ev)
+            d->acked_ev = seq;
         /* What is acknowledged is no longer in flight. */
         unsigned k = 0;
         for (unsigned i = 0; i < d->inflight; i++)
@@ -420,6 +433,186 @@ static enum mamori_err cert_switch(struct mamori_device *d, const char *cert_pem
     return MAMORI_OK;
 }
 
+/* Puts settings in force: the remote ones (JSON text; NULL: none) over
+ * the local ones. live: the device is running, so a new broker address is
+ * checked from the next connection on and the connection is renewed. */
+static enum mamori_err settings_apply(struct mamori_device *d, const char *settings, bool live)
+{
+    struct devcfg c;
+    char why[160];
+    enum mamori_err rc;
+    memset(&c, 0, sizeof(c));
+    if (settings && settings[0] &&
+        (rc = devcfg_parse(settings, strlen(settings), &c, why, sizeof(why))))
+        return rc;
+    const char *host = c.broker_host[0] ? c.broker_host : d->base_host;
+    int port = c.broker_port ? c.broker_port : d->base_port;
+    const char *schema = c.has_schema ? c.schema_json : d->base_schema;
+    struct schema *ns = NULL;
+    if (schema) {
+        if (!(ns = malloc(sizeof(*ns))))
+            return MAMORI_ERR_NOMEM;
+        if ((rc = schema_parse(schema, strlen(schema), ns, why, sizeof(why)))) {
+            free(ns);
+            return rc;
+        }
+    }
+    bool moved = strcmp(host, d->host) != 0 || port != d->port;
+    if (live && moved && d->tls && (rc = crypto_tls_ctx_set_host(d->tls, host))) {
+        free(ns);
+        return rc;
+    }
+    free(d->schema);
+    d->schema = ns;
+    memset(&d->rate, 0, sizeof(d->rate));
+    d->hb_interval_ms = c.heartbeat_s ? c.heartbeat_s * 1000u : d->base_hb_ms;
+    snprintf(d->host, sizeof(d->host), "%s", host);
+    d->port = port;
+    if (live && moved)
+        d->reconnect_pending = true;
+    d->st.config_version = d->cfg.version;
+    return MAMORI_OK;
+}
+
+/* Back to the known-good settings (T01-L3c, T08-L3a), reported and logged. */
+static void config_fallback(struct mamori_device *d, const char *reason, bool live)
+{
+    uint64_t from = d->cfg.version;
+    enum mamori_err rc = cfgstore_rollback(&d->cfg, 0);
+    if (rc && rc != MAMORI_ERR_NOTFOUND) {
+        d->st.outbox_errors++;
+        return;
+    }
+    if (settings_apply(d, d->cfg.version ? d->cfg.settings : NULL, live))
+        (void)settings_apply(d, NULL, live); /* the local settings always parse */
+    d->cfg_probe_seq = 0;
+    d->st.config_rollbacks++;
+    char body[320];
+    snprintf(body, sizeof(body),
+             "{\"type\":\"config_rolled_back\",\"from\":%llu,\"to\":%llu,\"reason\":\"%s\"}",
+             (unsigned long long)from, (unsigned long long)d->cfg.version, reason);
+    if (queue(d, OUTBOX_EV, (const char *const[]){body}, 1) == MAMORI_OK)
+        d->st.events_sent++;
+    snprintf(body, sizeof(body), "{\"from\":%llu,\"to\":%llu,\"reason\":\"%s\"}",
+             (unsigned long long)from, (unsigned long long)d->cfg.version, reason);
+    devlog_append(d, "config_rolled_back", body);
+}
+
+/* The health check of settings on probation: the hub acknowledged the
+ * event queued after they took effect (it reached the hub with them), or
+ * the deadline passed. */
+static void config_probe(struct mamori_device *d)
+{
+    if (!d->cfg_on || !d->cfg.pending)
+        return;
+    if (d->cfg_probe_seq && d->acked_ev >= d->cfg_probe_seq) {
+        if (cfgstore_commit(&d->cfg) != MAMORI_OK) {
+            d->st.outbox_errors++;
+            return;
+        }
+        d->cfg_probe_seq = 0;
+        char body[96];
+        snprintf(body, sizeof(body), "{\"type\":\"config_committed\",\"version\":%llu}",
+                 (unsigned long long)d->cfg.version);
+        if (queue(d, OUTBOX_EV, (const char *const[]){body}, 1) == MAMORI_OK)
+            d->st.events_sent++;
+        devlog_append(d, "config_committed", body);
+    } else if ((int64_t)wall_ms() > d->cfg.deadline_ms) {
+        config_fallback(d, "health check failed: the hub did not hear from the device in time",
+                        true);
+    }
+}
+
+/* "config" {"version":N,"settings":{...}} and "config-rollback". */
+static void config_command(struct mamori_device *d, const struct cmd *c)
+{
+    char prev[16], detail[160];
+    if (devstate_seen(d->ds, c->id, prev)) {
+        d->st.commands_refused++;
+        snprintf(detail, sizeof(detail), "{\"first_outcome\":\"%s\"}", prev);
+        send_result(d, c, "refused", "replay", detail);
+        security_event(d, "command_replayed", c->id);
+        return;
+    }
+    if (!d->cfg_on) {
+        send_result(d, c, "refused", "no state directory", NULL);
+        return;
+    }
+    enum mamori_err rc;
+    uint64_t from = d->cfg.version;
+    if (c->type == CMD_CONFIG_ROLLBACK) {
+        rc = cfgstore_rollback(&d->cfg, 0);
+        if (rc) {
+            send_result(d, c, "failed",
+                        rc == MAMORI_ERR_NOTFOUND ? "no known-good settings" : mamori_strerror(rc),
+                        NULL);
+            return;
+        }
+        if (settings_apply(d, d->cfg.version ? d->cfg.settings : NULL, true))
+            (void)settings_apply(d, NULL, true);
+        d->cfg_probe_seq = 0;
+        d->st.config_rollbacks++;
+    } else {
+        json_t *a = json_loads(c->args, JSON_REJECT_DUPLICATES, NULL);
+        json_t *st = json_object_get(a, "settings");
+        char *txt = json_is_object(st) ? json_dump_compact(st) : NULL;
+        uint64_t ver = 0;
+        struct devcfg cfg;
+        char why[160];
+        json_decref(a);
+        json_t *va = json_loads(c->args, JSON_REJECT_DUPLICATES, NULL);
+        bool ok = json_get_u64(va, "version", &ver) && txt &&
+                  devcfg_parse(txt, strlen(txt), &cfg, why, sizeof(why)) == MAMORI_OK;
+        json_decref(va);
+        if (!ok || ver <= d->cfg.version) {
+            free(txt);
+            d->st.commands_refused++;
+            send_result(d, c, "refused",
+                        ok ? "not newer than the settings in force" : "invalid settings", NULL);
+            security_event(d, "config_refused", ok ? "older version" : "invalid settings");
+            return;
+        }
+        int64_t deadline = (int64_t)wall_ms() + (int64_t)cfg.health_s * 1000;
+        rc = cfgstore_apply(&d->cfg, ver, txt, deadline, 0);
+        if (!rc && (rc = settings_apply(d, txt, true)))
+            config_fallback(d, "settings could not be applied", true);
+        free(txt);
+        if (rc) {
+            send_result(d, c, "failed", mamori_strerror(rc), NULL);
+            return;
+        }
+    }
+    if (devstate_accept(d->ds, c->id, c->exp, (int64_t)wall_ms(), "ok", NULL, false, prev) !=
+        MAMORI_OK)
+        d->st.outbox_errors++;
+    d->st.commands_accepted++;
+    char body[200];
+    if (c->type == CMD_CONFIG) {
+        /* The probe: this event must reach the hub under the new settings. */
+        snprintf(body, sizeof(body), "{\"type\":\"config_applied\",\"version\":%llu,\"from\":%llu}",
+                 (unsigned long long)d->cfg.version, (unsigned long long)from);
+        uint64_t seq = 0;
+        if (d->ob && outbox_put(d->ob, OUTBOX_EV, (const char *const[]){body}, 1, wall_ms(),
+                                &seq) == MAMORI_OK) {
+            d->cfg_probe_seq = seq;
+            d->st.events_sent++;
+        }
+        devlog_append(d, "config_applied", body);
+        snprintf(detail, sizeof(detail),
+                 "{\"version\":%llu,\"state\":\"probation\",\"deadline_ms\":%lld}",
+                 (unsigned long long)d->cfg.version, (long long)d->cfg.deadline_ms);
+    } else {
+        snprintf(body, sizeof(body), "{\"from\":%llu,\"to\":%llu,\"reason\":\"command\"}",
+                 (unsigned long long)from, (unsigned long long)d->cfg.version);
+        devlog_append(d, "config_rolled_back", body);
+        snprintf(detail, sizeof(detail), "{\"version\":%llu,\"from\":%llu}",
+                 (unsigned long long)d->cfg.version, (unsigned long long)from);
+    }
+    send_result(d, c, "ok", "", detail);
+    if (d->on_command)
+        d->on_command(d, (enum mamori_command)c->type, d->on_command_arg);
+}
+
 static void on_command(struct mamori_device *d, const void *payload, size_t len)
 {
     struct cmd_msg m;
@@ -450,6 +643,10 @@ static void on_command(struct mamori_device *d, const void *payload, size_t len)
     }
     if (!d->ds) {
         send_result(d, &c, "refused", "no state directory", NULL);
+        return;
+    }
+    if (c.type == CMD_CONFIG || c.type == CMD_CONFIG_ROLLBACK) {
+        config_command(d, &c);
         return;
     }
     const char *flag = NULL;
@@ -646,6 +843,13 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
     if (o->port_override)
         d->port = o->port_override;
     d->hb_interval_ms = (o->heartbeat_interval_s ? o->heartbeat_interval_s : 30) * 1000u;
+    d->base_hb_ms = d->hb_interval_ms;
+    snprintf(d->base_host, sizeof(d->base_host), "%s", d->host);
+    d->base_port = d->port;
+    if (o->schema_json && !(d->base_schema = strdup(o->schema_json))) {
+        rc = MAMORI_ERR_NOMEM;
+        goto fail;
+    }
     d->backoff_min = o->backoff_min_ms ? o->backoff_min_ms : 500;
     d->backoff_max = o->backoff_max_ms ? o->backoff_max_ms : 60000;
     if (d->backoff_min < 2)
@@ -688,6 +892,15 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
         if ((rc = devlog_open(d, key)))
             goto fail;
         devlog_append(d, "boot", "{\"sdk\":\"0.1\"}");
+        /* Remote settings: a version still on probation did not prove
+         * itself before this restart and goes back to the known-good one. */
+        if ((rc = cfgstore_open(o->state_dir, &d->cfg)))
+            goto fail;
+        d->cfg_on = true;
+        if (d->cfg.pending)
+            config_fallback(d, "restart before the health check passed", false);
+        else if (d->cfg.version && settings_apply(d, d->cfg.settings, false))
+            config_fallback(d, "settings in force do not parse", false);
     }
     d->mosq = mosquitto_new(d->id, true, d);
     if (!d->mosq) {
@@ -726,6 +939,7 @@ void mamori_device_free(struct mamori_device *d)
         mosquitto_destroy(d->mosq);
     }
     crypto_tls_ctx_free(d->tls);
+    free(d->base_schema);
     outbox_close(d->ob);
     devstate_close(d->ds);
     crypto_key_free(d->log_key);
@@ -916,6 +1130,9 @@ int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, boo
     }
     if (d->wiped)
         return 60000; /* nothing left to do: no key, no state */
+    /* Also while disconnected: settings that cut the device off must
+     * still be rolled back. */
+    config_probe(d);
     if (d->state == MAMORI_DEV_DISCONNECTED) {
         if (d->next_attempt_ms > now)
             return (int)(d->next_attempt_ms - now);

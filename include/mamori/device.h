@@ -44,9 +44,11 @@ enum mamori_command {
     MAMORI_CMD_REBOOT = 3,     /* result sent; the application reboots */
     MAMORI_CMD_QUARANTINE = 4, /* only the management channel runs */
     MAMORI_CMD_RELEASE = 5,
-    MAMORI_CMD_SELF_TEST = 6, /* the SDK runs its checks and reports them */
-    MAMORI_CMD_ROTATE = 7,    /* the SDK made a new key and sent its CSR */
-    MAMORI_CMD_CERT = 8,      /* the SDK switched to its new certificate */
+    MAMORI_CMD_SELF_TEST = 6,        /* the SDK runs its checks and reports them */
+    MAMORI_CMD_ROTATE = 7,           /* the SDK made a new key and sent its CSR */
+    MAMORI_CMD_CERT = 8,             /* the SDK switched to its new certificate */
+    MAMORI_CMD_CONFIG = 9,           /* the SDK applied new settings from the hub */
+    MAMORI_CMD_CONFIG_ROLLBACK = 10, /* the SDK went back to its known-good settings */
 };
 typedef void (*mamori_command_cb)(struct mamori_device *dev, enum mamori_command cmd, void *arg);
 
@@ -160,9 +162,11 @@ struct mamori_device_stats {
     uint64_t commands_accepted;
     uint64_t commands_refused; /* bad signature, expired, other device, replay */
     uint64_t command_results;
-    uint64_t log_records; /* device log records written and queued */
-    uint64_t rotations;   /* key and certificate switches completed */
-    uint64_t tls_resumed; /* connections that resumed a TLS session */
+    uint64_t log_records;      /* device log records written and queued */
+    uint64_t rotations;        /* key and certificate switches completed */
+    uint64_t tls_resumed;      /* connections that resumed a TLS session */
+    uint64_t config_version;   /* remote settings in force (0: none) */
+    uint64_t config_rollbacks; /* returns to known-good settings */
 };
 void mamori_device_get_stats(const struct mamori_device *dev, struct mamori_device_stats *out);
 
