@@ -34,7 +34,7 @@ stage "lint"
 scripts/lint.sh; result lint $?
 
 stage "build ($BUILD)"
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && cmake --build "$BUILD" -j "$JOBS" >"$LOGDIR/build.log" 2>&1
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAMORI_TESTS=ON >/dev/null && cmake --build "$BUILD" -j "$JOBS" >"$LOGDIR/build.log" 2>&1
 st=$?; [ $st -ne 0 ] && tail -40 "$LOGDIR/build.log"; result build $st
 
 stage "unit + integration tests"
@@ -42,7 +42,7 @@ run_ctest unit "$BUILD" unit
 run_ctest integration "$BUILD" integration
 
 stage "sanitizers: ASan + UBSan ($BUILD_SAN)"
-cmake -S . -B "$BUILD_SAN" -DCMAKE_BUILD_TYPE=Debug -DMAMORI_SANITIZE=ON >/dev/null &&
+cmake -S . -B "$BUILD_SAN" -DCMAKE_BUILD_TYPE=Debug -DMAMORI_SANITIZE=ON -DMAMORI_TESTS=ON >/dev/null &&
     cmake --build "$BUILD_SAN" -j "$JOBS" >"$LOGDIR/build-san.log" 2>&1
 st=$?; [ $st -ne 0 ] && tail -40 "$LOGDIR/build-san.log"; result build-san $st
 # mosquitto cannot load an ASan-instrumented plugin without preloading the
