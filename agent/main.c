@@ -158,7 +158,8 @@ static void write_status(const char *path, struct mamori_device *dev)
         "\"outbox_queued\":%llu,\"outbox_dropped\":%llu,\"outbox_published\":%llu,"
         "\"acked\":%llu,\"locked\":%s,\"quarantined\":%s,\"commands_accepted\":%llu,"
         "\"commands_refused\":%llu,\"rotations\":%llu,\"tls_resumed\":%llu,\"config_version\":%llu,"
-        "\"config_rollbacks\":%llu,\"pid\":%d}\n",
+        "\"config_rollbacks\":%llu,\"log_records\":%llu,\"log_access\":%llu,\"tls_full\":%llu,"
+        "\"pid\":%d}\n",
         mamori_device_id(dev), (unsigned)ds < 4 ? states[ds] : "?",
         ds == MAMORI_DEV_CONNECTED ? "true" : "false", (unsigned long long)st.connects,
         (unsigned long long)st.refused, (unsigned long long)st.telemetry_sent,
@@ -169,7 +170,8 @@ static void write_status(const char *path, struct mamori_device *dev)
         mamori_device_quarantined(dev) ? "true" : "false", (unsigned long long)st.commands_accepted,
         (unsigned long long)st.commands_refused, (unsigned long long)st.rotations,
         (unsigned long long)st.tls_resumed, (unsigned long long)st.config_version,
-        (unsigned long long)st.config_rollbacks, (int)getpid());
+        (unsigned long long)st.config_rollbacks, (unsigned long long)st.log_records,
+        (unsigned long long)st.log_access, (unsigned long long)st.tls_full, (int)getpid());
     if (n > 0 && (size_t)n < sizeof(buf))
         log_if_err(fs_write_atomic(path, buf, (size_t)n, 0644));
 }

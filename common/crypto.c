@@ -160,9 +160,22 @@ static void sess_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long
     SSL_SESSION_free(ptr);
 }
 
+/* Full handshakes (each one a signature by the device key) are counted
+ * per context; each connection is counted once (TLS 1.3 tickets after the
+ * handshake call the info callback again). */
+static int g_full_idx = -1, g_counted_idx = -1;
+
+static void full_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    OPENSSL_free(ptr);
+}
+
 static void sess_idx_init(void)
 {
     g_sess_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sess_free);
+    g_full_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, full_free);
+    g_counted_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 static void sess_set(SSL_CTX *c, SSL_SESSION *s)
@@ -188,6 +201,15 @@ static int sess_new(SSL *ssl, SSL_SESSION *s)
 static void sess_info(const SSL *ssl, int where, int ret)
 {
     (void)ret;
+    if ((where & SSL_CB_HANDSHAKE_DONE) && g_counted_idx >= 0 &&
+        !SSL_get_ex_data(ssl, g_counted_idx)) {
+        SSL *w;
+        memcpy(&w, &ssl, sizeof(w));
+        uint64_t *full = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), g_full_idx);
+        if (SSL_set_ex_data(w, g_counted_idx, w) == 1 && full && !SSL_session_reused(w))
+            (*full)++;
+        return;
+    }
     if (!(where & SSL_CB_HANDSHAKE_START) || SSL_get0_session(ssl))
         return;
     SSL_SESSION *s = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), g_sess_idx);
@@ -203,6 +225,13 @@ static void sess_info(const SSL *ssl, int where, int ret)
 bool crypto_tls_resumed(const void *ssl)
 {
     return ssl && SSL_session_reused((const SSL *)ssl) == 1;
+}
+
+uint64_t crypto_tls_full_handshakes(const void *ssl_ctx)
+{
+    const uint64_t *full =
+        ssl_ctx && g_full_idx >= 0 ? SSL_CTX_get_ex_data(ssl_ctx, g_full_idx) : NULL;
+    return full ? *full : 0;
 }
 
 enum mamori_err crypto_tls_ctx_set_identity(void *ssl_ctx, const char *cert_path,
@@ -269,6 +298,9 @@ enum mamori_err crypto_tls_client_ctx(enum crypto_keystore ks, const char *ca_pa
     }
     SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION);
     if (CRYPTO_THREAD_run_once(&g_sess_once, sess_idx_init) && g_sess_idx >= 0) {
+        uint64_t *full = OPENSSL_zalloc(sizeof(*full));
+        if (full && SSL_CTX_set_ex_data(c, g_full_idx, full) != 1)
+            OPENSSL_free(full);
         SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
         SSL_CTX_sess_set_new_cb(c, sess_new);
         SSL_CTX_set_info_callback(c, sess_info);

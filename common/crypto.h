@@ -70,6 +70,8 @@ enum mamori_err crypto_tls_ctx_set_host(void *ssl_ctx, const char *host) MAMORI_
  * on the next connection (dropped when the identity changes). True when
  * the connection on ssl (SSL *) was resumed. */
 bool crypto_tls_resumed(const void *ssl);
+/* Full (not resumed) handshakes completed on connections of the context. */
+uint64_t crypto_tls_full_handshakes(const void *ssl_ctx);
 
 /* Keys. Returned handles are owned by the caller (crypto_key_free). */
 enum mamori_err crypto_key_generate(struct crypto_key **out) MAMORI_MUST_CHECK;

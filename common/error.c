@@ -48,6 +48,8 @@ const char *mamori_strerror(enum mamori_err err)
         return "internal error";
     case MAMORI_ERR_UNAVAILABLE:
         return "component unavailable (e.g. TPM)";
+    case MAMORI_ERR_BUSY:
+        return "in use by another process";
     }
     return "unknown error";
 }

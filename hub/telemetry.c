@@ -405,8 +405,15 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
     if (!txt)
         return;
     if (s == STREAM_EV) {
-        /* Events go straight to the events table (observations). */
-        hub_event(h, id, "device_event", "info", "%s", txt);
+        /* Events go straight to the events table (observations); those
+         * that mean someone is at the device's records are raised. */
+        const char *type = json_string_value(json_object_get(body, "type"));
+        if (type && strcmp(type, "log_access") == 0) /* T12-L2a */
+            hub_event(h, id, "device_log_access", "alert", "%s", txt);
+        else if (type && strcmp(type, "log_watch_unavailable") == 0)
+            hub_event(h, id, "device_log_unwatched", "warning", "%s", txt);
+        else
+            hub_event(h, id, "device_event", "info", "%s", txt);
         free(txt);
     } else if (s == STREAM_LOG) {
         log_record(h, d, txt);

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <mosquitto.h>
@@ -27,6 +28,7 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/schema.h"
+#include "lib/logwatch.h"
 #include "lib/devstate.h"
 #include "lib/cfgstore.h"
 #include "lib/identity.h"
@@ -87,6 +89,9 @@ struct mamori_device {
     uint64_t log_n;
     char log_prev[65];
     char log_dir[1100];
+    int lock_fd;             /* STATE/lock, held while dev exists (-1: none) */
+    struct logwatch *lw;     /* access to the log files by others (T12-L2a) */
+    uint64_t lw_next_report; /* reports are at most one per LOG_ACCESS_EVERY_MS */
     mamori_command_cb on_command;
     void *on_command_arg;
     struct mamori_device_stats st;
@@ -239,6 +244,23 @@ static enum mamori_err devlog_open(struct mamori_device *d, const char *key_path
     return MAMORI_OK;
 }
 
+#define LOG_ACCESS_EVERY_MS 10000
+
+static void security_event(struct mamori_device *d, const char *type, const char *reason);
+
+/* T12-L2a: watches the log directory from now on (after the SDK's own
+ * reading of it at start). Where the OS cannot (no inotify instance left),
+ * the device says so rather than pretending to watch. */
+static void log_watch_start(struct mamori_device *d)
+{
+    enum mamori_err rc = logwatch_open(d->log_dir, &d->lw);
+    if (rc) {
+        char why[96];
+        snprintf(why, sizeof(why), "inotify: %s", mamori_strerror(rc));
+        security_event(d, "log_watch_unavailable", why);
+    }
+}
+
 /* The key that signs the log. A TPM key is loaded for each record and
  * released at once: a TPM without a resource manager holds only a few
  * loaded objects, and the TLS connection keeps one. */
@@ -260,7 +282,7 @@ static void log_key_give(struct mamori_device *d, struct crypto_key *k)
  * it for the hub (never dropped from the outbox). */
 static void devlog_append(struct mamori_device *d, const char *type, const char *data_json)
 {
-    char line[DEVLOG_LINE_MAX], cur[1200], old[1200];
+    char line[DEVLOG_LINE_MAX + 1];
     struct devlog_rec r;
     if (!d->log_on || d->wiped)
         return;
@@ -269,22 +291,15 @@ static void devlog_append(struct mamori_device *d, const char *type, const char 
                                            d->log_prev, line, &r)
                             : MAMORI_ERR_CRYPTO;
     log_key_give(d, k);
-    if (brc || fs_path(cur, sizeof(cur), d->log_dir, "current.log") ||
-        fs_path(old, sizeof(old), d->log_dir, "log.1")) {
+    if (brc) {
         d->st.outbox_errors++;
         return;
     }
-    struct stat st;
-    if (stat(cur, &st) == 0 && st.st_size > DEVLOG_ROTATE_BYTES && rename(cur, old) != 0)
-        d->st.outbox_errors++;
-    int fd = open(cur, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     size_t len = strlen(line);
     line[len] = '\n';
-    bool ok = fd >= 0 && write(fd, line, len + 1) == (ssize_t)(len + 1) && fdatasync(fd) == 0;
+    enum mamori_err wrc = logwatch_append(d->lw, d->log_dir, line, len + 1, DEVLOG_ROTATE_BYTES);
     line[len] = '\0';
-    if (fd >= 0)
-        close(fd);
-    if (!ok) {
+    if (wrc) {
         d->st.outbox_errors++;
         return;
     }
@@ -303,6 +318,51 @@ static void security_event(struct mamori_device *d, const char *type, const char
         d->st.events_sent++;
     snprintf(body, sizeof(body), "{\"reason\":\"%s\"}", reason);
     devlog_append(d, type, body);
+}
+
+/* T12-L2a, T12-L4a: what others did to the log files goes into the log
+ * itself and to the hub as a "log_access" event (never dropped). At most
+ * one report per LOG_ACCESS_EVERY_MS, covering everything since the last:
+ * someone reading the log in a loop cannot flood the outbox. */
+static void log_watch_step(struct mamori_device *d, uint64_t now)
+{
+    if (!d->lw)
+        return;
+    bool gone = logwatch_poll(d->lw) != MAMORI_OK;
+    if (!gone && now < d->lw_next_report)
+        return;
+    struct logwatch_access a[LOGWATCH_FILES_MAX];
+    size_t n = logwatch_take(d->lw, a, LOGWATCH_FILES_MAX);
+    if (gone) {
+        /* Watch again once the directory is back; the chain goes on in
+         * new files and the hub holds every record before. */
+        logwatch_close(d->lw);
+        d->lw = NULL;
+        if (fs_mkdir_p(d->log_dir, 0700) != MAMORI_OK || logwatch_open(d->log_dir, &d->lw))
+            security_event(d, "log_watch_unavailable", "log directory gone and not made again");
+    }
+    if (!n)
+        return;
+    char files[LOGWATCH_FILES_MAX * (LOGWATCH_NAME_MAX + 128)], ops[160], body[sizeof(files) + 64];
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        logwatch_ops_str(a[i].ops, ops, sizeof(ops));
+        /* names are printable ASCII without quote or backslash */
+        int k = snprintf(files + used, sizeof(files) - used,
+                         "%s{\"file\":\"%s\",\"ops\":\"%s\",\"events\":%llu}", i ? "," : "",
+                         a[i].file, ops, (unsigned long long)a[i].events);
+        if (k < 0 || (size_t)k >= sizeof(files) - used)
+            break;
+        used += (size_t)k;
+    }
+    files[used] = '\0';
+    d->st.log_access++;
+    d->lw_next_report = now + LOG_ACCESS_EVERY_MS;
+    snprintf(body, sizeof(body), "{\"type\":\"log_access\",\"files\":[%s]}", files);
+    if (queue(d, OUTBOX_EV, (const char *const[]){body}, 1) == MAMORI_OK)
+        d->st.events_sent++;
+    snprintf(body, sizeof(body), "{\"files\":[%s]}", files);
+    devlog_append(d, "log_access", body);
 }
 
 /* T01-L1c: the self-test command checks what the device's security rests
@@ -347,6 +407,8 @@ static void wipe(struct mamori_device *d)
     static const char *const st_files[] = {"outbox.db", "outbox.db-wal", "outbox.db-shm",
                                            "state.db",  "state.db-wal",  "state.db-shm"};
     char p[1200];
+    logwatch_close(d->lw); /* the erase below is ours */
+    d->lw = NULL;
     /* Let the result go out before the connection is dropped. */
     for (int i = 0; i < 20 && mosquitto_want_write(d->mosq); i++)
         mosquitto_loop_write(d->mosq, 1);
@@ -805,6 +867,24 @@ static enum mamori_err check_keystore(const char *key_path, enum crypto_keystore
     return rc;
 }
 
+/* One process per state directory: two would interleave the outbox, the
+ * log chain and the identity's repair steps. The lock ends with the
+ * process, however it ends. */
+static enum mamori_err state_lock(struct mamori_device *d, const char *state_dir)
+{
+    char p[4096];
+    enum mamori_err rc;
+    if ((rc = fs_mkdir_p(state_dir, 0700)) || (rc = fs_check_private(state_dir, 0)) ||
+        (rc = fs_path(p, sizeof(p), state_dir, "lock")))
+        return rc;
+    d->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (d->lock_fd < 0)
+        return MAMORI_ERR_IO;
+    if (flock(d->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return errno == EWOULDBLOCK ? MAMORI_ERR_BUSY : MAMORI_ERR_IO;
+    return MAMORI_OK;
+}
+
 enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mamori_device **out)
 {
     *out = NULL;
@@ -814,7 +894,10 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
     if (!d)
         return MAMORI_ERR_NOMEM;
     char key[4096], crt[4096], ca[4096];
-    enum mamori_err rc = read_device_json(o->identity_dir, d);
+    d->lock_fd = -1;
+    enum mamori_err rc = o->state_dir ? state_lock(d, o->state_dir) : MAMORI_OK;
+    if (!rc)
+        rc = read_device_json(o->identity_dir, d);
     if (!rc)
         rc = fs_path(key, sizeof(key), o->identity_dir, "device.key");
     if (!rc)
@@ -891,6 +974,7 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
          * record (the chain head is found again after a restart). */
         if ((rc = devlog_open(d, key)))
             goto fail;
+        log_watch_start(d);
         devlog_append(d, "boot", "{\"sdk\":\"0.1\"}");
         /* Remote settings: a version still on probation did not prove
          * itself before this restart and goes back to the known-good one. */
@@ -943,6 +1027,9 @@ void mamori_device_free(struct mamori_device *d)
     outbox_close(d->ob);
     devstate_close(d->ds);
     crypto_key_free(d->log_key);
+    logwatch_close(d->lw);
+    if (d->lock_fd >= 0)
+        close(d->lock_fd);
     free(d->trust_pem);
     free(d->schema);
     crypto_wipe(d, sizeof(*d));
@@ -1131,11 +1218,13 @@ int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, boo
     if (d->wiped)
         return 60000; /* nothing left to do: no key, no state */
     /* Also while disconnected: settings that cut the device off must
-     * still be rolled back. */
+     * still be rolled back, and the log is watched whatever the network. */
     config_probe(d);
+    log_watch_step(d, now);
     if (d->state == MAMORI_DEV_DISCONNECTED) {
         if (d->next_attempt_ms > now)
-            return (int)(d->next_attempt_ms - now);
+            return d->lw && d->next_attempt_ms - now > 1000 ? 1000
+                                                            : (int)(d->next_attempt_ms - now);
         int rc =
             mosquitto_connect(d->mosq, d->host, d->port, (int)(d->hb_interval_ms / 1000) * 2 + 5);
         if (rc != MOSQ_ERR_SUCCESS) {
@@ -1188,6 +1277,7 @@ int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, boo
 void mamori_device_get_stats(const struct mamori_device *d, struct mamori_device_stats *out)
 {
     *out = d->st;
+    out->tls_full = crypto_tls_full_handshakes(d->tls);
     struct outbox_stats os;
     if (d->ob && outbox_stats(d->ob, &os) == MAMORI_OK) {
         out->outbox_queued = os.queued;

@@ -167,6 +167,8 @@ struct mamori_device_stats {
     uint64_t tls_resumed;      /* connections that resumed a TLS session */
     uint64_t config_version;   /* remote settings in force (0: none) */
     uint64_t config_rollbacks; /* returns to known-good settings */
+    uint64_t log_access;       /* reports of others' access to the log files */
+    uint64_t tls_full;         /* full TLS handshakes (each signed by the device key) */
 };
 void mamori_device_get_stats(const struct mamori_device *dev, struct mamori_device_stats *out);
 

@@ -41,6 +41,7 @@ enum mamori_err {
     MAMORI_ERR_EXPIRED = 19,     /* credential or token expired */
     MAMORI_ERR_INTERNAL = 20,    /* bug: an invariant did not hold */
     MAMORI_ERR_UNAVAILABLE = 21, /* a required component (e.g. the TPM) cannot be reached */
+    MAMORI_ERR_BUSY = 22,        /* in use by another process (e.g. the state directory) */
 };
 
 /* Returns a static, human-readable description of err. Never NULL. */

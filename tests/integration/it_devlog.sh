@@ -49,6 +49,12 @@ sq 0 "DELETE FROM msg WHERE id = (SELECT min(id) FROM msg WHERE stream=2)"
 agent_start 0
 hub_start "$DATA"; MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
 check "a removed record is reported (gap)" wait_for 20 has_event device_log_gap "$D0"
+# One agent per state directory: a second one would fork the chain.
+second_agent_refused() { local out; out=$(timeout 10 "$BIN/mamori-agent" --config "$T/agent0.json" 2>&1)
+    [ $? -eq 1 ] && [[ $out == *"cannot start the device: in use by another process"* ]]; }
+check "a second agent on the same state directory is refused" second_agent_refused
+check "and the first one still runs" kill -0 "$AGENT_PID"
+kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 
 # --- a log cut back and started again (truncation + reset): device 1
 agent_start 1; A1=$AGENT_PID
@@ -91,4 +97,44 @@ n1=$(cfg_events agent0.json)
 agent_start 0
 cfg_changed_offline() { [ "$(cfg_events agent0.json)" -gt "$n1" ]; }
 check "a change made while the agent was stopped is reported at start" wait_for 20 cfg_changed_offline
+# --- T12-L2a: access to the log files by anyone but the SDK is recorded
+# (in the device log itself) and raised at the hub. The SDK's own writes,
+# a rotation among them, are not.
+acc_json() { events_json | python3 -c 'import json,sys
+ev=[e for e in json.load(sys.stdin)["events"] if e["kind"]=="device_log_access" and e.get("device_id")==sys.argv[1]]
+print(len(ev), sum(f["events"] for e in ev for f in e["detail"]["files"]))' "$D0"; }
+n_acc() { acc_json | cut -d" " -f1; }
+acc_more_than() { [ "$(n_acc)" -gt "$1" ]; }
+kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+head -c 70000 /dev/zero | tr '\0' 'x' >>"$T/state0/log/current.log"; echo >>"$T/state0/log/current.log"
+b0=$(log_events "$D0")
+acc0=$(n_acc)   # the test's own reads above (wc -l) were reported
+agent_start 0
+check "the boot record after the padded log verifies" wait_for 20 log_events_at_least "$D0" $((b0 + 1))
+check "the SDK rotated its log (log.1 holds the old file)" test "$(stat -c %s "$T/state0/log/log.1")" -gt 65536
+as alice device cmd "$D0" self-test --reason "log watch" >/dev/null
+check "the command after the rotation is recorded" wait_for 20 log_events_at_least "$D0" $((b0 + 2))
+sleep 1
+check "the SDK's own writes and rotation raised no access alert" test "$(n_acc)" = "$acc0"
+cat "$T/state0/log/current.log" >/dev/null
+check "reading the log is raised at the hub" wait_for 20 has_event device_log_access "$D0" '"ops": "open,read,close"'
+check "and recorded in the device log itself" wait_for 20 has_event device_log "$D0" '"type": "log_access"'
+check "the agent counts the report" wait_for 20 stat_is 0 log_access 1
+check "the earlier read by this test was reported too" test "$acc0" -ge 1
+echo "forged" >>"$T/state0/log/log.1"
+check "a write to the rotated file is raised (after the 10 s report interval)" \
+    wait_for 40 has_event device_log_access "$D0" '"file": "log.1", "ops": "open,write,close-write"'
+read -r a1 e1 <<<"$(acc_json)"
+for _ in $(seq 50); do cat "$T/state0/log/current.log" >/dev/null; done
+check "50 reads are reported" wait_for 40 acc_more_than "$a1"
+sleep 11; read -r a2 e2 <<<"$(acc_json)"
+check "in at most two reports (no flood)" test $((a2 - a1)) -le 2
+check "that count every event (150 or more)" test $((e2 - e1)) -ge 150
+rm -rf "$T/state0/log"
+check "removing the log directory is raised" wait_for 40 has_event device_log_access "$D0" '"ops": "dir-gone"'
+check "the SDK made the directory again and goes on" wait_for 20 test -s "$T/state0/log/current.log"
+b1=$(log_events "$D0")
+as alice device cmd "$D0" self-test --reason "after removal" >/dev/null
+check "the chain goes on in the new directory" wait_for 20 log_events_at_least "$D0" $((b1 + 1))
+check "no chain alert for device 0 after all this" fails has_event device_log_chain_broken "$D0"
 finish
