@@ -585,6 +585,17 @@ static void config_probe(struct mamori_device *d)
     }
 }
 
+/* A verified command is single-use whatever its outcome: one that failed
+ * or was refused must not run when played again later, when it might
+ * succeed (a rollback once there is something to roll back to). */
+static void consume(struct mamori_device *d, const struct cmd *c, const char *outcome)
+{
+    char prev[16];
+    if (devstate_accept(d->ds, c->id, c->exp, (int64_t)wall_ms(), outcome, NULL, false, prev) !=
+        MAMORI_OK)
+        d->st.outbox_errors++;
+}
+
 /* "config" {"version":N,"settings":{...}} and "config-rollback". */
 static void config_command(struct mamori_device *d, const struct cmd *c)
 {
@@ -605,6 +616,7 @@ static void config_command(struct mamori_device *d, const struct cmd *c)
     if (c->type == CMD_CONFIG_ROLLBACK) {
         rc = cfgstore_rollback(&d->cfg, 0);
         if (rc) {
+            consume(d, c, "failed");
             send_result(d, c, "failed",
                         rc == MAMORI_ERR_NOTFOUND ? "no known-good settings" : mamori_strerror(rc),
                         NULL);
@@ -628,6 +640,7 @@ static void config_command(struct mamori_device *d, const struct cmd *c)
         json_decref(va);
         if (!ok || ver <= d->cfg.version) {
             free(txt);
+            consume(d, c, "refused");
             d->st.commands_refused++;
             send_result(d, c, "refused",
                         ok ? "not newer than the settings in force" : "invalid settings", NULL);
@@ -640,6 +653,7 @@ static void config_command(struct mamori_device *d, const struct cmd *c)
             config_fallback(d, "settings could not be applied", true);
         free(txt);
         if (rc) {
+            consume(d, c, "failed");
             send_result(d, c, "failed", mamori_strerror(rc), NULL);
             return;
         }
@@ -721,6 +735,7 @@ static void on_command(struct mamori_device *d, const void *payload, size_t len)
         /* A replayed "rotate" makes no new key; see the replay answer. */
         bool seen = devstate_seen(d->ds, c.id, prev);
         if ((rc = rotate_prepare(d, !seen, detail, sizeof(detail))) && !seen) {
+            consume(d, &c, "failed");
             send_result(d, &c, "failed", mamori_strerror(rc), NULL);
             return;
         }
@@ -729,6 +744,8 @@ static void on_command(struct mamori_device *d, const void *payload, size_t len)
     case CMD_CERT:
         if ((rc = cert_check(d, &c, &cargs, &cert_pem, new_fp))) {
             json_decref(cargs);
+            if (!devstate_seen(d->ds, c.id, prev))
+                consume(d, &c, "refused");
             d->st.commands_refused++;
             send_result(d, &c, "refused", mamori_strerror(rc), NULL);
             security_event(d, "certificate_refused", mamori_strerror(rc));

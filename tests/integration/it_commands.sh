@@ -24,15 +24,10 @@ wait_for 20 stat_is 0 connected True && wait_for 20 stat_is 1 connected True || 
 
 # Everything the hub sends device 0 is captured (as a compromised broker
 # could), to be played back later.
-timeout 300 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" \
-    --key "$P0/device.key" -i capture-0 -t "mamori/v1/d/$D0/cmd" >"$T/captured" 2>/dev/null &
-PIDS+=($!)
+capture_cmds 0 "$T/captured"
 sleep 1
 cmd_status() { as admin device commands "$1" | jget "commands.0.status"; }   # newest command
 cmd_is() { [ "$(cmd_status "$1")" = "$2" ]; }
-# as the hub's own session (what only a compromised hub or broker can do)
-as_hub() { timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" \
-    --cert "$DATA/pki/hub-client.crt" --key "$DATA/pki/hub-client.key" -q 1 -t "mamori/v1/d/$1/cmd" -m "$2"; }
 
 # --- lock: the owner locks, the device stops, and stays stopped
 check "telemetry flows before the lock" send 0 '{"temp_c": 20}'
@@ -68,11 +63,11 @@ check "another owner cannot command it" fails as bob device cmd "$D0" self-test 
 check "unknown command: refused by the hub" fails as op device cmd "$D0" format-disk --reason x
 
 # --- replay of every captured command: refused, nothing changes
-grep '"cmd"' "$T/captured" >"$T/replay"   # a snapshot: the capture also sees the replays
+grep '^{.*"cmd"' "$T/captured" >"$T/replay"   # a snapshot: the capture also sees the replays
 n_captured=$(wc -l <"$T/replay")
 check "the capture holds the five commands sent so far" test "$n_captured" -eq 5
 refused0=$(astat 0 commands_refused)
-while IFS= read -r line; do as_hub "$D0" "$line" >/dev/null 2>&1; done <"$T/replay"
+replay_cmds "$D0" "$T/replay"
 check "every replayed command is refused" wait_for 15 stat_is 0 commands_refused $((refused0 + n_captured))
 check "replaying the old lock left the device unlocked" stat_is 0 locked False
 check "replaying the old quarantine left it released" stat_is 0 quarantined False
@@ -130,6 +125,12 @@ check "reboot: result reported before going down" wait_for 10 cmd_is "$D0" ok
 check "reboot: the agent stopped cleanly" wait_for 10 bash -c "! kill -0 $A0 2>/dev/null"
 agent_start 0; A0=$AGENT_PID
 wait_for 20 stat_is 0 connected True
+rm -f "$T/rebooted"
+REBOOT_MSG=$(grep '"type\\":\\"reboot' "$T/captured" | tail -1)
+r0=$(astat 0 commands_refused)
+as_hub "$D0" "$REBOOT_MSG" >/dev/null 2>&1
+check "a replayed reboot is refused" wait_for 10 stat_is 0 commands_refused $((r0 + 1))
+check "...and the board is not rebooted again" bash -c "sleep 1; kill -0 $A0 && test ! -e '$T/rebooted'"
 
 # --- wipe: crypto-erase, nothing of the key remains
 KEYHEX=$(openssl ec -in "$P0/device.key" -text -noout 2>/dev/null | awk '/priv:/{f=1;next} /pub:/{f=0} f' | tr -d ' :\n')

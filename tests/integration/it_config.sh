@@ -18,6 +18,7 @@ agent_conf 0
 agent_start 0
 check "agent connects" wait_for 20 stat_is 0 connected True
 expect_eq "no remote settings yet" 0 "$(astat 0 config_version)"
+capture_cmds 0 "$T/captured"
 
 # --- v1: a shorter heartbeat and a schema with a new field
 cat >"$T/v1.json" <<'J'
@@ -64,11 +65,30 @@ last_cmd_is() { [ "$(as admin device commands "$D0" | jget commands.0.status)" =
 check "a second rollback has nothing older to go to: it fails" wait_for 20 last_cmd_is failed
 expect_eq "...and changes nothing" 1 "$(astat 0 config_version)"
 
+# --- replay: every settings document and rollback sent so far, again, once
+# v4 is in force with v1 as known-good (so a replayed rollback, even the
+# one that failed, would have something to go back to)
+echo '{"heartbeat_s": 5, "health_s": 10}' >"$T/v4.json"
+as op device config "$D0" --file "$T/v4.json" --reason "v4" >/dev/null
+check "the device applies v4" wait_for 20 stat_is 0 config_version 4
+committed_v4() { events_json | python3 -c 'import json,sys
+sys.exit(0 if any(e["kind"]=="device_event" and "config_committed" in json.dumps(e["detail"]) and "\"version\": 4" in json.dumps(e["detail"]) for e in json.load(sys.stdin)["events"]) else 1)'; }
+check "v4 is committed" wait_for 20 committed_v4
+grep '^{.*"cmd"' "$T/captured" >"$T/replay"
+n_cap=$(wc -l <"$T/replay")
+check "the capture holds the settings and rollbacks sent (4 + 2)" test "$n_cap" -eq 6
+r0=$(astat 0 commands_refused); before="$(astat 0 config_version) $(astat 0 config_rollbacks)"
+replay_cmds "$D0" "$T/replay"
+check "every replayed settings command is refused" wait_for 20 stat_is 0 commands_refused $((r0 + n_cap))
+sleep 1
+expect_eq "...and the settings in force are unchanged (v4, no rollback)" "$before" \
+    "$(astat 0 config_version) $(astat 0 config_rollbacks)"
+
 # --- the settings in force survive an agent restart
 kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 agent_start 0
 check "after a restart the agent is online" wait_for 20 stat_is 0 connected True
-expect_eq "and keeps the settings in force" 1 "$(astat 0 config_version)"
+expect_eq "and keeps the settings in force" 4 "$(astat 0 config_version)"
 check "audit chain intact" as admin audit verify
 [ "$FAIL" -gt 0 ] && tail -30 "$T/agent0.log"
 finish

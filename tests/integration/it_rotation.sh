@@ -37,6 +37,7 @@ cp "$P0/device.crt" "$T/old.crt"; cp "$P0/device.key" "$T/old.key"
 agent_conf 0
 agent_start 0
 check "agent connects" wait_for 20 stat_is 0 connected True
+capture_cmds 0 "$T/captured"
 
 check "'cert' cannot be issued by hand" fails as op device cmd "$D0" cert --reason x
 check "an owner cannot rotate a device" fails as alice device cmd "$D0" rotate --reason x
@@ -75,6 +76,14 @@ check "the switch is audited" audited '"cert_rotated"'
 check "log records signed before and after the switch verify" fails has_event device_log_forged "$D0"
 send 0 '{"i": 9999}' >/dev/null
 check "telemetry flows on the new certificate" wait_for 20 stored_is "$D0" $((N + 1))
+
+# --- replay: the captured rotate and cert commands, again
+check "the capture holds the rotate and cert commands" test "$(grep -c '^{.*"cmd"' "$T/captured")" -eq 2
+r0=$(astat 0 commands_refused)
+replay_cmds "$D0" "$T/captured"
+check "both replays are refused" wait_for 20 stat_is 0 commands_refused $((r0 + 2))
+expect_eq "...no second rotation and no new key" "1 $NEW_FP" "$(astat 0 rotations) $(fp_of "$D0")"
+check "...and no pending key" test ! -e "$P0/pending.key"
 
 # --- the policy: the manufacturer certificate (5 days left) is renewed
 cat >"$T/agentm.json" <<J

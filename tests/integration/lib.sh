@@ -148,6 +148,21 @@ sys.exit(0 if any(e["kind"]==k and (not dev or e.get("device_id")==dev) and sub 
 acl_denies() { events_json | python3 -c 'import json,sys
 print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="broker_acl_deny" and e.get("device_id")==sys.argv[1]))' "$1"; }
 acl_denies_above() { [ "$(acl_denies "$1")" -gt "$2" ]; }
+# as_hub DEV MSG: publishes MSG on DEV's command topic as the hub's own MQTT
+# identity (what only a compromised hub or broker could do)
+as_hub() { timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" \
+    --cert "$DATA/pki/hub-client.crt" --key "$DATA/pki/hub-client.key" -q 1 -t "mamori/v1/d/$1/cmd" -m "$2"; }
+# capture_cmds N FILE: records, in the background, everything the hub sends
+# to device N (with N's certificate, as a compromised broker could)
+# (returns once the subscription is in place; -d adds debug lines, which
+# replay_cmds skips)
+capture_cmds() { timeout 600 mosquitto_sub -d -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" \
+    --cert "$(dev_dir "$1")/device.crt" --key "$(dev_dir "$1")/device.key" -i "capture-$1" \
+    -t "mamori/v1/d/$(dev_id "$1")/cmd" >"$2" 2>/dev/null &
+    PIDS+=($!)
+    wait_for 10 grep -q SUBACK "$2"; }
+# replay_cmds DEV FILE: sends every captured command in FILE to DEV again
+replay_cmds() { local line; while IFS= read -r line; do as_hub "$1" "$line" >/dev/null 2>&1; done < <(grep '^{.*"cmd"' "$2"); }
 wait_for() { # wait_for SECONDS COMMAND...: polls every 0.1 s
     local n=$(( $1 * 10 )); shift
     for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done
