@@ -15,12 +15,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "factory/factory.h"
 #include "cli/http.h"
+#include "cli/release.h"
 #include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/json.h"
@@ -29,10 +31,12 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_TAMPERED = 3 };
 
 struct opts {
     const char *data, *api, *ca, *session, *password_file, *user, *role, *model, *out, *cert, *csr,
-        *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn, *file, *keystore, *tcti;
+        *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn, *file, *keystore, *tcti,
+        *root_keys, *release_keys, *fw_version, *image, *key, *root;
     const char *pos[4];
     int npos;
     long count, after, limit, days, from, to, ttl;
+    long version, root_threshold, release_threshold, security_version, floor;
     int mqtt_port;
     int json;
 };
@@ -63,6 +67,14 @@ static const char *USAGE =
     "                                                   on probation until the device proves "
     "them)\n"
     "           device telemetry ID [--from MS] [--to MS] [--after ID] [--limit N]\n"
+    "releases:  (offline, the release signer's machine; docs/updates.md)\n"
+    "           release keygen --out PREFIX                  PREFIX.key (0600) + PREFIX.pub\n"
+    "           release root --version N --root-keys A.pub,B.pub --root-threshold K\n"
+    "                  --release-keys R.pub,... --release-threshold K [--days D] --out ROOT.json\n"
+    "           release manifest --model M --fw-version V --security-version S [--floor F]\n"
+    "                  --image FILE [--days D] --out REL.json\n"
+    "           release sign --file DOC.json --key K.key     add a signature (root or release)\n"
+    "           release verify --root R1.json[,R2.json...] [--file REL.json [--image FILE]]\n"
     "schemas:   schema set MODEL --file F | schema show MODEL   telemetry schema per model\n"
     "audit:     audit list [--after SEQ] | audit verify   (exit 3 when tampered)\n"
     "events:    events [--device ID] [--after ID]\n"
@@ -117,7 +129,13 @@ static bool parse_args(int argc, char **argv, struct opts *o)
                  {"--token-file", &o->token_file},
                  {"--mqtt-host", &o->mqtt_host},
                  {"--cn", &o->cn},
-                 {"--file", &o->file}};
+                 {"--file", &o->file},
+                 {"--root-keys", &o->root_keys},
+                 {"--release-keys", &o->release_keys},
+                 {"--fw-version", &o->fw_version},
+                 {"--image", &o->image},
+                 {"--key", &o->key},
+                 {"--root", &o->root}};
         bool done = false;
         for (size_t k = 0; k < sizeof(s) / sizeof(s[0]); k++) {
             if (strcmp(a, s[k].k) == 0) {
@@ -147,6 +165,16 @@ static bool parse_args(int argc, char **argv, struct opts *o)
             o->to = n;
         else if (strcmp(a, "--mqtt-port") == 0 && n > 0 && n < 65536)
             o->mqtt_port = (int)n;
+        else if (strcmp(a, "--version") == 0 && n > 0)
+            o->version = n;
+        else if (strcmp(a, "--root-threshold") == 0 && n > 0 && n <= 16)
+            o->root_threshold = n;
+        else if (strcmp(a, "--release-threshold") == 0 && n > 0 && n <= 16)
+            o->release_threshold = n;
+        else if (strcmp(a, "--security-version") == 0 && n >= 0)
+            o->security_version = n;
+        else if (strcmp(a, "--floor") == 0 && n >= 0)
+            o->floor = n;
         else
             return false;
     }
@@ -309,6 +337,61 @@ static int cmd_enroll(const struct api *a, const struct opts *o, const char *dir
     return ret;
 }
 
+/* mamorictl release ...: the offline signing tools (cli/release.c). */
+static int release_cmd(const struct opts *o, const char *sub)
+{
+    char msg[600] = "";
+    enum mamori_err rc = MAMORI_ERR_INVAL;
+    /* --days: validity from now (365 by default; negative makes expired
+     * metadata, for tests of the refusal) */
+    int64_t expires = (int64_t)time(NULL) * 1000 + (int64_t)o->days * 24 * 3600 * 1000;
+    if (strcmp(sub, "keygen") == 0 && o->out) {
+        char id[65];
+        if ((rc = release_keygen(o->out, id)) == MAMORI_OK) {
+            printf("key id %s\n%s.key (keep it offline) and %s.pub written\n", id, o->out, o->out);
+            return EXIT_OK;
+        }
+        snprintf(msg, sizeof(msg), "%s",
+                 rc == MAMORI_ERR_EXISTS ? "key files exist already" : mamori_strerror(rc));
+    } else if (strcmp(sub, "root") == 0 && o->out && o->version && o->root_keys &&
+               o->release_keys && o->root_threshold && o->release_threshold) {
+        struct release_root_opts ro = {(uint64_t)o->version,
+                                       o->root_keys,
+                                       o->release_keys,
+                                       (unsigned)o->root_threshold,
+                                       (unsigned)o->release_threshold,
+                                       expires};
+        if ((rc = release_root_create(&ro, o->out, msg, sizeof(msg))) == MAMORI_OK) {
+            printf("root version %ld written to %s, unsigned: sign it with release sign\n",
+                   o->version, o->out);
+            return EXIT_OK;
+        }
+    } else if (strcmp(sub, "manifest") == 0 && o->out && o->model && o->fw_version && o->image) {
+        struct release_manifest_opts mo = {o->model,           o->fw_version,
+                                           o->image,           (uint64_t)o->security_version,
+                                           (uint64_t)o->floor, expires};
+        if ((rc = release_manifest_create(&mo, o->out, msg, sizeof(msg))) == MAMORI_OK) {
+            printf("release manifest written to %s, unsigned: sign it with release sign\n", o->out);
+            return EXIT_OK;
+        }
+    } else if (strcmp(sub, "sign") == 0 && o->file && o->key) {
+        if ((rc = release_sign(o->file, o->key, msg, sizeof(msg))) == MAMORI_OK) {
+            printf("signed %s\n", o->file);
+            return EXIT_OK;
+        }
+    } else if (strcmp(sub, "verify") == 0 && o->root) {
+        rc = release_verify(o->root, o->file, o->image, msg, sizeof(msg));
+        printf("%s\n", msg);
+        return rc ? EXIT_FAIL : EXIT_OK;
+    } else {
+        fprintf(stderr, "%s", USAGE);
+        return EXIT_USAGE;
+    }
+    if (!msg[0])
+        snprintf(msg, sizeof(msg), "%s", mamori_strerror(rc));
+    return die(msg);
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -365,6 +448,8 @@ int main(int argc, char **argv)
         return rc ? die(mamori_strerror(rc))
                   : (printf("certificate written to %s\n", o.out), EXIT_OK);
     }
+    if (strcmp(cmd, "release") == 0)
+        return release_cmd(&o, sub);
     if (!a.base[0] || !a.ca[0])
         return die("where is the hub? give --data DIR (or --api URL --ca FILE)");
 

@@ -723,6 +723,125 @@ enum mamori_err crypto_cert_verify_sig(const struct crypto_cert *cert, const voi
     return rc;
 }
 
+enum mamori_err crypto_sha256_begin(struct crypto_sha256_ctx **out)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    *out = NULL;
+    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(c);
+        ERR_clear_error();
+        return MAMORI_ERR_CRYPTO;
+    }
+    *out = (struct crypto_sha256_ctx *)c;
+    return MAMORI_OK;
+}
+
+void crypto_sha256_update(struct crypto_sha256_ctx *c, const void *data, size_t n)
+{
+    (void)EVP_DigestUpdate((EVP_MD_CTX *)c, data, n);
+}
+
+enum mamori_err crypto_sha256_end(struct crypto_sha256_ctx *c, uint8_t out[CRYPTO_SHA256_LEN])
+{
+    unsigned len = 0;
+    int ok = EVP_DigestFinal_ex((EVP_MD_CTX *)c, out, &len);
+    EVP_MD_CTX_free((EVP_MD_CTX *)c);
+    ERR_clear_error();
+    return ok == 1 && len == CRYPTO_SHA256_LEN ? MAMORI_OK : MAMORI_ERR_CRYPTO;
+}
+
+void crypto_sha256_abort(struct crypto_sha256_ctx *c)
+{
+    EVP_MD_CTX_free((EVP_MD_CTX *)c);
+}
+
+enum mamori_err crypto_sha256_file(const char *path, uint64_t max, uint8_t out[CRYPTO_SHA256_LEN],
+                                   uint64_t *size)
+{
+    struct crypto_sha256_ctx *c = NULL;
+    enum mamori_err rc = crypto_sha256_begin(&c);
+    FILE *f = rc ? NULL : fopen(path, "rb");
+    static _Thread_local uint8_t buf[64 * 1024];
+    uint64_t total = 0;
+    if (!rc && !f)
+        rc = errno == ENOENT ? MAMORI_ERR_NOTFOUND : MAMORI_ERR_IO;
+    while (!rc) {
+        size_t n = fread(buf, 1, sizeof(buf), f);
+        if (n == 0) {
+            rc = ferror(f) ? MAMORI_ERR_IO : MAMORI_OK;
+            break;
+        }
+        if ((total += n) > max)
+            rc = MAMORI_ERR_TOOBIG;
+        else
+            crypto_sha256_update(c, buf, n);
+    }
+    if (f)
+        fclose(f);
+    if (rc) {
+        crypto_sha256_abort(c);
+        return rc;
+    }
+    *size = total;
+    return crypto_sha256_end(c, out);
+}
+
+enum mamori_err crypto_key_spki(const struct crypto_key *key, uint8_t out[CRYPTO_SPKI_MAX],
+                                size_t *len)
+{
+    int n = i2d_PUBKEY(K(key), NULL);
+    unsigned char *p = out;
+    if (n <= 0 || n > CRYPTO_SPKI_MAX || i2d_PUBKEY(K(key), &p) != n) {
+        ERR_clear_error();
+        return MAMORI_ERR_CRYPTO;
+    }
+    *len = (size_t)n;
+    return MAMORI_OK;
+}
+
+enum mamori_err crypto_pubkey_parse(const uint8_t *spki, size_t len, struct crypto_pubkey **out)
+{
+    *out = NULL;
+    if (!spki || len == 0 || len > CRYPTO_SPKI_MAX)
+        return MAMORI_ERR_PARSE;
+    const unsigned char *p = spki;
+    EVP_PKEY *k = d2i_PUBKEY(NULL, &p, (long)len);
+    /* the whole input, and nothing but a P-256 key */
+    if (!k || p != spki + len || !key_is_p256(k)) {
+        EVP_PKEY_free(k);
+        ERR_clear_error();
+        return MAMORI_ERR_PARSE;
+    }
+    *out = (struct crypto_pubkey *)k;
+    return MAMORI_OK;
+}
+
+enum mamori_err crypto_pubkey_verify(const struct crypto_pubkey *pub, const void *data, size_t n,
+                                     const uint8_t *sig, size_t siglen)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    enum mamori_err rc = MAMORI_ERR_VERIFY;
+    if (md && pub && siglen <= CRYPTO_SIG_MAX &&
+        EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, K(pub)) == 1 &&
+        EVP_DigestVerify(md, sig, siglen, data, n) == 1)
+        rc = MAMORI_OK;
+    EVP_MD_CTX_free(md);
+    ERR_clear_error();
+    return rc;
+}
+
+void crypto_pubkey_free(struct crypto_pubkey *pub)
+{
+    EVP_PKEY_free(K(pub));
+}
+
+void crypto_key_id(const uint8_t *spki, size_t len, char out[CRYPTO_FP_HEX_LEN])
+{
+    uint8_t h[CRYPTO_SHA256_LEN];
+    crypto_sha256(spki, len, h);
+    crypto_hex(h, sizeof(h), out);
+}
+
 enum mamori_err crypto_cert_verify_chain(const struct crypto_cert *cert, const char *untrusted_pem,
                                          size_t untrusted_len, const char *trust_pem)
 {

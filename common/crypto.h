@@ -25,6 +25,18 @@ struct crypto_csr;  /* a verified PKCS#10 request */
 
 enum mamori_err crypto_random(void *out, size_t n) MAMORI_MUST_CHECK;
 void crypto_sha256(const void *data, size_t n, uint8_t out[CRYPTO_SHA256_LEN]);
+/* Streaming SHA-256 (images are hashed as they arrive, never held whole). */
+struct crypto_sha256_ctx;
+enum mamori_err crypto_sha256_begin(struct crypto_sha256_ctx **out) MAMORI_MUST_CHECK;
+void crypto_sha256_update(struct crypto_sha256_ctx *c, const void *data, size_t n);
+/* Writes the digest and frees c. */
+enum mamori_err crypto_sha256_end(struct crypto_sha256_ctx *c,
+                                  uint8_t out[CRYPTO_SHA256_LEN]) MAMORI_MUST_CHECK;
+void crypto_sha256_abort(struct crypto_sha256_ctx *c);
+/* The SHA-256 and size of a file of at most max bytes, read in 64 KiB
+ * blocks (MAMORI_ERR_TOOBIG beyond max). */
+enum mamori_err crypto_sha256_file(const char *path, uint64_t max, uint8_t out[CRYPTO_SHA256_LEN],
+                                   uint64_t *size) MAMORI_MUST_CHECK;
 enum mamori_err crypto_hmac_sha256(const void *key, size_t klen, const void *data, size_t n,
                                    uint8_t out[CRYPTO_SHA256_LEN]) MAMORI_MUST_CHECK;
 /* Constant-time equality of two n-byte buffers. */
@@ -151,6 +163,21 @@ enum mamori_err crypto_cert_verify_chain(const struct crypto_cert *cert, const c
 size_t crypto_b64_encode(const uint8_t *in, size_t n, char *out, size_t outlen);
 enum mamori_err crypto_b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen,
                                   size_t *got) MAMORI_MUST_CHECK;
+
+/* Bare public keys (signed update metadata: docs/updates.md). A key is
+ * exchanged as its DER SubjectPublicKeyInfo (at most CRYPTO_SPKI_MAX
+ * bytes); only P-256 is accepted. Its key id is the hex SHA-256 of that
+ * DER. */
+#define CRYPTO_SPKI_MAX 128
+struct crypto_pubkey;
+enum mamori_err crypto_key_spki(const struct crypto_key *key, uint8_t out[CRYPTO_SPKI_MAX],
+                                size_t *len) MAMORI_MUST_CHECK;
+enum mamori_err crypto_pubkey_parse(const uint8_t *spki, size_t len,
+                                    struct crypto_pubkey **out) MAMORI_MUST_CHECK;
+enum mamori_err crypto_pubkey_verify(const struct crypto_pubkey *pub, const void *data, size_t n,
+                                     const uint8_t *sig, size_t siglen) MAMORI_MUST_CHECK;
+void crypto_pubkey_free(struct crypto_pubkey *pub);
+void crypto_key_id(const uint8_t *spki, size_t len, char out[CRYPTO_FP_HEX_LEN]);
 
 /* Returns malloc'd PEM of cert. */
 enum mamori_err crypto_cert_pem(const struct crypto_cert *cert, char **pem_out) MAMORI_MUST_CHECK;
