@@ -1,0 +1,480 @@
+/*
+ * Unit tests: the device's update engine (lib/update.c) with its built-in
+ * A/B slot backend, on real files.
+ *
+ * Every refusal has its own code; a release is installed only into the
+ * inactive slot, tried through the boot loader and committed after the
+ * health check; a failed health check or a trial that never came up rolls
+ * back and the release is never taken again; a download resumes where it
+ * stopped; and a power loss after every durable step of the whole flow
+ * leaves a device that boots a whole, verified image and can finish.
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/fsutil.h"
+#include "common/json.h"
+#include "lib/update.h"
+
+#define IMG_SIZE (3u * 1024 * 1024 + 12345)
+#define CHUNK    (256u * 1024)
+#define DAY      (24LL * 3600 * 1000)
+
+static struct crypto_key *k_root, *k_rel, *k_other;
+static char id_root[65], id_rel[65], b64_root[256], b64_rel[256];
+
+struct fx {
+    char dir[64], state[128], slots[128], anchor[128];
+    uint8_t *img, *img_old;
+    char *rel2; /* release "2.0" of img: security version 5, floor 4 */
+    struct upd *u;
+    struct upd_config cfg;
+};
+
+static int64_t now_ms(void)
+{
+    return (int64_t)time(NULL) * 1000;
+}
+
+static void key_b64(struct crypto_key *k, char id[65], char b64[256])
+{
+    uint8_t spki[CRYPTO_SPKI_MAX];
+    size_t n;
+    assert_int_equal(crypto_key_spki(k, spki, &n), MAMORI_OK);
+    crypto_key_id(spki, n, id);
+    assert_true(crypto_b64_encode(spki, n, b64, 256) > 0);
+}
+
+static int setup_keys(void **state)
+{
+    (void)state;
+    assert_int_equal(crypto_key_generate(&k_root), MAMORI_OK);
+    assert_int_equal(crypto_key_generate(&k_rel), MAMORI_OK);
+    assert_int_equal(crypto_key_generate(&k_other), MAMORI_OK);
+    key_b64(k_root, id_root, b64_root);
+    key_b64(k_rel, id_rel, b64_rel);
+    return 0;
+}
+
+static int teardown_keys(void **state)
+{
+    (void)state;
+    crypto_key_free(k_root);
+    crypto_key_free(k_rel);
+    crypto_key_free(k_other);
+    return 0;
+}
+
+static char *sign_text(const char *text, struct crypto_key *k)
+{
+    char *doc = NULL, *out = NULL;
+    assert_int_equal(upmeta_wrap(text, &doc), MAMORI_OK);
+    assert_int_equal(upmeta_sign(doc, strlen(doc), k, &out), MAMORI_OK);
+    free(doc);
+    return out;
+}
+
+static char *root_doc(uint64_t version, int64_t expires, const char *rel_id, const char *rel_b64)
+{
+    char t[2048];
+    snprintf(t, sizeof(t),
+             "{\"type\":\"root\",\"version\":%llu,\"expires\":%lld,\"keys\":{\"%s\":\"%s\",\"%s\":"
+             "\"%s\"},\"roles\":{\"root\":{\"keyids\":[\"%s\"],\"threshold\":1},\"release\":{"
+             "\"keyids\":[\"%s\"],\"threshold\":1}}}",
+             (unsigned long long)version, (long long)expires, id_root, b64_root, rel_id, rel_b64,
+             id_root, rel_id);
+    return sign_text(t, k_root);
+}
+
+static char *release_doc(const char *model, const char *ver, uint64_t sv, uint64_t floor,
+                         int64_t expires, const uint8_t *img, uint64_t size, struct crypto_key *k)
+{
+    uint8_t h[CRYPTO_SHA256_LEN];
+    char hex[65], t[1024];
+    crypto_sha256(img, size, h);
+    crypto_hex(h, sizeof(h), hex);
+    snprintf(t, sizeof(t),
+             "{\"type\":\"release\",\"model\":\"%s\",\"fw_version\":\"%s\",\"security_version\":%"
+             "llu,\"floor\":%llu,\"expires\":%lld,\"image\":{\"sha256\":\"%s\",\"size\":%llu}}",
+             model, ver, (unsigned long long)sv, (unsigned long long)floor, (long long)expires, hex,
+             (unsigned long long)size);
+    return sign_text(t, k);
+}
+
+static void rm_rf(const char *dir)
+{
+    char p[512];
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        if (unlink(p))
+            rm_rf(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+static void put(const char *path, const void *data, size_t n)
+{
+    assert_int_equal(fs_write_atomic(path, data, n, 0600), MAMORI_OK);
+}
+
+/* A boot: the boot loader's part, then the engine. */
+static void boot(struct fx *f)
+{
+    char booted[2];
+    upd_close(f->u);
+    f->u = NULL;
+    assert_int_equal(upd_boot(f->slots, booted), MAMORI_OK);
+    assert_int_equal(upd_open(&f->cfg, &f->u), MAMORI_OK);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    char p[256];
+    snprintf(f->dir, sizeof(f->dir), "/tmp/mamori-upd-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->state, sizeof(f->state), "%s/state", f->dir);
+    snprintf(f->slots, sizeof(f->slots), "%s/slots", f->dir);
+    snprintf(f->anchor, sizeof(f->anchor), "%s/root.json", f->dir);
+    f->img = malloc(IMG_SIZE);
+    f->img_old = malloc(1000);
+    assert_int_equal(crypto_random(f->img, IMG_SIZE), MAMORI_OK);
+    assert_int_equal(crypto_random(f->img_old, 1000), MAMORI_OK);
+    char *root = root_doc(1, now_ms() + 365 * DAY, id_rel, b64_rel);
+    put(f->anchor, root, strlen(root));
+    free(root);
+    /* the factory image in slot a */
+    assert_int_equal(fs_mkdir_p(f->slots, 0700), MAMORI_OK);
+    snprintf(p, sizeof(p), "%s/a", f->slots);
+    assert_int_equal(fs_mkdir_p(p, 0700), MAMORI_OK);
+    snprintf(p, sizeof(p), "%s/a/image", f->slots);
+    put(p, f->img_old, 1000);
+    char *r1 = release_doc("cam", "1.0", 1, 0, now_ms() + DAY, f->img_old, 1000, k_rel);
+    snprintf(p, sizeof(p), "%s/a/release.json", f->slots);
+    put(p, r1, strlen(r1));
+    free(r1);
+    f->rel2 = release_doc("cam", "2.0", 5, 4, now_ms() + DAY, f->img, IMG_SIZE, k_rel);
+    f->cfg = (struct upd_config){
+        .state_dir = f->state, .slots_dir = f->slots, .anchor_path = f->anchor, .model = "cam"};
+    boot(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    upd_close(f->u);
+    rm_rf(f->dir);
+    free(f->img);
+    free(f->img_old);
+    free(f->rel2);
+    free(f);
+    return 0;
+}
+
+static enum upd_code offer(struct fx *f, const char *rel)
+{
+    return upd_offer(f->u, NULL, NULL, 0, rel, strlen(rel), now_ms());
+}
+
+static enum upd_code send_from(struct fx *f, const uint8_t *img, uint64_t size)
+{
+    enum upd_code c = UPD_OK;
+    for (uint64_t off = upd_offset(f->u); off < size && c == UPD_OK; off += CHUNK)
+        c = upd_write(f->u, img + off, size - off < CHUNK ? size - off : CHUNK);
+    return c;
+}
+
+static struct upd_status status(struct fx *f)
+{
+    struct upd_status st;
+    upd_get_status(f->u, &st);
+    return st;
+}
+
+/* Installs rel2 and boots into its trial. */
+static void install_and_try(struct fx *f)
+{
+    assert_int_equal(offer(f, f->rel2), UPD_OK);
+    assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
+    assert_int_equal(upd_finish(f->u), UPD_OK);
+    assert_true(status(f).reboot);
+    boot(f);
+    assert_int_equal(status(f).phase, UPD_TRIAL);
+    assert_string_equal(status(f).booted, "b");
+}
+
+static void happy_path(void **state)
+{
+    struct fx *f = *state;
+    assert_string_equal(status(f).booted, "a");
+    install_and_try(f);
+    assert_int_equal(upd_commit(f->u), UPD_OK);
+    struct upd_status st = status(f);
+    assert_string_equal(st.fw_version, "2.0");
+    assert_int_equal(st.security_version, 5);
+    assert_int_equal(st.floor, 4);
+    assert_int_equal(st.phase, UPD_IDLE);
+    assert_false(st.reboot);
+    boot(f);
+    assert_string_equal(status(f).booted, "b"); /* b is primary now */
+    assert_int_equal(offer(f, f->rel2), UPD_ERR_CURRENT);
+}
+
+static void every_refusal_has_its_code(void **state)
+{
+    struct fx *f = *state;
+    char *d;
+    d = release_doc("cam", "2.1", 5, 0, now_ms() + DAY, f->img, IMG_SIZE, k_other);
+    assert_int_equal(offer(f, d), UPD_ERR_SIGNATURE);
+    free(d);
+    d = release_doc("cam", "2.1", 5, 0, now_ms() - 1, f->img, IMG_SIZE, k_rel);
+    assert_int_equal(offer(f, d), UPD_ERR_EXPIRED);
+    free(d);
+    d = release_doc("doorbell", "2.1", 5, 0, now_ms() + DAY, f->img, IMG_SIZE, k_rel);
+    assert_int_equal(offer(f, d), UPD_ERR_MODEL);
+    free(d);
+    assert_int_equal(offer(f, "{\"signed\":\"x\"}"), UPD_ERR_SIGNATURE);
+    /* a slot too small */
+    f->cfg.slot_max = IMG_SIZE - 1;
+    boot(f);
+    assert_int_equal(offer(f, f->rel2), UPD_ERR_SIZE);
+    f->cfg.slot_max = 0;
+    boot(f);
+    /* a root that does not follow the trusted one */
+    char *bad_root = root_doc(2, now_ms() + DAY, id_rel, b64_rel);
+    char *wrong = sign_text("{\"type\":\"root\"}", k_other);
+    const char *roots[] = {wrong};
+    size_t lens[] = {strlen(wrong)};
+    assert_int_equal(upd_offer(f->u, roots, lens, 1, f->rel2, strlen(f->rel2), now_ms()),
+                     UPD_ERR_ROOT);
+    free(wrong);
+    free(bad_root);
+    /* digest: the right size, other bytes */
+    assert_int_equal(offer(f, f->rel2), UPD_OK);
+    d = release_doc("cam", "2.2", 6, 0, now_ms() + DAY, f->img_old, 1000, k_rel);
+    assert_int_equal(offer(f, d), UPD_ERR_BUSY); /* one at a time */
+    assert_int_equal(offer(f, f->rel2), UPD_OK); /* the same one goes on */
+    f->img[IMG_SIZE - 1] ^= 1;
+    assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
+    f->img[IMG_SIZE - 1] ^= 1;
+    assert_int_equal(upd_finish(f->u), UPD_ERR_DIGEST);
+    assert_int_equal(status(f).phase, UPD_IDLE);
+    assert_int_equal(status(f).last, UPD_ERR_DIGEST);
+    /* oversize: more bytes than the release names */
+    assert_int_equal(offer(f, d), UPD_OK);
+    assert_int_equal(upd_write(f->u, f->img, 1001), UPD_ERR_SIZE);
+    assert_int_equal(status(f).phase, UPD_IDLE);
+    /* too few bytes */
+    assert_int_equal(offer(f, d), UPD_OK);
+    assert_int_equal(upd_write(f->u, f->img_old, 999), UPD_OK);
+    assert_int_equal(upd_finish(f->u), UPD_ERR_SIZE);
+    free(d);
+    /* nothing reached the booted slot, and it still boots */
+    boot(f);
+    assert_string_equal(status(f).booted, "a");
+    assert_int_equal(status(f).phase, UPD_IDLE);
+}
+
+static void floor_allows_rollback_only_down_to_it(void **state)
+{
+    struct fx *f = *state;
+    install_and_try(f);
+    assert_int_equal(upd_commit(f->u), UPD_OK); /* security version 5, floor 4 */
+    uint8_t small[64] = {1, 2, 3};
+    char *below = release_doc("cam", "1.9", 3, 0, now_ms() + DAY, small, 64, k_rel);
+    char *at = release_doc("cam", "1.9.1", 4, 0, now_ms() + DAY, small, 64, k_rel);
+    assert_int_equal(offer(f, below), UPD_ERR_FLOOR);
+    assert_int_equal(offer(f, at), UPD_OK); /* an older release at the floor */
+    assert_int_equal(send_from(f, small, 64), UPD_OK);
+    assert_int_equal(upd_finish(f->u), UPD_OK);
+    boot(f);
+    assert_int_equal(upd_commit(f->u), UPD_OK);
+    assert_string_equal(status(f).fw_version, "1.9.1");
+    assert_int_equal(status(f).floor, 4); /* a floor never goes down */
+    assert_int_equal(offer(f, below), UPD_ERR_FLOOR);
+    free(below);
+    free(at);
+}
+
+static void failed_health_check_rolls_back_and_never_loops(void **state)
+{
+    struct fx *f = *state;
+    install_and_try(f);
+    assert_int_equal(upd_rollback(f->u), UPD_OK);
+    assert_true(status(f).reboot);
+    assert_int_equal(upd_commit(f->u), UPD_ERR_FAILED);
+    boot(f);
+    struct upd_status st = status(f);
+    assert_string_equal(st.booted, "a");
+    assert_int_equal(st.phase, UPD_IDLE);
+    assert_int_equal(st.last, UPD_ERR_HEALTH);
+    assert_int_equal(offer(f, f->rel2), UPD_ERR_FAILED);
+    boot(f);
+    assert_int_equal(offer(f, f->rel2), UPD_ERR_FAILED);
+}
+
+static void trial_that_never_comes_up_falls_back(void **state)
+{
+    struct fx *f = *state;
+    install_and_try(f);
+    /* the new slot hangs: no commit, no rollback; the next boot */
+    boot(f);
+    struct upd_status st = status(f);
+    assert_string_equal(st.booted, "a");
+    assert_int_equal(st.phase, UPD_IDLE);
+    assert_int_equal(st.last, UPD_ERR_HEALTH);
+    assert_int_equal(offer(f, f->rel2), UPD_ERR_FAILED);
+}
+
+static void download_resumes(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(offer(f, f->rel2), UPD_OK);
+    assert_int_equal(upd_write(f->u, f->img, 2 * CHUNK), UPD_OK);
+    boot(f); /* the agent restarts mid-download */
+    assert_int_equal(status(f).phase, UPD_DOWNLOAD);
+    assert_int_equal(upd_offset(f->u), 2 * CHUNK);
+    assert_int_equal(offer(f, f->rel2), UPD_OK); /* offered again: goes on */
+    assert_int_equal(upd_offset(f->u), 2 * CHUNK);
+    assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
+    assert_int_equal(upd_finish(f->u), UPD_OK);
+    boot(f);
+    assert_int_equal(upd_commit(f->u), UPD_OK);
+    assert_string_equal(status(f).fw_version, "2.0");
+}
+
+/* The booted slot holds a whole image, the one its release names. */
+static void assert_boots_verified_image(struct fx *f)
+{
+    char p[256], *rel = NULL;
+    size_t len;
+    uint8_t h[CRYPTO_SHA256_LEN];
+    char hex[65];
+    uint64_t size;
+    const char *slot = status(f).booted;
+    snprintf(p, sizeof(p), "%s/%s/release.json", f->slots, slot);
+    assert_int_equal(fs_read_file(p, UPMETA_DOC_MAX, &rel, &len), MAMORI_OK);
+    char *text = NULL;
+    json_t *o = NULL;
+    assert_int_equal(upmeta_signed_text(rel, len, &text), MAMORI_OK);
+    assert_int_equal(json_parse_untrusted(text, strlen(text), UPMETA_SIGNED_MAX, &o, NULL, 0),
+                     MAMORI_OK);
+    const char *want = json_string_value(json_object_get(json_object_get(o, "image"), "sha256"));
+    assert_non_null(want);
+    snprintf(p, sizeof(p), "%s/%s/image", f->slots, slot);
+    assert_int_equal(crypto_sha256_file(p, UPMETA_IMAGE_MAX, h, &size), MAMORI_OK);
+    crypto_hex(h, sizeof(h), hex);
+    assert_string_equal(hex, want);
+    json_decref(o);
+    free(text);
+    free(rel);
+}
+
+/* Runs the whole update, stopping (as power loss would) after the k-th
+ * durable step; returns false when the flow ended before step k. */
+static bool flow_with_crash(struct fx *f, int k)
+{
+    int left = k;
+    upd_crash_after(f->u, left);
+#define STEP(call)                                                                                 \
+    do {                                                                                           \
+        enum upd_code c_ = (call);                                                                 \
+        if (c_ == UPD_ERR_CRASHED)                                                                 \
+            return true;                                                                           \
+        assert_int_equal(c_, UPD_OK);                                                              \
+    } while (0)
+    STEP(offer(f, f->rel2));
+    STEP(send_from(f, f->img, IMG_SIZE));
+    STEP(upd_finish(f->u));
+    left = upd_crash_pending(f->u);
+    boot(f);
+    upd_crash_after(f->u, left);
+    STEP(upd_commit(f->u));
+    return false; /* the whole flow ran: k is past its last step */
+#undef STEP
+}
+
+static void power_loss_at_every_step(void **state)
+{
+    struct fx *f0 = *state;
+    int k;
+    for (k = 1; k < 40; k++) {
+        struct fx *f = NULL;
+        void *st;
+        assert_int_equal(setup(&st), 0);
+        f = st;
+        bool crashed = flow_with_crash(f, k);
+        if (!crashed) {
+            teardown(&st);
+            break; /* the flow has fewer steps than k: every one was covered */
+        }
+        /* power back: a verified image boots, and the update can finish */
+        boot(f);
+        assert_boots_verified_image(f);
+        struct upd_status s = status(f);
+        for (int round = 0; round < 4 && !(s.phase == UPD_IDLE && s.fw_version[0] == '2');
+             round++) {
+            if (s.phase == UPD_IDLE) {
+                enum upd_code c = offer(f, f->rel2);
+                if (c == UPD_ERR_FAILED)
+                    break; /* the trial was cut: failed, the old image runs */
+                assert_int_equal(c, UPD_OK);
+            } else if (s.phase == UPD_DOWNLOAD) {
+                assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
+                assert_int_equal(upd_finish(f->u), UPD_OK);
+            } else if (s.phase == UPD_SWITCH) {
+                boot(f);
+            } else if (s.phase == UPD_TRIAL) {
+                assert_int_equal(upd_commit(f->u), UPD_OK);
+            }
+            s = status(f);
+        }
+        boot(f);
+        assert_boots_verified_image(f);
+        s = status(f);
+        assert_int_equal(s.phase, UPD_IDLE);
+        if (s.fw_version[0] == '2')
+            assert_string_equal(s.booted, "b");
+        else
+            assert_true(s.last == UPD_ERR_HEALTH && strcmp(s.booted, "a") == 0);
+        teardown(&st);
+    }
+    (void)f0;
+    /* offer, 3 syncs of the download, finish (6 steps), commit (1): the
+     * loop must have stopped after each of them */
+    print_message("power loss injected after each of %d durable steps\n", k - 1);
+    assert_int_equal(k - 1, 11);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(happy_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(every_refusal_has_its_code, setup, teardown),
+        cmocka_unit_test_setup_teardown(floor_allows_rollback_only_down_to_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_health_check_rolls_back_and_never_loops, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(trial_that_never_comes_up_falls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(download_resumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(power_loss_at_every_step, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, setup_keys, teardown_keys);
+}
