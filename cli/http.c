@@ -18,8 +18,11 @@ static size_t on_data(char *p, size_t sz, size_t n, void *arg)
     return dbuf_add(d, p, sz * n) ? 0 : sz * n;
 }
 
-enum mamori_err api_call(const struct api *a, const char *method, const char *path, json_t *body,
-                         long *status, json_t **out)
+/* One request: a JSON body, or the contents of an open file streamed as
+ * the body (upload, with its size). */
+static enum mamori_err perform(const struct api *a, const char *method, const char *path,
+                               json_t *body, FILE *upload, curl_off_t upload_size, long *status,
+                               json_t **out)
 {
     *out = NULL;
     *status = 0;
@@ -33,7 +36,8 @@ enum mamori_err api_call(const struct api *a, const char *method, const char *pa
     dbuf_init(&resp, MAX_RESPONSE);
     enum mamori_err rc = MAMORI_ERR_CONN;
     snprintf(url, sizeof(url), "%s/api/v1/%s", a->base, path);
-    hdr = curl_slist_append(hdr, "Content-Type: application/json");
+    hdr = curl_slist_append(hdr, upload ? "Content-Type: application/octet-stream"
+                                        : "Content-Type: application/json");
     hdr = curl_slist_append(hdr, "Accept: application/json");
     if (a->token[0]) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", a->token);
@@ -50,12 +54,17 @@ enum mamori_err api_call(const struct api *a, const char *method, const char *pa
     curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, upload ? 3600L : 60L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
     if (payload)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
+    if (upload) {
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_READDATA, upload); /* fread on it */
+        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, upload_size);
+    }
     CURLcode cr = curl_easy_perform(c);
     if (cr != CURLE_OK) {
         fprintf(stderr, "mamorictl: %s: %s\n", url, curl_easy_strerror(cr));
@@ -76,5 +85,29 @@ out:
     dbuf_free(&resp);
     curl_slist_free_all(hdr);
     curl_easy_cleanup(c);
+    return rc;
+}
+
+enum mamori_err api_call(const struct api *a, const char *method, const char *path, json_t *body,
+                         long *status, json_t **out)
+{
+    return perform(a, method, path, body, NULL, 0, status, out);
+}
+
+enum mamori_err api_upload(const struct api *a, const char *path, const char *file, long *status,
+                           json_t **out)
+{
+    *out = NULL;
+    *status = 0;
+    FILE *f = fopen(file, "rb");
+    if (!f)
+        return MAMORI_ERR_NOTFOUND;
+    enum mamori_err rc = MAMORI_ERR_IO;
+    if (fseeko(f, 0, SEEK_END) == 0) {
+        off_t size = ftello(f);
+        if (size >= 0 && fseeko(f, 0, SEEK_SET) == 0)
+            rc = perform(a, "PUT", path, NULL, f, (curl_off_t)size, status, out);
+    }
+    fclose(f);
     return rc;
 }

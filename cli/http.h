@@ -17,4 +17,8 @@ struct api {
 enum mamori_err api_call(const struct api *a, const char *method, const char *path, json_t *body,
                          long *status, json_t **out) MAMORI_MUST_CHECK;
 
+/* PUTs the contents of file (streamed, never read whole) to /api/v1/path. */
+enum mamori_err api_upload(const struct api *a, const char *path, const char *file, long *status,
+                           json_t **out) MAMORI_MUST_CHECK;
+
 #endif

@@ -75,6 +75,10 @@ static const char *USAGE =
     "                  --image FILE [--days D] --out REL.json\n"
     "           release sign --file DOC.json --key K.key     add a signature (root or release)\n"
     "           release verify --root R1.json[,R2.json...] [--file REL.json [--image FILE]]\n"
+    "firmware:  firmware root add --file ROOT.json | firmware roots    (roots: administrators)\n"
+    "           firmware add --file REL.json [--image FILE]   a signed release (and its image)\n"
+    "           firmware upload SHA256 --image FILE | firmware list [--model M]\n"
+    "           firmware retire SHA256 --reason TEXT\n"
     "schemas:   schema set MODEL --file F | schema show MODEL   telemetry schema per model\n"
     "audit:     audit list [--after SEQ] | audit verify   (exit 3 when tampered)\n"
     "events:    events [--device ID] [--after ID]\n"
@@ -298,6 +302,81 @@ static int call_print(const struct api *a, const char *method, const char *path,
     int ret = (st >= 200 && st < 300) ? (print_json(resp), EXIT_OK) : api_failed(st, resp);
     json_decref(resp);
     return ret;
+}
+
+/* A JSON document from a file of at most max bytes (NULL, said, on error). */
+static json_t *read_json_file(const char *file, size_t max)
+{
+    char *txt = NULL;
+    size_t len;
+    if (fs_read_file(file, max, &txt, &len)) {
+        fprintf(stderr, "mamorictl: cannot read %s (at most %zu bytes)\n", file, max);
+        return NULL;
+    }
+    json_t *doc = json_loadb(txt, len, JSON_REJECT_DUPLICATES, NULL);
+    free(txt);
+    if (!doc)
+        fprintf(stderr, "mamorictl: %s is not valid JSON\n", file);
+    return doc;
+}
+
+static int upload_image(const struct api *a, const char *sha, const char *image)
+{
+    char path[160];
+    long st;
+    json_t *resp = NULL;
+    snprintf(path, sizeof(path), "firmware/releases/%.64s/image", sha);
+    enum mamori_err rc = api_upload(a, path, image, &st, &resp);
+    if (rc)
+        return die(rc == MAMORI_ERR_NOTFOUND ? "cannot open the image" : mamori_strerror(rc));
+    int ret = (st >= 200 && st < 300) ? (print_json(resp), EXIT_OK) : api_failed(st, resp);
+    json_decref(resp);
+    return ret;
+}
+
+/* mamorictl firmware ...: the hub's firmware repository (hub/firmware.c). */
+static int firmware_cmd(const struct api *a, const struct opts *o, const char *sub)
+{
+    char path[200];
+    const char *third = o->npos > 2 ? o->pos[2] : "";
+    if (strcmp(sub, "root") == 0 && strcmp(third, "add") == 0 && o->file) {
+        json_t *doc = read_json_file(o->file, 64 * 1024);
+        return doc ? call_print(a, "POST", "firmware/roots", doc) : EXIT_FAIL;
+    }
+    if (strcmp(sub, "roots") == 0)
+        return call_print(a, "GET", "firmware/roots", NULL);
+    if (strcmp(sub, "add") == 0 && o->file) {
+        json_t *doc = read_json_file(o->file, 64 * 1024), *resp = NULL;
+        long st;
+        if (!doc)
+            return EXIT_FAIL;
+        enum mamori_err rc = api_call(a, "POST", "firmware/releases", doc, &st, &resp);
+        json_decref(doc);
+        if (rc)
+            return die(mamori_strerror(rc));
+        if (st < 200 || st >= 300) {
+            int ret = api_failed(st, resp);
+            json_decref(resp);
+            return ret;
+        }
+        const char *sha = json_string_value(json_object_get(resp, "sha256"));
+        int ret = o->image && sha ? upload_image(a, sha, o->image) : (print_json(resp), EXIT_OK);
+        json_decref(resp);
+        return ret;
+    }
+    if (strcmp(sub, "upload") == 0 && o->npos == 3 && o->image)
+        return upload_image(a, third, o->image);
+    if (strcmp(sub, "list") == 0) {
+        snprintf(path, sizeof(path), "firmware/releases%s%.64s", o->model ? "?model=" : "",
+                 o->model ? o->model : "");
+        return call_print(a, "GET", path, NULL);
+    }
+    if (strcmp(sub, "retire") == 0 && o->npos == 3 && o->reason) {
+        snprintf(path, sizeof(path), "firmware/releases/%.64s/retire", third);
+        return call_print(a, "POST", path, json_pack("{s:s}", "reason", o->reason));
+    }
+    fprintf(stderr, "%s", USAGE);
+    return EXIT_USAGE;
 }
 
 static int cmd_enroll(const struct api *a, const struct opts *o, const char *dir, bool reg,
@@ -622,17 +701,14 @@ int main(int argc, char **argv)
                  o.pos[2], o.from, o.after, o.limit, to);
         ret = call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "schema") == 0 && strcmp(sub, "set") == 0 && o.npos == 3 && o.file) {
-        char *txt = NULL, path[128];
-        size_t len;
-        json_t *doc;
-        if (fs_read_file(o.file, 16 * 1024, &txt, &len))
-            return die("cannot read the schema file (at most 16 KiB)");
-        doc = json_loadb(txt, len, JSON_REJECT_DUPLICATES, NULL);
-        free(txt);
+        char path[128];
+        json_t *doc = read_json_file(o.file, 16 * 1024);
         if (!doc)
-            return die("the schema file is not valid JSON");
+            return EXIT_FAIL;
         snprintf(path, sizeof(path), "models/%.64s/schema", o.pos[2]);
         ret = call_print(&a, "POST", path, doc);
+    } else if (strcmp(cmd, "firmware") == 0) {
+        ret = firmware_cmd(&a, &o, sub);
     } else if (strcmp(cmd, "schema") == 0 && strcmp(sub, "show") == 0 && o.npos == 3) {
         char path[128];
         snprintf(path, sizeof(path), "models/%.64s/schema", o.pos[2]);

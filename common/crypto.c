@@ -755,6 +755,24 @@ void crypto_sha256_abort(struct crypto_sha256_ctx *c)
     EVP_MD_CTX_free((EVP_MD_CTX *)c);
 }
 
+enum mamori_err crypto_sha256_write(struct crypto_sha256_ctx *c, int fd, const void *data, size_t n,
+                                    uint64_t *done)
+{
+    const uint8_t *p = data;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return MAMORI_ERR_IO;
+        crypto_sha256_update(c, p, (size_t)w);
+        p += w;
+        n -= (size_t)w;
+        *done += (uint64_t)w;
+    }
+    return MAMORI_OK;
+}
+
 enum mamori_err crypto_sha256_file(const char *path, uint64_t max, uint8_t out[CRYPTO_SHA256_LEN],
                                    uint64_t *size)
 {

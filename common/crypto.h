@@ -33,6 +33,10 @@ void crypto_sha256_update(struct crypto_sha256_ctx *c, const void *data, size_t 
 enum mamori_err crypto_sha256_end(struct crypto_sha256_ctx *c,
                                   uint8_t out[CRYPTO_SHA256_LEN]) MAMORI_MUST_CHECK;
 void crypto_sha256_abort(struct crypto_sha256_ctx *c);
+/* Writes n bytes to fd (short writes and EINTR retried) and hashes exactly
+ * what was written; *done grows by the bytes written, also on failure. */
+enum mamori_err crypto_sha256_write(struct crypto_sha256_ctx *c, int fd, const void *data, size_t n,
+                                    uint64_t *done) MAMORI_MUST_CHECK;
 /* The SHA-256 and size of a file of at most max bytes, read in 64 KiB
  * blocks (MAMORI_ERR_TOOBIG beyond max). */
 enum mamori_err crypto_sha256_file(const char *path, uint64_t max, uint8_t out[CRYPTO_SHA256_LEN],

@@ -21,6 +21,7 @@
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "hub/firmware.h"
 #include "hub/ops.h"
 #include "hub/route.h"
 
@@ -32,6 +33,11 @@
 struct req {
     struct dbuf body;
     bool too_big;
+    /* PUT .../firmware/releases/{sha}/image: streamed to disk, not buffered */
+    bool upload;
+    struct fw_upload *up;
+    enum mamori_err up_rc;
+    struct op_err up_e;
 };
 
 struct reply {
@@ -312,6 +318,31 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
                               query_int(c, "after", 0, 0, INT64_MAX),
                               (int)query_int(c, "limit", 100, 1, 1000), &out);
         rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
+    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "roots") && post) {
+        char *doc = json_dump_compact(in);
+        rc = doc ? hub_op_fw_root_add(h, &who, doc, &out, &e) : MAMORI_ERR_NOMEM;
+        free(doc);
+        rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "roots") && get) {
+        rc = hub_op_fw_roots(h, &who, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") && post) {
+        char *doc = json_dump_compact(in);
+        rc = doc ? hub_op_fw_release_add(h, &who, doc, &out, &e) : MAMORI_ERR_NOMEM;
+        free(doc);
+        rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") && get) {
+        const char *model = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "model");
+        if (model && strlen(model) > STORE_NAME_MAX)
+            model = NULL;
+        rc = hub_op_fw_releases(h, &who, model, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") &&
+               route_is(&rt, 3, "retire") && post) {
+        if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
+            rc = hub_op_fw_retire(h, &who, rt.seg[2], reason, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+        }
     } else if (rt.n == 1 && route_is(&rt, 0, "audit") && get) {
         rc = hub_op_audit_list(h, &who, query_int(c, "after", 0, 0, INT64_MAX),
                                (int)query_int(c, "limit", 100, 1, 1000), &out);
@@ -359,6 +390,25 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *r)
     return ret;
 }
 
+/* An image upload is checked before its first byte (who, which release)
+ * and then streamed to disk through hub/firmware.c, hashed on the way. */
+static void upload_begin(struct hub *h, struct MHD_Connection *c, const char *url, struct req *q)
+{
+    struct route rt;
+    struct principal who;
+    struct reply tmp = {0, NULL, 0};
+    if (!route_split(url, &rt) || rt.n != 4 || !route_is(&rt, 0, "firmware") ||
+        !route_is(&rt, 1, "releases") || !route_is(&rt, 3, "image"))
+        return;
+    q->upload = true;
+    if (!authenticate(h, c, &who, &tmp)) {
+        json_decref(tmp.body);
+        q->up_rc = MAMORI_ERR_AUTH;
+        return;
+    }
+    q->up_rc = hub_fw_upload_begin(h, &who, rt.seg[2], &q->up, &q->up_e);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *data,
                                   size_t *size, void **con_cls)
@@ -372,7 +422,34 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_NO;
         dbuf_init(&q->body, API_MAX_BODY);
         *con_cls = q;
+        if (strcmp(method, "PUT") == 0)
+            upload_begin(h, c, url, q);
         return MHD_YES;
+    }
+    if (q->upload) {
+        if (*size) {
+            /* After a refusal the rest is read and dropped, so the client
+             * gets the answer rather than a reset. */
+            if (q->up && !q->up_rc) {
+                enum mamori_err wr = hub_fw_upload_write(q->up, data, *size);
+                if (wr && wr != MAMORI_ERR_TOOBIG) /* too big: said at the end */
+                    q->up_rc = wr;
+            }
+            *size = 0;
+            return MHD_YES;
+        }
+        struct reply r = {0, NULL, 0};
+        json_t *out = NULL;
+        enum mamori_err rc = q->up_rc;
+        if (!rc) {
+            rc = hub_fw_upload_end(q->up, &out, &q->up_e);
+            q->up = NULL; /* freed by end */
+        }
+        if (rc)
+            reply_rc(&r, rc, &q->up_e);
+        else
+            reply_ok(&r, 201, out);
+        return send_reply(c, &r);
     }
     if (*size) {
         /* Keep consuming past the cap (so the client gets a 413 rather than
@@ -395,7 +472,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)toe;
     struct req *q = *con_cls;
     if (q) {
-        dbuf_free(&q->body); /* wiped: bodies carry passwords and tokens */
+        hub_fw_upload_abort(q->up); /* an upload cut short leaves nothing */
+        dbuf_free(&q->body);        /* wiped: bodies carry passwords and tokens */
         free(q);
         *con_cls = NULL;
     }

@@ -559,20 +559,11 @@ enum upd_code upd_write(struct upd *u, const void *data, size_t n)
         return UPD_ERR_BUSY;
     if (n > u->rel.size - u->received)
         return abandon(u, UPD_ERR_SIZE);
-    const uint8_t *p = data;
-    size_t left = n;
-    while (left) {
-        ssize_t w = write(u->fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return UPD_ERR_IO; /* the bytes after received are not counted: resumable */
-        crypto_sha256_update(u->sha, p, (size_t)w);
-        p += w;
-        left -= (size_t)w;
-        u->received += (uint64_t)w;
-        u->unsynced += (uint64_t)w;
-    }
+    uint64_t before = u->received;
+    enum mamori_err rc = crypto_sha256_write(u->sha, u->fd, data, n, &u->received);
+    u->unsynced += u->received - before;
+    if (rc)
+        return UPD_ERR_IO; /* what was written is counted and hashed: resumable */
     if (u->unsynced >= SYNC_EVERY) {
         if (fdatasync(u->fd) != 0)
             return UPD_ERR_IO;

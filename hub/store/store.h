@@ -211,6 +211,43 @@ enum mamori_err store_schema_set(struct store *s, const char *model, const char 
 enum mamori_err store_schema_get(struct store *s, const char *model,
                                  char **doc_out) MAMORI_MUST_CHECK;
 
+/* The firmware repository (docs/updates.md). Roots: one row per version,
+ * the signed document as received. */
+enum mamori_err store_fw_root_add(struct store *s, uint64_t version, int64_t expires,
+                                  const char *doc, const char *by, int64_t now) MAMORI_MUST_CHECK;
+/* *doc_out is malloc'd; MAMORI_ERR_NOTFOUND when there is no root yet. */
+enum mamori_err store_fw_root_latest(struct store *s, char **doc_out) MAMORI_MUST_CHECK;
+/* Every root, oldest first (the chain a device walks). */
+enum mamori_err store_fw_roots(struct store *s,
+                               bool (*cb)(uint64_t version, int64_t expires, const char *doc,
+                                          void *arg),
+                               void *arg) MAMORI_MUST_CHECK;
+struct fw_release_rec {
+    char sha256[65];
+    char model[65];
+    char fw_version[65];
+    uint64_t security_version, floor, size;
+    int64_t expires;
+    const char *doc; /* list callbacks: valid during the call; get: NULL (see doc_out) */
+    char added_by[65];
+    int64_t added_at, image_at, retired_at; /* 0: not yet */
+    char retire_reason[257];
+};
+/* MAMORI_ERR_EXISTS: same image or same model and version already there. */
+enum mamori_err store_fw_release_add(struct store *s,
+                                     const struct fw_release_rec *r) MAMORI_MUST_CHECK;
+/* doc_out (may be NULL) gets the signed document, malloc'd. */
+enum mamori_err store_fw_release_get(struct store *s, const char *sha256,
+                                     struct fw_release_rec *out, char **doc_out) MAMORI_MUST_CHECK;
+/* model NULL: every model. Newest security version first. */
+enum mamori_err store_fw_releases(struct store *s, const char *model,
+                                  bool (*cb)(const struct fw_release_rec *, void *),
+                                  void *arg) MAMORI_MUST_CHECK;
+/* retire: marks it retired (reason kept); else marks its image present.
+ * MAMORI_ERR_STATE when there is no such release or it is already so. */
+enum mamori_err store_fw_release_mark(struct store *s, const char *sha256, bool retire,
+                                      const char *reason, int64_t now) MAMORI_MUST_CHECK;
+
 /* Per device and stream ("tm", "ev", "log"): the highest sequence number
  * accepted and its device timestamp (0, 0 when none yet). */
 enum mamori_err store_stream_get(struct store *s, const char *device_id, const char *stream,

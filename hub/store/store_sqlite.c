@@ -79,6 +79,16 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE devices ADD COLUMN cert_rotated_at INTEGER;"
     "ALTER TABLE devices ADD COLUMN rotate_asked_at INTEGER;"
     "CREATE UNIQUE INDEX devices_next_fp ON devices(cert_next_fp);",
+    /* 4: the firmware repository (docs/updates.md): signed roots, one
+     * version after the other, and releases with their images. */
+    "CREATE TABLE fw_roots(version INTEGER PRIMARY KEY, doc TEXT NOT NULL,"
+    "  expires INTEGER NOT NULL, added_by TEXT NOT NULL, added_at INTEGER NOT NULL);"
+    "CREATE TABLE fw_releases(sha256 TEXT PRIMARY KEY, model TEXT NOT NULL,"
+    "  fw_version TEXT NOT NULL, security_version INTEGER NOT NULL, floor INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL, expires INTEGER NOT NULL, doc TEXT NOT NULL,"
+    "  added_by TEXT NOT NULL, added_at INTEGER NOT NULL, image_at INTEGER,"
+    "  retired_at INTEGER, retire_reason TEXT);"
+    "CREATE UNIQUE INDEX fw_releases_model_version ON fw_releases(model, fw_version);",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -1136,4 +1146,149 @@ enum mamori_err store_device_rotation_due(struct store *s, int64_t now, int64_t 
     }
     sqlite3_finalize(st);
     return MAMORI_OK;
+}
+
+/* --- the firmware repository --------------------------------------------- */
+
+enum mamori_err store_fw_root_add(struct store *s, uint64_t version, int64_t expires,
+                                  const char *doc, const char *by, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO fw_roots(version,doc,expires,added_by,added_at) VALUES(?,?,?,?,?)",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)version);
+    bind_text(st, 2, doc);
+    sqlite3_bind_int64(st, 3, expires);
+    bind_text(st, 4, by);
+    sqlite3_bind_int64(st, 5, now);
+    return step_done(s, st);
+}
+
+enum mamori_err store_fw_root_latest(struct store *s, char **doc_out)
+{
+    return one_text(s,
+                    "SELECT doc FROM fw_roots WHERE ?1 IS NOT NULL ORDER BY version DESC LIMIT 1",
+                    "", doc_out);
+}
+
+enum mamori_err store_fw_roots(struct store *s, bool (*cb)(uint64_t, int64_t, const char *, void *),
+                               void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT version,expires,doc FROM fw_roots ORDER BY version", &st))
+        return MAMORI_ERR_DB;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW &&
+           cb((uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+              (const char *)sqlite3_column_text(st, 2), arg))
+        ;
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_fw_release_add(struct store *s, const struct fw_release_rec *r)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "INSERT INTO fw_releases(sha256,model,fw_version,security_version,floor,size,"
+             "expires,doc,added_by,added_at) VALUES(?,?,?,?,?,?,?,?,?,?)",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, r->sha256);
+    bind_text(st, 2, r->model);
+    bind_text(st, 3, r->fw_version);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)r->security_version);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)r->floor);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)r->size);
+    sqlite3_bind_int64(st, 7, r->expires);
+    bind_text(st, 8, r->doc);
+    bind_text(st, 9, r->added_by);
+    sqlite3_bind_int64(st, 10, r->added_at);
+    return step_done(s, st);
+}
+
+#define FW_COLS                                                                                    \
+    "sha256,model,fw_version,security_version,floor,size,expires,doc,added_by,added_at,"           \
+    "coalesce(image_at,0),coalesce(retired_at,0),coalesce(retire_reason,'')"
+
+static void fw_row(sqlite3_stmt *st, struct fw_release_rec *r)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->sha256, sizeof(r->sha256), "%s", (const char *)sqlite3_column_text(st, 0));
+    snprintf(r->model, sizeof(r->model), "%s", (const char *)sqlite3_column_text(st, 1));
+    snprintf(r->fw_version, sizeof(r->fw_version), "%s", (const char *)sqlite3_column_text(st, 2));
+    r->security_version = (uint64_t)sqlite3_column_int64(st, 3);
+    r->floor = (uint64_t)sqlite3_column_int64(st, 4);
+    r->size = (uint64_t)sqlite3_column_int64(st, 5);
+    r->expires = sqlite3_column_int64(st, 6);
+    r->doc = (const char *)sqlite3_column_text(st, 7);
+    snprintf(r->added_by, sizeof(r->added_by), "%s", (const char *)sqlite3_column_text(st, 8));
+    r->added_at = sqlite3_column_int64(st, 9);
+    r->image_at = sqlite3_column_int64(st, 10);
+    r->retired_at = sqlite3_column_int64(st, 11);
+    snprintf(r->retire_reason, sizeof(r->retire_reason), "%s",
+             (const char *)sqlite3_column_text(st, 12));
+}
+
+enum mamori_err store_fw_release_get(struct store *s, const char *sha256,
+                                     struct fw_release_rec *out, char **doc_out)
+{
+    sqlite3_stmt *st;
+    if (doc_out)
+        *doc_out = NULL;
+    if (prep(s, "SELECT " FW_COLS " FROM fw_releases WHERE sha256=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, sha256);
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        fw_row(st, out);
+        rc = MAMORI_OK;
+        if (doc_out && !(*doc_out = strdup(out->doc)))
+            rc = MAMORI_ERR_NOMEM;
+        out->doc = NULL;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum mamori_err store_fw_releases(struct store *s, const char *model,
+                                  bool (*cb)(const struct fw_release_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT " FW_COLS " FROM fw_releases WHERE ?1 IS NULL OR model=?1 "
+             "ORDER BY model, security_version DESC, added_at DESC LIMIT 1000",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, model);
+    int r;
+    struct fw_release_rec rec;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        fw_row(st, &rec);
+        if (!cb(&rec, arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_fw_release_mark(struct store *s, const char *sha256, bool retire,
+                                      const char *reason, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             retire ? "UPDATE fw_releases SET retired_at=?2, retire_reason=?3 WHERE sha256=?1 "
+                      "AND retired_at IS NULL"
+                    : "UPDATE fw_releases SET image_at=?2 WHERE sha256=?1 AND image_at IS NULL "
+                      "AND ?3 IS NULL",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, sha256);
+    sqlite3_bind_int64(st, 2, now);
+    bind_text(st, 3, retire ? reason : NULL);
+    enum mamori_err rc = step_done(s, st);
+    if (!rc && sqlite3_changes(s->db) == 0)
+        rc = MAMORI_ERR_STATE; /* no such release, or already so */
+    return rc;
 }

@@ -1,0 +1,369 @@
+/*
+ * hub/firmware.c - the firmware repository (see firmware.h); P-UPD.
+ */
+#include "hub/firmware.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/crypto.h"
+#include "common/fsutil.h"
+#include "common/upmeta.h"
+
+#define SET_ERR(e, ...) snprintf((e)->msg, sizeof((e)->msg), __VA_ARGS__)
+
+struct fw_upload {
+    struct hub *h;
+    struct principal who;
+    struct fw_release_rec rel;
+    char part[HUB_PATH_MAX + 80], final[HUB_PATH_MAX + 80];
+    int fd;
+    uint64_t got;
+    bool too_big;
+    struct crypto_sha256_ctx *sha;
+};
+
+static bool is_admin(const struct principal *who)
+{
+    return who->role == ROLE_ADMIN;
+}
+
+static bool is_staff(const struct principal *who)
+{
+    return who->role == ROLE_ADMIN || who->role == ROLE_OPERATOR;
+}
+
+/* The newest root, parsed (MAMORI_ERR_NOTFOUND when none). Caller holds
+ * the lock. */
+static enum mamori_err newest_root(struct hub *h, struct upmeta_root *r)
+{
+    char *doc = NULL;
+    enum mamori_err rc = store_fw_root_latest(h->store, &doc);
+    if (!rc)
+        rc = upmeta_root_first(doc, strlen(doc), INT64_MIN, r, NULL, 0);
+    free(doc);
+    return rc;
+}
+
+enum mamori_err hub_op_fw_root_add(struct hub *h, const struct principal *who, const char *doc,
+                                   json_t **out, struct op_err *e)
+{
+    struct upmeta_root prev, r;
+    char detail[96];
+    *out = NULL;
+    if (!is_admin(who))
+        return MAMORI_ERR_FORBIDDEN;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = newest_root(h, &prev);
+    int64_t now = hub_now_ms();
+    if (rc == MAMORI_ERR_NOTFOUND)
+        rc = upmeta_root_first(doc, strlen(doc), now, &r, e->msg, sizeof(e->msg));
+    else if (!rc)
+        rc = upmeta_root_next(&prev, doc, strlen(doc), true, now, &r, e->msg, sizeof(e->msg));
+    if (rc && rc != MAMORI_ERR_DB) {
+        pthread_mutex_unlock(&h->lock);
+        return rc == MAMORI_ERR_NOMEM ? rc : MAMORI_ERR_VERIFY;
+    }
+    snprintf(detail, sizeof(detail), "{\"version\":%llu}", (unsigned long long)r.version);
+    if (!rc && !(rc = store_begin(h->store))) {
+        rc = store_fw_root_add(h->store, r.version, r.expires, doc, who->name, now);
+        if (rc)
+            store_rollback(h->store);
+        else
+            rc = hub_commit_audited(h, who, "fw_root_added", "", "", detail);
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (!rc)
+        *out = json_pack("{s:I, s:I, s:i, s:i}", "version", (json_int_t)r.version, "expires",
+                         (json_int_t)r.expires, "root_threshold", (int)r.root.threshold,
+                         "release_threshold", (int)r.release.threshold);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+static bool root_item(uint64_t version, int64_t expires, const char *doc, void *arg)
+{
+    (void)doc;
+    json_array_append_new(arg, json_pack("{s:I, s:I}", "version", (json_int_t)version, "expires",
+                                         (json_int_t)expires));
+    return true;
+}
+
+/* A list for staff: {key: [...]}, filled by fill under the hub lock. */
+static enum mamori_err staff_list(struct hub *h, const struct principal *who, const char *key,
+                                  enum mamori_err (*fill)(struct hub *, const char *, json_t *),
+                                  const char *arg, json_t **out)
+{
+    *out = NULL;
+    if (!is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    json_t *a = json_array();
+    if (!a)
+        return MAMORI_ERR_NOMEM;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = fill(h, arg, a);
+    pthread_mutex_unlock(&h->lock);
+    if (rc) {
+        json_decref(a);
+        return rc;
+    }
+    *out = json_pack("{s:o}", key, a);
+    return *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+}
+
+static enum mamori_err fill_roots(struct hub *h, const char *arg, json_t *a)
+{
+    (void)arg;
+    return store_fw_roots(h->store, root_item, a);
+}
+
+enum mamori_err hub_op_fw_roots(struct hub *h, const struct principal *who, json_t **out)
+{
+    return staff_list(h, who, "roots", fill_roots, NULL, out);
+}
+
+static json_t *release_json(const struct fw_release_rec *r)
+{
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:s}", "sha256", r->sha256,
+                     "model", r->model, "fw_version", r->fw_version, "security_version",
+                     (json_int_t)r->security_version, "floor", (json_int_t)r->floor, "size",
+                     (json_int_t)r->size, "expires", (json_int_t)r->expires, "image",
+                     r->image_at != 0, "retired_at", (json_int_t)r->retired_at, "added_by",
+                     r->added_by);
+}
+
+enum mamori_err hub_op_fw_release_add(struct hub *h, const struct principal *who, const char *doc,
+                                      json_t **out, struct op_err *e)
+{
+    struct upmeta_root root;
+    struct upmeta_release m;
+    *out = NULL;
+    if (!is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = newest_root(h, &root);
+    if (rc == MAMORI_ERR_NOTFOUND) {
+        pthread_mutex_unlock(&h->lock);
+        SET_ERR(e, "no firmware root yet: an administrator adds one first");
+        return MAMORI_ERR_STATE;
+    }
+    int64_t now = hub_now_ms();
+    if (!rc && (rc = upmeta_root_current(&root, now)))
+        SET_ERR(e, "the newest root has expired: add the next one");
+    else if (!rc &&
+             (rc = upmeta_release_verify(&root, doc, strlen(doc), now, &m, e->msg, sizeof(e->msg))))
+        rc = rc == MAMORI_ERR_NOMEM ? rc : MAMORI_ERR_VERIFY;
+    struct fw_release_rec rec;
+    memset(&rec, 0, sizeof(rec));
+    if (!rc) {
+        snprintf(rec.sha256, sizeof(rec.sha256), "%s", m.sha256);
+        snprintf(rec.model, sizeof(rec.model), "%s", m.model);
+        snprintf(rec.fw_version, sizeof(rec.fw_version), "%s", m.fw_version);
+        rec.security_version = m.security_version;
+        rec.floor = m.floor;
+        rec.size = m.size;
+        rec.expires = m.expires;
+        rec.doc = doc;
+        snprintf(rec.added_by, sizeof(rec.added_by), "%s", who->name);
+        rec.added_at = now;
+    }
+    if (!rc && !(rc = store_begin(h->store))) {
+        rc = store_fw_release_add(h->store, &rec);
+        if (rc) {
+            store_rollback(h->store);
+            if (rc == MAMORI_ERR_EXISTS)
+                SET_ERR(e, "this image, or %s %s, is in the repository already", m.model,
+                        m.fw_version);
+        } else {
+            char detail[256];
+            snprintf(detail, sizeof(detail),
+                     "{\"model\":\"%s\",\"fw_version\":\"%s\",\"security_version\":%llu}", m.model,
+                     m.fw_version, (unsigned long long)m.security_version);
+            rc = hub_commit_audited(h, who, "fw_release_added", m.sha256, "", detail);
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (!rc)
+        *out = release_json(&rec);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+static bool release_item(const struct fw_release_rec *r, void *arg)
+{
+    json_array_append_new(arg, release_json(r));
+    return true;
+}
+
+static enum mamori_err fill_releases(struct hub *h, const char *model, json_t *a)
+{
+    return store_fw_releases(h->store, model, release_item, a);
+}
+
+enum mamori_err hub_op_fw_releases(struct hub *h, const struct principal *who, const char *model,
+                                   json_t **out)
+{
+    return staff_list(h, who, "releases", fill_releases, model, out);
+}
+
+enum mamori_err hub_op_fw_retire(struct hub *h, const struct principal *who, const char *sha256,
+                                 const char *reason, json_t **out, struct op_err *e)
+{
+    *out = NULL;
+    if (!is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_begin(h->store);
+    if (!rc) {
+        rc = store_fw_release_mark(h->store, sha256, true, reason, hub_now_ms());
+        if (rc)
+            store_rollback(h->store);
+        else
+            rc = hub_commit_audited(h, who, "fw_release_retired", sha256, reason, "{}");
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (rc == MAMORI_ERR_STATE)
+        SET_ERR(e, "no such release, or retired already");
+    if (!rc)
+        *out = json_pack("{s:s, s:b}", "sha256", sha256, "retired", 1);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+/* --- image upload ------------------------------------------------------ */
+
+static bool hex64(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return false;
+    return n == 64;
+}
+
+enum mamori_err hub_fw_upload_begin(struct hub *h, const struct principal *who, const char *sha256,
+                                    struct fw_upload **out, struct op_err *e)
+{
+    char dir[HUB_PATH_MAX + 16];
+    *out = NULL;
+    if (!is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    if (!hex64(sha256)) {
+        SET_ERR(e, "no such release");
+        return MAMORI_ERR_NOTFOUND;
+    }
+    struct fw_upload *u = calloc(1, sizeof(*u));
+    if (!u)
+        return MAMORI_ERR_NOMEM;
+    u->fd = -1;
+    u->h = h;
+    u->who = *who;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_fw_release_get(h->store, sha256, &u->rel, NULL);
+    pthread_mutex_unlock(&h->lock);
+    if (rc == MAMORI_ERR_NOTFOUND)
+        SET_ERR(e, "no such release: add its signed document first");
+    else if (!rc && (u->rel.image_at || u->rel.retired_at)) {
+        SET_ERR(e, u->rel.retired_at ? "the release is retired" : "the image is there already");
+        rc = MAMORI_ERR_STATE;
+    }
+    /* One upload per release at a time: the part file is created O_EXCL. */
+    if (!rc && ((rc = fs_path(dir, sizeof(dir), h->cfg.data_dir, "firmware")) ||
+                (rc = fs_mkdir_p(dir, 0700))))
+        SET_ERR(e, "storage");
+    if (!rc &&
+        (snprintf(u->part, sizeof(u->part), "%s/%s.part", dir, sha256) >= (int)sizeof(u->part) ||
+         snprintf(u->final, sizeof(u->final), "%s/%s", dir, sha256) >= (int)sizeof(u->final)))
+        rc = MAMORI_ERR_TOOBIG;
+    if (!rc) {
+        u->fd = open(u->part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (u->fd < 0) {
+            rc = errno == EEXIST ? MAMORI_ERR_STATE : MAMORI_ERR_IO;
+            SET_ERR(e, "%s",
+                    rc == MAMORI_ERR_STATE ? "an upload of this image is under way" : "storage");
+        }
+    }
+    if (!rc)
+        rc = crypto_sha256_begin(&u->sha);
+    if (rc) {
+        if (u->fd >= 0) {
+            close(u->fd);
+            unlink(u->part);
+        }
+        free(u);
+        return rc;
+    }
+    *out = u;
+    return MAMORI_OK;
+}
+
+enum mamori_err hub_fw_upload_write(struct fw_upload *u, const void *data, size_t n)
+{
+    if (u->too_big || n > u->rel.size - u->got) {
+        u->too_big = true; /* refused at the end; nothing more is stored */
+        return MAMORI_ERR_TOOBIG;
+    }
+    return crypto_sha256_write(u->sha, u->fd, data, n, &u->got);
+}
+
+void hub_fw_upload_abort(struct fw_upload *u)
+{
+    if (!u)
+        return;
+    if (u->fd >= 0) {
+        close(u->fd);
+        unlink(u->part);
+    }
+    crypto_sha256_abort(u->sha);
+    free(u);
+}
+
+enum mamori_err hub_fw_upload_end(struct fw_upload *u, json_t **out, struct op_err *e)
+{
+    uint8_t hsum[CRYPTO_SHA256_LEN];
+    char hex[CRYPTO_FP_HEX_LEN];
+    struct hub *h = u->h;
+    *out = NULL;
+    if (u->too_big || u->got != u->rel.size) {
+        SET_ERR(e, "the image is %s than the release says (%llu bytes)",
+                u->too_big ? "larger" : "smaller", (unsigned long long)u->rel.size);
+        hub_fw_upload_abort(u);
+        return MAMORI_ERR_VERIFY;
+    }
+    enum mamori_err rc = fsync(u->fd) == 0 ? MAMORI_OK : MAMORI_ERR_IO;
+    close(u->fd);
+    u->fd = -1;
+    enum mamori_err hr = crypto_sha256_end(u->sha, hsum);
+    u->sha = NULL;
+    if (!rc)
+        rc = hr;
+    crypto_hex(hsum, sizeof(hsum), hex);
+    if (!rc && !crypto_ct_eq(hex, u->rel.sha256, 64)) {
+        SET_ERR(e, "the image's SHA-256 is not the release's");
+        rc = MAMORI_ERR_VERIFY;
+    }
+    if (!rc)
+        rc = fs_rename_durable(u->part, u->final);
+    if (rc) {
+        unlink(u->part);
+        free(u);
+        return rc;
+    }
+    pthread_mutex_lock(&h->lock);
+    if (!(rc = store_begin(h->store))) {
+        rc = store_fw_release_mark(h->store, u->rel.sha256, false, NULL, hub_now_ms());
+        if (rc)
+            store_rollback(h->store);
+        else
+            rc = hub_commit_audited(h, &u->who, "fw_image_uploaded", u->rel.sha256, "", "{}");
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (!rc) {
+        u->rel.image_at = hub_now_ms();
+        *out = release_json(&u->rel);
+    }
+    free(u);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}

@@ -1,0 +1,49 @@
+/*
+ * hub/firmware.h - the firmware repository (docs/updates.md; P-UPD).
+ *
+ * Roots are taken one version after the other, each checked against the
+ * one before it (the first is trusted as given: the administrator installs
+ * the same anchor the factory writes into devices). Releases are taken
+ * only when a threshold of the newest root's release keys signed them and
+ * they have not expired. Images are uploaded afterwards, hashed as they
+ * arrive, and kept only when size and SHA-256 are the release's; they live
+ * in DATA/firmware/<sha256>. Every change is audited.
+ */
+#ifndef MAMORI_HUB_FIRMWARE_H
+#define MAMORI_HUB_FIRMWARE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hub/hub.h"
+#include "hub/ops.h"
+
+/* Administrators only: a root document (the envelope, as JSON text). */
+enum mamori_err hub_op_fw_root_add(struct hub *h, const struct principal *who, const char *doc,
+                                   json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_fw_roots(struct hub *h, const struct principal *who,
+                                json_t **out) MAMORI_MUST_CHECK;
+/* Staff: a release document. */
+enum mamori_err hub_op_fw_release_add(struct hub *h, const struct principal *who, const char *doc,
+                                      json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_fw_releases(struct hub *h, const struct principal *who, const char *model,
+                                   json_t **out) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_fw_retire(struct hub *h, const struct principal *who, const char *sha256,
+                                 const char *reason, json_t **out,
+                                 struct op_err *e) MAMORI_MUST_CHECK;
+
+/* An image upload, streamed: begin (staff; the release must exist, have
+ * no image yet and not be retired), write as bytes arrive (never more than
+ * the release's size), end (size and digest checked, then the image is
+ * kept and the upload audited). Abort drops what arrived. */
+struct fw_upload;
+enum mamori_err hub_fw_upload_begin(struct hub *h, const struct principal *who, const char *sha256,
+                                    struct fw_upload **out, struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_fw_upload_write(struct fw_upload *u, const void *data,
+                                    size_t n) MAMORI_MUST_CHECK;
+enum mamori_err hub_fw_upload_end(struct fw_upload *u, json_t **out,
+                                  struct op_err *e) MAMORI_MUST_CHECK;
+void hub_fw_upload_abort(struct fw_upload *u);
+
+#endif

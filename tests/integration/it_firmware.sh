@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Integration: the hub's firmware repository (docs/updates.md) through the
+# real mamorid and mamorictl. Roots are taken one version after the other,
+# by administrators only; a release is taken only when the newest root's
+# release keys signed it and it has not expired; an image is kept only
+# when its size and SHA-256 are the release's; a revoked release key stops
+# counting at the next root; everything is audited.
+. "$(dirname "$0")/lib.sh"
+
+hub_start "$T/data"
+fleet_setup 1
+R() { (cd "$T" && "$BIN/mamorictl" release "$@" >/dev/null); }
+for k in root1 root2 rel1 rel2; do R keygen --out "$k"; done
+head -c 200000 /dev/urandom >"$T/fw-1.0.img"
+head -c 150000 /dev/urandom >"$T/fw-1.1.img"
+release() { # release VERSION IMAGE KEY [DAYS] -> $T/rel-VERSION.json
+    R manifest --model sensor-v1 --fw-version "$1" --security-version 2 --floor 1 --image "$2" \
+        --days "${4:-90}" --out "rel-$1.json"
+    R sign --file "rel-$1.json" --key "$3.key"
+}
+sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+listed() { as op firmware list --model sensor-v1 | python3 -c 'import json,sys
+for r in json.load(sys.stdin)["releases"]:
+    if r["fw_version"] == sys.argv[1]: print(r[sys.argv[2]])' "$1" "$2"; }
+audited() { local out; out=$(as admin audit list --limit 1000) && grep -q "\"$1\"" <<<"$out"; }
+# refused_with TEXT COMMAND...: the command fails and says TEXT
+refused_with() { local t=$1 out; shift; out=$("$@" 2>&1) && return 1; grep -qF -- "$t" <<<"$out" || { echo "$out" >&2; return 1; }; }
+
+release 1.0 "$T/fw-1.0.img" rel1
+check "no release before a root" refused_with "no firmware root yet" as op firmware add --file "$T/rel-1.0.json"
+
+R root --version 1 --root-keys root1.pub --root-threshold 1 --release-keys rel1.pub \
+    --release-threshold 1 --out root-1.json
+R sign --file root-1.json --key root1.key
+check "an operator may not add a root" refused_with 403 as op firmware root add --file "$T/root-1.json"
+check "an administrator adds root version 1" as admin firmware root add --file "$T/root-1.json"
+check "the same version again is refused" refused_with "does not follow" as admin firmware root add --file "$T/root-1.json"
+
+check "a signed release and its image are taken" \
+    as op firmware add --file "$T/rel-1.0.json" --image "$T/fw-1.0.img"
+expect_eq "listed with its image" "True" "$(listed 1.0 image)"
+check "the stored image is the one uploaded" cmp "$DATA/firmware/$(sha_of "$T/fw-1.0.img")" "$T/fw-1.0.img"
+check "an owner cannot see the repository" fails as alice firmware list
+check "the same model and version twice is refused" refused_with "in the repository already" as op firmware add --file "$T/rel-1.0.json"
+
+cp "$T/rel-1.0.json" "$T/rel-bad.json"; R manifest --model sensor-v1 --fw-version 9.9 \
+    --security-version 2 --image "$T/fw-1.1.img" --out rel-root.json
+R sign --file rel-root.json --key root1.key
+check "a release signed by a root key is refused" refused_with "release keys" as op firmware add --file "$T/rel-root.json"
+release 0.9 "$T/fw-1.1.img" rel1 -1
+check "an expired release is refused" refused_with "expired" as op firmware add --file "$T/rel-0.9.json"
+
+# --- an image that is not the release's
+release 1.1 "$T/fw-1.1.img" rel1
+check "release 1.1 without its image" as op firmware add --file "$T/rel-1.1.json"
+SHA11=$(sha_of "$T/fw-1.1.img")
+head -c 150000 /dev/urandom >"$T/other.img"
+check "an image of the right size with other bytes is refused" \
+    refused_with "SHA-256 is not the release" as op firmware upload "$SHA11" --image "$T/other.img"
+head -c 150001 /dev/urandom >"$T/big.img"
+check "a larger image is refused" refused_with "larger than the release" as op firmware upload "$SHA11" --image "$T/big.img"
+head -c 149999 "$T/fw-1.1.img" >"$T/short.img"
+check "a shorter one too" refused_with "smaller than the release" as op firmware upload "$SHA11" --image "$T/short.img"
+expect_eq "still no image for 1.1" "False" "$(listed 1.1 image)"
+check "nothing of the refused uploads is left" test -z "$(ls "$DATA/firmware" | grep -v -x -e "$(sha_of "$T/fw-1.0.img")")"
+check "an owner cannot upload" fails as alice firmware upload "$SHA11" --image "$T/fw-1.1.img"
+check "the right image is taken" as op firmware upload "$SHA11" --image "$T/fw-1.1.img"
+check "an image is uploaded once" refused_with "there already" as op firmware upload "$SHA11" --image "$T/fw-1.1.img"
+
+# --- root version 2 revokes rel1 and brings in rel2
+R root --version 2 --root-keys root1.pub,root2.pub --root-threshold 1 --release-keys rel2.pub \
+    --release-threshold 1 --out root-2.json
+R sign --file root-2.json --key root2.key
+check "root 2 signed only by a key root 1 does not know is refused" \
+    refused_with "previous root keys" as admin firmware root add --file "$T/root-2.json"
+R sign --file root-2.json --key root1.key
+check "root 2 signed by root 1's key is taken" as admin firmware root add --file "$T/root-2.json"
+expect_eq "two roots listed" "1 2" "$(as op firmware roots | python3 -c 'import json,sys; print(*[r["version"] for r in json.load(sys.stdin)["roots"]])')"
+head -c 1000 /dev/urandom >"$T/fw-1.2.img"
+release 1.2 "$T/fw-1.2.img" rel1
+check "the revoked key's new release is refused" refused_with "release keys" as op firmware add --file "$T/rel-1.2.json"
+rm -f "$T/rel-1.2.json"; release 1.2 "$T/fw-1.2.img" rel2
+check "the new key's release is taken" as op firmware add --file "$T/rel-1.2.json" --image "$T/fw-1.2.img"
+
+# --- retire
+check "an owner cannot retire" fails as alice firmware retire "$SHA11" --reason x
+check "release 1.1 retired" as op firmware retire "$SHA11" --reason "CVE in 1.1"
+check "retired, with its time" test "$(listed 1.1 retired_at)" -gt 0
+check "retiring twice is refused" refused_with "retired already" as op firmware retire "$SHA11" --reason again
+all_audited() { audited fw_root_added && audited fw_release_added && audited fw_image_uploaded &&
+    audited fw_release_retired; }
+check "every step is audited" all_audited
+check "audit chain intact" as admin audit verify
+finish
