@@ -143,3 +143,6 @@ say "$B" revoke "$W/fleet" "$REVOKE_N" "$PORT" "$API" "$CA" "$(cat "$W/s-admin")
 echo; echo "## device outbox: persistence rate with nothing lost on power loss, beside fdatasync to a plain file; recovery with 100,000 queued"
 mkdir -p "$W/outbox"
 say "$BIN/outbox-bench" "$W/outbox" 2000 100000 100
+
+echo; echo "## update verification: 256 MiB image, beside sha256sum of the same file; peak RSS of each job"
+say "$BIN/update-bench" "$W" 256
