@@ -79,6 +79,8 @@ static const char *USAGE =
     "           firmware add --file REL.json [--image FILE]   a signed release (and its image)\n"
     "           firmware upload SHA256 --image FILE | firmware list [--model M]\n"
     "           firmware retire SHA256 --reason TEXT\n"
+    "           firmware deploy SHA256 --device ID --reason TEXT [--ttl S]   signed update "
+    "command\n"
     "schemas:   schema set MODEL --file F | schema show MODEL   telemetry schema per model\n"
     "audit:     audit list [--after SEQ] | audit verify   (exit 3 when tampered)\n"
     "events:    events [--device ID] [--after ID]\n"
@@ -370,6 +372,12 @@ static int firmware_cmd(const struct api *a, const struct opts *o, const char *s
         snprintf(path, sizeof(path), "firmware/releases%s%.64s", o->model ? "?model=" : "",
                  o->model ? o->model : "");
         return call_print(a, "GET", path, NULL);
+    }
+    if (strcmp(sub, "deploy") == 0 && o->npos == 3 && o->device && o->reason) {
+        snprintf(path, sizeof(path), "firmware/releases/%.64s/deploy", third);
+        return call_print(a, "POST", path,
+                          json_pack("{s:s, s:s, s:I}", "device", o->device, "reason", o->reason,
+                                    "ttl_s", (json_int_t)o->ttl));
     }
     if (strcmp(sub, "retire") == 0 && o->npos == 3 && o->reason) {
         snprintf(path, sizeof(path), "firmware/releases/%.64s/retire", third);

@@ -10,9 +10,9 @@
 #include "common/json.h"
 #include "common/proto.h"
 
-static const char *const NAMES[CMD_N_TYPES] = {"lock",       "unlock",  "wipe",           "reboot",
-                                               "quarantine", "release", "self-test",      "rotate",
-                                               "cert",       "config",  "config-rollback"};
+static const char *const NAMES[CMD_N_TYPES] = {
+    "lock",      "unlock", "wipe", "reboot", "quarantine",      "release",
+    "self-test", "rotate", "cert", "config", "config-rollback", "update"};
 
 const char *cmd_type_name(enum cmd_type t)
 {

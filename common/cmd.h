@@ -44,6 +44,7 @@ enum cmd_type {
     CMD_CERT,            /* the new certificate for that key: install and switch */
     CMD_CONFIG,          /* new settings (common/devcfg.h), on probation until proven */
     CMD_CONFIG_ROLLBACK, /* back to the known-good settings */
+    CMD_UPDATE,          /* install a release: {sha256, url, token} (docs/updates.md) */
     CMD_N_TYPES
 };
 const char *cmd_type_name(enum cmd_type t);

@@ -15,6 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <errno.h>
 
 #include "common/buf.h"
 #include "common/crypto.h"
@@ -44,6 +48,9 @@ struct reply {
     int status;
     json_t *body; /* owned */
     int64_t retry_after;
+    /* a file instead of JSON (firmware images): fd owned, from off, len bytes */
+    int fd;
+    uint64_t off, len, total;
 };
 
 static void reply_err(struct reply *r, int status, const char *code, const char *msg)
@@ -160,6 +167,84 @@ static bool authenticate(struct hub *h, struct MHD_Connection *c, struct princip
     return true;
 }
 
+/* "bytes=N-" or "bytes=N-M" within total; false for anything else. */
+static bool parse_range(const char *v, uint64_t total, uint64_t *off, uint64_t *len)
+{
+    char *end;
+    if (strncmp(v, "bytes=", 6) != 0 || v[6] < '0' || v[6] > '9')
+        return false;
+    errno = 0;
+    unsigned long long a = strtoull(v + 6, &end, 10), b = total ? total - 1 : 0;
+    if (errno || *end != '-' || a >= total)
+        return false;
+    if (end[1]) {
+        char *e2;
+        if (end[1] < '0' || end[1] > '9')
+            return false;
+        b = strtoull(end + 1, &e2, 10);
+        if (errno || *e2 || b < a)
+            return false;
+        if (b >= total)
+            b = total - 1;
+    }
+    *off = a;
+    *len = b - a + 1;
+    return true;
+}
+
+/* GET /updates/{roots,release,image}: a device fetching the release its
+ * update command named, with the command's download token. */
+static void device_update(struct hub *h, struct MHD_Connection *c, const struct route *rt,
+                          struct reply *r)
+{
+    char sha[65], dev[24], path[HUB_PATH_MAX + 80];
+    json_t *out = NULL;
+    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    enum mamori_err rc = a && strncmp(a, "Bearer ", 7) == 0 && strlen(a) < 200
+                             ? hub_fw_token_check(h, a + 7, sha, dev)
+                             : MAMORI_ERR_AUTH;
+    if (rc) {
+        reply_err(r, rc == MAMORI_ERR_AUTH ? 401 : 500,
+                  rc == MAMORI_ERR_AUTH ? "unauthorized" : "internal",
+                  rc == MAMORI_ERR_AUTH ? "missing, unknown or expired update token"
+                                        : "internal error");
+        return;
+    }
+    if (route_is(rt, 1, "roots")) {
+        rc = hub_fw_device_roots(h, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (route_is(rt, 1, "release")) {
+        rc = hub_fw_device_release(h, sha, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (route_is(rt, 1, "image")) {
+        struct stat st;
+        int fd =
+            hub_fw_image_path(h, sha, path, sizeof(path)) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) || st.st_size <= 0) {
+            if (fd >= 0)
+                close(fd);
+            reply_err(r, 404, "not_found", "image not found");
+            return;
+        }
+        const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+        r->total = (uint64_t)st.st_size;
+        r->off = 0;
+        r->len = r->total;
+        r->status = 200;
+        if (range && !parse_range(range, r->total, &r->off, &r->len)) {
+            close(fd);
+            reply_err(r, 416, "range_not_satisfiable",
+                      "only bytes=N- or bytes=N-M within the image");
+            return;
+        }
+        if (range)
+            r->status = 206;
+        r->fd = fd;
+    } else {
+        reply_err(r, 404, "not_found", "no such endpoint");
+    }
+}
+
 static void handle(struct hub *h, struct MHD_Connection *c, const char *method, const char *url,
                    struct req *q, struct reply *r)
 {
@@ -215,6 +300,10 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
                 reply_ok(r, 201, out);
         }
         json_decref(in);
+        return;
+    }
+    if (rt.n == 2 && route_is(&rt, 0, "updates") && get) {
+        device_update(h, c, &rt, r);
         return;
     }
     if (!authenticate(h, c, &who, r))
@@ -338,6 +427,17 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
         rc = hub_op_fw_releases(h, &who, model, &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") &&
+               route_is(&rt, 3, "deploy") && post) {
+        const char *device;
+        if (need_str(in, "device", 32, &device, r) &&
+            need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
+            json_t *ttl = json_object_get(in, "ttl_s");
+            rc = hub_op_fw_deploy(h, &who, rt.seg[2], device, reason,
+                                  json_is_integer(ttl) ? (int64_t)json_integer_value(ttl) : 0, &out,
+                                  &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+        }
+    } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") &&
                route_is(&rt, 3, "retire") && post) {
         if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
             rc = hub_op_fw_retire(h, &who, rt.seg[2], reason, &out, &e);
@@ -362,8 +462,33 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     json_decref(in);
 }
 
+/* A firmware image: 200 whole, 206 from a Range offset (downloads resume). */
+static enum MHD_Result send_file(struct MHD_Connection *c, struct reply *r)
+{
+    char cr[96];
+    struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(r->len, r->fd, r->off);
+    if (!resp) {
+        close(r->fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (r->status == 206) {
+        snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)r->off,
+                 (unsigned long long)(r->off + r->len - 1), (unsigned long long)r->total);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+    }
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->status, resp);
+    MHD_destroy_response(resp); /* closes the fd when the response is done */
+    return ret;
+}
+
 static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *r)
 {
+    if (r->fd >= 0)
+        return send_file(c, r);
     char *s = r->body ? json_dumps(r->body, JSON_COMPACT) : NULL;
     json_decref(r->body);
     if (!s) {
@@ -396,7 +521,7 @@ static void upload_begin(struct hub *h, struct MHD_Connection *c, const char *ur
 {
     struct route rt;
     struct principal who;
-    struct reply tmp = {0, NULL, 0};
+    struct reply tmp = {0, NULL, 0, -1, 0, 0, 0};
     if (!route_split(url, &rt) || rt.n != 4 || !route_is(&rt, 0, "firmware") ||
         !route_is(&rt, 1, "releases") || !route_is(&rt, 3, "image"))
         return;
@@ -438,7 +563,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             *size = 0;
             return MHD_YES;
         }
-        struct reply r = {0, NULL, 0};
+        struct reply r = {0, NULL, 0, -1, 0, 0, 0};
         json_t *out = NULL;
         enum mamori_err rc = q->up_rc;
         if (!rc) {
@@ -459,7 +584,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *size = 0;
         return MHD_YES;
     }
-    struct reply r = {0, NULL, 0};
+    struct reply r = {0, NULL, 0, -1, 0, 0, 0};
     handle(h, c, method, url, q, &r);
     return send_reply(c, &r);
 }

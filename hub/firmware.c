@@ -14,6 +14,10 @@
 #include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/upmeta.h"
+#include "common/cmd.h"
+#include "common/json.h"
+#include "common/proto.h"
+#include "hub/lifecycle.h"
 
 #define SET_ERR(e, ...) snprintf((e)->msg, sizeof((e)->msg), __VA_ARGS__)
 
@@ -366,4 +370,156 @@ enum mamori_err hub_fw_upload_end(struct fw_upload *u, json_t **out, struct op_e
     }
     free(u);
     return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+/* --- deployment to a device -------------------------------------------- */
+
+#define TOKEN_PREFIX "mmu_"
+
+static void token_hash(const char *token, char out[CRYPTO_FP_HEX_LEN])
+{
+    uint8_t h[CRYPTO_SHA256_LEN];
+    crypto_sha256(token, strlen(token), h);
+    crypto_hex(h, sizeof(h), out);
+}
+
+static bool device_may_connect(const struct device_rec *d)
+{
+    enum lc_state st;
+    return lc_state_parse(d->state, &st) && lc_access(st) != LC_ACCESS_DENY;
+}
+
+enum mamori_err hub_op_fw_deploy(struct hub *h, const struct principal *who, const char *sha256,
+                                 const char *device_id, const char *reason, int64_t ttl_s,
+                                 json_t **out, struct op_err *e)
+{
+    struct fw_release_rec rel;
+    struct device_rec d;
+    struct command_rec c;
+    uint8_t rnd[32];
+    char token[4 + 2 * sizeof(rnd) + 1], th[CRYPTO_FP_HEX_LEN], args[512];
+    *out = NULL;
+    if (!is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    int64_t ttl_ms = ttl_s > 0 ? ttl_s * 1000 : 7 * 24 * 3600 * 1000LL;
+    if (ttl_ms < 10000 || ttl_ms > CMD_MAX_TTL_MS) {
+        SET_ERR(e, "ttl_s must be 10 s to 30 days");
+        return MAMORI_ERR_INVAL;
+    }
+    if (!hex64(sha256) || !proto_device_id_valid(device_id, strlen(device_id)))
+        return MAMORI_ERR_NOTFOUND;
+    enum mamori_err rc = crypto_random(rnd, sizeof(rnd));
+    if (rc)
+        return rc;
+    memcpy(token, TOKEN_PREFIX, 4);
+    crypto_hex(rnd, sizeof(rnd), token + 4);
+    crypto_wipe(rnd, sizeof(rnd));
+    token_hash(token, th);
+    pthread_mutex_lock(&h->lock);
+    rc = store_fw_release_get(h->store, sha256, &rel, NULL);
+    if (rc == MAMORI_ERR_NOTFOUND)
+        SET_ERR(e, "no such release");
+    else if (!rc && (!rel.image_at || rel.retired_at)) {
+        SET_ERR(e, "%s",
+                rel.retired_at ? "the release is retired" : "the release has no image yet");
+        rc = MAMORI_ERR_STATE;
+    }
+    if (!rc && (rc = store_device_get(h->store, device_id, &d)) == MAMORI_ERR_NOTFOUND)
+        SET_ERR(e, "no such device");
+    if (!rc && strcmp(d.model, rel.model) != 0) {
+        SET_ERR(e, "the release is for model %.64s, the device is a %.64s", rel.model, d.model);
+        rc = MAMORI_ERR_INVAL;
+    }
+    if (!rc && !device_may_connect(&d)) {
+        SET_ERR(e, "a device in state '%s' cannot receive commands", d.state);
+        rc = MAMORI_ERR_STATE;
+    }
+    int n = snprintf(args, sizeof(args),
+                     "{\"sha256\":\"%s\",\"url\":\"https://%s:%d/api/v1/updates\","
+                     "\"token\":\"%s\"}",
+                     sha256, h->cfg.listen_addr, h->api_port, token);
+    if (!rc && (n < 0 || (size_t)n >= sizeof(args)))
+        rc = MAMORI_ERR_TOOBIG;
+    if (!rc)
+        rc = store_update_token_add(h->store, th, device_id, sha256, hub_now_ms() + ttl_ms);
+    if (!rc)
+        rc = hub_command_issue(h, who, device_id, CMD_UPDATE, ttl_ms, reason, args, &c);
+    pthread_mutex_unlock(&h->lock);
+    crypto_wipe(token, sizeof(token));
+    crypto_wipe(args, sizeof(args));
+    if (!rc)
+        *out =
+            json_pack("{s:s, s:s, s:s, s:s, s:I}", "command", c.id, "device", device_id, "sha256",
+                      sha256, "fw_version", rel.fw_version, "expires_at", (json_int_t)c.expires_at);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+enum mamori_err hub_fw_token_check(struct hub *h, const char *token, char sha256[65],
+                                   char device_id[24])
+{
+    char th[CRYPTO_FP_HEX_LEN];
+    int64_t exp = 0;
+    struct device_rec d;
+    struct fw_release_rec rel;
+    if (strncmp(token, TOKEN_PREFIX, 4) != 0 || strlen(token) != 4 + 64)
+        return MAMORI_ERR_AUTH;
+    token_hash(token, th); /* looked up by hash: no timing on the secret */
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_update_token_get(h->store, th, device_id, sha256, &exp);
+    if (!rc && exp <= hub_now_ms())
+        rc = MAMORI_ERR_EXPIRED;
+    if (!rc && (rc = store_device_get(h->store, device_id, &d)) == MAMORI_OK &&
+        !device_may_connect(&d))
+        rc = MAMORI_ERR_FORBIDDEN; /* revoked, locked, decommissioned since */
+    if (!rc && (rc = store_fw_release_get(h->store, sha256, &rel, NULL)) == MAMORI_OK &&
+        (rel.retired_at || !rel.image_at))
+        rc = MAMORI_ERR_STATE;
+    pthread_mutex_unlock(&h->lock);
+    return rc == MAMORI_ERR_DB || rc == MAMORI_OK ? rc : MAMORI_ERR_AUTH;
+}
+
+static bool root_doc_item(uint64_t version, int64_t expires, const char *doc, void *arg)
+{
+    (void)version, (void)expires;
+    json_t *d = NULL;
+    if (json_parse_untrusted(doc, strlen(doc), UPMETA_DOC_MAX, &d, NULL, 0) == MAMORI_OK)
+        json_array_append_new(arg, d);
+    return true;
+}
+
+enum mamori_err hub_fw_device_roots(struct hub *h, json_t **out)
+{
+    json_t *a = json_array();
+    *out = NULL;
+    if (!a)
+        return MAMORI_ERR_NOMEM;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_fw_roots(h->store, root_doc_item, a);
+    pthread_mutex_unlock(&h->lock);
+    if (rc) {
+        json_decref(a);
+        return rc;
+    }
+    *out = json_pack("{s:o}", "roots", a);
+    return *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+}
+
+enum mamori_err hub_fw_device_release(struct hub *h, const char *sha256, json_t **out)
+{
+    struct fw_release_rec rel;
+    char *doc = NULL;
+    *out = NULL;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_fw_release_get(h->store, sha256, &rel, &doc);
+    pthread_mutex_unlock(&h->lock);
+    if (!rc)
+        rc = json_parse_untrusted(doc, strlen(doc), UPMETA_DOC_MAX, out, NULL, 0);
+    free(doc);
+    return rc;
+}
+
+enum mamori_err hub_fw_image_path(struct hub *h, const char *sha256, char *out, size_t n)
+{
+    int k = snprintf(out, n, "%s/firmware/%s", h->cfg.data_dir, sha256);
+    return hex64(sha256) && k > 0 && (size_t)k < n ? MAMORI_OK : MAMORI_ERR_NOTFOUND;
 }

@@ -33,6 +33,28 @@ enum mamori_err hub_op_fw_retire(struct hub *h, const struct principal *who, con
                                  const char *reason, json_t **out,
                                  struct op_err *e) MAMORI_MUST_CHECK;
 
+/* Staff: sends a device the signed `update` command for a release (its
+ * image present, not retired, made for the device's model), carrying the
+ * URL of the device endpoints and a one-device, one-image download token
+ * that expires with the command (only its hash is stored). */
+enum mamori_err hub_op_fw_deploy(struct hub *h, const struct principal *who, const char *sha256,
+                                 const char *device_id, const char *reason, int64_t ttl_s,
+                                 json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+
+/* The device endpoints (GET /api/v1/updates/{roots,release,image}) with a
+ * download token: MAMORI_ERR_AUTH for an unknown or expired token, or
+ * when the device may no longer connect or the release was retired. */
+enum mamori_err hub_fw_token_check(struct hub *h, const char *token, char sha256[65],
+                                   char device_id[24]) MAMORI_MUST_CHECK;
+/* {"roots": [<every root document, oldest first>]} */
+enum mamori_err hub_fw_device_roots(struct hub *h, json_t **out) MAMORI_MUST_CHECK;
+/* The release document. */
+enum mamori_err hub_fw_device_release(struct hub *h, const char *sha256,
+                                      json_t **out) MAMORI_MUST_CHECK;
+/* Path of the stored image. */
+enum mamori_err hub_fw_image_path(struct hub *h, const char *sha256, char *out,
+                                  size_t n) MAMORI_MUST_CHECK;
+
 /* An image upload, streamed: begin (staff; the release must exist, have
  * no image yet and not be retired), write as bytes arrive (never more than
  * the release's size), end (size and digest checked, then the image is

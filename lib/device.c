@@ -725,6 +725,18 @@ static void on_command(struct mamori_device *d, const void *payload, size_t len)
         config_command(d, &c);
         return;
     }
+    if (c.type == CMD_UPDATE) {
+        /* The update engine (lib/update.c) is not wired into the SDK yet:
+         * say so, never claim an install that did not happen. */
+        char prev[16];
+        bool seen = devstate_seen(d->ds, c.id, prev);
+        if (!seen)
+            consume(d, &c, "refused");
+        d->st.commands_refused++;
+        send_result(d, &c, "refused", seen ? "replay" : "updates are not enabled on this device",
+                    NULL);
+        return;
+    }
     const char *flag = NULL;
     bool value = false, pass = true;
     char detail[2048] = "{}", prev[16], new_fp[CRYPTO_FP_HEX_LEN] = "";

@@ -248,6 +248,14 @@ enum mamori_err store_fw_releases(struct store *s, const char *model,
 enum mamori_err store_fw_release_mark(struct store *s, const char *sha256, bool retire,
                                       const char *reason, int64_t now) MAMORI_MUST_CHECK;
 
+/* Download tokens of update commands: only the SHA-256 of the token is
+ * kept, with the device and image it opens. */
+enum mamori_err store_update_token_add(struct store *s, const char *token_hash,
+                                       const char *device_id, const char *sha256,
+                                       int64_t expires_at) MAMORI_MUST_CHECK;
+enum mamori_err store_update_token_get(struct store *s, const char *token_hash, char device_id[24],
+                                       char sha256[65], int64_t *expires_at) MAMORI_MUST_CHECK;
+
 /* Per device and stream ("tm", "ev", "log"): the highest sequence number
  * accepted and its device timestamp (0, 0 when none yet). */
 enum mamori_err store_stream_get(struct store *s, const char *device_id, const char *stream,

@@ -89,6 +89,9 @@ static const char *const MIGRATIONS[] = {
     "  added_by TEXT NOT NULL, added_at INTEGER NOT NULL, image_at INTEGER,"
     "  retired_at INTEGER, retire_reason TEXT);"
     "CREATE UNIQUE INDEX fw_releases_model_version ON fw_releases(model, fw_version);",
+    /* 5: download tokens of update commands (only their hash is kept). */
+    "CREATE TABLE update_tokens(token_hash TEXT PRIMARY KEY, device_id TEXT NOT NULL,"
+    "  sha256 TEXT NOT NULL, expires_at INTEGER NOT NULL);",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -1290,5 +1293,38 @@ enum mamori_err store_fw_release_mark(struct store *s, const char *sha256, bool 
     enum mamori_err rc = step_done(s, st);
     if (!rc && sqlite3_changes(s->db) == 0)
         rc = MAMORI_ERR_STATE; /* no such release, or already so */
+    return rc;
+}
+
+enum mamori_err store_update_token_add(struct store *s, const char *token_hash,
+                                       const char *device_id, const char *sha256,
+                                       int64_t expires_at)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO update_tokens(token_hash,device_id,sha256,expires_at) VALUES(?,?,?,?)",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, token_hash);
+    bind_text(st, 2, device_id);
+    bind_text(st, 3, sha256);
+    sqlite3_bind_int64(st, 4, expires_at);
+    return step_done(s, st);
+}
+
+enum mamori_err store_update_token_get(struct store *s, const char *token_hash, char device_id[24],
+                                       char sha256[65], int64_t *expires_at)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT device_id,sha256,expires_at FROM update_tokens WHERE token_hash=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, token_hash);
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        snprintf(device_id, 24, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(sha256, 65, "%s", (const char *)sqlite3_column_text(st, 1));
+        *expires_at = sqlite3_column_int64(st, 2);
+        rc = MAMORI_OK;
+    }
+    sqlite3_finalize(st);
     return rc;
 }

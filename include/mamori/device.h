@@ -49,6 +49,7 @@ enum mamori_command {
     MAMORI_CMD_CERT = 8,             /* the SDK switched to its new certificate */
     MAMORI_CMD_CONFIG = 9,           /* the SDK applied new settings from the hub */
     MAMORI_CMD_CONFIG_ROLLBACK = 10, /* the SDK went back to its known-good settings */
+    MAMORI_CMD_UPDATE = 11,          /* (not yet delivered: the SDK refuses updates for now) */
 };
 typedef void (*mamori_command_cb)(struct mamori_device *dev, enum mamori_command cmd, void *arg);
 

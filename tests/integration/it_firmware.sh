@@ -82,11 +82,55 @@ check "the revoked key's new release is refused" refused_with "release keys" as 
 rm -f "$T/rel-1.2.json"; release 1.2 "$T/fw-1.2.img" rel2
 check "the new key's release is taken" as op firmware add --file "$T/rel-1.2.json" --image "$T/fw-1.2.img"
 
+# --- deployment: a signed update command with a one-device download token
+D0=$(dev_id 0)
+SHA12=$(sha_of "$T/fw-1.2.img")
+claim alice 0
+check "an owner cannot deploy" refused_with 403 as alice firmware deploy "$SHA12" --device "$D0" --reason x
+head -c 5000 /dev/urandom >"$T/db.img"
+R manifest --model doorbell --fw-version 1.0 --security-version 1 --image "$T/db.img" --out rel-db.json
+R sign --file rel-db.json --key rel2.key
+as op firmware add --file "$T/rel-db.json" --image "$T/db.img" >/dev/null
+check "a release for another model is not sent" \
+    refused_with "is for model doorbell" as op firmware deploy "$(sha_of "$T/db.img")" --device "$D0" --reason x
+check "release 1.2 is deployed to the device" as op firmware deploy "$SHA12" --device "$D0" --reason "fleet update"
+check "the deployment is audited" audited command_update
+TOKEN=$(sqlite3 "$DATA/mamori.db" "SELECT json_extract(args,'\$.token') FROM commands WHERE type='update'" | tail -1)
+check "the command carries a download token" test "${#TOKEN}" -eq 68
+check "only the token's hash is kept" test "$(sqlite3 "$DATA/mamori.db" "SELECT count(*) FROM update_tokens WHERE token_hash='$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)'")" = 1
+dl() { curl -s -o "$T/dl" -w '%{http_code}' --cacert "$CA" ${2:+-H "Authorization: Bearer $2"} ${3:+-H "Range: $3"} "$API/api/v1/updates/$1"; }
+expect_eq "no token: 401" 401 "$(dl image)"
+expect_eq "a made-up token: 401" 401 "$(dl image "mmu_$(head -c 32 /dev/urandom | sha256sum | cut -c1-64)")"
+expect_eq "a session token is not a download token" 401 "$(dl image "$(token_of op)")"
+expect_eq "the roots, with the token" 200 "$(dl roots "$TOKEN")"
+expect_eq "...every version, oldest first" "1 2" "$(python3 -c 'import json,sys
+print(*[json.loads(r["signed"])["version"] for r in json.load(open(sys.argv[1]))["roots"]])' "$T/dl")"
+expect_eq "the release document" 200 "$(dl release "$TOKEN")"
+check "...is release 1.2's, signed" python3 -c 'import json,sys
+d=json.load(open(sys.argv[1])); s=json.loads(d["signed"])
+sys.exit(0 if s["fw_version"]=="1.2" and d["signatures"] else 1)' "$T/dl"
+expect_eq "the image" 200 "$(dl image "$TOKEN")"
+check "...is the uploaded one" cmp "$T/dl" "$T/fw-1.2.img"
+expect_eq "a download resumes from a byte offset (206)" 206 "$(dl image "$TOKEN" "bytes=600-")"
+check "...with the rest of the image" cmp "$T/dl" <(tail -c +601 "$T/fw-1.2.img")
+expect_eq "an offset past the end: 416" 416 "$(dl image "$TOKEN" "bytes=1000-")"
+expect_eq "a malformed range: 416" 416 "$(dl image "$TOKEN" "bytes=-5")"
+echo '{"fields": [{"name": "i", "type": "integer", "min": 0, "max": 9}]}' >"$T/schema.json"
+as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
+agent_conf 0; agent_start 0
+wait_for 20 stat_is 0 connected True
+as op firmware deploy "$SHA12" --device "$D0" --reason "to a running agent" >/dev/null
+update_answer() { [ "$(as admin device commands "$D0" | jget commands.0.status)" = refused ]; }
+check "a device without an update backend refuses the command (never claims an install)" wait_for 20 update_answer
+as op device revoke "$D0" --reason "stolen" >/dev/null
+expect_eq "a revoked device's token stops working" 401 "$(dl image "$TOKEN")"
+
 # --- retire
 check "an owner cannot retire" fails as alice firmware retire "$SHA11" --reason x
 check "release 1.1 retired" as op firmware retire "$SHA11" --reason "CVE in 1.1"
 check "retired, with its time" test "$(listed 1.1 retired_at)" -gt 0
 check "retiring twice is refused" refused_with "retired already" as op firmware retire "$SHA11" --reason again
+check "a retired release is not deployed" refused_with "retired" as op firmware deploy "$SHA11" --device "$D0" --reason x
 all_audited() { audited fw_root_added && audited fw_release_added && audited fw_image_uploaded &&
     audited fw_release_retired; }
 check "every step is audited" all_audited
