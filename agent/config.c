@@ -41,9 +41,10 @@ static enum mamori_err get_path(json_t *j, const char *k, bool required, char *o
 enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_config *c, char *why,
                                    size_t whylen)
 {
-    static const char *const KEYS[] = {"identity_dir",   "state_dir",  "socket",      "schema_file",
-                                       "heartbeat_s",    "outbox_max", "broker_host", "broker_port",
-                                       "reboot_command", "keystore",   "tpm_tcti"};
+    static const char *const KEYS[] = {
+        "identity_dir", "state_dir",        "socket",        "schema_file",    "heartbeat_s",
+        "outbox_max",   "broker_host",      "broker_port",   "reboot_command", "keystore",
+        "tpm_tcti",     "update_slots_dir", "update_trial_s"};
     json_t *j = NULL;
     memset(c, 0, sizeof(*c));
     enum mamori_err rc = json_parse_untrusted(data, len, AGENT_CONFIG_MAX, &j, why, whylen);
@@ -68,7 +69,9 @@ enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_co
         (rc = get_path(j, "schema_file", false, c->schema_file, sizeof(c->schema_file), why,
                        whylen)) ||
         (rc = get_path(j, "reboot_command", false, c->reboot_command, sizeof(c->reboot_command),
-                       why, whylen)))
+                       why, whylen)) ||
+        (rc = get_path(j, "update_slots_dir", false, c->update_slots_dir,
+                       sizeof(c->update_slots_dir), why, whylen)))
         goto out;
     if (!c->socket[0] && snprintf(c->socket, sizeof(c->socket), "%s/agent.sock", c->state_dir) >=
                              (int)sizeof(c->socket)) {
@@ -100,6 +103,13 @@ enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_co
             goto out;
         }
         c->heartbeat_s = (unsigned)n;
+    }
+    if (json_object_get(j, "update_trial_s")) {
+        if (!json_get_u64(j, "update_trial_s", &n) || n < 5 || n > 86400) {
+            rc = WHY("update_trial_s must be 5..86400");
+            goto out;
+        }
+        c->update_trial_s = (unsigned)n;
     }
     if (json_object_get(j, "outbox_max")) {
         if (!json_get_u64(j, "outbox_max", &n) || n < 16 || n > 10000000) {

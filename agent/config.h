@@ -11,6 +11,8 @@
  *    "reboot_command": "/sbin/reboot",             default: none (reboot refused)
  *    "keystore":     "file" | "tpm2",              default: file
  *    "tpm_tcti":     "device:/dev/tpmrm0",         default: tpm2-openssl's
+ *    "update_slots_dir": "/var/lib/mamori/slots",  default: none (updates refused)
+ *    "update_trial_s": 120,                        health check deadline of a new slot
  *    "heartbeat_s":  30,   "outbox_max": 100000,
  *    "broker_host":  "...", "broker_port": 8883}     default: from the identity
  */
@@ -36,6 +38,8 @@ struct agent_config {
     int broker_port;
     unsigned heartbeat_s;
     size_t outbox_max;
+    char update_slots_dir[AGENT_PATH_MAX];
+    unsigned update_trial_s;
 };
 
 /* Parses a configuration document (untrusted bytes). why gets a message

@@ -149,7 +149,7 @@ static void write_status(const char *path, struct mamori_device *dev)
     struct mamori_device_stats st;
     mamori_device_get_stats(dev, &st);
     enum mamori_device_state ds = mamori_device_state(dev);
-    char buf[1536];
+    char buf[2048];
     int n = snprintf(
         buf, sizeof(buf),
         "{\"device_id\":\"%s\",\"state\":\"%s\",\"connected\":%s,\"connects\":%llu,\"refused\":%"
@@ -159,7 +159,8 @@ static void write_status(const char *path, struct mamori_device *dev)
         "\"acked\":%llu,\"locked\":%s,\"quarantined\":%s,\"commands_accepted\":%llu,"
         "\"commands_refused\":%llu,\"rotations\":%llu,\"tls_resumed\":%llu,\"config_version\":%llu,"
         "\"config_rollbacks\":%llu,\"log_records\":%llu,\"log_access\":%llu,\"tls_full\":%llu,"
-        "\"pid\":%d}\n",
+        "\"fw_version\":\"%s\",\"update_phase\":%llu,\"updates_committed\":%llu,"
+        "\"update_rollbacks\":%llu,\"pid\":%d}\n",
         mamori_device_id(dev), (unsigned)ds < 4 ? states[ds] : "?",
         ds == MAMORI_DEV_CONNECTED ? "true" : "false", (unsigned long long)st.connects,
         (unsigned long long)st.refused, (unsigned long long)st.telemetry_sent,
@@ -171,7 +172,10 @@ static void write_status(const char *path, struct mamori_device *dev)
         (unsigned long long)st.commands_refused, (unsigned long long)st.rotations,
         (unsigned long long)st.tls_resumed, (unsigned long long)st.config_version,
         (unsigned long long)st.config_rollbacks, (unsigned long long)st.log_records,
-        (unsigned long long)st.log_access, (unsigned long long)st.tls_full, (int)getpid());
+        (unsigned long long)st.log_access, (unsigned long long)st.tls_full,
+        mamori_device_fw_version(dev), (unsigned long long)st.update_phase,
+        (unsigned long long)st.updates_committed, (unsigned long long)st.update_rollbacks,
+        (int)getpid());
     if (n > 0 && (size_t)n < sizeof(buf))
         log_if_err(fs_write_atomic(path, buf, (size_t)n, 0644));
 }
@@ -283,12 +287,12 @@ static volatile sig_atomic_t g_reboot;
 static void on_command(struct mamori_device *dev, enum mamori_command c, void *arg)
 {
     (void)arg;
-    static const char *const names[] = {"lock",       "unlock",  "wipe",           "reboot",
-                                        "quarantine", "release", "self-test",      "rotate",
-                                        "cert",       "config",  "config-rollback"};
+    static const char *const names[] = {
+        "lock",      "unlock", "wipe", "reboot", "quarantine",      "release",
+        "self-test", "rotate", "cert", "config", "config-rollback", "update"};
     log_info("%s: command %s applied", mamori_device_id(dev),
              (unsigned)c < sizeof(names) / sizeof(names[0]) ? names[c] : "?");
-    if (c == MAMORI_CMD_REBOOT)
+    if (c == MAMORI_CMD_REBOOT || c == MAMORI_CMD_UPDATE)
         g_reboot = 1; /* after the result is out: see the main loop */
 }
 
@@ -336,6 +340,8 @@ static int run(const char *config_path, const char *status)
         .outbox_max = cfg.outbox_max,
         .keystore = cfg.keystore,
         .tpm_tcti = cfg.tpm_tcti[0] ? cfg.tpm_tcti : NULL,
+        .update_slots_dir = cfg.update_slots_dir[0] ? cfg.update_slots_dir : NULL,
+        .update_trial_s = cfg.update_trial_s,
         .on_command = on_command,
     };
     struct mamori_device *dev = NULL;

@@ -36,6 +36,19 @@ static enum mamori_err fail(enum mamori_err rc, char *why, size_t whylen, const 
     return rc;
 }
 
+/* Model and version names: letters, digits and . _ - + ~ (they end up in
+ * JSON, logs and file names without escaping). */
+static bool name_ok(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("._-+~", *s)))
+            return false;
+    return true;
+}
+
 static bool is_hex64(const char *s)
 {
     if (strlen(s) != 64)
@@ -296,7 +309,7 @@ static enum mamori_err parse_release(const char *text, struct upmeta_release *r,
     enum mamori_err rc = MAMORI_OK;
     if (!only_members(o, members, 7) || !json_get_str(o, "type", 16, &type) ||
         strcmp(type, "release") != 0 || !json_get_str(o, "model", UPMETA_NAME_MAX, &model) ||
-        !model[0] || !json_get_str(o, "fw_version", UPMETA_NAME_MAX, &ver) || !ver[0] ||
+        !name_ok(model) || !json_get_str(o, "fw_version", UPMETA_NAME_MAX, &ver) || !name_ok(ver) ||
         !json_get_u64(o, "security_version", &r->security_version) ||
         !json_get_u64(o, "floor", &r->floor) || r->floor > r->security_version ||
         !get_i64(o, "expires", &r->expires) || !json_is_object(img) || !only_members(img, im, 2) ||

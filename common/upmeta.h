@@ -35,7 +35,7 @@
 #define UPMETA_DOC_MAX    (64 * 1024) /* a whole envelope */
 #define UPMETA_SIGNED_MAX (32 * 1024) /* the signed text */
 #define UPMETA_KEYS_MAX   16          /* keys in a root; key ids in a role; signatures */
-#define UPMETA_NAME_MAX   64          /* model and version strings */
+#define UPMETA_NAME_MAX   64          /* model and version: [A-Za-z0-9._+~-], 1..64 */
 #define UPMETA_IMAGE_MAX  (16ULL * 1024 * 1024 * 1024) /* largest image size accepted */
 
 struct upmeta_role {

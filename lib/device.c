@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <mosquitto.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,9 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/schema.h"
+#include "lib/fetch.h"
 #include "lib/logwatch.h"
+#include "lib/update.h"
 #include "lib/devstate.h"
 #include "lib/cfgstore.h"
 #include "lib/identity.h"
@@ -95,6 +98,19 @@ struct mamori_device {
     mamori_command_cb on_command;
     void *on_command_arg;
     struct mamori_device_stats st;
+    /* firmware updates (lib/update.h); upd NULL: none configured */
+    struct upd *upd;
+    char model[65], fw_version[65], ca_path[4096];
+    unsigned upd_trial_ms;
+    uint64_t upd_deadline; /* on trial: commit before this (monotonic ms) */
+    bool upd_reboot;       /* ask the application to reboot (MAMORI_CMD_UPDATE) */
+    int dl_stage;          /* 0 none, 1 roots, 2 release, 3 image */
+    struct fetch *fetch;
+    struct dbuf dl_doc;
+    char *dl_roots;
+    struct cmd dl_cmd;
+    char dl_url[512], dl_token[104], dl_sha[65];
+    enum upd_code dl_code; /* why the image sink stopped */
 };
 
 uint64_t mamori_now_ms(void)
@@ -247,6 +263,9 @@ static enum mamori_err devlog_open(struct mamori_device *d, const char *key_path
 #define LOG_ACCESS_EVERY_MS 10000
 
 static void security_event(struct mamori_device *d, const char *type, const char *reason);
+static void update_command(struct mamori_device *d, const struct cmd *c);
+static void download_end(struct mamori_device *d);
+static enum mamori_err update_open(struct mamori_device *d, const struct mamori_device_opts *o);
 
 /* T12-L2a: watches the log directory from now on (after the SDK's own
  * reading of it at start). Where the OS cannot (no inotify instance left),
@@ -726,15 +745,7 @@ static void on_command(struct mamori_device *d, const void *payload, size_t len)
         return;
     }
     if (c.type == CMD_UPDATE) {
-        /* The update engine (lib/update.c) is not wired into the SDK yet:
-         * say so, never claim an install that did not happen. */
-        char prev[16];
-        bool seen = devstate_seen(d->ds, c.id, prev);
-        if (!seen)
-            consume(d, &c, "refused");
-        d->st.commands_refused++;
-        send_result(d, &c, "refused", seen ? "replay" : "updates are not enabled on this device",
-                    NULL);
+        update_command(d, &c);
         return;
     }
     const char *flag = NULL;
@@ -877,6 +888,9 @@ static enum mamori_err read_device_json(const char *dir, struct mamori_device *d
     snprintf(d->id, sizeof(d->id), "%s", id);
     snprintf(d->host, sizeof(d->host), "%s", host);
     d->port = (int)port;
+    const char *model;
+    if (json_get_str(j, "model", 64, &model))
+        snprintf(d->model, sizeof(d->model), "%s", model);
     json_decref(j);
     return MAMORI_OK;
 }
@@ -1015,6 +1029,9 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
         else if (d->cfg.version && settings_apply(d, d->cfg.settings, false))
             config_fallback(d, "settings in force do not parse", false);
     }
+    snprintf(d->ca_path, sizeof(d->ca_path), "%s", ca);
+    if (o->update_slots_dir && (rc = update_open(d, o)))
+        goto fail;
     d->mosq = mosquitto_new(d->id, true, d);
     if (!d->mosq) {
         rc = MAMORI_ERR_NOMEM;
@@ -1057,6 +1074,8 @@ void mamori_device_free(struct mamori_device *d)
     devstate_close(d->ds);
     crypto_key_free(d->log_key);
     logwatch_close(d->lw);
+    download_end(d);
+    upd_close(d->upd);
     if (d->lock_fd >= 0)
         close(d->lock_fd);
     free(d->trust_pem);
@@ -1238,7 +1257,291 @@ static void lost(struct mamori_device *d, uint64_t now)
     schedule_retry(d, now);
 }
 
-int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, bool writable)
+/* --- firmware updates (P-UPD; lib/update.h, docs/updates.md) ---------- */
+
+#define DL_DOC_MAX (256 * 1024)
+
+static void update_event(struct mamori_device *d, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* An update step, as a never-dropped event and a device log record. */
+static void update_event(struct mamori_device *d, const char *type, const char *fmt, ...)
+{
+    char data[512], body[640];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(data, sizeof(data), fmt, ap);
+    va_end(ap);
+    snprintf(body, sizeof(body), "{\"type\":\"%s\",\"update\":%s}", type, data);
+    if (queue(d, OUTBOX_EV, (const char *const[]){body}, 1) == MAMORI_OK)
+        d->st.events_sent++;
+    devlog_append(d, type, data);
+}
+
+static void download_end(struct mamori_device *d)
+{
+    fetch_free(d->fetch);
+    d->fetch = NULL;
+    dbuf_free(&d->dl_doc);
+    free(d->dl_roots);
+    d->dl_roots = NULL;
+    d->dl_stage = 0;
+    crypto_wipe(d->dl_token, sizeof(d->dl_token));
+}
+
+/* The update command ends: its result, and the step in the log. */
+static void update_done(struct mamori_device *d, const char *status, const char *error)
+{
+    char detail[160];
+    snprintf(detail, sizeof(detail), "{\"sha256\":\"%s\"}", d->dl_sha);
+    send_result(d, &d->dl_cmd, status, error, detail);
+    update_event(d, strcmp(status, "ok") == 0 ? "update_installed" : "update_failed",
+                 "{\"sha256\":\"%s\",\"status\":\"%s\",\"error\":\"%s\"}", d->dl_sha, status,
+                 error);
+    download_end(d);
+}
+
+static bool sink_doc(const void *data, size_t n, void *arg)
+{
+    struct mamori_device *d = arg;
+    return dbuf_add(&d->dl_doc, data, n) == MAMORI_OK;
+}
+
+static bool sink_image(const void *data, size_t n, void *arg)
+{
+    struct mamori_device *d = arg;
+    d->dl_code = upd_write(d->upd, data, n);
+    return d->dl_code == UPD_OK;
+}
+
+static enum mamori_err download_start(struct mamori_device *d, const char *what, uint64_t offset,
+                                      uint64_t max, fetch_sink sink)
+{
+    char url[600];
+    if (snprintf(url, sizeof(url), "%s/%s", d->dl_url, what) >= (int)sizeof(url))
+        return MAMORI_ERR_TOOBIG;
+    dbuf_free(&d->dl_doc);
+    dbuf_init(&d->dl_doc, DL_DOC_MAX);
+    d->dl_code = UPD_OK;
+    return fetch_start(url, d->dl_token, d->ca_path, offset, max, sink, d, &d->fetch);
+}
+
+/* Roots and release fetched: the engine checks them; then the image. */
+static void update_offer(struct mamori_device *d, const char *release, size_t rlen)
+{
+    json_t *o = NULL, *arr;
+    const char *roots[UPMETA_KEYS_MAX * 4];
+    size_t lens[UPMETA_KEYS_MAX * 4], n = 0;
+    char *texts[UPMETA_KEYS_MAX * 4];
+    struct upd_status st;
+    enum upd_code code = UPD_ERR_ROOT;
+    if (json_parse_untrusted(d->dl_roots, strlen(d->dl_roots), DL_DOC_MAX, &o, NULL, 0) ==
+            MAMORI_OK &&
+        json_is_array(arr = json_object_get(o, "roots"))) {
+        size_t i;
+        json_t *v;
+        code = UPD_OK;
+        json_array_foreach(arr, i, v)
+        {
+            if (n == sizeof(texts) / sizeof(texts[0]) ||
+                !(texts[n] = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER))) {
+                code = UPD_ERR_ROOT;
+                break;
+            }
+            roots[n] = texts[n];
+            lens[n] = strlen(texts[n]);
+            n++;
+        }
+    }
+    json_decref(o);
+    if (code == UPD_OK)
+        code = upd_offer(d->upd, roots, lens, n, release, rlen, (int64_t)wall_ms());
+    for (size_t i = 0; i < n; i++)
+        free(texts[i]);
+    upd_get_status(d->upd, &st);
+    if (code == UPD_OK && strcmp(st.target_sha256, d->dl_sha) != 0) {
+        /* the hub served another release than its command named */
+        if (upd_cancel(d->upd) != UPD_OK)
+            d->st.outbox_errors++;
+        code = UPD_ERR_SIGNATURE;
+    }
+    if (code) {
+        d->st.commands_refused++;
+        update_done(d, "refused", upd_code_name(code));
+        return;
+    }
+    uint64_t off = upd_offset(d->upd);
+    d->dl_stage = 3;
+    if (download_start(d, "image", off, st.size - off, sink_image))
+        update_done(d, "failed", "download could not start");
+}
+
+/* Drives the download, and the health check of a slot on trial. */
+static void update_step(struct mamori_device *d, uint64_t now)
+{
+    if (!d->upd)
+        return;
+    if (d->upd_reboot) {
+        d->upd_reboot = false;
+        if (d->on_command)
+            d->on_command(d, MAMORI_CMD_UPDATE, d->on_command_arg);
+        return;
+    }
+    struct upd_status st;
+    upd_get_status(d->upd, &st);
+    if (st.phase == UPD_TRIAL && !st.reboot) {
+        char detail[2048];
+        bool pass = false;
+        if (d->state == MAMORI_DEV_CONNECTED)
+            self_test(d, detail, sizeof(detail), &pass);
+        if (pass && upd_commit(d->upd) == UPD_OK) {
+            upd_get_status(d->upd, &st);
+            snprintf(d->fw_version, sizeof(d->fw_version), "%s", st.fw_version);
+            d->st.updates_committed++;
+            update_event(d, "update_committed",
+                         "{\"fw_version\":\"%s\",\"security_version\":%llu,\"floor\":%llu}",
+                         st.fw_version, (unsigned long long)st.security_version,
+                         (unsigned long long)st.floor);
+        } else if (now >= d->upd_deadline && upd_rollback(d->upd) == UPD_OK) {
+            d->st.update_rollbacks++;
+            update_event(
+                d, "update_rolled_back",
+                "{\"fw_version\":\"%s\",\"reason\":\"health check failed: %s\"}", st.target_version,
+                d->state == MAMORI_DEV_CONNECTED ? "self-test" : "no connection to the hub");
+            d->upd_reboot = true;
+        }
+        return;
+    }
+    if (!d->fetch)
+        return;
+    long http = 0;
+    enum mamori_err rc = fetch_step(d->fetch, &http);
+    if (rc == MAMORI_ERR_STATE)
+        return; /* still running */
+    fetch_free(d->fetch);
+    d->fetch = NULL;
+    char why[96];
+    if (d->dl_stage == 3 && d->dl_code) {
+        update_done(d, "failed", upd_code_name(d->dl_code)); /* digest, size */
+        return;
+    }
+    if (rc) {
+        snprintf(why, sizeof(why), "download failed (%s, HTTP %ld)", mamori_strerror(rc), http);
+        update_done(d, "failed", why); /* what arrived stays: the next try resumes */
+        return;
+    }
+    if (d->dl_stage == 1) {
+        d->dl_roots = dbuf_take(&d->dl_doc);
+        d->dl_stage = 2;
+        if (!d->dl_roots || download_start(d, "release", 0, DL_DOC_MAX, sink_doc))
+            update_done(d, "failed", "download could not start");
+    } else if (d->dl_stage == 2) {
+        char *rel = dbuf_take(&d->dl_doc);
+        if (rel)
+            update_offer(d, rel, strlen(rel));
+        else
+            update_done(d, "failed", "no release document");
+        free(rel);
+    } else if (d->dl_stage == 3) {
+        enum upd_code code = upd_finish(d->upd);
+        if (code) {
+            update_done(d, "failed", upd_code_name(code));
+            return;
+        }
+        update_done(d, "ok", "");
+        d->upd_reboot = true; /* the result first, then the reboot */
+    }
+}
+
+/* "update" {sha256, url, token}: the hub names a release; the device
+ * fetches and checks everything itself (the command adds no trust to the
+ * documents, which carry their own signatures). */
+static void update_command(struct mamori_device *d, const struct cmd *c)
+{
+    char prev[16];
+    const char *sha = NULL, *url = NULL, *token = NULL;
+    if (devstate_seen(d->ds, c->id, prev)) {
+        d->st.commands_refused++;
+        send_result(d, c, "refused", "replay", NULL);
+        security_event(d, "command_replayed", c->id);
+        return;
+    }
+    consume(d, c, "started");
+    struct upd_status st;
+    json_t *a = json_loads(c->args, JSON_REJECT_DUPLICATES, NULL);
+    bool ok = d->upd && json_get_str(a, "sha256", 64, &sha) && strlen(sha) == 64 &&
+              json_get_str(a, "url", 400, &url) && strncmp(url, "https://", 8) == 0 &&
+              json_get_str(a, "token", 100, &token);
+    if (ok) {
+        snprintf(d->dl_sha, sizeof(d->dl_sha), "%s", sha);
+        snprintf(d->dl_url, sizeof(d->dl_url), "%s", url);
+        snprintf(d->dl_token, sizeof(d->dl_token), "%s", token);
+    }
+    json_decref(a);
+    if (!d->upd) {
+        d->st.commands_refused++;
+        send_result(d, c, "refused", "updates are not enabled on this device", NULL);
+        return;
+    }
+    d->dl_cmd = *c;
+    if (!ok) {
+        d->st.commands_refused++;
+        update_done(d, "refused", "invalid update command");
+        return;
+    }
+    upd_get_status(d->upd, &st);
+    if (d->dl_stage || st.phase == UPD_SWITCH || st.phase == UPD_TRIAL ||
+        (st.phase == UPD_DOWNLOAD && strcmp(st.target_sha256, sha) != 0)) {
+        d->st.commands_refused++;
+        send_result(d, c, "refused", upd_code_name(UPD_ERR_BUSY), NULL);
+        crypto_wipe(d->dl_token, sizeof(d->dl_token));
+        return;
+    }
+    d->st.commands_accepted++;
+    update_event(d, "update_started", "{\"sha256\":\"%s\"}", d->dl_sha);
+    d->dl_stage = 1;
+    if (download_start(d, "roots", 0, DL_DOC_MAX, sink_doc))
+        update_done(d, "failed", "download could not start");
+}
+
+/* At start: the boot loader's part for the built-in slots, then where the
+ * last update stands. */
+static enum mamori_err update_open(struct mamori_device *d, const struct mamori_device_opts *o)
+{
+    char anchor[4096], booted[2];
+    struct upd_status st;
+    enum mamori_err rc;
+    if (!o->state_dir || !d->model[0])
+        return MAMORI_ERR_INVAL; /* updates need state and the model */
+    if ((rc = fs_path(anchor, sizeof(anchor), o->identity_dir, "update-root.json")) ||
+        (rc = upd_boot(o->update_slots_dir, booted)))
+        return rc;
+    struct upd_config c = {.state_dir = o->state_dir,
+                           .slots_dir = o->update_slots_dir,
+                           .anchor_path = anchor,
+                           .model = d->model};
+    if ((rc = upd_open(&c, &d->upd)))
+        return rc;
+    d->upd_trial_ms = (o->update_trial_s ? o->update_trial_s : 120) * 1000u;
+    upd_get_status(d->upd, &st);
+    snprintf(d->fw_version, sizeof(d->fw_version), "%s", st.fw_version);
+    d->upd_deadline = mamori_now_ms() + d->upd_trial_ms;
+    d->upd_reboot = st.reboot;
+    update_event(d, "update_status",
+                 "{\"slot\":\"%s\",\"fw_version\":\"%s\",\"security_version\":%llu,"
+                 "\"floor\":%llu,\"phase\":%d,\"last\":\"%s\",\"root_version\":%llu}",
+                 st.booted, st.fw_version, (unsigned long long)st.security_version,
+                 (unsigned long long)st.floor, (int)st.phase, upd_code_name(st.last),
+                 (unsigned long long)st.root_version);
+    return MAMORI_OK;
+}
+
+const char *mamori_device_fw_version(const struct mamori_device *d)
+{
+    return d->fw_version;
+}
+
+static int device_step(struct mamori_device *d, uint64_t now, bool readable, bool writable)
 {
     if (d->wipe_pending) {
         d->wipe_pending = false;
@@ -1303,10 +1606,24 @@ int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, boo
     return until > 1000 ? 1000 : (int)until;
 }
 
+int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, bool writable)
+{
+    int t = device_step(d, now, readable, writable);
+    if (!d->wiped)
+        update_step(d, now);
+    /* a download moves only while the SDK is driven: come back soon */
+    return d->fetch && t > 5 ? 5 : t;
+}
+
 void mamori_device_get_stats(const struct mamori_device *d, struct mamori_device_stats *out)
 {
     *out = d->st;
     out->tls_full = crypto_tls_full_handshakes(d->tls);
+    if (d->upd) {
+        struct upd_status us;
+        upd_get_status(d->upd, &us);
+        out->update_phase = (uint64_t)us.phase;
+    }
     struct outbox_stats os;
     if (d->ob && outbox_stats(d->ob, &os) == MAMORI_OK) {
         out->outbox_queued = os.queued;

@@ -462,8 +462,10 @@ void upd_get_status(const struct upd *u, struct upd_status *st)
     snprintf(st->fw_version, sizeof(st->fw_version), "%s", u->running_fw);
     st->security_version = u->running_sv;
     st->floor = u->floor;
-    if (u->phase != UPD_IDLE)
+    if (u->phase != UPD_IDLE) {
         snprintf(st->target_version, sizeof(st->target_version), "%s", u->rel.fw_version);
+        snprintf(st->target_sha256, sizeof(st->target_sha256), "%s", u->rel.sha256);
+    }
     st->received = u->received;
     st->size = u->phase != UPD_IDLE ? u->rel.size : 0;
     st->last = u->last;

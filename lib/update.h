@@ -73,6 +73,7 @@ struct upd_status {
     char fw_version[UPMETA_NAME_MAX + 1]; /* running ("" unknown) */
     uint64_t security_version, floor;
     char target_version[UPMETA_NAME_MAX + 1]; /* the release under way */
+    char target_sha256[CRYPTO_FP_HEX_LEN];    /* and its image */
     uint64_t received, size;                  /* bytes of it on disk, and its size */
     enum upd_code last; /* outcome of the last update (rollback reason included) */
     uint64_t root_version;

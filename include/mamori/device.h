@@ -49,7 +49,7 @@ enum mamori_command {
     MAMORI_CMD_CERT = 8,             /* the SDK switched to its new certificate */
     MAMORI_CMD_CONFIG = 9,           /* the SDK applied new settings from the hub */
     MAMORI_CMD_CONFIG_ROLLBACK = 10, /* the SDK went back to its known-good settings */
-    MAMORI_CMD_UPDATE = 11,          /* (not yet delivered: the SDK refuses updates for now) */
+    MAMORI_CMD_UPDATE = 11,          /* an update needs a reboot now (installed, or rolled back) */
 };
 typedef void (*mamori_command_cb)(struct mamori_device *dev, enum mamori_command cmd, void *arg);
 
@@ -79,6 +79,16 @@ struct mamori_device_opts {
      * not in the configured store is refused. */
     const char *keystore;
     const char *tpm_tcti; /* tpm2: e.g. "device:/dev/tpmrm0"; NULL: tpm2-openssl's default */
+    /* Firmware updates (docs/updates.md): the A/B slot directory of the
+     * built-in backend (NULL: updates refused). Needs state_dir, the
+     * factory's root in identity_dir/update-root.json and "model" in
+     * device.json. The SDK plays the boot loader's part for these slots at
+     * each start. A new slot is committed once the device is connected and
+     * its self-test passes within update_trial_s (0: 120 s); otherwise it
+     * is rolled back. When an update needs a reboot, on_command gets
+     * MAMORI_CMD_UPDATE: reboot the board (or restart the program). */
+    const char *update_slots_dir;
+    unsigned update_trial_s;
 };
 
 enum mamori_device_state {
@@ -170,8 +180,15 @@ struct mamori_device_stats {
     uint64_t config_rollbacks; /* returns to known-good settings */
     uint64_t log_access;       /* reports of others' access to the log files */
     uint64_t tls_full;         /* full TLS handshakes (each signed by the device key) */
+    uint64_t update_phase;     /* 0 idle, 1 downloading, 2 installed (reboot), 3 on trial */
+    uint64_t updates_committed;
+    uint64_t update_rollbacks;
 };
 void mamori_device_get_stats(const struct mamori_device *dev, struct mamori_device_stats *out);
+
+/* The firmware version running ("" when unknown: no update committed yet,
+ * or updates not configured). Owned by dev. */
+const char *mamori_device_fw_version(const struct mamori_device *dev);
 
 /* Monotonic milliseconds (CLOCK_MONOTONIC). */
 uint64_t mamori_now_ms(void);

@@ -275,6 +275,11 @@ static void release_threshold_tamper_malformed(void **state)
                      MAMORI_ERR_PARSE);
     assert_int_equal(rel(&r, signed_by(release_text("", 1, 0, NOW + DAY, 9), L(3, 5)), &m),
                      MAMORI_ERR_PARSE);
+    /* names that would need escaping are refused */
+    assert_int_equal(rel(&r, signed_by(release_text("cam\\\"x", 1, 0, NOW + DAY, 9), L(3, 5)), &m),
+                     MAMORI_ERR_PARSE);
+    assert_int_equal(rel(&r, signed_by(release_text("cam x", 1, 0, NOW + DAY, 9), L(3, 5)), &m),
+                     MAMORI_ERR_PARSE);
     /* a root document is not a release */
     d = signed_by(root_text(1, NOW + DAY, L(0), 1, L(3), 1), L(3, 5));
     assert_int_equal(rel(&r, d, &m), MAMORI_ERR_PARSE);

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Integration: a firmware update end to end (docs/updates.md) with the real
+# hub, broker, plugin and agent. The hub sends the signed update command;
+# the agent fetches roots, release and image over HTTPS with the command's
+# token, checks them, installs into the inactive slot and reboots (here:
+# the reboot program runs and the agent stops; starting it again is the
+# boot); the new slot is on trial until the agent is back online and its
+# self-test passes, then committed. A release whose trial cannot reach the
+# hub is rolled back and never taken again; an image that is not the
+# release's is refused.
+. "$(dirname "$0")/lib.sh"
+
+hub_start "$T/data"
+fleet_setup 1
+claim alice 0
+D0=$(dev_id 0); P0=$(dev_dir 0)
+echo '{"fields": [{"name": "i", "type": "integer", "min": 0, "max": 9}]}' >"$T/schema.json"
+as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
+R() { (cd "$T" && "$BIN/mamorictl" release "$@" >/dev/null); }
+for k in root1 rel1; do R keygen --out "$k"; done
+R root --version 1 --root-keys root1.pub --root-threshold 1 --release-keys rel1.pub \
+    --release-threshold 1 --out root-1.json
+R sign --file root-1.json --key root1.key
+as admin firmware root add --file "$T/root-1.json" >/dev/null
+cp "$T/root-1.json" "$P0/update-root.json"     # what the factory writes
+publish() { # publish VERSION SV FLOOR SIZE -> image $T/fw-VERSION.img in the repository
+    head -c "$4" /dev/urandom >"$T/fw-$1.img"
+    R manifest --model sensor-v1 --fw-version "$1" --security-version "$2" --floor "$3" \
+        --image "fw-$1.img" --out "rel-$1.json"
+    R sign --file "rel-$1.json" --key rel1.key
+    as op firmware add --file "$T/rel-$1.json" --image "$T/fw-$1.img" >/dev/null
+}
+sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+publish 2.0 2 1 3000000
+printf '#!/bin/sh\ntouch %s/rebooted\n' "$T" >"$T/reboot.sh"; chmod 755 "$T/reboot.sh"
+agent_conf 0 "" "\"reboot_command\": \"$T/reboot.sh\", \"update_slots_dir\": \"$T/slots0\", \"update_trial_s\": 8"
+agent_start 0
+check "the agent connects" wait_for 20 stat_is 0 connected True
+check "it reports its slot at boot" wait_for 20 has_event device_event "$D0" '"type": "update_status"'
+last_cmd() { as admin device commands "$D0" | jget "commands.0.$1"; }
+stopped() { ! kill -0 "$AGENT_PID" 2>/dev/null; }
+boot() { rm -f "$T/rebooted"; agent_start 0; }
+
+# --- 2.0: downloaded, checked, installed, reboot, trial, committed
+as op firmware deploy "$(sha_of "$T/fw-2.0.img")" --device "$D0" --reason "fleet update" >/dev/null
+check "the device installs the release and asks for a reboot" wait_for 60 test -e "$T/rebooted"
+check "...after reporting the install to the hub" wait_for 20 eval '[ "$(last_cmd status)" = ok ]'
+check "the agent stopped for the reboot" wait_for 20 stopped
+check "the image is in the inactive slot, whole" cmp "$T/slots0/b/image" "$T/fw-2.0.img"
+check "the booted slot was not touched" test ! -e "$T/slots0/a/image"
+boot
+check "after the reboot the new slot is committed" wait_for 30 stat_is 0 updates_committed 1
+expect_eq "running 2.0" "2.0" "$(astat 0 fw_version)"
+check "the commit reaches the hub" wait_for 20 has_event device_event "$D0" '"type": "update_committed"'
+check "every step is in the device's signed log" wait_for 20 has_event device_log "$D0" '"type": "update_installed"'
+as op firmware deploy "$(sha_of "$T/fw-2.0.img")" --device "$D0" --reason "again" >/dev/null
+check "the release running is not installed again" wait_for 20 eval '[ "$(last_cmd result.error)" = already_running ]'
+
+# --- an image that is not the release's (the hub's storage altered)
+publish 2.1 3 1 100000
+head -c 100000 /dev/urandom >"$DATA/firmware/$(sha_of "$T/fw-2.1.img")"
+as op firmware deploy "$(sha_of "$T/fw-2.1.img")" --device "$D0" --reason "tampered" >/dev/null
+check "an altered image is refused (digest)" wait_for 30 eval '[ "$(last_cmd result.error)" = digest ]'
+check "...and nothing was switched" test ! -e "$T/rebooted"
+
+# --- 3.0 cannot reach the hub on trial: rolled back, never again
+publish 3.0 4 2 50000
+as op firmware deploy "$(sha_of "$T/fw-3.0.img")" --device "$D0" --reason "3.0" >/dev/null
+check "3.0 installed, reboot asked" wait_for 60 test -e "$T/rebooted"
+wait_for 20 stopped
+hub_stop
+boot
+check "on trial without the hub, the deadline rolls it back and asks for a reboot" wait_for 40 test -e "$T/rebooted"
+wait_for 20 stopped
+boot
+check "back on the previous slot (2.0)" wait_for 20 eval '[ "$(astat 0 fw_version)" = 2.0 ]'
+hub_start "$DATA"; MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
+MAMORI_PASSWORD=$ADMIN_PW as op login --user op >/dev/null 2>&1 || true
+check "the rollback reaches the hub once it is back" wait_for 40 has_event device_event "$D0" '"type": "update_rolled_back"'
+as admin firmware deploy "$(sha_of "$T/fw-3.0.img")" --device "$D0" --reason "retry" >/dev/null
+check "the failed release is never taken again" wait_for 30 eval '[ "$(last_cmd result.error)" = failed_before ]'
+[ "$FAIL" -gt 0 ] && tail -20 "$T/agent0.log"
+finish
