@@ -13,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <curl/curl.h>
 #include <mosquitto.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -129,12 +130,15 @@ static uint64_t wall_ms(void)
 
 enum mamori_err mamori_sdk_init(void)
 {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) /* update downloads */
+        return MAMORI_ERR_INTERNAL;
     return mosquitto_lib_init() == MOSQ_ERR_SUCCESS ? MAMORI_OK : MAMORI_ERR_INTERNAL;
 }
 
 void mamori_sdk_cleanup(void)
 {
     mosquitto_lib_cleanup();
+    curl_global_cleanup();
 }
 
 static void schedule_retry(struct mamori_device *d, uint64_t now)
