@@ -37,6 +37,7 @@ struct opts {
     int npos;
     long count, after, limit, days, from, to, ttl;
     long version, root_threshold, release_threshold, security_version, floor;
+    long canary, wave, interval, max_fail, window_start, window_end; /* -1: not given */
     int mqtt_port;
     int json;
 };
@@ -81,6 +82,9 @@ static const char *USAGE =
     "           firmware retire SHA256 --reason TEXT\n"
     "           firmware deploy SHA256 --device ID --reason TEXT [--ttl S]   signed update "
     "command\n"
+    "campaigns: campaign create SHA256 --reason R [--canary N] [--wave N] [--interval S]\n"
+    "                  [--max-fail PCT] [--window HHhh]   canary, then waves; pauses on failures\n"
+    "           campaign list | campaign show ID | campaign pause|resume|cancel ID --reason R\n"
     "schemas:   schema set MODEL --file F | schema show MODEL   telemetry schema per model\n"
     "audit:     audit list [--after SEQ] | audit verify   (exit 3 when tampered)\n"
     "events:    events [--device ID] [--after ID]\n"
@@ -97,6 +101,7 @@ static bool parse_args(int argc, char **argv, struct opts *o)
     memset(o, 0, sizeof(*o));
     o->limit = 100;
     o->days = 365;
+    o->canary = o->wave = o->interval = o->max_fail = o->window_start = o->window_end = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--json") == 0) {
@@ -181,7 +186,19 @@ static bool parse_args(int argc, char **argv, struct opts *o)
             o->security_version = n;
         else if (strcmp(a, "--floor") == 0 && n >= 0)
             o->floor = n;
-        else
+        else if (strcmp(a, "--canary") == 0 && n >= 0)
+            o->canary = n;
+        else if (strcmp(a, "--wave") == 0 && n >= 0)
+            o->wave = n;
+        else if (strcmp(a, "--interval") == 0 && n >= 0)
+            o->interval = n;
+        else if (strcmp(a, "--max-fail") == 0 && n >= 0)
+            o->max_fail = n;
+        else if (strcmp(a, "--window") == 0 && n >= 0 && n <= 2323 && n % 100 < 24 &&
+                 n / 100 < 24) {
+            o->window_start = n / 100; /* HHhh: from HH to hh, UTC */
+            o->window_end = n % 100;
+        } else
             return false;
     }
     return o->npos > 0;
@@ -381,6 +398,42 @@ static int firmware_cmd(const struct api *a, const struct opts *o, const char *s
     }
     if (strcmp(sub, "retire") == 0 && o->npos == 3 && o->reason) {
         snprintf(path, sizeof(path), "firmware/releases/%.64s/retire", third);
+        return call_print(a, "POST", path, json_pack("{s:s}", "reason", o->reason));
+    }
+    fprintf(stderr, "%s", USAGE);
+    return EXIT_USAGE;
+}
+
+/* mamorictl campaign ...: staged update campaigns (hub/campaign.c). */
+static int campaign_cmd(const struct api *a, const struct opts *o, const char *sub)
+{
+    char path[200];
+    const char *third = o->npos > 2 ? o->pos[2] : "";
+    if (strcmp(sub, "create") == 0 && o->npos == 3 && o->reason) {
+        json_t *b = json_pack("{s:s, s:s}", "sha256", third, "reason", o->reason);
+        const struct {
+            const char *k;
+            long v;
+        } opt[] = {{"canary", o->canary},
+                   {"wave", o->wave},
+                   {"interval_s", o->interval},
+                   {"max_failure_pct", o->max_fail},
+                   {"window_start", o->window_start},
+                   {"window_end", o->window_end}};
+        for (size_t i = 0; b && i < sizeof(opt) / sizeof(opt[0]); i++)
+            if (opt[i].v >= 0)
+                json_object_set_new(b, opt[i].k, json_integer(opt[i].v));
+        return call_print(a, "POST", "firmware/campaigns", b);
+    }
+    if (strcmp(sub, "list") == 0)
+        return call_print(a, "GET", "firmware/campaigns", NULL);
+    if (strcmp(sub, "show") == 0 && o->npos == 3) {
+        snprintf(path, sizeof(path), "firmware/campaigns/%.20s", third);
+        return call_print(a, "GET", path, NULL);
+    }
+    if ((strcmp(sub, "pause") == 0 || strcmp(sub, "resume") == 0 || strcmp(sub, "cancel") == 0) &&
+        o->npos == 3 && o->reason) {
+        snprintf(path, sizeof(path), "firmware/campaigns/%.20s/%s", third, sub);
         return call_print(a, "POST", path, json_pack("{s:s}", "reason", o->reason));
     }
     fprintf(stderr, "%s", USAGE);
@@ -717,6 +770,8 @@ int main(int argc, char **argv)
         ret = call_print(&a, "POST", path, doc);
     } else if (strcmp(cmd, "firmware") == 0) {
         ret = firmware_cmd(&a, &o, sub);
+    } else if (strcmp(cmd, "campaign") == 0) {
+        ret = campaign_cmd(&a, &o, sub);
     } else if (strcmp(cmd, "schema") == 0 && strcmp(sub, "show") == 0 && o.npos == 3) {
         char path[128];
         snprintf(path, sizeof(path), "models/%.64s/schema", o.pos[2]);

@@ -25,6 +25,7 @@
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "hub/campaign.h"
 #include "hub/firmware.h"
 #include "hub/ops.h"
 #include "hub/route.h"
@@ -165,6 +166,19 @@ static bool authenticate(struct hub *h, struct MHD_Connection *c, struct princip
         return false;
     }
     return true;
+}
+
+/* An integer member, or def when absent; a value of another type or out
+ * of int range becomes -1 (refused by the operation's bounds). */
+static int64_t json_int_or(const json_t *o, const char *key, int64_t def)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v)
+        return def;
+    if (!json_is_integer(v) || json_integer_value(v) < INT32_MIN ||
+        json_integer_value(v) > INT32_MAX)
+        return -1;
+    return (int64_t)json_integer_value(v);
 }
 
 /* "bytes=N-" or "bytes=N-M" within total; false for anything else. */
@@ -426,6 +440,31 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
             model = NULL;
         rc = hub_op_fw_releases(h, &who, model, &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "campaigns") && post) {
+        const char *sha;
+        if (need_str(in, "sha256", 64, &sha, r) &&
+            need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
+            struct campaign_opts o = {(int)json_int_or(in, "canary", 1),
+                                      (int)json_int_or(in, "wave", 10),
+                                      (int)json_int_or(in, "interval_s", 300),
+                                      (int)json_int_or(in, "max_failure_pct", 10),
+                                      (int)json_int_or(in, "window_start", 0),
+                                      (int)json_int_or(in, "window_end", 0)};
+            rc = hub_op_campaign_create(h, &who, sha, reason, &o, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+        }
+    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "campaigns") && get) {
+        rc = hub_op_campaigns(h, &who, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 3 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "campaigns") && get) {
+        rc = hub_op_campaign_get(h, &who, route_int(rt.seg[2], 0, 1, INT64_MAX), &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "campaigns") && post) {
+        if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
+            rc = hub_op_campaign_action(h, &who, route_int(rt.seg[2], 0, 1, INT64_MAX), rt.seg[3],
+                                        reason, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+        }
     } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") &&
                route_is(&rt, 3, "deploy") && post) {
         const char *device;

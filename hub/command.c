@@ -14,6 +14,7 @@
 #include "common/cmd.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "hub/campaign.h"
 #include "hub/hub.h"
 
 void cmd_publish(struct hub *h, const struct command_rec *r)
@@ -71,6 +72,8 @@ void cmd_result(struct hub *h, const char *id, json_t *body)
         hub_event(h, id, "command_result", strcmp(status, "ok") ? "warning" : "info",
                   "{\"cmd\":\"%s\",\"type\":\"%s\",\"status\":\"%s\"}", cid, c.type, status);
         rotation_on_result(h, &c, status, detail);
+        if (strcmp(c.type, "update") == 0)
+            campaign_on_result(h, id, cid, status, error);
     }
     free(txt);
 }

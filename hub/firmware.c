@@ -389,15 +389,67 @@ static bool device_may_connect(const struct device_rec *d)
     return lc_state_parse(d->state, &st) && lc_access(st) != LC_ACCESS_DENY;
 }
 
+/* Issues the update command for rel to device_id. Lock held. */
+enum mamori_err hub_fw_deploy_locked(struct hub *h, const struct principal *who,
+                                     const struct fw_release_rec *rel, const char *device_id,
+                                     const char *reason, int64_t ttl_ms, char command_id[33],
+                                     struct op_err *e)
+{
+    struct device_rec d;
+    struct command_rec c;
+    uint8_t rnd[32];
+    char token[4 + 2 * sizeof(rnd) + 1], th[CRYPTO_FP_HEX_LEN], args[512];
+    if (!rel->image_at || rel->retired_at) {
+        SET_ERR(e, "%s",
+                rel->retired_at ? "the release is retired" : "the release has no image yet");
+        return MAMORI_ERR_STATE;
+    }
+    enum mamori_err rc = store_device_get(h->store, device_id, &d);
+    if (rc == MAMORI_ERR_NOTFOUND)
+        SET_ERR(e, "no such device");
+    if (!rc && strcmp(d.model, rel->model) != 0) {
+        SET_ERR(e, "the release is for model %.64s, the device is a %.64s", rel->model, d.model);
+        rc = MAMORI_ERR_INVAL;
+    }
+    if (!rc && !device_may_connect(&d)) {
+        SET_ERR(e, "a device in state '%s' cannot receive commands", d.state);
+        rc = MAMORI_ERR_STATE;
+    }
+    if (!rc && !(rc = crypto_random(rnd, sizeof(rnd)))) {
+        memcpy(token, TOKEN_PREFIX, 4);
+        crypto_hex(rnd, sizeof(rnd), token + 4);
+        crypto_wipe(rnd, sizeof(rnd));
+        token_hash(token, th);
+        int n = snprintf(args, sizeof(args),
+                         "{\"sha256\":\"%s\",\"url\":\"https://%s:%d/api/v1/updates\","
+                         "\"token\":\"%s\"}",
+                         rel->sha256, h->cfg.listen_addr, h->api_port, token);
+        if (n < 0 || (size_t)n >= sizeof(args))
+            rc = MAMORI_ERR_TOOBIG;
+        if (!rc)
+            rc =
+                store_update_token_add(h->store, th, device_id, rel->sha256, hub_now_ms() + ttl_ms);
+        if (!rc)
+            rc = hub_command_issue(h, who, device_id, CMD_UPDATE, ttl_ms, reason, args, &c);
+        if (!rc) {
+            memcpy(command_id, c.id, 33);
+            /* the owner hears of it (events of their device) */
+            hub_event(h, device_id, "update_sent", "info",
+                      "{\"fw_version\":\"%s\",\"sha256\":\"%s\",\"command\":\"%s\"}",
+                      rel->fw_version, rel->sha256, c.id);
+        }
+        crypto_wipe(token, sizeof(token));
+        crypto_wipe(args, sizeof(args));
+    }
+    return rc;
+}
+
 enum mamori_err hub_op_fw_deploy(struct hub *h, const struct principal *who, const char *sha256,
                                  const char *device_id, const char *reason, int64_t ttl_s,
                                  json_t **out, struct op_err *e)
 {
     struct fw_release_rec rel;
-    struct device_rec d;
-    struct command_rec c;
-    uint8_t rnd[32];
-    char token[4 + 2 * sizeof(rnd) + 1], th[CRYPTO_FP_HEX_LEN], args[512];
+    char cid[33];
     *out = NULL;
     if (!is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
@@ -408,49 +460,16 @@ enum mamori_err hub_op_fw_deploy(struct hub *h, const struct principal *who, con
     }
     if (!hex64(sha256) || !proto_device_id_valid(device_id, strlen(device_id)))
         return MAMORI_ERR_NOTFOUND;
-    enum mamori_err rc = crypto_random(rnd, sizeof(rnd));
-    if (rc)
-        return rc;
-    memcpy(token, TOKEN_PREFIX, 4);
-    crypto_hex(rnd, sizeof(rnd), token + 4);
-    crypto_wipe(rnd, sizeof(rnd));
-    token_hash(token, th);
     pthread_mutex_lock(&h->lock);
-    rc = store_fw_release_get(h->store, sha256, &rel, NULL);
+    enum mamori_err rc = store_fw_release_get(h->store, sha256, &rel, NULL);
     if (rc == MAMORI_ERR_NOTFOUND)
         SET_ERR(e, "no such release");
-    else if (!rc && (!rel.image_at || rel.retired_at)) {
-        SET_ERR(e, "%s",
-                rel.retired_at ? "the release is retired" : "the release has no image yet");
-        rc = MAMORI_ERR_STATE;
-    }
-    if (!rc && (rc = store_device_get(h->store, device_id, &d)) == MAMORI_ERR_NOTFOUND)
-        SET_ERR(e, "no such device");
-    if (!rc && strcmp(d.model, rel.model) != 0) {
-        SET_ERR(e, "the release is for model %.64s, the device is a %.64s", rel.model, d.model);
-        rc = MAMORI_ERR_INVAL;
-    }
-    if (!rc && !device_may_connect(&d)) {
-        SET_ERR(e, "a device in state '%s' cannot receive commands", d.state);
-        rc = MAMORI_ERR_STATE;
-    }
-    int n = snprintf(args, sizeof(args),
-                     "{\"sha256\":\"%s\",\"url\":\"https://%s:%d/api/v1/updates\","
-                     "\"token\":\"%s\"}",
-                     sha256, h->cfg.listen_addr, h->api_port, token);
-    if (!rc && (n < 0 || (size_t)n >= sizeof(args)))
-        rc = MAMORI_ERR_TOOBIG;
     if (!rc)
-        rc = store_update_token_add(h->store, th, device_id, sha256, hub_now_ms() + ttl_ms);
-    if (!rc)
-        rc = hub_command_issue(h, who, device_id, CMD_UPDATE, ttl_ms, reason, args, &c);
+        rc = hub_fw_deploy_locked(h, who, &rel, device_id, reason, ttl_ms, cid, e);
     pthread_mutex_unlock(&h->lock);
-    crypto_wipe(token, sizeof(token));
-    crypto_wipe(args, sizeof(args));
     if (!rc)
-        *out =
-            json_pack("{s:s, s:s, s:s, s:s, s:I}", "command", c.id, "device", device_id, "sha256",
-                      sha256, "fw_version", rel.fw_version, "expires_at", (json_int_t)c.expires_at);
+        *out = json_pack("{s:s, s:s, s:s, s:s}", "command", cid, "device", device_id, "sha256",
+                         sha256, "fw_version", rel.fw_version);
     return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
 }
 

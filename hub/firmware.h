@@ -41,6 +41,13 @@ enum mamori_err hub_op_fw_deploy(struct hub *h, const struct principal *who, con
                                  const char *device_id, const char *reason, int64_t ttl_s,
                                  json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
 
+/* The same for a release already loaded, with the hub lock held
+ * (campaigns); the command's id goes to command_id. */
+enum mamori_err hub_fw_deploy_locked(struct hub *h, const struct principal *who,
+                                     const struct fw_release_rec *rel, const char *device_id,
+                                     const char *reason, int64_t ttl_ms, char command_id[33],
+                                     struct op_err *e) MAMORI_MUST_CHECK;
+
 /* The device endpoints (GET /api/v1/updates/{roots,release,image}) with a
  * download token: MAMORI_ERR_AUTH for an unknown or expired token, or
  * when the device may no longer connect or the release was retired. */

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "hub/campaign.h"
 #include "hub/hub.h"
 
 static uint64_t hash_id(const char *s)
@@ -152,6 +153,7 @@ static void *live_loop(void *arg)
         step_ms = 1000;
     int64_t next_sweep = hub_now_ms() + step_ms;
     int64_t next_rotation = hub_now_ms() + (int64_t)h->cfg.rotation_check_s * 1000;
+    int64_t next_campaign = hub_now_ms() + 1000;
     while (!h->stopping) {
         /* Telemetry is committed and acknowledged in batches, every 50 ms. */
         hub_sleep(h, 50);
@@ -161,6 +163,14 @@ static void *live_loop(void *arg)
         if (hub_now_ms() >= next_sweep) {
             (void)live_sweep(h, hub_now_ms());
             next_sweep = hub_now_ms() + step_ms;
+        }
+        /* Staged update campaigns move on (P-UPD). */
+        if (hub_now_ms() >= next_campaign) {
+            pthread_mutex_lock(&h->lock);
+            if (h->mqtt_connected)
+                campaign_tick(h, hub_now_ms());
+            pthread_mutex_unlock(&h->lock);
+            next_campaign = hub_now_ms() + 1000;
         }
         /* T05-L2c: certificates are renewed well before they expire. */
         if (hub_now_ms() >= next_rotation) {

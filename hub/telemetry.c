@@ -37,6 +37,7 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/schema.h"
+#include "hub/campaign.h"
 #include "hub/hub.h"
 
 #define TM_BATCH        512
@@ -414,6 +415,8 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
             hub_event(h, id, "device_log_unwatched", "warning", "%s", txt);
         else
             hub_event(h, id, "device_event", "info", "%s", txt);
+        if (type)
+            campaign_on_event(h, id, type);
         free(txt);
     } else if (s == STREAM_LOG) {
         log_record(h, d, txt);

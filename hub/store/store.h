@@ -256,6 +256,53 @@ enum mamori_err store_update_token_add(struct store *s, const char *token_hash,
 enum mamori_err store_update_token_get(struct store *s, const char *token_hash, char device_id[24],
                                        char sha256[65], int64_t *expires_at) MAMORI_MUST_CHECK;
 
+/* Staged update campaigns (hub/campaign.c). */
+struct campaign_rec {
+    int64_t id;
+    char sha256[65];
+    char model[STORE_NAME_MAX + 1];
+    char state[16]; /* running, paused, done, cancelled */
+    int canary, wave, interval_s, max_fail_pct, window_start, window_end, waves_sent;
+    int64_t next_wave_at;
+    char reason[STORE_REASON_MAX + 1];
+    char note[256]; /* why it paused, or how it ended */
+    char created_by[STORE_NAME_MAX + 1];
+    int64_t created_at, updated_at;
+};
+struct campaign_counts {
+    int pending, in_flight, committed, failed, skipped;
+};
+/* Adds the campaign (c->id set) with every device of its model that may
+ * take commands, each "pending". */
+enum mamori_err store_campaign_add(struct store *s, struct campaign_rec *c) MAMORI_MUST_CHECK;
+enum mamori_err store_campaigns(struct store *s, const char *state,
+                                bool (*cb)(const struct campaign_rec *, void *),
+                                void *arg) MAMORI_MUST_CHECK;
+enum mamori_err store_campaign_get(struct store *s, int64_t id,
+                                   struct campaign_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_campaign_set(struct store *s, int64_t id, const char *state, int waves_sent,
+                                   int64_t next_wave_at, const char *note,
+                                   int64_t now) MAMORI_MUST_CHECK;
+enum mamori_err store_campaign_counts(struct store *s, int64_t id,
+                                      struct campaign_counts *n) MAMORI_MUST_CHECK;
+/* The next n (at most 64) pending devices, in order. */
+enum mamori_err store_campaign_next(struct store *s, int64_t id, int n,
+                                    bool (*cb)(const char *device_id, void *),
+                                    void *arg) MAMORI_MUST_CHECK;
+/* wave < 0 keeps it; command_id NULL keeps it. */
+enum mamori_err store_campaign_device_set(struct store *s, int64_t id, const char *device_id,
+                                          int wave, const char *status, const char *command_id,
+                                          const char *error, int64_t now) MAMORI_MUST_CHECK;
+/* The newest campaign of device_id matching command_id and status (each
+ * NULL: any). */
+enum mamori_err store_campaign_device_find(struct store *s, const char *device_id,
+                                           const char *command_id, const char *status,
+                                           int64_t *campaign_id) MAMORI_MUST_CHECK;
+enum mamori_err store_campaign_devices(struct store *s, int64_t id,
+                                       bool (*cb)(const char *device_id, int wave,
+                                                  const char *status, const char *error, void *arg),
+                                       void *arg) MAMORI_MUST_CHECK;
+
 /* Per device and stream ("tm", "ev", "log"): the highest sequence number
  * accepted and its device timestamp (0, 0 when none yet). */
 enum mamori_err store_stream_get(struct store *s, const char *device_id, const char *stream,

@@ -92,6 +92,18 @@ static const char *const MIGRATIONS[] = {
     /* 5: download tokens of update commands (only their hash is kept). */
     "CREATE TABLE update_tokens(token_hash TEXT PRIMARY KEY, device_id TEXT NOT NULL,"
     "  sha256 TEXT NOT NULL, expires_at INTEGER NOT NULL);",
+    /* 6: staged update campaigns and each device's part in them. */
+    "CREATE TABLE campaigns(id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, model TEXT NOT NULL,"
+    "  state TEXT NOT NULL, canary INTEGER NOT NULL, wave INTEGER NOT NULL,"
+    "  interval_s INTEGER NOT NULL, max_fail_pct INTEGER NOT NULL, window_start INTEGER NOT NULL,"
+    "  window_end INTEGER NOT NULL, waves_sent INTEGER NOT NULL, next_wave_at INTEGER NOT NULL,"
+    "  reason TEXT NOT NULL, note TEXT NOT NULL, created_by TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE TABLE campaign_devices(campaign_id INTEGER NOT NULL, device_id TEXT NOT NULL,"
+    "  wave INTEGER NOT NULL, status TEXT NOT NULL, command_id TEXT, error TEXT NOT NULL,"
+    "  updated_at INTEGER NOT NULL, PRIMARY KEY(campaign_id, device_id)) WITHOUT ROWID;"
+    "CREATE INDEX campaign_devices_command ON campaign_devices(command_id);"
+    "CREATE INDEX campaign_devices_device ON campaign_devices(device_id, status);",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -1327,4 +1339,237 @@ enum mamori_err store_update_token_get(struct store *s, const char *token_hash, 
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+/* --- update campaigns ----------------------------------------------------- */
+
+enum mamori_err store_campaign_add(struct store *s, struct campaign_rec *c)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "INSERT INTO campaigns(sha256,model,state,canary,wave,interval_s,max_fail_pct,"
+             "window_start,window_end,waves_sent,next_wave_at,reason,note,created_by,created_at,"
+             "updated_at) VALUES(?,?,?,?,?,?,?,?,?,0,0,?,'',?,?,?)",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, c->sha256);
+    bind_text(st, 2, c->model);
+    bind_text(st, 3, c->state);
+    sqlite3_bind_int(st, 4, c->canary);
+    sqlite3_bind_int(st, 5, c->wave);
+    sqlite3_bind_int(st, 6, c->interval_s);
+    sqlite3_bind_int(st, 7, c->max_fail_pct);
+    sqlite3_bind_int(st, 8, c->window_start);
+    sqlite3_bind_int(st, 9, c->window_end);
+    bind_text(st, 10, c->reason);
+    bind_text(st, 11, c->created_by);
+    sqlite3_bind_int64(st, 12, c->created_at);
+    sqlite3_bind_int64(st, 13, c->created_at);
+    enum mamori_err rc = step_done(s, st);
+    if (rc)
+        return rc;
+    c->id = sqlite3_last_insert_rowid(s->db);
+    /* every device of the model that may take commands, in a stable order */
+    if (prep(s,
+             "INSERT INTO campaign_devices(campaign_id,device_id,wave,status,error,updated_at) "
+             "SELECT ?1, id, -1, 'pending', '', ?2 FROM devices WHERE model=?3 "
+             "AND state IN ('claimed','active','quarantined') ORDER BY id",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, c->id);
+    sqlite3_bind_int64(st, 2, c->created_at);
+    bind_text(st, 3, c->model);
+    return step_done(s, st);
+}
+
+#define CAMPAIGN_COLS                                                                              \
+    "id,sha256,model,state,canary,wave,interval_s,max_fail_pct,window_start,window_end,"           \
+    "waves_sent,next_wave_at,reason,note,created_by,created_at,updated_at"
+
+static void campaign_row(sqlite3_stmt *st, struct campaign_rec *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->id = sqlite3_column_int64(st, 0);
+    snprintf(c->sha256, sizeof(c->sha256), "%s", (const char *)sqlite3_column_text(st, 1));
+    snprintf(c->model, sizeof(c->model), "%s", (const char *)sqlite3_column_text(st, 2));
+    snprintf(c->state, sizeof(c->state), "%s", (const char *)sqlite3_column_text(st, 3));
+    c->canary = sqlite3_column_int(st, 4);
+    c->wave = sqlite3_column_int(st, 5);
+    c->interval_s = sqlite3_column_int(st, 6);
+    c->max_fail_pct = sqlite3_column_int(st, 7);
+    c->window_start = sqlite3_column_int(st, 8);
+    c->window_end = sqlite3_column_int(st, 9);
+    c->waves_sent = sqlite3_column_int(st, 10);
+    c->next_wave_at = sqlite3_column_int64(st, 11);
+    snprintf(c->reason, sizeof(c->reason), "%s", (const char *)sqlite3_column_text(st, 12));
+    snprintf(c->note, sizeof(c->note), "%s", (const char *)sqlite3_column_text(st, 13));
+    snprintf(c->created_by, sizeof(c->created_by), "%s", (const char *)sqlite3_column_text(st, 14));
+    c->created_at = sqlite3_column_int64(st, 15);
+    c->updated_at = sqlite3_column_int64(st, 16);
+}
+
+enum mamori_err store_campaigns(struct store *s, const char *state,
+                                bool (*cb)(const struct campaign_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT " CAMPAIGN_COLS " FROM campaigns WHERE ?1 IS NULL OR state=?1 "
+             "ORDER BY id DESC LIMIT 500",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, state);
+    int r;
+    struct campaign_rec c;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        campaign_row(st, &c);
+        if (!cb(&c, arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_campaign_get(struct store *s, int64_t id, struct campaign_rec *out)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT " CAMPAIGN_COLS " FROM campaigns WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        campaign_row(st, out);
+        rc = MAMORI_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum mamori_err store_campaign_set(struct store *s, int64_t id, const char *state, int waves_sent,
+                                   int64_t next_wave_at, const char *note, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "UPDATE campaigns SET state=?2, waves_sent=?3, next_wave_at=?4, note=?5, "
+             "updated_at=?6 WHERE id=?1",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, state);
+    sqlite3_bind_int(st, 3, waves_sent);
+    sqlite3_bind_int64(st, 4, next_wave_at);
+    bind_text(st, 5, note);
+    sqlite3_bind_int64(st, 6, now);
+    return step_done(s, st);
+}
+
+enum mamori_err store_campaign_counts(struct store *s, int64_t id, struct campaign_counts *n)
+{
+    sqlite3_stmt *st;
+    memset(n, 0, sizeof(*n));
+    if (prep(s, "SELECT status, count(*) FROM campaign_devices WHERE campaign_id=? GROUP BY status",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        int v = sqlite3_column_int(st, 1);
+        if (strcmp(k, "pending") == 0)
+            n->pending = v;
+        else if (strcmp(k, "sent") == 0 || strcmp(k, "installed") == 0)
+            n->in_flight += v;
+        else if (strcmp(k, "committed") == 0)
+            n->committed = v;
+        else if (strcmp(k, "skipped") == 0)
+            n->skipped = v;
+        else
+            n->failed += v;
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+enum mamori_err store_campaign_next(struct store *s, int64_t id, int n,
+                                    bool (*cb)(const char *device_id, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT device_id FROM campaign_devices WHERE campaign_id=? AND status='pending' "
+             "ORDER BY device_id LIMIT ?",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 2, n);
+    char ids[64][24];
+    int k = 0;
+    while (k < 64 && sqlite3_step(st) == SQLITE_ROW)
+        snprintf(ids[k++], 24, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    for (int i = 0; i < k && cb(ids[i], arg); i++)
+        ;
+    return MAMORI_OK;
+}
+
+enum mamori_err store_campaign_device_set(struct store *s, int64_t id, const char *device_id,
+                                          int wave, const char *status, const char *command_id,
+                                          const char *error, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "UPDATE campaign_devices SET wave=CASE WHEN ?3 >= 0 THEN ?3 ELSE wave END, "
+             "status=?4, command_id=coalesce(?5, command_id), error=?6, updated_at=?7 "
+             "WHERE campaign_id=?1 AND device_id=?2",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, device_id);
+    sqlite3_bind_int(st, 3, wave);
+    bind_text(st, 4, status);
+    bind_text(st, 5, command_id);
+    bind_text(st, 6, error);
+    sqlite3_bind_int64(st, 7, now);
+    return step_done(s, st);
+}
+
+enum mamori_err store_campaign_device_find(struct store *s, const char *device_id,
+                                           const char *command_id, const char *status,
+                                           int64_t *campaign_id)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT campaign_id FROM campaign_devices WHERE device_id=?1 AND "
+             "(?2 IS NULL OR command_id=?2) AND (?3 IS NULL OR status=?3) "
+             "ORDER BY campaign_id DESC LIMIT 1",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, device_id);
+    bind_text(st, 2, command_id);
+    bind_text(st, 3, status);
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *campaign_id = sqlite3_column_int64(st, 0);
+        rc = MAMORI_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum mamori_err store_campaign_devices(struct store *s, int64_t id,
+                                       bool (*cb)(const char *device_id, int wave,
+                                                  const char *status, const char *error, void *arg),
+                                       void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT device_id, wave, status, error FROM campaign_devices WHERE campaign_id=? "
+             "ORDER BY device_id LIMIT 10000",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    while (sqlite3_step(st) == SQLITE_ROW &&
+           cb((const char *)sqlite3_column_text(st, 0), sqlite3_column_int(st, 1),
+              (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
+              arg))
+        ;
+    sqlite3_finalize(st);
+    return MAMORI_OK;
 }

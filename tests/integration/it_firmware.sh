@@ -9,7 +9,6 @@
 
 hub_start "$T/data"
 fleet_setup 1
-R() { (cd "$T" && "$BIN/mamorictl" release "$@" >/dev/null); }
 for k in root1 root2 rel1 rel2; do R keygen --out "$k"; done
 head -c 200000 /dev/urandom >"$T/fw-1.0.img"
 head -c 150000 /dev/urandom >"$T/fw-1.1.img"
@@ -18,7 +17,6 @@ release() { # release VERSION IMAGE KEY [DAYS] -> $T/rel-VERSION.json
         --days "${4:-90}" --out "rel-$1.json"
     R sign --file "rel-$1.json" --key "$3.key"
 }
-sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 listed() { as op firmware list --model sensor-v1 | python3 -c 'import json,sys
 for r in json.load(sys.stdin)["releases"]:
     if r["fw_version"] == sys.argv[1]: print(r[sys.argv[2]])' "$1" "$2"; }

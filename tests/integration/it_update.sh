@@ -16,21 +16,8 @@ claim alice 0
 D0=$(dev_id 0); P0=$(dev_dir 0)
 echo '{"fields": [{"name": "i", "type": "integer", "min": 0, "max": 9}]}' >"$T/schema.json"
 as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
-R() { (cd "$T" && "$BIN/mamorictl" release "$@" >/dev/null); }
-for k in root1 rel1; do R keygen --out "$k"; done
-R root --version 1 --root-keys root1.pub --root-threshold 1 --release-keys rel1.pub \
-    --release-threshold 1 --out root-1.json
-R sign --file root-1.json --key root1.key
-as admin firmware root add --file "$T/root-1.json" >/dev/null
+update_root_setup
 cp "$T/root-1.json" "$P0/update-root.json"     # what the factory writes
-publish() { # publish VERSION SV FLOOR SIZE -> image $T/fw-VERSION.img in the repository
-    head -c "$4" /dev/urandom >"$T/fw-$1.img"
-    R manifest --model sensor-v1 --fw-version "$1" --security-version "$2" --floor "$3" \
-        --image "fw-$1.img" --out "rel-$1.json"
-    R sign --file "rel-$1.json" --key rel1.key
-    as op firmware add --file "$T/rel-$1.json" --image "$T/fw-$1.img" >/dev/null
-}
-sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 publish 2.0 2 1 3000000
 printf '#!/bin/sh\ntouch %s/rebooted\n' "$T" >"$T/reboot.sh"; chmod 755 "$T/reboot.sh"
 agent_conf 0 "" "\"reboot_command\": \"$T/reboot.sh\", \"update_slots_dir\": \"$T/slots0\", \"update_trial_s\": 8"

@@ -163,6 +163,28 @@ capture_cmds() { timeout 600 mosquitto_sub -d -h 127.0.0.1 -p "$MQTT_PORT" --caf
     wait_for 10 grep -q SUBACK "$2"; }
 # replay_cmds DEV FILE: sends every captured command in FILE to DEV again
 replay_cmds() { local line; while IFS= read -r line; do as_hub "$1" "$line" >/dev/null 2>&1; done < <(grep '^{.*"cmd"' "$2"); }
+# --- signed updates (docs/updates.md). R: the offline release tools in $T.
+R() { (cd "$T" && "$BIN/mamorictl" release "$@" >/dev/null); }
+sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+# update_root_setup: keys root1 and rel1, root version 1 signed and given to
+# the hub (an administrator), in $T/root-1.json for devices' identities.
+update_root_setup() {
+    R keygen --out root1 && R keygen --out rel1 &&
+        R root --version 1 --root-keys root1.pub --root-threshold 1 --release-keys rel1.pub \
+            --release-threshold 1 --out root-1.json &&
+        R sign --file root-1.json --key root1.key &&
+        as admin firmware root add --file "$T/root-1.json" >/dev/null
+}
+# publish VERSION SECURITY_VERSION FLOOR SIZE: a random image $T/fw-VERSION.img
+# for sensor-v1, signed by rel1, in the hub's repository with its image.
+publish() {
+    head -c "$4" /dev/urandom >"$T/fw-$1.img" &&
+        R manifest --model sensor-v1 --fw-version "$1" --security-version "$2" --floor "$3" \
+            --image "fw-$1.img" --out "rel-$1.json" &&
+        R sign --file "rel-$1.json" --key rel1.key &&
+        as op firmware add --file "$T/rel-$1.json" --image "$T/fw-$1.img" >/dev/null
+}
+
 wait_for() { # wait_for SECONDS COMMAND...: polls every 0.1 s
     local n=$(( $1 * 10 )); shift
     for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Integration: a staged update campaign (docs/updates.md) over four real
+# agents: the canary first, the waves only after the canary committed, all
+# devices on the new release at the end; then a release whose canary fails
+# pauses the campaign by itself (alert), and no other device gets it.
+. "$(dirname "$0")/lib.sh"
+
+hub_start "$T/data"
+fleet_setup 4
+for i in 0 1 2 3; do claim alice $i; done
+echo '{"fields": [{"name": "i", "type": "integer", "min": 0, "max": 9}]}' >"$T/schema.json"
+as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
+update_root_setup
+AP=()
+for i in 0 1 2 3; do
+    cp "$T/root-1.json" "$(dev_dir $i)/update-root.json"
+    agent_conf $i "" "\"update_slots_dir\": \"$T/slots$i\", \"update_trial_s\": 30"
+    agent_start $i; AP[$i]=$AGENT_PID
+done
+online() { for i in 0 1 2 3; do stat_is $i connected True || return 1; done; }
+check "four agents online" wait_for 30 online
+# a reboot is the agent stopping (no reboot_command): start it again
+revive() { for i in 0 1 2 3; do kill -0 "${AP[$i]}" 2>/dev/null || { agent_start $i; AP[$i]=$AGENT_PID; }; done; }
+cstate() { as op campaign show "$1" | jget "$2"; }
+state_is() { revive; [ "$(cstate "$1" state)" = "$2" ]; }
+
+publish 2.0 2 0 100000
+SHA=$(sha_of "$T/fw-2.0.img")
+check "an owner cannot start a campaign" fails as alice campaign create "$SHA" --reason x
+check "a wave of 0 is refused" fails as op campaign create "$SHA" --reason x --wave 0
+C1=$(as op campaign create "$SHA" --reason "2.0 for all" --canary 1 --wave 2 --interval 1 --max-fail 25 | jget id)
+check "campaign 1 started with the four devices" test "$(cstate "$C1" devices.pending)" -ge 3
+check "campaign 1 completes" wait_for 120 state_is "$C1" done
+expect_eq "all four committed" "4 0" "$(cstate "$C1" devices.committed) $(cstate "$C1" devices.failed)"
+waves=$(as op campaign show "$C1" | python3 -c 'import json,sys
+print(" ".join(str(d["wave"]) for d in sorted(json.load(sys.stdin)["device_status"], key=lambda d: d["wave"])))')
+expect_eq "one canary, then waves of two and one" "0 1 1 2" "$waves"
+order_ok() { events_json | python3 -c 'import json,sys
+ev=json.load(sys.stdin)["events"]
+c=json.load(open(sys.argv[1]))
+canary=[d["device"] for d in c["device_status"] if d["wave"]==0][0]
+committed=min(e["id"] for e in ev if e["kind"]=="device_event" and e.get("device_id")==canary and "update_committed" in json.dumps(e["detail"]))
+sent=[e["id"] for e in ev if e["kind"]=="update_sent" and e.get("device_id")!=canary]
+sys.exit(0 if sent and min(sent) > committed else 1)' "$T/c1.json"; }
+as op campaign show "$C1" >"$T/c1.json"
+check "the waves went out only after the canary committed" order_ok
+for i in 0 1 2 3; do revive; done
+all_on() { revive; for i in 0 1 2 3; do [ "$(astat $i fw_version)" = 2.0 ] || return 1; done; }
+check "every agent runs 2.0" wait_for 30 all_on
+check "owners were told (update_sent on their devices)" has_event update_sent "$(dev_id 0)" '"fw_version": "2.0"'
+
+# --- a bad release: the canary fails, the campaign pauses itself
+publish 3.0 3 0 100000
+SHA3=$(sha_of "$T/fw-3.0.img")
+head -c 100000 /dev/urandom >"$DATA/firmware/$SHA3"      # the hub's copy altered
+C2=$(as op campaign create "$SHA3" --reason "3.0" --canary 1 --wave 3 --interval 1 --max-fail 0 | jget id)
+check "campaign 2 pauses itself after its canary fails" wait_for 60 state_is "$C2" paused
+check "...with an alert" has_event campaign_paused "" "failure rate"
+sleep 3
+expect_eq "no other device got 3.0" "1 3" "$(cstate "$C2" devices.failed) $(cstate "$C2" devices.pending)"
+check "an operator cancels it" as op campaign cancel "$C2" --reason "bad build"
+expect_eq "cancelled" cancelled "$(cstate "$C2" state)"
+check "a cancelled campaign cannot resume" fails as op campaign resume "$C2" --reason x
+all_audited() { local out; out=$(as admin audit list --limit 1000) || return 1
+    for a in campaign_created campaign_done campaign_paused campaign_cancelled; do grep -q "\"$a\"" <<<"$out" || return 1; done; }
+check "every state change is audited" all_audited
+check "audit chain intact" as admin audit verify
+[ "$FAIL" -gt 0 ] && tail -20 "$T"/agent*.log
+finish
