@@ -32,7 +32,8 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_TAMPERED = 3 };
 struct opts {
     const char *data, *api, *ca, *session, *password_file, *user, *role, *model, *out, *cert, *csr,
         *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn, *file, *keystore, *tcti,
-        *root_keys, *release_keys, *fw_version, *image, *key, *root;
+        *root_keys, *release_keys, *fw_version, *image, *key, *root, *title, *severity, *affected,
+        *fixed, *end;
     const char *pos[4];
     int npos;
     long count, after, limit, days, from, to, ttl;
@@ -85,6 +86,9 @@ static const char *USAGE =
     "campaigns: campaign create SHA256 --reason R [--canary N] [--wave N] [--interval S]\n"
     "                  [--max-fail PCT] [--window HHhh]   canary, then waves; pauses on failures\n"
     "           campaign list | campaign show ID | campaign pause|resume|cancel ID --reason R\n"
+    "advisories: advisory add --model M --title T --severity low|medium|high|critical\n"
+    "                  --affected V1,V2 [--fixed V] | advisory list [--model M]\n"
+    "           support set MODEL --end YYYY-MM-DD | support show MODEL   security support end\n"
     "schemas:   schema set MODEL --file F | schema show MODEL   telemetry schema per model\n"
     "audit:     audit list [--after SEQ] | audit verify   (exit 3 when tampered)\n"
     "events:    events [--device ID] [--after ID]\n"
@@ -146,7 +150,12 @@ static bool parse_args(int argc, char **argv, struct opts *o)
                  {"--fw-version", &o->fw_version},
                  {"--image", &o->image},
                  {"--key", &o->key},
-                 {"--root", &o->root}};
+                 {"--root", &o->root},
+                 {"--title", &o->title},
+                 {"--severity", &o->severity},
+                 {"--affected", &o->affected},
+                 {"--fixed", &o->fixed},
+                 {"--end", &o->end}};
         bool done = false;
         for (size_t k = 0; k < sizeof(s) / sizeof(s[0]); k++) {
             if (strcmp(a, s[k].k) == 0) {
@@ -399,6 +408,52 @@ static int firmware_cmd(const struct api *a, const struct opts *o, const char *s
     if (strcmp(sub, "retire") == 0 && o->npos == 3 && o->reason) {
         snprintf(path, sizeof(path), "firmware/releases/%.64s/retire", third);
         return call_print(a, "POST", path, json_pack("{s:s}", "reason", o->reason));
+    }
+    fprintf(stderr, "%s", USAGE);
+    return EXIT_USAGE;
+}
+
+/* mamorictl advisory ... | support ...: security advisories and support
+ * periods (hub/firmware.c). */
+static int advisory_cmd(const struct api *a, const struct opts *o, const char *cmd, const char *sub)
+{
+    char path[200];
+    const char *third = o->npos > 2 ? o->pos[2] : "";
+    if (strcmp(cmd, "advisory") == 0 && strcmp(sub, "add") == 0 && o->model && o->title &&
+        o->severity && o->affected) {
+        json_t *aff = json_array();
+        char *copy = strdup(o->affected), *save = NULL;
+        for (char *v = copy ? strtok_r(copy, ",", &save) : NULL; v; v = strtok_r(NULL, ",", &save))
+            json_array_append_new(aff, json_string(v));
+        free(copy);
+        json_t *b = json_pack("{s:s, s:s, s:s, s:o}", "model", o->model, "title", o->title,
+                              "severity", o->severity, "affected", aff);
+        if (b && o->fixed)
+            json_object_set_new(b, "fixed_version", json_string(o->fixed));
+        return call_print(a, "POST", "advisories", b);
+    }
+    if (strcmp(cmd, "advisory") == 0 && strcmp(sub, "list") == 0) {
+        snprintf(path, sizeof(path), "advisories%s%.64s", o->model ? "?model=" : "",
+                 o->model ? o->model : "");
+        return call_print(a, "GET", path, NULL);
+    }
+    if (strcmp(cmd, "support") == 0 && strcmp(sub, "set") == 0 && o->npos == 3 && o->end) {
+        struct tm tm;
+        int y, m, d;
+        char extra;
+        memset(&tm, 0, sizeof(tm));
+        if (strlen(o->end) != 10 || sscanf(o->end, "%4d-%2d-%2d%c", &y, &m, &d, &extra) != 3 ||
+            y < 1970 || y > 2999 || m < 1 || m > 12 || d < 1 || d > 31)
+            return die("--end takes a date: YYYY-MM-DD (UTC)");
+        tm.tm_year = y - 1900;
+        tm.tm_mon = m - 1;
+        tm.tm_mday = d;
+        snprintf(path, sizeof(path), "models/%.64s/support", third);
+        return call_print(a, "POST", path, json_pack("{s:I}", "end", (json_int_t)timegm(&tm)));
+    }
+    if (strcmp(cmd, "support") == 0 && strcmp(sub, "show") == 0 && o->npos == 3) {
+        snprintf(path, sizeof(path), "models/%.64s/support", third);
+        return call_print(a, "GET", path, NULL);
     }
     fprintf(stderr, "%s", USAGE);
     return EXIT_USAGE;
@@ -772,6 +827,8 @@ int main(int argc, char **argv)
         ret = firmware_cmd(&a, &o, sub);
     } else if (strcmp(cmd, "campaign") == 0) {
         ret = campaign_cmd(&a, &o, sub);
+    } else if (strcmp(cmd, "advisory") == 0 || strcmp(cmd, "support") == 0) {
+        ret = advisory_cmd(&a, &o, cmd, sub);
     } else if (strcmp(cmd, "schema") == 0 && strcmp(sub, "show") == 0 && o.npos == 3) {
         char path[128];
         snprintf(path, sizeof(path), "models/%.64s/schema", o.pos[2]);

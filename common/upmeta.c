@@ -38,9 +38,9 @@ static enum mamori_err fail(enum mamori_err rc, char *why, size_t whylen, const 
 
 /* Model and version names: letters, digits and . _ - + ~ (they end up in
  * JSON, logs and file names without escaping). */
-static bool name_ok(const char *s)
+bool upmeta_name_ok(const char *s)
 {
-    if (!*s)
+    if (!*s || strlen(s) > UPMETA_NAME_MAX)
         return false;
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
@@ -309,8 +309,8 @@ static enum mamori_err parse_release(const char *text, struct upmeta_release *r,
     enum mamori_err rc = MAMORI_OK;
     if (!only_members(o, members, 7) || !json_get_str(o, "type", 16, &type) ||
         strcmp(type, "release") != 0 || !json_get_str(o, "model", UPMETA_NAME_MAX, &model) ||
-        !name_ok(model) || !json_get_str(o, "fw_version", UPMETA_NAME_MAX, &ver) || !name_ok(ver) ||
-        !json_get_u64(o, "security_version", &r->security_version) ||
+        !upmeta_name_ok(model) || !json_get_str(o, "fw_version", UPMETA_NAME_MAX, &ver) ||
+        !upmeta_name_ok(ver) || !json_get_u64(o, "security_version", &r->security_version) ||
         !json_get_u64(o, "floor", &r->floor) || r->floor > r->security_version ||
         !get_i64(o, "expires", &r->expires) || !json_is_object(img) || !only_members(img, im, 2) ||
         !json_get_str(img, "sha256", 64, &sha) || !is_hex64(sha) ||

@@ -67,6 +67,9 @@ struct upmeta_release {
     uint64_t size;                  /* of the image, bytes */
 };
 
+/* A model or version name: 1..64 of [A-Za-z0-9._+~-]. */
+bool upmeta_name_ok(const char *s);
+
 /* A first root, taken as the trust anchor (at the factory): well formed,
  * unexpired at now_ms, and signed by a threshold of its own root keys. */
 enum mamori_err upmeta_root_first(const void *doc, size_t len, int64_t now_ms,

@@ -440,6 +440,22 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
             model = NULL;
         rc = hub_op_fw_releases(h, &who, model, &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 1 && route_is(&rt, 0, "advisories") && post) {
+        rc = hub_op_advisory_add(h, &who, in, &out, &e);
+        rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+    } else if (rt.n == 1 && route_is(&rt, 0, "advisories") && get) {
+        const char *model = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "model");
+        rc = hub_op_advisories(h, model && strlen(model) <= STORE_NAME_MAX ? model : NULL, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 3 && route_is(&rt, 0, "models") && route_is(&rt, 2, "support") && post) {
+        json_t *end = json_object_get(in, "end");
+        rc = hub_op_support_set(h, &who, rt.seg[1],
+                                json_is_integer(end) ? (int64_t)json_integer_value(end) : -1, &out,
+                                &e);
+        rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+    } else if (rt.n == 3 && route_is(&rt, 0, "models") && route_is(&rt, 2, "support") && get) {
+        rc = hub_op_support_get(h, rt.seg[1], &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "campaigns") && post) {
         const char *sha;
         if (need_str(in, "sha256", 64, &sha, r) &&

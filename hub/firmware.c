@@ -13,6 +13,7 @@
 
 #include "common/crypto.h"
 #include "common/fsutil.h"
+#include "common/log.h"
 #include "common/upmeta.h"
 #include "common/cmd.h"
 #include "common/json.h"
@@ -389,7 +390,8 @@ static bool device_may_connect(const struct device_rec *d)
     return lc_state_parse(d->state, &st) && lc_access(st) != LC_ACCESS_DENY;
 }
 
-/* Issues the update command for rel to device_id. Lock held. */
+/* Issues the update command for rel to device_id (T02-L1d: a device is
+ * brought to the latest release right after setup this way). Lock held. */
 enum mamori_err hub_fw_deploy_locked(struct hub *h, const struct principal *who,
                                      const struct fw_release_rec *rel, const char *device_id,
                                      const char *reason, int64_t ttl_ms, char command_id[33],
@@ -541,4 +543,228 @@ enum mamori_err hub_fw_image_path(struct hub *h, const char *sha256, char *out, 
 {
     int k = snprintf(out, n, "%s/firmware/%s", h->cfg.data_dir, sha256);
     return hex64(sha256) && k > 0 && (size_t)k < n ? MAMORI_OK : MAMORI_ERR_NOTFOUND;
+}
+
+/* --- advisories and support periods (T02-L2b) -------------------------- */
+
+static bool affects(const char *affected_json, const char *fw_version)
+{
+    json_t *a = json_loads(affected_json, 0, NULL);
+    bool hit = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        const char *s = json_string_value(v);
+        hit |= s && strcmp(s, fw_version) == 0;
+    }
+    json_decref(a);
+    return hit;
+}
+
+static json_t *advisory_json(const struct advisory_rec *a)
+{
+    return json_pack("{s:I, s:s, s:s, s:s, s:o, s:s, s:s, s:I}", "id", (json_int_t)a->id, "model",
+                     a->model, "title", a->title, "severity", a->severity, "affected",
+                     json_loads(a->affected, 0, NULL), "fixed_version", a->fixed_version,
+                     "published_by", a->published_by, "published_at", (json_int_t)a->published_at);
+}
+
+struct flag {
+    struct hub *h;
+    const struct advisory_rec *a;
+    int n;
+};
+
+static bool flag_one(const char *id, void *arg)
+{
+    struct flag *f = arg;
+    bool grave = strcmp(f->a->severity, "high") == 0 || strcmp(f->a->severity, "critical") == 0;
+    hub_event(f->h, id, "device_vulnerable", grave ? "alert" : "warning",
+              "{\"advisory\":%lld,\"severity\":\"%s\",\"fixed_version\":\"%s\"}",
+              (long long)f->a->id, f->a->severity, f->a->fixed_version);
+    f->n++;
+    return true;
+}
+
+enum mamori_err hub_op_advisory_add(struct hub *h, const struct principal *who, const json_t *in,
+                                    json_t **out, struct op_err *e)
+{
+    struct advisory_rec a;
+    const char *model, *title, *sev, *fixed = "";
+    json_t *aff = json_object_get(in, "affected");
+    *out = NULL;
+    if (!is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    memset(&a, 0, sizeof(a));
+    bool ok =
+        json_get_str(in, "model", UPMETA_NAME_MAX, &model) && upmeta_name_ok(model) &&
+        json_get_str(in, "title", sizeof(a.title) - 1, &title) &&
+        json_get_str(in, "severity", 15, &sev) &&
+        (!strcmp(sev, "low") || !strcmp(sev, "medium") || !strcmp(sev, "high") ||
+         !strcmp(sev, "critical")) &&
+        (!json_object_get(in, "fixed_version") ||
+         (json_get_str(in, "fixed_version", UPMETA_NAME_MAX, &fixed) && upmeta_name_ok(fixed))) &&
+        json_is_array(aff) && json_array_size(aff) > 0 && json_array_size(aff) <= 20;
+    size_t i;
+    json_t *v;
+    json_array_foreach(aff, i, v) ok =
+        ok && json_is_string(v) && upmeta_name_ok(json_string_value(v));
+    char *affected = ok ? json_dumps(aff, JSON_COMPACT) : NULL;
+    if (!ok || !affected || strlen(affected) >= sizeof(a.affected)) {
+        free(affected);
+        SET_ERR(e, "need model, title, severity (low|medium|high|critical), affected: [versions] "
+                   "(1..20) and optionally fixed_version; names of [A-Za-z0-9._+~-]");
+        return MAMORI_ERR_INVAL;
+    }
+    snprintf(a.model, sizeof(a.model), "%s", model);
+    snprintf(a.title, sizeof(a.title), "%s", title);
+    snprintf(a.severity, sizeof(a.severity), "%s", sev);
+    snprintf(a.affected, sizeof(a.affected), "%s", affected);
+    snprintf(a.fixed_version, sizeof(a.fixed_version), "%s", fixed);
+    snprintf(a.published_by, sizeof(a.published_by), "%s", who->name);
+    a.published_at = hub_now();
+    free(affected);
+    struct flag f = {h, &a, 0};
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_begin(h->store);
+    if (!rc) {
+        char target[32], detail[300];
+        rc = store_advisory_add(h->store, &a);
+        snprintf(target, sizeof(target), "advisory:%lld", (long long)a.id);
+        snprintf(detail, sizeof(detail), "{\"model\":\"%s\",\"severity\":\"%s\"}", a.model,
+                 a.severity);
+        if (rc)
+            store_rollback(h->store);
+        else
+            rc = hub_commit_audited(h, who, "advisory_published", target, a.title, detail);
+    }
+    json_array_foreach(aff, i, v) if (!rc)
+        log_if_err(store_devices_on(h->store, a.model, json_string_value(v), flag_one, &f));
+    pthread_mutex_unlock(&h->lock);
+    if (!rc && (*out = advisory_json(&a)))
+        json_object_set_new(*out, "devices_flagged", json_integer(f.n));
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+static bool advisory_item(const struct advisory_rec *a, void *arg)
+{
+    json_array_append_new(arg, advisory_json(a));
+    return true;
+}
+
+enum mamori_err hub_op_advisories(struct hub *h, const char *model, json_t **out)
+{
+    json_t *arr = json_array();
+    *out = NULL;
+    if (!arr)
+        return MAMORI_ERR_NOMEM;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_advisories(h->store, model, advisory_item, arr);
+    pthread_mutex_unlock(&h->lock);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = json_pack("{s:o}", "advisories", arr);
+    return *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+}
+
+enum mamori_err hub_op_support_set(struct hub *h, const struct principal *who, const char *model,
+                                   int64_t end_s, json_t **out, struct op_err *e)
+{
+    char detail[64];
+    *out = NULL;
+    if (!is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    if (!upmeta_name_ok(model) || end_s <= 0 || end_s > 32503680000LL) {
+        SET_ERR(e, "a model name and an end date (Unix seconds, before the year 3000)");
+        return MAMORI_ERR_INVAL;
+    }
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_begin(h->store);
+    if (!rc) {
+        rc = store_support_set(h->store, model, end_s, hub_now());
+        snprintf(detail, sizeof(detail), "{\"support_end\":%lld}", (long long)end_s);
+        if (rc)
+            store_rollback(h->store);
+        else
+            rc = hub_commit_audited(h, who, "support_end_set", model, "", detail);
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (!rc)
+        *out = json_pack("{s:s, s:I}", "model", model, "support_end", (json_int_t)end_s);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+enum mamori_err hub_op_support_get(struct hub *h, const char *model, json_t **out)
+{
+    int64_t end = 0;
+    *out = NULL;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc =
+        upmeta_name_ok(model) ? store_support_get(h->store, model, &end) : MAMORI_ERR_NOTFOUND;
+    pthread_mutex_unlock(&h->lock);
+    if (!rc)
+        *out = json_pack("{s:s, s:I, s:b}", "model", model, "support_end", (json_int_t)end,
+                         "supported", end > hub_now());
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+struct annot {
+    const char *fw;
+    json_t *arr;
+};
+
+static bool annot_one(const struct advisory_rec *a, void *arg)
+{
+    struct annot *x = arg;
+    if (affects(a->affected, x->fw))
+        json_array_append_new(x->arr, json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)a->id,
+                                                "title", a->title, "severity", a->severity,
+                                                "fixed_version", a->fixed_version));
+    return true;
+}
+
+void hub_fw_annotate(struct hub *h, const struct device_rec *d, json_t *o)
+{
+    int64_t end;
+    if (!o)
+        return;
+    json_object_set_new(o, "fw_version", json_string(d->fw_version));
+    if (d->fw_version[0]) {
+        struct annot x = {d->fw_version, json_array()};
+        log_if_err(store_advisories(h->store, d->model, annot_one, &x));
+        json_object_set_new(o, "advisories", x.arr);
+    }
+    if (store_support_get(h->store, d->model, &end) == MAMORI_OK) {
+        json_object_set_new(o, "support_end", json_integer(end));
+        json_object_set_new(o, "supported", json_boolean(end > hub_now()));
+    }
+}
+
+struct reported {
+    struct hub *h;
+    const char *id, *fw;
+};
+
+static bool reported_one(const struct advisory_rec *a, void *arg)
+{
+    struct reported *r = arg;
+    if (affects(a->affected, r->fw)) {
+        struct flag f = {r->h, a, 0};
+        (void)flag_one(r->id, &f);
+    }
+    return true;
+}
+
+void hub_fw_reported(struct hub *h, const char *device_id, const char *fw_version)
+{
+    struct device_rec d;
+    if (!upmeta_name_ok(fw_version) ||
+        store_device_fw_set(h->store, device_id, fw_version) != MAMORI_OK ||
+        store_device_get(h->store, device_id, &d) != MAMORI_OK)
+        return; /* unchanged, or not a version name */
+    struct reported r = {h, device_id, fw_version};
+    log_if_err(store_advisories(h->store, d.model, reported_one, &r));
 }

@@ -62,6 +62,23 @@ enum mamori_err hub_fw_device_release(struct hub *h, const char *sha256,
 enum mamori_err hub_fw_image_path(struct hub *h, const char *sha256, char *out,
                                   size_t n) MAMORI_MUST_CHECK;
 
+/* Security advisories (staff publish; anyone signed in reads) and each
+ * model's security-support end (ETSI EN 303 645 5.3-13, CRA Art. 13).
+ * Publishing flags every device reporting an affected version with a
+ * device_vulnerable event (its owner sees it). */
+enum mamori_err hub_op_advisory_add(struct hub *h, const struct principal *who, const json_t *in,
+                                    json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_advisories(struct hub *h, const char *model, json_t **out) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_support_set(struct hub *h, const struct principal *who, const char *model,
+                                   int64_t end_s, json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_support_get(struct hub *h, const char *model,
+                                   json_t **out) MAMORI_MUST_CHECK;
+/* Adds fw_version, the advisories that affect it and the model's support
+ * end to a device's JSON. Lock held. */
+void hub_fw_annotate(struct hub *h, const struct device_rec *d, json_t *o);
+/* A device reported the firmware it runs (its update events). Lock held. */
+void hub_fw_reported(struct hub *h, const char *device_id, const char *fw_version);
+
 /* An image upload, streamed: begin (staff; the release must exist, have
  * no image yet and not be retired), write as bytes arrive (never more than
  * the release's size), end (size and digest checked, then the image is

@@ -1,4 +1,5 @@
 /* hub/ops.c - see ops.h. */
+#include "hub/firmware.h"
 #include "hub/ops.h"
 
 #include <inttypes.h>
@@ -708,8 +709,10 @@ enum mamori_err hub_op_device_get(struct hub *h, const struct principal *who, co
     struct device_rec d;
     pthread_mutex_lock(&h->lock);
     enum mamori_err rc = visible_device(h, who, id, &d);
-    pthread_mutex_unlock(&h->lock);
     *out = rc ? NULL : device_json(&d);
+    if (*out)
+        hub_fw_annotate(h, &d, *out); /* P-UPD: version, advisories, support end */
+    pthread_mutex_unlock(&h->lock);
     return rc;
 }
 

@@ -38,6 +38,7 @@
 #include "common/proto.h"
 #include "common/schema.h"
 #include "hub/campaign.h"
+#include "hub/firmware.h"
 #include "hub/hub.h"
 
 #define TM_BATCH        512
@@ -415,8 +416,14 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
             hub_event(h, id, "device_log_unwatched", "warning", "%s", txt);
         else
             hub_event(h, id, "device_event", "info", "%s", txt);
-        if (type)
+        if (type) {
             campaign_on_event(h, id, type);
+            /* the firmware the device runs, as its update events say */
+            const char *fw =
+                json_string_value(json_object_get(json_object_get(body, "update"), "fw_version"));
+            if (fw && (strcmp(type, "update_status") == 0 || strcmp(type, "update_committed") == 0))
+                hub_fw_reported(h, id, fw);
+        }
         free(txt);
     } else if (s == STREAM_LOG) {
         log_record(h, d, txt);

@@ -53,6 +53,7 @@ struct device_rec {
     char cert_next_fp[65];   /* "" unless a certificate rotation is under way */
     int64_t cert_rotated_at; /* last switch (0: never, the factory certificate) */
     int64_t rotate_asked_at; /* last "rotate" sent by the rotation policy */
+    char fw_version[65];     /* as the device last reported it ("" unknown) */
 };
 
 struct audit_rec {
@@ -255,6 +256,32 @@ enum mamori_err store_update_token_add(struct store *s, const char *token_hash,
                                        int64_t expires_at) MAMORI_MUST_CHECK;
 enum mamori_err store_update_token_get(struct store *s, const char *token_hash, char device_id[24],
                                        char sha256[65], int64_t *expires_at) MAMORI_MUST_CHECK;
+
+/* The firmware a device reports (MAMORI_ERR_EXISTS when unchanged). */
+enum mamori_err store_device_fw_set(struct store *s, const char *id,
+                                    const char *fw_version) MAMORI_MUST_CHECK;
+enum mamori_err store_devices_on(struct store *s, const char *model, const char *fw_version,
+                                 bool (*cb)(const char *id, void *), void *arg) MAMORI_MUST_CHECK;
+/* Security advisories (affected: a JSON array of versions) and each
+ * model's security-support end (Unix seconds). */
+struct advisory_rec {
+    int64_t id;
+    char model[STORE_NAME_MAX + 1];
+    char title[201];
+    char severity[16];
+    char affected[2048];
+    char fixed_version[65];
+    char published_by[STORE_NAME_MAX + 1];
+    int64_t published_at;
+};
+enum mamori_err store_advisory_add(struct store *s, struct advisory_rec *a) MAMORI_MUST_CHECK;
+enum mamori_err store_advisories(struct store *s, const char *model,
+                                 bool (*cb)(const struct advisory_rec *, void *),
+                                 void *arg) MAMORI_MUST_CHECK;
+enum mamori_err store_support_set(struct store *s, const char *model, int64_t end,
+                                  int64_t now) MAMORI_MUST_CHECK;
+enum mamori_err store_support_get(struct store *s, const char *model,
+                                  int64_t *end) MAMORI_MUST_CHECK;
 
 /* Staged update campaigns (hub/campaign.c). */
 struct campaign_rec {

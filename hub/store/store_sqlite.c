@@ -104,6 +104,15 @@ static const char *const MIGRATIONS[] = {
     "  updated_at INTEGER NOT NULL, PRIMARY KEY(campaign_id, device_id)) WITHOUT ROWID;"
     "CREATE INDEX campaign_devices_command ON campaign_devices(command_id);"
     "CREATE INDEX campaign_devices_device ON campaign_devices(device_id, status);",
+    /* 7: the firmware each device reports, security advisories, and each
+     * model's security-support end. */
+    "ALTER TABLE devices ADD COLUMN fw_version TEXT;"
+    "CREATE INDEX devices_model_fw ON devices(model, fw_version);"
+    "CREATE TABLE advisories(id INTEGER PRIMARY KEY, model TEXT NOT NULL, title TEXT NOT NULL,"
+    "  severity TEXT NOT NULL, affected TEXT NOT NULL, fixed_version TEXT NOT NULL,"
+    "  published_by TEXT NOT NULL, published_at INTEGER NOT NULL);"
+    "CREATE TABLE model_support(model TEXT PRIMARY KEY, support_end INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -554,7 +563,7 @@ store_ca_list(struct store *s,
     "d.id,d.model,d.state,coalesce(d.owner_id,0),coalesce(u.name,''),d.cert_fp,d.cert_serial,"     \
     "d.cert_not_after,d.created_at,d.updated_at,coalesce(d.claimed_at,0),coalesce(d.last_seen,0)," \
     "d.online,d.hb_interval,coalesce(d.cert_next_fp,''),coalesce(d.cert_rotated_at,0),"            \
-    "coalesce(d.rotate_asked_at,0)"
+    "coalesce(d.rotate_asked_at,0),coalesce(d.fw_version,'')"
 #define DEV_FROM " FROM devices d LEFT JOIN users u ON u.id=d.owner_id "
 
 static void dev_row(sqlite3_stmt *st, void *out)
@@ -578,6 +587,7 @@ static void dev_row(sqlite3_stmt *st, void *out)
     copy_col(st, 14, d->cert_next_fp, sizeof(d->cert_next_fp));
     d->cert_rotated_at = sqlite3_column_int64(st, 15);
     d->rotate_asked_at = sqlite3_column_int64(st, 16);
+    copy_col(st, 17, d->fw_version, sizeof(d->fw_version));
 }
 
 enum mamori_err store_device_add(struct store *s, const struct device_rec *d, const char *cert_pem,
@@ -1572,4 +1582,113 @@ enum mamori_err store_campaign_devices(struct store *s, int64_t id,
         ;
     sqlite3_finalize(st);
     return MAMORI_OK;
+}
+
+/* --- firmware versions, advisories, support periods ---------------------- */
+
+enum mamori_err store_device_fw_set(struct store *s, const char *id, const char *fw_version)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "UPDATE devices SET fw_version=?2 WHERE id=?1 AND coalesce(fw_version,'')<>?2",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, id);
+    bind_text(st, 2, fw_version);
+    enum mamori_err rc = step_done(s, st);
+    return !rc && sqlite3_changes(s->db) == 0 ? MAMORI_ERR_EXISTS : rc; /* unchanged */
+}
+
+enum mamori_err store_devices_on(struct store *s, const char *model, const char *fw_version,
+                                 bool (*cb)(const char *id, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT id FROM devices WHERE model=? AND fw_version=? ORDER BY id LIMIT 100000",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, model);
+    bind_text(st, 2, fw_version);
+    while (sqlite3_step(st) == SQLITE_ROW && cb((const char *)sqlite3_column_text(st, 0), arg))
+        ;
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+enum mamori_err store_advisory_add(struct store *s, struct advisory_rec *a)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "INSERT INTO advisories(model,title,severity,affected,fixed_version,published_by,"
+             "published_at) VALUES(?,?,?,?,?,?,?)",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, a->model);
+    bind_text(st, 2, a->title);
+    bind_text(st, 3, a->severity);
+    bind_text(st, 4, a->affected);
+    bind_text(st, 5, a->fixed_version);
+    bind_text(st, 6, a->published_by);
+    sqlite3_bind_int64(st, 7, a->published_at);
+    enum mamori_err rc = step_done(s, st);
+    if (!rc)
+        a->id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+enum mamori_err store_advisories(struct store *s, const char *model,
+                                 bool (*cb)(const struct advisory_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT id,model,title,severity,affected,fixed_version,published_by,published_at "
+             "FROM advisories WHERE ?1 IS NULL OR model=?1 ORDER BY id DESC LIMIT 1000",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, model);
+    struct advisory_rec a;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&a, 0, sizeof(a));
+        a.id = sqlite3_column_int64(st, 0);
+        copy_col(st, 1, a.model, sizeof(a.model));
+        copy_col(st, 2, a.title, sizeof(a.title));
+        copy_col(st, 3, a.severity, sizeof(a.severity));
+        copy_col(st, 4, a.affected, sizeof(a.affected));
+        copy_col(st, 5, a.fixed_version, sizeof(a.fixed_version));
+        copy_col(st, 6, a.published_by, sizeof(a.published_by));
+        a.published_at = sqlite3_column_int64(st, 7);
+        if (!cb(&a, arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_support_set(struct store *s, const char *model, int64_t end, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "INSERT INTO model_support(model,support_end,updated_at) VALUES(?,?,?) "
+             "ON CONFLICT(model) DO UPDATE SET support_end=excluded.support_end, "
+             "updated_at=excluded.updated_at",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, model);
+    sqlite3_bind_int64(st, 2, end);
+    sqlite3_bind_int64(st, 3, now);
+    return step_done(s, st);
+}
+
+enum mamori_err store_support_get(struct store *s, const char *model, int64_t *end)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT support_end FROM model_support WHERE model=?", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, model);
+    enum mamori_err rc = MAMORI_ERR_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *end = sqlite3_column_int64(st, 0);
+        rc = MAMORI_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
 }

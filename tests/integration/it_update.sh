@@ -62,9 +62,29 @@ wait_for 20 stopped
 boot
 check "back on the previous slot (2.0)" wait_for 20 eval '[ "$(astat 0 fw_version)" = 2.0 ]'
 hub_start "$DATA"; MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
-MAMORI_PASSWORD=$ADMIN_PW as op login --user op >/dev/null 2>&1 || true
+MAMORI_PASSWORD=$OWNER_PW as op login --user op >/dev/null
 check "the rollback reaches the hub once it is back" wait_for 40 has_event device_event "$D0" '"type": "update_rolled_back"'
 as admin firmware deploy "$(sha_of "$T/fw-3.0.img")" --device "$D0" --reason "retry" >/dev/null
 check "the failed release is never taken again" wait_for 30 eval '[ "$(last_cmd result.error)" = failed_before ]'
+
+# --- advisories and the support period (the device runs 2.0)
+check "an owner cannot publish an advisory" \
+    fails as alice advisory add --model sensor-v1 --title x --severity high --affected 2.0
+check "staff publish an advisory for 2.0" as op advisory add --model sensor-v1 \
+    --title "CVE-2026-0001 in the web UI" --severity high --affected 2.0,1.9 --fixed 3.1
+check "the device on 2.0 is flagged, for its owner to see" \
+    wait_for 10 has_event device_vulnerable "$D0" '"fixed_version": "3.1"'
+expect_eq "its owner sees the advisory on the device" "CVE-2026-0001 in the web UI" \
+    "$(as alice device show "$D0" | jget advisories.0.title)"
+expect_eq "...and the version it runs" 2.0 "$(as alice device show "$D0" | jget fw_version)"
+check "owners read the advisories" as alice advisory list --model sensor-v1
+check "an unknown severity is refused" \
+    fails as op advisory add --model sensor-v1 --title x --severity urgent --affected 2.0
+check "an owner cannot set the support period" fails as alice support set sensor-v1 --end 2031-03-31
+check "staff set the model's security-support end" as op support set sensor-v1 --end 2031-03-31
+expect_eq "the owner reads it" True "$(as alice support show sensor-v1 | jget supported)"
+expect_eq "...also on the device" "$(date -u -d 2031-03-31 +%s)" "$(as alice device show "$D0" | jget support_end)"
+check "a malformed date is refused" fails as op support set sensor-v1 --end 2031-3-31
+check "publishing is audited" bash -c "'$BIN/mamorictl' --data '$DATA' --session '$T/session-admin' audit list --limit 1000 | grep -c -e advisory_published -e support_end_set | grep -qx 2"
 [ "$FAIL" -gt 0 ] && tail -20 "$T/agent0.log"
 finish
