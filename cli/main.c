@@ -33,7 +33,7 @@ struct opts {
     const char *data, *api, *ca, *session, *password_file, *user, *role, *model, *out, *cert, *csr,
         *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn, *file, *keystore, *tcti,
         *root_keys, *release_keys, *fw_version, *image, *key, *root, *title, *severity, *affected,
-        *fixed, *end;
+        *fixed, *end, *group;
     const char *pos[4];
     int npos;
     long count, after, limit, days, from, to, ttl;
@@ -83,9 +83,11 @@ static const char *USAGE =
     "           firmware retire SHA256 --reason TEXT\n"
     "           firmware deploy SHA256 --device ID --reason TEXT [--ttl S]   signed update "
     "command\n"
-    "campaigns: campaign create SHA256 --reason R [--canary N] [--wave N] [--interval S]\n"
+    "campaigns: campaign create SHA256 --reason R [--group G] [--canary N] [--wave N] [--interval "
+    "S]\n"
     "                  [--max-fail PCT] [--window HHhh]   canary, then waves; pauses on failures\n"
     "           campaign list | campaign show ID | campaign pause|resume|cancel ID --reason R\n"
+    "           group add|remove NAME --device ID | group show NAME   campaign targets\n"
     "advisories: advisory add --model M --title T --severity low|medium|high|critical\n"
     "                  --affected V1,V2 [--fixed V] | advisory list [--model M]\n"
     "           support set MODEL --end YYYY-MM-DD | support show MODEL   security support end\n"
@@ -155,7 +157,8 @@ static bool parse_args(int argc, char **argv, struct opts *o)
                  {"--severity", &o->severity},
                  {"--affected", &o->affected},
                  {"--fixed", &o->fixed},
-                 {"--end", &o->end}};
+                 {"--end", &o->end},
+                 {"--group", &o->group}};
         bool done = false;
         for (size_t k = 0; k < sizeof(s) / sizeof(s[0]); k++) {
             if (strcmp(a, s[k].k) == 0) {
@@ -466,6 +469,8 @@ static int campaign_cmd(const struct api *a, const struct opts *o, const char *s
     const char *third = o->npos > 2 ? o->pos[2] : "";
     if (strcmp(sub, "create") == 0 && o->npos == 3 && o->reason) {
         json_t *b = json_pack("{s:s, s:s}", "sha256", third, "reason", o->reason);
+        if (b && o->group)
+            json_object_set_new(b, "group", json_string(o->group));
         const struct {
             const char *k;
             long v;
@@ -827,6 +832,15 @@ int main(int argc, char **argv)
         ret = firmware_cmd(&a, &o, sub);
     } else if (strcmp(cmd, "campaign") == 0) {
         ret = campaign_cmd(&a, &o, sub);
+    } else if (strcmp(cmd, "group") == 0 &&
+               (strcmp(sub, "add") == 0 || strcmp(sub, "remove") == 0) && o.npos == 3 && o.device) {
+        char path[128];
+        snprintf(path, sizeof(path), "groups/%.64s/%s", o.pos[2], sub);
+        ret = call_print(&a, "POST", path, json_pack("{s:s}", "device", o.device));
+    } else if (strcmp(cmd, "group") == 0 && strcmp(sub, "show") == 0 && o.npos == 3) {
+        char path[128];
+        snprintf(path, sizeof(path), "groups/%.64s", o.pos[2]);
+        ret = call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "advisory") == 0 || strcmp(cmd, "support") == 0) {
         ret = advisory_cmd(&a, &o, cmd, sub);
     } else if (strcmp(cmd, "schema") == 0 && strcmp(sub, "show") == 0 && o.npos == 3) {

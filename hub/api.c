@@ -440,6 +440,16 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
             model = NULL;
         rc = hub_op_fw_releases(h, &who, model, &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 3 && route_is(&rt, 0, "groups") &&
+               (route_is(&rt, 2, "add") || route_is(&rt, 2, "remove")) && post) {
+        const char *device;
+        if (need_str(in, "device", 32, &device, r)) {
+            rc = hub_op_group_set(h, &who, rt.seg[1], device, route_is(&rt, 2, "add"), &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+        }
+    } else if (rt.n == 2 && route_is(&rt, 0, "groups") && get) {
+        rc = hub_op_group_get(h, &who, rt.seg[1], &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 1 && route_is(&rt, 0, "advisories") && post) {
         rc = hub_op_advisory_add(h, &who, in, &out, &e);
         rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
@@ -465,9 +475,15 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
                                       (int)json_int_or(in, "interval_s", 300),
                                       (int)json_int_or(in, "max_failure_pct", 10),
                                       (int)json_int_or(in, "window_start", 0),
-                                      (int)json_int_or(in, "window_end", 0)};
-            rc = hub_op_campaign_create(h, &who, sha, reason, &o, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+                                      (int)json_int_or(in, "window_end", 0),
+                                      json_string_value(json_object_get(in, "group"))};
+            json_t *g = json_object_get(in, "group");
+            if (g && !json_is_string(g)) /* never widened to the whole model by a typo */
+                reply_err(r, 400, "invalid_request", "group must be a string");
+            else {
+                rc = hub_op_campaign_create(h, &who, sha, reason, &o, &out, &e);
+                rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+            }
         }
     } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "campaigns") && get) {
         rc = hub_op_campaigns(h, &who, &out);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/upmeta.h"
 #include "hub/firmware.h"
 
 #define SET_ERR(e, ...) snprintf((e)->msg, sizeof((e)->msg), __VA_ARGS__)
@@ -72,6 +73,10 @@ enum mamori_err hub_op_campaign_create(struct hub *h, const struct principal *wh
     *out = NULL;
     if (!is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
+    if (o->group && *o->group && !upmeta_name_ok(o->group)) {
+        SET_ERR(e, "a group name is 1..64 of [A-Za-z0-9._+~-]");
+        return MAMORI_ERR_INVAL;
+    }
     if (o->canary < 0 || o->canary > 1000 || o->wave < 1 || o->wave > 1000 || o->interval_s < 1 ||
         o->interval_s > 86400 || o->max_fail_pct < 0 || o->max_fail_pct > 100 ||
         o->window_start < 0 || o->window_start > 23 || o->window_end < 0 || o->window_end > 23) {
@@ -99,6 +104,7 @@ enum mamori_err hub_op_campaign_create(struct hub *h, const struct principal *wh
         c.max_fail_pct = o->max_fail_pct;
         c.window_start = o->window_start;
         c.window_end = o->window_end;
+        snprintf(c.group, sizeof(c.group), "%s", o->group ? o->group : "");
         snprintf(c.reason, sizeof(c.reason), "%s", reason);
         snprintf(c.created_by, sizeof(c.created_by), "%s", who->name);
         c.created_at = hub_now_ms();
@@ -331,4 +337,61 @@ void campaign_on_event(struct hub *h, const char *device_id, const char *type)
     log_if_err(store_campaign_device_set(h->store, id, device_id, -1,
                                          committed ? "committed" : "failed", NULL,
                                          committed ? "" : "health", hub_now_ms()));
+}
+
+/* --- device groups ----------------------------------------------------- */
+
+enum mamori_err hub_op_group_set(struct hub *h, const struct principal *who, const char *group,
+                                 const char *device_id, bool member, json_t **out, struct op_err *e)
+{
+    struct device_rec d;
+    char detail[96];
+    *out = NULL;
+    if (!is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    if (!upmeta_name_ok(group)) {
+        SET_ERR(e, "a group name is 1..64 of [A-Za-z0-9._+~-]");
+        return MAMORI_ERR_INVAL;
+    }
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_device_get(h->store, device_id, &d);
+    if (rc == MAMORI_ERR_NOTFOUND)
+        SET_ERR(e, "no such device");
+    if (!rc && !(rc = store_begin(h->store))) {
+        rc = store_group_set(h->store, group, device_id, member);
+        snprintf(detail, sizeof(detail), "{\"group\":\"%s\"}", group);
+        if (rc)
+            store_rollback(h->store);
+        else
+            rc = hub_commit_audited(h, who, member ? "group_added" : "group_removed", device_id, "",
+                                    detail);
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (!rc)
+        *out = json_pack("{s:s, s:s, s:b}", "group", group, "device", device_id, "member", member);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+static bool group_one(const char *id, void *arg)
+{
+    json_array_append_new(arg, json_string(id));
+    return true;
+}
+
+enum mamori_err hub_op_group_get(struct hub *h, const struct principal *who, const char *group,
+                                 json_t **out)
+{
+    *out = NULL;
+    if (!is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    json_t *a = json_array();
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = a ? store_group_devices(h->store, group, group_one, a) : MAMORI_ERR_NOMEM;
+    pthread_mutex_unlock(&h->lock);
+    if (rc) {
+        json_decref(a);
+        return rc;
+    }
+    *out = json_pack("{s:s, s:o}", "group", group, "devices", a);
+    return *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
 }

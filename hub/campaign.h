@@ -1,8 +1,8 @@
 /*
  * hub/campaign.h - staged update campaigns (docs/updates.md; P-UPD).
  *
- * A campaign sends one release to every device of its model that may take
- * commands: canary devices first, and the first wave only once every
+ * A campaign sends one release to every device of its model (or of one
+ * group of them) that may take commands: canary devices first, and the first wave only once every
  * canary has finished; then waves of `wave` devices every `interval_s`,
  * only inside the maintenance window (UTC hours; start == end: always).
  * A device has finished when it committed the new slot (or runs it
@@ -25,6 +25,7 @@ struct campaign_opts {
     int interval_s;               /* 1..86400, default 300 */
     int max_fail_pct;             /* 0..100, default 10 */
     int window_start, window_end; /* UTC hours 0..23; equal: no window */
+    const char *group;            /* NULL or "": every device of the model */
 };
 
 enum mamori_err hub_op_campaign_create(struct hub *h, const struct principal *who,
@@ -40,6 +41,13 @@ enum mamori_err hub_op_campaign_get(struct hub *h, const struct principal *who, 
 enum mamori_err hub_op_campaign_action(struct hub *h, const struct principal *who, int64_t id,
                                        const char *action, const char *reason, json_t **out,
                                        struct op_err *e) MAMORI_MUST_CHECK;
+
+/* Device groups (staff): add or remove a device; list a group. */
+enum mamori_err hub_op_group_set(struct hub *h, const struct principal *who, const char *group,
+                                 const char *device_id, bool member, json_t **out,
+                                 struct op_err *e) MAMORI_MUST_CHECK;
+enum mamori_err hub_op_group_get(struct hub *h, const struct principal *who, const char *group,
+                                 json_t **out) MAMORI_MUST_CHECK;
 
 /* The hub's periodic step; lock held. */
 void campaign_tick(struct hub *h, int64_t now_ms);

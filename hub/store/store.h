@@ -283,6 +283,13 @@ enum mamori_err store_support_set(struct store *s, const char *model, int64_t en
 enum mamori_err store_support_get(struct store *s, const char *model,
                                   int64_t *end) MAMORI_MUST_CHECK;
 
+/* Device groups (campaign targets). */
+enum mamori_err store_group_set(struct store *s, const char *group, const char *device_id,
+                                bool member) MAMORI_MUST_CHECK;
+enum mamori_err store_group_devices(struct store *s, const char *group,
+                                    bool (*cb)(const char *device_id, void *),
+                                    void *arg) MAMORI_MUST_CHECK;
+
 /* Staged update campaigns (hub/campaign.c). */
 struct campaign_rec {
     int64_t id;
@@ -295,6 +302,7 @@ struct campaign_rec {
     char note[256]; /* why it paused, or how it ended */
     char created_by[STORE_NAME_MAX + 1];
     int64_t created_at, updated_at;
+    char group[STORE_NAME_MAX + 1]; /* "" : every device of the model */
 };
 struct campaign_counts {
     int pending, in_flight, committed, failed, skipped;

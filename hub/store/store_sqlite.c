@@ -113,6 +113,10 @@ static const char *const MIGRATIONS[] = {
     "  published_by TEXT NOT NULL, published_at INTEGER NOT NULL);"
     "CREATE TABLE model_support(model TEXT PRIMARY KEY, support_end INTEGER NOT NULL,"
     "  updated_at INTEGER NOT NULL);",
+    /* 8: device groups (campaign targets). */
+    "CREATE TABLE device_groups(grp TEXT NOT NULL, device_id TEXT NOT NULL,"
+    "  PRIMARY KEY(grp, device_id)) WITHOUT ROWID;"
+    "ALTER TABLE campaigns ADD COLUMN grp TEXT NOT NULL DEFAULT '';",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -1359,7 +1363,7 @@ enum mamori_err store_campaign_add(struct store *s, struct campaign_rec *c)
     if (prep(s,
              "INSERT INTO campaigns(sha256,model,state,canary,wave,interval_s,max_fail_pct,"
              "window_start,window_end,waves_sent,next_wave_at,reason,note,created_by,created_at,"
-             "updated_at) VALUES(?,?,?,?,?,?,?,?,?,0,0,?,'',?,?,?)",
+             "updated_at,grp) VALUES(?,?,?,?,?,?,?,?,?,0,0,?,'',?,?,?,?)",
              &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, c->sha256);
@@ -1375,6 +1379,7 @@ enum mamori_err store_campaign_add(struct store *s, struct campaign_rec *c)
     bind_text(st, 11, c->created_by);
     sqlite3_bind_int64(st, 12, c->created_at);
     sqlite3_bind_int64(st, 13, c->created_at);
+    bind_text(st, 14, c->group);
     enum mamori_err rc = step_done(s, st);
     if (rc)
         return rc;
@@ -1383,18 +1388,20 @@ enum mamori_err store_campaign_add(struct store *s, struct campaign_rec *c)
     if (prep(s,
              "INSERT INTO campaign_devices(campaign_id,device_id,wave,status,error,updated_at) "
              "SELECT ?1, id, -1, 'pending', '', ?2 FROM devices WHERE model=?3 "
-             "AND state IN ('claimed','active','quarantined') ORDER BY id",
+             "AND state IN ('claimed','active','quarantined') AND (?4 = '' OR id IN "
+             "(SELECT device_id FROM device_groups WHERE grp=?4)) ORDER BY id",
              &st))
         return MAMORI_ERR_DB;
     sqlite3_bind_int64(st, 1, c->id);
     sqlite3_bind_int64(st, 2, c->created_at);
     bind_text(st, 3, c->model);
+    bind_text(st, 4, c->group);
     return step_done(s, st);
 }
 
 #define CAMPAIGN_COLS                                                                              \
     "id,sha256,model,state,canary,wave,interval_s,max_fail_pct,window_start,window_end,"           \
-    "waves_sent,next_wave_at,reason,note,created_by,created_at,updated_at"
+    "waves_sent,next_wave_at,reason,note,created_by,created_at,updated_at,grp"
 
 static void campaign_row(sqlite3_stmt *st, struct campaign_rec *c)
 {
@@ -1416,6 +1423,7 @@ static void campaign_row(sqlite3_stmt *st, struct campaign_rec *c)
     snprintf(c->created_by, sizeof(c->created_by), "%s", (const char *)sqlite3_column_text(st, 14));
     c->created_at = sqlite3_column_int64(st, 15);
     c->updated_at = sqlite3_column_int64(st, 16);
+    snprintf(c->group, sizeof(c->group), "%s", (const char *)sqlite3_column_text(st, 17));
 }
 
 enum mamori_err store_campaigns(struct store *s, const char *state,
@@ -1691,4 +1699,32 @@ enum mamori_err store_support_get(struct store *s, const char *model, int64_t *e
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+enum mamori_err store_group_set(struct store *s, const char *group, const char *device_id,
+                                bool member)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             member ? "INSERT OR IGNORE INTO device_groups(grp,device_id) VALUES(?,?)"
+                    : "DELETE FROM device_groups WHERE grp=? AND device_id=?",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, group);
+    bind_text(st, 2, device_id);
+    return step_done(s, st);
+}
+
+enum mamori_err store_group_devices(struct store *s, const char *group,
+                                    bool (*cb)(const char *device_id, void *), void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT device_id FROM device_groups WHERE grp=? ORDER BY device_id LIMIT 100000",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, group);
+    while (sqlite3_step(st) == SQLITE_ROW && cb((const char *)sqlite3_column_text(st, 0), arg))
+        ;
+    sqlite3_finalize(st);
+    return MAMORI_OK;
 }

@@ -49,6 +49,18 @@ all_on() { revive; for i in 0 1 2 3; do [ "$(astat $i fw_version)" = 2.0 ] || re
 check "every agent runs 2.0" wait_for 30 all_on
 check "owners were told (update_sent on their devices)" has_event update_sent "$(dev_id 0)" '"fw_version": "2.0"'
 
+# --- a campaign for one group only
+D2=$(dev_id 2); D3=$(dev_id 3)
+check "an owner cannot group devices" fails as alice group add pilot --device "$D2"
+as op group add pilot --device "$D2" >/dev/null; as op group add pilot --device "$D3" >/dev/null
+expect_eq "the pilot group" "$D2 $D3" "$(as op group show pilot | python3 -c 'import json,sys; print(*json.load(sys.stdin)["devices"])')"
+publish 2.1 2 0 100000
+C3=$(as op campaign create "$(sha_of "$T/fw-2.1.img")" --reason "2.1 pilot" --group pilot --canary 0 --wave 2 --interval 1 | jget id)
+expect_eq "campaign 3 takes the two pilot devices only" 2 "$(cstate "$C3" devices.pending)"
+check "campaign 3 completes" wait_for 120 state_is "$C3" done
+pilot_on() { revive; [ "$(astat 2 fw_version) $(astat 3 fw_version) $(astat 0 fw_version)" = "2.1 2.1 2.0" ]; }
+check "the pilot devices run 2.1, the others still 2.0" wait_for 30 pilot_on
+
 # --- a bad release: the canary fails, the campaign pauses itself
 publish 3.0 3 0 100000
 SHA3=$(sha_of "$T/fw-3.0.img")
@@ -62,7 +74,7 @@ check "an operator cancels it" as op campaign cancel "$C2" --reason "bad build"
 expect_eq "cancelled" cancelled "$(cstate "$C2" state)"
 check "a cancelled campaign cannot resume" fails as op campaign resume "$C2" --reason x
 all_audited() { local out; out=$(as admin audit list --limit 1000) || return 1
-    for a in campaign_created campaign_done campaign_paused campaign_cancelled; do grep -q "\"$a\"" <<<"$out" || return 1; done; }
+    for a in campaign_created campaign_done campaign_paused campaign_cancelled group_added; do grep -q "\"$a\"" <<<"$out" || return 1; done; }
 check "every state change is audited" all_audited
 check "audit chain intact" as admin audit verify
 [ "$FAIL" -gt 0 ] && tail -20 "$T"/agent*.log
