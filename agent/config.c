@@ -42,9 +42,9 @@ enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_co
                                    size_t whylen)
 {
     static const char *const KEYS[] = {
-        "identity_dir", "state_dir",        "socket",        "schema_file",    "heartbeat_s",
-        "outbox_max",   "broker_host",      "broker_port",   "reboot_command", "keystore",
-        "tpm_tcti",     "update_slots_dir", "update_trial_s"};
+        "identity_dir", "state_dir",        "socket",         "schema_file",    "heartbeat_s",
+        "outbox_max",   "broker_host",      "broker_port",    "reboot_command", "keystore",
+        "tpm_tcti",     "update_slots_dir", "update_trial_s", "update_check_s"};
     json_t *j = NULL;
     memset(c, 0, sizeof(*c));
     enum mamori_err rc = json_parse_untrusted(data, len, AGENT_CONFIG_MAX, &j, why, whylen);
@@ -110,6 +110,13 @@ enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_co
             goto out;
         }
         c->update_trial_s = (unsigned)n;
+    }
+    if (json_object_get(j, "update_check_s")) {
+        if (!json_get_u64(j, "update_check_s", &n) || n < 1 || n > 7 * 86400) {
+            rc = WHY("update_check_s must be 1..604800");
+            goto out;
+        }
+        c->update_check_s = (unsigned)n;
     }
     if (json_object_get(j, "outbox_max")) {
         if (!json_get_u64(j, "outbox_max", &n) || n < 16 || n > 10000000) {

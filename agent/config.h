@@ -13,6 +13,7 @@
  *    "tpm_tcti":     "device:/dev/tpmrm0",         default: tpm2-openssl's
  *    "update_slots_dir": "/var/lib/mamori/slots",  default: none (updates refused)
  *    "update_trial_s": 120,                        health check deadline of a new slot
+ *    "update_check_s": 21600,                      periodic update check
  *    "heartbeat_s":  30,   "outbox_max": 100000,
  *    "broker_host":  "...", "broker_port": 8883}     default: from the identity
  */
@@ -40,6 +41,7 @@ struct agent_config {
     size_t outbox_max;
     char update_slots_dir[AGENT_PATH_MAX];
     unsigned update_trial_s;
+    unsigned update_check_s;
 };
 
 /* Parses a configuration document (untrusted bytes). why gets a message

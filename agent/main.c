@@ -342,6 +342,7 @@ static int run(const char *config_path, const char *status)
         .tpm_tcti = cfg.tpm_tcti[0] ? cfg.tpm_tcti : NULL,
         .update_slots_dir = cfg.update_slots_dir[0] ? cfg.update_slots_dir : NULL,
         .update_trial_s = cfg.update_trial_s,
+        .update_check_s = cfg.update_check_s,
         .on_command = on_command,
     };
     struct mamori_device *dev = NULL;

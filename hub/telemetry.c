@@ -423,6 +423,9 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
                 json_string_value(json_object_get(json_object_get(body, "update"), "fw_version"));
             if (fw && (strcmp(type, "update_status") == 0 || strcmp(type, "update_committed") == 0))
                 hub_fw_reported(h, id, fw);
+            /* the device's periodic check: what is pending for it goes again */
+            if (strcmp(type, "update_status") == 0)
+                cmd_resend_pending(h, id);
         }
         free(txt);
     } else if (s == STREAM_LOG) {

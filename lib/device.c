@@ -104,8 +104,9 @@ struct mamori_device {
     char model[65], fw_version[65], ca_path[4096];
     unsigned upd_trial_ms;
     uint64_t upd_deadline; /* on trial: commit before this (monotonic ms) */
-    bool upd_reboot;       /* ask the application to reboot (MAMORI_CMD_UPDATE) */
-    int dl_stage;          /* 0 none, 1 roots, 2 release, 3 image */
+    uint64_t upd_check_ms, upd_next_check;
+    bool upd_reboot; /* ask the application to reboot (MAMORI_CMD_UPDATE) */
+    int dl_stage;    /* 0 none, 1 roots, 2 release, 3 image */
     struct fetch *fetch;
     struct dbuf dl_doc;
     char *dl_roots;
@@ -270,6 +271,7 @@ static void security_event(struct mamori_device *d, const char *type, const char
 static void update_command(struct mamori_device *d, const struct cmd *c);
 static void download_end(struct mamori_device *d);
 static enum mamori_err update_open(struct mamori_device *d, const struct mamori_device_opts *o);
+static void update_report(struct mamori_device *d);
 
 /* T12-L2a: watches the log directory from now on (after the SDK's own
  * reading of it at start). Where the OS cannot (no inotify instance left),
@@ -1416,6 +1418,11 @@ static void update_step(struct mamori_device *d, uint64_t now)
         }
         return;
     }
+    if (st.phase == UPD_IDLE && !d->fetch && d->state == MAMORI_DEV_CONNECTED &&
+        now >= d->upd_next_check) {
+        update_report(d); /* the hub answers with what is pending for us */
+        d->upd_next_check = now + d->upd_check_ms;
+    }
     if (!d->fetch)
         return;
     long http = 0;
@@ -1508,6 +1515,19 @@ static void update_command(struct mamori_device *d, const struct cmd *c)
         update_done(d, "failed", "download could not start");
 }
 
+/* Where updates stand (at start, and as the periodic check). */
+static void update_report(struct mamori_device *d)
+{
+    struct upd_status st;
+    upd_get_status(d->upd, &st);
+    update_event(d, "update_status",
+                 "{\"slot\":\"%s\",\"fw_version\":\"%s\",\"security_version\":%llu,"
+                 "\"floor\":%llu,\"phase\":%d,\"last\":\"%s\",\"root_version\":%llu}",
+                 st.booted, st.fw_version, (unsigned long long)st.security_version,
+                 (unsigned long long)st.floor, (int)st.phase, upd_code_name(st.last),
+                 (unsigned long long)st.root_version);
+}
+
 /* At start: the boot loader's part for the built-in slots, then where the
  * last update stands. */
 static enum mamori_err update_open(struct mamori_device *d, const struct mamori_device_opts *o)
@@ -1531,12 +1551,9 @@ static enum mamori_err update_open(struct mamori_device *d, const struct mamori_
     snprintf(d->fw_version, sizeof(d->fw_version), "%s", st.fw_version);
     d->upd_deadline = mamori_now_ms() + d->upd_trial_ms;
     d->upd_reboot = st.reboot;
-    update_event(d, "update_status",
-                 "{\"slot\":\"%s\",\"fw_version\":\"%s\",\"security_version\":%llu,"
-                 "\"floor\":%llu,\"phase\":%d,\"last\":\"%s\",\"root_version\":%llu}",
-                 st.booted, st.fw_version, (unsigned long long)st.security_version,
-                 (unsigned long long)st.floor, (int)st.phase, upd_code_name(st.last),
-                 (unsigned long long)st.root_version);
+    d->upd_check_ms = (uint64_t)(o->update_check_s ? o->update_check_s : 21600) * 1000u;
+    d->upd_next_check = mamori_now_ms() + d->upd_check_ms;
+    update_report(d);
     return MAMORI_OK;
 }
 

@@ -89,6 +89,10 @@ struct mamori_device_opts {
      * MAMORI_CMD_UPDATE: reboot the board (or restart the program). */
     const char *update_slots_dir;
     unsigned update_trial_s;
+    /* While idle and connected, the device reports its update status
+     * every update_check_s (0: 6 h); the hub answers with any update
+     * command still pending for it (a periodic check). */
+    unsigned update_check_s;
 };
 
 enum mamori_device_state {

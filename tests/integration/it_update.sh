@@ -20,7 +20,7 @@ update_root_setup
 cp "$T/root-1.json" "$P0/update-root.json"     # what the factory writes
 publish 2.0 2 1 3000000
 printf '#!/bin/sh\ntouch %s/rebooted\n' "$T" >"$T/reboot.sh"; chmod 755 "$T/reboot.sh"
-agent_conf 0 "" "\"reboot_command\": \"$T/reboot.sh\", \"update_slots_dir\": \"$T/slots0\", \"update_trial_s\": 8"
+agent_conf 0 "" "\"reboot_command\": \"$T/reboot.sh\", \"update_slots_dir\": \"$T/slots0\", \"update_trial_s\": 8, \"update_check_s\": 2"
 agent_start 0
 check "the agent connects" wait_for 20 stat_is 0 connected True
 check "it reports its slot at boot" wait_for 20 has_event device_event "$D0" '"type": "update_status"'
@@ -40,6 +40,11 @@ check "after the reboot the new slot is committed" wait_for 30 stat_is 0 updates
 expect_eq "running 2.0" "2.0" "$(astat 0 fw_version)"
 check "the commit reaches the hub" wait_for 20 has_event device_event "$D0" '"type": "update_committed"'
 check "every step is in the device's signed log" wait_for 20 has_event device_log "$D0" '"type": "update_installed"'
+n_status() { events_json | python3 -c 'import json,sys
+print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="device_event" and e.get("device_id")==sys.argv[1] and "update_status" in json.dumps(e["detail"])))' "$D0"; }
+s0=$(n_status)
+status_grew() { [ "$(n_status)" -ge $((s0 + 2)) ]; }
+check "idle and online, the device checks in periodically (update_status)" wait_for 30 status_grew
 as op firmware deploy "$(sha_of "$T/fw-2.0.img")" --device "$D0" --reason "again" >/dev/null
 check "the release running is not installed again" wait_for 20 eval '[ "$(last_cmd result.error)" = already_running ]'
 
