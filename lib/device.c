@@ -434,6 +434,9 @@ static void wipe(struct mamori_device *d)
     char p[1200];
     logwatch_close(d->lw); /* the erase below is ours */
     d->lw = NULL;
+    download_end(d); /* an update under way ends; its token is wiped */
+    upd_close(d->upd);
+    d->upd = NULL;
     /* Let the result go out before the connection is dropped. */
     for (int i = 0; i < 20 && mosquitto_want_write(d->mosq); i++)
         mosquitto_loop_write(d->mosq, 1);
@@ -1481,8 +1484,8 @@ static void update_command(struct mamori_device *d, const struct cmd *c)
     struct upd_status st;
     json_t *a = json_loads(c->args, JSON_REJECT_DUPLICATES, NULL);
     bool ok = d->upd && json_get_str(a, "sha256", 64, &sha) && strlen(sha) == 64 &&
-              json_get_str(a, "url", 400, &url) && strncmp(url, "https://", 8) == 0 &&
-              json_get_str(a, "token", 100, &token);
+              strspn(sha, "0123456789abcdef") == 64 && json_get_str(a, "url", 400, &url) &&
+              strncmp(url, "https://", 8) == 0 && json_get_str(a, "token", 100, &token);
     if (ok) {
         snprintf(d->dl_sha, sizeof(d->dl_sha), "%s", sha);
         snprintf(d->dl_url, sizeof(d->dl_url), "%s", url);
