@@ -14,6 +14,7 @@
 
 #define SET_ERR(e, ...) snprintf((e)->msg, sizeof((e)->msg), __VA_ARGS__)
 #define CAMPAIGN_TTL_MS (7LL * 24 * 3600 * 1000)
+#define CAMPAIGN_TRIES  3
 
 static const struct principal CAMPAIGN = {.user_id = 0, .name = "campaign", .role = ROLE_ADMIN};
 
@@ -318,6 +319,14 @@ void campaign_on_result(struct hub *h, const char *device_id, const char *comman
     int64_t id;
     if (store_campaign_device_find(h->store, device_id, command_id, "sent", &id))
         return;
+    /* A download that did not get through says nothing of the release:
+     * the device is sent it again in a later wave (it resumes), up to
+     * CAMPAIGN_TRIES times. */
+    if (strcmp(status, "failed") == 0 && strncmp(error, "download", 8) == 0) {
+        log_if_err(store_campaign_device_retry(h->store, id, device_id, CAMPAIGN_TRIES, error,
+                                               hub_now_ms()));
+        return;
+    }
     /* a device that runs the release already has what the campaign brings */
     const char *to = strcmp(status, "ok") == 0               ? "installed"
                      : strcmp(error, "already_running") == 0 ? "committed"
@@ -332,7 +341,10 @@ void campaign_on_event(struct hub *h, const char *device_id, const char *type)
     bool committed = strcmp(type, "update_committed") == 0;
     if (!committed && strcmp(type, "update_rolled_back") != 0)
         return;
-    if (store_campaign_device_find(h->store, device_id, NULL, "installed", &id))
+    /* "installed", or still "sent" when the install's result was lost as
+     * the device rebooted: the event says how it ended either way */
+    if (store_campaign_device_find(h->store, device_id, NULL, "installed", &id) &&
+        store_campaign_device_find(h->store, device_id, NULL, "sent", &id))
         return;
     log_if_err(store_campaign_device_set(h->store, id, device_id, -1,
                                          committed ? "committed" : "failed", NULL,

@@ -1504,6 +1504,11 @@ static void update_command(struct mamori_device *d, const struct cmd *c)
         return;
     }
     upd_get_status(d->upd, &st);
+    /* A download of another release that stopped (and was never resumed)
+     * gives way to the release the hub names now. */
+    if (!d->dl_stage && st.phase == UPD_DOWNLOAD && strcmp(st.target_sha256, sha) != 0 &&
+        upd_cancel(d->upd) == UPD_OK)
+        upd_get_status(d->upd, &st);
     if (d->dl_stage || st.phase == UPD_SWITCH || st.phase == UPD_TRIAL ||
         (st.phase == UPD_DOWNLOAD && strcmp(st.target_sha256, sha) != 0)) {
         d->st.commands_refused++;

@@ -4,7 +4,12 @@
  *
  *   mamori-sim --identities DIR [--devices N] [--heartbeat S]
  *              [--telemetry S] [--duration S] [--status FILE]
- *              [--broker-host HOST] [--broker-port PORT]
+ *              [--broker-host HOST] [--broker-port PORT] [--updates DIR]
+ *
+ * --updates DIR gives each device a state directory and A/B update slots
+ * under DIR (its identity needs update-root.json): the devices then take
+ * signed updates, and a device that asks for a reboot is freed and made
+ * again, which is its boot.
  *
  * DIR holds identity directories (as written by `mamorictl factory batch`);
  * the first N (default all) are run. Every second a status line is printed
@@ -13,6 +18,7 @@
 #include <dirent.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +34,14 @@ static void on_sig(int s)
     g_stop = 1;
 }
 
+/* A device's reboot: set by its on_command, done by the main loop. */
+static void on_command(struct mamori_device *dev, enum mamori_command c, void *arg)
+{
+    (void)dev;
+    if (c == MAMORI_CMD_UPDATE || c == MAMORI_CMD_REBOOT)
+        *(bool *)arg = true;
+}
+
 static int cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -35,7 +49,7 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *status = NULL, *broker_host = NULL;
+    const char *dir = NULL, *status = NULL, *broker_host = NULL, *updates = NULL;
     int broker_port = 0;
     long n = 0, hb = 30, tm = 0, duration = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -55,6 +69,8 @@ int main(int argc, char **argv)
             broker_port = (int)strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--broker-host") == 0)
             broker_host = argv[i + 1];
+        else if (strcmp(argv[i], "--updates") == 0)
+            updates = argv[i + 1];
         else {
             fprintf(stderr, "mamori-sim: unknown option %s\n", argv[i]);
             return 2;
@@ -64,7 +80,8 @@ int main(int argc, char **argv)
         broker_port > 65535) {
         fprintf(stderr, "usage: mamori-sim --identities DIR [--devices N] [--heartbeat S] "
                         "[--telemetry S] [--duration S] [--status FILE]\n"
-                        "                  [--broker-host HOST] [--broker-port PORT]\n");
+                        "                  [--broker-host HOST] [--broker-port PORT] "
+                        "[--updates DIR]\n");
         return 2;
     }
     signal(SIGINT, on_sig);
@@ -99,22 +116,32 @@ int main(int argc, char **argv)
         return 1;
     struct mamori_device **devs = calloc((size_t)n, sizeof(*devs));
     struct pollfd *pfd = calloc((size_t)n, sizeof(*pfd));
-    if (!devs || !pfd)
+    struct mamori_device_opts *opts = calloc((size_t)n, sizeof(*opts));
+    char(*paths)[3][4096] = calloc((size_t)n, sizeof(*paths));
+    bool *reboot = calloc((size_t)n, sizeof(*reboot));
+    if (!devs || !pfd || !opts || !paths || !reboot)
         return 1;
     long ok = 0;
     for (long i = 0; i < n; i++) {
-        char p[4096];
-        if (fs_path(p, sizeof(p), dir, names[i]))
+        if (fs_path(paths[i][0], sizeof(paths[i][0]), dir, names[i]))
             continue;
-        struct mamori_device_opts o = {.identity_dir = p,
-                                       .heartbeat_interval_s = (unsigned)hb,
-                                       .backoff_min_ms = 200,
-                                       .backoff_max_ms = 10000,
-                                       .host_override = broker_host,
-                                       .port_override = broker_port};
-        enum mamori_err rc = mamori_device_new(&o, &devs[i]);
+        opts[i] = (struct mamori_device_opts){.identity_dir = paths[i][0],
+                                              .heartbeat_interval_s = (unsigned)hb,
+                                              .backoff_min_ms = 200,
+                                              .backoff_max_ms = 10000,
+                                              .host_override = broker_host,
+                                              .port_override = broker_port,
+                                              .on_command = on_command,
+                                              .on_command_arg = &reboot[i]};
+        if (updates) {
+            snprintf(paths[i][1], sizeof(paths[i][1]), "%s/state-%s", updates, names[i]);
+            snprintf(paths[i][2], sizeof(paths[i][2]), "%s/slots-%s", updates, names[i]);
+            opts[i].state_dir = paths[i][1];
+            opts[i].update_slots_dir = paths[i][2];
+        }
+        enum mamori_err rc = mamori_device_new(&opts[i], &devs[i]);
         if (rc)
-            fprintf(stderr, "mamori-sim: %s: %s\n", p, mamori_strerror(rc));
+            fprintf(stderr, "mamori-sim: %s: %s\n", paths[i][0], mamori_strerror(rc));
         else
             ok++;
     }
@@ -143,6 +170,24 @@ int main(int argc, char **argv)
                                              pfd[i].revents & (POLLIN | POLLHUP | POLLERR),
                                              pfd[i].revents & POLLOUT);
         }
+        /* reboots asked for by updates: the device is made again */
+        for (long i = 0; i < n; i++) {
+            if (!reboot[i] || !devs[i])
+                continue;
+            reboot[i] = false;
+            /* what the device still has to say (its command result) goes
+             * out first, as the agent does before it reboots */
+            for (int k = 0; k < 10 && mamori_device_want_write(devs[i]); k++) {
+                struct pollfd wp = {.fd = mamori_device_fd(devs[i]), .events = POLLOUT};
+                if (poll(&wp, 1, 50) > 0)
+                    (void)mamori_device_step(devs[i], mamori_now_ms(), false, true);
+            }
+            mamori_device_free(devs[i]);
+            devs[i] = NULL;
+            enum mamori_err rc = mamori_device_new(&opts[i], &devs[i]);
+            if (rc)
+                fprintf(stderr, "mamori-sim: %s: boot: %s\n", paths[i][0], mamori_strerror(rc));
+        }
         now = mamori_now_ms();
         if (tm && now >= next_tm) {
             /* a device that dropped in between just misses this round */
@@ -156,6 +201,7 @@ int main(int argc, char **argv)
         if (now >= next_status) {
             long connected = 0;
             struct mamori_device_stats s, tot = {0};
+            long committed = 0;
             for (long i = 0; i < n; i++) {
                 if (!devs[i])
                     continue;
@@ -166,6 +212,7 @@ int main(int argc, char **argv)
                 tot.disconnects += s.disconnects;
                 tot.heartbeats_sent += s.heartbeats_sent;
                 tot.telemetry_sent += s.telemetry_sent;
+                committed += s.updates_committed;
             }
             printf("mamori-sim: %ld/%ld connected, connects %llu, refused %llu, drops %llu, "
                    "heartbeats %llu, telemetry %llu\n",
@@ -178,10 +225,10 @@ int main(int argc, char **argv)
                 int len = snprintf(
                     js, sizeof(js),
                     "{\"devices\":%ld,\"connected\":%ld,\"connects\":%llu,\"refused\":%llu,"
-                    "\"disconnects\":%llu,\"heartbeats\":%llu}\n",
+                    "\"disconnects\":%llu,\"heartbeats\":%llu,\"updates_committed\":%ld}\n",
                     ok, connected, (unsigned long long)tot.connects,
                     (unsigned long long)tot.refused, (unsigned long long)tot.disconnects,
-                    (unsigned long long)tot.heartbeats_sent);
+                    (unsigned long long)tot.heartbeats_sent, committed);
                 if (fs_write_atomic(status, js, (size_t)len, 0644))
                     fprintf(stderr, "mamori-sim: cannot write %s\n", status);
             }
@@ -197,6 +244,9 @@ int main(int argc, char **argv)
     free(names);
     free(devs);
     free(pfd);
+    free(opts);
+    free(paths);
+    free(reboot);
     mamori_sdk_cleanup();
     return 0;
 }

@@ -320,10 +320,15 @@ enum mamori_err store_campaign_set(struct store *s, int64_t id, const char *stat
                                    int64_t now) MAMORI_MUST_CHECK;
 enum mamori_err store_campaign_counts(struct store *s, int64_t id,
                                       struct campaign_counts *n) MAMORI_MUST_CHECK;
-/* The next n (at most 64) pending devices, in order. */
+/* The next n pending devices, those tried least first. */
 enum mamori_err store_campaign_next(struct store *s, int64_t id, int n,
                                     bool (*cb)(const char *device_id, void *),
                                     void *arg) MAMORI_MUST_CHECK;
+/* A try that did not reach the release (download failed): pending again
+ * until max_tries, then failed. */
+enum mamori_err store_campaign_device_retry(struct store *s, int64_t id, const char *device_id,
+                                            int max_tries, const char *error,
+                                            int64_t now) MAMORI_MUST_CHECK;
 /* wave < 0 keeps it; command_id NULL keeps it. */
 enum mamori_err store_campaign_device_set(struct store *s, int64_t id, const char *device_id,
                                           int wave, const char *status, const char *command_id,

@@ -117,6 +117,8 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE device_groups(grp TEXT NOT NULL, device_id TEXT NOT NULL,"
     "  PRIMARY KEY(grp, device_id)) WITHOUT ROWID;"
     "ALTER TABLE campaigns ADD COLUMN grp TEXT NOT NULL DEFAULT '';",
+    /* 9: a campaign sends a device the update again after a failed download. */
+    "ALTER TABLE campaign_devices ADD COLUMN tries INTEGER NOT NULL DEFAULT 0;",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -1510,21 +1512,47 @@ enum mamori_err store_campaign_next(struct store *s, int64_t id, int n,
                                     bool (*cb)(const char *device_id, void *), void *arg)
 {
     sqlite3_stmt *st;
+    if (n < 1 || n > 100000)
+        return MAMORI_ERR_INVAL;
+    /* the ids first: cb issues commands while no statement is open */
+    char(*ids)[24] = calloc((size_t)n, sizeof(*ids));
+    if (!ids)
+        return MAMORI_ERR_NOMEM;
     if (prep(s,
              "SELECT device_id FROM campaign_devices WHERE campaign_id=? AND status='pending' "
-             "ORDER BY device_id LIMIT ?",
-             &st))
+             "ORDER BY tries, device_id LIMIT ?",
+             &st)) {
+        free(ids);
         return MAMORI_ERR_DB;
+    }
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int(st, 2, n);
-    char ids[64][24];
     int k = 0;
-    while (k < 64 && sqlite3_step(st) == SQLITE_ROW)
+    while (k < n && sqlite3_step(st) == SQLITE_ROW)
         snprintf(ids[k++], 24, "%s", (const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     for (int i = 0; i < k && cb(ids[i], arg); i++)
         ;
+    free(ids);
     return MAMORI_OK;
+}
+
+enum mamori_err store_campaign_device_retry(struct store *s, int64_t id, const char *device_id,
+                                            int max_tries, const char *error, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "UPDATE campaign_devices SET status=CASE WHEN tries + 1 < ?3 THEN 'pending' "
+             "ELSE 'failed' END, tries=tries+1, error=?4, updated_at=?5 "
+             "WHERE campaign_id=?1 AND device_id=?2",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, device_id);
+    sqlite3_bind_int(st, 3, max_tries);
+    bind_text(st, 4, error);
+    sqlite3_bind_int64(st, 5, now);
+    return step_done(s, st);
 }
 
 enum mamori_err store_campaign_device_set(struct store *s, int64_t id, const char *device_id,

@@ -53,7 +53,8 @@ check "owners were told (update_sent on their devices)" has_event update_sent "$
 D2=$(dev_id 2); D3=$(dev_id 3)
 check "an owner cannot group devices" fails as alice group add pilot --device "$D2"
 as op group add pilot --device "$D2" >/dev/null; as op group add pilot --device "$D3" >/dev/null
-expect_eq "the pilot group" "$D2 $D3" "$(as op group show pilot | python3 -c 'import json,sys; print(*json.load(sys.stdin)["devices"])')"
+expect_eq "the pilot group (in id order)" "$(printf '%s\n' "$D2" "$D3" | LC_ALL=C sort | tr '\n' ' ')" \
+    "$(as op group show pilot | python3 -c 'import json,sys; print(*json.load(sys.stdin)["devices"], end=" ")')"
 publish 2.1 2 0 100000
 C3=$(as op campaign create "$(sha_of "$T/fw-2.1.img")" --reason "2.1 pilot" --group pilot --canary 0 --wave 2 --interval 1 | jget id)
 expect_eq "campaign 3 takes the two pilot devices only" 2 "$(cstate "$C3" devices.pending)"
