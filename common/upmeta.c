@@ -49,7 +49,7 @@ bool upmeta_name_ok(const char *s)
     return true;
 }
 
-static bool is_hex64(const char *s)
+bool upmeta_hex64(const char *s)
 {
     if (strlen(s) != 64)
         return false;
@@ -111,7 +111,7 @@ static enum mamori_err envelope(const void *doc, size_t len, char **text, struct
         static const char *const sm[] = {"keyid", "sig"};
         const char *kid, *b64;
         if (!json_is_object(v) || !only_members(v, sm, 2) || !json_get_str(v, "keyid", 64, &kid) ||
-            !is_hex64(kid) || !json_get_str(v, "sig", SIG_B64_MAX, &b64) ||
+            !upmeta_hex64(kid) || !json_get_str(v, "sig", SIG_B64_MAX, &b64) ||
             crypto_b64_decode(b64, strlen(b64), sg->s[sg->n].sig, CRYPTO_SIG_MAX,
                               &sg->s[sg->n].len)) {
             fail(rc, why, whylen, "signature %zu malformed", i);
@@ -180,7 +180,7 @@ static bool parse_role(json_t *o, const struct upmeta_root *r, struct upmeta_rol
     {
         const char *id = json_string_value(v);
         size_t unused;
-        if (!id || !is_hex64(id) || !key_of(r, id, &unused))
+        if (!id || !upmeta_hex64(id) || !key_of(r, id, &unused))
             return false;
         for (size_t j = 0; j < out->nkeyids; j++)
             if (strcmp(out->keyids[j], id) == 0)
@@ -218,7 +218,7 @@ static enum mamori_err parse_root(const char *text, struct upmeta_root *r, char 
         char calc[CRYPTO_FP_HEX_LEN];
         struct crypto_pubkey *pub = NULL;
         size_t n = r->nkeys;
-        if (!is_hex64(id) || !b64 || strlen(b64) > 2 * CRYPTO_SPKI_MAX ||
+        if (!upmeta_hex64(id) || !b64 || strlen(b64) > 2 * CRYPTO_SPKI_MAX ||
             crypto_b64_decode(b64, strlen(b64), r->keys[n].spki, CRYPTO_SPKI_MAX,
                               &r->keys[n].spki_len) ||
             crypto_pubkey_parse(r->keys[n].spki, r->keys[n].spki_len, &pub)) {
@@ -313,7 +313,7 @@ static enum mamori_err parse_release(const char *text, struct upmeta_release *r,
         !upmeta_name_ok(ver) || !json_get_u64(o, "security_version", &r->security_version) ||
         !json_get_u64(o, "floor", &r->floor) || r->floor > r->security_version ||
         !get_i64(o, "expires", &r->expires) || !json_is_object(img) || !only_members(img, im, 2) ||
-        !json_get_str(img, "sha256", 64, &sha) || !is_hex64(sha) ||
+        !json_get_str(img, "sha256", 64, &sha) || !upmeta_hex64(sha) ||
         !json_get_u64(img, "size", &r->size) || r->size == 0 || r->size > UPMETA_IMAGE_MAX)
         rc = fail(MAMORI_ERR_PARSE, why, whylen, "not a release document");
     if (!rc) {

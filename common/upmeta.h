@@ -67,6 +67,8 @@ struct upmeta_release {
     uint64_t size;                  /* of the image, bytes */
 };
 
+/* 64 lower-case hex digits (a SHA-256: image digests, key ids). */
+bool upmeta_hex64(const char *s);
 /* A model or version name: 1..64 of [A-Za-z0-9._+~-]. */
 bool upmeta_name_ok(const char *s);
 

@@ -12,16 +12,10 @@
 #include "common/upmeta.h"
 #include "hub/firmware.h"
 
-#define SET_ERR(e, ...) snprintf((e)->msg, sizeof((e)->msg), __VA_ARGS__)
 #define CAMPAIGN_TTL_MS (7LL * 24 * 3600 * 1000)
 #define CAMPAIGN_TRIES  3
 
 static const struct principal CAMPAIGN = {.user_id = 0, .name = "campaign", .role = ROLE_ADMIN};
-
-static bool is_staff(const struct principal *who)
-{
-    return who->role == ROLE_ADMIN || who->role == ROLE_OPERATOR;
-}
 
 static json_t *campaign_json(const struct campaign_rec *c, const struct campaign_counts *n)
 {
@@ -72,7 +66,7 @@ enum mamori_err hub_op_campaign_create(struct hub *h, const struct principal *wh
     struct campaign_rec c;
     struct campaign_counts n;
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     if (o->group && *o->group && !upmeta_name_ok(o->group)) {
         SET_ERR(e, "a group name is 1..64 of [A-Za-z0-9._+~-]");
@@ -147,7 +141,7 @@ static bool list_one(const struct campaign_rec *c, void *arg)
 enum mamori_err hub_op_campaigns(struct hub *h, const struct principal *who, json_t **out)
 {
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     struct list l = {h, json_array()};
     if (!l.a)
@@ -177,7 +171,7 @@ enum mamori_err hub_op_campaign_get(struct hub *h, const struct principal *who, 
     struct campaign_counts n;
     json_t *devs = json_array();
     *out = NULL;
-    if (!is_staff(who)) {
+    if (!hub_is_staff(who)) {
         json_decref(devs);
         return MAMORI_ERR_FORBIDDEN;
     }
@@ -202,7 +196,7 @@ enum mamori_err hub_op_campaign_action(struct hub *h, const struct principal *wh
     struct campaign_rec c;
     struct campaign_counts n;
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     const char *to = strcmp(action, "pause") == 0    ? "paused"
                      : strcmp(action, "resume") == 0 ? "running"
@@ -359,7 +353,7 @@ enum mamori_err hub_op_group_set(struct hub *h, const struct principal *who, con
     struct device_rec d;
     char detail[96];
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     if (!upmeta_name_ok(group)) {
         SET_ERR(e, "a group name is 1..64 of [A-Za-z0-9._+~-]");
@@ -394,7 +388,7 @@ enum mamori_err hub_op_group_get(struct hub *h, const struct principal *who, con
                                  json_t **out)
 {
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     json_t *a = json_array();
     pthread_mutex_lock(&h->lock);

@@ -20,8 +20,6 @@
 #include "common/proto.h"
 #include "hub/lifecycle.h"
 
-#define SET_ERR(e, ...) snprintf((e)->msg, sizeof((e)->msg), __VA_ARGS__)
-
 struct fw_upload {
     struct hub *h;
     struct principal who;
@@ -36,11 +34,6 @@ struct fw_upload {
 static bool is_admin(const struct principal *who)
 {
     return who->role == ROLE_ADMIN;
-}
-
-static bool is_staff(const struct principal *who)
-{
-    return who->role == ROLE_ADMIN || who->role == ROLE_OPERATOR;
 }
 
 /* The newest root, parsed (MAMORI_ERR_NOTFOUND when none). Caller holds
@@ -104,7 +97,7 @@ static enum mamori_err staff_list(struct hub *h, const struct principal *who, co
                                   const char *arg, json_t **out)
 {
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     json_t *a = json_array();
     if (!a)
@@ -147,7 +140,7 @@ enum mamori_err hub_op_fw_release_add(struct hub *h, const struct principal *who
     struct upmeta_root root;
     struct upmeta_release m;
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     pthread_mutex_lock(&h->lock);
     enum mamori_err rc = newest_root(h, &root);
@@ -218,7 +211,7 @@ enum mamori_err hub_op_fw_retire(struct hub *h, const struct principal *who, con
                                  const char *reason, json_t **out, struct op_err *e)
 {
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     pthread_mutex_lock(&h->lock);
     enum mamori_err rc = store_begin(h->store);
@@ -239,23 +232,14 @@ enum mamori_err hub_op_fw_retire(struct hub *h, const struct principal *who, con
 
 /* --- image upload ------------------------------------------------------ */
 
-static bool hex64(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
-            return false;
-    return n == 64;
-}
-
 enum mamori_err hub_fw_upload_begin(struct hub *h, const struct principal *who, const char *sha256,
                                     struct fw_upload **out, struct op_err *e)
 {
     char dir[HUB_PATH_MAX + 16];
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
-    if (!hex64(sha256)) {
+    if (!upmeta_hex64(sha256)) {
         SET_ERR(e, "no such release");
         return MAMORI_ERR_NOTFOUND;
     }
@@ -453,14 +437,14 @@ enum mamori_err hub_op_fw_deploy(struct hub *h, const struct principal *who, con
     struct fw_release_rec rel;
     char cid[33];
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     int64_t ttl_ms = ttl_s > 0 ? ttl_s * 1000 : 7 * 24 * 3600 * 1000LL;
     if (ttl_ms < 10000 || ttl_ms > CMD_MAX_TTL_MS) {
         SET_ERR(e, "ttl_s must be 10 s to 30 days");
         return MAMORI_ERR_INVAL;
     }
-    if (!hex64(sha256) || !proto_device_id_valid(device_id, strlen(device_id)))
+    if (!upmeta_hex64(sha256) || !proto_device_id_valid(device_id, strlen(device_id)))
         return MAMORI_ERR_NOTFOUND;
     pthread_mutex_lock(&h->lock);
     enum mamori_err rc = store_fw_release_get(h->store, sha256, &rel, NULL);
@@ -542,7 +526,7 @@ enum mamori_err hub_fw_device_release(struct hub *h, const char *sha256, json_t 
 enum mamori_err hub_fw_image_path(struct hub *h, const char *sha256, char *out, size_t n)
 {
     int k = snprintf(out, n, "%s/firmware/%s", h->cfg.data_dir, sha256);
-    return hex64(sha256) && k > 0 && (size_t)k < n ? MAMORI_OK : MAMORI_ERR_NOTFOUND;
+    return upmeta_hex64(sha256) && k > 0 && (size_t)k < n ? MAMORI_OK : MAMORI_ERR_NOTFOUND;
 }
 
 /* --- advisories and support periods (T02-L2b) -------------------------- */
@@ -594,7 +578,7 @@ enum mamori_err hub_op_advisory_add(struct hub *h, const struct principal *who, 
     const char *model, *title, *sev, *fixed = "";
     json_t *aff = json_object_get(in, "affected");
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     memset(&a, 0, sizeof(a));
     bool ok =
@@ -675,7 +659,7 @@ enum mamori_err hub_op_support_set(struct hub *h, const struct principal *who, c
 {
     char detail[64];
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     if (!upmeta_name_ok(model) || end_s <= 0 || end_s > 32503680000LL) {
         SET_ERR(e, "a model name and an end date (Unix seconds, before the year 3000)");

@@ -18,8 +18,6 @@
 #include "common/schema.h"
 #include "hub/auth.h"
 
-#define SET_ERR(e, ...) snprintf((e)->msg, sizeof((e)->msg), __VA_ARGS__)
-
 static void actor_of(const struct principal *who, char *out, size_t n)
 {
     if (!who || who->user_id == 0)
@@ -72,7 +70,7 @@ static void audit_only(struct hub *h, const struct principal *who, const char *a
 
 /* T08-L1a, T11-L1g, T12-L1c: administrator and operator privileges are
  * separate from owners'. */
-static bool is_staff(const struct principal *who)
+bool hub_is_staff(const struct principal *who)
 {
     return who->role == ROLE_ADMIN || who->role == ROLE_OPERATOR;
 }
@@ -416,7 +414,7 @@ enum mamori_err hub_op_enroll(struct hub *h, const struct principal *who, const 
                               const char *csr_pem, json_t **out, struct op_err *e)
 {
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     if (!name_ok(model, STORE_NAME_MAX)) {
         SET_ERR(e, "model must be 1-64 of [A-Za-z0-9._-]");
@@ -448,7 +446,7 @@ enum mamori_err hub_op_register(struct hub *h, const struct principal *who, cons
                                 const char *cert_pem, json_t **out, struct op_err *e)
 {
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     if (!name_ok(model, STORE_NAME_MAX)) {
         SET_ERR(e, "model must be 1-64 of [A-Za-z0-9._-]");
@@ -556,7 +554,7 @@ static bool ca_cb(const char *model, const char *kind, const char *fp, const cha
 
 enum mamori_err hub_op_ca_list(struct hub *h, const struct principal *who, json_t **out)
 {
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     json_t *arr = json_array();
     pthread_mutex_lock(&h->lock);
@@ -826,7 +824,7 @@ enum mamori_err hub_op_device_action(struct hub *h, const struct principal *who,
      * device is put out of service by its owner); every other action is for
      * operators and administrators. */
     bool owner_ok = a == LC_LOCK || a == LC_UNLOCK;
-    if (!is_staff(who) && !(owner_ok && who->role == ROLE_OWNER))
+    if (!hub_is_staff(who) && !(owner_ok && who->role == ROLE_OWNER))
         return MAMORI_ERR_FORBIDDEN;
     struct device_rec d;
     pthread_mutex_lock(&h->lock);
@@ -872,7 +870,7 @@ static bool audit_cb(const struct audit_rec *a, void *arg)
 enum mamori_err hub_op_audit_list(struct hub *h, const struct principal *who, int64_t after,
                                   int limit, json_t **out)
 {
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     json_t *arr = json_array();
     pthread_mutex_lock(&h->lock);
@@ -884,7 +882,7 @@ enum mamori_err hub_op_audit_list(struct hub *h, const struct principal *who, in
 
 enum mamori_err hub_op_audit_verify(struct hub *h, const struct principal *who, json_t **out)
 {
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     struct audit_verdict v;
     pthread_mutex_lock(&h->lock);
@@ -953,7 +951,7 @@ enum mamori_err hub_op_schema_set(struct hub *h, const struct principal *who, co
                                   const json_t *doc, json_t **out, struct op_err *e)
 {
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     if (!name_ok(model, STORE_NAME_MAX)) {
         SET_ERR(e, "model must be 1-64 of [A-Za-z0-9._-]");
@@ -1061,7 +1059,7 @@ enum mamori_err hub_op_command(struct hub *h, const struct principal *who, const
         return MAMORI_ERR_INVAL;
     }
     /* Owners may test and wipe their own device; reboots are operators'. */
-    if (!is_staff(who) && !(who->role == ROLE_OWNER && (t == CMD_SELF_TEST || t == CMD_WIPE)))
+    if (!hub_is_staff(who) && !(who->role == ROLE_OWNER && (t == CMD_SELF_TEST || t == CMD_WIPE)))
         return MAMORI_ERR_FORBIDDEN;
     int64_t ttl_ms = ttl_s > 0 ? ttl_s * 1000 : 24 * 3600 * 1000LL;
     if (ttl_ms < 10000 || ttl_ms > CMD_MAX_TTL_MS) {
@@ -1098,7 +1096,7 @@ enum mamori_err hub_op_config(struct hub *h, const struct principal *who, const 
                               json_t *settings, const char *reason, json_t **out, struct op_err *e)
 {
     *out = NULL;
-    if (!is_staff(who))
+    if (!hub_is_staff(who))
         return MAMORI_ERR_FORBIDDEN;
     char *txt = json_is_object(settings) ? json_dump_compact(settings) : NULL;
     struct devcfg cfg;

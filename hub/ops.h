@@ -12,8 +12,16 @@
 #define MAMORI_HUB_OPS_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
 
 #include "hub/hub.h"
+
+/* Sets the client-facing message of an op_err. */
+#define SET_ERR(e, ...) snprintf((e)->msg, sizeof((e)->msg), __VA_ARGS__)
+
+/* Administrators and operators: privileges separate from owners'. */
+bool hub_is_staff(const struct principal *who);
 
 /* Carries a client-facing message with an error code. */
 struct op_err {

@@ -1483,9 +1483,9 @@ static void update_command(struct mamori_device *d, const struct cmd *c)
     consume(d, c, "started");
     struct upd_status st;
     json_t *a = json_loads(c->args, JSON_REJECT_DUPLICATES, NULL);
-    bool ok = d->upd && json_get_str(a, "sha256", 64, &sha) && strlen(sha) == 64 &&
-              strspn(sha, "0123456789abcdef") == 64 && json_get_str(a, "url", 400, &url) &&
-              strncmp(url, "https://", 8) == 0 && json_get_str(a, "token", 100, &token);
+    bool ok = d->upd && json_get_str(a, "sha256", 64, &sha) && upmeta_hex64(sha) &&
+              json_get_str(a, "url", 400, &url) && strncmp(url, "https://", 8) == 0 &&
+              json_get_str(a, "token", 100, &token);
     if (ok) {
         snprintf(d->dl_sha, sizeof(d->dl_sha), "%s", sha);
         snprintf(d->dl_url, sizeof(d->dl_url), "%s", url);

@@ -17,28 +17,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/unit/testutil.h"
+
 #include "lib/cfgstore.h"
 
 #define V1 "{\"heartbeat_s\":10}"
 #define V2 "{\"heartbeat_s\":20}"
 #define V3 "{\"heartbeat_s\":30}"
-
-static void rm_rf(const char *dir)
-{
-    char p[512];
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        if (unlink(p))
-            rm_rf(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
 
 static int setup(void **state)
 {

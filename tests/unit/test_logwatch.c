@@ -22,6 +22,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/unit/testutil.h"
+
 #include "lib/logwatch.h"
 
 struct fx {
@@ -29,23 +31,6 @@ struct fx {
     char cur[128], old[128];
     struct logwatch *w;
 };
-
-static void rm_rf(const char *dir)
-{
-    char p[512];
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        if (unlink(p))
-            rm_rf(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
 
 static int setup(void **state)
 {

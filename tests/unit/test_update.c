@@ -22,6 +22,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/unit/testutil.h"
+
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "lib/update.h"
@@ -109,23 +111,6 @@ static char *release_doc(const char *model, const char *ver, uint64_t sv, uint64
              model, ver, (unsigned long long)sv, (unsigned long long)floor, (long long)expires, hex,
              (unsigned long long)size);
     return sign_text(t, k);
-}
-
-static void rm_rf(const char *dir)
-{
-    char p[512];
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        if (unlink(p))
-            rm_rf(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
 }
 
 static void put(const char *path, const void *data, size_t n)
