@@ -38,13 +38,27 @@ static enum mamori_err get_path(json_t *j, const char *k, bool required, char *o
     return MAMORI_OK;
 }
 
+/* An optional whole number in lo..hi (out untouched when absent). */
+static enum mamori_err get_uint(json_t *j, const char *k, unsigned lo, unsigned hi, unsigned *out,
+                                char *why, size_t whylen)
+{
+    uint64_t n;
+    if (!json_object_get(j, k))
+        return MAMORI_OK;
+    if (!json_get_u64(j, k, &n) || n < lo || n > hi)
+        return WHY("%s must be %u..%u", k, lo, hi);
+    *out = (unsigned)n;
+    return MAMORI_OK;
+}
+
 enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_config *c, char *why,
                                    size_t whylen)
 {
     static const char *const KEYS[] = {
-        "identity_dir", "state_dir",        "socket",         "schema_file",    "heartbeat_s",
-        "outbox_max",   "broker_host",      "broker_port",    "reboot_command", "keystore",
-        "tpm_tcti",     "update_slots_dir", "update_trial_s", "update_check_s"};
+        "identity_dir",   "state_dir",      "socket",      "schema_file",
+        "heartbeat_s",    "outbox_max",     "broker_host", "broker_port",
+        "reboot_command", "keystore",       "tpm_tcti",    "update_slots_dir",
+        "update_trial_s", "update_check_s", "update_hook", "update_install_s"};
     json_t *j = NULL;
     memset(c, 0, sizeof(*c));
     enum mamori_err rc = json_parse_untrusted(data, len, AGENT_CONFIG_MAX, &j, why, whylen);
@@ -71,8 +85,14 @@ enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_co
         (rc = get_path(j, "reboot_command", false, c->reboot_command, sizeof(c->reboot_command),
                        why, whylen)) ||
         (rc = get_path(j, "update_slots_dir", false, c->update_slots_dir,
-                       sizeof(c->update_slots_dir), why, whylen)))
+                       sizeof(c->update_slots_dir), why, whylen)) ||
+        (rc = get_path(j, "update_hook", false, c->update_hook, sizeof(c->update_hook), why,
+                       whylen)))
         goto out;
+    if (c->update_slots_dir[0] && c->update_hook[0]) {
+        rc = WHY("update_slots_dir and update_hook: one update backend, not both");
+        goto out;
+    }
     if (!c->socket[0] && snprintf(c->socket, sizeof(c->socket), "%s/agent.sock", c->state_dir) >=
                              (int)sizeof(c->socket)) {
         rc = WHY("state_dir too long for the default socket path");
@@ -97,27 +117,12 @@ enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_co
     }
     uint64_t n;
     c->heartbeat_s = 30;
-    if (json_object_get(j, "heartbeat_s")) {
-        if (!json_get_u64(j, "heartbeat_s", &n) || n < 1 || n > 3600) {
-            rc = WHY("heartbeat_s must be 1..3600");
-            goto out;
-        }
-        c->heartbeat_s = (unsigned)n;
-    }
-    if (json_object_get(j, "update_trial_s")) {
-        if (!json_get_u64(j, "update_trial_s", &n) || n < 5 || n > 86400) {
-            rc = WHY("update_trial_s must be 5..86400");
-            goto out;
-        }
-        c->update_trial_s = (unsigned)n;
-    }
-    if (json_object_get(j, "update_check_s")) {
-        if (!json_get_u64(j, "update_check_s", &n) || n < 1 || n > 7 * 86400) {
-            rc = WHY("update_check_s must be 1..604800");
-            goto out;
-        }
-        c->update_check_s = (unsigned)n;
-    }
+    if ((rc = get_uint(j, "heartbeat_s", 1, 3600, &c->heartbeat_s, why, whylen)))
+        goto out;
+    if ((rc = get_uint(j, "update_trial_s", 5, 86400, &c->update_trial_s, why, whylen)) ||
+        (rc = get_uint(j, "update_check_s", 1, 7 * 86400, &c->update_check_s, why, whylen)) ||
+        (rc = get_uint(j, "update_install_s", 10, 86400, &c->update_install_s, why, whylen)))
+        goto out;
     if (json_object_get(j, "outbox_max")) {
         if (!json_get_u64(j, "outbox_max", &n) || n < 16 || n > 10000000) {
             rc = WHY("outbox_max must be 16..10000000");

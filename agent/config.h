@@ -14,6 +14,8 @@
  *    "update_slots_dir": "/var/lib/mamori/slots",  default: none (updates refused)
  *    "update_trial_s": 120,                        health check deadline of a new slot
  *    "update_check_s": 21600,                      periodic update check
+ *    "update_hook":  "/usr/lib/mamori/hooks/rauc", or the hook backend (not both)
+ *    "update_install_s": 1800,                     the hook's install deadline
  *    "heartbeat_s":  30,   "outbox_max": 100000,
  *    "broker_host":  "...", "broker_port": 8883}     default: from the identity
  */
@@ -42,6 +44,8 @@ struct agent_config {
     char update_slots_dir[AGENT_PATH_MAX];
     unsigned update_trial_s;
     unsigned update_check_s;
+    char update_hook[AGENT_PATH_MAX];
+    unsigned update_install_s;
 };
 
 /* Parses a configuration document (untrusted bytes). why gets a message

@@ -31,6 +31,7 @@
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/notice.h"
 #include "mamori/device.h"
 
 #define MAX_CLIENTS  8
@@ -149,7 +150,8 @@ static void write_status(const char *path, struct mamori_device *dev)
     struct mamori_device_stats st;
     mamori_device_get_stats(dev, &st);
     enum mamori_device_state ds = mamori_device_state(dev);
-    char buf[2048];
+    char buf[2048 + NOTICE_MAX];
+    const char *notice = mamori_device_notice(dev);
     int n = snprintf(
         buf, sizeof(buf),
         "{\"device_id\":\"%s\",\"state\":\"%s\",\"connected\":%s,\"connects\":%llu,\"refused\":%"
@@ -160,7 +162,8 @@ static void write_status(const char *path, struct mamori_device *dev)
         "\"commands_refused\":%llu,\"rotations\":%llu,\"tls_resumed\":%llu,\"config_version\":%llu,"
         "\"config_rollbacks\":%llu,\"log_records\":%llu,\"log_access\":%llu,\"tls_full\":%llu,"
         "\"fw_version\":\"%s\",\"update_phase\":%llu,\"updates_committed\":%llu,"
-        "\"update_rollbacks\":%llu,\"pid\":%d}\n",
+        "\"update_rollbacks\":%llu,\"advisories\":%llu,\"support_end\":%llu,\"notice\":%s,"
+        "\"pid\":%d}\n",
         mamori_device_id(dev), (unsigned)ds < 4 ? states[ds] : "?",
         ds == MAMORI_DEV_CONNECTED ? "true" : "false", (unsigned long long)st.connects,
         (unsigned long long)st.refused, (unsigned long long)st.telemetry_sent,
@@ -175,7 +178,8 @@ static void write_status(const char *path, struct mamori_device *dev)
         (unsigned long long)st.log_access, (unsigned long long)st.tls_full,
         mamori_device_fw_version(dev), (unsigned long long)st.update_phase,
         (unsigned long long)st.updates_committed, (unsigned long long)st.update_rollbacks,
-        (int)getpid());
+        (unsigned long long)st.advisories, (unsigned long long)st.support_end,
+        notice[0] ? notice : "null", (int)getpid());
     if (n > 0 && (size_t)n < sizeof(buf))
         log_if_err(fs_write_atomic(path, buf, (size_t)n, 0644));
 }
@@ -343,6 +347,8 @@ static int run(const char *config_path, const char *status)
         .update_slots_dir = cfg.update_slots_dir[0] ? cfg.update_slots_dir : NULL,
         .update_trial_s = cfg.update_trial_s,
         .update_check_s = cfg.update_check_s,
+        .update_hook = cfg.update_hook[0] ? cfg.update_hook : NULL,
+        .update_install_s = cfg.update_install_s,
         .on_command = on_command,
     };
     struct mamori_device *dev = NULL;

@@ -24,7 +24,8 @@ v=json.load(sys.stdin)
 for k in sys.argv[1].split("."): v=v[int(k)] if isinstance(v,list) else v[k]
 print(v)' "$1"; }
 
-"$BIN/mamorid" --data "$W/data" --max-connections $((N + 100)) --rate 100000 --burst 100000 \
+"$BIN/mamorid" --data "$W/data" --max-connections $((N + 100)) \
+    --api-connections $((N + 100)) --api-per-address $((N + 100)) --rate 100000 --burst 100000 \
     --heartbeat 300 >"$W/hub.log" 2>&1 &
 HUB=$!; PIDS+=($HUB)
 for _ in $(seq 1 100); do [ -f "$W/data/run/endpoints.json" ] && break; sleep 0.1; done
@@ -91,7 +92,7 @@ print("  %-28s %s in %.1f s: %d committed, %d failed, %d skipped, %d pending" % 
 }
 
 echo
-echo "## staged: 10 canaries, then waves of 50 every 2 s (under the API's 64 connections per address)"
+echo "## staged: 10 canaries, then waves of 50 every 2 s"
 run "staged" 1.2 --canary 10 --wave 50 --interval 2 --max-fail 5
 if [ "${BASELINE:-1}" = 1 ]; then
     echo

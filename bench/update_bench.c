@@ -10,9 +10,17 @@
  * (crypto_sha256_file, 64 KiB reads); a whole install through lib/update
  * (offer, the image streamed in 64 KiB chunks into the inactive slot,
  * hashed as written, synced every MiB, digest check, switch).
+ *
+ * Where rauc and mksquashfs are installed, the same image is also packed
+ * into a RAUC bundle (plain format, uncompressed squashfs, signed with a
+ * throw-away P-256 certificate) and verified side by side: `rauc info
+ * --keyring` (RAUC checks the bundle's CMS signature over all of it), the
+ * engine's verification of that bundle file (what the hook backend does
+ * before `rauc install`), and sha256sum of it.
  */
 #define _XOPEN_SOURCE 700
 #include <ftw.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +70,55 @@ static struct result child(int (*fn)(void *), void *arg)
 struct job {
     const char *image, *dir, *release;
     uint64_t size;
+    const char *bundle, *cert; /* RAUC */
 };
+
+static int run_rauc_info(void *arg)
+{
+    const struct job *j = arg;
+    if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+        return 1;
+    execlp("rauc", "rauc", "info", "--keyring", j->cert, j->bundle, (char *)NULL);
+    return 127;
+}
+
+static int run_verify_bundle(void *arg)
+{
+    const struct job *j = arg;
+    uint8_t h[CRYPTO_SHA256_LEN];
+    uint64_t size;
+    return crypto_sha256_file(j->bundle, UPMETA_IMAGE_MAX, h, &size) == MAMORI_OK ? 0 : 1;
+}
+
+static int run_sha256sum_bundle(void *arg)
+{
+    const struct job *j = arg;
+    if (!freopen("/dev/null", "w", stdout))
+        return 1;
+    execlp("sha256sum", "sha256sum", j->bundle, (char *)NULL);
+    return 127;
+}
+
+/* The image as a signed RAUC bundle DIR/fw.raucb; false when RAUC is not
+ * installed or the bundle cannot be made. */
+static bool make_bundle(const char *dir, char *bundle, size_t bn, char *cert, size_t cn)
+{
+    char cmd[4096];
+    snprintf(bundle, bn, "%s/fw.raucb", dir);
+    snprintf(cert, cn, "%s/rauc.crt", dir);
+    int n = snprintf(
+        cmd, sizeof(cmd),
+        "command -v rauc >/dev/null && command -v mksquashfs >/dev/null || exit 1; "
+        "cd '%s' && mkdir -p content && ln image content/rootfs.img && "
+        "printf '[update]\\ncompatible=bench\\nversion=1\\n\\n[bundle]\\nformat=plain\\n\\n"
+        "[image.rootfs]\\nfilename=rootfs.img\\n' >content/manifest.raucm && "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout rauc.key "
+        "-out rauc.crt -days 2 -subj /CN=bench 2>/dev/null && "
+        "rauc bundle --cert rauc.crt --key rauc.key --mksquashfs-args='-noI -noD -noF -noX' "
+        "content fw.raucb >/dev/null 2>&1",
+        dir);
+    return n > 0 && (size_t)n < sizeof(cmd) && system(cmd) == 0;
+}
 
 static int run_sha256sum(void *arg)
 {
@@ -179,7 +235,7 @@ int main(int argc, char **argv)
     snprintf(p, sizeof(p), "%s/root.json", dir);
     if (!root || !release || fs_write_atomic(p, root, strlen(root), 0600))
         return 1;
-    struct job j = {image, dir, release, size};
+    struct job j = {image, dir, release, size, NULL, NULL};
 
     printf("# update-bench %s %ld   (image %ld MiB, page cache warm: it was just written and "
            "hashed)\n",
@@ -202,6 +258,33 @@ int main(int argc, char **argv)
                r.seconds > 0 ? (double)size / 1e6 / r.seconds : 0.0, r.max_rss_kb,
                r.status ? "  FAILED" : "");
         bad |= r.status != 0;
+    }
+    char bundle[700], cert[700];
+    struct stat bst;
+    if (make_bundle(dir, bundle, sizeof(bundle), cert, sizeof(cert)) && stat(bundle, &bst) == 0) {
+        j.bundle = bundle;
+        j.cert = cert;
+        printf("# the same image as a RAUC bundle (plain, uncompressed squashfs): %lld bytes\n",
+               (long long)bst.st_size);
+        struct {
+            const char *name;
+            int (*fn)(void *);
+        } rjobs[] = {
+            {"sha256sum BUNDLE (baseline)", run_sha256sum_bundle},
+            {"rauc info --keyring (RAUC verifies the bundle)", run_rauc_info},
+            {"mamori verify BUNDLE (hook backend, before install)", run_verify_bundle},
+            {"rauc info --keyring (again)", run_rauc_info},
+            {"mamori verify BUNDLE (again)", run_verify_bundle},
+        };
+        for (size_t i = 0; i < sizeof(rjobs) / sizeof(rjobs[0]); i++) {
+            struct result r = child(rjobs[i].fn, &j);
+            printf("%-52s %10.2f %10.1f %12ld%s\n", rjobs[i].name, r.seconds,
+                   r.seconds > 0 ? (double)bst.st_size / 1e6 / r.seconds : 0.0, r.max_rss_kb,
+                   r.status ? "  FAILED" : "");
+            bad |= r.status != 0;
+        }
+    } else {
+        printf("# RAUC side by side: skipped (rauc or mksquashfs not installed)\n");
     }
     free(root);
     free(release);

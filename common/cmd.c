@@ -11,8 +11,8 @@
 #include "common/proto.h"
 
 static const char *const NAMES[CMD_N_TYPES] = {
-    "lock",      "unlock", "wipe", "reboot", "quarantine",      "release",
-    "self-test", "rotate", "cert", "config", "config-rollback", "update"};
+    "lock",   "unlock", "wipe",   "reboot",          "quarantine", "release", "self-test",
+    "rotate", "cert",   "config", "config-rollback", "update",     "notice"};
 
 const char *cmd_type_name(enum cmd_type t)
 {

@@ -45,6 +45,7 @@ enum cmd_type {
     CMD_CONFIG,          /* new settings (common/devcfg.h), on probation until proven */
     CMD_CONFIG_ROLLBACK, /* back to the known-good settings */
     CMD_UPDATE,          /* install a release: {sha256, url, token} (docs/updates.md) */
+    CMD_NOTICE,          /* advisories and support end for the device (common/notice.h) */
     CMD_N_TYPES
 };
 const char *cmd_type_name(enum cmd_type t);

@@ -691,15 +691,16 @@ enum mamori_err api_start(struct hub *h)
         rc = MAMORI_ERR_INVAL;
         goto out;
     }
-    h->mhd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_POLL, 0, NULL, NULL, on_request, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_HTTPS_MEM_KEY, key,
-        MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_PRIORITIES, API_PRIORITIES,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)64, /* T10-L1a */
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15,      /* T10-L1b */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, NULL, MHD_OPTION_END);
+    h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_POLL, 0, NULL,
+                              NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                              MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert,
+                              MHD_OPTION_HTTPS_PRIORITIES, API_PRIORITIES,
+                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2, MHD_OPTION_CONNECTION_LIMIT,
+                              (unsigned)h->cfg.api_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                              (unsigned)h->cfg.api_per_address,            /* T10-L1a */
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15, /* T10-L1b */
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!h->mhd) {
         log_err("cannot start HTTPS API on %s:%d", h->cfg.listen_addr, h->cfg.api_port);
         rc = MAMORI_ERR_IO;

@@ -30,6 +30,10 @@
 #include "common/log.h"
 #include "hub/hub.h"
 
+/* Bytes of messages one client's session may have waiting (the hub's, in
+ * practice): 256 MiB, beside a count of twice the connection limit. */
+#define BROKER_QUEUE_BYTES (256LL * 1024 * 1024)
+
 /* Tests whether addr:port can be bound now (port 0: any); returns the port
  * or -1. */
 static int try_port(const char *addr, int port)
@@ -185,7 +189,12 @@ enum mamori_err broker_write_config(struct hub *h)
                      "max_keepalive 300\n"
                      "max_packet_size %d\n"
                      "max_inflight_messages 20\n"
-                     "max_queued_messages 100\n"
+                     /* per client; what matters is the hub's own session,
+                      * where every device's messages meet: a burst (a
+                      * fleet rebooting after an update) must wait there,
+                      * not be dropped after the device had its PUBACK */
+                     "max_queued_messages %d\n"
+                     "max_queued_bytes %lld\n"
                      "plugin %s\n"
                      "plugin_opt_hub_fp %s\n"
                      "plugin_opt_max_payload %d\n"
@@ -205,7 +214,9 @@ enum mamori_err broker_write_config(struct hub *h)
                      "CHACHA20-POLY1305\n"
                      "ciphers_tls1.3 "
                      "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256\n",
-                     h->cfg.max_payload + 1024, plugin, h->hub_client_fp, h->cfg.max_payload,
+                     h->cfg.max_payload + 1024,
+                     h->cfg.max_connections < 500 ? 1000 : 2 * h->cfg.max_connections,
+                     (long long)BROKER_QUEUE_BYTES, plugin, h->hub_client_fp, h->cfg.max_payload,
                      h->cfg.msg_rate, h->cfg.msg_burst, h->broker_port, h->cfg.listen_addr,
                      h->cfg.max_connections, dir, dir, dir);
     if (!rc)

@@ -329,10 +329,36 @@ void campaign_on_result(struct hub *h, const char *device_id, const char *comman
         store_campaign_device_set(h->store, id, device_id, -1, to, NULL, error, hub_now_ms()));
 }
 
-void campaign_on_event(struct hub *h, const char *device_id, const char *type)
+/* update_status from a device whose campaign install went through: idle
+ * again, it runs the release (committed) or not (it was rolled back).
+ * This settles devices whose update_committed or update_rolled_back never
+ * arrived; a trial still running (phase 3) settles nothing. */
+static void status_settles(struct hub *h, const char *device_id, const json_t *body)
+{
+    int64_t id;
+    struct campaign_rec c;
+    struct fw_release_rec rel;
+    const json_t *u = json_object_get(body, "update");
+    const char *fw = json_string_value(json_object_get(u, "fw_version"));
+    const json_t *phase = json_object_get(u, "phase");
+    if (!fw || !json_is_integer(phase) || json_integer_value(phase) != 0 ||
+        store_campaign_device_find(h->store, device_id, NULL, "installed", &id) ||
+        store_campaign_get(h->store, id, &c) ||
+        store_fw_release_get(h->store, c.sha256, &rel, NULL))
+        return;
+    bool runs = strcmp(fw, rel.fw_version) == 0;
+    log_if_err(store_campaign_device_set(h->store, id, device_id, -1, runs ? "committed" : "failed",
+                                         NULL, runs ? "" : "health", hub_now_ms()));
+}
+
+void campaign_on_event(struct hub *h, const char *device_id, const char *type, const json_t *body)
 {
     int64_t id;
     bool committed = strcmp(type, "update_committed") == 0;
+    if (strcmp(type, "update_status") == 0) {
+        status_settles(h, device_id, body);
+        return;
+    }
     if (!committed && strcmp(type, "update_rolled_back") != 0)
         return;
     /* "installed", or still "sent" when the install's result was lost as

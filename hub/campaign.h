@@ -54,7 +54,9 @@ void campaign_tick(struct hub *h, int64_t now_ms);
 /* An update command's result; lock held. */
 void campaign_on_result(struct hub *h, const char *device_id, const char *command_id,
                         const char *status, const char *error);
-/* A device's update event (update_committed, update_rolled_back); lock held. */
-void campaign_on_event(struct hub *h, const char *device_id, const char *type);
+/* A device's update event (update_committed, update_rolled_back, and its
+ * update_status, which settles a device whose last event was lost); body
+ * is the event's; lock held. */
+void campaign_on_event(struct hub *h, const char *device_id, const char *type, const json_t *body);
 
 #endif

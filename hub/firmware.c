@@ -17,6 +17,7 @@
 #include "common/upmeta.h"
 #include "common/cmd.h"
 #include "common/json.h"
+#include "common/notice.h"
 #include "common/proto.h"
 #include "hub/lifecycle.h"
 
@@ -554,6 +555,67 @@ static json_t *advisory_json(const struct advisory_rec *a)
                      "published_by", a->published_by, "published_at", (json_int_t)a->published_at);
 }
 
+/* --- notices: what a device is told of its own standing (T02-L2b) ------ */
+
+static const struct principal NOTICE_FROM = {
+    .user_id = 0, .name = "advisories", .role = ROLE_ADMIN};
+
+struct notice_acc {
+    const char *fw;
+    json_t *arr;
+    uint64_t more;
+};
+
+static bool notice_one(const struct advisory_rec *a, void *arg)
+{
+    struct notice_acc *x = arg;
+    if (!affects(a->affected, x->fw))
+        return true;
+    if (json_array_size(x->arr) == NOTICE_ADVISORIES)
+        x->more++;
+    else
+        json_array_append_new(x->arr, json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)a->id,
+                                                "severity", a->severity, "title", a->title,
+                                                "fixed_version", a->fixed_version));
+    return true;
+}
+
+/* Sends device_id a signed notice (common/notice.h): the advisories on the
+ * version it runs (newest first) and its model's support end. Lock held. */
+static void notice_send(struct hub *h, const char *device_id, const char *why)
+{
+    struct device_rec d;
+    struct command_rec c;
+    int64_t end = 0;
+    if (store_device_get(h->store, device_id, &d) != MAMORI_OK || !device_may_connect(&d))
+        return;
+    if (store_support_get(h->store, d.model, &end) != MAMORI_OK)
+        end = 0;
+    struct notice_acc x = {d.fw_version, json_array(), 0};
+    if (x.arr && d.fw_version[0])
+        log_if_err(store_advisories(h->store, d.model, notice_one, &x));
+    json_t *o = x.arr ? json_pack("{s:s, s:I, s:o, s:I}", "fw_version", d.fw_version, "support_end",
+                                  (json_int_t)end, "advisories", x.arr, "more", (json_int_t)x.more)
+                      : NULL;
+    char *args = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    struct notice check;
+    /* what the device will parse, checked here first */
+    if (!args || notice_parse(args, strlen(args), &check) != MAMORI_OK)
+        log_err("notice for %s could not be built", device_id);
+    else
+        log_if_err(hub_command_issue(h, &NOTICE_FROM, device_id, CMD_NOTICE, CMD_MAX_TTL_MS, why,
+                                     args, &c));
+    free(args);
+}
+
+static bool tell_one(const char *id, void *arg)
+{
+    struct hub *h = arg;
+    notice_send(h, id, "support period");
+    return true;
+}
+
 struct flag {
     struct hub *h;
     const struct advisory_rec *a;
@@ -568,6 +630,14 @@ static bool flag_one(const char *id, void *arg)
               "{\"advisory\":%lld,\"severity\":\"%s\",\"fixed_version\":\"%s\"}",
               (long long)f->a->id, f->a->severity, f->a->fixed_version);
     f->n++;
+    return true;
+}
+
+static bool flag_and_tell(const char *id, void *arg)
+{
+    struct flag *f = arg;
+    (void)flag_one(id, arg);
+    notice_send(f->h, id, "advisory");
     return true;
 }
 
@@ -624,7 +694,7 @@ enum mamori_err hub_op_advisory_add(struct hub *h, const struct principal *who, 
             rc = hub_commit_audited(h, who, "advisory_published", target, a.title, detail);
     }
     json_array_foreach(aff, i, v) if (!rc)
-        log_if_err(store_devices_on(h->store, a.model, json_string_value(v), flag_one, &f));
+        log_if_err(store_devices_on(h->store, a.model, json_string_value(v), flag_and_tell, &f));
     pthread_mutex_unlock(&h->lock);
     if (!rc && (*out = advisory_json(&a)))
         json_object_set_new(*out, "devices_flagged", json_integer(f.n));
@@ -675,6 +745,8 @@ enum mamori_err hub_op_support_set(struct hub *h, const struct principal *who, c
         else
             rc = hub_commit_audited(h, who, "support_end_set", model, "", detail);
     }
+    if (!rc) /* every device of the model hears of it */
+        log_if_err(store_devices_on(h->store, model, NULL, tell_one, h));
     pthread_mutex_unlock(&h->lock);
     if (!rc)
         *out = json_pack("{s:s, s:I}", "model", model, "support_end", (json_int_t)end_s);
@@ -730,11 +802,13 @@ void hub_fw_annotate(struct hub *h, const struct device_rec *d, json_t *o)
 struct reported {
     struct hub *h;
     const char *id, *fw;
+    bool any; /* the model has advisories */
 };
 
 static bool reported_one(const struct advisory_rec *a, void *arg)
 {
     struct reported *r = arg;
+    r->any = true;
     if (affects(a->affected, r->fw)) {
         struct flag f = {r->h, a, 0};
         (void)flag_one(r->id, &f);
@@ -749,6 +823,10 @@ void hub_fw_reported(struct hub *h, const char *device_id, const char *fw_versio
         store_device_fw_set(h->store, device_id, fw_version) != MAMORI_OK ||
         store_device_get(h->store, device_id, &d) != MAMORI_OK)
         return; /* unchanged, or not a version name */
-    struct reported r = {h, device_id, fw_version};
+    struct reported r = {h, device_id, fw_version, false};
     log_if_err(store_advisories(h->store, d.model, reported_one, &r));
+    int64_t end;
+    /* a new version: what the device was told may no longer hold */
+    if (r.any || store_support_get(h->store, d.model, &end) == MAMORI_OK)
+        notice_send(h, device_id, "firmware version");
 }

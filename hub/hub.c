@@ -54,6 +54,8 @@ void hub_config_defaults(struct hub_config *c)
     snprintf(c->listen_addr, sizeof(c->listen_addr), "127.0.0.1");
     c->heartbeat_s = 30;
     c->max_connections = 10000;
+    c->api_connections = 256;
+    c->api_per_address = 64;
     c->max_payload = 16 * 1024;
     c->msg_rate = 20;
     c->msg_burst = 100;

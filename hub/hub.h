@@ -36,6 +36,8 @@ struct hub_config {
     int mqtt_port;        /* 0 = ephemeral */
     int heartbeat_s;      /* expected device heartbeat interval */
     int max_connections;  /* broker connection limit */
+    int api_connections;  /* HTTPS API connection limit */
+    int api_per_address;  /* HTTPS API connections from one address */
     int max_payload;      /* bytes, enforced by broker and plugin */
     int msg_rate;         /* messages per second per device (sustained) */
     int msg_burst;        /* bucket size */

@@ -2,7 +2,8 @@
  * mamorid - the Mamori hub. Thin main over libmamori_hub (hub/hub.h).
  *
  *   mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]
- *           [--heartbeat S] [--max-connections N] [--plugin PATH]
+ *           [--heartbeat S] [--max-connections N] [--api-connections N]
+ *           [--api-per-address N] [--plugin PATH]
  *           [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]
  *           [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]
  *           [--rotation-check SECONDS] [-v]
@@ -26,7 +27,8 @@
 static void usage(void)
 {
     fprintf(stderr, "usage: mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
-                    "               [--heartbeat SECONDS] [--max-connections N] [--plugin PATH]\n"
+                    "               [--heartbeat SECONDS] [--max-connections N]\n"
+                    "               [--api-connections N] [--api-per-address N] [--plugin PATH]\n"
                     "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]\n"
                     "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
                     "               [--rotation-check SECONDS] [-v]\n");
@@ -86,6 +88,10 @@ int main(int argc, char **argv)
             ok = parse_int(v, 1, 3600, &cfg.heartbeat_s);
         else if (strcmp(a, "--max-connections") == 0)
             ok = parse_int(v, 1, 1000000, &cfg.max_connections);
+        else if (strcmp(a, "--api-connections") == 0)
+            ok = parse_int(v, 1, 100000, &cfg.api_connections);
+        else if (strcmp(a, "--api-per-address") == 0)
+            ok = parse_int(v, 1, 100000, &cfg.api_per_address);
         else if (strcmp(a, "--demo-fleet") == 0)
             ok = parse_int(v, 0, 100000, &demo);
         else if (strcmp(a, "--rate") == 0)

@@ -1058,6 +1058,13 @@ enum mamori_err hub_op_command(struct hub *h, const struct principal *who, const
         SET_ERR(e, "settings go to POST /devices/{id}/config");
         return MAMORI_ERR_INVAL;
     }
+    if (t == CMD_UPDATE || t == CMD_NOTICE) {
+        SET_ERR(e, "%s",
+                t == CMD_UPDATE ? "releases go out with 'firmware deploy' or a campaign"
+                                : "notices are sent by the hub from its advisories and support "
+                                  "periods");
+        return MAMORI_ERR_INVAL;
+    }
     /* Owners may test and wipe their own device; reboots are operators'. */
     if (!hub_is_staff(who) && !(who->role == ROLE_OWNER && (t == CMD_SELF_TEST || t == CMD_WIPE)))
         return MAMORI_ERR_FORBIDDEN;

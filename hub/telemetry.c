@@ -417,7 +417,7 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
         else
             hub_event(h, id, "device_event", "info", "%s", txt);
         if (type) {
-            campaign_on_event(h, id, type);
+            campaign_on_event(h, id, type, body);
             /* the firmware the device runs, as its update events say */
             const char *fw =
                 json_string_value(json_object_get(json_object_get(body, "update"), "fw_version"));

@@ -27,6 +27,7 @@
 #include "common/devlog.h"
 #include "common/fsutil.h"
 #include "common/json.h"
+#include "common/notice.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/schema.h"
@@ -106,13 +107,15 @@ struct mamori_device {
     uint64_t upd_deadline; /* on trial: commit before this (monotonic ms) */
     uint64_t upd_check_ms, upd_next_check;
     bool upd_reboot; /* ask the application to reboot (MAMORI_CMD_UPDATE) */
-    int dl_stage;    /* 0 none, 1 roots, 2 release, 3 image */
+    int dl_stage;    /* 0 none, 1 roots, 2 release, 3 image, 4 the hook installs it */
     struct fetch *fetch;
     struct dbuf dl_doc;
     char *dl_roots;
     struct cmd dl_cmd;
     char dl_url[512], dl_token[104], dl_sha[65];
     enum upd_code dl_code; /* why the image sink stopped */
+    /* the hub's last notice (common/notice.h), as its JSON text */
+    char notice[NOTICE_MAX + 1];
 };
 
 uint64_t mamori_now_ms(void)
@@ -429,8 +432,9 @@ static void wipe(struct mamori_device *d)
     static const char *const id_files[] = {"device.key",     "device.crt",        "device.csr",
                                            "claim-code",     "pending.key",       "device.key.old",
                                            "device.crt.new", "device.crt.new.tmp"};
-    static const char *const st_files[] = {"outbox.db", "outbox.db-wal", "outbox.db-shm",
-                                           "state.db",  "state.db-wal",  "state.db-shm"};
+    static const char *const st_files[] = {"outbox.db",  "outbox.db-wal", "outbox.db-shm",
+                                           "state.db",   "state.db-wal",  "state.db-shm",
+                                           "notice.json"};
     char p[1200];
     logwatch_close(d->lw); /* the erase below is ours */
     d->lw = NULL;
@@ -717,6 +721,67 @@ static void config_command(struct mamori_device *d, const struct cmd *c)
         d->on_command(d, (enum mamori_command)c->type, d->on_command_arg);
 }
 
+/* Keeps a parsed notice's text (n checked already); stats follow it. */
+static void notice_keep(struct mamori_device *d, const char *text, const struct notice *n)
+{
+    snprintf(d->notice, sizeof(d->notice), "%s", text);
+    d->st.advisories = n->n + n->more;
+    d->st.support_end = (uint64_t)n->support_end;
+}
+
+/* The last notice, from STATE/notice.json at start (checked again). */
+static void notice_load(struct mamori_device *d)
+{
+    char p[4200], *txt = NULL;
+    size_t len;
+    struct notice n;
+    if (fs_path(p, sizeof(p), d->state_dir, "notice.json") ||
+        fs_read_file(p, NOTICE_MAX, &txt, &len))
+        return;
+    if (notice_parse(txt, len, &n) == MAMORI_OK && strlen(txt) == len)
+        notice_keep(d, txt, &n);
+    else
+        security_event(d, "notice_unreadable", "STATE/notice.json does not parse");
+    free(txt);
+}
+
+/* "notice" (common/notice.h): what the hub says of this device's security
+ * standing; kept, logged, and handed to the application (T02-L2b). */
+static void notice_command(struct mamori_device *d, const struct cmd *c)
+{
+    char prev[16], p[4200], body[256];
+    struct notice n;
+    if (devstate_seen(d->ds, c->id, prev)) {
+        d->st.commands_refused++;
+        send_result(d, c, "refused", "replay", NULL);
+        security_event(d, "command_replayed", c->id);
+        return;
+    }
+    if (notice_parse(c->args, strlen(c->args), &n)) {
+        consume(d, c, "refused");
+        d->st.commands_refused++;
+        send_result(d, c, "refused", "invalid notice", NULL);
+        return;
+    }
+    if (fs_path(p, sizeof(p), d->state_dir, "notice.json") ||
+        fs_write_atomic(p, c->args, strlen(c->args), 0600)) {
+        consume(d, c, "failed");
+        send_result(d, c, "failed", "cannot keep the notice", NULL);
+        return;
+    }
+    consume(d, c, "ok");
+    d->st.commands_accepted++;
+    notice_keep(d, c->args, &n);
+    snprintf(body, sizeof(body),
+             "{\"fw_version\":\"%s\",\"advisories\":%llu,\"worst\":\"%s\",\"support_end\":%lld}",
+             n.fw_version, (unsigned long long)d->st.advisories, notice_worst(&n),
+             (long long)n.support_end);
+    devlog_append(d, "notice", body);
+    send_result(d, c, "ok", "", NULL);
+    if (d->on_command)
+        d->on_command(d, MAMORI_CMD_NOTICE, d->on_command_arg);
+}
+
 static void on_command(struct mamori_device *d, const void *payload, size_t len)
 {
     struct cmd_msg m;
@@ -755,6 +820,10 @@ static void on_command(struct mamori_device *d, const void *payload, size_t len)
     }
     if (c.type == CMD_UPDATE) {
         update_command(d, &c);
+        return;
+    }
+    if (c.type == CMD_NOTICE) {
+        notice_command(d, &c);
         return;
     }
     const char *flag = NULL;
@@ -1028,6 +1097,7 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
             goto fail;
         log_watch_start(d);
         devlog_append(d, "boot", "{\"sdk\":\"0.1\"}");
+        notice_load(d);
         /* Remote settings: a version still on probation did not prove
          * itself before this restart and goes back to the known-good one. */
         if ((rc = cfgstore_open(o->state_dir, &d->cfg)))
@@ -1039,7 +1109,7 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
             config_fallback(d, "settings in force do not parse", false);
     }
     snprintf(d->ca_path, sizeof(d->ca_path), "%s", ca);
-    if (o->update_slots_dir && (rc = update_open(d, o)))
+    if ((o->update_slots_dir || o->update_hook) && (rc = update_open(d, o)))
         goto fail;
     d->mosq = mosquitto_new(d->id, true, d);
     if (!d->mosq) {
@@ -1426,6 +1496,18 @@ static void update_step(struct mamori_device *d, uint64_t now)
         update_report(d); /* the hub answers with what is pending for us */
         d->upd_next_check = now + d->upd_check_ms;
     }
+    if (d->dl_stage == 4) {
+        enum upd_code code = upd_poll(d->upd, 0);
+        if (code == UPD_PENDING)
+            return;
+        if (code) {
+            update_done(d, "failed", upd_code_name(code));
+            return;
+        }
+        update_done(d, "ok", "");
+        d->upd_reboot = true;
+        return;
+    }
     if (!d->fetch)
         return;
     long http = 0;
@@ -1458,6 +1540,10 @@ static void update_step(struct mamori_device *d, uint64_t now)
         free(rel);
     } else if (d->dl_stage == 3) {
         enum upd_code code = upd_finish(d->upd);
+        if (code == UPD_PENDING) {
+            d->dl_stage = 4; /* the hook installs; upd_poll in the next steps */
+            return;
+        }
         if (code) {
             update_done(d, "failed", upd_code_name(code));
             return;
@@ -1542,14 +1628,17 @@ static enum mamori_err update_open(struct mamori_device *d, const struct mamori_
 {
     char anchor[4096], booted[2];
     struct upd_status st;
-    enum mamori_err rc;
+    enum mamori_err rc = MAMORI_OK;
     if (!o->state_dir || !d->model[0])
         return MAMORI_ERR_INVAL; /* updates need state and the model */
-    if ((rc = fs_path(anchor, sizeof(anchor), o->identity_dir, "update-root.json")) ||
-        (rc = upd_boot(o->update_slots_dir, booted)))
-        return rc;
+    if ((o->update_slots_dir && o->update_hook) ||
+        (rc = fs_path(anchor, sizeof(anchor), o->identity_dir, "update-root.json")) ||
+        (!o->update_hook && (rc = upd_boot(o->update_slots_dir, booted))))
+        return rc ? rc : MAMORI_ERR_INVAL; /* one backend, not both */
     struct upd_config c = {.state_dir = o->state_dir,
-                           .slots_dir = o->update_slots_dir,
+                           .slots_dir = o->update_hook ? NULL : o->update_slots_dir,
+                           .hook = o->update_hook,
+                           .install_s = o->update_install_s,
                            .anchor_path = anchor,
                            .model = d->model};
     if ((rc = upd_open(&c, &d->upd)))
@@ -1563,6 +1652,11 @@ static enum mamori_err update_open(struct mamori_device *d, const struct mamori_
     d->upd_next_check = mamori_now_ms() + d->upd_check_ms;
     update_report(d);
     return MAMORI_OK;
+}
+
+const char *mamori_device_notice(const struct mamori_device *d)
+{
+    return d->notice;
 }
 
 const char *mamori_device_fw_version(const struct mamori_device *d)

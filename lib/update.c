@@ -13,10 +13,12 @@
 
 #include "common/fsutil.h"
 #include "common/json.h"
+#include "lib/uphook.h"
 
-#define FAILED_MAX 64           /* releases remembered as failed */
-#define SYNC_EVERY (1u << 20)   /* bytes between syncs of the image being written */
-#define STATE_MAX  (192 * 1024) /* state.json: a release envelope and the failed list */
+#define FAILED_MAX   64           /* releases remembered as failed */
+#define SYNC_EVERY   (1u << 20)   /* bytes between syncs of the image being written */
+#define STATE_MAX    (192 * 1024) /* state.json: a release envelope and the failed list */
+#define HOOK_SHORT_S 60           /* status, commit, rollback */
 
 struct env { /* the boot loader's environment (built-in backend) */
     char primary[2], trial[2], fell_back[2];
@@ -46,14 +48,32 @@ struct upd {
     struct crypto_sha256_ctx *sha;
     uint64_t unsynced;
     int crash_n;
+    /* the hook backend */
+    char hook[4096];
+    unsigned install_s;
+    struct uphook hk;
+    bool installing;
 };
 
 const char *upd_code_name(enum upd_code c)
 {
     static const char *const names[] = {
-        "ok",     "bad_signature", "expired",         "wrong_model", "below_floor",
-        "digest", "oversize",      "failed_before",   "busy",        "io",
-        "root",   "health",        "already_running", "crashed",
+        "ok",
+        "bad_signature",
+        "expired",
+        "wrong_model",
+        "below_floor",
+        "digest",
+        "oversize",
+        "failed_before",
+        "busy",
+        "io",
+        "root",
+        "health",
+        "already_running",
+        "crashed",
+        "installing",
+        "install_failed",
     };
     return (unsigned)c < sizeof(names) / sizeof(names[0]) ? names[c] : "unknown";
 }
@@ -79,6 +99,13 @@ static enum mamori_err slot_path(char *out, size_t n, const char *slots, const c
 {
     int k = snprintf(out, n, "%s/%s/%s", slots, slot, name);
     return k > 0 && (size_t)k < n ? MAMORI_OK : MAMORI_ERR_TOOBIG;
+}
+
+/* Where the image arrives: the inactive slot, or the hook's staging file. */
+static enum mamori_err part_path(const struct upd *u, char *out, size_t n)
+{
+    return u->hook[0] ? fs_path(out, n, u->dir, "image.part")
+                      : slot_path(out, n, u->slots, u->target, "image.part");
 }
 
 static const char *other(const char *slot)
@@ -292,7 +319,7 @@ static enum mamori_err download_open(struct upd *u)
 {
     char p[4200];
     uint8_t buf[64 * 1024];
-    enum mamori_err rc = slot_path(p, sizeof(p), u->slots, u->target, "image.part");
+    enum mamori_err rc = part_path(u, p, sizeof(p));
     if (rc || (rc = crypto_sha256_begin(&u->sha)))
         return rc;
     u->fd = open(p, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -322,13 +349,83 @@ static enum upd_code abandon(struct upd *u, enum upd_code why)
     char p[4200];
     download_close(u);
     /* a .part left behind by a failed unlink is dropped at the next offer */
-    if (!slot_path(p, sizeof(p), u->slots, u->target, "image.part") && fs_unlink_durable(p))
+    if (!part_path(u, p, sizeof(p)) && fs_unlink_durable(p))
         u->unsynced = 0;
     free(u->release);
     u->release = NULL;
     u->phase = UPD_IDLE;
     u->last = why;
     return state_write(u) ? UPD_ERR_IO : why;
+}
+
+/* --- the hook backend -------------------------------------------------- */
+
+enum mamori_err upd_hook_status_parse(const char *text, char booted[2], char primary[2])
+{
+    bool have_booted = false, have_primary = false;
+    booted[0] = primary[0] = '\0';
+    for (const char *q = text; *q;) {
+        q += strspn(q, " \t\n");
+        if (!*q)
+            break;
+        size_t n = strcspn(q, " \t\n");
+        char tok[16];
+        if (n >= sizeof(tok))
+            return MAMORI_ERR_PARSE;
+        memcpy(tok, q, n);
+        tok[n] = '\0';
+        q += n;
+        if (strncmp(tok, "booted=", 7) == 0 && !have_booted && valid_slot(tok + 7)) {
+            booted[0] = tok[7]; /* one letter: valid_slot */
+            booted[1] = '\0';
+            have_booted = true;
+        } else if (strncmp(tok, "primary=", 8) == 0 && !have_primary &&
+                   (!tok[8] || valid_slot(tok + 8))) {
+            primary[0] = tok[8];
+            primary[1] = '\0';
+            have_primary = true;
+        } else {
+            return MAMORI_ERR_PARSE;
+        }
+    }
+    return have_booted && have_primary ? MAMORI_OK : MAMORI_ERR_PARSE;
+}
+
+/* `HOOK status`: the slot running, and the one the next boot starts. */
+static enum mamori_err hook_status(struct upd *u, struct env *e)
+{
+    memset(e, 0, sizeof(*e));
+    enum mamori_err rc = uphook_run(&u->hk, u->hook, "status", NULL, HOOK_SHORT_S);
+    return rc ? rc : upd_hook_status_parse(u->hk.out, u->booted, e->primary);
+}
+
+/* The boot loader's view in the built-in backend's terms: a new slot the
+ * next boot tries (trial), or one it gave up on (fell_back). */
+static void hook_env(const struct upd *u, struct env *e)
+{
+    if ((u->phase == UPD_SWITCH || u->phase == UPD_TRIAL) && strcmp(u->booted, u->target) != 0) {
+        if (strcmp(e->primary, u->target) == 0)
+            snprintf(e->trial, sizeof(e->trial), "%s", u->target);
+        else
+            snprintf(e->fell_back, sizeof(e->fell_back), "%s", u->target);
+    }
+}
+
+/* Booted into the target while the state still says DOWNLOAD: power went
+ * after the hook installed it and before that was written down. True when
+ * the staged image is whole and the release's. */
+static bool staged_image_whole(struct upd *u)
+{
+    uint8_t h[CRYPTO_SHA256_LEN];
+    char hex[CRYPTO_FP_HEX_LEN];
+    if (download_open(u) || u->received != u->rel.size)
+        return false;
+    enum mamori_err rc = crypto_sha256_end(u->sha, h);
+    u->sha = NULL;
+    if (rc)
+        return false;
+    crypto_hex(h, sizeof(h), hex);
+    return crypto_ct_eq(hex, u->rel.sha256, 64);
 }
 
 /* --- open -------------------------------------------------------------- */
@@ -356,18 +453,24 @@ enum mamori_err upd_open(const struct upd_config *c, struct upd **out)
     char p[4200];
     struct env e;
     *out = NULL;
-    if (!c || !c->state_dir || !c->slots_dir || !c->anchor_path || !c->model ||
-        strlen(c->model) > UPMETA_NAME_MAX)
+    if (!c || !c->state_dir || !(c->slots_dir || c->hook) || !c->anchor_path || !c->model ||
+        strlen(c->model) > UPMETA_NAME_MAX || (c->hook && c->hook[0] != '/'))
         return MAMORI_ERR_INVAL;
     struct upd *u = calloc(1, sizeof(*u));
     if (!u)
         return MAMORI_ERR_NOMEM;
     u->fd = -1;
+    u->hk.fd = -1;
     snprintf(u->model, sizeof(u->model), "%s", c->model);
     u->slot_max = c->slot_max ? c->slot_max : UPMETA_IMAGE_MAX;
     u->trial_boots = c->trial_boots ? c->trial_boots : 1;
     enum mamori_err rc = fs_path(u->dir, sizeof(u->dir), c->state_dir, "update");
-    if (!rc && snprintf(u->slots, sizeof(u->slots), "%s", c->slots_dir) >= (int)sizeof(u->slots))
+    u->install_s = c->install_s ? c->install_s : 1800;
+    if (!rc && snprintf(u->slots, sizeof(u->slots), "%s", c->slots_dir ? c->slots_dir : "") >=
+                   (int)sizeof(u->slots))
+        rc = MAMORI_ERR_TOOBIG;
+    if (!rc &&
+        snprintf(u->hook, sizeof(u->hook), "%s", c->hook ? c->hook : "") >= (int)sizeof(u->hook))
         rc = MAMORI_ERR_TOOBIG;
     if (!rc)
         rc = fs_mkdir_p(u->dir, 0700);
@@ -375,13 +478,16 @@ enum mamori_err upd_open(const struct upd_config *c, struct upd **out)
         rc = load_root(u, c->anchor_path);
     char *b = NULL;
     size_t blen;
-    if (!rc && !(rc = fs_path(p, sizeof(p), u->slots, "booted")))
+    if (!rc && u->hook[0]) {
+        rc = hook_status(u, &e); /* the board's boot loader, through the hook */
+    } else if (!rc && !(rc = fs_path(p, sizeof(p), u->slots, "booted"))) {
         rc = fs_read_file(p, 8, &b, &blen);
-    if (!rc && (blen != 1 || !valid_slot(b)))
-        rc = MAMORI_ERR_PARSE; /* upd_boot did not run */
-    if (!rc)
-        snprintf(u->booted, sizeof(u->booted), "%s", b);
-    free(b);
+        if (!rc && (blen != 1 || !valid_slot(b)))
+            rc = MAMORI_ERR_PARSE; /* upd_boot did not run */
+        if (!rc)
+            snprintf(u->booted, sizeof(u->booted), "%s", b);
+        free(b);
+    }
     if (!rc) {
         rc = state_read(u);
         if (rc == MAMORI_ERR_NOTFOUND || (rc == MAMORI_ERR_IO && errno == ENOENT)) {
@@ -389,15 +495,28 @@ enum mamori_err upd_open(const struct upd_config *c, struct upd **out)
             rc = state_write(u); /* first start */
         }
     }
-    if (!rc)
+    if (!rc && !u->hook[0])
         rc = env_read(u->slots, &e);
     if (rc) {
         upd_close(u);
         return rc;
     }
+    if (u->hook[0]) {
+        hook_env(u, &e);
+        if (u->phase != UPD_DOWNLOAD && !fs_path(p, sizeof(p), u->dir, "image.part"))
+            (void)unlink(p); /* a staged copy the hook installed already */
+    }
     /* Where an interrupted update stands, from what is on disk. */
     if (u->phase != UPD_IDLE && load_release(u) != MAMORI_OK) {
         (void)abandon(u, UPD_ERR_SIGNATURE); /* cannot happen unless the disk lies */
+    } else if (u->phase == UPD_DOWNLOAD && u->hook[0] && strcmp(u->target, u->booted) == 0) {
+        download_close(u);
+        if (staged_image_whole(u)) {
+            u->phase = UPD_TRIAL; /* installed and booted: prove it */
+            rc = state_write(u);
+        } else {
+            (void)abandon(u, UPD_ERR_IO);
+        }
     } else if (u->phase == UPD_DOWNLOAD) {
         if (strcmp(u->target, u->booted) == 0 || (rc = download_open(u)))
             (void)abandon(u, UPD_ERR_IO);
@@ -406,7 +525,10 @@ enum mamori_err upd_open(const struct upd_config *c, struct upd **out)
         if (strcmp(u->booted, u->target) == 0) {
             u->phase = UPD_TRIAL; /* running the new slot: prove it */
             rc = state_write(u);
-            if (!rc && failed_before(u, u->rel.sha256) && e.trial[0]) {
+            if (!rc && failed_before(u, u->rel.sha256) && u->hook[0]) {
+                /* rolled back, perhaps before the hook was told: again */
+                rc = uphook_run(&u->hk, u->hook, "rollback", NULL, HOOK_SHORT_S);
+            } else if (!rc && failed_before(u, u->rel.sha256) && e.trial[0]) {
                 /* rolled back already, but power went before the boot
                  * loader was told: tell it now; the caller reboots */
                 e.trial[0] = '\0';
@@ -421,7 +543,7 @@ enum mamori_err upd_open(const struct upd_config *c, struct upd **out)
             u->last = UPD_ERR_HEALTH;
             free(u->release);
             u->release = NULL;
-            if (!(rc = state_write(u)))
+            if (!(rc = state_write(u)) && !u->hook[0])
                 rc = env_write(u->slots, &e);
         } else if (u->phase == UPD_TRIAL) {
             /* rolled back on purpose: upd_rollback ran, and the reboot
@@ -449,6 +571,7 @@ void upd_close(struct upd *u)
 {
     if (!u)
         return;
+    uphook_stop(&u->hk);
     download_close(u);
     free(u->release);
     free(u);
@@ -544,8 +667,7 @@ enum upd_code upd_offer(struct upd *u, const char *const *roots, const size_t *r
         return UPD_ERR_CRASHED;
     char p[4200];
     /* whatever an earlier download left in the slot goes */
-    if (slot_path(p, sizeof(p), u->slots, u->target, "image.part") || fs_unlink_durable(p) ||
-        download_open(u))
+    if (part_path(u, p, sizeof(p)) || fs_unlink_durable(p) || download_open(u))
         return abandon(u, UPD_ERR_IO);
     return UPD_OK;
 }
@@ -598,6 +720,13 @@ enum upd_code upd_finish(struct upd *u)
         return abandon(u, UPD_ERR_DIGEST);
     if (crashed(u))
         return UPD_ERR_CRASHED;
+    if (u->hook[0]) { /* the verified file goes to the board's installer */
+        if (part_path(u, part, sizeof(part)) ||
+            uphook_start(&u->hk, u->hook, "install", part, u->install_s))
+            return abandon(u, UPD_ERR_INSTALL);
+        u->installing = true;
+        return UPD_PENDING;
+    }
     /* Into the inactive slot: the image, then the release it came from.
      * The booted slot is never written. */
     if (slot_path(part, sizeof(part), u->slots, u->target, "image.part") ||
@@ -633,9 +762,34 @@ enum upd_code upd_finish(struct upd *u)
     return UPD_OK;
 }
 
+enum upd_code upd_poll(struct upd *u, int wait_ms)
+{
+    if (!u->installing)
+        return UPD_ERR_BUSY;
+    enum mamori_err rc = uphook_poll(&u->hk, wait_ms);
+    if (rc == MAMORI_ERR_STATE)
+        return UPD_PENDING;
+    u->installing = false;
+    if (rc)
+        return abandon(u, UPD_ERR_INSTALL); /* not remembered: the hub may offer it again */
+    if (crashed(u))
+        return UPD_ERR_CRASHED;
+    /* Installed, and the next boot tries it (the hook's part). The staged
+     * copy goes only once that is written down. */
+    char part[4200];
+    u->phase = UPD_SWITCH;
+    if (state_write(u))
+        return UPD_ERR_IO;
+    if (crashed(u))
+        return UPD_ERR_CRASHED;
+    if (part_path(u, part, sizeof(part)) || fs_unlink_durable(part))
+        return UPD_OK; /* a copy left behind goes at the next offer */
+    return crashed(u) ? UPD_ERR_CRASHED : UPD_OK;
+}
+
 enum upd_code upd_cancel(struct upd *u)
 {
-    if (u->phase != UPD_DOWNLOAD)
+    if (u->phase != UPD_DOWNLOAD || u->installing)
         return UPD_ERR_BUSY;
     return abandon(u, UPD_OK) ? UPD_ERR_IO : UPD_OK;
 }
@@ -649,14 +803,19 @@ enum upd_code upd_commit(struct upd *u)
         return UPD_ERR_BUSY;
     if (failed_before(u, u->rel.sha256))
         return UPD_ERR_FAILED; /* a rollback was decided: never commit it */
-    if (env_read(u->slots, &e))
-        return UPD_ERR_IO;
     /* The boot loader's part first: from now on this slot boots. */
-    e.primary[0] = u->target[0];
-    e.trial[0] = '\0';
-    e.tries = 0;
-    if (env_write(u->slots, &e))
-        return UPD_ERR_IO;
+    if (u->hook[0]) {
+        if (uphook_run(&u->hk, u->hook, "commit", NULL, HOOK_SHORT_S))
+            return UPD_ERR_IO;
+    } else {
+        if (env_read(u->slots, &e))
+            return UPD_ERR_IO;
+        e.primary[0] = u->target[0];
+        e.trial[0] = '\0';
+        e.tries = 0;
+        if (env_write(u->slots, &e))
+            return UPD_ERR_IO;
+    }
     if (crashed(u))
         return UPD_ERR_CRASHED;
     snprintf(u->running_fw, sizeof(u->running_fw), "%s", u->rel.fw_version);
@@ -683,6 +842,8 @@ enum upd_code upd_rollback(struct upd *u)
         return UPD_ERR_IO;
     if (crashed(u))
         return UPD_ERR_CRASHED;
+    if (u->hook[0])
+        return uphook_run(&u->hk, u->hook, "rollback", NULL, HOOK_SHORT_S) ? UPD_ERR_IO : UPD_OK;
     if (env_read(u->slots, &e))
         return UPD_ERR_IO;
     e.trial[0] = '\0';

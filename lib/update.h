@@ -4,6 +4,12 @@
  * an A/B pair, tried once through the boot loader and committed only when
  * the health check passes (P-UPD, docs/updates.md).
  *
+ * Two backends install into the inactive slot. The hook backend runs one
+ * executable (HOOK status|install FILE|commit|rollback) that drives the
+ * board's installer and boot loader, e.g. RAUC (scripts/hooks/rauc):
+ * images are downloaded into STATE/update/image.part, verified, then handed
+ * to `install`.
+ *
  * Slots: the built-in backend keeps them as directories (SLOTS/a, SLOTS/b,
  * each an `image` and the `release.json` it came from) with a boot loader
  * environment (SLOTS/boot.json: primary slot, trial slot, tries left), and
@@ -48,6 +54,8 @@ enum upd_code {
     UPD_ERR_HEALTH = 11,   /* the new slot failed its health check or did not boot */
     UPD_ERR_CURRENT = 12,  /* this release is the one running */
     UPD_ERR_CRASHED = 13,  /* test builds: stopped after a step, as power loss would */
+    UPD_PENDING = 14,      /* the hook is installing: upd_poll until it ends */
+    UPD_ERR_INSTALL = 15,  /* the hook could not install the verified image */
 };
 const char *upd_code_name(enum upd_code c);
 
@@ -60,7 +68,9 @@ enum upd_phase {
 
 struct upd_config {
     const char *state_dir;   /* STATE: update/ is kept here */
-    const char *slots_dir;   /* the built-in slot backend */
+    const char *slots_dir;   /* the built-in slot backend (NULL with a hook) */
+    const char *hook;        /* or the hook backend: absolute path (docs/updates.md) */
+    unsigned install_s;      /* the hook's install may run this long; 0: 1800 s */
     const char *anchor_path; /* the factory root (first trusted root) */
     const char *model;       /* this device's model */
     uint64_t slot_max;       /* largest image a slot holds; 0: UPMETA_IMAGE_MAX */
@@ -107,6 +117,10 @@ enum upd_code upd_write(struct upd *u, const void *data, size_t n);
 /* All bytes in: digest and size checked (UPD_ERR_DIGEST drops the
  * download), image installed in the inactive slot, trial set. Reboot next. */
 enum upd_code upd_finish(struct upd *u);
+/* Hook backend: upd_finish answered UPD_PENDING; waits up to wait_ms for
+ * the install. UPD_PENDING: still running; UPD_OK: installed, reboot next;
+ * else it failed (UPD_ERR_INSTALL) and the download is dropped. */
+enum upd_code upd_poll(struct upd *u, int wait_ms);
 /* Drops the download under way (the hub withdrew it). */
 enum upd_code upd_cancel(struct upd *u);
 
@@ -117,6 +131,12 @@ enum upd_code upd_commit(struct upd *u);
  * release is never taken again. Reboot next. (A trial that is booted again
  * after this, before the boot loader heard, is not committed.) */
 enum upd_code upd_rollback(struct upd *u);
+
+/* The hook's answer to `status` (untrusted text): "booted=S primary=P",
+ * S one of a, b; P one of a, b or empty (no slot would boot), in any order,
+ * separated by blanks or newlines; nothing else. */
+enum mamori_err upd_hook_status_parse(const char *text, char booted[2],
+                                      char primary[2]) MAMORI_MUST_CHECK;
 
 /* Tests: stop right after the n-th durable step from now (0: never), as
  * power loss would; the call returns UPD_ERR_CRASHED. */

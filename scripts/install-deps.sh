@@ -24,6 +24,9 @@ PKGS_TEST=(
   # the TPM 2.0 keystore: OpenSSL's tpm2 provider, a software TPM and the
   # resource manager a device has as /dev/tpmrm0
   tpm2-openssl swtpm tpm2-tools tpm2-abrmd libtss2-tcti-swtpm0 libtss2-tcti-tabrmd0 dbus
+  # the update hook backend, driven against the real RAUC (bundles are
+  # squashfs images, mounted over a loop device)
+  rauc squashfs-tools
 )
 
 want=("${PKGS_BUILD[@]}")

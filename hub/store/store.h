@@ -260,6 +260,7 @@ enum mamori_err store_update_token_get(struct store *s, const char *token_hash, 
 /* The firmware a device reports (MAMORI_ERR_EXISTS when unchanged). */
 enum mamori_err store_device_fw_set(struct store *s, const char *id,
                                     const char *fw_version) MAMORI_MUST_CHECK;
+/* Devices of model running fw_version (NULL: every device of the model). */
 enum mamori_err store_devices_on(struct store *s, const char *model, const char *fw_version,
                                  bool (*cb)(const char *id, void *), void *arg) MAMORI_MUST_CHECK;
 /* Security advisories (affected: a JSON array of versions) and each

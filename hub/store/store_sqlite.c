@@ -1638,7 +1638,9 @@ enum mamori_err store_devices_on(struct store *s, const char *model, const char 
                                  bool (*cb)(const char *id, void *), void *arg)
 {
     sqlite3_stmt *st;
-    if (prep(s, "SELECT id FROM devices WHERE model=? AND fw_version=? ORDER BY id LIMIT 100000",
+    if (prep(s,
+             "SELECT id FROM devices WHERE model=?1 AND (?2 IS NULL OR fw_version=?2) ORDER BY id "
+             "LIMIT 100000",
              &st))
         return MAMORI_ERR_DB;
     bind_text(st, 1, model);

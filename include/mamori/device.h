@@ -50,6 +50,7 @@ enum mamori_command {
     MAMORI_CMD_CONFIG = 9,           /* the SDK applied new settings from the hub */
     MAMORI_CMD_CONFIG_ROLLBACK = 10, /* the SDK went back to its known-good settings */
     MAMORI_CMD_UPDATE = 11,          /* an update needs a reboot now (installed, or rolled back) */
+    MAMORI_CMD_NOTICE = 12,          /* new advisories or support end: mamori_device_notice */
 };
 typedef void (*mamori_command_cb)(struct mamori_device *dev, enum mamori_command cmd, void *arg);
 
@@ -93,6 +94,13 @@ struct mamori_device_opts {
      * every update_check_s (0: 6 h); the hub answers with any update
      * command still pending for it (a periodic check). */
     unsigned update_check_s;
+    /* Or the hook backend (instead of update_slots_dir): an executable
+     * that drives the board's installer and boot loader, called as HOOK
+     * status | install FILE | commit | rollback (docs/updates.md; RAUC:
+     * scripts/hooks/rauc). Its install may run update_install_s (0: 1800 s);
+     * the device stays connected meanwhile. */
+    const char *update_hook;
+    unsigned update_install_s;
 };
 
 enum mamori_device_state {
@@ -187,12 +195,22 @@ struct mamori_device_stats {
     uint64_t update_phase;     /* 0 idle, 1 downloading, 2 installed (reboot), 3 on trial */
     uint64_t updates_committed;
     uint64_t update_rollbacks;
+    uint64_t advisories;  /* advisories on the firmware running (the hub's last notice) */
+    uint64_t support_end; /* the model's security-support end, Unix s (0: not announced) */
 };
 void mamori_device_get_stats(const struct mamori_device *dev, struct mamori_device_stats *out);
 
 /* The firmware version running ("" when unknown: no update committed yet,
  * or updates not configured). Owned by dev. */
 const char *mamori_device_fw_version(const struct mamori_device *dev);
+
+/* The hub's last notice to this device: the security advisories on the
+ * firmware it runs and its model's security-support end, as JSON text
+ * {"fw_version", "support_end" (Unix s, 0: not announced), "advisories":
+ * [{"id", "severity", "title", "fixed_version"}], "more"} (docs/updates.md);
+ * "" when none came yet. Kept in the state directory across restarts; a new
+ * one raises MAMORI_CMD_NOTICE. Owned by dev. */
+const char *mamori_device_notice(const struct mamori_device *dev);
 
 /* Monotonic milliseconds (CLOCK_MONOTONIC). */
 uint64_t mamori_now_ms(void);

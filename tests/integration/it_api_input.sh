@@ -69,4 +69,30 @@ check "very long URL refused (HTTP $code)" bash -c "[ '$code' -ge 400 ] && [ '$c
 expect_eq "device still in its state" claimed "$(dev_state "$D0")"
 expect_eq "hub still healthy" ok "$(curl -s --cacert "$CA" "$API/api/v1/health" | jget status)"
 check "audit chain intact" as admin audit verify
+
+# connection limits per client address (T10-L1a): 3 idle connections from
+# 127.0.0.1 fill its share; 127.0.0.2 is still served; closing them frees it
+hub_stop
+hub_start "$T/data" --api-per-address 3
+HP=${API#https://}
+python3 - "${HP%:*}" "${HP##*:}" "$T/hold" <<'PY' &
+import os, socket, sys, time
+host, port, flag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+held = [socket.create_connection((host, port), timeout=5) for _ in range(3)]
+open(flag, "w").close()
+for _ in range(300):                      # at most 30 s
+    if not os.path.exists(flag):
+        break
+    time.sleep(0.1)
+PY
+HOLDER=$!
+wait_for 50 test -f "$T/hold"
+health() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$CA" "$@" "$API/api/v1/health"; }
+code=$(health)
+check "a 4th connection from the same address is refused (got ${code})" test "$code" = 000
+expect_eq "another address is still served" 200 "$(health --interface 127.0.0.2)"
+rm -f "$T/hold"; wait "$HOLDER"
+wait_for 50 bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert '$CA' '$API/api/v1/health')\" = 200 ]"
+expect_eq "the address is served again once its connections close" 200 "$(health)"
+expect_eq "--api-per-address 0 is refused" 2 "$("$BIN/mamorid" --data "$T/x" --api-per-address 0 >/dev/null 2>&1; echo $?)"
 finish

@@ -76,6 +76,30 @@ expect_eq "no other device got 3.0" "1 3" "$(cstate "$C2" devices.failed) $(csta
 check "an operator cancels it" as op campaign cancel "$C2" --reason "bad build"
 expect_eq "cancelled" cancelled "$(cstate "$C2" state)"
 check "a cancelled campaign cannot resume" fails as op campaign resume "$C2" --reason x
+# --- a device whose update_committed was lost on the way: its next
+# update_status (idle, running the release) settles it. Device X runs no
+# agent; its messages are published with its own certificate.
+as op factory batch --model sensor-v1 --count 1 --out "$T/extra" >/dev/null
+PX=$T/extra/dev-00000; DX=$(jget device_id <"$PX/device.json")
+as alice claim "$(cat "$PX/claim-code")" >/dev/null
+as op group add solo --device "$DX" >/dev/null
+publish 2.6 2 0 1000
+C4=$(as op campaign create "$(sha_of "$T/fw-2.6.img")" --reason "2.6 solo" --group solo --canary 0 --wave 1 --interval 1 | jget id)
+xstatus() { as op campaign show "$C4" | jget device_status.0.status; }
+check "the campaign sends device X the update" wait_for 30 eval '[ "$(xstatus)" = sent ]'
+xpub() { # xpub KIND SEQ BODY
+    mqtt_pub "$PX" "mamori/v1/d/$DX/$1" "{\"v\":1,\"seq\":$2,\"ts\":$(date +%s%3N),\"body\":$3}" >/dev/null 2>&1; }
+CX=$(as admin device commands "$DX" | jget commands.0.id)
+xpub res 1 "{\"cmd\":\"$CX\",\"type\":\"update\",\"status\":\"ok\",\"error\":\"\",\"detail\":{}}"
+check "its install result arrives" wait_for 20 eval '[ "$(xstatus)" = installed ]'
+ust() { echo "{\"type\":\"update_status\",\"update\":{\"slot\":\"b\",\"fw_version\":\"$1\",\"security_version\":2,\"floor\":0,\"phase\":$2,\"last\":\"ok\",\"root_version\":1}}"; }
+xpub ev 1 "$(ust 2.0 3)"
+sleep 2
+expect_eq "a status on trial settles nothing" installed "$(xstatus)"
+xpub ev 2 "$(ust 2.6 0)"
+check "idle on 2.6: committed, though update_committed never came" wait_for 20 eval '[ "$(xstatus)" = committed ]'
+check "...and the campaign is done" wait_for 20 state_is "$C4" done
+
 all_audited() { local out; out=$(as admin audit list --limit 1000) || return 1
     for a in campaign_created campaign_done campaign_paused campaign_cancelled group_added; do grep -q "\"$a\"" <<<"$out" || return 1; done; }
 check "every state change is audited" all_audited

@@ -140,5 +140,22 @@ check "after the restart the active device connects" pub "$P0" "$(hb "$D0")" "$(
 check "after the restart the revoked device is still refused" fails pub "$P1" "$(hb "$D1")" "$(env_msg 9)"
 check "broker restart is recorded" has_event broker_exit
 
+# --- a burst that meets a busy hub waits in the broker: none is dropped
+# after the device had its PUBACK (the hub's session queue holds it)
+hub_stop
+hub_start "$DATA" --rate 1000 --burst 1000
+MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
+n_burst() { as admin events --device "$D0" --limit 1000 | python3 -c 'import json,sys
+print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="device_event" and (e.get("detail") or {}).get("type")=="burst"))'; }
+kill -STOP "$HUB_PID"
+python3 -c 'import sys,time
+t=int(time.time()*1000)
+for i in range(100, 500): print("{\"v\":1,\"seq\":%d,\"ts\":%d,\"body\":{\"type\":\"burst\",\"i\":%d}}" % (i, t, i))' |
+    timeout 30 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" \
+        --key "$P0/device.key" -q 1 -t "mamori/v1/d/$D0/ev" -l >/dev/null 2>&1
+kill -CONT "$HUB_PID"
+check "400 events sent while the hub was stopped all reach it" wait_for 30 eval '[ "$(n_burst)" = 400 ]'
+check "the broker dropped nothing for the hub" bash -c "! grep -q 'Outgoing messages are being dropped' '$DATA/log/broker.log'"
+
 check "audit chain intact" as admin audit verify
 finish

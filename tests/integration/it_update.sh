@@ -90,6 +90,26 @@ check "staff set the model's security-support end" as op support set sensor-v1 -
 expect_eq "the owner reads it" True "$(as alice support show sensor-v1 | jget supported)"
 expect_eq "...also on the device" "$(date -u -d 2031-03-31 +%s)" "$(as alice device show "$D0" | jget support_end)"
 check "a malformed date is refused" fails as op support set sensor-v1 --end 2031-3-31
+# the device reads both itself: a signed "notice" (common/notice.h)
+check "the device was told of the advisory on the version it runs" wait_for 20 stat_is 0 advisories 1
+expect_eq "...with its title and fixed version" "CVE-2026-0001 in the web UI 3.1" \
+    "$(astat 0 notice.advisories.0.title) $(astat 0 notice.advisories.0.fixed_version)"
+check "...and of its model's support end" wait_for 20 stat_is 0 support_end "$(date -u -d 2031-03-31 +%s)"
+check "notices are in the device's signed log" wait_for 20 has_event device_log "$D0" '"type": "notice"'
+check "nobody sends a notice by hand" fails as op device cmd "$D0" notice --reason x
+check "...nor an update" fails as op device cmd "$D0" update --reason x
+kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+boot
+check "the notice is kept across a restart" wait_for 20 stat_is 0 advisories 1
+# the fixed release: once it runs 3.1 the device is told it is clear
+publish 3.1 4 2 50000
+as op firmware deploy "$(sha_of "$T/fw-3.1.img")" --device "$D0" --reason "fix for CVE-2026-0001" >/dev/null
+check "3.1 installed, reboot asked" wait_for 60 test -e "$T/rebooted"
+wait_for 20 stopped
+boot
+check "3.1 committed" wait_for 30 eval '[ "$(astat 0 fw_version)" = 3.1 ]'
+check "on 3.1 the device is told no advisory applies" wait_for 30 stat_is 0 advisories 0
+expect_eq "...its support end still known" "$(date -u -d 2031-03-31 +%s)" "$(astat 0 support_end)"
 check "publishing is audited" bash -c "'$BIN/mamorictl' --data '$DATA' --session '$T/session-admin' audit list --limit 1000 | grep -c -e advisory_published -e support_end_set | grep -qx 2"
 [ "$FAIL" -gt 0 ] && tail -20 "$T/agent0.log"
 finish

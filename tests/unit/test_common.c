@@ -3,11 +3,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "common/buf.h"
 #include "common/json.h"
+#include "common/notice.h"
 #include "common/proto.h"
 
 static void cursor_never_overreads(void **st)
@@ -185,6 +187,76 @@ static void envelopes(void **st)
         assert_int_equal(proto_envelope_parse(bad[i], strlen(bad[i]), &e, NULL), MAMORI_ERR_PARSE);
 }
 
+static bool notice_ok(const char *doc)
+{
+    struct notice n;
+    return notice_parse(doc, strlen(doc), &n) == MAMORI_OK;
+}
+
+static void notices(void **state)
+{
+    (void)state;
+    struct notice n;
+    const char *good = "{\"fw_version\":\"2.0\",\"support_end\":1932595200,\"advisories\":["
+                       "{\"id\":7,\"severity\":\"high\",\"title\":\"CVE-2026-1 in the UI\","
+                       "\"fixed_version\":\"3.1\"},{\"id\":3,\"severity\":\"critical\",\"title\":"
+                       "\"t\",\"fixed_version\":\"\"}],\"more\":2}";
+    assert_int_equal(notice_parse(good, strlen(good), &n), MAMORI_OK);
+    assert_string_equal(n.fw_version, "2.0");
+    assert_int_equal(n.support_end, 1932595200);
+    assert_int_equal(n.n, 2);
+    assert_int_equal(n.more, 2);
+    assert_int_equal(n.adv[0].id, 7);
+    assert_string_equal(n.adv[0].fixed_version, "3.1");
+    assert_string_equal(notice_worst(&n), "critical");
+    assert_true(notice_ok("{\"fw_version\":\"\",\"support_end\":0,\"advisories\":[],\"more\":0}"));
+    /* every rule, broken once */
+    const char *bad[] = {
+        "{\"fw_version\":\"2.0\",\"support_end\":0,\"advisories\":[],\"more\":0,\"x\":1}",
+        "{\"fw_version\":\"2.0\",\"support_end\":-1,\"advisories\":[],\"more\":0}",
+        "{\"fw_version\":\"2.0\",\"support_end\":99999999999999,\"advisories\":[],\"more\":0}",
+        "{\"fw_version\":\"../x\",\"support_end\":0,\"advisories\":[],\"more\":0}",
+        "{\"fw_version\":\"2.0\",\"support_end\":\"soon\",\"advisories\":[],\"more\":0}",
+        "{\"fw_version\":\"2.0\",\"support_end\":0,\"advisories\":{},\"more\":0}",
+        "{\"fw_version\":\"2.0\",\"support_end\":0,\"advisories\":[],\"more\":-3}",
+        "{\"fw_version\":\"2.0\",\"support_end\":0,\"advisories\":[{\"id\":1,\"severity\":"
+        "\"urgent\",\"title\":\"t\",\"fixed_version\":\"\"}],\"more\":0}",
+        "{\"fw_version\":\"2.0\",\"support_end\":0,\"advisories\":[{\"id\":0,\"severity\":"
+        "\"low\",\"title\":\"t\",\"fixed_version\":\"\"}],\"more\":0}",
+        "{\"fw_version\":\"2.0\",\"support_end\":0,\"advisories\":[{\"id\":1,\"severity\":"
+        "\"low\",\"title\":\"\",\"fixed_version\":\"\"}],\"more\":0}",
+        "{\"fw_version\":\"2.0\",\"support_end\":0,\"advisories\":[{\"id\":1,\"severity\":"
+        "\"low\",\"title\":\"a\\u0000b\",\"fixed_version\":\"\"}],\"more\":0}",
+        "{\"fw_version\":\"2.0\",\"support_end\":0,\"advisories\":[{\"id\":1,\"severity\":"
+        "\"low\",\"title\":\"t\"}],\"more\":0}",
+        "[]",
+        "{\"fw_version\":\"2.0\"",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_not_equal(notice_parse(bad[i], strlen(bad[i]), &n), MAMORI_OK);
+        assert_int_equal(n.n, 0); /* nothing half-filled */
+    }
+    /* more than NOTICE_ADVISORIES listed; a title over the limit */
+    char doc[NOTICE_MAX * 2];
+    size_t k = (size_t)snprintf(
+        doc, sizeof(doc), "{\"fw_version\":\"1\",\"support_end\":0,\"more\":0,\"advisories\":[");
+    for (int i = 0; i <= NOTICE_ADVISORIES; i++)
+        k += (size_t)snprintf(doc + k, sizeof(doc) - k,
+                              "%s{\"id\":%d,\"severity\":\"low\",\"title\":\"t\","
+                              "\"fixed_version\":\"\"}",
+                              i ? "," : "", i + 1);
+    snprintf(doc + k, sizeof(doc) - k, "]}");
+    assert_false(notice_ok(doc));
+    char title[NOTICE_TITLE_MAX + 2];
+    memset(title, 'a', sizeof(title) - 1);
+    title[sizeof(title) - 1] = '\0';
+    snprintf(doc, sizeof(doc),
+             "{\"fw_version\":\"1\",\"support_end\":0,\"more\":0,\"advisories\":[{\"id\":1,"
+             "\"severity\":\"low\",\"title\":\"%s\",\"fixed_version\":\"\"}]}",
+             title);
+    assert_false(notice_ok(doc));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -196,6 +268,7 @@ int main(void)
         cmocka_unit_test(topics),
         cmocka_unit_test(json_limits),
         cmocka_unit_test(envelopes),
+        cmocka_unit_test(notices),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

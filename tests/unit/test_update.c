@@ -8,6 +8,12 @@
  * back and the release is never taken again; a download resumes where it
  * stopped; and a power loss after every durable step of the whole flow
  * leaves a device that boots a whole, verified image and can finish.
+ *
+ * The same tests run again with the hook backend, through a hook that
+ * keeps to the contract (docs/updates.md) with its slots as files and the
+ * boot loader's choice in a file; tests/integration/it_rauc.sh drives the
+ * real RAUC through scripts/hooks/rauc. Also: the hook's install failing or
+ * running past its deadline, and its status answer being garbage.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -26,6 +32,7 @@
 
 #include "common/fsutil.h"
 #include "common/json.h"
+#include "lib/uphook.h"
 #include "lib/update.h"
 
 #define IMG_SIZE (3u * 1024 * 1024 + 12345)
@@ -41,7 +48,34 @@ struct fx {
     char *rel2; /* release "2.0" of img: security version 5, floor 4 */
     struct upd *u;
     struct upd_config cfg;
+    char hook[160]; /* the hook backend ("": the built-in one) */
 };
+
+/* A hook that keeps the contract: slots DIR/slots/{a,b}.img, the boot
+ * loader's environment in DIR/bootenv; "boot" is the test's power-on. Files
+ * DIR/fail, DIR/slow, DIR/garbage make install fail, hang, or status lie. */
+static const char HOOK[] =
+    "#!/bin/sh\n"
+    "D=$(dirname \"$0\"); E=$D/bootenv\n"
+    "[ -f \"$E\" ] || printf 'PRIMARY=a\\nTRIAL=\\nTRIED=0\\nBOOTED=a\\n' >\"$E\"\n"
+    ". \"$E\"\n"
+    "save() { printf 'PRIMARY=%s\\nTRIAL=%s\\nTRIED=%s\\nBOOTED=%s\\n' \"$PRIMARY\" \"$TRIAL\" "
+    "\"$TRIED\" \"$BOOTED\" >\"$E.tmp\" && mv \"$E.tmp\" \"$E\"; }\n"
+    "next() { if [ -n \"$TRIAL\" ] && [ \"$TRIED\" = 0 ]; then echo $TRIAL; else echo $PRIMARY; "
+    "fi; }\n"
+    "case \"$1\" in\n"
+    "status) [ -e \"$D/garbage\" ] && { echo 'booted=a primary=a extra=1'; exit 0; }\n"
+    "  echo \"booted=$BOOTED primary=$(next)\" ;;\n"
+    "install) [ -e \"$D/slow\" ] && exec sleep 30; [ -e \"$D/fail\" ] && exit 3\n"
+    "  if [ $BOOTED = a ]; then t=b; else t=a; fi\n"
+    "  cp \"$2\" \"$D/slots/$t.img.tmp\" && mv \"$D/slots/$t.img.tmp\" \"$D/slots/$t.img\" || exit "
+    "1\n"
+    "  TRIAL=$t; TRIED=0; save ;;\n"
+    "commit) PRIMARY=$BOOTED; TRIAL=; save ;;\n"
+    "rollback) TRIAL=; save ;;\n"
+    "boot) BOOTED=$(next); [ \"$BOOTED\" = \"$TRIAL\" ] && TRIED=1; save ;;\n"
+    "*) exit 2 ;;\n"
+    "esac\n";
 
 static int64_t now_ms(void)
 {
@@ -124,8 +158,22 @@ static void boot(struct fx *f)
     char booted[2];
     upd_close(f->u);
     f->u = NULL;
-    assert_int_equal(upd_boot(f->slots, booted), MAMORI_OK);
+    if (f->hook[0]) {
+        struct uphook h;
+        assert_int_equal(uphook_run(&h, f->hook, "boot", NULL, 10), MAMORI_OK);
+    } else {
+        assert_int_equal(upd_boot(f->slots, booted), MAMORI_OK);
+    }
     assert_int_equal(upd_open(&f->cfg, &f->u), MAMORI_OK);
+}
+
+/* upd_finish, and the hook's install to its end. */
+static enum upd_code finish(struct fx *f)
+{
+    enum upd_code c = upd_finish(f->u);
+    for (int i = 0; c == UPD_PENDING && i < 60; i++)
+        c = upd_poll(f->u, 1000);
+    return c;
 }
 
 static int setup(void **state)
@@ -160,6 +208,36 @@ static int setup(void **state)
     boot(f);
     *state = f;
     return 0;
+}
+
+/* The same device with the hook backend: the factory image in slot a. */
+static int setup_hook(void **state)
+{
+    setup(state);
+    struct fx *f = *state;
+    char p[256];
+    upd_close(f->u);
+    f->u = NULL;
+    snprintf(f->hook, sizeof(f->hook), "%s/hook", f->dir);
+    put(f->hook, HOOK, sizeof(HOOK) - 1);
+    assert_int_equal(chmod(f->hook, 0700), 0);
+    snprintf(p, sizeof(p), "%s/a.img", f->slots);
+    put(p, f->img_old, 1000);
+    f->cfg.slots_dir = NULL;
+    f->cfg.hook = f->hook;
+    boot(f);
+    return 0;
+}
+
+/* A test file in the fixture's directory (the hook's switches). */
+static void flag(struct fx *f, const char *name, bool on)
+{
+    char p[256];
+    snprintf(p, sizeof(p), "%s/%s", f->dir, name);
+    if (on)
+        put(p, "", 0);
+    else
+        unlink(p);
 }
 
 static int teardown(void **state)
@@ -199,7 +277,7 @@ static void install_and_try(struct fx *f)
 {
     assert_int_equal(offer(f, f->rel2), UPD_OK);
     assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
-    assert_int_equal(upd_finish(f->u), UPD_OK);
+    assert_int_equal(finish(f), UPD_OK);
     assert_true(status(f).reboot);
     boot(f);
     assert_int_equal(status(f).phase, UPD_TRIAL);
@@ -289,7 +367,7 @@ static void floor_allows_rollback_only_down_to_it(void **state)
     assert_int_equal(offer(f, below), UPD_ERR_FLOOR);
     assert_int_equal(offer(f, at), UPD_OK); /* an older release at the floor */
     assert_int_equal(send_from(f, small, 64), UPD_OK);
-    assert_int_equal(upd_finish(f->u), UPD_OK);
+    assert_int_equal(finish(f), UPD_OK);
     boot(f);
     assert_int_equal(upd_commit(f->u), UPD_OK);
     assert_string_equal(status(f).fw_version, "1.9.1");
@@ -340,7 +418,7 @@ static void download_resumes(void **state)
     assert_int_equal(offer(f, f->rel2), UPD_OK); /* offered again: goes on */
     assert_int_equal(upd_offset(f->u), 2 * CHUNK);
     assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
-    assert_int_equal(upd_finish(f->u), UPD_OK);
+    assert_int_equal(finish(f), UPD_OK);
     boot(f);
     assert_int_equal(upd_commit(f->u), UPD_OK);
     assert_string_equal(status(f).fw_version, "2.0");
@@ -355,6 +433,18 @@ static void assert_boots_verified_image(struct fx *f)
     char hex[65];
     uint64_t size;
     const char *slot = status(f).booted;
+    if (f->hook[0]) { /* the slot's file is one of the two verified images */
+        char want_old[65], want_new[65];
+        snprintf(p, sizeof(p), "%s/%s.img", f->slots, slot);
+        assert_int_equal(crypto_sha256_file(p, UPMETA_IMAGE_MAX, h, &size), MAMORI_OK);
+        crypto_hex(h, sizeof(h), hex);
+        crypto_sha256(f->img_old, 1000, h);
+        crypto_hex(h, sizeof(h), want_old);
+        crypto_sha256(f->img, IMG_SIZE, h);
+        crypto_hex(h, sizeof(h), want_new);
+        assert_true(strcmp(hex, want_old) == 0 || strcmp(hex, want_new) == 0);
+        return;
+    }
     snprintf(p, sizeof(p), "%s/%s/release.json", f->slots, slot);
     assert_int_equal(fs_read_file(p, UPMETA_DOC_MAX, &rel, &len), MAMORI_OK);
     char *text = NULL;
@@ -388,7 +478,7 @@ static bool flow_with_crash(struct fx *f, int k)
     } while (0)
     STEP(offer(f, f->rel2));
     STEP(send_from(f, f->img, IMG_SIZE));
-    STEP(upd_finish(f->u));
+    STEP(finish(f));
     left = upd_crash_pending(f->u);
     boot(f);
     upd_crash_after(f->u, left);
@@ -401,10 +491,11 @@ static void power_loss_at_every_step(void **state)
 {
     struct fx *f0 = *state;
     int k;
+    bool hooked = f0->hook[0] != '\0';
     for (k = 1; k < 40; k++) {
         struct fx *f = NULL;
         void *st;
-        assert_int_equal(setup(&st), 0);
+        assert_int_equal(hooked ? setup_hook(&st) : setup(&st), 0);
         f = st;
         bool crashed = flow_with_crash(f, k);
         if (!crashed) {
@@ -424,7 +515,7 @@ static void power_loss_at_every_step(void **state)
                 assert_int_equal(c, UPD_OK);
             } else if (s.phase == UPD_DOWNLOAD) {
                 assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
-                assert_int_equal(upd_finish(f->u), UPD_OK);
+                assert_int_equal(finish(f), UPD_OK);
             } else if (s.phase == UPD_SWITCH) {
                 boot(f);
             } else if (s.phase == UPD_TRIAL) {
@@ -443,10 +534,80 @@ static void power_loss_at_every_step(void **state)
         teardown(&st);
     }
     (void)f0;
-    /* offer, 3 syncs of the download, finish (6 steps), commit (1): the
-     * loop must have stopped after each of them */
-    print_message("power loss injected after each of %d durable steps\n", k - 1);
-    assert_int_equal(k - 1, 11);
+    /* offer, 3 syncs of the download, finish (6 steps; with the hook: the
+     * digest checked, then after its install 3), commit (1): the loop must
+     * have stopped after each of them */
+    print_message("power loss injected after each of %d durable steps (%s backend)\n", k - 1,
+                  hooked ? "hook" : "built-in");
+    assert_int_equal(k - 1, hooked ? 9 : 11);
+}
+
+static void hook_install_failure_is_reported_not_remembered(void **state)
+{
+    struct fx *f = *state;
+    flag(f, "fail", true);
+    assert_int_equal(offer(f, f->rel2), UPD_OK);
+    assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
+    assert_int_equal(finish(f), UPD_ERR_INSTALL);
+    struct upd_status st = status(f);
+    assert_int_equal(st.phase, UPD_IDLE);
+    assert_int_equal(st.last, UPD_ERR_INSTALL);
+    assert_int_equal(st.nfailed, 0);
+    assert_false(st.reboot);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/update/image.part", f->state);
+    assert_int_not_equal(access(p, F_OK), 0); /* the staged copy is gone */
+    /* the cause fixed, the hub may offer it again */
+    flag(f, "fail", false);
+    assert_int_equal(offer(f, f->rel2), UPD_OK);
+    assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
+    assert_int_equal(finish(f), UPD_OK);
+    boot(f);
+    assert_int_equal(upd_commit(f->u), UPD_OK);
+    assert_string_equal(status(f).fw_version, "2.0");
+}
+
+static void hook_install_past_its_deadline_is_stopped(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.install_s = 1;
+    boot(f);
+    flag(f, "slow", true);
+    assert_int_equal(offer(f, f->rel2), UPD_OK);
+    assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
+    time_t t0 = time(NULL);
+    assert_int_equal(upd_finish(f->u), UPD_PENDING);
+    assert_int_equal(upd_poll(f->u, 0), UPD_PENDING); /* the device goes on meanwhile */
+    assert_int_equal(upd_cancel(f->u), UPD_ERR_BUSY); /* not while it installs */
+    enum upd_code c = UPD_PENDING;
+    for (int i = 0; c == UPD_PENDING && i < 100; i++)
+        c = upd_poll(f->u, 100);
+    assert_int_equal(c, UPD_ERR_INSTALL);
+    assert_true(time(NULL) - t0 < 10);
+    assert_int_equal(status(f).phase, UPD_IDLE);
+    boot(f);
+    assert_string_equal(status(f).booted, "a");
+}
+
+static void hook_status_must_be_exact(void **state)
+{
+    struct fx *f = *state;
+    struct upd *u = NULL;
+    flag(f, "garbage", true);
+    upd_close(f->u);
+    f->u = NULL;
+    assert_int_equal(upd_open(&f->cfg, &u), MAMORI_ERR_PARSE); /* fails closed */
+    assert_null(u);
+    flag(f, "garbage", false);
+    struct upd_config c = f->cfg;
+    c.hook = "hook"; /* a hook is named by its absolute path */
+    assert_int_equal(upd_open(&c, &u), MAMORI_ERR_INVAL);
+    char missing[200];
+    snprintf(missing, sizeof(missing), "%s/no-such-hook", f->dir);
+    c.hook = missing;
+    assert_int_not_equal(upd_open(&c, &u), MAMORI_OK);
+    assert_null(u);
+    assert_int_equal(upd_open(&f->cfg, &f->u), MAMORI_OK);
 }
 
 int main(void)
@@ -460,6 +621,19 @@ int main(void)
         cmocka_unit_test_setup_teardown(trial_that_never_comes_up_falls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(download_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(power_loss_at_every_step, setup, teardown),
+        /* the hook backend */
+        cmocka_unit_test_setup_teardown(happy_path, setup_hook, teardown),
+        cmocka_unit_test_setup_teardown(every_refusal_has_its_code, setup_hook, teardown),
+        cmocka_unit_test_setup_teardown(failed_health_check_rolls_back_and_never_loops, setup_hook,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(trial_that_never_comes_up_falls_back, setup_hook, teardown),
+        cmocka_unit_test_setup_teardown(download_resumes, setup_hook, teardown),
+        cmocka_unit_test_setup_teardown(power_loss_at_every_step, setup_hook, teardown),
+        cmocka_unit_test_setup_teardown(hook_install_failure_is_reported_not_remembered, setup_hook,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(hook_install_past_its_deadline_is_stopped, setup_hook,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(hook_status_must_be_exact, setup_hook, teardown),
     };
     return cmocka_run_group_tests(tests, setup_keys, teardown_keys);
 }
