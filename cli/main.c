@@ -33,7 +33,7 @@ struct opts {
     const char *data, *api, *ca, *session, *password_file, *user, *role, *model, *out, *cert, *csr,
         *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn, *file, *keystore, *tcti,
         *root_keys, *release_keys, *fw_version, *image, *key, *root, *title, *severity, *affected,
-        *fixed, *end, *group;
+        *fixed, *end, *group, *state, *action;
     const char *pos[4];
     int npos;
     long count, after, limit, days, from, to, ttl;
@@ -93,6 +93,12 @@ static const char *USAGE =
     "           support set MODEL --end YYYY-MM-DD | support show MODEL   security support end\n"
     "schemas:   schema set MODEL --file F | schema show MODEL   telemetry schema per model\n"
     "audit:     audit list [--after SEQ] | audit verify   (exit 3 when tampered)\n"
+    "alerts:    alert list [--state open|acknowledged|resolved] [--device ID] [--after ID]\n"
+    "           alert ack|resolve ID [--reason NOTE]\n"
+    "           rule list | rule set RULE --action notify|quarantine|lock [--model M] [--count N]\n"
+    "                                                   act once the alert counted N (default 1)\n"
+    "           webhook add URL | webhook list | webhook remove ID   (add prints the HMAC secret "
+    "once)\n"
     "events:    events [--device ID] [--after ID]\n"
     "           health\n";
 
@@ -158,7 +164,9 @@ static bool parse_args(int argc, char **argv, struct opts *o)
                  {"--affected", &o->affected},
                  {"--fixed", &o->fixed},
                  {"--end", &o->end},
-                 {"--group", &o->group}};
+                 {"--group", &o->group},
+                 {"--state", &o->state},
+                 {"--action", &o->action}};
         bool done = false;
         for (size_t k = 0; k < sizeof(s) / sizeof(s[0]); k++) {
             if (strcmp(a, s[k].k) == 0) {
@@ -413,6 +421,44 @@ static int firmware_cmd(const struct api *a, const struct opts *o, const char *s
         return call_print(a, "POST", path, json_pack("{s:s}", "reason", o->reason));
     }
     fprintf(stderr, "%s", USAGE);
+    return EXIT_USAGE;
+}
+
+/* mamorictl alert ... | rule ... | webhook ...: alerts, response policy
+ * and delivery (docs/alerts.md). */
+static int alert_cmd(const struct api *a, const struct opts *o, const char *cmd, const char *sub)
+{
+    char path[256];
+    const char *third = o->npos > 2 ? o->pos[2] : NULL;
+    if (strcmp(cmd, "alert") == 0 && strcmp(sub, "list") == 0) {
+        snprintf(path, sizeof(path), "alerts?after=%ld&limit=%ld%s%.20s%s%.24s", o->after, o->limit,
+                 o->state ? "&state=" : "", o->state ? o->state : "", o->device ? "&device=" : "",
+                 o->device ? o->device : "");
+        return call_print(a, "GET", path, NULL);
+    }
+    if (strcmp(cmd, "alert") == 0 && (strcmp(sub, "ack") == 0 || strcmp(sub, "resolve") == 0) &&
+        third) {
+        snprintf(path, sizeof(path), "alerts/%.20s/%s", third, sub);
+        return call_print(a, "POST", path, json_pack("{s:s}", "note", o->reason ? o->reason : ""));
+    }
+    if (strcmp(cmd, "rule") == 0 && strcmp(sub, "list") == 0)
+        return call_print(a, "GET", "rules", NULL);
+    if (strcmp(cmd, "rule") == 0 && strcmp(sub, "set") == 0 && third && o->action) {
+        snprintf(path, sizeof(path), "rules/%.40s/policy", third);
+        return call_print(a, "POST", path,
+                          json_pack("{s:s, s:s, s:I}", "action", o->action, "model",
+                                    o->model ? o->model : "", "act_after",
+                                    (json_int_t)(o->count ? o->count : 1)));
+    }
+    if (strcmp(cmd, "webhook") == 0 && strcmp(sub, "add") == 0 && third)
+        return call_print(a, "POST", "webhooks", json_pack("{s:s}", "url", third));
+    if (strcmp(cmd, "webhook") == 0 && strcmp(sub, "list") == 0)
+        return call_print(a, "GET", "webhooks", NULL);
+    if (strcmp(cmd, "webhook") == 0 && strcmp(sub, "remove") == 0 && third) {
+        snprintf(path, sizeof(path), "webhooks/%.20s", third);
+        return call_print(a, "DELETE", path, NULL);
+    }
+    fputs(USAGE, stderr);
     return EXIT_USAGE;
 }
 
@@ -841,6 +887,9 @@ int main(int argc, char **argv)
         char path[128];
         snprintf(path, sizeof(path), "groups/%.64s", o.pos[2]);
         ret = call_print(&a, "GET", path, NULL);
+    } else if (strcmp(cmd, "alert") == 0 || strcmp(cmd, "rule") == 0 ||
+               strcmp(cmd, "webhook") == 0) {
+        ret = alert_cmd(&a, &o, cmd, sub);
     } else if (strcmp(cmd, "advisory") == 0 || strcmp(cmd, "support") == 0) {
         ret = advisory_cmd(&a, &o, cmd, sub);
     } else if (strcmp(cmd, "schema") == 0 && strcmp(sub, "show") == 0 && o.npos == 3) {

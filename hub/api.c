@@ -28,6 +28,7 @@
 #include "hub/campaign.h"
 #include "hub/firmware.h"
 #include "hub/ops.h"
+#include "hub/alerts.h"
 #include "hub/route.h"
 
 #define API_MAX_BODY (64 * 1024)
@@ -520,6 +521,39 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
         rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
     } else if (rt.n == 2 && route_is(&rt, 0, "audit") && route_is(&rt, 1, "verify") && get) {
         rc = hub_op_audit_verify(h, &who, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 1 && route_is(&rt, 0, "alerts") && get) {
+        const char *st = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
+        const char *dev = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "device");
+        rc = hub_op_alerts(h, &who, st, dev, query_int(c, "after", 0, 0, INT64_MAX),
+                           (int)query_int(c, "limit", 100, 1, 1000), &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 3 && route_is(&rt, 0, "alerts") && post) {
+        json_t *note = json_object_get(in, "note");
+        if (note && (!json_is_string(note) || json_string_length(note) > STORE_REASON_MAX)) {
+            reply_err(r, 400, "invalid_request", "note must be a string of at most 512 bytes");
+        } else {
+            rc = hub_op_alert_set(h, &who, route_int(rt.seg[1], 0, 1, INT64_MAX), rt.seg[2],
+                                  note ? json_string_value(note) : "", &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+        }
+    } else if (rt.n == 1 && route_is(&rt, 0, "rules") && get) {
+        rc = hub_op_rules(h, &who, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 3 && route_is(&rt, 0, "rules") && route_is(&rt, 2, "policy") && post) {
+        rc = hub_op_rule_policy(h, &who, rt.seg[1], in, &out, &e);
+        rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+    } else if (rt.n == 1 && route_is(&rt, 0, "webhooks") && post) {
+        const char *hook_url;
+        if (need_str(in, "url", 600, &hook_url, r)) {
+            rc = hub_op_webhook_add(h, &who, hook_url, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
+        }
+    } else if (rt.n == 1 && route_is(&rt, 0, "webhooks") && get) {
+        rc = hub_op_webhooks(h, &who, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 2 && route_is(&rt, 0, "webhooks") && del) {
+        rc = hub_op_webhook_del(h, &who, route_int(rt.seg[1], 0, 1, INT64_MAX), &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 1 && route_is(&rt, 0, "events") && get) {
         const char *dev = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "device");

@@ -8,6 +8,7 @@
  * holding that file has chosen a name and password.
  */
 #include "hub/hub.h"
+#include "hub/alerts.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -201,8 +202,8 @@ enum mamori_err hub_start(struct hub *h)
     }
     audit_hub(h, "hub_start", "");
     pthread_mutex_unlock(&h->lock);
-    if ((rc = broker_start(h)) || (rc = mqtt_start(h)) || (rc = api_start(h)) ||
-        (rc = live_start(h)))
+    if ((rc = alerts_start(h)) || (rc = broker_start(h)) || (rc = mqtt_start(h)) ||
+        (rc = api_start(h)) || (rc = live_start(h)))
         return rc;
     return write_endpoints(h);
 }
@@ -215,6 +216,7 @@ void hub_stop(struct hub *h)
     broker_stop(h);
     if (h->live_thread)
         pthread_join(h->live_thread, NULL);
+    alerts_stop(h);
     pthread_mutex_lock(&h->lock);
     tm_flush(h);
     audit_hub(h, "hub_stop", "");

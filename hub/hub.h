@@ -113,6 +113,9 @@ struct hub {
     /* telemetry and event streams (hub/telemetry.c) */
     struct tm_state *tm;
 
+    /* rules, alerts and their delivery (hub/alerts.c) */
+    struct alerts_state *alerts;
+
     volatile int stopping;
 };
 

@@ -11,6 +11,7 @@
  * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
  */
+#include <curl/curl.h>
 #include <libgen.h>
 #include <mosquitto.h>
 #include <signal.h>
@@ -134,6 +135,7 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     mosquitto_lib_init();
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* alert webhooks (hub/alerts.c) */
 
     struct hub h;
     enum mamori_err rc = hub_init(&h, &cfg);
@@ -158,5 +160,6 @@ int main(int argc, char **argv)
     hub_stop(&h);
     hub_free(&h);
     mosquitto_lib_cleanup();
+    curl_global_cleanup();
     return 0;
 }

@@ -1,6 +1,7 @@
 /* hub/ops.c - see ops.h. */
 #include "hub/firmware.h"
 #include "hub/ops.h"
+#include "hub/alerts.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -20,8 +21,10 @@
 
 static void actor_of(const struct principal *who, char *out, size_t n)
 {
-    if (!who || who->user_id == 0)
-        snprintf(out, n, "hub");
+    if (!who || who->user_id == 0) /* the hub itself, or one of its parts */
+        snprintf(out, n, "%s%s%s", "hub",
+                 who && who->name[0] && strcmp(who->name, "hub") ? ":" : "",
+                 who && strcmp(who->name, "hub") ? who->name : "");
     else
         snprintf(out, n, "%s:%s", store_role_name(who->role), who->name);
 }
@@ -38,6 +41,7 @@ void hub_event(struct hub *h, const char *device_id, const char *kind, const cha
         log_err("cannot record event %s", kind);
     if (strcmp(severity, "alert") == 0 || strcmp(severity, "warning") == 0)
         log_warn("event %s %s %s", kind, device_id ? device_id : "-", detail);
+    alerts_on_event(h, device_id, kind, severity, detail);
 }
 
 /* Appends an audit entry and commits the open transaction. Lock held. */
@@ -810,6 +814,28 @@ static bool command_of(enum lc_action a, enum cmd_type *t)
     }
 }
 
+enum mamori_err hub_device_action_locked(struct hub *h, const struct principal *who,
+                                         struct device_rec *d, enum lc_action a, const char *reason,
+                                         json_t **command)
+{
+    enum cmd_type t;
+    struct command_rec c;
+    enum mamori_err rc = transition_locked(h, who, d, a, reason);
+    /* The registry changed; now tell the device itself (T03-L2b, T02-L3c).
+     * A lock must reach a device that is offline now: it is kept for 30
+     * days and sent again whenever the device comes back. */
+    if (!rc && command_of(a, &t)) {
+        if (hub_command_issue(h, who, d->id, t, CMD_MAX_TTL_MS, reason, NULL, &c) == MAMORI_OK) {
+            if (command)
+                *command = command_json(&c);
+        } else {
+            log_warn("device %s: %s recorded but the command was not issued", d->id,
+                     lc_action_name(a));
+        }
+    }
+    return rc;
+}
+
 enum mamori_err hub_op_device_action(struct hub *h, const struct principal *who, const char *id,
                                      const char *action, const char *reason, json_t **out,
                                      struct op_err *e)
@@ -827,24 +853,13 @@ enum mamori_err hub_op_device_action(struct hub *h, const struct principal *who,
     if (!hub_is_staff(who) && !(owner_ok && who->role == ROLE_OWNER))
         return MAMORI_ERR_FORBIDDEN;
     struct device_rec d;
+    json_t *cj = NULL;
     pthread_mutex_lock(&h->lock);
     enum mamori_err rc = visible_device(h, who, id, &d);
     if (!rc) {
-        rc = transition_locked(h, who, &d, a, reason);
+        rc = hub_device_action_locked(h, who, &d, a, reason, &cj);
         if (rc == MAMORI_ERR_STATE)
             SET_ERR(e, "cannot %s a device in state '%s'", action, d.state);
-    }
-    enum cmd_type t;
-    struct command_rec c;
-    json_t *cj = NULL;
-    /* The registry changed; now tell the device itself (T03-L2b, T02-L3c).
-     * A lock must reach a device that is offline now: it is kept for 30
-     * days and sent again whenever the device comes back. */
-    if (!rc && command_of(a, &t)) {
-        if (hub_command_issue(h, who, id, t, CMD_MAX_TTL_MS, reason, NULL, &c) == MAMORI_OK)
-            cj = command_json(&c);
-        else
-            log_warn("device %s: %s recorded but the command was not issued", id, action);
     }
     if (!rc) {
         *out = device_json(&d);

@@ -16,12 +16,21 @@
 #include <stdio.h>
 
 #include "hub/hub.h"
+#include "hub/lifecycle.h"
 
 /* Sets the client-facing message of an op_err. */
 #define SET_ERR(e, ...) snprintf((e)->msg, sizeof((e)->msg), __VA_ARGS__)
 
 /* Administrators and operators: privileges separate from owners'. */
 bool hub_is_staff(const struct principal *who);
+
+/* Applies a lifecycle action to d (lock held): the registry, the audit
+ * entry, the broker's view, and the signed command to the device for
+ * lock/unlock/quarantine/release (its JSON in *command when not NULL). */
+struct device_rec;
+enum mamori_err hub_device_action_locked(struct hub *h, const struct principal *who,
+                                         struct device_rec *d, enum lc_action a, const char *reason,
+                                         json_t **command) MAMORI_MUST_CHECK;
 
 /* Carries a client-facing message with an error code. */
 struct op_err {

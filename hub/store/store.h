@@ -398,4 +398,69 @@ enum mamori_err store_command_list(struct store *s, const char *device_id, bool 
                                    bool (*cb)(const struct command_rec *, void *),
                                    void *arg) MAMORI_MUST_CHECK;
 
+/* Alerts (hub/alerts.c): one live (open or acknowledged) alert per rule
+ * and device, counted; resolved ones stay as history. */
+struct alert_rec {
+    int64_t id;
+    char rule[32], device_id[24], severity[16], state[16], action[16];
+    int64_t first_at, last_at, count; /* ms */
+    char detail[1024];
+    char acked_by[STORE_NAME_MAX + 1], resolved_by[STORE_NAME_MAX + 1];
+    char note[STORE_REASON_MAX + 1];
+};
+enum mamori_err store_alert_raise(struct store *s, const char *rule, const char *device_id,
+                                  const char *severity, const char *detail, int64_t now,
+                                  struct alert_rec *out, bool *created) MAMORI_MUST_CHECK;
+enum mamori_err store_alert_get(struct store *s, int64_t id,
+                                struct alert_rec *out) MAMORI_MUST_CHECK;
+/* The live (open or acknowledged) alert of rule for device_id. */
+enum mamori_err store_alert_live(struct store *s, const char *rule, const char *device_id,
+                                 struct alert_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_alerts(struct store *s, const char *state, const char *device_id,
+                             int64_t after, int limit, bool (*cb)(const struct alert_rec *, void *),
+                             void *arg) MAMORI_MUST_CHECK;
+/* open -> acknowledged, or any live -> resolved (MAMORI_ERR_STATE otherwise). */
+enum mamori_err store_alert_set(struct store *s, int64_t id, const char *state, const char *by,
+                                const char *note) MAMORI_MUST_CHECK;
+enum mamori_err store_alert_action(struct store *s, int64_t id,
+                                   const char *action) MAMORI_MUST_CHECK;
+/* Alerts whose response is due ("due:quarantine", "due:lock"), oldest first. */
+enum mamori_err store_alerts_action_due(struct store *s, struct alert_rec *out, size_t max,
+                                        size_t *n) MAMORI_MUST_CHECK;
+struct policy_rec {
+    char rule[32];
+    char model[STORE_NAME_MAX + 1]; /* "" : every model without its own */
+    char action[16];                /* notify, quarantine, lock */
+    int act_after;                  /* the action once the alert counted this many */
+};
+enum mamori_err store_policy_set(struct store *s, const struct policy_rec *p, const char *by,
+                                 int64_t now) MAMORI_MUST_CHECK;
+enum mamori_err store_policy_get(struct store *s, const char *rule, const char *model,
+                                 struct policy_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_policies(struct store *s, bool (*cb)(const struct policy_rec *, void *),
+                               void *arg) MAMORI_MUST_CHECK;
+struct webhook_rec {
+    int64_t id;
+    char url[512];
+    char secret[80];
+    char created_by[STORE_NAME_MAX + 1];
+    int64_t created_at;
+};
+enum mamori_err store_webhook_add(struct store *s, struct webhook_rec *w) MAMORI_MUST_CHECK;
+enum mamori_err store_webhook_del(struct store *s, int64_t id) MAMORI_MUST_CHECK;
+enum mamori_err store_webhooks(struct store *s, bool (*cb)(const struct webhook_rec *, void *),
+                               void *arg) MAMORI_MUST_CHECK;
+struct delivery_rec {
+    int64_t id, webhook_id, alert_id, created_at;
+    int tries;
+    char url[512], secret[80];
+    char payload[2048];
+};
+enum mamori_err store_delivery_add(struct store *s, int64_t webhook_id, int64_t alert_id,
+                                   const char *payload, int64_t now) MAMORI_MUST_CHECK;
+enum mamori_err store_deliveries_due(struct store *s, int64_t now, struct delivery_rec *out,
+                                     size_t max, size_t *n) MAMORI_MUST_CHECK;
+enum mamori_err store_delivery_set(struct store *s, int64_t id, const char *state, int tries,
+                                   int64_t next_at, const char *error) MAMORI_MUST_CHECK;
+
 #endif

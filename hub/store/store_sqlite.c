@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/crypto.h"
 #include "common/log.h"
 
 struct store {
@@ -119,6 +120,25 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE campaigns ADD COLUMN grp TEXT NOT NULL DEFAULT '';",
     /* 9: a campaign sends a device the update again after a failed download. */
     "ALTER TABLE campaign_devices ADD COLUMN tries INTEGER NOT NULL DEFAULT 0;",
+    /* 10: alerts (one live alert per rule and device, counted), the
+     * response policy per rule and model, webhooks and their deliveries. */
+    "CREATE TABLE alerts(id INTEGER PRIMARY KEY, rule TEXT NOT NULL, device_id TEXT NOT NULL,"
+    "  severity TEXT NOT NULL, state TEXT NOT NULL, action TEXT NOT NULL DEFAULT '',"
+    "  first_at INTEGER NOT NULL, last_at INTEGER NOT NULL, count INTEGER NOT NULL,"
+    "  detail TEXT NOT NULL, acked_by TEXT NOT NULL DEFAULT '',"
+    "  resolved_by TEXT NOT NULL DEFAULT '', note TEXT NOT NULL DEFAULT '');"
+    "CREATE UNIQUE INDEX alerts_live ON alerts(rule, device_id) WHERE state <> 'resolved';"
+    "CREATE INDEX alerts_state ON alerts(state, id);"
+    "CREATE TABLE rule_policies(rule TEXT NOT NULL, model TEXT NOT NULL, action TEXT NOT NULL,"
+    "  act_after INTEGER NOT NULL, updated_by TEXT NOT NULL, updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(rule, model)) WITHOUT ROWID;"
+    "CREATE TABLE webhooks(id INTEGER PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL,"
+    "  created_by TEXT NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE TABLE deliveries(id INTEGER PRIMARY KEY, webhook_id INTEGER NOT NULL,"
+    "  alert_id INTEGER NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL,"
+    "  tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    "  error TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX deliveries_due ON deliveries(state, next_at);",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -1757,4 +1777,349 @@ enum mamori_err store_group_devices(struct store *s, const char *group,
         ;
     sqlite3_finalize(st);
     return MAMORI_OK;
+}
+
+/* --- alerts, policies, webhooks (hub/alerts.c) ---------------------------- */
+
+#define ALERT_COLS                                                                                 \
+    "id,rule,device_id,severity,state,action,first_at,last_at,count,detail,acked_by,resolved_by,"  \
+    "note"
+
+static void alert_row(sqlite3_stmt *st, struct alert_rec *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->id = sqlite3_column_int64(st, 0);
+    copy_col(st, 1, a->rule, sizeof(a->rule));
+    copy_col(st, 2, a->device_id, sizeof(a->device_id));
+    copy_col(st, 3, a->severity, sizeof(a->severity));
+    copy_col(st, 4, a->state, sizeof(a->state));
+    copy_col(st, 5, a->action, sizeof(a->action));
+    a->first_at = sqlite3_column_int64(st, 6);
+    a->last_at = sqlite3_column_int64(st, 7);
+    a->count = sqlite3_column_int64(st, 8);
+    copy_col(st, 9, a->detail, sizeof(a->detail));
+    copy_col(st, 10, a->acked_by, sizeof(a->acked_by));
+    copy_col(st, 11, a->resolved_by, sizeof(a->resolved_by));
+    copy_col(st, 12, a->note, sizeof(a->note));
+}
+
+/* One row of ALERT_COLS by a query with one integer or text parameter. */
+static enum mamori_err alert_one(struct store *s, const char *sql, int64_t id, const char *rule,
+                                 const char *device_id, struct alert_rec *out)
+{
+    sqlite3_stmt *st;
+    if (prep(s, sql, &st))
+        return MAMORI_ERR_DB;
+    if (rule) {
+        bind_text(st, 1, rule);
+        bind_text(st, 2, device_id);
+    } else {
+        sqlite3_bind_int64(st, 1, id);
+    }
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        alert_row(st, out);
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW ? MAMORI_OK : r == SQLITE_DONE ? MAMORI_ERR_NOTFOUND : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_alert_raise(struct store *s, const char *rule, const char *device_id,
+                                  const char *severity, const char *detail, int64_t now,
+                                  struct alert_rec *out, bool *created)
+{
+    sqlite3_stmt *st;
+    /* the live alert for (rule, device) counts one more; else a new one */
+    if (prep(s,
+             "UPDATE alerts SET count=count+1, last_at=?3, detail=?4 WHERE rule=?1 AND "
+             "device_id=?2 AND state<>'resolved'",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, rule);
+    bind_text(st, 2, device_id);
+    sqlite3_bind_int64(st, 3, now);
+    bind_text(st, 4, detail);
+    enum mamori_err rc = step_done(s, st);
+    if (rc)
+        return rc;
+    *created = sqlite3_changes(s->db) == 0;
+    if (*created) {
+        if (prep(s,
+                 "INSERT INTO alerts(rule,device_id,severity,state,first_at,last_at,count,detail) "
+                 "VALUES(?1,?2,?3,'open',?4,?4,1,?5)",
+                 &st))
+            return MAMORI_ERR_DB;
+        bind_text(st, 1, rule);
+        bind_text(st, 2, device_id);
+        bind_text(st, 3, severity);
+        sqlite3_bind_int64(st, 4, now);
+        bind_text(st, 5, detail);
+        if ((rc = step_done(s, st)))
+            return rc;
+    }
+    return store_alert_live(s, rule, device_id, out);
+}
+
+enum mamori_err store_alert_live(struct store *s, const char *rule, const char *device_id,
+                                 struct alert_rec *out)
+{
+    return alert_one(
+        s, "SELECT " ALERT_COLS " FROM alerts WHERE rule=?1 AND device_id=?2 AND state<>'resolved'",
+        0, rule, device_id, out);
+}
+
+enum mamori_err store_alert_get(struct store *s, int64_t id, struct alert_rec *out)
+{
+    return alert_one(s, "SELECT " ALERT_COLS " FROM alerts WHERE id=?1", id, NULL, NULL, out);
+}
+
+enum mamori_err store_alerts(struct store *s, const char *state, const char *device_id,
+                             int64_t after, int limit, bool (*cb)(const struct alert_rec *, void *),
+                             void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT " ALERT_COLS " FROM alerts WHERE (?1 IS NULL OR state=?1) AND (?2 IS NULL "
+             "OR device_id=?2) AND id>?3 ORDER BY id LIMIT ?4",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, state);
+    bind_text(st, 2, device_id);
+    sqlite3_bind_int64(st, 3, after);
+    sqlite3_bind_int(st, 4, limit);
+    struct alert_rec a;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        alert_row(st, &a);
+        if (!cb(&a, arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_alert_set(struct store *s, int64_t id, const char *state, const char *by,
+                                const char *note)
+{
+    sqlite3_stmt *st;
+    bool ack = strcmp(state, "acknowledged") == 0;
+    if (prep(s,
+             ack ? "UPDATE alerts SET state=?2, acked_by=?3, note=?4 WHERE id=?1 AND state='open'"
+                 : "UPDATE alerts SET state=?2, resolved_by=?3, note=?4 WHERE id=?1 AND "
+                   "state<>'resolved'",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, state);
+    bind_text(st, 3, by);
+    bind_text(st, 4, note);
+    enum mamori_err rc = step_done(s, st);
+    return rc ? rc : sqlite3_changes(s->db) ? MAMORI_OK : MAMORI_ERR_STATE;
+}
+
+enum mamori_err store_alerts_action_due(struct store *s, struct alert_rec *out, size_t max,
+                                        size_t *n)
+{
+    sqlite3_stmt *st;
+    *n = 0;
+    if (prep(s, "SELECT " ALERT_COLS " FROM alerts WHERE action LIKE 'due:%' ORDER BY id LIMIT ?",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int(st, 1, (int)max);
+    while (*n < max && sqlite3_step(st) == SQLITE_ROW)
+        alert_row(st, &out[(*n)++]);
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+enum mamori_err store_alert_action(struct store *s, int64_t id, const char *action)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "UPDATE alerts SET action=?2 WHERE id=?1", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, action);
+    return step_done(s, st);
+}
+
+enum mamori_err store_policy_set(struct store *s, const struct policy_rec *p, const char *by,
+                                 int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "INSERT INTO rule_policies(rule,model,action,act_after,updated_by,updated_at) "
+             "VALUES(?,?,?,?,?,?) ON CONFLICT(rule,model) DO UPDATE SET action=excluded.action, "
+             "act_after=excluded.act_after, updated_by=excluded.updated_by, "
+             "updated_at=excluded.updated_at",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, p->rule);
+    bind_text(st, 2, p->model);
+    bind_text(st, 3, p->action);
+    sqlite3_bind_int(st, 4, p->act_after);
+    bind_text(st, 5, by);
+    sqlite3_bind_int64(st, 6, now);
+    return step_done(s, st);
+}
+
+static void policy_row(sqlite3_stmt *st, struct policy_rec *p)
+{
+    memset(p, 0, sizeof(*p));
+    copy_col(st, 0, p->rule, sizeof(p->rule));
+    copy_col(st, 1, p->model, sizeof(p->model));
+    copy_col(st, 2, p->action, sizeof(p->action));
+    p->act_after = sqlite3_column_int(st, 3);
+}
+
+enum mamori_err store_policy_get(struct store *s, const char *rule, const char *model,
+                                 struct policy_rec *out)
+{
+    sqlite3_stmt *st;
+    /* the model's own policy first, then the default ('') */
+    if (prep(s,
+             "SELECT rule,model,action,act_after FROM rule_policies WHERE rule=?1 AND model IN "
+             "(?2,'') ORDER BY model DESC LIMIT 1",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, rule);
+    bind_text(st, 2, model);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        policy_row(st, out);
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW ? MAMORI_OK : r == SQLITE_DONE ? MAMORI_ERR_NOTFOUND : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_policies(struct store *s, bool (*cb)(const struct policy_rec *, void *),
+                               void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT rule,model,action,act_after FROM rule_policies ORDER BY rule,model", &st))
+        return MAMORI_ERR_DB;
+    struct policy_rec p;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        policy_row(st, &p);
+        if (!cb(&p, arg))
+            break;
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_webhook_add(struct store *s, struct webhook_rec *w)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO webhooks(url,secret,created_by,created_at) VALUES(?,?,?,?)", &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, w->url);
+    bind_text(st, 2, w->secret);
+    bind_text(st, 3, w->created_by);
+    sqlite3_bind_int64(st, 4, w->created_at);
+    enum mamori_err rc = step_done(s, st);
+    if (!rc)
+        w->id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+enum mamori_err store_webhook_del(struct store *s, int64_t id)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "DELETE FROM webhooks WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    enum mamori_err rc = step_done(s, st);
+    if (!rc && !sqlite3_changes(s->db))
+        return MAMORI_ERR_NOTFOUND;
+    if (!rc && prep(s,
+                    "UPDATE deliveries SET state='dropped' WHERE webhook_id=? AND "
+                    "state='pending'",
+                    &st) == MAMORI_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        rc = step_done(s, st);
+    }
+    return rc;
+}
+
+enum mamori_err store_webhooks(struct store *s, bool (*cb)(const struct webhook_rec *, void *),
+                               void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT id,url,secret,created_by,created_at FROM webhooks ORDER BY id", &st))
+        return MAMORI_ERR_DB;
+    struct webhook_rec w;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&w, 0, sizeof(w));
+        w.id = sqlite3_column_int64(st, 0);
+        copy_col(st, 1, w.url, sizeof(w.url));
+        copy_col(st, 2, w.secret, sizeof(w.secret));
+        copy_col(st, 3, w.created_by, sizeof(w.created_by));
+        w.created_at = sqlite3_column_int64(st, 4);
+        bool go = cb(&w, arg);
+        crypto_wipe(w.secret, sizeof(w.secret));
+        if (!go)
+            break;
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_delivery_add(struct store *s, int64_t webhook_id, int64_t alert_id,
+                                   const char *payload, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "INSERT INTO deliveries(webhook_id,alert_id,payload,state,next_at,created_at) "
+             "VALUES(?,?,?,'pending',?4,?4)",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, webhook_id);
+    sqlite3_bind_int64(st, 2, alert_id);
+    bind_text(st, 3, payload);
+    sqlite3_bind_int64(st, 4, now);
+    return step_done(s, st);
+}
+
+enum mamori_err store_deliveries_due(struct store *s, int64_t now, struct delivery_rec *out,
+                                     size_t max, size_t *n)
+{
+    sqlite3_stmt *st;
+    *n = 0;
+    if (prep(s,
+             "SELECT d.id,d.webhook_id,d.alert_id,d.payload,d.tries,d.created_at,w.url,w.secret "
+             "FROM deliveries d JOIN webhooks w ON w.id=d.webhook_id WHERE d.state='pending' AND "
+             "d.next_at<=? ORDER BY d.next_at LIMIT ?",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int(st, 2, (int)max);
+    int r;
+    while (*n < max && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        struct delivery_rec *d = &out[(*n)++];
+        memset(d, 0, sizeof(*d));
+        d->id = sqlite3_column_int64(st, 0);
+        d->webhook_id = sqlite3_column_int64(st, 1);
+        d->alert_id = sqlite3_column_int64(st, 2);
+        copy_col(st, 3, d->payload, sizeof(d->payload));
+        d->tries = sqlite3_column_int(st, 4);
+        d->created_at = sqlite3_column_int64(st, 5);
+        copy_col(st, 6, d->url, sizeof(d->url));
+        copy_col(st, 7, d->secret, sizeof(d->secret));
+    }
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+enum mamori_err store_delivery_set(struct store *s, int64_t id, const char *state, int tries,
+                                   int64_t next_at, const char *error)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "UPDATE deliveries SET state=?2, tries=?3, next_at=?4, error=?5 WHERE id=?1", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, state);
+    sqlite3_bind_int(st, 3, tries);
+    sqlite3_bind_int64(st, 4, next_at);
+    bind_text(st, 5, error);
+    return step_done(s, st);
 }

@@ -261,11 +261,11 @@ static void passwords(void **st)
 static void store_basics(void **st)
 {
     struct fx *f = *st;
-    assert_int_equal(store_schema_version(f->s), 9);
+    assert_int_equal(store_schema_version(f->s), 10);
     /* reopening runs no migration twice */
     struct store *s2 = NULL;
     assert_int_equal(store_open(f->db, &s2), MAMORI_OK);
-    assert_int_equal(store_schema_version(s2), 9);
+    assert_int_equal(store_schema_version(s2), 10);
     store_close(s2);
     int64_t uid = 0;
     assert_int_equal(store_user_add(f->s, "bob", ROLE_OWNER, "$argon2id$x", 1, &uid), MAMORI_OK);
@@ -406,6 +406,59 @@ static void routes(void **st)
     assert_int_equal(route_int(NULL, 7, 1, 100), 7);
 }
 
+/* Alerts: one live alert per rule and device, counted; the lifecycle only
+ * moves forward; a model's policy before the default. */
+static void store_alerts_lifecycle(void **st)
+{
+    struct fx *f = *st;
+    struct alert_rec a, b;
+    bool created = false;
+    assert_int_equal(store_alert_raise(f->s, "heartbeat_loss", "MMAAAAAAAAAAAAAAAA", "alert", "{}",
+                                       100, &a, &created),
+                     MAMORI_OK);
+    assert_true(created);
+    assert_int_equal(a.count, 1);
+    assert_string_equal(a.state, "open");
+    assert_int_equal(store_alert_raise(f->s, "heartbeat_loss", "MMAAAAAAAAAAAAAAAA", "alert",
+                                       "{\"n\":2}", 200, &b, &created),
+                     MAMORI_OK);
+    assert_false(created); /* deduplicated */
+    assert_int_equal(b.id, a.id);
+    assert_int_equal(b.count, 2);
+    assert_int_equal(b.last_at, 200);
+    /* another device, another rule: their own alerts */
+    assert_int_equal(store_alert_raise(f->s, "heartbeat_loss", "MMBBBBBBBBBBBBBBBB", "alert", "{}",
+                                       300, &b, &created),
+                     MAMORI_OK);
+    assert_true(created && b.id != a.id);
+    assert_int_equal(store_alert_set(f->s, a.id, "acknowledged", "op", "looking"), MAMORI_OK);
+    assert_int_equal(store_alert_set(f->s, a.id, "acknowledged", "op", ""), MAMORI_ERR_STATE);
+    /* acknowledged is still live: it keeps counting */
+    assert_int_equal(store_alert_raise(f->s, "heartbeat_loss", "MMAAAAAAAAAAAAAAAA", "alert", "{}",
+                                       400, &b, &created),
+                     MAMORI_OK);
+    assert_true(!created && b.id == a.id && b.count == 3);
+    assert_int_equal(store_alert_set(f->s, a.id, "resolved", "op", "found"), MAMORI_OK);
+    assert_int_equal(store_alert_set(f->s, a.id, "resolved", "op", ""), MAMORI_ERR_STATE);
+    assert_int_equal(store_alert_set(f->s, a.id, "acknowledged", "op", ""), MAMORI_ERR_STATE);
+    /* resolved: the next event opens a new alert */
+    assert_int_equal(store_alert_raise(f->s, "heartbeat_loss", "MMAAAAAAAAAAAAAAAA", "alert", "{}",
+                                       500, &b, &created),
+                     MAMORI_OK);
+    assert_true(created && b.id != a.id && b.count == 1);
+    /* policies: the model's own, else the default, else none */
+    struct policy_rec p = {"auth_failures", "", "quarantine", 2}, got;
+    assert_int_equal(store_policy_get(f->s, "auth_failures", "cam", &got), MAMORI_ERR_NOTFOUND);
+    assert_int_equal(store_policy_set(f->s, &p, "admin", 1), MAMORI_OK);
+    snprintf(p.model, sizeof(p.model), "cam");
+    snprintf(p.action, sizeof(p.action), "lock");
+    assert_int_equal(store_policy_set(f->s, &p, "admin", 1), MAMORI_OK);
+    assert_int_equal(store_policy_get(f->s, "auth_failures", "cam", &got), MAMORI_OK);
+    assert_string_equal(got.action, "lock");
+    assert_int_equal(store_policy_get(f->s, "auth_failures", "doorbell", &got), MAMORI_OK);
+    assert_string_equal(got.action, "quarantine");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -425,6 +478,7 @@ int main(void)
         cmocka_unit_test(throttle_policy),
         cmocka_unit_test(passwords),
         cmocka_unit_test_setup_teardown(store_basics, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(store_alerts_lifecycle, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("hub", tests, NULL, NULL);
 }

@@ -1,0 +1,712 @@
+/*
+ * hub/alerts.c - rules, alerts, response policy and delivery (see alerts.h).
+ */
+#include "hub/alerts.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crypto.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/proto.h"
+
+/* --- the rules ------------------------------------------------------------ */
+
+struct rule {
+    const char *name, *what;
+    const char *kinds[4]; /* events that count */
+    const char *type;     /* for device_event: the device's event type */
+    unsigned n, window_s; /* n of them within window_s raise the alert */
+    const char *severity; /* NULL: the event's own */
+    const char *clears;   /* an event that resolves the device's live alert */
+};
+
+static const struct rule RULES[] = {
+    {"heartbeat_loss",
+     "no heartbeat for three intervals: theft, destruction, power or network loss",
+     {"offline"},
+     NULL,
+     1,
+     0,
+     "alert",
+     "online"},
+    {"auth_failures",
+     "refused connections in a burst: guessing, counterfeit or cloned devices, unknown "
+     "certificates",
+     {"broker_auth_fail", "claim_failed"},
+     NULL,
+     5,
+     60,
+     "alert",
+     NULL},
+    {"unexpected_topic",
+     "publishing or subscribing outside the device's own topics",
+     {"broker_acl_deny"},
+     NULL,
+     3,
+     60,
+     "warning",
+     NULL},
+    {"message_flood",
+     "messages above the device's rate limit (the broker disconnected it)",
+     {"broker_rate_kick"},
+     NULL,
+     1,
+     0,
+     "warning",
+     NULL},
+    {"value_out_of_range",
+     "telemetry the model's schema refuses (range, type, rate, time)",
+     {"telemetry_rejected", "event_rejected"},
+     NULL,
+     3,
+     300,
+     "warning",
+     NULL},
+    {"replayed_messages",
+     "messages the device already sent, sent again",
+     {"telemetry_replay", "event_replay", "device_log_replay"},
+     NULL,
+     1,
+     0,
+     "alert",
+     NULL},
+    {"log_chain_break",
+     "the device's signed log has a gap, an edit, a rewind or a forgery",
+     {"device_log_gap", "device_log_chain_broken", "device_log_forged", "device_log_rewound"},
+     NULL,
+     1,
+     0,
+     "alert",
+     NULL},
+    {"log_access",
+     "another process on the device read or changed its log",
+     {"device_log_access"},
+     NULL,
+     1,
+     0,
+     "alert",
+     NULL},
+    {"config_drift",
+     "a configuration file changed on the device",
+     {"device_event"},
+     "config_changed",
+     1,
+     0,
+     "warning",
+     NULL},
+    {"command_replayed",
+     "a signed command was sent to the device again",
+     {"device_event"},
+     "command_replayed",
+     1,
+     0,
+     "alert",
+     NULL},
+    {"vulnerable_firmware",
+     "the device runs a version named in a security advisory",
+     {"device_vulnerable"},
+     NULL,
+     1,
+     0,
+     NULL,
+     NULL},
+    {"cert_rotation_failed",
+     "the device's key and certificate could not be rotated",
+     {"cert_rotation_failed"},
+     NULL,
+     1,
+     0,
+     "warning",
+     NULL},
+};
+#define N_RULES (sizeof(RULES) / sizeof(RULES[0]))
+
+static const struct rule *rule_named(const char *name)
+{
+    for (size_t i = 0; i < N_RULES; i++)
+        if (strcmp(RULES[i].name, name) == 0)
+            return &RULES[i];
+    return NULL;
+}
+
+static const struct principal RULES_WHO = {.user_id = 0, .name = "rules", .role = ROLE_ADMIN};
+
+/* Counting windows of rules that need n > 1 events: a small table, keyed
+ * by rule and device; a slot taken by another key starts over (lossy only
+ * beyond WIN_SLOTS devices counting at the same moment). */
+#define WIN_SLOTS 4096
+struct win {
+    const struct rule *rule;
+    char dev[24];
+    int64_t start;
+    unsigned n;
+};
+
+#define DELIVER_BATCH 16
+#define DELIVER_TRIES 8
+
+struct alerts_state {
+    struct win win[WIN_SLOTS];
+    pthread_t thread;
+    bool running;
+};
+
+static struct win *window_of(struct alerts_state *s, const struct rule *r, const char *dev)
+{
+    uint8_t h[CRYPTO_SHA256_LEN];
+    char key[64];
+    snprintf(key, sizeof(key), "%s/%s", r->name, dev);
+    crypto_sha256(key, strlen(key), h);
+    struct win *w = &s->win[((unsigned)h[0] << 8 | h[1]) % WIN_SLOTS];
+    if (w->rule != r || strcmp(w->dev, dev) != 0) {
+        memset(w, 0, sizeof(*w));
+        w->rule = r;
+        snprintf(w->dev, sizeof(w->dev), "%s", dev);
+    }
+    return w;
+}
+
+/* --- raising ---------------------------------------------------------- */
+
+static json_t *alert_json(const struct alert_rec *a)
+{
+    const struct rule *r = rule_named(a->rule);
+    json_t *d = json_loads(a->detail, 0, NULL);
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:s, s:s, s:s}", "id",
+                     (json_int_t)a->id, "rule", a->rule, "what", r ? r->what : "", "device_id",
+                     a->device_id, "severity", a->severity, "state", a->state, "action", a->action,
+                     "first_at", (json_int_t)a->first_at, "last_at", (json_int_t)a->last_at,
+                     "count", (json_int_t)a->count, "detail", d ? d : json_string(a->detail),
+                     "acked_by", a->acked_by, "resolved_by", a->resolved_by, "note", a->note);
+}
+
+struct fanout {
+    struct store *store;
+    int64_t alert_id, now;
+    const char *payload;
+};
+
+static bool queue_one(const struct webhook_rec *w, void *arg)
+{
+    struct fanout *f = arg;
+    log_if_err(store_delivery_add(f->store, w->id, f->alert_id, f->payload, f->now));
+    return true;
+}
+
+/* Queues "event" about a for every webhook (the delivery thread sends). */
+static void deliver(struct hub *h, const struct alert_rec *a, const char *event)
+{
+    json_t *o = json_pack("{s:s, s:o, s:I}", "event", event, "alert", alert_json(a), "at",
+                          (json_int_t)hub_now_ms());
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (txt && strlen(txt) < sizeof(((struct delivery_rec *)0)->payload)) {
+        struct fanout f = {h->store, a->id, hub_now_ms(), txt};
+        log_if_err(store_webhooks(h->store, queue_one, &f));
+    } else {
+        log_err("alert %lld: %s too large to deliver", (long long)a->id, event);
+    }
+    free(txt);
+}
+
+/* The response the policy asks for, marked on the alert ("due:ACTION");
+ * the alerts thread applies it outside the caller's transaction. */
+static void respond(struct hub *h, struct alert_rec *a)
+{
+    struct device_rec d;
+    struct policy_rec p;
+    if (a->action[0] || !a->device_id[0] || store_device_get(h->store, a->device_id, &d) ||
+        store_policy_get(h->store, a->rule, d.model, &p) || strcmp(p.action, "notify") == 0 ||
+        a->count < p.act_after)
+        return;
+    const char *due = strcmp(p.action, "lock") == 0 ? "due:lock" : "due:quarantine";
+    if (store_alert_action(h->store, a->id, due) == MAMORI_OK)
+        snprintf(a->action, sizeof(a->action), "%s", due);
+}
+
+static void raise_alert(struct hub *h, const struct rule *r, const char *dev, const char *severity,
+                        const char *detail)
+{
+    struct alert_rec a;
+    bool created = false;
+    if (store_alert_raise(h->store, r->name, dev, severity, detail, hub_now_ms(), &a, &created))
+        return;
+    if (created) {
+        log_warn("alert %lld %s %s", (long long)a.id, r->name, dev[0] ? dev : "(fleet)");
+        deliver(h, &a, "alert.opened");
+    }
+    respond(h, &a);
+}
+
+/* The condition is over (e.g. heartbeats are back): the live alert of the
+ * rule for the device is resolved by the rules themselves. */
+static void clear_alert(struct hub *h, const struct rule *r, const char *dev)
+{
+    struct alert_rec a;
+    if (store_alert_live(h->store, r->name, dev, &a) == MAMORI_OK &&
+        store_alert_set(h->store, a.id, "resolved", RULES_WHO.name, "the condition cleared") ==
+            MAMORI_OK &&
+        store_alert_get(h->store, a.id, &a) == MAMORI_OK)
+        deliver(h, &a, "alert.resolved");
+}
+
+void alerts_on_event(struct hub *h, const char *device_id, const char *kind, const char *severity,
+                     const char *detail)
+{
+    const char *dev = device_id ? device_id : "";
+    for (size_t i = 0; dev[0] && i < N_RULES; i++)
+        if (RULES[i].clears && strcmp(RULES[i].clears, kind) == 0)
+            clear_alert(h, &RULES[i], dev);
+    char type[40] = "";
+    if (strcmp(kind, "device_event") == 0) {
+        json_t *o = json_loads(detail, 0, NULL);
+        const char *t = json_string_value(json_object_get(o, "type"));
+        snprintf(type, sizeof(type), "%s", t ? t : "");
+        json_decref(o);
+    }
+    for (size_t i = 0; i < N_RULES; i++) {
+        const struct rule *r = &RULES[i];
+        bool hit = false;
+        for (size_t k = 0; k < 4 && r->kinds[k]; k++)
+            hit |= strcmp(r->kinds[k], kind) == 0;
+        if (!hit || (r->type && strcmp(r->type, type) != 0))
+            continue;
+        if (r->n > 1) {
+            if (!h->alerts)
+                continue;
+            struct win *w = window_of(h->alerts, r, dev);
+            int64_t now = hub_now_ms();
+            if (!w->n || now - w->start > (int64_t)r->window_s * 1000) {
+                w->start = now;
+                w->n = 0;
+            }
+            if (++w->n < r->n)
+                continue;
+            w->n = 0; /* the next alert needs another n */
+        }
+        raise_alert(h, r, dev, r->severity ? r->severity : severity, detail);
+    }
+}
+
+/* --- the alerts thread: responses, then deliveries -------------------------- */
+
+static void due_one(struct hub *h, const struct alert_rec *a)
+{
+    struct device_rec d;
+    struct alert_rec now = *a;
+    bool lock = strcmp(a->action, "due:lock") == 0;
+    char reason[96];
+    snprintf(reason, sizeof(reason), "rule %s (alert %lld)", a->rule, (long long)a->id);
+    enum mamori_err rc = store_device_get(h->store, a->device_id, &d);
+    if (!rc)
+        rc = hub_device_action_locked(h, &RULES_WHO, &d, lock ? LC_LOCK : LC_QUARANTINE, reason,
+                                      NULL);
+    const char *done = !rc                      ? (lock ? "locked" : "quarantined")
+                       : rc == MAMORI_ERR_STATE ? "none (state)"
+                                                : "failed";
+    log_if_err(store_alert_action(h->store, a->id, done));
+    snprintf(now.action, sizeof(now.action), "%s", done);
+    if (!rc)
+        deliver(h, &now, "alert.acted");
+}
+
+static size_t write_discard(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p, (void)arg;
+    return size * n;
+}
+
+/* POSTs one delivery; NULL on a 2xx answer, else why not. */
+static const char *post(const struct delivery_rec *d, char *why, size_t n)
+{
+    uint8_t mac[CRYPTO_SHA256_LEN];
+    char hex[CRYPTO_FP_HEX_LEN], hdr[3][160], ts[24];
+    snprintf(ts, sizeof(ts), "%lld", (long long)hub_now_ms());
+    /* signed: "<timestamp>.<body>", so a captured body cannot be replayed
+     * under a new timestamp */
+    size_t tl = strlen(ts), bl = strlen(d->payload);
+    char *msg = malloc(tl + 1 + bl);
+    if (!msg)
+        return "out of memory";
+    memcpy(msg, ts, tl);
+    msg[tl] = '.';
+    memcpy(msg + tl + 1, d->payload, bl);
+    enum mamori_err rc = crypto_hmac_sha256(d->secret, strlen(d->secret), msg, tl + 1 + bl, mac);
+    free(msg);
+    if (rc)
+        return "hmac";
+    crypto_hex(mac, sizeof(mac), hex);
+    snprintf(hdr[0], sizeof(hdr[0]), "X-Mamori-Signature: sha256=%s", hex);
+    snprintf(hdr[1], sizeof(hdr[1]), "X-Mamori-Timestamp: %s", ts);
+    snprintf(hdr[2], sizeof(hdr[2]), "X-Mamori-Delivery: %lld", (long long)d->id);
+    CURL *c = curl_easy_init();
+    struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
+    for (int i = 0; i < 3; i++)
+        hl = curl_slist_append(hl, hdr[i]);
+    long code = 0;
+    CURLcode cc = CURLE_FAILED_INIT;
+    if (c && hl) {
+        curl_easy_setopt(c, CURLOPT_URL, d->url);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, d->payload);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_discard);
+        cc = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    }
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    crypto_wipe(hex, sizeof(hex));
+    if (cc != CURLE_OK) {
+        snprintf(why, n, "%s", curl_easy_strerror(cc));
+        return why;
+    }
+    if (code < 200 || code > 299) {
+        snprintf(why, n, "HTTP %ld", code);
+        return why;
+    }
+    return NULL;
+}
+
+static void *alerts_loop(void *arg)
+{
+    struct hub *h = arg;
+    static struct delivery_rec due[DELIVER_BATCH]; /* one thread */
+    while (!h->stopping) {
+        size_t n = 0;
+        pthread_mutex_lock(&h->lock);
+        static struct alert_rec acts[DELIVER_BATCH];
+        size_t na = 0;
+        log_if_err(store_alerts_action_due(h->store, acts, DELIVER_BATCH, &na));
+        for (size_t i = 0; i < na; i++)
+            due_one(h, &acts[i]);
+        log_if_err(store_deliveries_due(h->store, hub_now_ms(), due, DELIVER_BATCH, &n));
+        pthread_mutex_unlock(&h->lock);
+        for (size_t i = 0; i < n && !h->stopping; i++) {
+            char why[160];
+            const char *err = post(&due[i], why, sizeof(why));
+            int tries = due[i].tries + 1;
+            /* backoff 1, 2, 4 ... 64 s; given up after DELIVER_TRIES */
+            int64_t next = hub_now_ms() + (1000LL << (tries < 7 ? tries - 1 : 6));
+            const char *state = !err ? "sent" : tries >= DELIVER_TRIES ? "failed" : "pending";
+            pthread_mutex_lock(&h->lock);
+            log_if_err(store_delivery_set(h->store, due[i].id, state, tries, next, err ? err : ""));
+            if (!strcmp(state, "failed"))
+                hub_event(h, NULL, "webhook_failed", "warning",
+                          "{\"delivery\":%lld,\"webhook\":%lld,\"error\":\"%s\"}",
+                          (long long)due[i].id, (long long)due[i].webhook_id, err);
+            pthread_mutex_unlock(&h->lock);
+            crypto_wipe(due[i].secret, sizeof(due[i].secret));
+        }
+        if (!n)
+            hub_sleep(h, 100);
+    }
+    return NULL;
+}
+
+enum mamori_err alerts_start(struct hub *h)
+{
+    struct alerts_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return MAMORI_ERR_NOMEM;
+    pthread_mutex_lock(&h->lock);
+    h->alerts = s;
+    pthread_mutex_unlock(&h->lock);
+    if (pthread_create(&s->thread, NULL, alerts_loop, h))
+        return MAMORI_ERR_INTERNAL;
+    s->running = true;
+    return MAMORI_OK;
+}
+
+void alerts_stop(struct hub *h)
+{
+    struct alerts_state *s = h->alerts;
+    if (!s)
+        return;
+    if (s->running)
+        pthread_join(s->thread, NULL);
+    pthread_mutex_lock(&h->lock);
+    h->alerts = NULL;
+    pthread_mutex_unlock(&h->lock);
+    free(s);
+}
+
+/* --- operations --------------------------------------------------------- */
+
+static bool list_one(const struct alert_rec *a, void *arg)
+{
+    json_array_append_new(arg, alert_json(a));
+    return true;
+}
+
+enum mamori_err hub_op_alerts(struct hub *h, const struct principal *who, const char *state,
+                              const char *device_id, int64_t after, int limit, json_t **out)
+{
+    *out = NULL;
+    if (!hub_is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    if (state && strcmp(state, "open") && strcmp(state, "acknowledged") &&
+        strcmp(state, "resolved"))
+        return MAMORI_ERR_INVAL;
+    if (device_id && !proto_device_id_valid(device_id, strlen(device_id)))
+        return MAMORI_ERR_NOTFOUND;
+    json_t *arr = json_array();
+    if (!arr)
+        return MAMORI_ERR_NOMEM;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_alerts(h->store, state, device_id, after, limit, list_one, arr);
+    pthread_mutex_unlock(&h->lock);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = json_pack("{s:o}", "alerts", arr);
+    return *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+}
+
+enum mamori_err hub_op_alert_set(struct hub *h, const struct principal *who, int64_t id,
+                                 const char *action, const char *note, json_t **out,
+                                 struct op_err *e)
+{
+    struct alert_rec a;
+    *out = NULL;
+    if (!hub_is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    bool ack = strcmp(action, "ack") == 0;
+    if (!ack && strcmp(action, "resolve") != 0)
+        return MAMORI_ERR_NOTFOUND;
+    const char *to = ack ? "acknowledged" : "resolved";
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_begin(h->store);
+    if (!rc) {
+        char target[32];
+        snprintf(target, sizeof(target), "alert:%lld", (long long)id);
+        rc = store_alert_set(h->store, id, to, who->name, note);
+        if (rc == MAMORI_ERR_STATE)
+            SET_ERR(e, "%s",
+                    ack ? "only an open alert can be acknowledged"
+                        : "the alert is resolved already");
+        if (rc)
+            store_rollback(h->store);
+        else
+            rc = hub_commit_audited(h, who, ack ? "alert_acknowledged" : "alert_resolved", target,
+                                    note, "");
+    }
+    if (!rc && !(rc = store_alert_get(h->store, id, &a))) {
+        deliver(h, &a, ack ? "alert.acknowledged" : "alert.resolved");
+        *out = alert_json(&a);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+static bool policy_one(const struct policy_rec *p, void *arg)
+{
+    json_t *rules = arg;
+    for (size_t i = 0; i < json_array_size(rules); i++) {
+        json_t *r = json_array_get(rules, i);
+        if (strcmp(json_string_value(json_object_get(r, "rule")), p->rule) == 0)
+            json_array_append_new(json_object_get(r, "policies"),
+                                  json_pack("{s:s, s:s, s:i}", "model", p->model, "action",
+                                            p->action, "act_after", p->act_after));
+    }
+    return true;
+}
+
+enum mamori_err hub_op_rules(struct hub *h, const struct principal *who, json_t **out)
+{
+    *out = NULL;
+    if (!hub_is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < N_RULES; i++) {
+        const struct rule *r = &RULES[i];
+        json_t *kinds = json_array();
+        for (size_t k = 0; k < 4 && r->kinds[k]; k++)
+            json_array_append_new(kinds, json_string(r->kinds[k]));
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:o, s:s?, s:i, s:i, s:s, s:[]}", "rule", r->name, "what",
+                           r->what, "events", kinds, "device_event", r->type, "count", (int)r->n,
+                           "window_s", (int)r->window_s, "severity",
+                           r->severity ? r->severity : "(the event's)", "policies"));
+    }
+    if (!arr)
+        return MAMORI_ERR_NOMEM;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_policies(h->store, policy_one, arr);
+    pthread_mutex_unlock(&h->lock);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = json_pack("{s:o, s:s}", "rules", arr, "default_policy", "notify");
+    return *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+}
+
+enum mamori_err hub_op_rule_policy(struct hub *h, const struct principal *who, const char *rule,
+                                   const json_t *in, json_t **out, struct op_err *e)
+{
+    struct policy_rec p;
+    const char *model = "", *action = NULL;
+    uint64_t after = 1;
+    *out = NULL;
+    if (!hub_is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    if (!rule_named(rule))
+        return MAMORI_ERR_NOTFOUND;
+    memset(&p, 0, sizeof(p));
+    bool ok =
+        json_get_str(in, "action", 15, &action) &&
+        (!strcmp(action, "notify") || !strcmp(action, "quarantine") || !strcmp(action, "lock")) &&
+        (!json_object_get(in, "model") ||
+         (json_is_string(json_object_get(in, "model")) &&
+          strlen(model = json_string_value(json_object_get(in, "model"))) <= STORE_NAME_MAX)) &&
+        (!json_object_get(in, "act_after") ||
+         (json_get_u64(in, "act_after", &after) && after >= 1 && after <= 1000000));
+    if (!ok) {
+        SET_ERR(e, "need action (notify|quarantine|lock), optionally model (\"\": every model) "
+                   "and act_after (1..1000000: act once the alert counted this many)");
+        return MAMORI_ERR_INVAL;
+    }
+    snprintf(p.rule, sizeof(p.rule), "%s", rule);
+    snprintf(p.model, sizeof(p.model), "%s", model);
+    snprintf(p.action, sizeof(p.action), "%s", action);
+    p.act_after = (int)after;
+    char detail[160];
+    snprintf(detail, sizeof(detail), "{\"model\":\"%s\",\"action\":\"%s\",\"act_after\":%d}",
+             p.model, p.action, p.act_after);
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_begin(h->store);
+    if (!rc) {
+        rc = store_policy_set(h->store, &p, who->name, hub_now());
+        if (rc)
+            store_rollback(h->store);
+        else
+            rc = hub_commit_audited(h, who, "rule_policy_set", rule, "", detail);
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (!rc)
+        *out = json_pack("{s:s, s:s, s:s, s:i}", "rule", rule, "model", p.model, "action", p.action,
+                         "act_after", p.act_after);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+/* http only to a loopback receiver; everything else https. */
+static bool url_ok(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+    bool ok = u && strlen(url) < 500 && !curl_url_set(u, CURLUPART_URL, url, 0) &&
+              !curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) &&
+              !curl_url_get(u, CURLUPART_HOST, &host, 0);
+    for (const char *p = url; ok && *p; p++)
+        ok = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f;
+    if (ok)
+        ok = strcmp(scheme, "https") == 0 ||
+             (strcmp(scheme, "http") == 0 &&
+              (strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
+               strcmp(host, "[::1]") == 0));
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+enum mamori_err hub_op_webhook_add(struct hub *h, const struct principal *who, const char *url,
+                                   json_t **out, struct op_err *e)
+{
+    struct webhook_rec w;
+    uint8_t rnd[32];
+    *out = NULL;
+    if (who->role != ROLE_ADMIN)
+        return MAMORI_ERR_FORBIDDEN;
+    if (!url_ok(url)) {
+        SET_ERR(e, "an https:// URL (http:// only to 127.0.0.0/8, localhost or [::1]), "
+                   "printable, under 500 bytes");
+        return MAMORI_ERR_INVAL;
+    }
+    memset(&w, 0, sizeof(w));
+    snprintf(w.url, sizeof(w.url), "%s", url);
+    snprintf(w.created_by, sizeof(w.created_by), "%s", who->name);
+    w.created_at = hub_now();
+    enum mamori_err rc = crypto_random(rnd, sizeof(rnd));
+    if (rc)
+        return rc;
+    memcpy(w.secret, "whsec_", 6);
+    crypto_hex(rnd, sizeof(rnd), w.secret + 6);
+    crypto_wipe(rnd, sizeof(rnd));
+    pthread_mutex_lock(&h->lock);
+    if (!(rc = store_begin(h->store))) {
+        rc = store_webhook_add(h->store, &w);
+        if (rc)
+            store_rollback(h->store);
+        else
+            rc = hub_commit_audited(h, who, "webhook_added", url, "", "");
+    }
+    pthread_mutex_unlock(&h->lock);
+    /* the secret is shown this once */
+    if (!rc)
+        *out =
+            json_pack("{s:I, s:s, s:s}", "id", (json_int_t)w.id, "url", w.url, "secret", w.secret);
+    crypto_wipe(w.secret, sizeof(w.secret));
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+static bool webhook_one(const struct webhook_rec *w, void *arg)
+{
+    json_array_append_new(arg, json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)w->id, "url",
+                                         w->url, "created_by", w->created_by, "created_at",
+                                         (json_int_t)w->created_at));
+    return true;
+}
+
+enum mamori_err hub_op_webhooks(struct hub *h, const struct principal *who, json_t **out)
+{
+    *out = NULL;
+    if (!hub_is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    json_t *arr = json_array();
+    if (!arr)
+        return MAMORI_ERR_NOMEM;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_webhooks(h->store, webhook_one, arr);
+    pthread_mutex_unlock(&h->lock);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = json_pack("{s:o}", "webhooks", arr);
+    return *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+}
+
+enum mamori_err hub_op_webhook_del(struct hub *h, const struct principal *who, int64_t id,
+                                   json_t **out)
+{
+    char target[32];
+    *out = NULL;
+    if (who->role != ROLE_ADMIN)
+        return MAMORI_ERR_FORBIDDEN;
+    snprintf(target, sizeof(target), "webhook:%lld", (long long)id);
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_begin(h->store);
+    if (!rc) {
+        rc = store_webhook_del(h->store, id);
+        if (rc)
+            store_rollback(h->store);
+        else
+            rc = hub_commit_audited(h, who, "webhook_removed", target, "", "");
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (!rc)
+        *out = json_pack("{s:I, s:b}", "id", (json_int_t)id, "removed", 1);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
