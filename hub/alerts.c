@@ -3,8 +3,13 @@
  */
 #include "hub/alerts.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +18,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/proto.h"
+#include "hub/syslog_local.h"
 
 /* --- the rules ------------------------------------------------------------ */
 
@@ -154,6 +160,9 @@ struct alerts_state {
     struct win win[WIN_SLOTS];
     pthread_t thread;
     bool running;
+    int syslog_fd; /* udp:// target (-1: none) */
+    struct sockaddr_in syslog_to;
+    bool syslog_local;
 };
 
 static struct win *window_of(struct alerts_state *s, const struct rule *r, const char *dev)
@@ -198,9 +207,50 @@ static bool queue_one(const struct webhook_rec *w, void *arg)
     return true;
 }
 
-/* Queues "event" about a for every webhook (the delivery thread sends). */
+/* RFC 5424 priorities: facility daemon (3), severities error, warning, notice. */
+#define SYSLOG_DAEMON  (3 << 3)
+#define SYSLOG_ERR     3
+#define SYSLOG_WARNING 4
+#define SYSLOG_NOTICE  5
+
+/* One line per alert change to syslog (RFC 5424 over UDP, or the local
+ * syslog(3)); every field is from a fixed set or a checked device id. */
+static void to_syslog(struct hub *h, const struct alert_rec *a, const char *event)
+{
+    struct alerts_state *s = h->alerts;
+    if (!s || (s->syslog_fd < 0 && !s->syslog_local))
+        return;
+    int sev = strcmp(a->severity, "alert") == 0     ? SYSLOG_ERR
+              : strcmp(a->severity, "warning") == 0 ? SYSLOG_WARNING
+                                                    : SYSLOG_NOTICE;
+    char msg[384], line[640], ts[40], host[64] = "-";
+    snprintf(msg, sizeof(msg),
+             "%s id=%lld rule=%s device=%s severity=%s state=%s count=%lld action=%s", event,
+             (long long)a->id, a->rule, a->device_id[0] ? a->device_id : "-", a->severity, a->state,
+             (long long)a->count, a->action[0] ? a->action : "-");
+    if (s->syslog_local) {
+        alerts_syslog_send(SYSLOG_DAEMON | sev, msg);
+        return;
+    }
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "-");
+    host[sizeof(host) - 1] = '\0';
+    int n = snprintf(line, sizeof(line), "<%d>1 %s %s mamorid %d alert - %s", SYSLOG_DAEMON | sev,
+                     ts, host, (int)getpid(), msg);
+    if (n > 0 && (size_t)n < sizeof(line) &&
+        sendto(s->syslog_fd, line, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&s->syslog_to,
+               sizeof(s->syslog_to)) < 0)
+        log_warn("syslog: cannot send alert %lld", (long long)a->id);
+}
+
+/* Queues "event" about a for every target (the delivery thread sends). */
 static void deliver(struct hub *h, const struct alert_rec *a, const char *event)
 {
+    to_syslog(h, a, event);
     json_t *o = json_pack("{s:s, s:o, s:I}", "event", event, "alert", alert_json(a), "at",
                           (json_int_t)hub_now_ms());
     char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -321,8 +371,124 @@ static size_t write_discard(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-/* POSTs one delivery; NULL on a 2xx answer, else why not. */
-static const char *post(const struct delivery_rec *d, char *why, size_t n)
+bool alerts_address_ok(const char *addr)
+{
+    const char *at = strchr(addr, '@');
+    size_t len = strlen(addr);
+    if (!at || at == addr || !at[1] || len > 254 || strchr(at + 1, '@'))
+        return false;
+    for (const char *p = addr; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        bool local = p < at && (strchr("._%+-", c) || (c >= '0' && c <= '9') ||
+                                ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'));
+        bool domain = p > at && (strchr(".-", c) || (c >= '0' && c <= '9') ||
+                                 ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'));
+        if (p != at && !local && !domain)
+            return false;
+    }
+    return true;
+}
+
+struct mailbuf {
+    const char *p;
+    size_t left;
+};
+
+static size_t mail_read(char *out, size_t size, size_t n, void *arg)
+{
+    struct mailbuf *m = arg;
+    size_t k = size * n < m->left ? size * n : m->left;
+    memcpy(out, m->p, k);
+    m->p += k;
+    m->left -= k;
+    return k;
+}
+
+/* Mails one delivery through the configured server; NULL when it took it. */
+static const char *mail(struct hub *h, const struct delivery_rec *d, const char *sig,
+                        const char *ts, char *why, size_t n)
+{
+    const char *rcpt = d->url + 7; /* "mailto:" */
+    json_t *o = json_loads(d->payload, 0, NULL);
+    json_t *a = json_object_get(o, "alert");
+    char subject[200], date[64], *msg = NULL;
+    snprintf(subject, sizeof(subject), "[mamori] %s: %s on %s (%s)",
+             json_string_value(json_object_get(o, "event"))
+                 ? json_string_value(json_object_get(o, "event"))
+                 : "?",
+             json_string_value(json_object_get(a, "rule"))
+                 ? json_string_value(json_object_get(a, "rule"))
+                 : "?",
+             json_string_value(json_object_get(a, "device_id")) &&
+                     json_string_length(json_object_get(a, "device_id"))
+                 ? json_string_value(json_object_get(a, "device_id"))
+                 : "the fleet",
+             json_string_value(json_object_get(a, "severity"))
+                 ? json_string_value(json_object_get(a, "severity"))
+                 : "?");
+    /* a line for people, then the signed JSON exactly as signed (the
+     * last line: receivers check X-Mamori-Signature over it) */
+    const char *what = json_string_value(json_object_get(a, "what"));
+    size_t plen = strlen(d->payload) + strlen(subject) + (what ? strlen(what) : 0) + 16;
+    char *pretty = o ? malloc(plen) : NULL;
+    if (pretty)
+        snprintf(pretty, plen, "%s%s%s\r\n\r\n%s", subject + 9, what ? ": " : "", what ? what : "",
+                 d->payload);
+    json_decref(o);
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    size_t cap = 1024 + (pretty ? strlen(pretty) : 0);
+    if (!pretty || !(msg = malloc(cap))) {
+        free(pretty);
+        return "out of memory";
+    }
+    int len = snprintf(msg, cap,
+                       "From: Mamori <%s>\r\nTo: <%s>\r\nSubject: %s\r\nDate: %s\r\n"
+                       "Message-ID: <mamori-delivery-%lld-%s@%s>\r\nMIME-Version: 1.0\r\n"
+                       "Content-Type: application/json; charset=utf-8\r\n"
+                       "X-Mamori-Timestamp: %s\r\nX-Mamori-Signature: %s\r\n\r\n%s\r\n",
+                       h->cfg.smtp_from, rcpt, subject, date, (long long)d->id, ts,
+                       strchr(h->cfg.smtp_from, '@') + 1, ts, sig, pretty);
+    free(pretty);
+    if (len < 0 || (size_t)len >= cap) {
+        free(msg);
+        return "message too large";
+    }
+    struct mailbuf mb = {msg, (size_t)len};
+    struct curl_slist *to = curl_slist_append(NULL, rcpt);
+    CURL *c = curl_easy_init();
+    CURLcode cc = CURLE_FAILED_INIT;
+    if (c && to) {
+        curl_easy_setopt(c, CURLOPT_URL, h->cfg.smtp_url);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+        curl_easy_setopt(c, CURLOPT_MAIL_FROM, h->cfg.smtp_from);
+        curl_easy_setopt(c, CURLOPT_MAIL_RCPT, to);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, mail_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, &mb);
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        /* STARTTLS whenever the server is not on this machine */
+        if (strncmp(h->cfg.smtp_url, "smtp://127.", 11) != 0 &&
+            strncmp(h->cfg.smtp_url, "smtp://localhost", 16) != 0)
+            curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+        cc = curl_easy_perform(c);
+    }
+    curl_slist_free_all(to);
+    curl_easy_cleanup(c);
+    free(msg);
+    if (cc != CURLE_OK) {
+        snprintf(why, n, "smtp: %s", curl_easy_strerror(cc));
+        return why;
+    }
+    return NULL;
+}
+
+/* POSTs (or mails) one delivery; NULL when the receiver took it. */
+static const char *post(struct hub *h, const struct delivery_rec *d, char *why, size_t n)
 {
     uint8_t mac[CRYPTO_SHA256_LEN];
     char hex[CRYPTO_FP_HEX_LEN], hdr[3][160], ts[24];
@@ -341,6 +507,12 @@ static const char *post(const struct delivery_rec *d, char *why, size_t n)
     if (rc)
         return "hmac";
     crypto_hex(mac, sizeof(mac), hex);
+    if (strncmp(d->url, "mailto:", 7) == 0) {
+        char sig[80];
+        snprintf(sig, sizeof(sig), "sha256=%s", hex);
+        crypto_wipe(hex, sizeof(hex));
+        return mail(h, d, sig, ts, why, n);
+    }
     snprintf(hdr[0], sizeof(hdr[0]), "X-Mamori-Signature: sha256=%s", hex);
     snprintf(hdr[1], sizeof(hdr[1]), "X-Mamori-Timestamp: %s", ts);
     snprintf(hdr[2], sizeof(hdr[2]), "X-Mamori-Delivery: %lld", (long long)d->id);
@@ -393,7 +565,7 @@ static void *alerts_loop(void *arg)
         pthread_mutex_unlock(&h->lock);
         for (size_t i = 0; i < n && !h->stopping; i++) {
             char why[160];
-            const char *err = post(&due[i], why, sizeof(why));
+            const char *err = post(h, &due[i], why, sizeof(why));
             int tries = due[i].tries + 1;
             /* backoff 1, 2, 4 ... 64 s; given up after DELIVER_TRIES */
             int64_t next = hub_now_ms() + (1000LL << (tries < 7 ? tries - 1 : 6));
@@ -418,6 +590,24 @@ enum mamori_err alerts_start(struct hub *h)
     struct alerts_state *s = calloc(1, sizeof(*s));
     if (!s)
         return MAMORI_ERR_NOMEM;
+    s->syslog_fd = -1;
+    if (strcmp(h->cfg.syslog, "local") == 0) {
+        alerts_syslog_open();
+        s->syslog_local = true;
+    } else if (h->cfg.syslog[0]) {
+        char ip[64];
+        unsigned port = 0;
+        char extra;
+        s->syslog_to.sin_family = AF_INET;
+        if (sscanf(h->cfg.syslog, "udp://%63[0-9.]:%u%c", ip, &port, &extra) != 2 || !port ||
+            port > 65535 || inet_pton(AF_INET, ip, &s->syslog_to.sin_addr) != 1 ||
+            (s->syslog_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) {
+            log_err("--syslog %s: want udp://IPv4:PORT", h->cfg.syslog);
+            free(s);
+            return MAMORI_ERR_INVAL;
+        }
+        s->syslog_to.sin_port = htons((uint16_t)port);
+    }
     pthread_mutex_lock(&h->lock);
     h->alerts = s;
     pthread_mutex_unlock(&h->lock);
@@ -437,6 +627,10 @@ void alerts_stop(struct hub *h)
     pthread_mutex_lock(&h->lock);
     h->alerts = NULL;
     pthread_mutex_unlock(&h->lock);
+    if (s->syslog_fd >= 0)
+        close(s->syslog_fd);
+    if (s->syslog_local)
+        alerts_syslog_close();
     free(s);
 }
 
@@ -629,9 +823,14 @@ enum mamori_err hub_op_webhook_add(struct hub *h, const struct principal *who, c
     *out = NULL;
     if (who->role != ROLE_ADMIN)
         return MAMORI_ERR_FORBIDDEN;
-    if (!url_ok(url)) {
+    bool mailto = strncmp(url, "mailto:", 7) == 0;
+    if (mailto && !h->cfg.smtp_url[0]) {
+        SET_ERR(e, "mail needs the hub started with --smtp URL --smtp-from ADDR");
+        return MAMORI_ERR_INVAL;
+    }
+    if (mailto ? !alerts_address_ok(url + 7) : !url_ok(url)) {
         SET_ERR(e, "an https:// URL (http:// only to 127.0.0.0/8, localhost or [::1]), "
-                   "printable, under 500 bytes");
+                   "printable, under 500 bytes; or mailto:ADDRESS");
         return MAMORI_ERR_INVAL;
     }
     memset(&w, 0, sizeof(w));

@@ -29,6 +29,10 @@
 void alerts_on_event(struct hub *h, const char *device_id, const char *kind, const char *severity,
                      const char *detail);
 
+/* A mail address this hub sends to or from (a strict subset of RFC 5321:
+ * no quoting, no comments, nothing a header could be smuggled in). */
+bool alerts_address_ok(const char *addr);
+
 enum mamori_err alerts_start(struct hub *h) MAMORI_MUST_CHECK;
 void alerts_stop(struct hub *h);
 

@@ -46,6 +46,9 @@ struct hub_config {
     int cert_renew_days;   /* rotate when the certificate expires within this */
     int cert_max_age_days; /* rotate certificates older than this (0: never) */
     int rotation_check_s;  /* how often the rotation policy runs */
+    char smtp_url[256];    /* alert mail: smtp:// or smtps:// server ("": no mail) */
+    char smtp_from[128];   /* its sender address */
+    char syslog[128];      /* alerts to syslog: "local", "udp://IPv4:PORT" or "" */
     char mosquitto_bin[HUB_PATH_MAX];
     char plugin_path[HUB_PATH_MAX];
 };

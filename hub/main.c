@@ -6,7 +6,8 @@
  *           [--api-per-address N] [--plugin PATH]
  *           [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]
  *           [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]
- *           [--rotation-check SECONDS] [-v]
+ *           [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]
+ *           [--syslog local|udp://IP:PORT] [-v]
  *
  * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
@@ -23,6 +24,7 @@
 
 #include "common/log.h"
 #include "hub/demo.h"
+#include "hub/alerts.h"
 #include "hub/hub.h"
 
 static void usage(void)
@@ -32,7 +34,8 @@ static void usage(void)
                     "               [--api-connections N] [--api-per-address N] [--plugin PATH]\n"
                     "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]\n"
                     "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
-                    "               [--rotation-check SECONDS] [-v]\n");
+                    "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
+                    "               [--syslog local|udp://IP:PORT] [-v]\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -107,6 +110,17 @@ int main(int argc, char **argv)
             ok = parse_int(v, 0, 3650, &cfg.cert_max_age_days);
         else if (strcmp(a, "--rotation-check") == 0)
             ok = parse_int(v, 1, 86400, &cfg.rotation_check_s);
+        else if (strcmp(a, "--smtp") == 0)
+            ok = (size_t)snprintf(cfg.smtp_url, sizeof(cfg.smtp_url), "%s", v) <
+                     sizeof(cfg.smtp_url) &&
+                 (strncmp(v, "smtp://", 7) == 0 || strncmp(v, "smtps://", 8) == 0);
+        else if (strcmp(a, "--smtp-from") == 0)
+            ok = (size_t)snprintf(cfg.smtp_from, sizeof(cfg.smtp_from), "%s", v) <
+                     sizeof(cfg.smtp_from) &&
+                 alerts_address_ok(v);
+        else if (strcmp(a, "--syslog") == 0)
+            ok = (size_t)snprintf(cfg.syslog, sizeof(cfg.syslog), "%s", v) < sizeof(cfg.syslog) &&
+                 (strcmp(v, "local") == 0 || strncmp(v, "udp://", 6) == 0);
         else if (strcmp(a, "--plugin") == 0)
             ok = (size_t)snprintf(cfg.plugin_path, sizeof(cfg.plugin_path), "%s", v) <
                  sizeof(cfg.plugin_path);
@@ -121,6 +135,10 @@ int main(int argc, char **argv)
             return 2;
         }
         i++;
+    }
+    if (!cfg.smtp_url[0] != !cfg.smtp_from[0]) {
+        fprintf(stderr, "mamorid: --smtp and --smtp-from go together\n");
+        return 2;
     }
     if (!cfg.data_dir[0]) {
         usage();

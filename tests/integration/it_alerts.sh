@@ -10,7 +10,31 @@
 . "$(dirname "$0")/lib.sh"
 
 HB=2
-hub_start "$T/data" --heartbeat $HB
+# --- a mail sink (SMTP) and a syslog listener (UDP) on loopback, before the hub
+cat >"$T/sinks.py" <<'PY'
+import asyncore, smtpd, socket, sys, threading, warnings
+warnings.simplefilter("ignore")
+mails, syslog, portfile = sys.argv[1], sys.argv[2], sys.argv[3]
+class Sink(smtpd.SMTPServer):
+    def process_message(self, peer, mailfrom, rcpttos, data, **kw):
+        with open(mails, "ab") as f:
+            f.write(b"=== " + mailfrom.encode() + b" -> " + ",".join(rcpttos).encode() + b"\n" + data + b"\n")
+sink = Sink(("127.0.0.1", 0), None, decode_data=False)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+def udp():
+    while True:
+        d, _ = u.recvfrom(4096)
+        with open(syslog, "ab") as f: f.write(d + b"\n")
+threading.Thread(target=udp, daemon=True).start()
+open(portfile, "w").write("%d %d" % (sink.socket.getsockname()[1], u.getsockname()[1]))
+asyncore.loop(timeout=0.2)
+PY
+python3 -W ignore "$T/sinks.py" "$T/mails" "$T/syslog" "$T/sinks.port" &
+PIDS+=($!)
+wait_for 10 test -s "$T/sinks.port"
+read -r SMTP_PORT SYSLOG_PORT <"$T/sinks.port"
+hub_start "$T/data" --heartbeat $HB --smtp "smtp://127.0.0.1:$SMTP_PORT" \
+    --smtp-from mamori@hub.test --syslog "udp://127.0.0.1:$SYSLOG_PORT"
 fleet_setup 3
 claim alice 0; claim alice 1; claim alice 2
 D0=$(dev_id 0); D1=$(dev_id 1); P1=$(dev_dir 1)
@@ -48,6 +72,10 @@ SECRET=$(as admin webhook add "$HOOK" | jget secret)
 check "the administrator gets the webhook's secret once" grep -q '^whsec_[0-9a-f]\{64\}$' <<<"$SECRET"
 check "...and it is never listed again" bash -c "! '$BIN/mamorictl' --data '$DATA' --session '$T/session-admin' webhook list | grep -q whsec_"
 check "an owner cannot read alerts" fails as alice alert list
+MAIL_SECRET=$(as admin webhook add mailto:oncall@ops.test | jget secret)
+check "mail to an operator's address (its own secret)" grep -q '^whsec_' <<<"$MAIL_SECRET"
+check "an address with a header smuggled in is refused" fails as admin webhook add "$(printf 'mailto:a@b.test\r\nBcc: x@evil.test')"
+check "...and one with a second @" fails as admin webhook add "mailto:a@b@c.test"
 
 # --- normal traffic: nothing
 "$BIN/mamori-sim" --identities "$T/fleet" --heartbeat $HB --status "$T/sim.json" >"$T/sim.log" 2>&1 &
@@ -82,6 +110,25 @@ sys.exit(0 if n else 1)
 PY
 }
 check "every delivery carries a valid HMAC-SHA256 signature" sigs_ok
+mails_ok() { python3 - "$T/mails" "$MAIL_SECRET" <<'PY'
+import email, hmac, hashlib, re, sys
+raw = open(sys.argv[1], "rb").read().split(b"=== ")[1:]
+n = 0
+for m in raw:
+    head, _, data = m.partition(b"\n")
+    if b"mamori@hub.test -> oncall@ops.test" not in head: sys.exit(1)
+    msg = email.message_from_bytes(data)
+    if "heartbeat_loss" not in msg["Subject"]: continue
+    body = msg.get_payload().strip().splitlines()[-1]
+    want = "sha256=" + hmac.new(sys.argv[2].encode(), (msg["X-Mamori-Timestamp"] + "." + body).encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(want, msg["X-Mamori-Signature"]): sys.exit(2)
+    n += 1
+sys.exit(0 if n >= 3 else 3)
+PY
+}
+check "the alerts are mailed too, signed the same way" wait_for 30 mails_ok
+syslog_ok() { [ "$(grep -c '^<27>1 .* mamorid [0-9]* alert - alert.opened id=[0-9]* rule=heartbeat_loss device=MM' "$T/syslog" 2>/dev/null)" -ge 3 ]; }
+check "...and logged to syslog (RFC 5424, daemon.err)" wait_for 10 syslog_ok
 retried() { python3 -c 'import json,sys
 rows=[json.loads(l) for l in open(sys.argv[1])]
 failed={r["delivery"] for r in rows if r["code"]==500}
@@ -143,6 +190,7 @@ check "every change is audited, the quarantine with the rule as reason" audited
 # --- a removed webhook gets nothing more
 n_before=$(wc -l <"$T/hooks.jsonl")
 check "the administrator removes the webhook" as admin webhook remove 1
+check "...and the mail target" as admin webhook remove 2
 wrong; wrong; wrong
 sleep 3
 expect_eq "nothing more is delivered" "$n_before" "$(wc -l <"$T/hooks.jsonl")"
