@@ -33,7 +33,7 @@ struct opts {
     const char *data, *api, *ca, *session, *password_file, *user, *role, *model, *out, *cert, *csr,
         *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn, *file, *keystore, *tcti,
         *root_keys, *release_keys, *fw_version, *image, *key, *root, *title, *severity, *affected,
-        *fixed, *end, *group, *state, *action;
+        *fixed, *end, *group, *state, *action, *keep, *confirm;
     const char *pos[4];
     int npos;
     long count, after, limit, days, from, to, ttl;
@@ -93,6 +93,10 @@ static const char *USAGE =
     "           support set MODEL --end YYYY-MM-DD | support show MODEL   security support end\n"
     "schemas:   schema set MODEL --file F | schema show MODEL   telemetry schema per model\n"
     "audit:     audit list [--after SEQ] | audit verify   (exit 3 when tampered)\n"
+    "owners:    transfer start ID [--owner-data export|erase] | transfer cancel ID   (prints the "
+    "code)\n"
+    "           transfer accept CODE                    the new owner takes the device over\n"
+    "           me export | me erase --confirm USERNAME | exports [ID]   your data (JSON)\n"
     "alerts:    alert list [--state open|acknowledged|resolved] [--device ID] [--after ID]\n"
     "           alert ack|resolve ID [--reason NOTE]\n"
     "           rule list | rule set RULE --action notify|quarantine|lock [--model M] [--count N]\n"
@@ -166,7 +170,9 @@ static bool parse_args(int argc, char **argv, struct opts *o)
                  {"--end", &o->end},
                  {"--group", &o->group},
                  {"--state", &o->state},
-                 {"--action", &o->action}};
+                 {"--action", &o->action},
+                 {"--owner-data", &o->keep},
+                 {"--confirm", &o->confirm}};
         bool done = false;
         for (size_t k = 0; k < sizeof(s) / sizeof(s[0]); k++) {
             if (strcmp(a, s[k].k) == 0) {
@@ -421,6 +427,34 @@ static int firmware_cmd(const struct api *a, const struct opts *o, const char *s
         return call_print(a, "POST", path, json_pack("{s:s}", "reason", o->reason));
     }
     fprintf(stderr, "%s", USAGE);
+    return EXIT_USAGE;
+}
+
+/* mamorictl transfer ... | me ... | exports: ownership transfer and data
+ * rights (docs/owners.md). */
+static int owner_cmd(const struct api *a, const struct opts *o, const char *cmd, const char *sub)
+{
+    char path[128];
+    const char *third = o->npos > 2 ? o->pos[2] : NULL;
+    if (strcmp(cmd, "transfer") == 0 && strcmp(sub, "start") == 0 && third) {
+        snprintf(path, sizeof(path), "devices/%.24s/transfer", third);
+        return call_print(a, "POST", path, json_pack("{s:s}", "data", o->keep ? o->keep : "erase"));
+    }
+    if (strcmp(cmd, "transfer") == 0 && strcmp(sub, "cancel") == 0 && third) {
+        snprintf(path, sizeof(path), "devices/%.24s/transfer", third);
+        return call_print(a, "DELETE", path, NULL);
+    }
+    if (strcmp(cmd, "transfer") == 0 && strcmp(sub, "accept") == 0 && third)
+        return call_print(a, "POST", "transfers", json_pack("{s:s}", "code", third));
+    if (strcmp(cmd, "me") == 0 && strcmp(sub, "export") == 0)
+        return call_print(a, "GET", "me/export", NULL);
+    if (strcmp(cmd, "me") == 0 && strcmp(sub, "erase") == 0 && o->confirm)
+        return call_print(a, "POST", "me/erase", json_pack("{s:s}", "confirm", o->confirm));
+    if (strcmp(cmd, "exports") == 0) {
+        snprintf(path, sizeof(path), "exports%s%.20s", sub[0] ? "/" : "", sub);
+        return call_print(a, "GET", path, NULL);
+    }
+    fputs(USAGE, stderr);
     return EXIT_USAGE;
 }
 
@@ -887,6 +921,9 @@ int main(int argc, char **argv)
         char path[128];
         snprintf(path, sizeof(path), "groups/%.64s", o.pos[2]);
         ret = call_print(&a, "GET", path, NULL);
+    } else if (strcmp(cmd, "transfer") == 0 || strcmp(cmd, "me") == 0 ||
+               strcmp(cmd, "exports") == 0) {
+        ret = owner_cmd(&a, &o, cmd, sub);
     } else if (strcmp(cmd, "alert") == 0 || strcmp(cmd, "rule") == 0 ||
                strcmp(cmd, "webhook") == 0) {
         ret = alert_cmd(&a, &o, cmd, sub);

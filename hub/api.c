@@ -28,6 +28,7 @@
 #include "hub/campaign.h"
 #include "hub/firmware.h"
 #include "hub/ops.h"
+#include "hub/owners.h"
 #include "hub/alerts.h"
 #include "hub/route.h"
 
@@ -403,6 +404,36 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
         }
     } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "commands") && get) {
         rc = hub_op_command_list(h, &who, rt.seg[1], (int)query_int(c, "limit", 50, 1, 500), &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "transfer") &&
+               (post || del)) {
+        json_t *data = json_object_get(in, "data");
+        if (post && data && !json_is_string(data))
+            reply_err(r, 400, "invalid_request", "data must be \"export\" or \"erase\"");
+        else {
+            rc = post ? hub_op_transfer_start(h, &who, rt.seg[1],
+                                              data ? json_string_value(data) : "erase", &out, &e)
+                      : hub_op_transfer_cancel(h, &who, rt.seg[1], &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, post ? 201 : 200, out);
+        }
+    } else if (rt.n == 1 && route_is(&rt, 0, "transfers") && post) {
+        const char *code;
+        if (need_str(in, "code", 64, &code, r)) {
+            rc = hub_op_transfer_accept(h, &who, code, peer, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+        }
+    } else if (rt.n == 2 && route_is(&rt, 0, "me") && route_is(&rt, 1, "export") && get) {
+        rc = hub_op_me_export(h, &who, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 2 && route_is(&rt, 0, "me") && route_is(&rt, 1, "erase") && post) {
+        const char *confirm;
+        if (need_str(in, "confirm", STORE_NAME_MAX, &confirm, r)) {
+            rc = hub_op_me_erase(h, &who, confirm, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+        }
+    } else if ((rt.n == 1 || rt.n == 2) && route_is(&rt, 0, "exports") && get) {
+        int64_t xid = rt.n == 2 ? route_int(rt.seg[1], 0, 1, INT64_MAX) : 0;
+        rc = rt.n == 2 && !xid ? MAMORI_ERR_NOTFOUND : hub_op_exports(h, &who, xid, &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 3 && route_is(&rt, 0, "devices") && post) {
         /* Every operator action is audited with its reason: no reason, no action. */

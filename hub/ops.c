@@ -93,8 +93,8 @@ static bool name_ok(const char *s, size_t max)
     return true;
 }
 
-static enum mamori_err throttled(struct hub *h, const char *key, struct throttle_rec *t,
-                                 struct op_err *e)
+enum mamori_err hub_throttled(struct hub *h, const char *key, struct throttle_rec *t,
+                              struct op_err *e)
 {
     if (store_throttle_get(h->store, key, t))
         return MAMORI_ERR_DB;
@@ -105,8 +105,8 @@ static enum mamori_err throttled(struct hub *h, const char *key, struct throttle
     return MAMORI_OK;
 }
 
-static void record_failure(struct hub *h, const struct throttle_policy *p, const char *key,
-                           struct throttle_rec *t)
+void hub_throttle_fail(struct hub *h, const struct throttle_policy *p, const char *key,
+                       struct throttle_rec *t)
 {
     throttle_fail(p, t, hub_now());
     log_if_err(store_throttle_set(h->store, key, t));
@@ -123,7 +123,7 @@ enum mamori_err hub_op_bootstrap(struct hub *h, const char *token, const char *u
      * reach the API lock the real operator out of the bootstrap. */
     snprintf(key, sizeof(key), "bootstrap:%s", peer);
     pthread_mutex_lock(&h->lock);
-    if ((rc = throttled(h, key, &t, e)))
+    if ((rc = hub_throttled(h, key, &t, e)))
         goto out;
     if (store_meta_get(h->store, "bootstrap_token_hash", stored, sizeof(stored)) ||
         strcmp(stored, "used") == 0) {
@@ -133,7 +133,7 @@ enum mamori_err hub_op_bootstrap(struct hub *h, const char *token, const char *u
     }
     auth_token_hash(token, given);
     if (strlen(stored) != 64 || !crypto_ct_eq(stored, given, 64)) {
-        record_failure(h, &THROTTLE_BOOTSTRAP, key, &t);
+        hub_throttle_fail(h, &THROTTLE_BOOTSTRAP, key, &t);
         audit_only(h, NULL, "bootstrap_failed", "", "wrong bootstrap token", peer);
         SET_ERR(e, "invalid bootstrap token");
         rc = MAMORI_ERR_AUTH;
@@ -186,7 +186,7 @@ enum mamori_err hub_op_login(struct hub *h, const char *user, const char *passwo
     snprintf(kp, sizeof(kp), "ip:%s", peer);
     pthread_mutex_lock(&h->lock);
     /* T07-L2c, T10-L1a: slowed, then locked, per user name and per peer. */
-    if ((rc = throttled(h, ku, &tu, e)) || (rc = throttled(h, kp, &tp, e))) {
+    if ((rc = hub_throttled(h, ku, &tu, e)) || (rc = hub_throttled(h, kp, &tp, e))) {
         pthread_mutex_unlock(&h->lock);
         return rc;
     }
@@ -199,9 +199,9 @@ enum mamori_err hub_op_login(struct hub *h, const char *user, const char *passwo
     crypto_wipe(u.pwhash, sizeof(u.pwhash));
     pthread_mutex_lock(&h->lock);
     if (!ok) {
-        record_failure(h, &THROTTLE_LOGIN, ku, &tu);
+        hub_throttle_fail(h, &THROTTLE_LOGIN, ku, &tu);
         struct throttle_rec pol_ip = tp;
-        record_failure(h, &(struct throttle_policy){10, 50, 15 * 60}, kp, &pol_ip);
+        hub_throttle_fail(h, &(struct throttle_policy){10, 50, 15 * 60}, kp, &pol_ip);
         char detail[160];
         snprintf(detail, sizeof(detail), "{\"peer\":\"%s\",\"failures\":%d}", peer, tu.failed);
         audit_only(h, NULL, tu.locked_until > hub_now() ? "login_locked" : "login_failed", user,
@@ -631,7 +631,7 @@ enum mamori_err hub_op_claim(struct hub *h, const struct principal *who, const c
     struct throttle_rec t;
     snprintf(key, sizeof(key), "claim:%" PRId64, who->user_id);
     pthread_mutex_lock(&h->lock);
-    enum mamori_err rc = throttled(h, key, &t, e);
+    enum mamori_err rc = hub_throttled(h, key, &t, e);
     if (rc)
         goto out;
     struct device_rec d;
@@ -644,7 +644,7 @@ enum mamori_err hub_op_claim(struct hub *h, const struct principal *who, const c
     if (rc) {
         /* Unknown or malformed: one answer, and failures are rate limited
          * per account, so the code space cannot be probed. */
-        record_failure(h, &THROTTLE_CLAIM, key, &t);
+        hub_throttle_fail(h, &THROTTLE_CLAIM, key, &t);
         hub_event(h, NULL, "claim_failed", "warning", "{\"user\":\"%s\",\"peer\":\"%s\"}",
                   who->name, peer);
         audit_only(h, who, "claim_failed", "", "invalid or used claim code", peer);

@@ -38,6 +38,15 @@ struct op_err {
     int64_t retry_after; /* for MAMORI_ERR_RATELIMIT */
 };
 
+/* Failed-attempt throttling (hub/auth.h policies), lock held: refused with
+ * MAMORI_ERR_RATELIMIT while key is throttled; a failure is recorded. */
+struct throttle_rec;
+struct throttle_policy;
+enum mamori_err hub_throttled(struct hub *h, const char *key, struct throttle_rec *t,
+                              struct op_err *e) MAMORI_MUST_CHECK;
+void hub_throttle_fail(struct hub *h, const struct throttle_policy *p, const char *key,
+                       struct throttle_rec *t);
+
 enum mamori_err hub_op_bootstrap(struct hub *h, const char *token, const char *user,
                                  const char *password, const char *peer,
                                  struct op_err *e) MAMORI_MUST_CHECK;

@@ -463,4 +463,35 @@ enum mamori_err store_deliveries_due(struct store *s, int64_t now, struct delive
 enum mamori_err store_delivery_set(struct store *s, int64_t id, const char *state, int tries,
                                    int64_t next_at, const char *error) MAMORI_MUST_CHECK;
 
+/* Ownership transfer (hub/owners.c): one live transfer per device, found
+ * by the SHA-256 of its single-use code. */
+struct transfer_rec {
+    char device_id[24];
+    char code_hash[65];
+    int64_t from_user;
+    char data[8]; /* "export" or "erase": what becomes of the previous owner's data */
+    int64_t created_at, expires_at;
+};
+enum mamori_err store_transfer_put(struct store *s, const struct transfer_rec *t) MAMORI_MUST_CHECK;
+/* By device (device_id) or by code (code_hash); either may be NULL. */
+enum mamori_err store_transfer_find(struct store *s, const char *device_id, const char *code_hash,
+                                    struct transfer_rec *out) MAMORI_MUST_CHECK;
+enum mamori_err store_transfer_del(struct store *s, const char *device_id) MAMORI_MUST_CHECK;
+enum mamori_err store_device_set_owner(struct store *s, const char *id, int64_t owner_id,
+                                       int64_t now) MAMORI_MUST_CHECK;
+/* Erases what the hub holds of a device's use: telemetry, events, finished
+ * commands, and the pending ones issued by cancel_by (a user name:
+ * withdrawn, never sent again).
+ * The audit log and the registry entry stay. */
+enum mamori_err store_device_data_erase(struct store *s, const char *id,
+                                        const char *cancel_by) MAMORI_MUST_CHECK;
+enum mamori_err store_export_add(struct store *s, int64_t user_id, const char *device_id,
+                                 const char *body, int64_t now, int64_t *id) MAMORI_MUST_CHECK;
+enum mamori_err store_exports_erase(struct store *s, int64_t user_id) MAMORI_MUST_CHECK;
+/* The user's exports (id 0: all of them). */
+enum mamori_err store_exports(struct store *s, int64_t user_id, int64_t id,
+                              bool (*cb)(int64_t id, const char *device_id, int64_t created_at,
+                                         const char *body, void *arg),
+                              void *arg) MAMORI_MUST_CHECK;
+
 #endif

@@ -139,6 +139,14 @@ static const char *const MIGRATIONS[] = {
     "  tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL, created_at INTEGER NOT NULL,"
     "  error TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX deliveries_due ON deliveries(state, next_at);",
+    /* 11: ownership transfers (a single-use code per device) and the
+     * exports of a previous owner's data. */
+    "CREATE TABLE transfers(device_id TEXT PRIMARY KEY, code_hash TEXT NOT NULL UNIQUE,"
+    "  from_user INTEGER NOT NULL, data TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE exports(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+    "  device_id TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);"
+    "CREATE INDEX exports_user ON exports(user_id, id);",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -2121,5 +2129,138 @@ enum mamori_err store_delivery_set(struct store *s, int64_t id, const char *stat
     sqlite3_bind_int(st, 3, tries);
     sqlite3_bind_int64(st, 4, next_at);
     bind_text(st, 5, error);
+    return step_done(s, st);
+}
+
+/* --- ownership transfer and data rights (hub/owners.c) -------------------- */
+
+enum mamori_err store_transfer_put(struct store *s, const struct transfer_rec *t)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "INSERT INTO transfers(device_id,code_hash,from_user,data,created_at,expires_at) "
+             "VALUES(?,?,?,?,?,?) ON CONFLICT(device_id) DO UPDATE SET "
+             "code_hash=excluded.code_hash, from_user=excluded.from_user, data=excluded.data, "
+             "created_at=excluded.created_at, expires_at=excluded.expires_at",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, t->device_id);
+    bind_text(st, 2, t->code_hash);
+    sqlite3_bind_int64(st, 3, t->from_user);
+    bind_text(st, 4, t->data);
+    sqlite3_bind_int64(st, 5, t->created_at);
+    sqlite3_bind_int64(st, 6, t->expires_at);
+    return step_done(s, st);
+}
+
+enum mamori_err store_transfer_find(struct store *s, const char *device_id, const char *code_hash,
+                                    struct transfer_rec *out)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT device_id,code_hash,from_user,data,created_at,expires_at FROM transfers "
+             "WHERE device_id=?1 OR code_hash=?2",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, device_id);
+    bind_text(st, 2, code_hash);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        copy_col(st, 0, out->device_id, sizeof(out->device_id));
+        copy_col(st, 1, out->code_hash, sizeof(out->code_hash));
+        out->from_user = sqlite3_column_int64(st, 2);
+        copy_col(st, 3, out->data, sizeof(out->data));
+        out->created_at = sqlite3_column_int64(st, 4);
+        out->expires_at = sqlite3_column_int64(st, 5);
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW ? MAMORI_OK : r == SQLITE_DONE ? MAMORI_ERR_NOTFOUND : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_transfer_del(struct store *s, const char *device_id)
+{
+    return exec_text(s, "DELETE FROM transfers WHERE device_id=?", device_id);
+}
+
+enum mamori_err store_device_set_owner(struct store *s, const char *id, int64_t owner_id,
+                                       int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "UPDATE devices SET owner_id=?, claimed_at=?, updated_at=? WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, owner_id);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, now);
+    bind_text(st, 4, id);
+    return changed_one(s, st);
+}
+
+enum mamori_err store_device_data_erase(struct store *s, const char *id, const char *cancel_by)
+{
+    static const char *const SQL[] = {
+        "DELETE FROM telemetry WHERE device_id=?1",
+        "DELETE FROM events WHERE device_id=?1",
+        "DELETE FROM commands WHERE device_id=?1 AND (status<>'pending' OR (?2 IS NOT NULL AND "
+        "issued_by=?2))",
+    };
+    for (size_t i = 0; i < sizeof(SQL) / sizeof(SQL[0]); i++) {
+        sqlite3_stmt *st;
+        if (prep(s, SQL[i], &st))
+            return MAMORI_ERR_DB;
+        bind_text(st, 1, id);
+        if (i == 2)
+            bind_text(st, 2, cancel_by);
+        enum mamori_err rc = step_done(s, st);
+        if (rc)
+            return rc;
+    }
+    return MAMORI_OK;
+}
+
+enum mamori_err store_export_add(struct store *s, int64_t user_id, const char *device_id,
+                                 const char *body, int64_t now, int64_t *id)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "INSERT INTO exports(user_id,device_id,created_at,body) VALUES(?,?,?,?)", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, user_id);
+    bind_text(st, 2, device_id);
+    sqlite3_bind_int64(st, 3, now);
+    bind_text(st, 4, body);
+    enum mamori_err rc = step_done(s, st);
+    if (!rc && id)
+        *id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+enum mamori_err store_exports(struct store *s, int64_t user_id, int64_t id,
+                              bool (*cb)(int64_t id, const char *device_id, int64_t created_at,
+                                         const char *body, void *arg),
+                              void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT id,device_id,created_at,body FROM exports WHERE user_id=?1 AND (?2=0 OR "
+             "id=?2) ORDER BY id",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, id);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW &&
+           cb(sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+              sqlite3_column_int64(st, 2), (const char *)sqlite3_column_text(st, 3), arg))
+        ;
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_exports_erase(struct store *s, int64_t user_id)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "DELETE FROM exports WHERE user_id=?", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, user_id);
     return step_done(s, st);
 }
