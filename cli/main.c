@@ -62,6 +62,7 @@ static const char *USAGE =
     "owners:    claim CODE\n"
     "devices:   device list | device show ID\n"
     "           device revoke|lock|unlock|decommission ID --reason TEXT\n"
+    "           device confirm ID --reason TEXT          take a stray device back (its owner)\n"
     "           device cmd ID lock|unlock|wipe|reboot|quarantine|release|self-test|rotate|\n"
     "                  config-rollback --reason TEXT [--ttl S]\n"
     "           device commands ID                      commands sent and their results\n"
@@ -97,6 +98,7 @@ static const char *USAGE =
     "code)\n"
     "           transfer accept CODE                    the new owner takes the device over\n"
     "           me export | me erase --confirm USERNAME | exports [ID]   your data (JSON)\n"
+    "reports:   report audit                            fleet audit checks (staff)\n"
     "alerts:    alert list [--state open|acknowledged|resolved] [--device ID] [--after ID]\n"
     "           alert ack|resolve ID [--reason NOTE]\n"
     "           rule list | rule set RULE --action notify|quarantine|lock [--model M] [--count N]\n"
@@ -862,7 +864,8 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "device") == 0 && o.npos == 3 &&
                (strcmp(sub, "revoke") == 0 || strcmp(sub, "lock") == 0 ||
                 strcmp(sub, "unlock") == 0 || strcmp(sub, "decommission") == 0 ||
-                strcmp(sub, "quarantine") == 0 || strcmp(sub, "release") == 0)) {
+                strcmp(sub, "quarantine") == 0 || strcmp(sub, "release") == 0 ||
+                strcmp(sub, "confirm") == 0)) {
         if (!o.reason)
             return die("give a --reason: it goes to the audit log");
         char path[128];
@@ -921,6 +924,8 @@ int main(int argc, char **argv)
         char path[128];
         snprintf(path, sizeof(path), "groups/%.64s", o.pos[2]);
         ret = call_print(&a, "GET", path, NULL);
+    } else if (strcmp(cmd, "report") == 0 && strcmp(sub, "audit") == 0) {
+        ret = call_print(&a, "GET", "reports/fleet-audit", NULL);
     } else if (strcmp(cmd, "transfer") == 0 || strcmp(cmd, "me") == 0 ||
                strcmp(cmd, "exports") == 0) {
         ret = owner_cmd(&a, &o, cmd, sub);

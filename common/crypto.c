@@ -930,3 +930,86 @@ enum mamori_err crypto_b64_decode(const char *in, size_t n, uint8_t *out, size_t
     *got = (size_t)len - pad;
     return MAMORI_OK;
 }
+
+enum mamori_err crypto_crl_issue(const struct crypto_cert *issuer, const struct crypto_key *key,
+                                 const struct crypto_revoked *list, size_t n, time_t next_s,
+                                 uint64_t number, char **pem_out)
+{
+    enum mamori_err rc = MAMORI_ERR_CRYPTO;
+    X509_CRL *crl = X509_CRL_new();
+    ASN1_TIME *now = ASN1_TIME_set(NULL, time(NULL)),
+              *next = ASN1_TIME_set(NULL, time(NULL) + next_s);
+    ASN1_INTEGER *num = ASN1_INTEGER_new();
+    BIO *bio = NULL;
+    *pem_out = NULL;
+    if (!crl || !now || !next || !num || !X509_CRL_set_version(crl, X509_CRL_VERSION_2) ||
+        !X509_CRL_set_issuer_name(crl, X509_get_subject_name(C(issuer))) ||
+        !X509_CRL_set1_lastUpdate(crl, now) || !X509_CRL_set1_nextUpdate(crl, next) ||
+        !ASN1_INTEGER_set_uint64(num, number) ||
+        !X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0))
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        BIGNUM *bn = NULL;
+        X509_REVOKED *r = X509_REVOKED_new();
+        ASN1_INTEGER *serial = NULL;
+        ASN1_TIME *when = ASN1_TIME_set(NULL, list[i].when);
+        ASN1_ENUMERATED *why = ASN1_ENUMERATED_new();
+        bool ok =
+            r && when && why && BN_hex2bn(&bn, list[i].serial_hex) > 0 &&
+            (serial = BN_to_ASN1_INTEGER(bn, NULL)) && X509_REVOKED_set_serialNumber(r, serial) &&
+            X509_REVOKED_set_revocationDate(r, when) && ASN1_ENUMERATED_set(why, list[i].reason) &&
+            X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, why, 0, 0) &&
+            X509_CRL_add0_revoked(crl, r);
+        BN_free(bn);
+        ASN1_INTEGER_free(serial);
+        ASN1_TIME_free(when);
+        ASN1_ENUMERATED_free(why);
+        if (!ok) {
+            X509_REVOKED_free(r);
+            goto out;
+        }
+    }
+    if (!X509_CRL_sort(crl) || !X509_CRL_sign(crl, K(key), EVP_sha256()) ||
+        !(bio = BIO_new(BIO_s_mem())) || !PEM_write_bio_X509_CRL(bio, crl))
+        goto out;
+    char *data;
+    long len = BIO_get_mem_data(bio, &data);
+    if (len > 0 && (*pem_out = malloc((size_t)len + 1))) {
+        memcpy(*pem_out, data, (size_t)len);
+        (*pem_out)[len] = '\0';
+        rc = MAMORI_OK;
+    } else {
+        rc = MAMORI_ERR_NOMEM;
+    }
+out:
+    BIO_free(bio);
+    ASN1_INTEGER_free(num);
+    ASN1_TIME_free(now);
+    ASN1_TIME_free(next);
+    X509_CRL_free(crl);
+    return rc;
+}
+
+enum mamori_err crypto_cert_key_info(const struct crypto_cert *cert, char spki_sha[65], char *type,
+                                     size_t typelen, int *bits)
+{
+    EVP_PKEY *pub = X509_get0_pubkey(C(cert));
+    unsigned char *der = NULL;
+    uint8_t h[CRYPTO_SHA256_LEN];
+    if (!pub)
+        return MAMORI_ERR_CRYPTO;
+    int n = i2d_PUBKEY(pub, &der);
+    if (n <= 0)
+        return MAMORI_ERR_CRYPTO;
+    crypto_sha256(der, (size_t)n, h);
+    OPENSSL_free(der);
+    crypto_hex(h, sizeof(h), spki_sha);
+    *bits = EVP_PKEY_get_bits(pub);
+    char curve[64] = "";
+    size_t cl = 0;
+    const char *t = EVP_PKEY_get0_type_name(pub);
+    if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC)
+        (void)EVP_PKEY_get_utf8_string_param(pub, "group", curve, sizeof(curve), &cl);
+    snprintf(type, typelen, "%s%s%s", t ? t : "?", curve[0] ? ":" : "", curve);
+    return MAMORI_OK;
+}

@@ -129,11 +129,28 @@ struct crypto_issue {
 /* Issues a certificate with a random 128-bit serial; *pem_out is malloc'd. */
 enum mamori_err crypto_cert_issue(const struct crypto_issue *p, char **pem_out) MAMORI_MUST_CHECK;
 
+/* A certificate the issuer withdraws, for its CRL. */
+struct crypto_revoked {
+    const char *serial_hex; /* as crypto_cert_serial_hex gives it */
+    time_t when;
+    int reason; /* RFC 5280 CRLReason: 1 keyCompromise, 5 cessationOfOperation, ... */
+};
+/* An X.509 v2 CRL signed by issuer (PEM, malloc'd): the n entries, this
+ * update now, the next in next_s seconds, CRL number `number`. */
+enum mamori_err crypto_crl_issue(const struct crypto_cert *issuer, const struct crypto_key *key,
+                                 const struct crypto_revoked *list, size_t n, time_t next_s,
+                                 uint64_t number, char **pem_out) MAMORI_MUST_CHECK;
+
 enum mamori_err crypto_cert_load(const char *path, struct crypto_cert **out) MAMORI_MUST_CHECK;
 /* Parses untrusted PEM (first certificate only), capped at CRYPTO_PEM_MAX. */
 enum mamori_err crypto_cert_parse(const char *pem, size_t len,
                                   struct crypto_cert **out) MAMORI_MUST_CHECK;
 void crypto_cert_free(struct crypto_cert *cert);
+/* The certificate's public key: SHA-256 of its SubjectPublicKeyInfo (hex),
+ * its type ("ec", "rsa", "ed25519", ...) and size in bits; for EC keys the
+ * curve name in type ("ec:prime256v1"). */
+enum mamori_err crypto_cert_key_info(const struct crypto_cert *cert, char spki_sha[65], char *type,
+                                     size_t typelen, int *bits) MAMORI_MUST_CHECK;
 /* SHA-256 over the DER encoding, lower-case hex. */
 void crypto_cert_fingerprint(const struct crypto_cert *cert, char out[CRYPTO_FP_HEX_LEN]);
 /* Same for a certificate handle owned by someone else (e.g. mosquitto's X509 *). */

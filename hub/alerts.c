@@ -121,6 +121,30 @@ static const struct rule RULES[] = {
      0,
      NULL,
      NULL},
+    {"cert_expiry",
+     "the device certificate expires within the renewal window",
+     {"cert_expiring"},
+     NULL,
+     1,
+     0,
+     "warning",
+     "cert_rotated"},
+    {"stray_device",
+     "silent longer than the stray period: restricted until its owner confirms it",
+     {"device_stray"},
+     NULL,
+     1,
+     0,
+     "alert",
+     NULL},
+    {"stray_returned",
+     "a stray device connected again: its owner must confirm it",
+     {"stray_returned"},
+     NULL,
+     1,
+     0,
+     "alert",
+     NULL},
     {"cert_rotation_failed",
      "the device's key and certificate could not be rotated",
      {"cert_rotation_failed"},
@@ -163,6 +187,9 @@ struct alerts_state {
     int syslog_fd; /* udp:// target (-1: none) */
     struct sockaddr_in syslog_to;
     bool syslog_local;
+    int64_t crl_at;    /* when the CRL was last written (ms) */
+    int64_t stray_at;  /* last sweep for stray devices (ms) */
+    int64_t expiry_at; /* last sweep for expiring certificates (ms; 0: at once) */
 };
 
 static struct win *window_of(struct alerts_state *s, const struct rule *r, const char *dev)
@@ -264,6 +291,20 @@ static void deliver(struct hub *h, const struct alert_rec *a, const char *event)
     free(txt);
 }
 
+void alerts_notify(struct hub *h, const char *event, const char *device_id, const char *detail)
+{
+    json_t *d = json_loads(detail, 0, NULL);
+    json_t *o = json_pack("{s:s, s:s, s:o, s:I}", "event", event, "device_id", device_id, "detail",
+                          d ? d : json_object(), "at", (json_int_t)hub_now_ms());
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (txt && strlen(txt) < sizeof(((struct delivery_rec *)0)->payload)) {
+        struct fanout f = {h->store, 0, hub_now_ms(), txt};
+        log_if_err(store_webhooks(h->store, queue_one, &f));
+    }
+    free(txt);
+}
+
 /* The response the policy asks for, marked on the alert ("due:ACTION");
  * the alerts thread applies it outside the caller's transaction. */
 static void respond(struct hub *h, struct alert_rec *a)
@@ -309,6 +350,11 @@ void alerts_on_event(struct hub *h, const char *device_id, const char *kind, con
                      const char *detail)
 {
     const char *dev = device_id ? device_id : "";
+    struct device_rec sd;
+    /* a stray device back online: its owner must confirm it */
+    if (dev[0] && strcmp(kind, "online") == 0 &&
+        store_device_get(h->store, dev, &sd) == MAMORI_OK && strcmp(sd.state, "stray") == 0)
+        hub_event(h, dev, "stray_returned", "alert", "{\"state\":\"stray\"}");
     for (size_t i = 0; dev[0] && i < N_RULES; i++)
         if (RULES[i].clears && strcmp(RULES[i].clears, kind) == 0)
             clear_alert(h, &RULES[i], dev);
@@ -340,6 +386,52 @@ void alerts_on_event(struct hub *h, const char *device_id, const char *kind, con
             w->n = 0; /* the next alert needs another n */
         }
         raise_alert(h, r, dev, r->severity ? r->severity : severity, detail);
+    }
+}
+
+/* --- stray devices (T01-L4a, T01-L4b) --------------------------------------- */
+
+static const struct principal STRAY_WHO = {.user_id = 0, .name = "stray", .role = ROLE_ADMIN};
+
+/* Devices offline longer than the stray period become stray: restricted to
+ * heartbeats and commands, download tokens void, owner and integrations
+ * told (the stray_device rule). Lock held. */
+static void stray_sweep(struct hub *h)
+{
+    static char ids[256][24];
+    size_t n = 0;
+    int64_t before = hub_now() - h->cfg.stray_after_s;
+    char reason[96];
+    snprintf(reason, sizeof(reason), "offline longer than the stray period (%lld s)",
+             (long long)h->cfg.stray_after_s);
+    log_if_err(store_devices_silent(h->store, before, ids, 256, &n));
+    for (size_t i = 0; i < n; i++) {
+        struct device_rec d;
+        if (store_device_get(h->store, ids[i], &d) ||
+            hub_device_action_locked(h, &STRAY_WHO, &d, LC_STRAY_MARK, reason, NULL))
+            continue;
+        hub_event(h, d.id, "device_stray", "alert", "{\"silent_since\":%lld}",
+                  (long long)(d.last_seen ? d.last_seen : d.claimed_at));
+    }
+}
+
+/* Certificates about to expire: the rotation policy renews them; until it
+ * has, an alert says so (resolved by the rotation). Checked at the rotation
+ * policy's interval; one event per live alert. Lock held. */
+static void expiry_sweep(struct hub *h)
+{
+    static char ids[256][24];
+    size_t n = 0;
+    log_if_err(store_devices_expiring(h->store, hub_now() + (int64_t)h->cfg.cert_renew_days * 86400,
+                                      ids, 256, &n));
+    for (size_t i = 0; i < n; i++) {
+        struct device_rec d;
+        struct alert_rec live;
+        if (store_alert_live(h->store, "cert_expiry", ids[i], &live) != MAMORI_OK &&
+            store_device_get(h->store, ids[i], &d) == MAMORI_OK)
+            hub_event(h, d.id, "cert_expiring", "warning",
+                      "{\"cert_not_after\":%lld,\"days_left\":%lld}", (long long)d.cert_not_after,
+                      (long long)((d.cert_not_after - hub_now()) / 86400));
     }
 }
 
@@ -562,6 +654,19 @@ static void *alerts_loop(void *arg)
         for (size_t i = 0; i < na; i++)
             due_one(h, &acts[i]);
         log_if_err(store_deliveries_due(h->store, hub_now_ms(), due, DELIVER_BATCH, &n));
+        if (h->cfg.stray_after_s > 0 && hub_now_ms() - h->alerts->stray_at > 1000) {
+            stray_sweep(h);
+            h->alerts->stray_at = hub_now_ms();
+        }
+        if (hub_now_ms() - h->alerts->expiry_at > (int64_t)h->cfg.rotation_check_s * 1000) {
+            expiry_sweep(h);
+            h->alerts->expiry_at = hub_now_ms();
+        }
+        /* the CRL's next update is 7 days out: renewed daily */
+        if (hub_now_ms() - h->alerts->crl_at > 24LL * 3600 * 1000) {
+            log_if_err(ca_crl_write(h));
+            h->alerts->crl_at = hub_now_ms();
+        }
         pthread_mutex_unlock(&h->lock);
         for (size_t i = 0; i < n && !h->stopping; i++) {
             char why[160];
@@ -591,6 +696,7 @@ enum mamori_err alerts_start(struct hub *h)
     if (!s)
         return MAMORI_ERR_NOMEM;
     s->syslog_fd = -1;
+    s->crl_at = hub_now_ms(); /* hub_start wrote one */
     if (strcmp(h->cfg.syslog, "local") == 0) {
         alerts_syslog_open();
         s->syslog_local = true;

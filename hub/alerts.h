@@ -33,6 +33,10 @@ void alerts_on_event(struct hub *h, const char *device_id, const char *kind, con
  * no quoting, no comments, nothing a header could be smuggled in). */
 bool alerts_address_ok(const char *addr);
 
+/* Tells every target of a change integrations must hear of (e.g.
+ * "device.decommissioned"); detail is a JSON object text. Lock held. */
+void alerts_notify(struct hub *h, const char *event, const char *device_id, const char *detail);
+
 enum mamori_err alerts_start(struct hub *h) MAMORI_MUST_CHECK;
 void alerts_stop(struct hub *h);
 

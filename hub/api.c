@@ -29,6 +29,7 @@
 #include "hub/firmware.h"
 #include "hub/ops.h"
 #include "hub/owners.h"
+#include "hub/report.h"
 #include "hub/alerts.h"
 #include "hub/route.h"
 
@@ -54,6 +55,7 @@ struct reply {
     /* a file instead of JSON (firmware images): fd owned, from off, len bytes */
     int fd;
     uint64_t off, len, total;
+    const char *ctype; /* of the file (NULL: application/octet-stream) */
 };
 
 static void reply_err(struct reply *r, int status, const char *code, const char *msg)
@@ -285,6 +287,26 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     if (rt.n == 1 && route_is(&rt, 0, "health") && get) {
         rc = hub_op_health(h, &out);
         reply_ok(r, 200, out);
+        return;
+    }
+    if (rt.n == 2 && route_is(&rt, 0, "pki") && route_is(&rt, 1, "crl") && get) {
+        /* the CRL of device certificates, for any relying party (signed) */
+        char p[HUB_PATH_MAX + 16];
+        struct stat st;
+        int fd = fs_path(p, sizeof(p), h->cfg.data_dir, "pki/crl.pem")
+                     ? -1
+                     : open(p, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) || st.st_size <= 0) {
+            if (fd >= 0)
+                close(fd);
+            reply_err(r, 503, "unavailable", "no CRL yet");
+            return;
+        }
+        r->status = 200;
+        r->fd = fd;
+        r->off = 0;
+        r->len = r->total = (uint64_t)st.st_size;
+        r->ctype = "application/x-pem-file";
         return;
     }
     if (rt.n == 1 && route_is(&rt, 0, "bootstrap") && post) {
@@ -553,6 +575,9 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     } else if (rt.n == 2 && route_is(&rt, 0, "audit") && route_is(&rt, 1, "verify") && get) {
         rc = hub_op_audit_verify(h, &who, &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 2 && route_is(&rt, 0, "reports") && route_is(&rt, 1, "fleet-audit") && get) {
+        rc = hub_op_fleet_audit(h, &who, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 1 && route_is(&rt, 0, "alerts") && get) {
         const char *st = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
         const char *dev = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "device");
@@ -607,7 +632,8 @@ static enum MHD_Result send_file(struct MHD_Connection *c, struct reply *r)
         close(r->fd);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->ctype ? r->ctype : "application/octet-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -657,7 +683,7 @@ static void upload_begin(struct hub *h, struct MHD_Connection *c, const char *ur
 {
     struct route rt;
     struct principal who;
-    struct reply tmp = {0, NULL, 0, -1, 0, 0, 0};
+    struct reply tmp = {0, NULL, 0, -1, 0, 0, 0, NULL};
     if (!route_split(url, &rt) || rt.n != 4 || !route_is(&rt, 0, "firmware") ||
         !route_is(&rt, 1, "releases") || !route_is(&rt, 3, "image"))
         return;
@@ -699,7 +725,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             *size = 0;
             return MHD_YES;
         }
-        struct reply r = {0, NULL, 0, -1, 0, 0, 0};
+        struct reply r = {0, NULL, 0, -1, 0, 0, 0, NULL};
         json_t *out = NULL;
         enum mamori_err rc = q->up_rc;
         if (!rc) {
@@ -720,7 +746,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *size = 0;
         return MHD_YES;
     }
-    struct reply r = {0, NULL, 0, -1, 0, 0, 0};
+    struct reply r = {0, NULL, 0, -1, 0, 0, 0, NULL};
     handle(h, c, method, url, q, &r);
     return send_reply(c, &r);
 }

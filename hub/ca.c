@@ -247,3 +247,61 @@ enum mamori_err ca_issue_device(struct hub *h, const char *csr_pem, size_t csr_l
     crypto_csr_free(csr);
     return rc;
 }
+
+/* --- the CRL of device certificates (T01-L5a, T01-L5d) ------------------- */
+
+struct crl_acc {
+    struct crypto_revoked *v;
+    size_t n, cap;
+    char (*serials)[80];
+    bool fail;
+};
+
+static bool crl_one(const char *serial, int64_t when, bool retired, void *arg)
+{
+    struct crl_acc *a = arg;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 64;
+        struct crypto_revoked *v = realloc(a->v, cap * sizeof(*v));
+        char(*s)[80] = v ? realloc(a->serials, cap * sizeof(*s)) : NULL;
+        if (v)
+            a->v = v;
+        if (!s) {
+            a->fail = true;
+            return false;
+        }
+        a->serials = s;
+        a->cap = cap;
+        for (size_t i = 0; i < a->n; i++) /* the strings moved with the array */
+            a->v[i].serial_hex = a->serials[i];
+    }
+    snprintf(a->serials[a->n], sizeof(a->serials[a->n]), "%s", serial);
+    a->v[a->n].serial_hex = a->serials[a->n];
+    a->v[a->n].when = (time_t)when;
+    a->v[a->n].reason = retired ? 5 /* cessationOfOperation */ : 1 /* keyCompromise */;
+    a->n++;
+    return true;
+}
+
+enum mamori_err ca_crl_write(struct hub *h)
+{
+    char p[HUB_PATH_MAX], *pem = NULL;
+    struct crl_acc a = {0};
+    enum mamori_err rc = store_revoked_certs(h->store, crl_one, &a);
+    if (!rc && a.fail)
+        rc = MAMORI_ERR_NOMEM;
+    /* next update in 7 days; its number grows with time (ms) */
+    if (!rc)
+        rc = crypto_crl_issue(h->issuing_cert, h->issuing_key, a.v, a.n, 7 * 24 * 3600,
+                              (uint64_t)hub_now_ms(), &pem);
+    if (!rc)
+        rc = fs_path(p, sizeof(p), h->cfg.data_dir, "pki/crl.pem");
+    if (!rc)
+        rc = fs_write_atomic(p, pem, strlen(pem), 0644);
+    free(pem);
+    free(a.v);
+    free(a.serials);
+    if (rc)
+        log_err("cannot write the CRL: %s", mamori_strerror(rc));
+    return rc;
+}

@@ -375,6 +375,13 @@ static bool device_may_connect(const struct device_rec *d)
     return lc_state_parse(d->state, &st) && lc_access(st) != LC_ACCESS_DENY;
 }
 
+/* A stray device's credentials for downloads are void until its owner
+ * confirms it (T01-L4b). */
+static bool device_may_download(const struct device_rec *d)
+{
+    return device_may_connect(d) && strcmp(d->state, "stray") != 0;
+}
+
 /* Issues the update command for rel to device_id (T02-L1d: a device is
  * brought to the latest release right after setup this way). Lock held. */
 enum mamori_err hub_fw_deploy_locked(struct hub *h, const struct principal *who,
@@ -475,8 +482,8 @@ enum mamori_err hub_fw_token_check(struct hub *h, const char *token, char sha256
     if (!rc && exp <= hub_now_ms())
         rc = MAMORI_ERR_EXPIRED;
     if (!rc && (rc = store_device_get(h->store, device_id, &d)) == MAMORI_OK &&
-        !device_may_connect(&d))
-        rc = MAMORI_ERR_FORBIDDEN; /* revoked, locked, decommissioned since */
+        !device_may_download(&d))
+        rc = MAMORI_ERR_FORBIDDEN; /* revoked, decommissioned, stray since */
     if (!rc && (rc = store_fw_release_get(h->store, sha256, &rel, NULL)) == MAMORI_OK &&
         (rel.retired_at || !rel.image_at))
         rc = MAMORI_ERR_STATE;

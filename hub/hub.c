@@ -65,6 +65,7 @@ void hub_config_defaults(struct hub_config *c)
     c->cert_renew_days = 30;
     c->cert_max_age_days = 365;
     c->rotation_check_s = 60;
+    c->stray_after_s = 30 * 24 * 3600;
     snprintf(c->mosquitto_bin, sizeof(c->mosquitto_bin), "/usr/sbin/mosquitto");
 }
 
@@ -201,6 +202,7 @@ enum mamori_err hub_start(struct hub *h)
                   audit_problem_name(v.problem), (long long)v.first_bad_seq);
     }
     audit_hub(h, "hub_start", "");
+    log_if_err(ca_crl_write(h)); /* a fresh one at each start (next update: 7 days) */
     pthread_mutex_unlock(&h->lock);
     if ((rc = alerts_start(h)) || (rc = broker_start(h)) || (rc = mqtt_start(h)) ||
         (rc = api_start(h)) || (rc = live_start(h)))

@@ -46,6 +46,7 @@ struct hub_config {
     int cert_renew_days;   /* rotate when the certificate expires within this */
     int cert_max_age_days; /* rotate certificates older than this (0: never) */
     int rotation_check_s;  /* how often the rotation policy runs */
+    int64_t stray_after_s; /* offline this long: stray (0: never) */
     char smtp_url[256];    /* alert mail: smtp:// or smtps:// server ("": no mail) */
     char smtp_from[128];   /* its sender address */
     char syslog[128];      /* alerts to syslog: "local", "udp://IPv4:PORT" or "" */
@@ -143,6 +144,9 @@ enum mamori_err ca_init(struct hub *h) MAMORI_MUST_CHECK;
 enum mamori_err ca_issue_device(struct hub *h, const char *csr_pem, size_t csr_len,
                                 const char *device_id, const char *model,
                                 char **cert_pem) MAMORI_MUST_CHECK;
+/* Rewrites pki/crl.pem: the issuing CA's CRL of revoked and decommissioned
+ * devices' certificates, for other relying parties (GET /pki/crl). Lock held. */
+enum mamori_err ca_crl_write(struct hub *h) MAMORI_MUST_CHECK;
 /* Rewrites pki/device-trust.pem (the broker's cafile) from the store. */
 enum mamori_err ca_write_device_trust(struct hub *h) MAMORI_MUST_CHECK;
 

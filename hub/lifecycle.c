@@ -4,30 +4,35 @@
 #include <string.h>
 
 static const char *const STATE_NAMES[LC_N_STATES] = {
-    "manufactured", "claimed", "active", "quarantined", "locked", "revoked", "decommissioned",
+    "manufactured", "claimed", "active",         "quarantined",
+    "locked",       "revoked", "decommissioned", "stray",
 };
 
 static const char *const ACTION_NAMES[LC_N_ACTIONS] = {
-    "claim", "activate", "lock", "unlock", "quarantine", "release", "revoke", "decommission",
+    "claim",   "activate", "lock",         "unlock", "quarantine",
+    "release", "revoke",   "decommission", "stray",  "confirm",
 };
 
 #define X (-1)
 /* NEXT[action][from] = to, or X when the transition is illegal. */
 /* clang-format off */
 static const int NEXT[LC_N_ACTIONS][LC_N_STATES] = {
-    /*                 manuf.           claimed         active          quarant.        locked          revoked  decomm. */
-    [LC_CLAIM]      = {LC_CLAIMED,      X,              X,              X,              X,              X,       X},
-    [LC_ACTIVATE]   = {X,               LC_ACTIVE,      X,              X,              X,              X,       X},
+    /*                 manuf.           claimed         active          quarant.        locked          revoked  decomm. stray */
+    [LC_CLAIM]      = {LC_CLAIMED,      X,              X,              X,              X,              X,       X,      X},
+    [LC_ACTIVATE]   = {X,               LC_ACTIVE,      X,              X,              X,              X,       X,      X},
     /* T03-L2b: a device reported stolen is locked out of service */
-    [LC_LOCK]       = {X,               LC_LOCKED,      LC_LOCKED,      LC_LOCKED,      X,              X,       X},
-    [LC_UNLOCK]     = {X,               X,              X,              X,              LC_ACTIVE,      X,       X},
+    [LC_LOCK]       = {X,               LC_LOCKED,      LC_LOCKED,      LC_LOCKED,      X,              X,       X,      LC_LOCKED},
+    [LC_UNLOCK]     = {X,               X,              X,              X,              LC_ACTIVE,      X,       X,      X},
     /* T02-L3c: quarantine keeps only the management channel */
-    [LC_QUARANTINE] = {X,               X,              LC_QUARANTINED, X,              X,              X,       X},
-    [LC_RELEASE]    = {X,               X,              X,              LC_ACTIVE,      X,              X,       X},
+    [LC_QUARANTINE] = {X,               X,              LC_QUARANTINED, X,              X,              X,       X,      X},
+    [LC_RELEASE]    = {X,               X,              X,              LC_ACTIVE,      X,              X,       X,      X},
     /* T01-L5a (hub side), P-LCM: decommissioned is terminal */
-    [LC_REVOKE]     = {LC_REVOKED,      LC_REVOKED,     LC_REVOKED,     LC_REVOKED,     LC_REVOKED,     X,       X},
+    [LC_REVOKE]     = {LC_REVOKED,      LC_REVOKED,     LC_REVOKED,     LC_REVOKED,     LC_REVOKED,     X,       X,      LC_REVOKED},
     [LC_DECOMMISSION] = {LC_DECOMMISSIONED, LC_DECOMMISSIONED, LC_DECOMMISSIONED, LC_DECOMMISSIONED,
-                         LC_DECOMMISSIONED, LC_DECOMMISSIONED, X},
+                         LC_DECOMMISSIONED, LC_DECOMMISSIONED, X, LC_DECOMMISSIONED},
+    /* T01-L4a/b: silent too long; back only when its owner confirms it */
+    [LC_STRAY_MARK] = {X,               LC_STRAY,       LC_STRAY,       X,              X,              X,       X,      X},
+    [LC_CONFIRM]    = {X,               X,              X,              X,              X,              X,       X,      LC_ACTIVE},
 };
 /* clang-format on */
 #undef X
@@ -83,6 +88,7 @@ enum lc_access lc_access(enum lc_state s)
         return LC_ACCESS_FULL;
     case LC_QUARANTINED:
     case LC_LOCKED:
+    case LC_STRAY: /* heartbeats and commands only, until its owner confirms it */
         /* The management channel stays: a locked device must receive the
          * signed lock command (and later its unlock, or a wipe); it can no
          * longer send telemetry. */

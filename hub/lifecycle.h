@@ -4,6 +4,7 @@
  *   manufactured --claim--> claimed --activate--> active <--lock/unlock--> locked
  *   active <--quarantine/release--> quarantined
  *   any live state --revoke--> revoked;  any non-terminal --decommission--> decommissioned
+ *   claimed/active --stray--> stray (the hub: silent too long) --confirm--> active (its owner)
  *
  * Illegal transitions are refused with MAMORI_ERR_STATE, never applied.
  * P-LCM: the registry's part of product lifecycle management.
@@ -23,6 +24,7 @@ enum lc_state {
     LC_LOCKED,
     LC_REVOKED,
     LC_DECOMMISSIONED,
+    LC_STRAY, /* left unattended: restricted until its owner confirms it (T01-L4*) */
     LC_N_STATES
 };
 
@@ -35,6 +37,8 @@ enum lc_action {
     LC_RELEASE,
     LC_REVOKE,
     LC_DECOMMISSION,
+    LC_STRAY_MARK, /* "stray": the hub's, never an API caller's */
+    LC_CONFIRM,    /* "confirm": the owner takes a stray device back */
     LC_N_ACTIONS
 };
 

@@ -820,7 +820,32 @@ enum mamori_err hub_device_action_locked(struct hub *h, const struct principal *
 {
     enum cmd_type t;
     struct command_rec c;
+    enum lc_state from, to;
+    /* Disposal (T01-L5a, T02-L5a): a device that may still connect is told
+     * to wipe itself before its access goes (best effort: an offline
+     * device cannot hear it; its certificate is in the CRL either way). */
+    bool wipe = a == LC_DECOMMISSION && lc_state_parse(d->state, &from) && !lc_next(from, a, &to) &&
+                lc_access(from) != LC_ACCESS_DENY;
+    if (wipe && hub_command_issue(h, who, d->id, CMD_WIPE, CMD_MAX_TTL_MS, reason, NULL, &c))
+        log_warn("device %s: decommissioned without a wipe command", d->id);
     enum mamori_err rc = transition_locked(h, who, d, a, reason);
+    if (!rc && (a == LC_DECOMMISSION || a == LC_REVOKE)) {
+        char detail[160];
+        snprintf(detail, sizeof(detail),
+                 "{\"model\":\"%s\",\"cert_serial\":\"%s\",\"wipe_sent\":%s}", d->model,
+                 d->cert_serial, wipe ? "true" : "false");
+        /* its certificate goes into the CRL for other relying parties */
+        log_if_err(ca_crl_write(h));
+        if (a == LC_DECOMMISSION) {
+            /* what the hub held of its use goes; the registry entry and the
+             * audit log keep the device id, which names no person */
+            log_if_err(store_device_data_erase(h->store, d->id, NULL));
+            log_if_err(store_transfer_del(h->store, d->id));
+            log_if_err(store_device_set_owner(h->store, d->id, 0, hub_now()));
+        }
+        alerts_notify(h, a == LC_DECOMMISSION ? "device.decommissioned" : "device.revoked", d->id,
+                      detail);
+    }
     /* The registry changed; now tell the device itself (T03-L2b, T02-L3c).
      * A lock must reach a device that is offline now: it is kept for 30
      * days and sent again whenever the device comes back. */
@@ -842,14 +867,14 @@ enum mamori_err hub_op_device_action(struct hub *h, const struct principal *who,
 {
     enum lc_action a;
     *out = NULL;
-    if (!lc_action_parse(action, &a) || a == LC_CLAIM || a == LC_ACTIVATE) {
+    if (!lc_action_parse(action, &a) || a == LC_CLAIM || a == LC_ACTIVATE || a == LC_STRAY_MARK) {
         SET_ERR(e, "unknown action '%s'", action);
         return MAMORI_ERR_NOTFOUND;
     }
     /* Owners may lock and unlock their own devices (T03-L2b: a stolen
      * device is put out of service by its owner); every other action is for
      * operators and administrators. */
-    bool owner_ok = a == LC_LOCK || a == LC_UNLOCK;
+    bool owner_ok = a == LC_LOCK || a == LC_UNLOCK || a == LC_CONFIRM;
     if (!hub_is_staff(who) && !(owner_ok && who->role == ROLE_OWNER))
         return MAMORI_ERR_FORBIDDEN;
     struct device_rec d;

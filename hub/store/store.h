@@ -477,6 +477,7 @@ enum mamori_err store_transfer_put(struct store *s, const struct transfer_rec *t
 enum mamori_err store_transfer_find(struct store *s, const char *device_id, const char *code_hash,
                                     struct transfer_rec *out) MAMORI_MUST_CHECK;
 enum mamori_err store_transfer_del(struct store *s, const char *device_id) MAMORI_MUST_CHECK;
+/* owner_id 0: no owner any more (a decommissioned device). */
 enum mamori_err store_device_set_owner(struct store *s, const char *id, int64_t owner_id,
                                        int64_t now) MAMORI_MUST_CHECK;
 /* Erases what the hub holds of a device's use: telemetry, events, finished
@@ -493,5 +494,27 @@ enum mamori_err store_exports(struct store *s, int64_t user_id, int64_t id,
                               bool (*cb)(int64_t id, const char *device_id, int64_t created_at,
                                          const char *body, void *arg),
                               void *arg) MAMORI_MUST_CHECK;
+
+/* The certificates of revoked and decommissioned devices (their CRL):
+ * serial, when the device left, and whether it was retired (decommissioned)
+ * rather than revoked. */
+enum mamori_err store_revoked_certs(struct store *s,
+                                    bool (*cb)(const char *serial, int64_t when, bool retired,
+                                               void *arg),
+                                    void *arg) MAMORI_MUST_CHECK;
+
+/* Claimed or active devices offline since before (s): stray candidates. */
+enum mamori_err store_devices_silent(struct store *s, int64_t before, char (*ids)[24], size_t max,
+                                     size_t *n) MAMORI_MUST_CHECK;
+
+/* Every device's id, state and certificate (fleet audit). */
+enum mamori_err store_device_certs(struct store *s,
+                                   bool (*cb)(const char *id, const char *state, const char *pem,
+                                              void *arg),
+                                   void *arg) MAMORI_MUST_CHECK;
+
+/* Live devices whose certificate expires before `before` (s), soonest first. */
+enum mamori_err store_devices_expiring(struct store *s, int64_t before, char (*ids)[24], size_t max,
+                                       size_t *n) MAMORI_MUST_CHECK;
 
 #endif

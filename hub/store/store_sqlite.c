@@ -2189,7 +2189,10 @@ enum mamori_err store_device_set_owner(struct store *s, const char *id, int64_t 
     sqlite3_stmt *st;
     if (prep(s, "UPDATE devices SET owner_id=?, claimed_at=?, updated_at=? WHERE id=?", &st))
         return MAMORI_ERR_DB;
-    sqlite3_bind_int64(st, 1, owner_id);
+    if (owner_id)
+        sqlite3_bind_int64(st, 1, owner_id);
+    else
+        sqlite3_bind_null(st, 1);
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_int64(st, 3, now);
     bind_text(st, 4, id);
@@ -2263,4 +2266,78 @@ enum mamori_err store_exports_erase(struct store *s, int64_t user_id)
         return MAMORI_ERR_DB;
     sqlite3_bind_int64(st, 1, user_id);
     return step_done(s, st);
+}
+
+enum mamori_err store_revoked_certs(struct store *s,
+                                    bool (*cb)(const char *serial, int64_t when, bool retired,
+                                               void *arg),
+                                    void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "SELECT cert_serial, updated_at, state FROM devices WHERE state IN "
+             "('revoked','decommissioned') AND cert_serial<>'' ORDER BY id LIMIT 1000000",
+             &st))
+        return MAMORI_ERR_DB;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW &&
+           cb((const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+              strcmp((const char *)sqlite3_column_text(st, 2), "decommissioned") == 0, arg))
+        ;
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_devices_silent(struct store *s, int64_t before, char (*ids)[24], size_t max,
+                                     size_t *n)
+{
+    sqlite3_stmt *st;
+    *n = 0;
+    if (prep(s,
+             "SELECT id FROM devices WHERE state IN ('claimed','active') AND online=0 AND "
+             "coalesce(last_seen, claimed_at, created_at) < ? ORDER BY id LIMIT ?",
+             &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, before);
+    sqlite3_bind_int(st, 2, (int)max);
+    while (*n < max && sqlite3_step(st) == SQLITE_ROW)
+        copy_col(st, 0, ids[(*n)++], 24);
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+enum mamori_err store_device_certs(struct store *s,
+                                   bool (*cb)(const char *id, const char *state, const char *pem,
+                                              void *arg),
+                                   void *arg)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "SELECT id, state, cert_pem FROM devices ORDER BY id LIMIT 1000000", &st))
+        return MAMORI_ERR_DB;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW &&
+           cb((const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+              (const char *)sqlite3_column_text(st, 2), arg))
+        ;
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
+}
+
+enum mamori_err store_devices_expiring(struct store *s, int64_t before, char (*ids)[24], size_t max,
+                                       size_t *n)
+{
+    sqlite3_stmt *st;
+    *n = 0;
+    if (prep(
+            s,
+            "SELECT id FROM devices WHERE state NOT IN ('manufactured','revoked','decommissioned') "
+            "AND cert_not_after < ? ORDER BY cert_not_after LIMIT ?",
+            &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, before);
+    sqlite3_bind_int(st, 2, (int)max);
+    while (*n < max && sqlite3_step(st) == SQLITE_ROW)
+        copy_col(st, 0, ids[(*n)++], 24);
+    sqlite3_finalize(st);
+    return MAMORI_OK;
 }

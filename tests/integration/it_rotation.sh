@@ -85,7 +85,13 @@ check "both replays are refused" wait_for 20 stat_is 0 commands_refused $((r0 + 
 expect_eq "...no second rotation and no new key" "1 $NEW_FP" "$(astat 0 rotations) $(fp_of "$D0")"
 check "...and no pending key" test ! -e "$P0/pending.key"
 
-# --- the policy: the manufacturer certificate (5 days left) is renewed
+# --- the policy: the manufacturer certificate (5 days left) is renewed;
+# until it is, an alert says so (the cert_expiry rule)
+m1_alert() { as admin alert list --device "$M1" | python3 -c 'import json,sys
+a=[x for x in json.load(sys.stdin)["alerts"] if x["rule"]=="cert_expiry"]
+print(a[-1]["state"] if a else "none")'; }
+check "the certificate about to expire raises cert_expiry" wait_for 10 eval '[ "$(m1_alert)" = open ]'
+
 cat >"$T/agentm.json" <<J
 {"identity_dir": "$T/m1", "state_dir": "$T/statem", "heartbeat_s": 2}
 J
@@ -98,6 +104,7 @@ check "the renewed certificate runs the hub's full term (20 days)" test "$days_l
 mstat_is() { [ "$(jget "$1" <"$T/agentm.status" 2>/dev/null)" = "$2" ]; }
 check "the device renewed is back online" wait_for 20 mstat_is connected True
 check "the policy's rotation is audited as the hub's" audited "rotation policy"
+check "the rotation resolves the cert_expiry alert" wait_for 10 eval '[ "$(m1_alert)" = resolved ]'
 sleep 3
 expect_eq "a fresh certificate is not rotated again" "$NEW_FP" "$(fp_of "$D0")"
 

@@ -185,6 +185,49 @@ publish() {
         as op firmware add --file "$T/rel-$1.json" --image "$T/fw-$1.img" >/dev/null
 }
 
+# hook_receiver OUT NFAIL: an HTTP receiver on 127.0.0.1 (ephemeral port)
+# recording each POST (code, signature headers, body) as a JSON line in
+# OUT; its first NFAIL answers are 500. Sets HOOK_URL.
+hook_receiver() {
+    cat >"$T/receiver.py" <<'PY'
+import http.server, json, sys
+out, portfile, nfail = sys.argv[1], sys.argv[2], int(sys.argv[3])
+state = {"n": 0}
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        state["n"] += 1
+        code = 500 if state["n"] <= nfail else 200
+        with open(out, "a") as f:
+            f.write(json.dumps({"code": code, "sig": self.headers.get("X-Mamori-Signature"),
+                                "ts": self.headers.get("X-Mamori-Timestamp"),
+                                "delivery": self.headers.get("X-Mamori-Delivery"),
+                                "body": body.decode()}) + "\n")
+        self.send_response(code); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+open(portfile, "w").write(str(s.server_port))
+s.serve_forever()
+PY
+    python3 "$T/receiver.py" "$1" "$T/receiver.port" "$2" &
+    PIDS+=($!)
+    wait_for 10 test -s "$T/receiver.port" || return 1
+    HOOK_URL="http://127.0.0.1:$(cat "$T/receiver.port")/mamori"
+}
+# hooks_signed OUT SECRET: every line of OUT carries a valid signature
+hooks_signed() { python3 - "$1" "$2" <<'PY'
+import hmac, hashlib, json, sys
+n = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    want = "sha256=" + hmac.new(sys.argv[2].encode(), (r["ts"] + "." + r["body"]).encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(want, r["sig"] or ""):
+        sys.exit(1)
+    n += 1
+sys.exit(0 if n else 1)
+PY
+}
+
 wait_for() { # wait_for SECONDS COMMAND...: polls every 0.1 s
     local n=$(( $1 * 10 )); shift
     for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done

@@ -43,11 +43,20 @@ static void lifecycle_table(void **st)
         enum lc_access a = lc_access((enum lc_state)s);
         if (s == LC_CLAIMED || s == LC_ACTIVE)
             assert_int_equal(a, LC_ACCESS_FULL);
-        else if (s == LC_QUARANTINED || s == LC_LOCKED)
+        else if (s == LC_QUARANTINED || s == LC_LOCKED || s == LC_STRAY)
             assert_int_equal(a, LC_ACCESS_RESTRICTED);
         else
             assert_int_equal(a, LC_ACCESS_DENY);
     }
+    /* stray: only from claimed/active, back only through confirm */
+    assert_int_equal(lc_next(LC_ACTIVE, LC_STRAY_MARK, &to), MAMORI_OK);
+    assert_int_equal(to, LC_STRAY);
+    assert_int_equal(lc_next(LC_STRAY, LC_UNLOCK, &to), MAMORI_ERR_STATE);
+    assert_int_equal(lc_next(LC_STRAY, LC_RELEASE, &to), MAMORI_ERR_STATE);
+    assert_int_equal(lc_next(LC_STRAY, LC_CONFIRM, &to), MAMORI_OK);
+    assert_int_equal(to, LC_ACTIVE);
+    assert_int_equal(lc_next(LC_LOCKED, LC_STRAY_MARK, &to), MAMORI_ERR_STATE);
+    assert_int_equal(lc_next(LC_ACTIVE, LC_CONFIRM, &to), MAMORI_ERR_STATE);
     enum lc_state ps;
     enum lc_action pa;
     assert_true(lc_state_parse("locked", &ps) && ps == LC_LOCKED);

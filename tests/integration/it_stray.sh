@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Integration: stray ("野良") devices (docs/owners.md) with the real agent,
+# hub, broker and plugin. A claimed device silent longer than the stray
+# period (here 4 s) becomes stray: restricted to heartbeats and commands,
+# its owner and the integrations told; when it comes back it stays
+# restricted — its telemetry is refused — until its owner confirms it.
+. "$(dirname "$0")/lib.sh"
+
+hub_start "$T/data" --heartbeat 1 --stray-after 4
+fleet_setup 2
+claim alice 0; claim alice 1
+D0=$(dev_id 0); D1=$(dev_id 1)
+echo '{"fields": [{"name": "t", "type": "number", "min": -40, "max": 85}]}' >"$T/schema.json"
+as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
+agent_conf 0
+agent_start 0
+check "device 0 is online and active" wait_for 20 eval '[ "$(dev_state "$D0")" = active ]'
+check "a claimed device that never shows up becomes stray" wait_for 20 eval '[ "$(dev_state "$D1")" = stray ]'
+check "...while the device that keeps its heartbeat stays active" eval '[ "$(dev_state "$D0")" = active ]'
+check "its owner is told (event on the device)" has_event device_stray "$D1"
+check "...and so are staff and integrations (alert)" \
+    eval '[ "$(as admin alert list --device "$D1" | jget alerts.0.rule)" = stray_device ]'
+
+# --- device 0 goes silent, becomes stray, comes back
+kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+check "silent past the period, device 0 becomes stray" wait_for 20 eval '[ "$(dev_state "$D0")" = stray ]'
+agent_start 0
+check "back: it connects (heartbeats and commands only)" wait_for 20 stat_is 0 connected True
+check "its return raises stray_returned" wait_for 20 eval 'as admin alert list --device "$D0" | grep -q stray_returned'
+n0=$(stored "$D0")
+send 0 '{"t": 20}' >/dev/null
+sleep 3
+expect_eq "its telemetry is refused while it is stray" "$n0" "$(stored "$D0")"
+expect_eq "it stays stray until its owner confirms it" stray "$(dev_state "$D0")"
+http POST "devices/$D0/stray" '{"reason":"x"}' "$(token_of admin)" >/dev/null
+expect_eq "nobody marks a device stray by hand" 404 "$(http POST "devices/$D0/stray" '{"reason":"x"}' "$(token_of admin)")"
+check "another owner cannot confirm it" fails as bob device confirm "$D0" --reason "mine"
+check "its owner confirms it" as alice device confirm "$D0" --reason "it is the one in the shed"
+expect_eq "active again" active "$(dev_state "$D0")"
+check "its telemetry flows again" wait_for 30 eval '[ "$(stored "$D0")" -gt "$n0" ]'
+audited() { as admin audit list --limit 1000 | python3 -c 'import json,sys
+e=json.load(sys.stdin)["entries"]
+st=[x for x in e if x["action"]=="device_stray"]
+cf=[x for x in e if x["action"]=="device_confirm"]
+sys.exit(0 if st and st[0]["actor"]=="hub:stray" and cf and cf[-1]["actor"]=="owner:alice" else 1)'; }
+check "stray and confirm are audited (actor hub:stray, owner:alice)" audited
+
+# --- the fleet audit: a cloned key, a weak key, a stray device
+as op factory mfr-ca-create --out "$T/acme" --name "Acme CA" >/dev/null
+as admin ca import --model sensor-v1 --cert "$T/acme/ca.crt" >/dev/null
+mkdir -p "$T/clone" "$T/weak"
+as op factory mfr-ca-sign --ca "$T/acme" --csr "$(dev_dir 0)/device.csr" --out "$T/clone/device.crt" >/dev/null
+as op factory register --model sensor-v1 --identity "$T/clone" >/dev/null
+openssl req -new -newkey rsa:2048 -nodes -keyout "$T/weak/device.key" -out "$T/weak/device.csr" -subj /CN=weak 2>/dev/null
+# (mamorictl signs P-256 keys only; a manufacturer's own tooling may not)
+printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n' >"$T/weak/ext"
+openssl x509 -req -in "$T/weak/device.csr" -CA "$T/acme/ca.crt" -CAkey "$T/acme/ca.key" -CAcreateserial \
+    -days 365 -extfile "$T/weak/ext" -out "$T/weak/device.crt" 2>/dev/null
+as op factory register --model sensor-v1 --identity "$T/weak" >/dev/null
+check "an owner cannot run the fleet audit" fails as alice report audit
+as op report audit >"$T/audit.json"
+finding() { python3 -c 'import json,sys
+c={x["id"]: x for x in json.load(open(sys.argv[1]))["checks"]}[sys.argv[2]]
+sys.exit(0 if c["status"]==sys.argv[3] and (len(sys.argv)<5 or sys.argv[4] in json.dumps(c["items"])) else 1)' "$T/audit.json" "$@"; }
+check "the audit finds the key behind two identities" finding duplicate_keys finding "$D0"
+check "...the RSA-2048 device key" finding weak_keys finding RSA
+check "...the stray device" finding stray_devices finding "$D1"
+check "...and no certificate about to expire" finding expiring_certificates ok
+check "...nor too many administrators" finding broad_admin_accounts ok
+check "audit chain intact" as admin audit verify
+finish
