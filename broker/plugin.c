@@ -142,6 +142,37 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
         return MOSQ_ERR_AUTH;
     d->denied_in_row = 0;
     d->kick_pending = false;
+    /* T07-L2d: the same identity already in session under another client
+     * id is in two places at once (the same client id is a reconnection,
+     * which takes the old session over) */
+    struct dev *owner = d->alias_of ? d->alias_of : d;
+    const char *cid = mosquitto_client_id(ed->client);
+    if (owner->sessions > 0 && cid && strcmp(cid, owner->last_cid) != 0)
+        report("duplicate_connection", owner->id, ed->client,
+               "a second session of this identity under another client id");
+    owner->sessions++;
+    snprintf(owner->last_cid, sizeof(owner->last_cid), "%s", cid ? cid : "");
+    return MOSQ_ERR_SUCCESS;
+}
+
+/* A session ends: one fewer for its identity, counted only for clients
+ * this plugin let in (their certificate is the identity's). */
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+    (void)event;
+    (void)userdata;
+    struct mosquitto_evt_disconnect *ed = event_data;
+    const char *user = mosquitto_client_username(ed->client);
+    X509 *cert = mosquitto_client_certificate(ed->client);
+    char fp[CRYPTO_FP_HEX_LEN] = "";
+    if (cert) {
+        crypto_x509_fingerprint(cert, fp);
+        X509_free(cert);
+    }
+    struct dev *d = fp[0] && user ? table_by_fp(&g.sync.active, fp) : NULL;
+    struct dev *owner = d && d->alias_of ? d->alias_of : d;
+    if (owner && strcmp(owner->id, user) == 0 && owner->sessions > 0)
+        owner->sessions--;
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -275,6 +306,8 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
         rc = mosquitto_callback_register(g.id, MOSQ_EVT_MESSAGE, on_message, NULL, NULL);
     if (!rc)
         rc = mosquitto_callback_register(g.id, MOSQ_EVT_TICK, on_tick, NULL, NULL);
+    if (!rc)
+        rc = mosquitto_callback_register(g.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL);
     mosquitto_log_printf(MOSQ_LOG_NOTICE, "mamori: plugin loaded (fail-closed until synchronised)");
     return rc;
 }
@@ -288,6 +321,7 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, 
     mosquitto_callback_unregister(g.id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
     mosquitto_callback_unregister(g.id, MOSQ_EVT_MESSAGE, on_message, NULL);
     mosquitto_callback_unregister(g.id, MOSQ_EVT_TICK, on_tick, NULL);
+    mosquitto_callback_unregister(g.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
     sync_free(&g.sync);
     return MOSQ_ERR_SUCCESS;
 }

@@ -28,6 +28,11 @@ struct dev {
     int64_t last_ms;
     uint32_t denied_in_row;
     bool kick_pending;
+    /* T07-L2d: sessions of this identity open now, and the client id of
+     * the last one (a second session under another client id is the same
+     * identity in two places: a clone) */
+    uint32_t sessions;
+    char last_cid[64];
     struct dev *next_fp, *next_id; /* hash chains */
     /* During a certificate rotation the next certificate is admitted too:
      * an alias entry, indexed by its fingerprint only, stands for the

@@ -185,7 +185,8 @@ static void on_broker_event(struct hub *h, const struct mosquitto_message *msg)
     char *detail = json_dump_compact(ev);
     /* T07-L2d, T10-L2a: refused connections (unknown or revoked
      * certificates), ACL violations and floods are recorded. */
-    const char *sev = strcmp(type, "auth_fail") == 0 || strcmp(type, "acl_deny") == 0 ||
+    const char *sev = strcmp(type, "duplicate_connection") == 0 ? "alert"
+                      : strcmp(type, "auth_fail") == 0 || strcmp(type, "acl_deny") == 0 ||
                               strcmp(type, "rate_kick") == 0
                           ? "warning"
                           : "info";

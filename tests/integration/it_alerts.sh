@@ -64,6 +64,17 @@ sleep $((3 * HB))
 n_alerts() { as admin alert list "$@" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["alerts"]))'; }
 expect_eq "normal traffic raises no alert" 0 "$(n_alerts)"
 
+# --- a clone: the same identity in a second session, another client id
+timeout 4 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$(dev_dir 0)/device.crt" \
+    --key "$(dev_dir 0)/device.key" -i "clone-of-device-0" -t "mamori/v1/d/$D0/cmd" >/dev/null 2>&1 &
+CLONE=$!
+check "one identity in two sessions raises identity_clone" \
+    wait_for 10 eval 'as admin alert list --device "$D0" | grep -q identity_clone'
+CL=$(as admin alert list --device "$D0" | python3 -c 'import json,sys; print([a["id"] for a in json.load(sys.stdin)["alerts"] if a["rule"]=="identity_clone"][0])')
+as op alert resolve "$CL" --reason "test clone" >/dev/null
+wait "$CLONE"
+expect_eq "the other devices raised nothing" 0 "$(n_alerts --state open)"
+
 # --- heartbeat loss: an alert per device, delivered (after two 500s), signed
 kill $SIM; wait $SIM 2>/dev/null
 check "every silent device gets a heartbeat_loss alert" wait_for 20 eval '[ "$(n_alerts --state open)" = 3 ]'
