@@ -198,6 +198,10 @@ struct alerts_state {
     int64_t crl_at;    /* when the CRL was last written (ms) */
     int64_t stray_at;  /* last sweep for stray devices (ms) */
     int64_t expiry_at; /* last sweep for expiring certificates (ms; 0: at once) */
+    /* woken when something is queued, so a delivery leaves at once */
+    pthread_mutex_t wake_mu;
+    pthread_cond_t wake;
+    bool woken;
 };
 
 static struct win *window_of(struct alerts_state *s, const struct rule *r, const char *dev)
@@ -282,6 +286,33 @@ static void to_syslog(struct hub *h, const struct alert_rec *a, const char *even
         log_warn("syslog: cannot send alert %lld", (long long)a->id);
 }
 
+/* Wakes the alerts thread (something to deliver, or a response due). */
+static void wake_up(struct hub *h)
+{
+    struct alerts_state *s = h->alerts;
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->wake_mu);
+    s->woken = true;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->wake_mu);
+}
+
+/* Sleeps up to ms, or until woken. */
+static void nap(struct alerts_state *s, unsigned ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    until.tv_sec += ms / 1000 + until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&s->wake_mu);
+    while (!s->woken && pthread_cond_timedwait(&s->wake, &s->wake_mu, &until) == 0)
+        ;
+    s->woken = false;
+    pthread_mutex_unlock(&s->wake_mu);
+}
+
 /* Queues "event" about a for every target (the delivery thread sends). */
 static void deliver(struct hub *h, const struct alert_rec *a, const char *event)
 {
@@ -293,6 +324,7 @@ static void deliver(struct hub *h, const struct alert_rec *a, const char *event)
     if (txt && strlen(txt) < sizeof(((struct delivery_rec *)0)->payload)) {
         struct fanout f = {h->store, a->id, hub_now_ms(), txt};
         log_if_err(store_webhooks(h->store, queue_one, &f));
+        wake_up(h);
     } else {
         log_err("alert %lld: %s too large to deliver", (long long)a->id, event);
     }
@@ -309,6 +341,7 @@ void alerts_notify(struct hub *h, const char *event, const char *device_id, cons
     if (txt && strlen(txt) < sizeof(((struct delivery_rec *)0)->payload)) {
         struct fanout f = {h->store, 0, hub_now_ms(), txt};
         log_if_err(store_webhooks(h->store, queue_one, &f));
+        wake_up(h);
     }
     free(txt);
 }
@@ -324,8 +357,10 @@ static void respond(struct hub *h, struct alert_rec *a)
         a->count < p.act_after)
         return;
     const char *due = strcmp(p.action, "lock") == 0 ? "due:lock" : "due:quarantine";
-    if (store_alert_action(h->store, a->id, due) == MAMORI_OK)
+    if (store_alert_action(h->store, a->id, due) == MAMORI_OK) {
         snprintf(a->action, sizeof(a->action), "%s", due);
+        wake_up(h);
+    }
 }
 
 static void raise_alert(struct hub *h, const struct rule *r, const char *dev, const char *severity,
@@ -693,7 +728,7 @@ static void *alerts_loop(void *arg)
             crypto_wipe(due[i].secret, sizeof(due[i].secret));
         }
         if (!n)
-            hub_sleep(h, 100);
+            nap(h->alerts, 100);
     }
     return NULL;
 }
@@ -704,6 +739,8 @@ enum mamori_err alerts_start(struct hub *h)
     if (!s)
         return MAMORI_ERR_NOMEM;
     s->syslog_fd = -1;
+    pthread_mutex_init(&s->wake_mu, NULL);
+    pthread_cond_init(&s->wake, NULL);
     s->crl_at = hub_now_ms(); /* hub_start wrote one */
     if (strcmp(h->cfg.syslog, "local") == 0) {
         alerts_syslog_open();
@@ -736,6 +773,7 @@ void alerts_stop(struct hub *h)
     struct alerts_state *s = h->alerts;
     if (!s)
         return;
+    wake_up(h); /* out of its nap: it sees stopping */
     if (s->running)
         pthread_join(s->thread, NULL);
     pthread_mutex_lock(&h->lock);
@@ -745,6 +783,8 @@ void alerts_stop(struct hub *h)
         close(s->syslog_fd);
     if (s->syslog_local)
         alerts_syslog_close();
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->wake_mu);
     free(s);
 }
 
