@@ -99,6 +99,7 @@ static const char *USAGE =
     "           transfer accept CODE                    the new owner takes the device over\n"
     "           me export | me erase --confirm USERNAME | exports [ID]   your data (JSON)\n"
     "reports:   report audit                            fleet audit checks (staff)\n"
+    "           report matrix [--device ID] [--json]    the live 12 x 5 threat matrix (Markdown)\n"
     "alerts:    alert list [--state open|acknowledged|resolved] [--device ID] [--after ID]\n"
     "           alert ack|resolve ID [--reason NOTE]\n"
     "           rule list | rule set RULE --action notify|quarantine|lock [--model M] [--count N]\n"
@@ -926,6 +927,23 @@ int main(int argc, char **argv)
         ret = call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "report") == 0 && strcmp(sub, "audit") == 0) {
         ret = call_print(&a, "GET", "reports/fleet-audit", NULL);
+    } else if (strcmp(cmd, "report") == 0 && strcmp(sub, "matrix") == 0) {
+        char path[96];
+        long st;
+        json_t *resp = NULL;
+        snprintf(path, sizeof(path), "reports/matrix%s%.24s", o.device ? "?device=" : "",
+                 o.device ? o.device : "");
+        if (api_call(&a, "GET", path, NULL, &st, &resp))
+            return die("request failed");
+        if (st != 200)
+            ret = api_failed(st, resp);
+        else if (o.json)
+            print_json(resp);
+        else {
+            const char *md = json_string_value(json_object_get(resp, "markdown"));
+            fputs(md ? md : "", stdout);
+        }
+        json_decref(resp);
     } else if (strcmp(cmd, "transfer") == 0 || strcmp(cmd, "me") == 0 ||
                strcmp(cmd, "exports") == 0) {
         ret = owner_cmd(&a, &o, cmd, sub);

@@ -28,5 +28,6 @@ if [ -n "$untagged" ]; then
 fi
 # docs/api-reference.md is generated from the public headers: keep it so.
 python3 scripts/apiref.py --check || rc=1
+python3 scripts/matrix_gen.py --check || rc=1
 [ $rc -eq 0 ] && echo "lint: ok ($(echo "$files" | wc -l) files)"
 exit $rc

@@ -517,4 +517,9 @@ enum mamori_err store_device_certs(struct store *s,
 enum mamori_err store_devices_expiring(struct store *s, int64_t before, char (*ids)[24], size_t max,
                                        size_t *n) MAMORI_MUST_CHECK;
 
+/* The first column of the first row of a fixed query (one optional text
+ * parameter), as an integer; -1 when there is none. For counts in reports:
+ * sql is always a literal in the caller, never built from input. */
+int64_t store_scalar(struct store *s, const char *sql, const char *arg);
+
 #endif

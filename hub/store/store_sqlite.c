@@ -2341,3 +2341,17 @@ enum mamori_err store_devices_expiring(struct store *s, int64_t before, char (*i
     sqlite3_finalize(st);
     return MAMORI_OK;
 }
+
+int64_t store_scalar(struct store *s, const char *sql, const char *arg)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (prep(s, sql, &st))
+        return -1;
+    if (arg)
+        bind_text(st, 1, arg);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}

@@ -67,5 +67,22 @@ check "...the RSA-2048 device key" finding weak_keys finding RSA
 check "...the stray device" finding stray_devices finding "$D1"
 check "...and no certificate about to expire" finding expiring_certificates ok
 check "...nor too many administrators" finding broad_admin_accounts ok
+
+# --- the live threat matrix, for the fleet and for one device
+as op report matrix >"$T/matrix.md"
+check "the fleet matrix has the 12 threats" test "$(grep -c '^| T[01][0-9] ' "$T/matrix.md")" = 12
+check "...and the 5 lifecycle states" grep -q '| L1 setup | L2 normal | L3 abnormal | L4 stray | L5 disposal |' "$T/matrix.md"
+check "...with the live stray status" grep -q 'T01-L4a ✓ stray after 4 s offline; 1 stray now' "$T/matrix.md"
+check "...and the CRL" grep -q 'T01-L5d ✓ CRL lists 0 certificates' "$T/matrix.md"
+as op report matrix --json >"$T/matrix.json"
+check "as JSON: 60 cells, each countermeasure with status, summary and proof" python3 -c 'import json,sys
+d=json.load(open(sys.argv[1])); c=d["cells"]
+assert len(c)==60
+ids=[m for x in c for m in x["countermeasures"]]
+assert len(ids)>=100 and all(m["status"] and m["summary"] for m in ids)' "$T/matrix.json"
+as alice report matrix --device "$D0" >"$T/dev.md"
+check "an owner reads their device's matrix" grep -Eq "T03-L2a ✓ heartbeat [0-9]+ s; (online|offline), last seen" "$T/dev.md"
+check "...not another's" fails as bob report matrix --device "$D0"
+check "...nor the fleet's" fails as alice report matrix
 check "audit chain intact" as admin audit verify
 finish
