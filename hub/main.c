@@ -7,7 +7,8 @@
  *           [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]
  *           [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]
  *           [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]
- *           [--syslog local|udp://IP:PORT] [--stray-after SECONDS] [-v]
+ *           [--syslog local|udp://IP:PORT] [--stray-after SECONDS]
+ *           [--rate-window SECONDS] [-v]
  *
  * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
@@ -35,7 +36,8 @@ static void usage(void)
                     "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]\n"
                     "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
                     "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
-                    "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS] [-v]\n");
+                    "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS]\n"
+                    "               [--rate-window SECONDS] [-v]\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -110,6 +112,8 @@ int main(int argc, char **argv)
             ok = parse_int(v, 0, 3650, &cfg.cert_max_age_days);
         else if (strcmp(a, "--rotation-check") == 0)
             ok = parse_int(v, 1, 86400, &cfg.rotation_check_s);
+        else if (strcmp(a, "--rate-window") == 0)
+            ok = parse_int(v, 0, 3600, &cfg.rate_window_s);
         else if (strcmp(a, "--stray-after") == 0) {
             int v2 = 0;
             ok = parse_int(v, 0, 365 * 24 * 3600, &v2);

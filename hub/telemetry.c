@@ -64,6 +64,12 @@ struct tm_dev {
         uint64_t n;
         uint64_t h;   /* first 8 bytes of the record's hash */
     } log_recent[64]; /* recently accepted: a resend of one is not an attack */
+    /* message rate against the device's own baseline (rate_spike rule) */
+    int64_t win_start; /* this window's start (ms) */
+    uint32_t win_n;    /* messages in it */
+    uint32_t windows;  /* windows learned */
+    double base;       /* messages per window, moving average */
+    bool spiked;       /* reported in this window */
 };
 
 struct tm_row {
@@ -325,6 +331,39 @@ static bool pending_has(const struct tm_state *t, const struct tm_dev *d, uint64
     return false;
 }
 
+#define RATE_WARMUP 5   /* windows learned before a spike can be told */
+#define RATE_FACTOR 3.0 /* a window above factor x baseline + slack is a spike */
+#define RATE_SLACK  10.0
+
+/* Counts a message against the device's own rate: windows of
+ * --rate-window s; the baseline is a moving average of past windows
+ * (spikes are not learned, silent windows pull it down). */
+static void rate_observe(struct hub *h, struct tm_dev *d, int64_t now)
+{
+    int64_t w = (int64_t)h->cfg.rate_window_s * 1000;
+    if (w <= 0)
+        return;
+    if (!d->win_start)
+        d->win_start = now;
+    if (now - d->win_start >= w) {
+        if (!d->spiked)
+            d->base = d->windows ? 0.8 * d->base + 0.2 * d->win_n : (double)d->win_n;
+        for (int64_t k = (now - d->win_start) / w - 1; k > 0 && k < 64; k--)
+            d->base *= 0.8; /* windows without a message */
+        d->windows++;
+        d->win_start = now;
+        d->win_n = 0;
+        d->spiked = false;
+    }
+    d->win_n++;
+    if (d->windows >= RATE_WARMUP && !d->spiked && d->win_n > RATE_FACTOR * d->base + RATE_SLACK) {
+        d->spiked = true;
+        hub_event(h, d->id, "rate_spike", "warning",
+                  "{\"messages\":%u,\"window_s\":%d,\"baseline\":%.1f}", d->win_n,
+                  h->cfg.rate_window_s, d->base);
+    }
+}
+
 void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct proto_envelope *env,
                json_t *body, const void *payload, size_t len)
 {
@@ -333,6 +372,7 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
     if (!d)
         return;
     int64_t now = hub_now_ms();
+    rate_observe(h, d, now);
     char why[200];
     uint8_t md[CRYPTO_SHA256_LEN];
     char digest[65];
