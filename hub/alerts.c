@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "hub/syslog_local.h"
+#include "hub/relay.h"
 
 /* --- the rules ------------------------------------------------------------ */
 
@@ -120,6 +121,14 @@ static const struct rule RULES[] = {
      1,
      0,
      NULL,
+     NULL},
+    {"relay_latency",
+     "a signed challenge's round trip far above the device's own: a relay in between",
+     {"relay_suspected"},
+     NULL,
+     1,
+     0,
+     "alert",
      NULL},
     {"rate_spike",
      "messages far above the device's own usual rate (a compromised or runaway device)",
@@ -705,6 +714,7 @@ static void *alerts_loop(void *arg)
         for (size_t i = 0; i < na; i++)
             due_one(h, &acts[i]);
         log_if_err(store_deliveries_due(h->store, hub_now_ms(), due, DELIVER_BATCH, &n));
+        relay_tick(h);
         if (h->cfg.stray_after_s > 0 && hub_now_ms() - h->alerts->stray_at > 1000) {
             stray_sweep(h);
             h->alerts->stray_at = hub_now_ms();

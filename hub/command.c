@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "hub/campaign.h"
 #include "hub/hub.h"
+#include "hub/relay.h"
 
 void cmd_publish(struct hub *h, const struct command_rec *r)
 {
@@ -68,7 +69,8 @@ void cmd_result(struct hub *h, const char *id, json_t *body)
     if (strcmp(status, "ok") && strcmp(status, "failed") && strcmp(status, "refused"))
         return;
     char *txt = json_dump_compact(body);
-    if (store_command_finish(h->store, cid, status, txt ? txt : "{}", hub_now_ms()) == MAMORI_OK) {
+    if (store_command_finish(h->store, cid, status, txt ? txt : "{}", hub_now_ms()) == MAMORI_OK &&
+        !relay_on_result(h, id, cid)) { /* a timed challenge leaves no trace */
         hub_event(h, id, "command_result", strcmp(status, "ok") ? "warning" : "info",
                   "{\"cmd\":\"%s\",\"type\":\"%s\",\"status\":\"%s\"}", cid, c.type, status);
         rotation_on_result(h, &c, status, detail);

@@ -9,6 +9,7 @@
  */
 #include "hub/hub.h"
 #include "hub/alerts.h"
+#include "hub/relay.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -67,6 +68,7 @@ void hub_config_defaults(struct hub_config *c)
     c->rotation_check_s = 60;
     c->stray_after_s = 30 * 24 * 3600;
     c->rate_window_s = 60;
+    c->challenge_s = 6 * 3600;
     snprintf(c->mosquitto_bin, sizeof(c->mosquitto_bin), "/usr/sbin/mosquitto");
 }
 
@@ -235,6 +237,7 @@ void hub_free(struct hub *h)
     free(h->cmd_chain_pem);
     free(h->ca_chain_pem);
     tm_free(h);
+    relay_free(h);
     free(h->live);
     crypto_wipe(h->audit.key, sizeof(h->audit.key));
     pthread_mutex_destroy(&h->lock);

@@ -48,6 +48,7 @@ struct hub_config {
     int rotation_check_s;  /* how often the rotation policy runs */
     int64_t stray_after_s; /* offline this long: stray (0: never) */
     int rate_window_s;     /* the rate_spike rule's window (0: off) */
+    int challenge_s;       /* a timed signed challenge per online device (0: off) */
     char smtp_url[256];    /* alert mail: smtp:// or smtps:// server ("": no mail) */
     char smtp_from[128];   /* its sender address */
     char syslog[128];      /* alerts to syslog: "local", "udp://IPv4:PORT" or "" */
@@ -120,6 +121,7 @@ struct hub {
 
     /* rules, alerts and their delivery (hub/alerts.c) */
     struct alerts_state *alerts;
+    struct relay_state *relay; /* hub/relay.c */
 
     volatile int stopping;
 };

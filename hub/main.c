@@ -8,7 +8,7 @@
  *           [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]
  *           [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]
  *           [--syslog local|udp://IP:PORT] [--stray-after SECONDS]
- *           [--rate-window SECONDS] [-v]
+ *           [--rate-window SECONDS] [--challenge-interval SECONDS] [-v]
  *
  * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
@@ -37,7 +37,7 @@ static void usage(void)
                     "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
                     "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
                     "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS]\n"
-                    "               [--rate-window SECONDS] [-v]\n");
+                    "               [--rate-window SECONDS] [--challenge-interval SECONDS] [-v]\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -112,6 +112,8 @@ int main(int argc, char **argv)
             ok = parse_int(v, 0, 3650, &cfg.cert_max_age_days);
         else if (strcmp(a, "--rotation-check") == 0)
             ok = parse_int(v, 1, 86400, &cfg.rotation_check_s);
+        else if (strcmp(a, "--challenge-interval") == 0)
+            ok = parse_int(v, 0, 7 * 86400, &cfg.challenge_s);
         else if (strcmp(a, "--rate-window") == 0)
             ok = parse_int(v, 0, 3600, &cfg.rate_window_s);
         else if (strcmp(a, "--stray-after") == 0) {

@@ -97,7 +97,7 @@ static const struct matrix_row MATRIX_ROWS[] = {
     {"T08-L4a", 7, 3, "partial", "the agent checks its configuration whether or not anyone watches, and reports through the outbox even when the hub is away (delivered later)", "it_devlog.sh: \"a change made while the agent was stopped is reported at start\""},
     {"T09-L1a", 8, 0, "n/a", "n/a (radio and interfaces are the board's configuration)", ""},
     {"T09-L2a", 8, 1, "done", "monitoring by rules over every device's traffic and state — a message rate far above the device's own learned baseline (rate_spike), configuration files changed on the device (config_drift), one id...", "it_anomaly.sh: \"steady traffic raises no rate_spike\", \"device 0's burst raises rate_spike\", \"device 1, still steady, raised nothing\"; it_alerts.sh: \"one identity in two sessions raises identity_clone\""},
-    {"T09-L2b", 8, 1, "planned", "planned (MON: signed challenge round trip)", ""},
+    {"T09-L2b", 8, 1, "done", "a timed signed challenge (single-use self-test) to each online device at an interval", "it_anomaly.sh: \"a fast relay raises nothing (the round trip is the device's own)\", \"a slow relay in between raises relay_latency\", \"...with the round trip against the device's baseline\""},
     {"T09-L2c", 8, 1, "done", "done (audit + events)", "it_audit.sh"},
     {"T09-L3a", 8, 2, "done", "lock/revoke stop the device on the service side", "it_mqtt.sh: \"locked device's live connection is closed\"; it_lifecycle.sh: \"silent device is marked offline\""},
     {"T09-L4a", 8, 3, "partial", "partial", ""},

@@ -522,4 +522,10 @@ enum mamori_err store_devices_expiring(struct store *s, int64_t before, char (*i
  * sql is always a literal in the caller, never built from input. */
 int64_t store_scalar(struct store *s, const char *sql, const char *arg);
 
+/* Online claimed/active devices with id > after (cursor), in id order. */
+enum mamori_err store_devices_online_after(struct store *s, const char *after, char (*ids)[24],
+                                           size_t max, size_t *n) MAMORI_MUST_CHECK;
+
+enum mamori_err store_command_delete(struct store *s, const char *id) MAMORI_MUST_CHECK;
+
 #endif

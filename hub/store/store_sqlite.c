@@ -2355,3 +2355,26 @@ int64_t store_scalar(struct store *s, const char *sql, const char *arg)
     sqlite3_finalize(st);
     return v;
 }
+
+enum mamori_err store_devices_online_after(struct store *s, const char *after, char (*ids)[24],
+                                           size_t max, size_t *n)
+{
+    sqlite3_stmt *st;
+    *n = 0;
+    if (prep(s,
+             "SELECT id FROM devices WHERE online=1 AND state IN ('claimed','active') AND id>? "
+             "ORDER BY id LIMIT ?",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, after);
+    sqlite3_bind_int(st, 2, (int)max);
+    while (*n < max && sqlite3_step(st) == SQLITE_ROW)
+        copy_col(st, 0, ids[(*n)++], 24);
+    sqlite3_finalize(st);
+    return MAMORI_OK;
+}
+
+enum mamori_err store_command_delete(struct store *s, const char *id)
+{
+    return exec_text(s, "DELETE FROM commands WHERE id=?", id);
+}

@@ -30,5 +30,28 @@ check "...with the count against its own baseline" detail_ok
 send 1 '{"t": 1}' >/dev/null
 sleep 3
 expect_eq "device 1, still steady, raised nothing" "$D0" "$(spikes)"
+
+# --- relay detection: device 1 through a relay that turns slow
+kill "$A0" 2>/dev/null; wait "$A0" 2>/dev/null
+hub_stop
+hub_start "$DATA" --challenge-interval 1
+MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
+python3 "$(dirname "$0")/tcpproxy.py" "$MQTT_PORT" 400 >"$T/proxy.port" 2>>"$T/proxy.log" &
+PROXY=$!; PIDS+=($PROXY)
+wait_for 10 test -s "$T/proxy.port"
+agent_conf 0 "" "\"broker_host\": \"127.0.0.1\", \"broker_port\": $(cat "$T/proxy.port")"
+agent_start 0
+check "device 0 connects through the relay" wait_for 20 stat_is 0 connected True
+relay_alerts() { as admin alert list --device "$D0" | python3 -c 'import json,sys
+print(sum(1 for a in json.load(sys.stdin)["alerts"] if a["rule"]=="relay_latency"))'; }
+sleep 6  # challenges every second: the device's own round trip is learned
+expect_eq "a fast relay raises nothing (the round trip is the device's own)" 0 "$(relay_alerts)"
+check "the challenges leave no command records" bash -c "[ \"\$('$BIN/mamorictl' --data '$DATA' --session '$T/session-admin' device commands '$D0' | python3 -c 'import json,sys; print(sum(1 for c in json.load(sys.stdin)[\"commands\"] if c[\"issued_by\"]==\"challenge\"))')\" -le 1 ]"
+kill -USR2 "$PROXY"   # from now on 400 ms each way
+check "a slow relay in between raises relay_latency" wait_for 20 eval '[ "$(relay_alerts)" = 1 ]'
+detail_relay() { as admin alert list --device "$D0" | python3 -c 'import json,sys
+a=[x for x in json.load(sys.stdin)["alerts"] if x["rule"]=="relay_latency"][0]["detail"]
+sys.exit(0 if a["rtt_ms"] > 800 and a["rtt_ms"] > 3 * a["baseline_ms"] else 1)'; }
+check "...with the round trip against the device's baseline" detail_relay
 check "audit chain intact" as admin audit verify
 finish
