@@ -100,6 +100,7 @@ static const char *USAGE =
     "           me export | me erase --confirm USERNAME | exports [ID]   your data (JSON)\n"
     "reports:   report audit                            fleet audit checks (staff)\n"
     "           report matrix [--device ID] [--json]    the live 12 x 5 threat matrix (Markdown)\n"
+    "           report etsi [--json]                    ETSI EN 303 645 self-assessment\n"
     "alerts:    alert list [--state open|acknowledged|resolved] [--device ID] [--after ID]\n"
     "           alert ack|resolve ID [--reason NOTE]\n"
     "           rule list | rule set RULE --action notify|quarantine|lock [--model M] [--count N]\n"
@@ -927,12 +928,16 @@ int main(int argc, char **argv)
         ret = call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "report") == 0 && strcmp(sub, "audit") == 0) {
         ret = call_print(&a, "GET", "reports/fleet-audit", NULL);
-    } else if (strcmp(cmd, "report") == 0 && strcmp(sub, "matrix") == 0) {
+    } else if (strcmp(cmd, "report") == 0 &&
+               (strcmp(sub, "matrix") == 0 || strcmp(sub, "etsi") == 0)) {
         char path[96];
         long st;
         json_t *resp = NULL;
-        snprintf(path, sizeof(path), "reports/matrix%s%.24s", o.device ? "?device=" : "",
-                 o.device ? o.device : "");
+        if (strcmp(sub, "etsi") == 0)
+            snprintf(path, sizeof(path), "reports/etsi");
+        else
+            snprintf(path, sizeof(path), "reports/matrix%s%.24s", o.device ? "?device=" : "",
+                     o.device ? o.device : "");
         if (api_call(&a, "GET", path, NULL, &st, &resp))
             return die("request failed");
         if (st != 200)

@@ -576,6 +576,9 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     } else if (rt.n == 2 && route_is(&rt, 0, "audit") && route_is(&rt, 1, "verify") && get) {
         rc = hub_op_audit_verify(h, &who, &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
+    } else if (rt.n == 2 && route_is(&rt, 0, "reports") && route_is(&rt, 1, "etsi") && get) {
+        rc = hub_op_etsi(h, &who, &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 2 && route_is(&rt, 0, "reports") && route_is(&rt, 1, "matrix") && get) {
         const char *dev = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "device");
         rc = hub_op_matrix(h, &who, dev && *dev ? dev : NULL, &out);

@@ -223,3 +223,54 @@ enum mamori_err hub_op_matrix(struct hub *h, const struct principal *who, const 
     free(text);
     return *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
 }
+
+enum mamori_err hub_op_etsi(struct hub *h, const struct principal *who, json_t **out)
+{
+    struct dbuf md;
+    bool ok = true;
+    int met = 0, na = 0, other = 0;
+    (void)h;
+    *out = NULL;
+    if (!hub_is_staff(who))
+        return MAMORI_ERR_FORBIDDEN;
+    json_t *rows = json_array();
+    dbuf_init(&md, 256 * 1024);
+    put(&md,
+        "# ETSI EN 303 645 V2.1.1: self-assessment\n\n| provision | status | how | evidence |\n"
+        "|---|---|---|---|\n",
+        &ok);
+    for (size_t i = 0; rows && i < sizeof(ETSI_ROWS) / sizeof(ETSI_ROWS[0]); i++) {
+        const struct etsi_row *r = &ETSI_ROWS[i];
+        met += !strcmp(r->status, "met");
+        na += !strcmp(r->status, "n/a");
+        other += strcmp(r->status, "met") && strcmp(r->status, "n/a");
+        json_array_append_new(rows,
+                              json_pack("{s:s, s:s, s:s, s:s}", "provision", r->provision, "status",
+                                        r->status, "how", r->how, "evidence", r->evidence));
+        const char *cols[4] = {r->provision, r->status, r->how, r->evidence};
+        for (int c = 0; c < 4; c++) {
+            put(&md, "| ", &ok);
+            md_cell(&md, cols[c], &ok);
+            put(&md, " ", &ok);
+        }
+        put(&md, "|\n", &ok);
+    }
+    char sum[160];
+    snprintf(sum, sizeof(sum),
+             "\n%d provisions met, %d not applicable, %d otherwise (docs/etsi-en-303-645.md)\n",
+             met, na, other);
+    put(&md, sum, &ok);
+    if (dbuf_add(&md, "", 1) != MAMORI_OK)
+        ok = false;
+    char *text = ok ? dbuf_take(&md) : NULL;
+    if (!ok)
+        dbuf_free(&md);
+    if (rows && text)
+        *out = json_pack("{s:s, s:i, s:i, s:i, s:o, s:s}", "standard", "ETSI EN 303 645 V2.1.1",
+                         "met", met, "not_applicable", na, "other", other, "provisions", rows,
+                         "markdown", text);
+    else
+        json_decref(rows);
+    free(text);
+    return *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+}

@@ -17,4 +17,9 @@
 enum mamori_err hub_op_matrix(struct hub *h, const struct principal *who, const char *device_id,
                               json_t **out) MAMORI_MUST_CHECK;
 
+/* The ETSI EN 303 645 self-assessment (docs/etsi-en-303-645.md): each
+ * provision met or not applicable, with its evidence; staff. */
+enum mamori_err hub_op_etsi(struct hub *h, const struct principal *who,
+                            json_t **out) MAMORI_MUST_CHECK;
+
 #endif

@@ -12,6 +12,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "docs", "threat-matrix.md")
+ETSI = os.path.join(ROOT, "docs", "etsi-en-303-645.md")
 OUT = os.path.join(ROOT, "hub", "matrix_table.h")
 
 
@@ -21,6 +22,24 @@ def c_str(s, limit):
     if len(s) > limit:
         s = s[: limit - 3].rstrip() + "..."
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def evidence_ok():
+    """Every test named as evidence in the ETSI table exists, and so does
+    every quoted check in it."""
+    ok = True
+    for line in open(ETSI, encoding="utf-8"):
+        if not re.match(r"^\| \d", line):
+            continue
+        cells = [c.strip() for c in line.strip()[1:-1].split("|")]
+        for m in re.finditer(r'(it_\w+\.sh|test_\w+)(?::\s*"([^"]*)")?', cells[-1]):
+            f, check = m.group(1), m.group(2)
+            path = os.path.join(ROOT, "tests", "integration", f) if f.startswith("it_") \
+                else os.path.join(ROOT, "tests", "unit", f + ".c")
+            if not os.path.exists(path) or (check and check not in open(path, encoding="utf-8").read()):
+                print("matrix_gen: ETSI %s names %s %s, which does not exist" % (cells[0], f, check or ""))
+                ok = False
+    return ok
 
 
 def main():
@@ -56,8 +75,19 @@ def main():
     for ident, t, l, word, summary, proof in rows:
         out.append("    {%s, %d, %d, %s, %s, %s}," % (c_str(ident, 16), t, l, c_str(word, 16),
                                                    c_str(summary, 200), c_str(proof, 240)))
+    out += ["};", "", "struct etsi_row {", "    const char *provision, *status, *how, *evidence;",
+            "};", "", "static const struct etsi_row ETSI_ROWS[] = {"]
+    for line in open(ETSI, encoding="utf-8"):
+        if not re.match(r"^\| \d", line):
+            continue
+        cells = [c.strip() for c in line.strip()[1:-1].split("|")]
+        if len(cells) != 4:
+            continue
+        out.append("    {%s, %s, %s, %s}," % tuple(c_str(c, 240) for c in cells))
     out += ["};", "/* clang-format on */", "", "#endif", ""]
     text = "\n".join(out)
+    if "--check" in sys.argv and not evidence_ok():
+        return 1
     if "--check" in sys.argv:
         if not os.path.exists(OUT) or open(OUT, encoding="utf-8").read() != text:
             print("matrix_gen: hub/matrix_table.h is out of date (run scripts/matrix_gen.py)")

@@ -84,5 +84,9 @@ as alice report matrix --device "$D0" >"$T/dev.md"
 check "an owner reads their device's matrix" grep -Eq "T03-L2a ✓ heartbeat [0-9]+ s; (online|offline), last seen" "$T/dev.md"
 check "...not another's" fails as bob report matrix --device "$D0"
 check "...nor the fleet's" fails as alice report matrix
+as op report etsi >"$T/etsi.md"
+check "the ETSI EN 303 645 self-assessment lists its provisions" test "$(grep -c '^| [56]' "$T/etsi.md")" -ge 60
+check "...each met or not applicable, with the count" grep -Eq '^[0-9]+ provisions met, [0-9]+ not applicable, 0 otherwise' "$T/etsi.md"
+check "...for staff" fails as alice report etsi
 check "audit chain intact" as admin audit verify
 finish
