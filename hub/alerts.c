@@ -70,8 +70,8 @@ static const struct rule RULES[] = {
      "telemetry the model's schema refuses (range, type, rate, time)",
      {"telemetry_rejected", "event_rejected"},
      NULL,
-     3,
-     300,
+     1, /* the hub reports refusals at most once a minute per device */
+     0,
      "warning",
      NULL},
     {"replayed_messages",
@@ -422,7 +422,10 @@ void alerts_on_event(struct hub *h, const char *device_id, const char *kind, con
     if (strcmp(kind, "device_event") == 0) {
         json_t *o = json_loads(detail, 0, NULL);
         const char *t = json_string_value(json_object_get(o, "type"));
-        snprintf(type, sizeof(type), "%s", t ? t : "");
+        const char *old = json_string_value(json_object_get(o, "old"));
+        /* a configuration's first digest (old "none") is a record, not drift */
+        if (t && !(strcmp(t, "config_changed") == 0 && old && strcmp(old, "none") == 0))
+            snprintf(type, sizeof(type), "%s", t);
         json_decref(o);
     }
     for (size_t i = 0; i < N_RULES; i++) {

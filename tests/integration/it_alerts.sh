@@ -144,6 +144,26 @@ expect_eq "the alert says what was done" quarantined "$(jget action <<<"$A1")"
 check "the action is delivered" wait_for 20 grep -q 'alert.acted' "$T/hooks.jsonl"
 expect_eq "one alert, not two" 1 "$(as admin alert list --device "$D1" | python3 -c 'import json,sys; print(sum(1 for a in json.load(sys.stdin)["alerts"] if a["rule"]=="unexpected_topic"))')"
 
+# --- the other rules, each from its own scenario
+D2=$(dev_id 2); P2=$(dev_dir 2)
+as op device revoke "$D0" --reason "lost in transit" >/dev/null
+for _ in 1 2 3 4 5; do mqtt_pub "$(dev_dir 0)" "mamori/v1/d/$D0/hb" "$(env_msg 1)" >/dev/null 2>&1; done
+check "five refused connections in a minute raise auth_failures" wait_for 10 has_alert auth_failures "$D0"
+echo '{"fields": [{"name": "t", "type": "number", "min": -40, "max": 85}]}' >"$T/schema.json"
+as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
+mqtt_pub "$P2" "mamori/v1/d/$D2/tm" "{\"v\":1,\"seq\":1,\"ts\":$(date +%s%3N),\"body\":{\"t\":900}}" >/dev/null 2>&1
+check "a reading the schema refuses raises value_out_of_range" wait_for 10 has_alert value_out_of_range "$D2"
+now=$(date +%s%3N)
+printf '{"v":1,"seq":1,"ts":%s,"body":{"type":"x"}}\n{"v":1,"seq":1,"ts":%s,"body":{"type":"y"}}\n' "$now" "$((now + 1))" |
+    timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P1/device.crt" \
+        --key "$P1/device.key" -q 1 -t "mamori/v1/d/$D1/ev" -l >/dev/null 2>&1
+check "an event replayed with its old sequence raises replayed_messages" wait_for 10 has_alert replayed_messages "$D1"
+check "an operator makes floods intolerable: lock at once" as op rule set message_flood --action lock --count 1
+seq 1 1000 | sed 's/.*/{"v":1,"seq":&,"ts":1,"body":{}}/' | timeout 20 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" \
+    --cafile "$CA" --cert "$P2/device.crt" --key "$P2/device.key" -q 0 -t "mamori/v1/d/$D2/hb" -l >/dev/null 2>&1
+check "a flood raises message_flood" wait_for 10 has_alert message_flood "$D2"
+check "...and the policy locks the device" wait_for 10 eval '[ "$(dev_state "$D2")" = locked ]'
+
 # --- the lifecycle: open -> acknowledged -> resolved
 ID1=$(jget id <<<"$A1")
 check "an owner cannot acknowledge" fails as alice alert ack "$ID1"

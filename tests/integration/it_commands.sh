@@ -72,6 +72,7 @@ check "every replayed command is refused" wait_for 15 stat_is 0 commands_refused
 check "replaying the old lock left the device unlocked" stat_is 0 locked False
 check "replaying the old quarantine left it released" stat_is 0 quarantined False
 check "the device reports the replays to the hub" wait_for 15 has_event device_event "$D0" command_replayed
+check "...which raises the command_replayed alert" wait_for 10 has_alert command_replayed "$D0"
 
 # --- forged and foreign commands
 LOCK_MSG=$(grep '"type\\":\\"lock' "$T/replay" | head -1)

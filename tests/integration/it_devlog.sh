@@ -49,6 +49,7 @@ sq 0 "DELETE FROM msg WHERE id = (SELECT min(id) FROM msg WHERE stream=2)"
 agent_start 0
 hub_start "$DATA"; MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
 check "a removed record is reported (gap)" wait_for 20 has_event device_log_gap "$D0"
+check "...and raises the log_chain_break alert" wait_for 10 has_alert log_chain_break "$D0"
 # One agent per state directory: a second one would fork the chain.
 second_agent_refused() { local out; out=$(timeout 10 "$BIN/mamori-agent" --config "$T/agent0.json" 2>&1)
     [ $? -eq 1 ] && [[ $out == *"cannot start the device: in use by another process"* ]]; }
@@ -84,6 +85,7 @@ check "swapped records are reported" wait_for 20 reordered
 # --- configuration integrity: a change to the agent's files is reported
 agent_start 0
 check "first start records the configuration digests" wait_for 20 has_event device_log "$D0" '"type": "config_changed"'
+check "the first digests raise no config_drift" fails has_alert config_drift "$D0"
 n0=$(events_json | python3 -c 'import json,sys
 print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="device_event" and "config_changed" in json.dumps(e["detail"]) and e.get("device_id")==sys.argv[1]))' "$D0")
 echo '{"fields": [{"name": "temp_c", "type": "number", "min": -40, "max": 150}]}' >"$T/schema.json"
@@ -91,6 +93,7 @@ cfg_events() { events_json | python3 -c 'import json,sys
 print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="device_event" and "config_changed" in json.dumps(e["detail"]) and sys.argv[2] in json.dumps(e["detail"]) and e.get("device_id")==sys.argv[1]))' "$D0" "$1"; }
 cfg_reported() { [ "$(cfg_events schema.json)" -ge 1 ] && [ "$(cfg_events "")" -gt "$n0" ]; }
 check "a local change of the schema while running is reported" wait_for 20 cfg_reported
+check "...and raises the config_drift alert" wait_for 10 has_alert config_drift "$D0"
 kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 sed -i 's/"heartbeat_s": 2/"heartbeat_s": 3/' "$T/agent0.json"
 n1=$(cfg_events agent0.json)
@@ -118,6 +121,7 @@ sleep 1
 check "the SDK's own writes and rotation raised no access alert" test "$(n_acc)" = "$acc0"
 cat "$T/state0/log/current.log" >/dev/null
 check "reading the log is raised at the hub" wait_for 20 has_event device_log_access "$D0" '"ops": "open,read,close"'
+check "...as the log_access alert" wait_for 10 has_alert log_access "$D0"
 check "and recorded in the device log itself" wait_for 20 has_event device_log "$D0" '"type": "log_access"'
 check "the agent counts the report" wait_for 20 stat_is 0 log_access 1
 check "the earlier read by this test was reported too" test "$acc0" -ge 1

@@ -79,6 +79,7 @@ check "staff publish an advisory for 2.0" as op advisory add --model sensor-v1 \
     --title "CVE-2026-0001 in the web UI" --severity high --affected 2.0,1.9 --fixed 3.1
 check "the device on 2.0 is flagged, for its owner to see" \
     wait_for 10 has_event device_vulnerable "$D0" '"fixed_version": "3.1"'
+check "...and the vulnerable_firmware alert is raised" wait_for 10 has_alert vulnerable_firmware "$D0"
 expect_eq "its owner sees the advisory on the device" "CVE-2026-0001 in the web UI" \
     "$(as alice device show "$D0" | jget advisories.0.title)"
 expect_eq "...and the version it runs" 2.0 "$(as alice device show "$D0" | jget fw_version)"

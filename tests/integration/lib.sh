@@ -185,6 +185,9 @@ publish() {
         as op firmware add --file "$T/rel-$1.json" --image "$T/fw-$1.img" >/dev/null
 }
 
+# has_alert RULE DEVICE: a live or past alert of RULE for DEVICE ("" : fleet)
+has_alert() { as admin alert list --limit 1000 | python3 -c 'import json,sys
+sys.exit(0 if any(a["rule"]==sys.argv[1] and a["device_id"]==sys.argv[2] for a in json.load(sys.stdin)["alerts"]) else 1)' "$1" "$2"; }
 # hook_receiver OUT NFAIL: an HTTP receiver on 127.0.0.1 (ephemeral port)
 # recording each POST (code, signature headers, body) as a JSON line in
 # OUT; its first NFAIL answers are 500. Sets HOOK_URL.
