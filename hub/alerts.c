@@ -459,22 +459,38 @@ static const struct principal STRAY_WHO = {.user_id = 0, .name = "stray", .role 
 /* Devices offline longer than the stray period become stray: restricted to
  * heartbeats and commands, download tokens void, owner and integrations
  * told (the stray_device rule). Lock held. */
+static void stray_mark(struct hub *h, char (*ids)[24], size_t n, const char *reason);
+
 static void stray_sweep(struct hub *h)
 {
     static char ids[256][24];
     size_t n = 0;
-    int64_t before = hub_now() - h->cfg.stray_after_s;
     char reason[96];
-    snprintf(reason, sizeof(reason), "offline longer than the stray period (%lld s)",
-             (long long)h->cfg.stray_after_s);
-    log_if_err(store_devices_silent(h->store, before, ids, 256, &n));
+    if (h->cfg.stray_after_s > 0) {
+        snprintf(reason, sizeof(reason), "offline longer than the stray period (%lld s)",
+                 (long long)h->cfg.stray_after_s);
+        log_if_err(store_devices_silent(h->store, hub_now() - h->cfg.stray_after_s, ids, 256, &n));
+        stray_mark(h, ids, n, reason);
+    }
+    /* forgotten by its owner: no login for the owner-idle period (JNSA L4) */
+    if (h->cfg.owner_idle_s > 0) {
+        snprintf(reason, sizeof(reason), "its owner has not logged in for %lld s",
+                 (long long)h->cfg.owner_idle_s);
+        log_if_err(
+            store_devices_owner_idle(h->store, hub_now() - h->cfg.owner_idle_s, ids, 256, &n));
+        stray_mark(h, ids, n, reason);
+    }
+}
+
+static void stray_mark(struct hub *h, char (*ids)[24], size_t n, const char *reason)
+{
     for (size_t i = 0; i < n; i++) {
         struct device_rec d;
         if (store_device_get(h->store, ids[i], &d) ||
             hub_device_action_locked(h, &STRAY_WHO, &d, LC_STRAY_MARK, reason, NULL))
             continue;
-        hub_event(h, d.id, "device_stray", "alert", "{\"silent_since\":%lld}",
-                  (long long)(d.last_seen ? d.last_seen : d.claimed_at));
+        hub_event(h, d.id, "device_stray", "alert", "{\"reason\":\"%s\",\"last_seen\":%lld}",
+                  reason, (long long)d.last_seen);
     }
 }
 
@@ -718,7 +734,8 @@ static void *alerts_loop(void *arg)
             due_one(h, &acts[i]);
         log_if_err(store_deliveries_due(h->store, hub_now_ms(), due, DELIVER_BATCH, &n));
         relay_tick(h);
-        if (h->cfg.stray_after_s > 0 && hub_now_ms() - h->alerts->stray_at > 1000) {
+        if ((h->cfg.stray_after_s > 0 || h->cfg.owner_idle_s > 0) &&
+            hub_now_ms() - h->alerts->stray_at > 1000) {
             stray_sweep(h);
             h->alerts->stray_at = hub_now_ms();
         }

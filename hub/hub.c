@@ -67,6 +67,7 @@ void hub_config_defaults(struct hub_config *c)
     c->cert_max_age_days = 365;
     c->rotation_check_s = 60;
     c->stray_after_s = 30 * 24 * 3600;
+    c->owner_idle_s = 365 * 24 * 3600;
     c->rate_window_s = 60;
     c->challenge_s = 6 * 3600;
     snprintf(c->mosquitto_bin, sizeof(c->mosquitto_bin), "/usr/sbin/mosquitto");

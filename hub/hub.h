@@ -47,6 +47,7 @@ struct hub_config {
     int cert_max_age_days; /* rotate certificates older than this (0: never) */
     int rotation_check_s;  /* how often the rotation policy runs */
     int64_t stray_after_s; /* offline this long: stray (0: never) */
+    int64_t owner_idle_s;  /* owner not logged in this long: stray (0: never) */
     int rate_window_s;     /* the rate_spike rule's window (0: off) */
     int challenge_s;       /* a timed signed challenge per online device (0: off) */
     char smtp_url[256];    /* alert mail: smtp:// or smtps:// server ("": no mail) */

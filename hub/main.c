@@ -8,7 +8,8 @@
  *           [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]
  *           [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]
  *           [--syslog local|udp://IP:PORT] [--stray-after SECONDS]
- *           [--rate-window SECONDS] [--challenge-interval SECONDS] [-v]
+ *           [--rate-window SECONDS] [--challenge-interval SECONDS]
+ *           [--owner-idle-after SECONDS] [-v]
  *
  * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
@@ -37,7 +38,8 @@ static void usage(void)
                     "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
                     "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
                     "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS]\n"
-                    "               [--rate-window SECONDS] [--challenge-interval SECONDS] [-v]\n");
+                    "               [--rate-window SECONDS] [--challenge-interval SECONDS]\n"
+                    "               [--owner-idle-after SECONDS] [-v]\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -116,7 +118,11 @@ int main(int argc, char **argv)
             ok = parse_int(v, 0, 7 * 86400, &cfg.challenge_s);
         else if (strcmp(a, "--rate-window") == 0)
             ok = parse_int(v, 0, 3600, &cfg.rate_window_s);
-        else if (strcmp(a, "--stray-after") == 0) {
+        else if (strcmp(a, "--owner-idle-after") == 0) {
+            int v2 = 0;
+            ok = parse_int(v, 0, 10 * 365 * 24 * 3600, &v2);
+            cfg.owner_idle_s = v2;
+        } else if (strcmp(a, "--stray-after") == 0) {
             int v2 = 0;
             ok = parse_int(v, 0, 365 * 24 * 3600, &v2);
             cfg.stray_after_s = v2;

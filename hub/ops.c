@@ -211,6 +211,7 @@ enum mamori_err hub_op_login(struct hub *h, const char *user, const char *passwo
         goto out;
     }
     log_if_err(store_throttle_clear(h->store, ku));
+    log_if_err(store_user_seen(h->store, u.id, hub_now())); /* owner activity (strays) */
     char token[AUTH_TOKEN_TEXT], th[65];
     if ((rc = auth_token_new("mms_", token)))
         goto out;

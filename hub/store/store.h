@@ -528,4 +528,9 @@ enum mamori_err store_devices_online_after(struct store *s, const char *after, c
 
 enum mamori_err store_command_delete(struct store *s, const char *id) MAMORI_MUST_CHECK;
 
+enum mamori_err store_user_seen(struct store *s, int64_t id, int64_t now) MAMORI_MUST_CHECK;
+/* Claimed/active devices whose owner last logged in before `before` (s). */
+enum mamori_err store_devices_owner_idle(struct store *s, int64_t before, char (*ids)[24],
+                                         size_t max, size_t *n) MAMORI_MUST_CHECK;
+
 #endif

@@ -147,6 +147,8 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE exports(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
     "  device_id TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);"
     "CREATE INDEX exports_user ON exports(user_id, id);",
+    /* 12: when each account last logged in (owner activity, for strays). */
+    "ALTER TABLE users ADD COLUMN last_login INTEGER;",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -2288,22 +2290,33 @@ enum mamori_err store_revoked_certs(struct store *s,
     return r == SQLITE_ROW || r == SQLITE_DONE ? MAMORI_OK : MAMORI_ERR_DB;
 }
 
-enum mamori_err store_devices_silent(struct store *s, int64_t before, char (*ids)[24], size_t max,
-                                     size_t *n)
+/* Device ids from a query whose ?1 is an integer (or, with text, a text)
+ * and ?2 the limit. */
+static enum mamori_err ids_query(struct store *s, const char *sql, int64_t v, const char *text,
+                                 char (*ids)[24], size_t max, size_t *n)
 {
     sqlite3_stmt *st;
     *n = 0;
-    if (prep(s,
-             "SELECT id FROM devices WHERE state IN ('claimed','active') AND online=0 AND "
-             "coalesce(last_seen, claimed_at, created_at) < ? ORDER BY id LIMIT ?",
-             &st))
+    if (prep(s, sql, &st))
         return MAMORI_ERR_DB;
-    sqlite3_bind_int64(st, 1, before);
+    if (text)
+        bind_text(st, 1, text);
+    else
+        sqlite3_bind_int64(st, 1, v);
     sqlite3_bind_int(st, 2, (int)max);
     while (*n < max && sqlite3_step(st) == SQLITE_ROW)
         copy_col(st, 0, ids[(*n)++], 24);
     sqlite3_finalize(st);
     return MAMORI_OK;
+}
+
+enum mamori_err store_devices_silent(struct store *s, int64_t before, char (*ids)[24], size_t max,
+                                     size_t *n)
+{
+    return ids_query(s,
+                     "SELECT id FROM devices WHERE state IN ('claimed','active') AND online=0 AND "
+                     "coalesce(last_seen, claimed_at, created_at) < ?1 ORDER BY id LIMIT ?2",
+                     before, NULL, ids, max, n);
 }
 
 enum mamori_err store_device_certs(struct store *s,
@@ -2326,20 +2339,11 @@ enum mamori_err store_device_certs(struct store *s,
 enum mamori_err store_devices_expiring(struct store *s, int64_t before, char (*ids)[24], size_t max,
                                        size_t *n)
 {
-    sqlite3_stmt *st;
-    *n = 0;
-    if (prep(
-            s,
-            "SELECT id FROM devices WHERE state NOT IN ('manufactured','revoked','decommissioned') "
-            "AND cert_not_after < ? ORDER BY cert_not_after LIMIT ?",
-            &st))
-        return MAMORI_ERR_DB;
-    sqlite3_bind_int64(st, 1, before);
-    sqlite3_bind_int(st, 2, (int)max);
-    while (*n < max && sqlite3_step(st) == SQLITE_ROW)
-        copy_col(st, 0, ids[(*n)++], 24);
-    sqlite3_finalize(st);
-    return MAMORI_OK;
+    return ids_query(s,
+                     "SELECT id FROM devices WHERE state NOT IN "
+                     "('manufactured','revoked','decommissioned') AND cert_not_after < ?1 "
+                     "ORDER BY cert_not_after LIMIT ?2",
+                     before, NULL, ids, max, n);
 }
 
 int64_t store_scalar(struct store *s, const char *sql, const char *arg)
@@ -2359,22 +2363,33 @@ int64_t store_scalar(struct store *s, const char *sql, const char *arg)
 enum mamori_err store_devices_online_after(struct store *s, const char *after, char (*ids)[24],
                                            size_t max, size_t *n)
 {
-    sqlite3_stmt *st;
-    *n = 0;
-    if (prep(s,
-             "SELECT id FROM devices WHERE online=1 AND state IN ('claimed','active') AND id>? "
-             "ORDER BY id LIMIT ?",
-             &st))
-        return MAMORI_ERR_DB;
-    bind_text(st, 1, after);
-    sqlite3_bind_int(st, 2, (int)max);
-    while (*n < max && sqlite3_step(st) == SQLITE_ROW)
-        copy_col(st, 0, ids[(*n)++], 24);
-    sqlite3_finalize(st);
-    return MAMORI_OK;
+    return ids_query(s,
+                     "SELECT id FROM devices WHERE online=1 AND state IN ('claimed','active') AND "
+                     "id>?1 ORDER BY id LIMIT ?2",
+                     0, after, ids, max, n);
 }
 
 enum mamori_err store_command_delete(struct store *s, const char *id)
 {
     return exec_text(s, "DELETE FROM commands WHERE id=?", id);
+}
+
+enum mamori_err store_user_seen(struct store *s, int64_t id, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (prep(s, "UPDATE users SET last_login=? WHERE id=?", &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, id);
+    return step_done(s, st);
+}
+
+enum mamori_err store_devices_owner_idle(struct store *s, int64_t before, char (*ids)[24],
+                                         size_t max, size_t *n)
+{
+    return ids_query(s,
+                     "SELECT d.id FROM devices d JOIN users u ON u.id=d.owner_id WHERE d.state IN "
+                     "('claimed','active') AND coalesce(u.last_login, d.claimed_at, 0) < ?1 "
+                     "ORDER BY d.id LIMIT ?2",
+                     before, NULL, ids, max, n);
 }

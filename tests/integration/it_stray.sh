@@ -88,5 +88,16 @@ as op report etsi >"$T/etsi.md"
 check "the ETSI EN 303 645 self-assessment lists its provisions" test "$(grep -c '^| [56]' "$T/etsi.md")" -ge 60
 check "...each met or not applicable, with the count" grep -Eq '^[0-9]+ provisions met, [0-9]+ not applicable, 0 otherwise' "$T/etsi.md"
 check "...for staff" fails as alice report etsi
+
+# --- forgotten by its owner: no login for the owner-idle period
+hub_stop
+hub_start "$DATA" --stray-after 0 --owner-idle-after 3
+MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
+check "an owner who has not logged in for the period: their devices become stray" \
+    wait_for 20 eval '[ "$(dev_state "$D0")" = stray ]'
+check "...and the owner is told why" has_event device_stray "$D0" "has not logged in"
+MAMORI_PASSWORD=$OWNER_PW as alice login --user alice >/dev/null
+check "back, the owner confirms the device" as alice device confirm "$D0" --reason "still here"
+expect_eq "active again" active "$(dev_state "$D0")"
 check "audit chain intact" as admin audit verify
 finish
