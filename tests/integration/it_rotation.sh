@@ -108,6 +108,15 @@ check "the rotation resolves the cert_expiry alert" wait_for 10 eval '[ "$(m1_al
 sleep 3
 expect_eq "a fresh certificate is not rotated again" "$NEW_FP" "$(fp_of "$D0")"
 
+# --- a rotation the device cannot carry out raises cert_rotation_failed
+kill "$AGENT_PID" 2>/dev/null; wait "$AGENT_PID" 2>/dev/null
+wait_for 20 eval '[ "$(as admin device show "$D0" | jget online)" = False ]'
+as op device cmd "$D0" rotate --reason "yearly" >/dev/null
+RC=$(as admin device commands "$D0" | jget commands.0.id)
+# the device answers that it could not make a key (as one with a full disk would)
+mqtt_pub "$P0" "mamori/v1/d/$D0/res" "{\"v\":1,\"seq\":900,\"ts\":$(date +%s%3N),\"body\":{\"cmd\":\"$RC\",\"type\":\"rotate\",\"status\":\"failed\",\"error\":\"no space left\",\"detail\":{}}}" >/dev/null 2>&1
+check "a rotation the device reports failed raises cert_rotation_failed" \
+    wait_for 20 has_alert cert_rotation_failed "$D0"
 check "audit chain intact" as admin audit verify
 [ "$FAIL" -gt 0 ] && { tail -30 "$T/agent0.log"; tail -40 "$T/hub.log"; }
 finish
