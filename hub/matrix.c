@@ -125,6 +125,16 @@ static void put(struct dbuf *b, const char *s, bool *ok)
         *ok = false;
 }
 
+/* The finished text (NUL-terminated, malloc'd), or NULL when anything
+ * overflowed (the buffer is freed either way). */
+static char *md_text(struct dbuf *b, bool ok)
+{
+    if (ok && dbuf_add(b, "", 1) == MAMORI_OK)
+        return dbuf_take(b);
+    dbuf_free(b);
+    return NULL;
+}
+
 /* Text in a Markdown cell: nothing that breaks the table. */
 static void md_cell(struct dbuf *b, const char *s, bool *ok)
 {
@@ -209,11 +219,7 @@ enum mamori_err hub_op_matrix(struct hub *h, const struct principal *who, const 
     const char *legend = "\n✓ done · ◐ partial · ○ planned · n/a out of software's reach "
                          "(docs/threat-matrix.md gives each its code and proof)\n";
     put(&md, legend, &ok);
-    if (dbuf_add(&md, "", 1) != MAMORI_OK)
-        ok = false;
-    char *text = ok ? dbuf_take(&md) : NULL;
-    if (!ok)
-        dbuf_free(&md);
+    char *text = md_text(&md, ok);
     if (rows && text)
         *out = json_pack("{s:s, s:s?, s:I, s:o, s:s}", "scope", device_id ? "device" : "fleet",
                          "device", device_id, "generated_at", (json_int_t)hub_now(), "cells", rows,
@@ -260,11 +266,7 @@ enum mamori_err hub_op_etsi(struct hub *h, const struct principal *who, json_t *
              "\n%d provisions met, %d not applicable, %d otherwise (docs/etsi-en-303-645.md)\n",
              met, na, other);
     put(&md, sum, &ok);
-    if (dbuf_add(&md, "", 1) != MAMORI_OK)
-        ok = false;
-    char *text = ok ? dbuf_take(&md) : NULL;
-    if (!ok)
-        dbuf_free(&md);
+    char *text = md_text(&md, ok);
     if (rows && text)
         *out = json_pack("{s:s, s:i, s:i, s:i, s:o, s:s}", "standard", "ETSI EN 303 645 V2.1.1",
                          "met", met, "not_applicable", na, "other", other, "provisions", rows,
