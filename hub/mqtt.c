@@ -25,12 +25,17 @@
 #include "hub/hub.h"
 
 #define SYNC_TOPIC PROTO_TOPIC_CTL_PREFIX "sync"
-#define SYNC_BATCH 200
+/* A snapshot batch stays well under the broker's packet limit (max_payload
+ * + 1 KiB): a larger one makes the broker drop the hub's session, and every
+ * device stays refused until a snapshot gets through. */
+#define SYNC_BATCH_BYTES (8 * 1024)
 
 static void publish_json(struct hub *h, json_t *msg)
 {
     char *s = json_dump_compact(msg);
-    if (s) {
+    if (s && strlen(s) > (size_t)h->cfg.max_payload) {
+        log_err("sync message of %zu bytes over the payload limit: not sent", strlen(s));
+    } else if (s) {
         int rc = mosquitto_publish(h->mosq, NULL, SYNC_TOPIC, (int)strlen(s), s, 1, false);
         if (rc != MOSQ_ERR_SUCCESS)
             log_warn("sync publish failed: %s", mosquitto_strerror(rc));
@@ -68,6 +73,7 @@ struct snap {
     json_t *batch;
     uint64_t gen;
     int count;
+    size_t bytes; /* of the batch's entries, as sent */
     char last_id[24];
 };
 
@@ -82,6 +88,7 @@ static void flush_batch(struct snap *s)
         json_decref(m);
     }
     json_array_clear(s->batch);
+    s->bytes = 0;
 }
 
 static bool snap_dev(const struct device_rec *d, void *arg)
@@ -94,13 +101,15 @@ static bool snap_dev(const struct device_rec *d, void *arg)
     enum lc_access a = lc_access(st);
     /* Denied devices are sent too, so the plugin can tell "known but
      * refused" from "unknown" in what it reports back. */
+    size_t one = strlen(d->cert_fp) + strlen(d->id) + strlen(d->cert_next_fp) + 24;
+    if (s->bytes + one > SYNC_BATCH_BYTES)
+        flush_batch(s);
+    s->bytes += one;
     json_array_append_new(s->batch,
                           d->cert_next_fp[0]
                               ? json_pack("[s,s,i,s]", d->cert_fp, d->id, (int)a, d->cert_next_fp)
                               : json_pack("[s,s,i]", d->cert_fp, d->id, (int)a));
     s->count++;
-    if (json_array_size(s->batch) >= SYNC_BATCH)
-        flush_batch(s);
     return true;
 }
 

@@ -140,10 +140,19 @@ check "after the restart the active device connects" pub "$P0" "$(hb "$D0")" "$(
 check "after the restart the revoked device is still refused" fails pub "$P1" "$(hb "$D1")" "$(env_msg 9)"
 check "broker restart is recorded" has_event broker_exit
 
+# --- a hub restarted over a registry of hundreds of devices hands the
+# plugin its whole view (snapshot batches stay under the broker's packet
+# limit; a larger one cost the hub its session and left every device out)
+check "300 more identities made" as op factory batch --model sensor-v1 --count 300 --out "$T/fleet300"
+
 # --- a burst that meets a busy hub waits in the broker: none is dropped
 # after the device had its PUBACK (the hub's session queue holds it)
 hub_stop
+n0=$(wc -l <"$T/hub.log")
 hub_start "$DATA" --rate 1000 --burst 1000
+check "restarted over 300+ devices, the plugin takes the hub's snapshot" wait_for 20 plugin_synced
+check "the hub's session was never dropped while sending it" \
+    bash -c "! tail -n +$((n0 + 1)) '$T/hub.log' | grep -q 'hub session to broker lost'"
 MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
 n_burst() { as admin events --device "$D0" --limit 1000 | python3 -c 'import json,sys
 print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="device_event" and (e.get("detail") or {}).get("type")=="burst"))'; }
