@@ -33,7 +33,7 @@ struct opts {
     const char *data, *api, *ca, *session, *password_file, *user, *role, *model, *out, *cert, *csr,
         *identity, *reason, *device, *name, *token_file, *mqtt_host, *cn, *file, *keystore, *tcti,
         *root_keys, *release_keys, *fw_version, *image, *key, *root, *title, *severity, *affected,
-        *fixed, *end, *group, *state, *action, *keep, *confirm;
+        *fixed, *end, *group, *state, *action, *keep, *confirm, *devices;
     const char *pos[4];
     int npos;
     long count, after, limit, days, from, to, ttl;
@@ -49,6 +49,7 @@ static const char *USAGE =
     "session:   bootstrap --user NAME [--token-file FILE]   create the first administrator\n"
     "           login --user NAME | logout | whoami\n"
     "users:     user add NAME --role admin|operator|owner | user list\n"
+    "           user delete NAME --reason TEXT          (admin; the account must own no device)\n"
     "factory:   factory keygen --out DIR [--keystore file|tpm2 [--tcti T]]\n"
     "                                                        device key + CSR (key stays here;\n"
     "                                                        tpm2: made in the TPM)\n"
@@ -98,6 +99,7 @@ static const char *USAGE =
     "code)\n"
     "           transfer accept CODE                    the new owner takes the device over\n"
     "           me export | me erase --confirm USERNAME | exports [ID]   your data (JSON)\n"
+    "           me delete --confirm USERNAME [--devices decommission]   delete your account\n"
     "reports:   report audit                            fleet audit checks (staff)\n"
     "           report matrix [--device ID] [--json]    the live 12 x 5 threat matrix (Markdown)\n"
     "           report etsi [--json]                    ETSI EN 303 645 self-assessment\n"
@@ -176,7 +178,8 @@ static bool parse_args(int argc, char **argv, struct opts *o)
                  {"--state", &o->state},
                  {"--action", &o->action},
                  {"--owner-data", &o->keep},
-                 {"--confirm", &o->confirm}};
+                 {"--confirm", &o->confirm},
+                 {"--devices", &o->devices}};
         bool done = false;
         for (size_t k = 0; k < sizeof(s) / sizeof(s[0]); k++) {
             if (strcmp(a, s[k].k) == 0) {
@@ -454,6 +457,9 @@ static int owner_cmd(const struct api *a, const struct opts *o, const char *cmd,
         return call_print(a, "GET", "me/export", NULL);
     if (strcmp(cmd, "me") == 0 && strcmp(sub, "erase") == 0 && o->confirm)
         return call_print(a, "POST", "me/erase", json_pack("{s:s}", "confirm", o->confirm));
+    if (strcmp(cmd, "me") == 0 && strcmp(sub, "delete") == 0 && o->confirm)
+        return call_print(a, "DELETE", "me",
+                          json_pack("{s:s, s:s*}", "confirm", o->confirm, "devices", o->devices));
     if (strcmp(cmd, "exports") == 0) {
         snprintf(path, sizeof(path), "exports%s%.20s", sub[0] ? "/" : "", sub);
         return call_print(a, "GET", path, NULL);
@@ -802,6 +808,10 @@ int main(int argc, char **argv)
         crypto_wipe(pw, sizeof(pw));
     } else if (strcmp(cmd, "user") == 0 && strcmp(sub, "list") == 0) {
         ret = call_print(&a, "GET", "users", NULL);
+    } else if (strcmp(cmd, "user") == 0 && strcmp(sub, "delete") == 0 && o.npos == 3 && o.reason) {
+        char path[128];
+        snprintf(path, sizeof(path), "users/%.64s", o.pos[2]);
+        ret = call_print(&a, "DELETE", path, json_pack("{s:s}", "reason", o.reason));
     } else if (strcmp(cmd, "factory") == 0 &&
                (strcmp(sub, "enroll") == 0 || strcmp(sub, "register") == 0) && o.model &&
                o.identity) {

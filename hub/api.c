@@ -454,6 +454,20 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
             rc = hub_op_me_erase(h, &who, confirm, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
         }
+    } else if (rt.n == 1 && route_is(&rt, 0, "me") && del) {
+        const char *confirm;
+        json_t *dv = json_object_get(in, "devices");
+        if (dv && !json_is_string(dv) && !json_is_null(dv))
+            reply_err(r, 400, "invalid_request", "devices must be \"decommission\"");
+        else if (need_str(in, "confirm", STORE_NAME_MAX, &confirm, r)) {
+            rc = hub_op_me_delete(h, &who, confirm, json_string_value(dv), &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+        }
+    } else if (rt.n == 2 && route_is(&rt, 0, "users") && del) {
+        if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
+            rc = hub_op_user_delete(h, &who, rt.seg[1], reason, &out, &e);
+            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
+        }
     } else if ((rt.n == 1 || rt.n == 2) && route_is(&rt, 0, "exports") && get) {
         int64_t xid = rt.n == 2 ? route_int(rt.seg[1], 0, 1, INT64_MAX) : 0;
         rc = rt.n == 2 && !xid ? MAMORI_ERR_NOTFOUND : hub_op_exports(h, &who, xid, &out);

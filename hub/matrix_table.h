@@ -189,7 +189,7 @@ static const struct etsi_row ETSI_ROWS[] = {
     {"5.9-2", "met", "devices work locally while the hub is away (outbox, local checks)", "it_telemetry.sh"},
     {"5.9-3", "met", "orderly reconnection: backoff with jitter, TLS resumption", "it_connection.sh"},
     {"5.10-1", "met", "telemetry and connection data examined by rules (rate spikes, refusals, relay, clones)", "it_alerts.sh; it_anomaly.sh"},
-    {"5.11-1", "met", "owners erase their data; decommission erases what the hub held", "it_owners.sh; it_disposal.sh"},
+    {"5.11-1", "met", "owners erase their data and delete their accounts; decommission erases what the hub held", "it_owners.sh: \"alice deletes her account, decommissioning her 2 devices\"; it_disposal.sh"},
     {"5.11-2", "met", "wipe on the device removes keys and state", "it_commands.sh: \"wipe: no private key file left\""},
     {"5.11-3", "met", "owners erase the data of their devices on the hub", "it_owners.sh: \"alice erases her data\""},
     {"5.11-4", "met", "erasure is confirmed (API answer, audit entry)", "it_owners.sh: \"every step is audited\""},

@@ -41,7 +41,8 @@ void hub_event(struct hub *h, const char *device_id, const char *kind, const cha
         log_err("cannot record event %s", kind);
     if (strcmp(severity, "alert") == 0 || strcmp(severity, "warning") == 0)
         log_warn("event %s %s %s", kind, device_id ? device_id : "-", detail);
-    alerts_on_event(h, device_id, kind, severity, detail);
+    if (!h->cfg.rules_off)
+        alerts_on_event(h, device_id, kind, severity, detail);
 }
 
 /* Appends an audit entry and commits the open transaction. Lock held. */
@@ -296,6 +297,12 @@ enum mamori_err hub_op_user_add(struct hub *h, const struct principal *who, cons
         return rc;
     int64_t id = 0;
     pthread_mutex_lock(&h->lock);
+    if (store_name_retired(h->store, name)) {
+        /* the audit log names the deleted account: no one else takes it */
+        SET_ERR(e, "the name '%s' belonged to a deleted account and is not given out again", name);
+        rc = MAMORI_ERR_EXISTS;
+        goto out;
+    }
     if ((rc = store_begin(h->store)))
         goto out;
     rc = store_user_add(h->store, name, r, pwh, hub_now(), &id);

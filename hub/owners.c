@@ -398,3 +398,114 @@ enum mamori_err hub_op_me_erase(struct hub *h, const struct principal *who, cons
     json_decref(ids);
     return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
 }
+
+/* Deletes the account (lock held, no transaction open): refused for the
+ * last administrator; everything that is only the account's goes with it
+ * (store_user_delete), the audit log keeps its name. */
+static enum mamori_err user_delete_locked(struct hub *h, const struct principal *who,
+                                          const struct user_rec *u, const char *reason,
+                                          size_t decommissioned, struct op_err *e)
+{
+    if (u->role == ROLE_ADMIN &&
+        store_scalar(h->store, "SELECT count(*) FROM users WHERE role='admin'", NULL) <= 1) {
+        SET_ERR(e, "the last administrator cannot be deleted");
+        return MAMORI_ERR_STATE;
+    }
+    enum mamori_err rc = store_begin(h->store);
+    if (rc)
+        return rc;
+    if ((rc = store_user_delete(h->store, u->id, hub_now()))) {
+        store_rollback(h->store);
+        if (rc == MAMORI_ERR_STATE)
+            SET_ERR(e, "'%s' still owns devices: transfer or decommission them first", u->name);
+        return rc;
+    }
+    char detail[96];
+    snprintf(detail, sizeof(detail), "{\"role\":\"%s\",\"devices_decommissioned\":%zu}",
+             store_role_name(u->role), decommissioned);
+    return hub_commit_audited(h, who, "user_deleted", u->name, reason, detail);
+}
+
+enum mamori_err hub_op_me_delete(struct hub *h, const struct principal *who, const char *confirm,
+                                 const char *devices, json_t **out, struct op_err *e)
+{
+    *out = NULL;
+    if (strcmp(confirm, who->name) != 0) {
+        SET_ERR(e, "confirm with your user name: this cannot be undone");
+        return MAMORI_ERR_INVAL;
+    }
+    bool decommission = devices && strcmp(devices, "decommission") == 0;
+    if (devices && devices[0] && !decommission) {
+        SET_ERR(e, "devices must be \"decommission\" (or left out)");
+        return MAMORI_ERR_INVAL;
+    }
+    json_t *ids = who->role == ROLE_OWNER ? owned_ids(h, who) : json_array();
+    if (!ids)
+        return MAMORI_ERR_NOMEM;
+    if (json_array_size(ids) && !decommission) {
+        SET_ERR(e,
+                "you own %zu device(s): transfer them first, or delete with devices "
+                "\"decommission\" (each is wiped, its certificate revoked, its data erased)",
+                json_array_size(ids));
+        json_decref(ids);
+        return MAMORI_ERR_STATE;
+    }
+    struct user_rec u;
+    size_t done = 0;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_user_by_id(h->store, who->user_id, &u);
+    crypto_wipe(u.pwhash, sizeof(u.pwhash));
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        struct device_rec d;
+        if (rc || store_device_get(h->store, json_string_value(v), &d) ||
+            d.owner_id != who->user_id)
+            continue;
+        rc = hub_device_action_locked(h, who, &d, LC_DECOMMISSION, "the owner deleted the account",
+                                      NULL);
+        if (rc)
+            SET_ERR(e, "device %s could not be decommissioned; the account stays", d.id);
+        else
+            done++;
+    }
+    if (!rc)
+        rc = user_delete_locked(h, who, &u, "by the account's own request", done, e);
+    pthread_mutex_unlock(&h->lock);
+    json_decref(ids);
+    if (!rc)
+        *out = json_pack("{s:s, s:I}", "deleted", who->name, "devices_decommissioned",
+                         (json_int_t)done);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}
+
+enum mamori_err hub_op_user_delete(struct hub *h, const struct principal *who, const char *name,
+                                   const char *reason, json_t **out, struct op_err *e)
+{
+    *out = NULL;
+    if (who->role != ROLE_ADMIN)
+        return MAMORI_ERR_FORBIDDEN;
+    struct user_rec u;
+    pthread_mutex_lock(&h->lock);
+    enum mamori_err rc = store_user_get(h->store, name, &u);
+    crypto_wipe(u.pwhash, sizeof(u.pwhash));
+    char id[24];
+    snprintf(id, sizeof(id), "%" PRId64, u.id);
+    int64_t owned = rc ? 0
+                       : store_scalar(h->store,
+                                      "SELECT count(*) FROM devices WHERE owner_id=CAST(?1 AS "
+                                      "INTEGER)",
+                                      id);
+    if (!rc && owned != 0) {
+        SET_ERR(e, "'%s' owns %lld device(s): they transfer them, or staff decommission them first",
+                name, (long long)owned);
+        rc = MAMORI_ERR_STATE;
+    }
+    if (!rc)
+        rc = user_delete_locked(h, who, &u, reason, 0, e);
+    pthread_mutex_unlock(&h->lock);
+    if (!rc)
+        *out = json_pack("{s:s}", "deleted", name);
+    return rc ? rc : (*out ? MAMORI_OK : MAMORI_ERR_NOMEM);
+}

@@ -29,6 +29,17 @@ enum mamori_err hub_op_me_export(struct hub *h, const struct principal *who,
 /* Erases the data of the caller's devices (confirm: the caller's name). */
 enum mamori_err hub_op_me_erase(struct hub *h, const struct principal *who, const char *confirm,
                                 json_t **out, struct op_err *e) MAMORI_MUST_CHECK;
+/* Deletes the caller's account (confirm: the caller's name). Devices the
+ * caller owns make it refuse (MAMORI_ERR_STATE) unless devices is
+ * "decommission": each is then decommissioned first (wiped, its
+ * certificate revoked, its data erased). The last administrator stays. */
+enum mamori_err hub_op_me_delete(struct hub *h, const struct principal *who, const char *confirm,
+                                 const char *devices, json_t **out,
+                                 struct op_err *e) MAMORI_MUST_CHECK;
+/* An administrator deletes an account that owns no device (reason audited). */
+enum mamori_err hub_op_user_delete(struct hub *h, const struct principal *who, const char *name,
+                                   const char *reason, json_t **out,
+                                   struct op_err *e) MAMORI_MUST_CHECK;
 /* The exports kept for the caller (id 0: the list; else that one). */
 enum mamori_err hub_op_exports(struct hub *h, const struct principal *who, int64_t id,
                                json_t **out) MAMORI_MUST_CHECK;

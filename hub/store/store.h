@@ -109,6 +109,13 @@ enum mamori_err store_user_by_id(struct store *s, int64_t id,
 enum mamori_err store_user_list(struct store *s, bool (*cb)(const struct user_rec *, void *),
                                 void *arg) MAMORI_MUST_CHECK;
 int64_t store_user_count(struct store *s);
+/* Deletes an account and what is only its: sessions, exports, transfers it
+ * started, its throttles; its name is retired (never given out again).
+ * MAMORI_ERR_STATE while a device still names it as owner. In a
+ * transaction. */
+enum mamori_err store_user_delete(struct store *s, int64_t id, int64_t now) MAMORI_MUST_CHECK;
+/* Whether name belonged to a deleted account. */
+bool store_name_retired(struct store *s, const char *name);
 
 enum mamori_err store_session_add(struct store *s, const char *token_hash, int64_t user_id,
                                   int64_t now, int64_t expires) MAMORI_MUST_CHECK;
@@ -456,6 +463,10 @@ struct delivery_rec {
     char url[512], secret[80];
     char payload[2048];
 };
+/* Retention: resolved alerts last seen before before_ms and finished
+ * deliveries created before it go; the counts deleted are returned. */
+enum mamori_err store_alerts_prune(struct store *s, int64_t before_ms, int64_t *alerts,
+                                   int64_t *deliveries) MAMORI_MUST_CHECK;
 enum mamori_err store_delivery_add(struct store *s, int64_t webhook_id, int64_t alert_id,
                                    const char *payload, int64_t now) MAMORI_MUST_CHECK;
 enum mamori_err store_deliveries_due(struct store *s, int64_t now, struct delivery_rec *out,

@@ -149,6 +149,9 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX exports_user ON exports(user_id, id);",
     /* 12: when each account last logged in (owner activity, for strays). */
     "ALTER TABLE users ADD COLUMN last_login INTEGER;",
+    /* 13: the names of deleted accounts, never given out again (the audit
+     * log names them). */
+    "CREATE TABLE retired_names(name TEXT PRIMARY KEY, retired_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -2392,4 +2395,57 @@ enum mamori_err store_devices_owner_idle(struct store *s, int64_t before, char (
                      "('claimed','active') AND coalesce(u.last_login, d.claimed_at, 0) < ?1 "
                      "ORDER BY d.id LIMIT ?2",
                      before, NULL, ids, max, n);
+}
+
+enum mamori_err store_user_delete(struct store *s, int64_t id, int64_t now)
+{
+    /* Everything that is the account's; a device still owned by it fails
+     * the last statement (foreign key) and the caller rolls back. */
+    static const char *const SQL[] = {
+        "DELETE FROM sessions WHERE user_id=?1",
+        "DELETE FROM exports WHERE user_id=?1",
+        "DELETE FROM transfers WHERE from_user=?1",
+        "DELETE FROM throttle WHERE key IN ('claim:'||?1, 'transfer:'||?1, "
+        "  'u:'||(SELECT name FROM users WHERE id=?1))",
+        "INSERT OR IGNORE INTO retired_names(name,retired_at) SELECT name,?2 FROM users WHERE "
+        "id=?1",
+        "DELETE FROM users WHERE id=?1",
+    };
+    for (size_t i = 0; i < sizeof(SQL) / sizeof(SQL[0]); i++) {
+        sqlite3_stmt *st;
+        if (prep(s, SQL[i], &st))
+            return MAMORI_ERR_DB;
+        sqlite3_bind_int64(st, 1, id);
+        if (sqlite3_bind_parameter_count(st) >= 2)
+            sqlite3_bind_int64(st, 2, now);
+        enum mamori_err rc = step_done(s, st);
+        if (rc)
+            return rc == MAMORI_ERR_EXISTS ? MAMORI_ERR_STATE : rc;
+    }
+    return sqlite3_changes(s->db) == 1 ? MAMORI_OK : MAMORI_ERR_NOTFOUND;
+}
+
+bool store_name_retired(struct store *s, const char *name)
+{
+    return store_scalar(s, "SELECT count(*) FROM retired_names WHERE name=?1", name) != 0;
+}
+
+enum mamori_err store_alerts_prune(struct store *s, int64_t before_ms, int64_t *alerts,
+                                   int64_t *deliveries)
+{
+    static const char *const SQL[] = {
+        "DELETE FROM deliveries WHERE state<>'pending' AND created_at<?1",
+        "DELETE FROM alerts WHERE state='resolved' AND last_at<?1",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        sqlite3_stmt *st;
+        if (prep(s, SQL[i], &st))
+            return MAMORI_ERR_DB;
+        sqlite3_bind_int64(st, 1, before_ms);
+        enum mamori_err rc = step_done(s, st);
+        if (rc)
+            return rc;
+        *(i ? alerts : deliveries) = sqlite3_changes(s->db);
+    }
+    return MAMORI_OK;
 }

@@ -6,7 +6,7 @@
 # endpoint), their pending commands are cancelled, their data leaves the
 # device's records (kept for them as an export, or erased, as they chose)
 # and the new owner sees only what comes after. Owners export all their
-# data as JSON and erase it.
+# data as JSON and erase it, and delete their accounts.
 . "$(dirname "$0")/lib.sh"
 
 hub_start "$T/data"
@@ -50,9 +50,9 @@ check "...nor start another transfer" fails as alice transfer start "$D0"
 n_selftests() { as admin device commands "$D0" | python3 -c 'import json,sys; print(sum(1 for c in json.load(sys.stdin)["commands"] if c["type"]=="self-test"))'; }
 expect_eq "alice's pending self-test is withdrawn" 0 "$(n_selftests)"
 expect_eq "bob sees none of alice's telemetry" 0 "$(stored "$D0")"
-n_old_events() { as bob events --device "$D0" | python3 -c 'import json,sys
-print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]!="owner_changed"))'; }
-expect_eq "...nor her events" 0 "$(n_old_events)"
+old_events() { as bob events --device "$D0" | python3 -c 'import json,sys
+print(" ".join(e["kind"] for e in json.load(sys.stdin)["events"] if e["kind"]!="owner_changed"))'; }
+expect_eq "...nor her events" "" "$(old_events)"
 check "bob owns it" as bob device show "$D0"
 check "alice keeps her other device" as alice device show "$D1"
 
@@ -96,8 +96,51 @@ expect_eq "her telemetry is gone" 0 "$(stored "$D0")"
 expect_eq "...and her exports" 0 "$(as alice exports | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["exports"]))')"
 check "she still owns her devices" as alice device show "$D0"
 check "staff have no owner data to erase" fails as op me erase --confirm op
+
+# --- account deletion: refused while it would orphan devices; with the
+# owner's choice to decommission them, the devices are wiped and retired
+# first, then the account, its sessions, exports and throttles go; the
+# name is never given out again (the audit log keeps it)
+refused_with() { local want=$1 err; shift; err=$("$@" 2>&1 >/dev/null) && return 1; grep -q "$want" <<<"$err"; }
+check "deleting an account needs the user name as confirmation" fails as alice me delete --confirm bob
+check "an unknown choice for the devices is refused" fails as alice me delete --confirm alice --devices keep
+check "alice owns devices: her deletion is refused until she chooses" \
+    refused_with "transfer them first" as alice me delete --confirm alice
+check "...and her account and devices are untouched" as alice device show "$D1"
+check "an owner cannot delete other accounts" fails as alice user delete bob --reason x
+check "an operator cannot delete accounts" fails as op user delete bob --reason x
+check "an administrator does not delete an account that owns devices" \
+    refused_with "owns 2 device" as admin user delete alice --reason "asked by mail"
+check "the last administrator cannot delete their account" \
+    refused_with "last administrator" as admin me delete --confirm admin
+agent_start 0
+A0=$AGENT_PID
+check "alice's device is back online" wait_for 20 stat_is 0 connected True
+P0=$(dev_dir 0)
+TOK=$(token_of alice)
+OUT=$(as alice me delete --confirm alice --devices decommission)
+expect_eq "alice deletes her account, decommissioning her 2 devices" 2 "$(jget devices_decommissioned <<<"$OUT")"
+check "the online device got the signed wipe: it erases its keys and stops" \
+    wait_for 20 bash -c "! kill -0 $A0 2>/dev/null && [ ! -e '$P0/device.key' ]"
+expect_eq "both devices are decommissioned" "decommissioned decommissioned" "$(dev_state "$D0") $(dev_state "$D1")"
+expect_eq "...and name no owner" "" "$(as admin device show "$D0" | jget owner 2>/dev/null)"
+expect_eq "her session ended at once" 401 "$(http GET devices "" "$TOK")"
+check "she cannot log in" fails env MAMORI_PASSWORD="$OWNER_PW" "$BIN/mamorictl" --data "$DATA" \
+    --session "$T/session-alice2" login --user alice
+check "the name alice is not given out again" refused_with "not given out again" \
+    env MAMORI_NEW_PASSWORD="$OWNER_PW" "$BIN/mamorictl" --data "$DATA" --session "$T/session-admin" \
+    user add alice --role owner
+check "users no longer lists her" bash -c "! '$BIN/mamorictl' --data '$DATA' --session '$T/session-admin' user list | grep -q '\"alice\"'"
+check "the administrator deletes the operator's account" as admin user delete op --reason "left the team"
+check "the operator's session ended" fails as op device list
+check "a deleted account is not found again" fails as admin user delete op --reason again
+check "bob, who owns nothing now, deletes his own account" as bob me delete --confirm bob
+check "his session ended" fails as bob device list
+expect_eq "three user_deleted entries, with who and why" 3 "$(as admin audit list --limit 1000 | python3 -c 'import json,sys
+print(sum(1 for e in json.load(sys.stdin)["entries"] if e["action"]=="user_deleted"))')"
+
 audited() { local out; out=$(as admin audit list --limit 1000) || return 1
-    for a in transfer_started transfer_cancelled device_transferred owner_data_erased; do grep -q "\"$a\"" <<<"$out" || return 1; done; }
+    for a in transfer_started transfer_cancelled device_transferred owner_data_erased user_deleted; do grep -q "\"$a\"" <<<"$out" || return 1; done; }
 check "every step is audited" audited
 check "audit chain intact" as admin audit verify
 finish

@@ -270,11 +270,11 @@ static void passwords(void **st)
 static void store_basics(void **st)
 {
     struct fx *f = *st;
-    assert_int_equal(store_schema_version(f->s), 12);
+    assert_int_equal(store_schema_version(f->s), 13);
     /* reopening runs no migration twice */
     struct store *s2 = NULL;
     assert_int_equal(store_open(f->db, &s2), MAMORI_OK);
-    assert_int_equal(store_schema_version(s2), 12);
+    assert_int_equal(store_schema_version(s2), 13);
     store_close(s2);
     int64_t uid = 0;
     assert_int_equal(store_user_add(f->s, "bob", ROLE_OWNER, "$argon2id$x", 1, &uid), MAMORI_OK);
@@ -468,6 +468,92 @@ static void store_alerts_lifecycle(void **st)
     assert_string_equal(got.action, "quarantine");
 }
 
+/* Retention: only resolved alerts and finished deliveries older than the
+ * cut go; live alerts and pending deliveries stay whatever their age. */
+static void store_alert_retention(void **st)
+{
+    struct fx *f = *st;
+    struct alert_rec old_res, old_open, new_res;
+    bool created;
+    const char *dev = "MMAAAAAAAAAAAAAAAA";
+    assert_int_equal(
+        store_alert_raise(f->s, "config_drift", dev, "warning", "{}", 100, &old_res, &created),
+        MAMORI_OK);
+    assert_int_equal(store_alert_set(f->s, old_res.id, "resolved", "op", ""), MAMORI_OK);
+    assert_int_equal(
+        store_alert_raise(f->s, "heartbeat_loss", dev, "alert", "{}", 100, &old_open, &created),
+        MAMORI_OK);
+    assert_int_equal(
+        store_alert_raise(f->s, "config_drift", dev, "warning", "{}", 5000, &new_res, &created),
+        MAMORI_OK);
+    assert_int_equal(store_alert_set(f->s, new_res.id, "resolved", "op", ""), MAMORI_OK);
+    struct webhook_rec w = {.created_at = 1};
+    snprintf(w.url, sizeof(w.url), "https://hooks.example/x");
+    snprintf(w.secret, sizeof(w.secret), "s");
+    snprintf(w.created_by, sizeof(w.created_by), "admin");
+    assert_int_equal(store_webhook_add(f->s, &w), MAMORI_OK);
+    assert_int_equal(store_delivery_add(f->s, w.id, old_res.id, "{}", 100), MAMORI_OK);
+    assert_int_equal(store_delivery_add(f->s, w.id, old_open.id, "{}", 100), MAMORI_OK);
+    assert_int_equal(store_delivery_set(f->s, 1, "sent", 1, 0, ""), MAMORI_OK);
+    int64_t na = -1, nd = -1;
+    assert_int_equal(store_alerts_prune(f->s, 1000, &na, &nd), MAMORI_OK);
+    assert_int_equal(na, 1);
+    assert_int_equal(nd, 1);
+    struct alert_rec got;
+    assert_int_equal(store_alert_get(f->s, old_res.id, &got), MAMORI_ERR_NOTFOUND);
+    assert_int_equal(store_alert_get(f->s, old_open.id, &got), MAMORI_OK);
+    assert_int_equal(store_alert_get(f->s, new_res.id, &got), MAMORI_OK);
+    assert_int_equal(
+        store_scalar(f->s, "SELECT count(*) FROM deliveries WHERE state='pending'", NULL), 1);
+    /* nothing left to cut: a second sweep removes nothing */
+    assert_int_equal(store_alerts_prune(f->s, 1000, &na, &nd), MAMORI_OK);
+    assert_true(na == 0 && nd == 0);
+}
+
+/* An account goes with what is only its; a name once used is never given
+ * out again; an account that still owns a device is not deleted. */
+static void store_user_deletion(void **st)
+{
+    struct fx *f = *st;
+    int64_t carol = 0, dave = 0, uid = 0;
+    assert_int_equal(store_user_add(f->s, "carol", ROLE_OWNER, "$argon2id$x", 1, &carol),
+                     MAMORI_OK);
+    assert_int_equal(store_user_add(f->s, "dave", ROLE_OWNER, "$argon2id$x", 1, &dave), MAMORI_OK);
+    assert_int_equal(store_session_add(f->s, "th-carol", carol, 1, 1000), MAMORI_OK);
+    assert_int_equal(store_session_add(f->s, "th-dave", dave, 1, 1000), MAMORI_OK);
+    assert_int_equal(store_export_add(f->s, carol, "MMAAAAAAAAAAAAAAAA", "{}", 2, NULL), MAMORI_OK);
+    struct device_rec d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.id, sizeof(d.id), "MMDDDDDDDDDDDDDDDD");
+    snprintf(d.model, sizeof(d.model), "m");
+    snprintf(d.state, sizeof(d.state), "manufactured");
+    memset(d.cert_fp, 'd', 64);
+    d.hb_interval = 30;
+    assert_int_equal(store_device_add(f->s, &d, "pem", NULL), MAMORI_OK);
+    assert_int_equal(store_device_claim(f->s, d.id, dave, 3), MAMORI_OK);
+
+    assert_int_equal(store_begin(f->s), MAMORI_OK);
+    assert_int_equal(store_user_delete(f->s, carol, 10), MAMORI_OK);
+    assert_int_equal(store_commit(f->s), MAMORI_OK);
+    struct user_rec u;
+    assert_int_equal(store_user_get(f->s, "carol", &u), MAMORI_ERR_NOTFOUND);
+    assert_int_equal(store_session_get(f->s, "th-carol", 5, &uid), MAMORI_ERR_AUTH);
+    assert_int_equal(store_scalar(f->s, "SELECT count(*) FROM exports", NULL), 0);
+    assert_true(store_name_retired(f->s, "carol"));
+    assert_false(store_name_retired(f->s, "dave"));
+    /* dave still owns a device: refused, nothing of his goes */
+    assert_int_equal(store_begin(f->s), MAMORI_OK);
+    assert_int_equal(store_user_delete(f->s, dave, 10), MAMORI_ERR_STATE);
+    store_rollback(f->s);
+    assert_int_equal(store_user_get(f->s, "dave", &u), MAMORI_OK);
+    assert_int_equal(store_session_get(f->s, "th-dave", 5, &uid), MAMORI_OK);
+    assert_false(store_name_retired(f->s, "dave"));
+    /* no such account */
+    assert_int_equal(store_begin(f->s), MAMORI_OK);
+    assert_int_equal(store_user_delete(f->s, 999, 10), MAMORI_ERR_NOTFOUND);
+    store_rollback(f->s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -488,6 +574,8 @@ int main(void)
         cmocka_unit_test(passwords),
         cmocka_unit_test_setup_teardown(store_basics, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(store_alerts_lifecycle, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(store_alert_retention, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(store_user_deletion, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("hub", tests, NULL, NULL);
 }
