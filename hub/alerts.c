@@ -215,6 +215,7 @@ struct alerts_state {
     int64_t crl_at;    /* when the CRL was last written (ms) */
     int64_t stray_at;  /* last sweep for stray devices (ms) */
     int64_t expiry_at; /* last sweep for expiring certificates (ms; 0: at once) */
+    int64_t prune_at;  /* last retention sweep (ms; 0: at once) */
     /* woken when something is queued, so a delivery leaves at once */
     pthread_mutex_t wake_mu;
     pthread_cond_t wake;
@@ -720,6 +721,18 @@ static const char *post(struct hub *h, const struct delivery_rec *d, char *why, 
     return NULL;
 }
 
+/* Resolved alerts last seen, and deliveries made, more than
+ * --alert-retention-days ago go (the audit log keeps who acknowledged and
+ * resolved what). Lock held. */
+static void prune_sweep(struct hub *h)
+{
+    int64_t na = 0, nd = 0;
+    int64_t before = hub_now_ms() - (int64_t)h->cfg.alert_retention_days * 86400 * 1000;
+    if (store_alerts_prune(h->store, before, &na, &nd) == MAMORI_OK && (na || nd))
+        log_info("retention: %lld resolved alerts and %lld deliveries older than %d days removed",
+                 (long long)na, (long long)nd, h->cfg.alert_retention_days);
+}
+
 static void *alerts_loop(void *arg)
 {
     struct hub *h = arg;
@@ -742,6 +755,12 @@ static void *alerts_loop(void *arg)
         if (hub_now_ms() - h->alerts->expiry_at > (int64_t)h->cfg.rotation_check_s * 1000) {
             expiry_sweep(h);
             h->alerts->expiry_at = hub_now_ms();
+        }
+        /* retention: resolved alerts and finished deliveries, daily */
+        if (h->cfg.alert_retention_days > 0 &&
+            hub_now_ms() - h->alerts->prune_at > 24LL * 3600 * 1000) {
+            prune_sweep(h);
+            h->alerts->prune_at = hub_now_ms();
         }
         /* the CRL's next update is 7 days out: renewed daily */
         if (hub_now_ms() - h->alerts->crl_at > 24LL * 3600 * 1000) {

@@ -43,16 +43,18 @@ struct hub_config {
     int msg_burst;        /* bucket size */
     int session_ttl_s;    /* API session lifetime */
     int device_cert_days;
-    int cert_renew_days;   /* rotate when the certificate expires within this */
-    int cert_max_age_days; /* rotate certificates older than this (0: never) */
-    int rotation_check_s;  /* how often the rotation policy runs */
-    int64_t stray_after_s; /* offline this long: stray (0: never) */
-    int64_t owner_idle_s;  /* owner not logged in this long: stray (0: never) */
-    int rate_window_s;     /* the rate_spike rule's window (0: off) */
-    int challenge_s;       /* a timed signed challenge per online device (0: off) */
-    char smtp_url[256];    /* alert mail: smtp:// or smtps:// server ("": no mail) */
-    char smtp_from[128];   /* its sender address */
-    char syslog[128];      /* alerts to syslog: "local", "udp://IPv4:PORT" or "" */
+    int cert_renew_days;      /* rotate when the certificate expires within this */
+    int cert_max_age_days;    /* rotate certificates older than this (0: never) */
+    int rotation_check_s;     /* how often the rotation policy runs */
+    int64_t stray_after_s;    /* offline this long: stray (0: never) */
+    int64_t owner_idle_s;     /* owner not logged in this long: stray (0: never) */
+    int rate_window_s;        /* the rate_spike rule's window (0: off) */
+    int challenge_s;          /* a timed signed challenge per online device (0: off) */
+    bool rules_off;           /* alert rules not evaluated (--rules off: a measurement baseline) */
+    int alert_retention_days; /* resolved alerts, finished deliveries kept (0: forever) */
+    char smtp_url[256];       /* alert mail: smtp:// or smtps:// server ("": no mail) */
+    char smtp_from[128];      /* its sender address */
+    char syslog[128];         /* alerts to syslog: "local", "udp://IPv4:PORT" or "" */
     char mosquitto_bin[HUB_PATH_MAX];
     char plugin_path[HUB_PATH_MAX];
 };

@@ -9,7 +9,8 @@
  *           [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]
  *           [--syslog local|udp://IP:PORT] [--stray-after SECONDS]
  *           [--rate-window SECONDS] [--challenge-interval SECONDS]
- *           [--owner-idle-after SECONDS] [-v]
+ *           [--owner-idle-after SECONDS] [--rules on|off]
+ *           [--alert-retention-days N] [-v]
  *
  * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
@@ -39,7 +40,8 @@ static void usage(void)
                     "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
                     "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS]\n"
                     "               [--rate-window SECONDS] [--challenge-interval SECONDS]\n"
-                    "               [--owner-idle-after SECONDS] [-v]\n");
+                    "               [--owner-idle-after SECONDS] [--rules on|off]\n"
+                    "               [--alert-retention-days N] [-v]\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -116,7 +118,12 @@ int main(int argc, char **argv)
             ok = parse_int(v, 1, 86400, &cfg.rotation_check_s);
         else if (strcmp(a, "--challenge-interval") == 0)
             ok = parse_int(v, 0, 7 * 86400, &cfg.challenge_s);
-        else if (strcmp(a, "--rate-window") == 0)
+        else if (strcmp(a, "--alert-retention-days") == 0)
+            ok = parse_int(v, 0, 3650, &cfg.alert_retention_days);
+        else if (strcmp(a, "--rules") == 0) {
+            ok = strcmp(v, "on") == 0 || strcmp(v, "off") == 0;
+            cfg.rules_off = strcmp(v, "off") == 0;
+        } else if (strcmp(a, "--rate-window") == 0)
             ok = parse_int(v, 0, 3600, &cfg.rate_window_s);
         else if (strcmp(a, "--owner-idle-after") == 0) {
             int v2 = 0;
@@ -184,6 +191,8 @@ int main(int argc, char **argv)
         hub_free(&h);
         return 1;
     }
+    if (cfg.rules_off)
+        log_warn("alert rules are off (--rules off): events are recorded, no alert is raised");
     if (demo > 0 && (rc = demo_fleet(&h, demo)) != MAMORI_OK)
         log_warn("demo fleet incomplete: %s", mamori_strerror(rc));
     log_info("ready: API https://%s:%d/api/v1  MQTT mqtts://%s:%d  data %s", cfg.listen_addr,

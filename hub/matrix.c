@@ -41,8 +41,8 @@ static void live(struct hub *h, const char *id, const struct device_rec *d, char
                      d->online ? "online" : "offline",
                      d->last_seen ? (days_ago(d->last_seen, when, sizeof(when)), when) : "never");
         else
-            snprintf(out, n, "heartbeat %d s, offline alert on; %lld of %lld devices online",
-                     h->cfg.heartbeat_s,
+            snprintf(out, n, "heartbeat %d s, offline alert %s; %lld of %lld devices online",
+                     h->cfg.heartbeat_s, h->cfg.rules_off ? "OFF (--rules off)" : "on",
                      (long long)count(h, "SELECT count(*) FROM devices WHERE online=1", NULL),
                      (long long)count(h, "SELECT count(*) FROM devices", NULL));
     } else if (!strcmp(id, "T05-L2c") || !strcmp(id, "T01-L2a")) {
@@ -102,7 +102,8 @@ static void live(struct hub *h, const char *id, const struct device_rec *d, char
                  h->cfg.api_per_address);
     } else if (!strcmp(id, "T07-L2d") || !strcmp(id, "T10-L2a")) {
         snprintf(
-            out, n, "%lld alerts open (%lld identity_clone, %lld auth_failures)",
+            out, n, "%s%lld alerts open (%lld identity_clone, %lld auth_failures)",
+            h->cfg.rules_off ? "alert rules OFF (--rules off); " : "",
             (long long)count(h, "SELECT count(*) FROM alerts WHERE state<>'resolved'", NULL),
             (long long)count(
                 h, "SELECT count(*) FROM alerts WHERE state<>'resolved' AND rule='identity_clone'",

@@ -137,6 +137,7 @@ enum mamori_err hub_op_fleet_audit(struct hub *h, const struct principal *who, j
         {"claimed_never_seen", "claimed more than 7 days ago and never connected", NULL, 0},
         {"unclaimed_inventory", "manufactured more than 90 days ago and never claimed", NULL, 0},
         {"broad_admin_accounts", "more than two administrator accounts", NULL, 0},
+        {"alert_rules_off", "the hub runs with its alert rules off (--rules off)", NULL, 0},
     };
     const size_t nc = sizeof(c) / sizeof(c[0]);
     *out = NULL;
@@ -164,6 +165,8 @@ enum mamori_err hub_op_fleet_audit(struct hub *h, const struct principal *who, j
         json_array_clear(c[8].items);
         c[8].count = 0;
     }
+    if (h->cfg.rules_off)
+        add(&c[9], json_pack("{s:s}", "setting", "--rules off"));
     json_t *checks = json_array();
     for (size_t i = 0; !rc && checks && i < nc; i++) {
         json_array_append_new(checks, json_pack("{s:s, s:s, s:s, s:i, s:o}", "id", c[i].id, "title",

@@ -2,17 +2,25 @@
  * mamori-sim - many simulated devices in one process, each with its own
  * identity and its own real mTLS connection, driven by one poll() loop.
  *
- *   mamori-sim --identities DIR [--devices N] [--heartbeat S]
+ *   mamori-sim --identities DIR [--first K] [--devices N] [--heartbeat S]
  *              [--telemetry S] [--duration S] [--status FILE]
  *              [--broker-host HOST] [--broker-port PORT] [--updates DIR]
+ *              [--events MS] [--event-body JSON] [--alt-every K --alt-body JSON]
  *
  * --updates DIR gives each device a state directory and A/B update slots
  * under DIR (its identity needs update-root.json): the devices then take
  * signed updates, and a device that asks for a reboot is freed and made
  * again, which is its boot.
  *
+ * --events MS has each connected device send a device event (--event-body,
+ * default {"type":"sim_tick"}) every MS milliseconds, the devices spread
+ * evenly over the period (a steady load, not bursts); with --alt-every K
+ * every K-th device sends --alt-body instead (a mixed fleet).
+ *
  * DIR holds identity directories (as written by `mamorictl factory batch`);
- * the first N (default all) are run. Every second a status line is printed
+ * in name order, from the K-th (0: the first) N of them (default all) are
+ * run: a large fleet is split over several processes, each within its
+ * open-file limit (three descriptors per device). Every second a status line is printed
  * (and written to --status FILE as JSON, for tests and scripts).
  */
 #include <dirent.h>
@@ -50,11 +58,14 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *status = NULL, *broker_host = NULL, *updates = NULL;
+    const char *ev_body = "{\"type\":\"sim_tick\"}", *alt_body = NULL;
     int broker_port = 0;
-    long n = 0, hb = 30, tm = 0, duration = 0;
+    long n = 0, first = 0, hb = 30, tm = 0, duration = 0, ev_ms = 0, alt_every = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--identities") == 0)
             dir = argv[i + 1];
+        else if (strcmp(argv[i], "--first") == 0)
+            first = strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--devices") == 0)
             n = strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--heartbeat") == 0)
@@ -71,17 +82,29 @@ int main(int argc, char **argv)
             broker_host = argv[i + 1];
         else if (strcmp(argv[i], "--updates") == 0)
             updates = argv[i + 1];
+        else if (strcmp(argv[i], "--events") == 0)
+            ev_ms = strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--event-body") == 0)
+            ev_body = argv[i + 1];
+        else if (strcmp(argv[i], "--alt-every") == 0)
+            alt_every = strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--alt-body") == 0)
+            alt_body = argv[i + 1];
         else {
             fprintf(stderr, "mamori-sim: unknown option %s\n", argv[i]);
             return 2;
         }
     }
-    if (!dir || n < 0 || hb <= 0 || hb > 3600 || tm < 0 || duration < 0 || broker_port < 0 ||
-        broker_port > 65535) {
-        fprintf(stderr, "usage: mamori-sim --identities DIR [--devices N] [--heartbeat S] "
-                        "[--telemetry S] [--duration S] [--status FILE]\n"
-                        "                  [--broker-host HOST] [--broker-port PORT] "
-                        "[--updates DIR]\n");
+    if (!dir || n < 0 || first < 0 || hb <= 0 || hb > 3600 || tm < 0 || duration < 0 ||
+        broker_port < 0 || broker_port > 65535 || ev_ms < 0 || ev_ms > 3600000 || alt_every < 0 ||
+        !alt_every != !alt_body) {
+        fprintf(stderr,
+                "usage: mamori-sim --identities DIR [--first K] [--devices N] [--heartbeat S] "
+                "[--telemetry S] [--duration S] [--status FILE]\n"
+                "                  [--broker-host HOST] [--broker-port PORT] "
+                "[--updates DIR]\n"
+                "                  [--events MS] [--event-body JSON] "
+                "[--alt-every K --alt-body JSON]\n");
         return 2;
     }
     signal(SIGINT, on_sig);
@@ -110,6 +133,12 @@ int main(int argc, char **argv)
     if (!names)
         return 1;
     qsort(names, count, sizeof(*names), cmp);
+    char **all = names;
+    size_t total = count;
+    if ((size_t)first > count)
+        first = (long)count;
+    names += first;
+    count -= (size_t)first;
     if (n == 0 || (size_t)n > count)
         n = (long)count;
     if (mamori_sdk_init())
@@ -119,7 +148,8 @@ int main(int argc, char **argv)
     struct mamori_device_opts *opts = calloc((size_t)n, sizeof(*opts));
     char(*paths)[3][4096] = calloc((size_t)n, sizeof(*paths));
     bool *reboot = calloc((size_t)n, sizeof(*reboot));
-    if (!devs || !pfd || !opts || !paths || !reboot)
+    uint64_t *next_ev = calloc((size_t)n, sizeof(*next_ev));
+    if (!devs || !pfd || !opts || !paths || !reboot || !next_ev)
         return 1;
     long ok = 0;
     for (long i = 0; i < n; i++) {
@@ -148,8 +178,11 @@ int main(int argc, char **argv)
     printf("mamori-sim: running %ld devices from %s (heartbeat %ld s)\n", ok, dir, hb);
     fflush(stdout);
     uint64_t start = mamori_now_ms(), next_status = start, next_tm = start + (uint64_t)tm * 1000;
+    uint64_t events_sent = 0, events_failed = 0;
+    for (long i = 0; i < n; i++)
+        next_ev[i] = start + (uint64_t)ev_ms * (uint64_t)i / (uint64_t)n;
     while (!g_stop && (duration == 0 || mamori_now_ms() - start < (uint64_t)duration * 1000)) {
-        int timeout = 1000;
+        int timeout = ev_ms ? 20 : 1000; /* paced events are due every few ms */
         uint64_t now = mamori_now_ms();
         for (long i = 0; i < n; i++) {
             pfd[i].fd = -1;
@@ -189,6 +222,20 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mamori-sim: %s: boot: %s\n", paths[i][0], mamori_strerror(rc));
         }
         now = mamori_now_ms();
+        for (long i = 0; ev_ms && i < n; i++) {
+            if (now < next_ev[i])
+                continue;
+            next_ev[i] += (uint64_t)ev_ms;
+            if (next_ev[i] <= now) /* fell behind: the next period, not a burst */
+                next_ev[i] = now + (uint64_t)ev_ms;
+            if (!devs[i] || mamori_device_state(devs[i]) != MAMORI_DEV_CONNECTED)
+                continue;
+            const char *body = alt_every && i % alt_every == 0 ? alt_body : ev_body;
+            if (mamori_device_send_event(devs[i], body) == MAMORI_OK)
+                events_sent++;
+            else
+                events_failed++;
+        }
         if (tm && now >= next_tm) {
             /* a device that dropped in between just misses this round */
             for (long i = 0; i < n; i++)
@@ -215,38 +262,40 @@ int main(int argc, char **argv)
                 committed += s.updates_committed;
             }
             printf("mamori-sim: %ld/%ld connected, connects %llu, refused %llu, drops %llu, "
-                   "heartbeats %llu, telemetry %llu\n",
+                   "heartbeats %llu, telemetry %llu, events %llu (%llu not queued)\n",
                    connected, ok, (unsigned long long)tot.connects, (unsigned long long)tot.refused,
                    (unsigned long long)tot.disconnects, (unsigned long long)tot.heartbeats_sent,
-                   (unsigned long long)tot.telemetry_sent);
+                   (unsigned long long)tot.telemetry_sent, (unsigned long long)events_sent,
+                   (unsigned long long)events_failed);
             fflush(stdout);
             if (status) {
                 char js[512];
                 int len = snprintf(
                     js, sizeof(js),
                     "{\"devices\":%ld,\"connected\":%ld,\"connects\":%llu,\"refused\":%llu,"
-                    "\"disconnects\":%llu,\"heartbeats\":%llu,\"updates_committed\":%ld}\n",
+                    "\"disconnects\":%llu,\"heartbeats\":%llu,\"updates_committed\":%ld,"
+                    "\"events\":%llu,\"events_failed\":%llu}\n",
                     ok, connected, (unsigned long long)tot.connects,
                     (unsigned long long)tot.refused, (unsigned long long)tot.disconnects,
-                    (unsigned long long)tot.heartbeats_sent, committed);
+                    (unsigned long long)tot.heartbeats_sent, committed,
+                    (unsigned long long)events_sent, (unsigned long long)events_failed);
                 if (fs_write_atomic(status, js, (size_t)len, 0644))
                     fprintf(stderr, "mamori-sim: cannot write %s\n", status);
             }
             next_status = now + 1000;
         }
     }
-    for (long i = 0; i < n; i++) {
+    for (long i = 0; i < n; i++)
         mamori_device_free(devs[i]);
-        free(names[i]);
-    }
-    for (size_t i = (size_t)n; i < count; i++)
-        free(names[i]);
-    free(names);
+    for (size_t i = 0; i < total; i++)
+        free(all[i]);
+    free(all);
     free(devs);
     free(pfd);
     free(opts);
     free(paths);
     free(reboot);
+    free(next_ev);
     mamori_sdk_cleanup();
     return 0;
 }

@@ -187,5 +187,25 @@ check "...and the mail target" as admin webhook remove 2
 wrong; wrong; wrong
 sleep 3
 expect_eq "nothing more is delivered" "$n_before" "$(wc -l <"$T/hooks.jsonl")"
+
+# --- --rules off (the measurement baseline): events are recorded, no alert
+# is raised, and the hub says so in its reports
+hub_stop
+hub_start "$T/data" --heartbeat $HB --rules off
+check "the hub runs with the rules off" wait_for 20 plugin_synced
+check "...and warns of it" grep -q "alert rules are off" "$T/hub.log"
+# the revoked device tries again: five refusals (auth_failures with the rules on)
+fails0() { as admin events --device "$D0" --limit 1000 | python3 -c 'import json,sys
+print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="broker_auth_fail"))'; }
+n_fail=$(fails0)
+n_alert=$(jget count <<<"$(alert_of "$D0" auth_failures)")
+for _ in 1 2 3 4 5 6; do mqtt_pub "$(dev_dir 0)" "mamori/v1/d/$D0/hb" "$(env_msg 1)" >/dev/null 2>&1; done
+check "the refused connections are recorded" wait_for 20 eval '[ "$(fails0)" -ge $((n_fail + 6)) ]'
+sleep 1
+expect_eq "...but count on no alert" "$n_alert" "$(jget count <<<"$(alert_of "$D0" auth_failures)")"
+check "the fleet audit lists the rules being off" bash -c "'$BIN/mamorictl' --data '$DATA' --session '$T/session-admin' report audit | python3 -c 'import json,sys
+c=[x for x in json.load(sys.stdin)[\"checks\"] if x[\"id\"]==\"alert_rules_off\"]
+sys.exit(0 if c and c[0][\"status\"]==\"finding\" else 1)'"
+check "the live matrix says the offline alert is off" bash -c "'$BIN/mamorictl' --data '$DATA' --session '$T/session-admin' report matrix | grep -q 'offline alert OFF'"
 check "audit chain intact" as admin audit verify
 finish
