@@ -67,6 +67,7 @@ static const char *USAGE =
     "           device cmd ID lock|unlock|wipe|reboot|quarantine|release|self-test|rotate|\n"
     "                  config-rollback --reason TEXT [--ttl S]\n"
     "           device commands ID                      commands sent and their results\n"
+    "           device status ID                        its signed security status (EAT)\n"
     "           device config ID --file SETTINGS.json --reason TEXT   remote settings (signed,\n"
     "                                                   on probation until the device proves "
     "them)\n"
@@ -905,6 +906,10 @@ int main(int argc, char **argv)
         snprintf(path, sizeof(path), "devices/%.40s/config", o.pos[2]);
         ret = call_print(&a, "POST", path,
                          json_pack("{s:o,s:s}", "settings", settings, "reason", o.reason));
+    } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "status") == 0 && o.npos == 3) {
+        char path[128];
+        snprintf(path, sizeof(path), "devices/%.40s/status", o.pos[2]);
+        ret = call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "commands") == 0 && o.npos == 3) {
         char path[128];
         snprintf(path, sizeof(path), "devices/%.40s/commands?limit=%ld", o.pos[2], o.limit);

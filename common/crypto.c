@@ -16,7 +16,9 @@
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/bn.h>
 #include <openssl/ec.h>
+#include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -719,6 +721,45 @@ enum mamori_err crypto_cert_verify_sig(const struct crypto_cert *cert, const voi
         EVP_DigestVerify(md, sig, siglen, data, n) == 1)
         rc = MAMORI_OK;
     EVP_MD_CTX_free(md);
+    ERR_clear_error();
+    return rc;
+}
+
+enum mamori_err crypto_ecdsa_der_to_raw(const uint8_t *der, size_t n,
+                                        uint8_t raw[CRYPTO_SIG_RAW_LEN])
+{
+    const unsigned char *p = der;
+    ECDSA_SIG *sig = n <= CRYPTO_SIG_MAX ? d2i_ECDSA_SIG(NULL, &p, (long)n) : NULL;
+    const BIGNUM *r = NULL, *s = NULL;
+    enum mamori_err rc = MAMORI_ERR_CRYPTO;
+    if (sig && p == der + n) {
+        ECDSA_SIG_get0(sig, &r, &s);
+        if (BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(s, raw + 32, 32) == 32)
+            rc = MAMORI_OK;
+    }
+    ECDSA_SIG_free(sig);
+    ERR_clear_error();
+    return rc;
+}
+
+enum mamori_err crypto_ecdsa_raw_to_der(const uint8_t raw[CRYPTO_SIG_RAW_LEN],
+                                        uint8_t der[CRYPTO_SIG_MAX], size_t *n)
+{
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(raw, 32, NULL), *s = BN_bin2bn(raw + 32, 32, NULL);
+    enum mamori_err rc = MAMORI_ERR_CRYPTO;
+    if (sig && r && s && ECDSA_SIG_set0(sig, r, s) == 1) {
+        r = s = NULL; /* the signature owns them */
+        int len = i2d_ECDSA_SIG(sig, NULL);
+        unsigned char *p = der;
+        if (len > 0 && len <= CRYPTO_SIG_MAX && i2d_ECDSA_SIG(sig, &p) == len) {
+            *n = (size_t)len;
+            rc = MAMORI_OK;
+        }
+    }
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(sig);
     ERR_clear_error();
     return rc;
 }

@@ -174,6 +174,13 @@ enum mamori_err crypto_ecdsa_sign(const struct crypto_key *key, const void *data
                                   uint8_t sig[CRYPTO_SIG_MAX], size_t *siglen) MAMORI_MUST_CHECK;
 enum mamori_err crypto_cert_verify_sig(const struct crypto_cert *cert, const void *data, size_t n,
                                        const uint8_t *sig, size_t siglen) MAMORI_MUST_CHECK;
+/* The same P-256 signature as JWS writes it (RFC 7518 3.4): r || s, 32
+ * bytes each, big-endian. */
+#define CRYPTO_SIG_RAW_LEN 64
+enum mamori_err crypto_ecdsa_der_to_raw(const uint8_t *der, size_t n,
+                                        uint8_t raw[CRYPTO_SIG_RAW_LEN]) MAMORI_MUST_CHECK;
+enum mamori_err crypto_ecdsa_raw_to_der(const uint8_t raw[CRYPTO_SIG_RAW_LEN],
+                                        uint8_t der[CRYPTO_SIG_MAX], size_t *n) MAMORI_MUST_CHECK;
 /* As crypto_cert_verify, with untrusted intermediates (PEM, at most 4 used;
  * NULL for none) that may complete the path but are never trusted. */
 enum mamori_err crypto_cert_verify_chain(const struct crypto_cert *cert, const char *untrusted_pem,

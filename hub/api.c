@@ -29,6 +29,7 @@
 #include "hub/firmware.h"
 #include "hub/ops.h"
 #include "hub/owners.h"
+#include "hub/devstatus.h"
 #include "hub/matrix.h"
 #include "hub/report.h"
 #include "hub/alerts.h"
@@ -425,6 +426,9 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
                                &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
         }
+    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "status") && get) {
+        rc = hub_op_device_status(h, &who, rt.seg[1], &out);
+        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "commands") && get) {
         rc = hub_op_command_list(h, &who, rt.seg[1], (int)query_int(c, "limit", 50, 1, 500), &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);

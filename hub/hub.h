@@ -219,6 +219,15 @@ enum mamori_err tm_query(struct hub *h, const char *id, int64_t from_ts, int64_t
                          int64_t after, int limit, json_t **out) MAMORI_MUST_CHECK;
 void tm_stats(struct hub *h, uint64_t *accepted, uint64_t *duplicates, uint64_t *rejected);
 void tm_free(struct hub *h);
+/* Runs check with the device's current, next and previous certificates in
+ * turn until one answers other than MAMORI_ERR_VERIFY: across a key
+ * rotation the device signs with either key. */
+struct crypto_cert;
+enum mamori_err hub_device_certs_try(struct hub *h, const char *id,
+                                     enum mamori_err (*check)(const struct crypto_cert *, void *),
+                                     void *arg) MAMORI_MUST_CHECK;
+/* A device's signed security status (hub/devstatus.c, common/eat.h). */
+void status_ingest(struct hub *h, const char *id, const json_t *body);
 
 /* Domain operations (hub/ops.c): called with the lock NOT held. Each state
  * change and its audit entry commit in one transaction. */

@@ -79,12 +79,18 @@ static void live(struct hub *h, const char *id, const struct device_rec *d, char
                      NULL),
                  (long long)count(h, "SELECT count(*) FROM webhooks", NULL));
     } else if (!strcmp(id, "T02-L2b")) {
-        if (d)
+        if (d) {
+            static struct status_rec st; /* large; the lock is held */
+            char sig[64] = "no signed status yet";
+            if (store_status_get(h->store, d->id, &st) == MAMORI_OK)
+                snprintf(sig, sizeof(sig), "signed status %s",
+                         st.exp > hub_now() ? "current" : "expired");
             snprintf(
-                out, n, "runs %s; %lld advisories for its model",
+                out, n, "runs %s; %lld advisories for its model; %s",
                 d->fw_version[0] ? d->fw_version : "(version not reported)",
-                (long long)count(h, "SELECT count(*) FROM advisories WHERE model=?1", d->model));
-        else
+                (long long)count(h, "SELECT count(*) FROM advisories WHERE model=?1", d->model),
+                sig);
+        } else
             snprintf(out, n, "%lld advisories published; %lld models with a support end",
                      (long long)count(h, "SELECT count(*) FROM advisories", NULL),
                      (long long)count(h, "SELECT count(*) FROM model_support", NULL));

@@ -241,6 +241,41 @@ static void mark_dirty(struct tm_state *t, struct tm_dev *d)
     d->dirty = true;
 }
 
+enum mamori_err hub_device_certs_try(struct hub *h, const char *id,
+                                     enum mamori_err (*check)(const struct crypto_cert *, void *),
+                                     void *arg)
+{
+    enum mamori_err rc = MAMORI_ERR_VERIFY;
+    for (int w = STORE_CERT_CURRENT; w <= STORE_CERT_PREVIOUS; w++) {
+        struct crypto_cert *cert = NULL;
+        char *pem = NULL;
+        enum mamori_err r2 = store_device_cert_at(h->store, id, (enum store_cert_which)w, &pem);
+        if (r2 == MAMORI_ERR_NOTFOUND)
+            continue;
+        if (!r2)
+            r2 = crypto_cert_parse(pem, strlen(pem), &cert);
+        free(pem);
+        if (!r2)
+            r2 = check(cert, arg);
+        crypto_cert_free(cert);
+        rc = r2;
+        if (rc != MAMORI_ERR_VERIFY)
+            break;
+    }
+    return rc;
+}
+
+struct log_check {
+    const char *line;
+    struct devlog_rec r;
+};
+
+static enum mamori_err log_check(const struct crypto_cert *cert, void *arg)
+{
+    struct log_check *c = arg;
+    return devlog_parse(c->line, strlen(c->line), cert, &c->r);
+}
+
 /* The device log (common/devlog.h): every record must carry the device's
  * signature and extend the chain the hub holds (T12-L1a, T12-L1b,
  * T12-L3a). A gap or a broken link is reported and the record becomes the
@@ -249,7 +284,7 @@ static void mark_dirty(struct tm_state *t, struct tm_dev *d)
  * back and started again) is reported and changes nothing. */
 static void log_record(struct hub *h, struct tm_dev *d, const char *line)
 {
-    char key[64], val[96], *pem = NULL;
+    char key[64], val[96];
     snprintf(key, sizeof(key), "devlog:%s", d->id);
     if (!d->log_loaded) {
         d->log_n = 0;
@@ -263,27 +298,9 @@ static void log_record(struct hub *h, struct tm_dev *d, const char *line)
         }
         d->log_loaded = true;
     }
-    struct devlog_rec r;
-    /* Across a key rotation, records queued before the switch carry the
-     * old key's signature and ones written after it the new key's: the
-     * current, next and previous certificates are tried in turn. */
-    enum mamori_err rc = MAMORI_ERR_VERIFY;
-    for (int w = STORE_CERT_CURRENT; w <= STORE_CERT_PREVIOUS; w++) {
-        struct crypto_cert *cert = NULL;
-        enum mamori_err r2 = store_device_cert_at(h->store, d->id, (enum store_cert_which)w, &pem);
-        if (r2 == MAMORI_ERR_NOTFOUND)
-            continue;
-        if (!r2)
-            r2 = crypto_cert_parse(pem, strlen(pem), &cert);
-        free(pem);
-        pem = NULL;
-        if (!r2)
-            r2 = devlog_parse(line, strlen(line), cert, &r);
-        crypto_cert_free(cert);
-        rc = r2;
-        if (rc != MAMORI_ERR_VERIFY)
-            break;
-    }
+    struct log_check lc = {line, {0}};
+    enum mamori_err rc = hub_device_certs_try(h, d->id, log_check, &lc);
+    struct devlog_rec r = lc.r;
     if (rc) {
         hub_event(h, d->id, "device_log_forged", "alert", "{\"reason\":\"%s\",\"after\":%llu}",
                   rc == MAMORI_ERR_VERIFY ? "signature does not verify" : "malformed record",
@@ -452,6 +469,8 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
         const char *type = json_string_value(json_object_get(body, "type"));
         if (type && strcmp(type, "log_access") == 0) /* T12-L2a */
             hub_event(h, id, "device_log_access", "alert", "%s", txt);
+        else if (type && strcmp(type, "security_status") == 0) /* P-MGMT */
+            status_ingest(h, id, body);
         else if (type && strcmp(type, "log_watch_unavailable") == 0)
             hub_event(h, id, "device_log_unwatched", "warning", "%s", txt);
         else

@@ -38,6 +38,7 @@
 #include "lib/cfgstore.h"
 #include "lib/identity.h"
 #include "common/devcfg.h"
+#include "common/eat.h"
 #include "lib/outbox.h"
 #include "mamori/device.h"
 
@@ -46,6 +47,11 @@
 /* Without an acknowledgement for this long, everything unacknowledged is
  * sent again (the hub drops what it already holds). */
 #define ACK_TIMEOUT_MS 10000
+/* The signed security status (P-MGMT): published this long after each
+ * connection, then daily, valid for two days. */
+#define STATUS_AFTER_CONNECT_MS 1000
+#define STATUS_EVERY_MS         (24 * 3600 * 1000ULL)
+#define STATUS_TTL_S            (2 * 86400)
 
 struct mamori_device {
     char id[PROTO_DEVICE_ID_LEN + 1];
@@ -116,6 +122,8 @@ struct mamori_device {
     enum upd_code dl_code; /* why the image sink stopped */
     /* the hub's last notice (common/notice.h), as its JSON text */
     char notice[NOTICE_MAX + 1];
+    /* the next signed security status (common/eat.h; monotonic ms) */
+    uint64_t status_due_ms;
 };
 
 uint64_t mamori_now_ms(void)
@@ -175,6 +183,7 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
     d->sent_id = 0;
     d->inflight = 0;
     d->last_progress_ms = d->connected_at_ms;
+    d->status_due_ms = d->connected_at_ms + STATUS_AFTER_CONNECT_MS;
     mosquitto_subscribe(m, NULL, d->topic_cmd, 1);
 }
 
@@ -727,6 +736,7 @@ static void notice_keep(struct mamori_device *d, const char *text, const struct 
     snprintf(d->notice, sizeof(d->notice), "%s", text);
     d->st.advisories = n->n + n->more;
     d->st.support_end = (uint64_t)n->support_end;
+    d->status_due_ms = 0; /* its standing changed: a new status at once */
 }
 
 /* The last notice, from STATE/notice.json at start (checked again). */
@@ -1729,9 +1739,44 @@ static int device_step(struct mamori_device *d, uint64_t now, bool readable, boo
     return until > 1000 ? 1000 : (int)until;
 }
 
+/* The device's security status as an EAT (common/eat.h), signed with its
+ * key, as a device event. A key that cannot sign ES256 (RSA) publishes
+ * none. */
+static void status_publish(struct mamori_device *d)
+{
+    struct crypto_cert *cert = NULL;
+    int64_t not_after = 0, now = (int64_t)(wall_ms() / 1000);
+    if (crypto_cert_load(d->crt_path, &cert) == MAMORI_OK)
+        not_after = (int64_t)crypto_cert_not_after(cert);
+    crypto_cert_free(cert);
+    json_t *c = json_pack(
+        "{s:s, s:s, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:b, s:b}}", "eat_profile", EAT_PROFILE, "sub",
+        d->id, "iat", (json_int_t)now, "exp", (json_int_t)(now + STATUS_TTL_S), "mamori",
+        "cert_not_after", (json_int_t)not_after, "support_end", (json_int_t)d->st.support_end,
+        "advisories", (json_int_t)d->st.advisories, "log_records", (json_int_t)d->log_n, "locked",
+        mamori_device_locked(d), "quarantined", mamori_device_quarantined(d));
+    if (c && d->fw_version[0])
+        json_object_set_new(c, "swversion", json_pack("[s,i]", d->fw_version, 1));
+    char *claims = c ? json_dump_compact(c) : NULL;
+    json_decref(c);
+    char tok[EAT_MAX + 1], body[EAT_MAX + 64];
+    struct crypto_key *k = claims ? log_key_take(d) : NULL;
+    enum mamori_err rc = k ? eat_sign(k, claims, tok) : MAMORI_ERR_CRYPTO;
+    log_key_give(d, k);
+    free(claims);
+    if (rc)
+        return;
+    snprintf(body, sizeof(body), "{\"type\":\"security_status\",\"eat\":\"%s\"}", tok);
+    (void)queue(d, OUTBOX_EV, (const char *const[]){body}, 1);
+}
+
 int mamori_device_step(struct mamori_device *d, uint64_t now, bool readable, bool writable)
 {
     int t = device_step(d, now, readable, writable);
+    if (!d->wiped && d->state == MAMORI_DEV_CONNECTED && now >= d->status_due_ms) {
+        d->status_due_ms = now + STATUS_EVERY_MS;
+        status_publish(d);
+    }
     if (!d->wiped)
         update_step(d, now);
     /* a download moves only while the SDK is driven: come back soon */

@@ -114,6 +114,17 @@ int64_t store_user_count(struct store *s);
  * MAMORI_ERR_STATE while a device still names it as owner. In a
  * transaction. */
 enum mamori_err store_user_delete(struct store *s, int64_t id, int64_t now) MAMORI_MUST_CHECK;
+/* A device's last verified security status (common/eat.h). set refuses
+ * (MAMORI_ERR_STATE) one not newer (iat) than the one held. */
+struct status_rec {
+    char device_id[24];
+    char token[2049];  /* EAT_MAX + 1 */
+    char claims[1025]; /* EAT_CLAIMS_MAX + 1 */
+    int64_t iat, exp, received_at;
+};
+enum mamori_err store_status_set(struct store *s, const struct status_rec *r) MAMORI_MUST_CHECK;
+enum mamori_err store_status_get(struct store *s, const char *id,
+                                 struct status_rec *out) MAMORI_MUST_CHECK;
 /* Whether name belonged to a deleted account. */
 bool store_name_retired(struct store *s, const char *name);
 

@@ -152,6 +152,10 @@ static const char *const MIGRATIONS[] = {
     /* 13: the names of deleted accounts, never given out again (the audit
      * log names them). */
     "CREATE TABLE retired_names(name TEXT PRIMARY KEY, retired_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 14: each device's last verified security status (common/eat.h). */
+    "CREATE TABLE device_status(device_id TEXT PRIMARY KEY, token TEXT NOT NULL,"
+    "  claims TEXT NOT NULL, iat INTEGER NOT NULL, exp INTEGER NOT NULL,"
+    "  received_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -2448,4 +2452,47 @@ enum mamori_err store_alerts_prune(struct store *s, int64_t before_ms, int64_t *
         *(i ? alerts : deliveries) = sqlite3_changes(s->db);
     }
     return MAMORI_OK;
+}
+
+enum mamori_err store_status_set(struct store *s, const struct status_rec *r)
+{
+    sqlite3_stmt *st;
+    if (prep(s,
+             "INSERT INTO device_status(device_id,token,claims,iat,exp,received_at) "
+             "VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT(device_id) DO UPDATE SET token=excluded.token, "
+             "claims=excluded.claims, iat=excluded.iat, exp=excluded.exp, "
+             "received_at=excluded.received_at WHERE excluded.iat > device_status.iat",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, r->device_id);
+    bind_text(st, 2, r->token);
+    bind_text(st, 3, r->claims);
+    sqlite3_bind_int64(st, 4, r->iat);
+    sqlite3_bind_int64(st, 5, r->exp);
+    sqlite3_bind_int64(st, 6, r->received_at);
+    enum mamori_err rc = step_done(s, st);
+    return rc ? rc : sqlite3_changes(s->db) == 1 ? MAMORI_OK : MAMORI_ERR_STATE;
+}
+
+enum mamori_err store_status_get(struct store *s, const char *id, struct status_rec *out)
+{
+    sqlite3_stmt *st;
+    memset(out, 0, sizeof(*out));
+    if (prep(s,
+             "SELECT device_id,token,claims,iat,exp,received_at FROM device_status WHERE "
+             "device_id=?1",
+             &st))
+        return MAMORI_ERR_DB;
+    bind_text(st, 1, id);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        copy_col(st, 0, out->device_id, sizeof(out->device_id));
+        copy_col(st, 1, out->token, sizeof(out->token));
+        copy_col(st, 2, out->claims, sizeof(out->claims));
+        out->iat = sqlite3_column_int64(st, 3);
+        out->exp = sqlite3_column_int64(st, 4);
+        out->received_at = sqlite3_column_int64(st, 5);
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW ? MAMORI_OK : r == SQLITE_DONE ? MAMORI_ERR_NOTFOUND : MAMORI_ERR_DB;
 }

@@ -12,6 +12,7 @@
 #include "common/cmd.h"
 #include "common/crypto.h"
 #include "common/devlog.h"
+#include "common/eat.h"
 #include "common/schema.h"
 
 struct pki {
@@ -352,13 +353,124 @@ static void device_log_chain(void **st)
     free(pem);
 }
 
+/* The base64url of s (no padding), for building hostile tokens. */
+static void b64u(const char *s, char *out, size_t n)
+{
+    size_t len = crypto_b64_encode((const uint8_t *)s, strlen(s), out, n);
+    while (len && out[len - 1] == '=')
+        len--;
+    out[len] = '\0';
+    for (size_t i = 0; i < len; i++)
+        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+}
+
+/* The security status token: signed by the device key, verified with its
+ * certificate, its form and claims held to the profile. */
+static void security_status_token(void **st)
+{
+    struct pki *p = *st;
+    char *pem = NULL, tok[EAT_MAX + 1], bad[EAT_MAX + 16];
+    struct crypto_issue di = {.kind = CRYPTO_CERT_CLIENT,
+                              .cn = "MM0123456789ABCDEF",
+                              .subject = p->dev_key,
+                              .issuer = p->root,
+                              .issuer_key = p->root_key,
+                              .not_after = time(NULL) + 3600};
+    assert_int_equal(crypto_cert_issue(&di, &pem), MAMORI_OK);
+    struct crypto_cert *cert = NULL;
+    assert_int_equal(crypto_cert_parse(pem, strlen(pem), &cert), MAMORI_OK);
+    const char *claims =
+        "{\"eat_profile\":\"" EAT_PROFILE "\",\"sub\":\"MM0123456789ABCDEF\",\"iat\":1000,"
+        "\"exp\":2000,\"swversion\":[\"2.1\",1],\"mamori\":{\"cert_not_after\":5000,"
+        "\"support_end\":0,\"advisories\":1,\"log_records\":7,\"locked\":false,"
+        "\"quarantined\":false}}";
+    json_t *c = NULL;
+    const char *why = NULL;
+    assert_int_equal(eat_sign(p->dev_key, claims, tok), MAMORI_OK);
+    assert_int_equal(eat_verify(tok, strlen(tok), cert, "MM0123456789ABCDEF", &c, &why), MAMORI_OK);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(c, "mamori"), "log_records")), 7);
+    json_decref(c);
+    /* the JWS signature is r || s: 64 bytes, 86 base64url characters */
+    assert_int_equal(strlen(strrchr(tok, '.') + 1), 86);
+    /* another device's id, another key's certificate */
+    assert_int_equal(eat_verify(tok, strlen(tok), cert, "MMZZZZZZZZZZZZZZZZ", &c, &why),
+                     MAMORI_ERR_PARSE);
+    assert_null(c);
+    struct crypto_issue ri = di;
+    ri.subject = p->root_key;
+    char *other = NULL;
+    struct crypto_cert *oc = NULL;
+    assert_int_equal(crypto_cert_issue(&ri, &other), MAMORI_OK);
+    assert_int_equal(crypto_cert_parse(other, strlen(other), &oc), MAMORI_OK);
+    assert_int_equal(eat_verify(tok, strlen(tok), oc, NULL, &c, &why), MAMORI_ERR_VERIFY);
+    /* claims swapped under the same signature */
+    char body[600], hdr[80];
+    b64u("{\"eat_profile\":\"" EAT_PROFILE "\",\"sub\":\"MM0123456789ABCDEF\",\"iat\":1000,"
+         "\"exp\":2000,\"mamori\":{\"locked\":true}}",
+         body, sizeof(body));
+    const char *d1 = strchr(tok, '.'), *d2 = strrchr(tok, '.');
+    snprintf(bad, sizeof(bad), "%.*s.%s%s", (int)(d1 - tok), tok, body, d2);
+    assert_int_equal(eat_verify(bad, strlen(bad), cert, NULL, &c, &why), MAMORI_ERR_VERIFY);
+    assert_int_equal(eat_verify(bad, strlen(bad), NULL, NULL, &c, &why), MAMORI_OK); /* form ok */
+    json_decref(c);
+    /* "alg":"none" and any other header are refused, whatever follows */
+    b64u("{\"alg\":\"none\",\"typ\":\"eat+jwt\"}", hdr, sizeof(hdr));
+    snprintf(bad, sizeof(bad), "%s%s", hdr, d1);
+    assert_int_equal(eat_verify(bad, strlen(bad), NULL, NULL, &c, &why), MAMORI_ERR_PARSE);
+    snprintf(bad, sizeof(bad), "%s.", hdr);
+    assert_int_equal(eat_verify(bad, strlen(bad), NULL, NULL, &c, &why), MAMORI_ERR_PARSE);
+    /* claims outside the profile */
+    const char *wrong[] = {
+        "{\"eat_profile\":\"" EAT_PROFILE "\",\"sub\":\"MM0123456789ABCDEF\",\"iat\":1000,"
+        "\"exp\":2000,\"admin\":true}",
+        "{\"eat_profile\":\"" EAT_PROFILE "\",\"sub\":\"MM0123456789ABCDEF\",\"iat\":1000,"
+        "\"exp\":999999}",
+        "{\"eat_profile\":\"" EAT_PROFILE "\",\"sub\":\"MM0123456789ABCDEF\",\"iat\":1000,"
+        "\"exp\":1000}",
+        "{\"eat_profile\":\"tag:other\",\"sub\":\"MM0123456789ABCDEF\",\"iat\":1,\"exp\":2}",
+        "{\"sub\":\"MM0123456789ABCDEF\",\"iat\":1,\"exp\":2}",
+        "{\"eat_profile\":\"" EAT_PROFILE "\",\"sub\":\"MM0123456789ABCDEF\",\"iat\":1,\"exp\":2,"
+        "\"mamori\":{\"locked\":1}}",
+        "{\"eat_profile\":\"" EAT_PROFILE "\",\"sub\":\"MM0123456789ABCDEF\",\"iat\":1,\"exp\":2,"
+        "\"swversion\":\"2.1\"}",
+        "[1]",
+    };
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+        assert_int_equal(eat_sign(p->dev_key, wrong[i], bad), MAMORI_OK);
+        assert_int_equal(eat_verify(bad, strlen(bad), cert, NULL, &c, &why), MAMORI_ERR_PARSE);
+        assert_non_null(why);
+    }
+    /* the form: padding, foreign characters, a fourth part, too long */
+    snprintf(bad, sizeof(bad), "%s=", tok);
+    assert_int_equal(eat_verify(bad, strlen(bad), NULL, NULL, &c, &why), MAMORI_ERR_PARSE);
+    snprintf(bad, sizeof(bad), "%s", tok);
+    bad[3] = '+';
+    assert_int_equal(eat_verify(bad, strlen(bad), NULL, NULL, &c, &why), MAMORI_ERR_PARSE);
+    snprintf(bad, sizeof(bad), "%s.AAAA", tok);
+    assert_int_equal(eat_verify(bad, strlen(bad), NULL, NULL, &c, &why), MAMORI_ERR_PARSE);
+    assert_int_equal(eat_verify(tok, EAT_MAX + 1, NULL, NULL, &c, &why), MAMORI_ERR_PARSE);
+    /* r || s and DER carry the same signature */
+    uint8_t der[CRYPTO_SIG_MAX], raw[CRYPTO_SIG_RAW_LEN], der2[CRYPTO_SIG_MAX];
+    size_t dl, dl2;
+    assert_int_equal(crypto_ecdsa_sign(p->dev_key, "x", 1, der, &dl), MAMORI_OK);
+    assert_int_equal(crypto_ecdsa_der_to_raw(der, dl, raw), MAMORI_OK);
+    assert_int_equal(crypto_ecdsa_raw_to_der(raw, der2, &dl2), MAMORI_OK);
+    assert_memory_equal(der, der2, dl);
+    assert_int_equal(crypto_ecdsa_der_to_raw(der, dl - 1, raw), MAMORI_ERR_CRYPTO);
+    crypto_cert_free(oc);
+    free(other);
+    crypto_cert_free(cert);
+    free(pem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(csr_to_verified_cert), cmocka_unit_test(untrusted_and_expired_refused),
         cmocka_unit_test(tampered_csr_refused), cmocka_unit_test(secrets_helpers),
         cmocka_unit_test(signed_commands),      cmocka_unit_test(telemetry_schemas),
-        cmocka_unit_test(device_log_chain),
+        cmocka_unit_test(device_log_chain),     cmocka_unit_test(security_status_token),
     };
     return cmocka_run_group_tests_name("crypto", tests, setup, teardown);
 }

@@ -270,11 +270,11 @@ static void passwords(void **st)
 static void store_basics(void **st)
 {
     struct fx *f = *st;
-    assert_int_equal(store_schema_version(f->s), 13);
+    assert_int_equal(store_schema_version(f->s), 14);
     /* reopening runs no migration twice */
     struct store *s2 = NULL;
     assert_int_equal(store_open(f->db, &s2), MAMORI_OK);
-    assert_int_equal(store_schema_version(s2), 13);
+    assert_int_equal(store_schema_version(s2), 14);
     store_close(s2);
     int64_t uid = 0;
     assert_int_equal(store_user_add(f->s, "bob", ROLE_OWNER, "$argon2id$x", 1, &uid), MAMORI_OK);
