@@ -216,6 +216,8 @@ struct alerts_state {
     int64_t stray_at;  /* last sweep for stray devices (ms) */
     int64_t expiry_at; /* last sweep for expiring certificates (ms; 0: at once) */
     int64_t prune_at;  /* last retention sweep (ms; 0: at once) */
+    int64_t data_at;   /* last data retention sweep started (ms; 0: at once) */
+    bool data_pruning; /* a sweep of telemetry and events is under way */
     /* woken when something is queued, so a delivery leaves at once */
     pthread_mutex_t wake_mu;
     pthread_cond_t wake;
@@ -733,6 +735,31 @@ static void prune_sweep(struct hub *h)
                  (long long)na, (long long)nd, h->cfg.alert_retention_days);
 }
 
+#define DATA_PRUNE_CHUNK 2000
+
+/* Telemetry and events older than --data-retention-days go (GDPR art.
+ * 5(1)(e), P-DATA), a chunk per turn of the loop so the lock is held
+ * briefly; the audit log is not touched. Lock held. */
+static void data_prune_step(struct hub *h)
+{
+    static int64_t total_tm, total_ev;
+    int64_t tm = 0, ev = 0;
+    int64_t before = hub_now_ms() - (int64_t)h->cfg.data_retention_days * 86400 * 1000;
+    if (store_data_prune(h->store, before, DATA_PRUNE_CHUNK, &tm, &ev) != MAMORI_OK) {
+        h->alerts->data_pruning = false;
+        return;
+    }
+    total_tm += tm;
+    total_ev += ev;
+    if (tm < DATA_PRUNE_CHUNK && ev < DATA_PRUNE_CHUNK) {
+        h->alerts->data_pruning = false;
+        if (total_tm || total_ev)
+            log_info("retention: %lld telemetry rows and %lld events older than %d days removed",
+                     (long long)total_tm, (long long)total_ev, h->cfg.data_retention_days);
+        total_tm = total_ev = 0;
+    }
+}
+
 static void *alerts_loop(void *arg)
 {
     struct hub *h = arg;
@@ -756,6 +783,14 @@ static void *alerts_loop(void *arg)
             expiry_sweep(h);
             h->alerts->expiry_at = hub_now_ms();
         }
+        /* retention: telemetry and events, daily, a chunk per turn */
+        if (h->cfg.data_retention_days > 0 &&
+            hub_now_ms() - h->alerts->data_at > 24LL * 3600 * 1000) {
+            h->alerts->data_pruning = true;
+            h->alerts->data_at = hub_now_ms();
+        }
+        if (h->alerts->data_pruning)
+            data_prune_step(h);
         /* retention: resolved alerts and finished deliveries, daily */
         if (h->cfg.alert_retention_days > 0 &&
             hub_now_ms() - h->alerts->prune_at > 24LL * 3600 * 1000) {

@@ -70,6 +70,7 @@ void hub_config_defaults(struct hub_config *c)
     c->owner_idle_s = 365 * 24 * 3600;
     c->rate_window_s = 60;
     c->alert_retention_days = 365;
+    c->data_retention_days = 365;
     c->challenge_s = 6 * 3600;
     snprintf(c->mosquitto_bin, sizeof(c->mosquitto_bin), "/usr/sbin/mosquitto");
 }

@@ -52,6 +52,7 @@ struct hub_config {
     int challenge_s;          /* a timed signed challenge per online device (0: off) */
     bool rules_off;           /* alert rules not evaluated (--rules off: a measurement baseline) */
     int alert_retention_days; /* resolved alerts, finished deliveries kept (0: forever) */
+    int data_retention_days;  /* telemetry and events kept (0: forever) */
     char smtp_url[256];       /* alert mail: smtp:// or smtps:// server ("": no mail) */
     char smtp_from[128];      /* its sender address */
     char syslog[128];         /* alerts to syslog: "local", "udp://IPv4:PORT" or "" */

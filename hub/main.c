@@ -10,7 +10,7 @@
  *           [--syslog local|udp://IP:PORT] [--stray-after SECONDS]
  *           [--rate-window SECONDS] [--challenge-interval SECONDS]
  *           [--owner-idle-after SECONDS] [--rules on|off]
- *           [--alert-retention-days N] [-v]
+ *           [--alert-retention-days N] [--data-retention-days N] [-v]
  *
  * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
@@ -41,7 +41,7 @@ static void usage(void)
                     "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS]\n"
                     "               [--rate-window SECONDS] [--challenge-interval SECONDS]\n"
                     "               [--owner-idle-after SECONDS] [--rules on|off]\n"
-                    "               [--alert-retention-days N] [-v]\n");
+                    "               [--alert-retention-days N] [--data-retention-days N] [-v]\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -118,6 +118,8 @@ int main(int argc, char **argv)
             ok = parse_int(v, 1, 86400, &cfg.rotation_check_s);
         else if (strcmp(a, "--challenge-interval") == 0)
             ok = parse_int(v, 0, 7 * 86400, &cfg.challenge_s);
+        else if (strcmp(a, "--data-retention-days") == 0)
+            ok = parse_int(v, 0, 36500, &cfg.data_retention_days);
         else if (strcmp(a, "--alert-retention-days") == 0)
             ok = parse_int(v, 0, 3650, &cfg.alert_retention_days);
         else if (strcmp(a, "--rules") == 0) {

@@ -474,6 +474,11 @@ struct delivery_rec {
     char url[512], secret[80];
     char payload[2048];
 };
+/* Retention of the device data: telemetry received, and events recorded,
+ * before before_ms go, at most chunk of each per call (the oldest first);
+ * a call that removes fewer than chunk of both has caught up. */
+enum mamori_err store_data_prune(struct store *s, int64_t before_ms, int chunk, int64_t *telemetry,
+                                 int64_t *events) MAMORI_MUST_CHECK;
 /* Retention: resolved alerts last seen before before_ms and finished
  * deliveries created before it go; the counts deleted are returned. */
 enum mamori_err store_alerts_prune(struct store *s, int64_t before_ms, int64_t *alerts,

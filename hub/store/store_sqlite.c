@@ -2496,3 +2496,28 @@ enum mamori_err store_status_get(struct store *s, const char *id, struct status_
     sqlite3_finalize(st);
     return r == SQLITE_ROW ? MAMORI_OK : r == SQLITE_DONE ? MAMORI_ERR_NOTFOUND : MAMORI_ERR_DB;
 }
+
+enum mamori_err store_data_prune(struct store *s, int64_t before_ms, int chunk, int64_t *telemetry,
+                                 int64_t *events)
+{
+    /* the oldest rows first (rowids grow with time), a chunk at a time, so
+     * no sweep holds the store long; a chunk with none old costs little */
+    static const char *const SQL[] = {
+        "DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry ORDER BY rowid "
+        "LIMIT ?2) AND recv_at < ?1",
+        "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events ORDER BY rowid LIMIT ?2) "
+        "AND ts < ?1 / 1000",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        sqlite3_stmt *st;
+        if (prep(s, SQL[i], &st))
+            return MAMORI_ERR_DB;
+        sqlite3_bind_int64(st, 1, before_ms);
+        sqlite3_bind_int(st, 2, chunk);
+        enum mamori_err rc = step_done(s, st);
+        if (rc)
+            return rc;
+        *(i ? events : telemetry) = sqlite3_changes(s->db);
+    }
+    return MAMORI_OK;
+}

@@ -510,6 +510,36 @@ static void store_alert_retention(void **st)
     assert_true(na == 0 && nd == 0);
 }
 
+/* Data retention: old telemetry and events go a chunk at a time, the
+ * oldest first; newer rows stay; a sweep that finds nothing old stops. */
+static void store_data_retention(void **st)
+{
+    struct fx *f = *st;
+    for (int i = 0; i < 5; i++) {
+        struct telemetry_rec t = {.seq = (uint64_t)i + 1,
+                                  .ts = 1000 * i,
+                                  .recv_at = i < 3 ? 1000 : 9000000,
+                                  .body = "{}"};
+        snprintf(t.device_id, sizeof(t.device_id), "MMAAAAAAAAAAAAAAAA");
+        snprintf(t.digest, sizeof(t.digest), "%064d", i);
+        assert_int_equal(store_telemetry_add(f->s, &t), MAMORI_OK);
+        assert_int_equal(
+            store_event_add(f->s, i < 3 ? 1 : 9000, "MMAAAAAAAAAAAAAAAA", "online", "info", "{}"),
+            MAMORI_OK);
+    }
+    int64_t tm = 0, ev = 0;
+    /* cut at 5,000 s: three of each are older; two per call */
+    assert_int_equal(store_data_prune(f->s, 5000000, 2, &tm, &ev), MAMORI_OK);
+    assert_true(tm == 2 && ev == 2);
+    assert_int_equal(store_data_prune(f->s, 5000000, 2, &tm, &ev), MAMORI_OK);
+    assert_true(tm == 1 && ev == 1); /* fewer than a chunk: caught up */
+    assert_int_equal(store_data_prune(f->s, 5000000, 2, &tm, &ev), MAMORI_OK);
+    assert_true(tm == 0 && ev == 0);
+    assert_int_equal(store_scalar(f->s, "SELECT count(*) FROM telemetry", NULL), 2);
+    assert_int_equal(store_scalar(f->s, "SELECT count(*) FROM events", NULL), 2);
+    assert_int_equal(store_scalar(f->s, "SELECT min(recv_at) FROM telemetry", NULL), 9000000);
+}
+
 /* An account goes with what is only its; a name once used is never given
  * out again; an account that still owns a device is not deleted. */
 static void store_user_deletion(void **st)
@@ -576,6 +606,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(store_alerts_lifecycle, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(store_alert_retention, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(store_user_deletion, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(store_data_retention, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("hub", tests, NULL, NULL);
 }
