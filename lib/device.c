@@ -1117,6 +1117,12 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
             config_fallback(d, "restart before the health check passed", false);
         else if (d->cfg.version && settings_apply(d, d->cfg.settings, false))
             config_fallback(d, "settings in force do not parse", false);
+    } else {
+        /* No outbox to remember them: sequence numbers start from the
+         * clock (ms x 1000), so those of a restarted device go on above
+         * the last it sent (the hub refuses one at or below as a replay). */
+        for (int s = 0; s < OUTBOX_NSTREAMS; s++)
+            d->seq[s] = wall_ms() * 1000;
     }
     snprintf(d->ca_path, sizeof(d->ca_path), "%s", ca);
     if ((o->update_slots_dir || o->update_hook) && (rc = update_open(d, o)))

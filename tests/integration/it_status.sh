@@ -101,5 +101,22 @@ check "...and refused" wait_for 20 eval '[ "$(rejections "header is not")" -ge 1
 check "a newer status signed by the device's key is taken" \
     status_ev 100004 "$(forge "$D0" $((IAT + 5)) "$P0/device.key")"
 check "...and held" wait_for 20 eval '[ "$(as alice device status "$D0" | jget claims.iat)" = $((IAT + 5)) ]'
+# --- a device without a state directory (the simulator) restarted: its
+# sequence numbers go on from the clock, so nothing it sends after the
+# restart is taken for a replay, and it publishes its status again
+D1=$(dev_id 1)
+sim_run() { "$BIN/mamori-sim" --identities "$T/fleet" --first 1 --devices 1 --heartbeat 2 \
+    --broker-port "$MQTT_PORT" --events 200 --duration 3 >>"$T/sim.log" 2>&1; }
+ticks() { as admin events --device "$D1" --limit 1000 | python3 -c 'import json,sys
+ev=json.load(sys.stdin)["events"]
+print(sum(1 for e in ev if e["kind"]=="device_event"), sum(1 for e in ev if "replay" in e["kind"]))'; }
+sim_run
+first=$(ticks)
+check "a stateless device sends events" test "${first% *}" -gt 3
+sim_run
+check "restarted, its events are taken again, none refused as a replay" \
+    wait_for 20 eval '[ "$(ticks | cut -d" " -f1)" -gt $(( ${first% *} + 3 )) ] && [ "$(ticks | cut -d" " -f2)" = 0 ]'
+check "...and it raised no replay alert" bash -c "! '$BIN/mamorictl' --data '$DATA' --session '$T/session-admin' alert list --device '$D1' | grep -q replayed_messages"
+check "a stateless device publishes its status too" as alice device status "$D1"
 check "audit chain intact" as admin audit verify
 finish
