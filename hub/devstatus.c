@@ -86,13 +86,8 @@ enum mamori_err hub_op_device_status(struct hub *h, const struct principal *who,
     struct status_rec r;
     char *pem = NULL;
     *out = NULL;
-    enum mamori_err rc = hub_op_device_get(h, who, id, out); /* visibility: owners their own */
-    json_decref(*out);
-    *out = NULL;
-    if (rc)
-        return rc;
     pthread_mutex_lock(&h->lock);
-    rc = store_device_get(h->store, id, &d);
+    enum mamori_err rc = hub_device_visible(h, who, id, &d);
     if (!rc)
         rc = store_status_get(h->store, id, &r);
     if (!rc)

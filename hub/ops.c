@@ -698,8 +698,8 @@ out:
 }
 
 /* Owners see only their own devices; others see all. Lock held. */
-static enum mamori_err visible_device(struct hub *h, const struct principal *who, const char *id,
-                                      struct device_rec *d)
+enum mamori_err hub_device_visible(struct hub *h, const struct principal *who, const char *id,
+                                   struct device_rec *d)
 {
     if (!proto_device_id_valid(id, strlen(id)))
         return MAMORI_ERR_NOTFOUND;
@@ -718,7 +718,7 @@ enum mamori_err hub_op_device_get(struct hub *h, const struct principal *who, co
 {
     struct device_rec d;
     pthread_mutex_lock(&h->lock);
-    enum mamori_err rc = visible_device(h, who, id, &d);
+    enum mamori_err rc = hub_device_visible(h, who, id, &d);
     *out = rc ? NULL : device_json(&d);
     if (*out)
         hub_fw_annotate(h, &d, *out); /* P-UPD: version, advisories, support end */
@@ -888,7 +888,7 @@ enum mamori_err hub_op_device_action(struct hub *h, const struct principal *who,
     struct device_rec d;
     json_t *cj = NULL;
     pthread_mutex_lock(&h->lock);
-    enum mamori_err rc = visible_device(h, who, id, &d);
+    enum mamori_err rc = hub_device_visible(h, who, id, &d);
     if (!rc) {
         rc = hub_device_action_locked(h, who, &d, a, reason, &cj);
         if (rc == MAMORI_ERR_STATE)
@@ -963,7 +963,7 @@ enum mamori_err hub_op_events(struct hub *h, const struct principal *who, const 
     pthread_mutex_lock(&h->lock);
     if (device_id) {
         struct device_rec d;
-        rc = visible_device(h, who, device_id, &d);
+        rc = hub_device_visible(h, who, device_id, &d);
     }
     /* Owners without a device filter get the events of their own devices. */
     if (!rc)
@@ -1074,7 +1074,7 @@ enum mamori_err hub_op_telemetry(struct hub *h, const struct principal *who, con
     *out = NULL;
     pthread_mutex_lock(&h->lock);
     /* Owners read their own devices' data only (T06-L1a). */
-    enum mamori_err rc = visible_device(h, who, id, &d);
+    enum mamori_err rc = hub_device_visible(h, who, id, &d);
     if (!rc)
         rc = tm_query(h, id, from_ts, to_ts, after, limit, out);
     pthread_mutex_unlock(&h->lock);
@@ -1125,7 +1125,7 @@ enum mamori_err hub_op_command(struct hub *h, const struct principal *who, const
     struct command_rec c;
     enum lc_state st;
     pthread_mutex_lock(&h->lock);
-    enum mamori_err rc = visible_device(h, who, id, &d);
+    enum mamori_err rc = hub_device_visible(h, who, id, &d);
     if (!rc && (!lc_state_parse(d.state, &st) || lc_access(st) == LC_ACCESS_DENY)) {
         SET_ERR(e, "a device in state '%s' cannot receive commands", d.state);
         rc = MAMORI_ERR_STATE;
@@ -1168,7 +1168,7 @@ enum mamori_err hub_op_config(struct hub *h, const struct principal *who, const 
     unsigned long long ver = 0;
     snprintf(key, sizeof(key), "cfgver:%s", id);
     pthread_mutex_lock(&h->lock);
-    enum mamori_err rc = visible_device(h, who, id, &d);
+    enum mamori_err rc = hub_device_visible(h, who, id, &d);
     if (!rc && (!lc_state_parse(d.state, &st) || lc_access(st) == LC_ACCESS_DENY)) {
         SET_ERR(e, "a device in state '%s' cannot receive commands", d.state);
         rc = MAMORI_ERR_STATE;
@@ -1217,7 +1217,7 @@ enum mamori_err hub_op_command_list(struct hub *h, const struct principal *who, 
     if (!l.arr)
         return MAMORI_ERR_NOMEM;
     pthread_mutex_lock(&h->lock);
-    enum mamori_err rc = visible_device(h, who, id, &d);
+    enum mamori_err rc = hub_device_visible(h, who, id, &d);
     if (!rc)
         rc = store_command_list(h->store, id, false, 0, limit, cmd_list_one, &l);
     pthread_mutex_unlock(&h->lock);

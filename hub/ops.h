@@ -31,6 +31,10 @@ struct device_rec;
 enum mamori_err hub_device_action_locked(struct hub *h, const struct principal *who,
                                          struct device_rec *d, enum lc_action a, const char *reason,
                                          json_t **command) MAMORI_MUST_CHECK;
+/* The device as who may see it (lock held): owners only their own, and
+ * another owner's is MAMORI_ERR_NOTFOUND, not forbidden. */
+enum mamori_err hub_device_visible(struct hub *h, const struct principal *who, const char *id,
+                                   struct device_rec *d) MAMORI_MUST_CHECK;
 
 /* Carries a client-facing message with an error code. */
 struct op_err {

@@ -210,6 +210,23 @@ static enum mamori_err exec_text(struct store *s, const char *sql, const char *v
     return step_done(s, st);
 }
 
+/* Runs sql with ?1 = a and, when it has one, ?2 = b, expecting no rows;
+ * the rows it changed in *changes (may be NULL). */
+static enum mamori_err exec_i64(struct store *s, const char *sql, int64_t a, int64_t b,
+                                int64_t *changes)
+{
+    sqlite3_stmt *st;
+    if (prep(s, sql, &st))
+        return MAMORI_ERR_DB;
+    sqlite3_bind_int64(st, 1, a);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_int64(st, 2, b);
+    enum mamori_err rc = step_done(s, st);
+    if (!rc && changes)
+        *changes = sqlite3_changes(s->db);
+    return rc;
+}
+
 static enum mamori_err exec(struct store *s, const char *sql)
 {
     char *err = NULL;
@@ -2415,18 +2432,13 @@ enum mamori_err store_user_delete(struct store *s, int64_t id, int64_t now)
         "id=?1",
         "DELETE FROM users WHERE id=?1",
     };
+    int64_t n = 0;
     for (size_t i = 0; i < sizeof(SQL) / sizeof(SQL[0]); i++) {
-        sqlite3_stmt *st;
-        if (prep(s, SQL[i], &st))
-            return MAMORI_ERR_DB;
-        sqlite3_bind_int64(st, 1, id);
-        if (sqlite3_bind_parameter_count(st) >= 2)
-            sqlite3_bind_int64(st, 2, now);
-        enum mamori_err rc = step_done(s, st);
+        enum mamori_err rc = exec_i64(s, SQL[i], id, now, &n);
         if (rc)
             return rc == MAMORI_ERR_EXISTS ? MAMORI_ERR_STATE : rc;
     }
-    return sqlite3_changes(s->db) == 1 ? MAMORI_OK : MAMORI_ERR_NOTFOUND;
+    return n == 1 ? MAMORI_OK : MAMORI_ERR_NOTFOUND;
 }
 
 bool store_name_retired(struct store *s, const char *name)
@@ -2437,21 +2449,12 @@ bool store_name_retired(struct store *s, const char *name)
 enum mamori_err store_alerts_prune(struct store *s, int64_t before_ms, int64_t *alerts,
                                    int64_t *deliveries)
 {
-    static const char *const SQL[] = {
-        "DELETE FROM deliveries WHERE state<>'pending' AND created_at<?1",
-        "DELETE FROM alerts WHERE state='resolved' AND last_at<?1",
-    };
-    for (size_t i = 0; i < 2; i++) {
-        sqlite3_stmt *st;
-        if (prep(s, SQL[i], &st))
-            return MAMORI_ERR_DB;
-        sqlite3_bind_int64(st, 1, before_ms);
-        enum mamori_err rc = step_done(s, st);
-        if (rc)
-            return rc;
-        *(i ? alerts : deliveries) = sqlite3_changes(s->db);
-    }
-    return MAMORI_OK;
+    enum mamori_err rc =
+        exec_i64(s, "DELETE FROM deliveries WHERE state<>'pending' AND created_at<?1", before_ms, 0,
+                 deliveries);
+    return rc ? rc
+              : exec_i64(s, "DELETE FROM alerts WHERE state='resolved' AND last_at<?1", before_ms,
+                         0, alerts);
 }
 
 enum mamori_err store_status_set(struct store *s, const struct status_rec *r)
@@ -2502,22 +2505,14 @@ enum mamori_err store_data_prune(struct store *s, int64_t before_ms, int chunk, 
 {
     /* the oldest rows first (rowids grow with time), a chunk at a time, so
      * no sweep holds the store long; a chunk with none old costs little */
-    static const char *const SQL[] = {
-        "DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry ORDER BY rowid "
-        "LIMIT ?2) AND recv_at < ?1",
-        "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events ORDER BY rowid LIMIT ?2) "
-        "AND ts < ?1 / 1000",
-    };
-    for (size_t i = 0; i < 2; i++) {
-        sqlite3_stmt *st;
-        if (prep(s, SQL[i], &st))
-            return MAMORI_ERR_DB;
-        sqlite3_bind_int64(st, 1, before_ms);
-        sqlite3_bind_int(st, 2, chunk);
-        enum mamori_err rc = step_done(s, st);
-        if (rc)
-            return rc;
-        *(i ? events : telemetry) = sqlite3_changes(s->db);
-    }
-    return MAMORI_OK;
+    enum mamori_err rc =
+        exec_i64(s,
+                 "DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry ORDER BY rowid "
+                 "LIMIT ?2) AND recv_at < ?1",
+                 before_ms, chunk, telemetry);
+    return rc ? rc
+              : exec_i64(s,
+                         "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events ORDER BY "
+                         "rowid LIMIT ?2) AND ts < ?1 / 1000",
+                         before_ms, chunk, events);
 }
