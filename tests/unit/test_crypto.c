@@ -304,21 +304,29 @@ static void telemetry_schemas(void **st)
     json_decref(b);
 }
 
+/* A device certificate for MM0123456789ABCDEF on subject's key, issued by
+ * the test root (its PEM in *pem). */
+static struct crypto_cert *device_cert(struct pki *p, const struct crypto_key *subject, char **pem)
+{
+    struct crypto_issue di = {.kind = CRYPTO_CERT_CLIENT,
+                              .cn = "MM0123456789ABCDEF",
+                              .subject = subject,
+                              .issuer = p->root,
+                              .issuer_key = p->root_key,
+                              .not_after = time(NULL) + 3600};
+    struct crypto_cert *cert = NULL;
+    assert_int_equal(crypto_cert_issue(&di, pem), MAMORI_OK);
+    assert_int_equal(crypto_cert_parse(*pem, strlen(*pem), &cert), MAMORI_OK);
+    return cert;
+}
+
 /* Records verify with the device's certificate, chain by hash, and any
  * change to the text breaks the signature. */
 static void device_log_chain(void **st)
 {
     struct pki *p = *st;
     char *pem = NULL, l1[DEVLOG_LINE_MAX], l2[DEVLOG_LINE_MAX];
-    struct crypto_issue di = {.kind = CRYPTO_CERT_CLIENT,
-                              .cn = "MM0123456789ABCDEF",
-                              .subject = p->dev_key,
-                              .issuer = p->root,
-                              .issuer_key = p->root_key,
-                              .not_after = time(NULL) + 3600};
-    assert_int_equal(crypto_cert_issue(&di, &pem), MAMORI_OK);
-    struct crypto_cert *cert = NULL;
-    assert_int_equal(crypto_cert_parse(pem, strlen(pem), &cert), MAMORI_OK);
+    struct crypto_cert *cert = device_cert(p, p->dev_key, &pem);
     struct devlog_rec a, b, got;
     assert_int_equal(devlog_build(p->dev_key, 1, 1000, "boot", "{}", DEVLOG_ZERO_HASH, l1, &a),
                      MAMORI_OK);
@@ -335,12 +343,8 @@ static void device_log_chain(void **st)
     assert_int_equal(devlog_parse(l2, strlen(l2), cert, &got), MAMORI_ERR_VERIFY);
     assert_int_equal(devlog_parse(l2, strlen(l2), NULL, &got), MAMORI_OK); /* parse only */
     /* another key's certificate does not verify it */
-    struct crypto_issue ri = di;
-    ri.subject = p->root_key;
     char *other = NULL;
-    struct crypto_cert *oc = NULL;
-    assert_int_equal(crypto_cert_issue(&ri, &other), MAMORI_OK);
-    assert_int_equal(crypto_cert_parse(other, strlen(other), &oc), MAMORI_OK);
+    struct crypto_cert *oc = device_cert(p, p->root_key, &other);
     assert_int_equal(devlog_parse(l1, strlen(l1), oc, &got), MAMORI_ERR_VERIFY);
     /* bad input */
     assert_int_equal(devlog_build(p->dev_key, 3, 1, "Bad Type", "{}", a.hash, l1, &a),
@@ -370,15 +374,7 @@ static void security_status_token(void **st)
 {
     struct pki *p = *st;
     char *pem = NULL, tok[EAT_MAX + 1], bad[EAT_MAX + 16];
-    struct crypto_issue di = {.kind = CRYPTO_CERT_CLIENT,
-                              .cn = "MM0123456789ABCDEF",
-                              .subject = p->dev_key,
-                              .issuer = p->root,
-                              .issuer_key = p->root_key,
-                              .not_after = time(NULL) + 3600};
-    assert_int_equal(crypto_cert_issue(&di, &pem), MAMORI_OK);
-    struct crypto_cert *cert = NULL;
-    assert_int_equal(crypto_cert_parse(pem, strlen(pem), &cert), MAMORI_OK);
+    struct crypto_cert *cert = device_cert(p, p->dev_key, &pem);
     const char *claims =
         "{\"eat_profile\":\"" EAT_PROFILE "\",\"sub\":\"MM0123456789ABCDEF\",\"iat\":1000,"
         "\"exp\":2000,\"swversion\":[\"2.1\",1],\"mamori\":{\"cert_not_after\":5000,"
@@ -397,12 +393,8 @@ static void security_status_token(void **st)
     assert_int_equal(eat_verify(tok, strlen(tok), cert, "MMZZZZZZZZZZZZZZZZ", &c, &why),
                      MAMORI_ERR_PARSE);
     assert_null(c);
-    struct crypto_issue ri = di;
-    ri.subject = p->root_key;
     char *other = NULL;
-    struct crypto_cert *oc = NULL;
-    assert_int_equal(crypto_cert_issue(&ri, &other), MAMORI_OK);
-    assert_int_equal(crypto_cert_parse(other, strlen(other), &oc), MAMORI_OK);
+    struct crypto_cert *oc = device_cert(p, p->root_key, &other);
     assert_int_equal(eat_verify(tok, strlen(tok), oc, NULL, &c, &why), MAMORI_ERR_VERIFY);
     /* claims swapped under the same signature */
     char body[600], hdr[80];

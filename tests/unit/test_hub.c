@@ -267,6 +267,17 @@ static void passwords(void **st)
     assert_string_not_equal(th, t1);
 }
 
+/* A registry entry of model "m" whose fingerprint is 64 x fp. */
+static void device_init(struct device_rec *d, const char *id, const char *state, char fp)
+{
+    memset(d, 0, sizeof(*d));
+    snprintf(d->id, sizeof(d->id), "%s", id);
+    snprintf(d->model, sizeof(d->model), "m");
+    snprintf(d->state, sizeof(d->state), "%s", state);
+    memset(d->cert_fp, fp, 64);
+    d->hb_interval = 30;
+}
+
 static void store_basics(void **st)
 {
     struct fx *f = *st;
@@ -281,12 +292,7 @@ static void store_basics(void **st)
     assert_int_equal(store_user_add(f->s, "bob", ROLE_ADMIN, "$argon2id$x", 1, NULL),
                      MAMORI_ERR_EXISTS);
     struct device_rec d;
-    memset(&d, 0, sizeof(d));
-    snprintf(d.id, sizeof(d.id), "MM0123456789ABCDEF");
-    snprintf(d.model, sizeof(d.model), "m");
-    snprintf(d.state, sizeof(d.state), "manufactured");
-    memset(d.cert_fp, 'a', 64);
-    d.hb_interval = 30;
+    device_init(&d, "MM0123456789ABCDEF", "manufactured", 'a');
     assert_int_equal(store_device_add(f->s, &d, "pem", "claimhash"), MAMORI_OK);
     /* same certificate twice: refused */
     snprintf(d.id, sizeof(d.id), "MM0123456789ABCDEG");
@@ -324,14 +330,9 @@ static void store_rotation(void **st)
     struct fx *f = *st;
     struct device_rec d, got;
     char *pem = NULL;
-    memset(&d, 0, sizeof(d));
-    snprintf(d.id, sizeof(d.id), "MM0123456789ABCDEF");
-    snprintf(d.model, sizeof(d.model), "m");
-    snprintf(d.state, sizeof(d.state), "active");
-    memset(d.cert_fp, 'a', 64);
+    device_init(&d, "MM0123456789ABCDEF", "active", 'a');
     d.cert_not_after = 10000;
     d.created_at = 1000;
-    d.hb_interval = 30;
     assert_int_equal(store_device_add(f->s, &d, "pem-a", NULL), MAMORI_OK);
     /* the policy: due when expiring within the window or older than the age */
     assert_int_equal(due(f, 5000, 1000, 0), 0);
@@ -553,12 +554,7 @@ static void store_user_deletion(void **st)
     assert_int_equal(store_session_add(f->s, "th-dave", dave, 1, 1000), MAMORI_OK);
     assert_int_equal(store_export_add(f->s, carol, "MMAAAAAAAAAAAAAAAA", "{}", 2, NULL), MAMORI_OK);
     struct device_rec d;
-    memset(&d, 0, sizeof(d));
-    snprintf(d.id, sizeof(d.id), "MMDDDDDDDDDDDDDDDD");
-    snprintf(d.model, sizeof(d.model), "m");
-    snprintf(d.state, sizeof(d.state), "manufactured");
-    memset(d.cert_fp, 'd', 64);
-    d.hb_interval = 30;
+    device_init(&d, "MMDDDDDDDDDDDDDDDD", "manufactured", 'd');
     assert_int_equal(store_device_add(f->s, &d, "pem", NULL), MAMORI_OK);
     assert_int_equal(store_device_claim(f->s, d.id, dave, 3), MAMORI_OK);
 
