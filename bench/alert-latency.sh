@@ -14,11 +14,7 @@ N=${2:-200}
 cd "$(dirname "$0")/.."
 BIN=$PWD/$BUILD/bin
 W=$(mktemp -d /tmp/mamori-alert-bench.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; }
-trap cleanup EXIT
-ep() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$W/data/run/endpoints.json" "$1"; }
-jget() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+. bench/lib.sh  # PIDS, cleanup, ep, cpu_ms, jget, bench_accounts
 
 cat >"$W/recv.py" <<'PY'
 import http.server, json, sys, time
@@ -42,12 +38,7 @@ PIDS+=($!)
 HUB=$!; PIDS+=($HUB)
 for _ in $(seq 1 100); do [ -f "$W/data/run/endpoints.json" ] && [ -s "$W/recv.port" ] && break; sleep 0.1; done
 API=$(ep api); MQTT=$(ep mqtt_port); CA=$W/data/pki/root.crt
-C="$BIN/mamorictl --data $W/data --session $W/s-admin"
-export MAMORI_PASSWORD="bench admin passphrase"
-$C bootstrap --user admin >/dev/null && $C login --user admin >/dev/null
-MAMORI_NEW_PASSWORD="bench owner passphrase" $C user add owner --role owner >/dev/null
-MAMORI_PASSWORD="bench owner passphrase" "$BIN/mamorictl" --data "$W/data" --session "$W/s-owner" \
-    login --user owner >/dev/null
+bench_accounts
 $C webhook add "http://127.0.0.1:$(cat "$W/recv.port")/alerts" >/dev/null
 $C factory batch --model bench --count "$N" --out "$W/fleet" >/dev/null
 for d in "$W"/fleet/dev-*; do

@@ -14,15 +14,7 @@ cd "$(dirname "$0")/.."
 BIN=$PWD/$BUILD/bin
 W=$(mktemp -d /tmp/mamori-campaign-bench.XXXXXX)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; }
-trap cleanup EXIT
-ep() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$W/data/run/endpoints.json" "$1"; }
-cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
-jget() { python3 -c 'import json,sys
-v=json.load(sys.stdin)
-for k in sys.argv[1].split("."): v=v[int(k)] if isinstance(v,list) else v[k]
-print(v)' "$1"; }
+. bench/lib.sh  # PIDS, cleanup, ep, cpu_ms, jget, bench_accounts
 
 "$BIN/mamorid" --data "$W/data" --max-connections $((N + 100)) \
     --api-connections $((N + 100)) --api-per-address $((N + 100)) --rate 100000 --burst 100000 \
@@ -30,12 +22,7 @@ print(v)' "$1"; }
 HUB=$!; PIDS+=($HUB)
 for _ in $(seq 1 100); do [ -f "$W/data/run/endpoints.json" ] && break; sleep 0.1; done
 API=$(ep api); CA=$W/data/pki/root.crt
-C="$BIN/mamorictl --data $W/data --session $W/s-admin"
-export MAMORI_PASSWORD="bench admin passphrase"
-$C bootstrap --user admin >/dev/null && $C login --user admin >/dev/null
-MAMORI_NEW_PASSWORD="bench owner passphrase" $C user add owner --role owner >/dev/null
-MAMORI_PASSWORD="bench owner passphrase" "$BIN/mamorictl" --data "$W/data" --session "$W/s-owner" \
-    login --user owner >/dev/null
+bench_accounts
 echo "# campaign-bench $BUILD $N $KB   (commit $(git rev-parse --short HEAD 2>/dev/null), $(nproc) cores)"
 echo "# provisioning $N devices (keygen, enroll, claim) and the release keys..."
 $C factory batch --model bench --count "$N" --out "$W/fleet" >/dev/null

@@ -34,12 +34,7 @@ FILES=$(ulimit -n)
 PER=$(( (FILES - 256) / 3 ))
 NSIM=$(( (N + PER - 1) / PER ))
 PER=$(( (N + NSIM - 1) / NSIM ))
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; }
-trap cleanup EXIT
-ep() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$W/data/run/endpoints.json" "$1"; }
-cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
-jget() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+. bench/lib.sh  # PIDS, cleanup, ep, cpu_ms, jget, bench_accounts
 sql() { python3 -c 'import sqlite3,sys
 c=sqlite3.connect("file:"+sys.argv[1]+"?mode=ro", uri=True, timeout=30)
 print(c.execute(sys.argv[2]).fetchone()[0])' "$W/data/mamori.db" "$1"; }
@@ -68,12 +63,7 @@ echo "# rules-mqtt $BUILD $N devices, one event each every $PERIOD ms, $WINDOW s
     "(commit $(git rev-parse --short HEAD 2>/dev/null), $(nproc) cores, loopback)"
 start_hub on
 API=$(ep api); CA=$W/data/pki/root.crt
-C="$BIN/mamorictl --data $W/data --session $W/s-admin"
-export MAMORI_PASSWORD="bench admin passphrase"
-$C bootstrap --user admin >/dev/null && $C login --user admin >/dev/null
-MAMORI_NEW_PASSWORD="bench owner passphrase" $C user add owner --role owner >/dev/null
-MAMORI_PASSWORD="bench owner passphrase" "$BIN/mamorictl" --data "$W/data" --session "$W/s-owner" \
-    login --user owner >/dev/null
+bench_accounts
 t0=$(date +%s)
 $C factory batch --model bench --count "$N" --out "$W/fleet" >/dev/null
 # the claims over one kept-alive HTTPS connection
