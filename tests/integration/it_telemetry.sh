@@ -37,7 +37,9 @@ check "agent refuses an unknown field locally" fails send 0 '{"humidity": 40}'
 check "agent refuses a wrong type locally" fails send 0 '{"door_open": 1}'
 check "agent refuses a line that is not JSON" fails send 0 'not json'
 check "accepted telemetry is stored and acknowledged" wait_for 20 stat_is 0 acked 1
-expect_eq "and leaves the outbox" 0 "$(astat 0 outbox_queued)"
+# (the signed status the device publishes a second after connecting may
+# be in flight at this moment: the outbox empties once it is acknowledged)
+check "and leaves the outbox" wait_for 20 stat_is 0 outbox_queued 0
 expect_eq "one row stored for the device" 1 "$(stored "$D0")"
 expect_eq "stored body is what was sent" "21.5" "$(as admin device telemetry "$D0" | jget items.0.body.temp_c)"
 check "the owner reads her device's telemetry" as alice device telemetry "$D0"
