@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -187,5 +188,15 @@ enum mamori_err fs_create_private(const char *path)
     if (fd < 0)
         return MAMORI_ERR_IO;
     close(fd);
+    return MAMORI_OK;
+}
+
+enum mamori_err fs_lock_file(const char *path, int *fd)
+{
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (*fd < 0)
+        return MAMORI_ERR_IO;
+    if (flock(*fd, LOCK_EX | LOCK_NB) != 0)
+        return errno == EWOULDBLOCK ? MAMORI_ERR_BUSY : MAMORI_ERR_IO;
     return MAMORI_OK;
 }

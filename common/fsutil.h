@@ -34,5 +34,10 @@ enum mamori_err fs_create_private(const char *path) MAMORI_MUST_CHECK;
  * fine). On flash with wear levelling the old blocks may survive: real
  * erasure of keys needs them to live in hardware (TPM) or encrypted. */
 enum mamori_err fs_shred(const char *path) MAMORI_MUST_CHECK;
+/* Opens path (0600, created if needed, never through a symlink) and takes
+ * an exclusive lock on it without waiting; *fd holds it (close to release;
+ * it also ends with the process, however it ends). MAMORI_ERR_BUSY when
+ * another process holds it. *fd is -1 unless the file was opened. */
+enum mamori_err fs_lock_file(const char *path, int *fd) MAMORI_MUST_CHECK;
 
 #endif

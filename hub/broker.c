@@ -35,15 +35,19 @@
 #define BROKER_QUEUE_BYTES (256LL * 1024 * 1024)
 
 /* Tests whether addr:port can be bound now (port 0: any); returns the port
- * or -1. */
-static int try_port(const char *addr, int port)
+ * or -1. With reuse (SO_REUSEADDR, as mosquitto binds its listener), the
+ * connections a dead broker left in TIME_WAIT do not count: only a socket
+ * that still listens (or is bound without it) holds the port. */
+static int try_port(const char *addr, int port, bool reuse)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    int one = 1;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     socklen_t sl = sizeof(sa);
-    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1 ||
+    if ((reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one))) ||
+        inet_pton(AF_INET, addr, &sa.sin_addr) != 1 ||
         bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
         getsockname(fd, (struct sockaddr *)&sa, &sl)) {
         close(fd);
@@ -53,19 +57,34 @@ static int try_port(const char *addr, int port)
     return ntohs(sa.sin_port);
 }
 
+/* Reads a small file into buf (NUL-terminated) with read(2) until its end:
+ * /proc files report a size of 0, so fs_read_file cannot read them. */
+static bool read_small(const char *path, char *buf, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + got, n - 1 - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || (got += (size_t)r) == n - 1)
+            break;
+    }
+    close(fd);
+    buf[got] = '\0';
+    return got > 0;
+}
+
 /* The kernel's range for ephemeral (source) ports. */
 static void ephemeral_range(int *lo, int *hi)
 {
-    *lo = 32768;
-    *hi = 60999;
-    char *txt = NULL;
-    size_t len = 0;
-    if (fs_read_file("/proc/sys/net/ipv4/ip_local_port_range", 64, &txt, &len) == MAMORI_OK) {
-        if (sscanf(txt, "%d %d", lo, hi) != 2 || *lo < 1024 || *hi > 65535 || *lo > *hi) {
-            *lo = 32768;
-            *hi = 60999;
-        }
-        free(txt);
+    char txt[64];
+    if (!read_small("/proc/sys/net/ipv4/ip_local_port_range", txt, sizeof(txt)) ||
+        sscanf(txt, "%d %d", lo, hi) != 2 || *lo < 1024 || *hi > 65535 || *lo > *hi) {
+        *lo = 32768;
+        *hi = 60999;
     }
 }
 
@@ -84,10 +103,10 @@ static int pick_port(const char *addr)
         int port = 10000 + (int)(r % 50000u);
         if (port >= lo && port <= hi)
             continue;
-        if (try_port(addr, port) == port)
+        if (try_port(addr, port, false) == port)
             return port;
     }
-    return try_port(addr, 0); /* last resort */
+    return try_port(addr, 0, false); /* last resort */
 }
 
 /* Copies src to dir/name, owned by the broker's user. */
@@ -323,29 +342,81 @@ static void *supervise(void *arg)
     return NULL;
 }
 
-/* An ephemeral MQTT port is chosen once and kept in the registry, so
- * devices keep their broker address across restarts; a new one is taken
- * only when the old one is no longer free. */
+/* The broker left by a hub that ended abruptly (kill -9, power cut): the
+ * parent-death signal normally takes it down with the hub, but it may
+ * still be on its way out. We hold the data directory's lock (hub_init),
+ * so no live hub owns a broker of this directory: one still running is an
+ * orphan, and it is stopped. Returns true when one was signalled. */
+static bool stop_orphan_broker(struct hub *h)
+{
+    char p[HUB_PATH_MAX], txt[64];
+    if (fs_path(p, sizeof(p), h->cfg.data_dir, "run/broker.pid") ||
+        !read_small(p, txt, sizeof(txt)))
+        return false;
+    char *end;
+    long pid = strtol(txt, &end, 10);
+    if (end == txt || (*end != '\n' && *end != '\0') || pid <= 1 || pid > 4194304)
+        return false;
+    /* only a mosquitto: the pid may have been reused by anything else */
+    snprintf(p, sizeof(p), "/proc/%ld/comm", pid);
+    if (!read_small(p, txt, sizeof(txt)) || strcmp(txt, "mosquitto\n") != 0 ||
+        kill((pid_t)pid, SIGKILL))
+        return false;
+    log_warn("stopping the broker (pid %ld) left by a hub that ended abruptly", pid);
+    return true;
+}
+
+/* How long a start waits for the platform's MQTT port to come free. */
+#define BROKER_PORT_WAIT_MS 10000
+
+/* Waits until the kept port can be listened on again; false when it
+ * cannot be had within BROKER_PORT_WAIT_MS. */
+static bool wait_port(struct hub *h, int port)
+{
+    for (unsigned waited = 0; waited < BROKER_PORT_WAIT_MS && !h->stopping; waited += 100) {
+        if (try_port(h->cfg.listen_addr, port, true) == port)
+            return true;
+        stop_orphan_broker(h);
+        hub_sleep(h, 100);
+    }
+    return try_port(h->cfg.listen_addr, port, true) == port;
+}
+
+/* An ephemeral MQTT port is chosen once and kept in the registry: it is
+ * the platform's port from then on, the one every device dials. After a
+ * crash it is reused (the old broker's connections in TIME_WAIT do not
+ * hold it, and a broker the dead hub left is stopped); if another program
+ * truly holds it, the hub says so and does not start, rather than move
+ * and strand the fleet. */
 static int stable_port(struct hub *h)
 {
     char v[16];
     int port = 0;
     pthread_mutex_lock(&h->lock);
-    if (store_meta_get(h->store, "mqtt_port", v, sizeof(v)) == MAMORI_OK) {
+    enum mamori_err rc = store_meta_get(h->store, "mqtt_port", v, sizeof(v));
+    pthread_mutex_unlock(&h->lock);
+    if (rc == MAMORI_OK) {
         char *end;
         long n = strtol(v, &end, 10);
-        if (!*end && n > 0 && n < 65536 && try_port(h->cfg.listen_addr, (int)n) == n)
-            port = (int)n;
-        else
-            log_warn("MQTT port %s is no longer free; choosing another", v);
+        if (*end || n <= 0 || n >= 65536) {
+            log_err("the registry's MQTT port '%s' is not a port; not starting", v);
+            return -1;
+        }
+        if (!wait_port(h, (int)n)) {
+            log_err("MQTT port %ld, the one the devices dial, is in use by another program; "
+                    "not starting (free the port, or choose one with --mqtt-port)",
+                    n);
+            return -1;
+        }
+        return (int)n;
     }
-    if (!port) {
-        port = pick_port(h->cfg.listen_addr);
-        snprintf(v, sizeof(v), "%d", port);
-        if (port > 0)
-            log_if_err(store_meta_set(h->store, "mqtt_port", v));
+    port = pick_port(h->cfg.listen_addr);
+    snprintf(v, sizeof(v), "%d", port);
+    if (port > 0) {
+        pthread_mutex_lock(&h->lock);
+        log_if_err(store_meta_set(h->store, "mqtt_port", v));
+        pthread_mutex_unlock(&h->lock);
     }
-    pthread_mutex_unlock(&h->lock);
     return port;
 }
 

@@ -147,6 +147,17 @@ enum mamori_err hub_init(struct hub *h, const struct hub_config *cfg)
         return rc;
     }
     char p[HUB_PATH_MAX];
+    /* One hub per data directory: a second one would run a second broker
+     * for the same registry on the platform's port, and take the first
+     * one's broker for an orphan to stop (hub/broker.c). */
+    h->data_lock_fd = -1;
+    if ((rc = fs_path(p, sizeof(p), cfg->data_dir, "hub.lock")))
+        return rc;
+    if ((rc = fs_lock_file(p, &h->data_lock_fd))) {
+        if (rc == MAMORI_ERR_BUSY)
+            log_err("%s is in use by another mamorid; not starting", cfg->data_dir);
+        return rc;
+    }
     if ((rc = fs_path(p, sizeof(p), cfg->data_dir, "mamori.db")) || (rc = store_open(p, &h->store)))
         return rc;
     h->audit.store = h->store;
@@ -244,4 +255,6 @@ void hub_free(struct hub *h)
     free(h->live);
     crypto_wipe(h->audit.key, sizeof(h->audit.key));
     pthread_mutex_destroy(&h->lock);
+    if (h->data_lock_fd >= 0)
+        close(h->data_lock_fd);
 }

@@ -83,6 +83,7 @@ struct hub {
     pthread_mutex_t lock;
     struct store *store;
     struct audit audit;
+    int data_lock_fd; /* DATA/hub.lock: one hub per data directory */
 
     /* PKI (pki/ under data_dir) */
     struct crypto_cert *issuing_cert;

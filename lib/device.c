@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <curl/curl.h>
@@ -1008,12 +1007,7 @@ static enum mamori_err state_lock(struct mamori_device *d, const char *state_dir
     if ((rc = fs_mkdir_p(state_dir, 0700)) || (rc = fs_check_private(state_dir, 0)) ||
         (rc = fs_path(p, sizeof(p), state_dir, "lock")))
         return rc;
-    d->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (d->lock_fd < 0)
-        return MAMORI_ERR_IO;
-    if (flock(d->lock_fd, LOCK_EX | LOCK_NB) != 0)
-        return errno == EWOULDBLOCK ? MAMORI_ERR_BUSY : MAMORI_ERR_IO;
-    return MAMORI_OK;
+    return fs_lock_file(p, &d->lock_fd);
 }
 
 enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mamori_device **out)

@@ -19,7 +19,7 @@ PKGS_BUILD=(
 # checker, and the real MQTT/HTTP clients the integration tests drive.
 PKGS_TEST=(
   libcmocka-dev clang libclang-rt-14-dev llvm
-  sslscan valgrind procps
+  sslscan valgrind procps iproute2
   mosquitto-clients curl
   # the TPM 2.0 keystore: OpenSSL's tpm2 provider, a software TPM and the
   # resource manager a device has as /dev/tpmrm0
