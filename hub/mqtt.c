@@ -22,6 +22,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/proto.h"
+#include "hub/relay.h"
 #include "hub/hub.h"
 
 #define SYNC_TOPIC PROTO_TOPIC_CTL_PREFIX "sync"
@@ -249,6 +250,7 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
         uint64_t up = 1;
         if (json_get_u64(body, "uptime_s", &up) && up == 0) {
             pthread_mutex_lock(&h->lock);
+            relay_on_connect(h, id); /* before: a challenge is not re-sent */
             cmd_resend_pending(h, id);
             pthread_mutex_unlock(&h->lock);
         }

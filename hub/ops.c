@@ -1,6 +1,7 @@
 /* hub/ops.c - see ops.h. */
 #include "hub/firmware.h"
 #include "hub/ops.h"
+#include "hub/relay.h"
 #include "hub/alerts.h"
 
 #include <inttypes.h>
@@ -722,6 +723,8 @@ enum mamori_err hub_op_device_get(struct hub *h, const struct principal *who, co
     *out = rc ? NULL : device_json(&d);
     if (*out)
         hub_fw_annotate(h, &d, *out); /* P-UPD: version, advisories, support end */
+    if (*out)
+        relay_describe(h, id, *out); /* T09-L2b: the round trip it is held against */
     pthread_mutex_unlock(&h->lock);
     return rc;
 }

@@ -12,11 +12,12 @@
 #include "common/crypto.h"
 #include "common/log.h"
 
-#define SLOTS    16384 /* devices followed (open addressing; a full table skips) */
-#define BATCH    64    /* devices looked at per tick */
-#define WARMUP   3     /* round trips learned before one can be told apart */
-#define FACTOR   3.0   /* a round trip above factor x baseline + slack is a relay */
-#define SLACK_MS 200.0
+#define SLOTS            16384 /* devices followed (open addressing; a full table skips) */
+#define BATCH            64    /* devices looked at per tick */
+#define WARMUP           3     /* round trips learned before one can be told apart */
+#define FACTOR           3.0   /* a round trip above factor x baseline + slack is a relay */
+#define SLACK_MS         200.0
+#define CHALLENGE_TTL_MS 60000 /* a challenge's validity */
 
 struct follow {
     char id[24];
@@ -76,8 +77,18 @@ void relay_tick(struct hub *h)
             f->next_ms = now + (int64_t)h->cfg.challenge_s * 1000;
         if (now < f->next_ms)
             continue;
+        /* One challenge at a time: a round trip longer than the interval
+         * is timed when it ends, never overtaken (an overtaken one would
+         * no longer be recognised, and its record would stay). One not
+         * answered within its validity is gone with its record. */
+        if (f->cid[0] && now - f->sent_ms < CHALLENGE_TTL_MS)
+            continue;
+        if (f->cid[0]) {
+            log_if_err(store_command_delete(h->store, f->cid));
+            f->cid[0] = '\0';
+        }
         f->next_ms = now + (int64_t)h->cfg.challenge_s * 1000;
-        if (hub_command_issue(h, &CHALLENGER, ids[i], CMD_SELF_TEST, 60000,
+        if (hub_command_issue(h, &CHALLENGER, ids[i], CMD_SELF_TEST, CHALLENGE_TTL_MS,
                               "latency challenge (relay detection)", NULL, &c) == MAMORI_OK) {
             snprintf(f->cid, sizeof(f->cid), "%s", c.id);
             f->sent_ms = hub_now_ms();
@@ -103,6 +114,28 @@ bool relay_on_result(struct hub *h, const char *device_id, const char *command_i
     f->base_ms = f->samples ? 0.8 * f->base_ms + 0.2 * rtt : rtt;
     f->samples++;
     return true;
+}
+
+void relay_on_connect(struct hub *h, const char *device_id)
+{
+    struct follow *f = h->relay ? follow_of(h->relay, device_id, false) : NULL;
+    if (!f)
+        return;
+    if (f->cid[0]) {
+        log_if_err(store_command_delete(h->store, f->cid));
+        f->cid[0] = '\0';
+    }
+    f->next_ms = hub_now_ms() + (int64_t)h->cfg.challenge_s * 1000;
+}
+
+void relay_describe(struct hub *h, const char *device_id, json_t *out)
+{
+    const struct follow *f = h->relay ? follow_of(h->relay, device_id, false) : NULL;
+    if (!f || !f->samples)
+        return;
+    json_object_set_new(out, "round_trip",
+                        json_pack("{s:f,s:i,s:b}", "baseline_ms", f->base_ms, "samples",
+                                  (json_int_t)f->samples, "learned", f->samples >= WARMUP));
 }
 
 void relay_free(struct hub *h)

@@ -231,10 +231,16 @@ sys.exit(0 if n else 1)
 PY
 }
 
-wait_for() { # wait_for SECONDS COMMAND...: polls every 0.1 s
-    local n=$(( $1 * 10 )); shift
-    for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done
-    return 1
+# wait_for SECONDS COMMAND...: runs COMMAND every 0.1 s until it succeeds
+# or SECONDS of wall-clock time have passed (however slow each try is on a
+# loaded machine: the deadline is the clock's, not a count of tries).
+wait_for() {
+    local end=$(( ${EPOCHREALTIME/./} + $1 * 1000000 )); shift
+    while :; do
+        "$@" && return 0
+        [ "${EPOCHREALTIME/./}" -ge "$end" ] && return 1
+        sleep 0.1
+    done
 }
 
 # --- mamori-agent helpers. Agent N runs identity N of the fleet with its
