@@ -219,7 +219,15 @@ void tm_flush(struct hub *h);
 void tm_schema_changed(struct hub *h, const char *model);
 enum mamori_err tm_query(struct hub *h, const char *id, int64_t from_ts, int64_t to_ts,
                          int64_t after, int limit, json_t **out) MAMORI_MUST_CHECK;
-void tm_stats(struct hub *h, uint64_t *accepted, uint64_t *duplicates, uint64_t *rejected);
+struct tm_counts {
+    uint64_t accepted, duplicates, rejected;
+    uint64_t before_owner; /* sent before the device changed hands: not recorded */
+};
+void tm_stats(struct hub *h, struct tm_counts *out);
+/* The device has a new owner from since_ms on (a transfer): what it sent
+ * before belongs to the previous owner and never enters the records the
+ * new owner sees. Call tm_flush first, in the same hold of the lock. */
+void tm_owner_changed(struct hub *h, const char *id, int64_t since_ms);
 void tm_free(struct hub *h);
 /* Runs check with the device's current, next and previous certificates in
  * turn until one answers other than MAMORI_ERR_VERIFY: across a key

@@ -986,12 +986,14 @@ enum mamori_err hub_op_health(struct hub *h, json_t **out)
                      (json_int_t)store_device_count(h->store), "mqtt_port", h->broker_port,
                      "mqtt_received",
                      (json_int_t)__atomic_load_n(&h->mqtt_received, __ATOMIC_RELAXED));
-    uint64_t acc, dup, rej;
-    tm_stats(h, &acc, &dup, &rej);
+    struct tm_counts n;
+    tm_stats(h, &n);
     if (*out)
         json_object_set_new(*out, "streams",
-                            json_pack("{s:I,s:I,s:I}", "accepted", (json_int_t)acc, "duplicates",
-                                      (json_int_t)dup, "rejected", (json_int_t)rej));
+                            json_pack("{s:I,s:I,s:I,s:I}", "accepted", (json_int_t)n.accepted,
+                                      "duplicates", (json_int_t)n.duplicates, "rejected",
+                                      (json_int_t)n.rejected, "before_owner",
+                                      (json_int_t)n.before_owner));
     pthread_mutex_unlock(&h->lock);
     return MAMORI_OK;
 }

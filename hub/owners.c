@@ -225,12 +225,17 @@ enum mamori_err hub_op_transfer_accept(struct hub *h, const struct principal *wh
     int64_t export_id = 0;
     pthread_mutex_lock(&h->lock);
     /* the same transfer still (a second accept of the code finds nothing) */
-    if (find_transfer(h, code, &t2, &d) || strcmp(t2.device_id, t.device_id) != 0) {
+    bool same = !find_transfer(h, code, &t2, &d) && strcmp(t2.device_id, t.device_id) == 0;
+    /* readings taken in before this moment are committed first, so they
+     * leave with the previous owner's data below */
+    if (same)
+        tm_flush(h);
+    if (!same) {
         rc = refuse(h, who, key, &th, peer, e);
     } else if (!(rc = store_begin(h->store))) {
         char detail[200];
         snprintf(detail, sizeof(detail), "{\"from\":\"%s\",\"data\":\"%s\"}", from.name, t.data);
-        int64_t now = hub_now();
+        int64_t now_ms = hub_now_ms(), now = now_ms / 1000;
         /* Everything of the previous owner's time goes: telemetry, events,
          * commands (theirs still pending are cancelled); the new owner sees
          * only what comes from now on. */
@@ -248,6 +253,8 @@ enum mamori_err hub_op_transfer_accept(struct hub *h, const struct principal *wh
                                     detail);
         if (!rc) {
             log_if_err(store_throttle_clear(h->store, key));
+            /* what the device sent before now is the previous owner's */
+            tm_owner_changed(h, d.id, now_ms);
             hub_event(h, d.id, "owner_changed", "info", "{\"data\":\"%s\"}", t.data);
             if (!store_device_get(h->store, d.id, &d))
                 *out = device_json(&d);

@@ -53,6 +53,7 @@ struct tm_dev {
     uint64_t last_seq[STREAM_N]; /* highest stored */
     int64_t last_ts[STREAM_N];
     uint64_t ack_seq[STREAM_N]; /* highest dealt with (stored or refused) */
+    int64_t owner_since_ms;     /* messages sent before: the previous owner's */
     struct schema_rate rate;
     int64_t reject_reported_ms;
     uint32_t reject_suppressed;
@@ -94,7 +95,7 @@ struct tm_state {
     size_t ndirty, dirty_cap;
     struct tm_schema_slot *schemas;
     size_t nschemas;
-    uint64_t accepted, duplicates, rejected;
+    struct tm_counts n;
 };
 
 static struct tm_state *state(struct hub *h)
@@ -132,12 +133,10 @@ void tm_free(struct hub *h)
     }
 }
 
-void tm_stats(struct hub *h, uint64_t *accepted, uint64_t *duplicates, uint64_t *rejected)
+void tm_stats(struct hub *h, struct tm_counts *out)
 {
-    struct tm_state *t = h->tm;
-    *accepted = t ? t->accepted : 0;
-    *duplicates = t ? t->duplicates : 0;
-    *rejected = t ? t->rejected : 0;
+    static const struct tm_counts none;
+    *out = h->tm ? h->tm->n : none;
 }
 
 void tm_schema_changed(struct hub *h, const char *model)
@@ -188,6 +187,7 @@ static struct tm_dev *dev_of(struct hub *h, const char *id)
         if (store_device_get(h->store, id, &rec))
             return NULL;
         snprintf(d->model, sizeof(d->model), "%s", rec.model);
+        d->owner_since_ms = rec.claimed_at * 1000;
         for (int s = 0; s < STREAM_N; s++) {
             if (store_stream_get(h->store, id, STREAM_NAMES[s], &d->last_seq[s], &d->last_ts[s]))
                 return NULL;
@@ -198,6 +198,13 @@ static struct tm_dev *dev_of(struct hub *h, const char *id)
     return d;
 }
 
+void tm_owner_changed(struct hub *h, const char *id, int64_t since_ms)
+{
+    struct tm_dev *d = dev_of(h, id);
+    if (d)
+        d->owner_since_ms = since_ms;
+}
+
 static void mark_dirty(struct tm_state *t, struct tm_dev *d);
 
 /* Refuses a message with an alert. It is still acknowledged: the device
@@ -205,7 +212,7 @@ static void mark_dirty(struct tm_state *t, struct tm_dev *d);
 static void reject(struct hub *h, struct tm_dev *d, enum stream_kind s, const char *kind,
                    const struct proto_envelope *env, const char *why)
 {
-    h->tm->rejected++;
+    h->tm->n.rejected++;
     if (env->seq > d->ack_seq[s])
         d->ack_seq[s] = env->seq;
     mark_dirty(h->tm, d);
@@ -328,8 +335,11 @@ static void log_record(struct hub *h, struct tm_dev *d, const char *line)
         hub_event(h, d->id, "device_log_chain_broken", "alert",
                   "{\"n\":%llu,\"reason\":\"does not follow the record the hub holds\"}",
                   (unsigned long long)r.n);
-    hub_event(h, d->id, "device_log", "info", "{\"n\":%llu,\"ts\":%lld,\"type\":\"%s\"}",
-              (unsigned long long)r.n, (long long)r.ts, r.type);
+    if (r.ts >= d->owner_since_ms) /* a record before a transfer: the previous owner's */
+        hub_event(h, d->id, "device_log", "info", "{\"n\":%llu,\"ts\":%lld,\"type\":\"%s\"}",
+                  (unsigned long long)r.n, (long long)r.ts, r.type);
+    else
+        h->tm->n.before_owner++;
     d->log_n = r.n;
     memcpy(d->log_hash, r.hash, sizeof(d->log_hash));
     d->log_recent[r.n % 64].n = r.n;
@@ -403,7 +413,7 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
         if (txt)
             log_record(h, d, txt);
         free(txt);
-        t->duplicates++;
+        t->n.duplicates++;
         mark_dirty(t, d);
         return;
     }
@@ -412,7 +422,7 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
         if (s == STREAM_TM ? pending_has(t, d, env->seq, digest) ||
                                  store_telemetry_has(h->store, id, ts, env->seq, digest)
                            : env->seq + TM_EV_WINDOW > d->last_seq[s] && ts <= d->last_ts[s]) {
-            t->duplicates++;
+            t->n.duplicates++;
             mark_dirty(t, d); /* acknowledge again */
             return;
         }
@@ -473,8 +483,10 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
             status_ingest(h, id, body);
         else if (type && strcmp(type, "log_watch_unavailable") == 0)
             hub_event(h, id, "device_log_unwatched", "warning", "%s", txt);
-        else
+        else if (ts >= d->owner_since_ms)
             hub_event(h, id, "device_event", "info", "%s", txt);
+        else
+            t->n.before_owner++; /* in flight at a transfer: not the new owner's */
         if (type) {
             campaign_on_event(h, id, type, body);
             /* the firmware the device runs, as its update events say */
@@ -489,6 +501,12 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
         free(txt);
     } else if (s == STREAM_LOG) {
         log_record(h, d, txt);
+        free(txt);
+    } else if (ts < d->owner_since_ms) {
+        /* Readings sent before the device changed hands (in flight at the
+         * transfer) belong to the previous owner, whose data left the
+         * device's records then: acknowledged, never the new owner's. */
+        t->n.before_owner++;
         free(txt);
     } else {
         if (t->nrows == TM_BATCH)
@@ -506,7 +524,7 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
     d->last_ts[s] = ts;
     if (env->seq > d->ack_seq[s])
         d->ack_seq[s] = env->seq;
-    t->accepted++;
+    t->n.accepted++;
     mark_dirty(t, d);
 }
 
