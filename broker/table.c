@@ -242,6 +242,17 @@ enum mamori_err sync_apply(struct sync_state *s, const void *payload, size_t len
             !json_get_u64(m, "mode", &mode) || mode > MODE_RESTRICTED ||
             (json_object_get(m, "fp_next") && !json_get_str(m, "fp_next", 64, &next)))
             goto out;
+        /* A change made for an older snapshot than the one in force (or
+         * being received) is stale: a message of a lost session delivered
+         * late. The newer snapshot already holds the registry's word, and
+         * the stale one must not overwrite it (a claim made during a broker
+         * restart would be undone by the registration pushed before it). */
+        gen = 0;
+        if (json_get_u64(m, "gen", &gen) &&
+            gen < (s->pending_open ? s->pending_gen : s->synced_gen)) {
+            rc = MAMORI_OK;
+            goto out;
+        }
         if (!s->active.nbuckets && (rc = table_init(&s->active, 4096)))
             goto out;
         if ((rc = table_set(&s->active, fp, id, (enum dev_mode)mode, next)))

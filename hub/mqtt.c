@@ -37,7 +37,12 @@ static void publish_json(struct hub *h, json_t *msg)
     if (s && strlen(s) > (size_t)h->cfg.max_payload) {
         log_err("sync message of %zu bytes over the payload limit: not sent", strlen(s));
     } else if (s) {
-        int rc = mosquitto_publish(h->mosq, NULL, SYNC_TOPIC, (int)strlen(s), s, 1, false);
+        /* QoS 0: a sync message of a session that was lost must never be
+         * delivered after the snapshot of the next session (which holds
+         * the registry's newer word); QoS 1 would re-send it after the
+         * reconnection. TCP keeps the order within a session, and every
+         * session begins with a snapshot, so nothing is missed. */
+        int rc = mosquitto_publish(h->mosq, NULL, SYNC_TOPIC, (int)strlen(s), s, 0, false);
         if (rc != MOSQ_ERR_SUCCESS)
             log_warn("sync publish failed: %s", mosquitto_strerror(rc));
         free(s);
@@ -59,8 +64,9 @@ void mqtt_push_device(struct hub *h, const struct device_rec *d, enum lc_access 
 {
     if (!h->mosq || !h->mqtt_connected)
         return; /* the next snapshot carries it */
-    json_t *m = json_pack("{s:s,s:s,s:s,s:i}", "op", "set", "fp", d->cert_fp, "id", d->id, "mode",
-                          (int)access);
+    /* gen: the snapshot this change follows (the plugin drops a stale one) */
+    json_t *m = json_pack("{s:s,s:s,s:s,s:i,s:I}", "op", "set", "fp", d->cert_fp, "id", d->id,
+                          "mode", (int)access, "gen", (json_int_t)h->sync_gen);
     if (m && d->cert_next_fp[0])
         json_object_set_new(m, "fp_next", json_string(d->cert_next_fp));
     if (m) {

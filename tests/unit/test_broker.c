@@ -59,6 +59,42 @@ static void snapshot_takes_effect_only_when_complete(void **st)
     sync_free(&s);
 }
 
+/* A change pushed for an older snapshot (a lost session's message
+ * delivered late) must not undo the newer snapshot: a device registered
+ * (denied) before a broker restart and claimed during it stays admitted. */
+static void stale_set_after_newer_snapshot_is_ignored(void **st)
+{
+    (void)st;
+    struct sync_state s;
+    struct kicks k = {{{0}}, 0};
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(apply(&s, &k, "{\"op\":\"begin\",\"gen\":3}"), MAMORI_OK);
+    assert_int_equal(
+        apply(&s, &k, "{\"op\":\"batch\",\"gen\":3,\"devs\":[[\"" FP_A "\",\"" ID_A "\",1]]}"),
+        MAMORI_OK);
+    /* during the snapshot: one for the previous generation is stale too */
+    assert_int_equal(apply(&s, &k,
+                           "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_A
+                           "\",\"mode\":0,\"gen\":2}"),
+                     MAMORI_OK);
+    assert_int_equal(apply(&s, &k, "{\"op\":\"end\",\"gen\":3,\"count\":1}"), MAMORI_OK);
+    assert_int_equal(table_by_id(&s.active, ID_A)->mode, MODE_FULL);
+    assert_int_equal(apply(&s, &k,
+                           "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_A
+                           "\",\"mode\":0,\"gen\":2}"),
+                     MAMORI_OK);
+    assert_int_equal(table_by_id(&s.active, ID_A)->mode, MODE_FULL);
+    assert_int_equal(k.n, 0); /* nobody kicked by a stale word */
+    /* a change of the snapshot in force applies at once */
+    assert_int_equal(apply(&s, &k,
+                           "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_A
+                           "\",\"mode\":0,\"gen\":3}"),
+                     MAMORI_OK);
+    assert_int_equal(table_by_id(&s.active, ID_A)->mode, MODE_DENY);
+    assert_int_equal(k.n, 1);
+    sync_free(&s);
+}
+
 static void live_set_kicks_and_rotates(void **st)
 {
     (void)st;
@@ -251,6 +287,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(snapshot_takes_effect_only_when_complete),
         cmocka_unit_test(live_set_kicks_and_rotates),
+        cmocka_unit_test(stale_set_after_newer_snapshot_is_ignored),
         cmocka_unit_test(rotation_admits_both_certificates_until_switched),
         cmocka_unit_test(malformed_control_changes_nothing),
         cmocka_unit_test(acl_own_subtree_only),
