@@ -174,6 +174,24 @@ static bool authenticate(struct hub *h, struct MHD_Connection *c, struct princip
     return true;
 }
 
+/* ttl_s of a command: absent is the operation's default; anything but an
+ * integer from 10 s to 30 days is refused, never replaced by the default. */
+static bool ttl_of(const json_t *in, int64_t *ttl_s, struct reply *r)
+{
+    json_t *v = json_object_get(in, "ttl_s");
+    *ttl_s = 0;
+    if (!v)
+        return true;
+    if (json_is_integer(v) && json_integer_value(v) >= 10 &&
+        json_integer_value(v) <= CMD_MAX_TTL_MS / 1000) {
+        *ttl_s = (int64_t)json_integer_value(v);
+        return true;
+    }
+    reply_err(r, 400, "invalid_request",
+              "ttl_s must be an integer number of seconds from 10 to 2592000");
+    return false;
+}
+
 /* An integer member, or def when absent; a value of another type or out
  * of int range becomes -1 (refused by the operation's bounds). */
 static int64_t json_int_or(const json_t *o, const char *key, int64_t def)
@@ -412,12 +430,10 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "commands") && post) {
         const char *type;
+        int64_t ttl;
         if (need_str(in, "type", 16, &type, r) &&
-            need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
-            json_t *ttl = json_object_get(in, "ttl_s");
-            rc = hub_op_command(h, &who, rt.seg[1], type, reason,
-                                json_is_integer(ttl) ? (int64_t)json_integer_value(ttl) : 0, &out,
-                                &e);
+            need_str(in, "reason", STORE_REASON_MAX, &reason, r) && ttl_of(in, &ttl, r)) {
+            rc = hub_op_command(h, &who, rt.seg[1], type, reason, ttl, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
         }
     } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "config") && post) {
@@ -573,12 +589,10 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") &&
                route_is(&rt, 3, "deploy") && post) {
         const char *device;
+        int64_t ttl;
         if (need_str(in, "device", 32, &device, r) &&
-            need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
-            json_t *ttl = json_object_get(in, "ttl_s");
-            rc = hub_op_fw_deploy(h, &who, rt.seg[2], device, reason,
-                                  json_is_integer(ttl) ? (int64_t)json_integer_value(ttl) : 0, &out,
-                                  &e);
+            need_str(in, "reason", STORE_REASON_MAX, &reason, r) && ttl_of(in, &ttl, r)) {
+            rc = hub_op_fw_deploy(h, &who, rt.seg[2], device, reason, ttl, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
         }
     } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") &&
