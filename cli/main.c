@@ -426,9 +426,10 @@ static int firmware_cmd(const struct api *a, const struct opts *o, const char *s
     }
     if (strcmp(sub, "deploy") == 0 && o->npos == 3 && o->device && o->reason) {
         snprintf(path, sizeof(path), "firmware/releases/%.64s/deploy", third);
-        return call_print(a, "POST", path,
-                          json_pack("{s:s, s:s, s:I}", "device", o->device, "reason", o->reason,
-                                    "ttl_s", (json_int_t)o->ttl));
+        json_t *body = json_pack("{s:s, s:s}", "device", o->device, "reason", o->reason);
+        if (body && o->ttl) /* absent: the hub's default */
+            json_object_set_new(body, "ttl_s", json_integer(o->ttl));
+        return call_print(a, "POST", path, body);
     }
     if (strcmp(sub, "retire") == 0 && o->npos == 3 && o->reason) {
         snprintf(path, sizeof(path), "firmware/releases/%.64s/retire", third);

@@ -8,6 +8,8 @@
  * untrusted JSON; every error has the one shape
  *   {"error": {"code": "...", "message": "..."}}
  * and every endpoint but health, bootstrap and login needs a bearer token.
+ * Deadlines for a request's head and body, and the admission of
+ * connections that have not authenticated, are hub/api_guard.c's.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -33,6 +35,7 @@
 #include "hub/matrix.h"
 #include "hub/report.h"
 #include "hub/alerts.h"
+#include "hub/api_guard.h"
 #include "hub/route.h"
 
 #define API_MAX_BODY (64 * 1024)
@@ -171,7 +174,26 @@ static bool authenticate(struct hub *h, struct MHD_Connection *c, struct princip
         reply_err(r, 401, "unauthorized", "missing, invalid or expired session token");
         return false;
     }
+    api_guard_authenticated(c); /* T10-L1a: no longer sheddable */
     return true;
+}
+
+/* ttl_s of a command: absent is the operation's default; anything but an
+ * integer from 10 s to 30 days is refused, never replaced by the default. */
+static bool ttl_of(const json_t *in, int64_t *ttl_s, struct reply *r)
+{
+    json_t *v = json_object_get(in, "ttl_s");
+    *ttl_s = 0;
+    if (!v)
+        return true;
+    if (json_is_integer(v) && json_integer_value(v) >= 10 &&
+        json_integer_value(v) <= CMD_MAX_TTL_MS / 1000) {
+        *ttl_s = (int64_t)json_integer_value(v);
+        return true;
+    }
+    reply_err(r, 400, "invalid_request",
+              "ttl_s must be an integer number of seconds from 10 to 2592000");
+    return false;
 }
 
 /* An integer member, or def when absent; a value of another type or out
@@ -230,6 +252,7 @@ static void device_update(struct hub *h, struct MHD_Connection *c, const struct 
                                         : "internal error");
         return;
     }
+    api_guard_authenticated(c);
     if (route_is(rt, 1, "roots")) {
         rc = hub_fw_device_roots(h, &out);
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
@@ -288,6 +311,7 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     /* Unauthenticated endpoints. */
     if (rt.n == 1 && route_is(&rt, 0, "health") && get) {
         rc = hub_op_health(h, &out);
+        json_object_set_new(out, "api", api_guard_stats(h->api_guard)); /* NULL: not set */
         reply_ok(r, 200, out);
         return;
     }
@@ -412,12 +436,10 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
         rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
     } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "commands") && post) {
         const char *type;
+        int64_t ttl;
         if (need_str(in, "type", 16, &type, r) &&
-            need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
-            json_t *ttl = json_object_get(in, "ttl_s");
-            rc = hub_op_command(h, &who, rt.seg[1], type, reason,
-                                json_is_integer(ttl) ? (int64_t)json_integer_value(ttl) : 0, &out,
-                                &e);
+            need_str(in, "reason", STORE_REASON_MAX, &reason, r) && ttl_of(in, &ttl, r)) {
+            rc = hub_op_command(h, &who, rt.seg[1], type, reason, ttl, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
         }
     } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "config") && post) {
@@ -573,12 +595,10 @@ static void handle(struct hub *h, struct MHD_Connection *c, const char *method, 
     } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") &&
                route_is(&rt, 3, "deploy") && post) {
         const char *device;
+        int64_t ttl;
         if (need_str(in, "device", 32, &device, r) &&
-            need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
-            json_t *ttl = json_object_get(in, "ttl_s");
-            rc = hub_op_fw_deploy(h, &who, rt.seg[2], device, reason,
-                                  json_is_integer(ttl) ? (int64_t)json_integer_value(ttl) : 0, &out,
-                                  &e);
+            need_str(in, "reason", STORE_REASON_MAX, &reason, r) && ttl_of(in, &ttl, r)) {
+            rc = hub_op_fw_deploy(h, &who, rt.seg[2], device, reason, ttl, &out, &e);
             rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
         }
     } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") &&
@@ -735,10 +755,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_NO;
         dbuf_init(&q->body, API_MAX_BODY);
         *con_cls = q;
+        api_guard_head_done(c); /* T10-L1b: the body's clock starts */
         if (strcmp(method, "PUT") == 0)
             upload_begin(h, c, url, q);
         return MHD_YES;
     }
+    if (*size)
+        api_guard_body(c, *size);
+    else
+        api_guard_answering(c);
     if (q->upload) {
         if (*size) {
             /* After a refusal the rest is read and dropped, so the client
@@ -781,15 +806,32 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)c;
     (void)toe;
     struct req *q = *con_cls;
+    api_guard_request_done(c); /* keep-alive: the next head's clock starts */
     if (q) {
         hub_fw_upload_abort(q->up); /* an upload cut short leaves nothing */
         dbuf_free(&q->body);        /* wiped: bodies carry passwords and tokens */
         free(q);
         *con_cls = NULL;
     }
+}
+
+/* The guard's limits (hub/api_guard.h): by default a quarter of the
+ * connections is kept for connections that authenticated (T10-L1a). */
+static enum mamori_err guard_start(struct hub *h)
+{
+    int total = h->cfg.api_connections;
+    struct api_guard_cfg gc = {h->cfg.api_head_s, h->cfg.api_min_body_rate,
+                               h->cfg.api_unauth_conns};
+    if (!gc.unauth_max)
+        gc.unauth_max = total > 1 ? total - (total / 4 > 0 ? total / 4 : 1) : 1;
+    if (total > 1 && gc.unauth_max >= total) {
+        log_err("--api-unauth-connections %d must be below --api-connections %d", gc.unauth_max,
+                total);
+        return MAMORI_ERR_INVAL;
+    }
+    return api_guard_new(&gc, &h->api_guard);
 }
 
 enum mamori_err api_start(struct hub *h)
@@ -808,20 +850,23 @@ enum mamori_err api_start(struct hub *h)
         rc = MAMORI_ERR_INVAL;
         goto out;
     }
-    h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_POLL, 0, NULL,
-                              NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                              MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert,
-                              MHD_OPTION_HTTPS_PRIORITIES, API_PRIORITIES,
-                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2, MHD_OPTION_CONNECTION_LIMIT,
-                              (unsigned)h->cfg.api_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                              (unsigned)h->cfg.api_per_address,            /* T10-L1a */
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15, /* T10-L1b */
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
-                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    if ((rc = guard_start(h)))
+        goto out;
+    h->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_POLL, 0, NULL, NULL, on_request, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_HTTPS_MEM_KEY, key,
+        MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_PRIORITIES, API_PRIORITIES,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)h->cfg.api_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)h->cfg.api_per_address,            /* T10-L1a */
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15, /* T10-L1b */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, api_guard_notify, h->api_guard,
+        MHD_OPTION_END);
     if (!h->mhd) {
         log_err("cannot start HTTPS API on %s:%d", h->cfg.listen_addr, h->cfg.api_port);
         rc = MAMORI_ERR_IO;
-        goto out;
+        goto out_guard;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
     h->api_port = di ? di->port : h->cfg.api_port;
@@ -829,6 +874,9 @@ enum mamori_err api_start(struct hub *h)
     h->api_key_len = kl;
     h->api_cert_pem = cert;
     return MAMORI_OK;
+out_guard:
+    api_guard_free(h->api_guard);
+    h->api_guard = NULL;
 out:
     if (key) {
         crypto_wipe(key, kl);
@@ -840,9 +888,12 @@ out:
 
 void api_stop(struct hub *h)
 {
+    api_guard_stop(h->api_guard); /* no shutdown(2) while the daemon closes */
     if (h->mhd)
         MHD_stop_daemon(h->mhd);
     h->mhd = NULL;
+    api_guard_free(h->api_guard); /* every connection's CLOSED has run */
+    h->api_guard = NULL;
     if (h->api_key_pem) {
         crypto_wipe(h->api_key_pem, h->api_key_len);
         free(h->api_key_pem);

@@ -58,6 +58,8 @@ void hub_config_defaults(struct hub_config *c)
     c->max_connections = 10000;
     c->api_connections = 256;
     c->api_per_address = 64;
+    c->api_head_s = 10;
+    c->api_min_body_rate = 500;
     c->max_payload = 16 * 1024;
     c->msg_rate = 20;
     c->msg_burst = 100;

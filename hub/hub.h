@@ -58,6 +58,13 @@ struct hub_config {
     char syslog[128];         /* alerts to syslog: "local", "udp://IPv4:PORT" or "" */
     char mosquitto_bin[HUB_PATH_MAX];
     char plugin_path[HUB_PATH_MAX];
+    /* HTTPS API deadlines and admission (hub/api_guard.h): the whole head
+     * within api_head_s (also a body's grace), bodies at least
+     * api_min_body_rate bytes/s, at most api_unauth_conns connections not
+     * yet authenticated (0: 3/4 of api_connections). */
+    int api_head_s;
+    int api_min_body_rate;
+    int api_unauth_conns;
 };
 
 void hub_config_defaults(struct hub_config *c);
@@ -110,6 +117,7 @@ struct hub {
 
     /* API */
     struct MHD_Daemon *mhd;
+    struct api_guard *api_guard; /* hub/api_guard.c */
     int api_port;
     char *api_key_pem; /* kept for the daemon's lifetime, wiped at stop */
     size_t api_key_len;

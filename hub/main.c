@@ -3,7 +3,8 @@
  *
  *   mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]
  *           [--heartbeat S] [--max-connections N] [--api-connections N]
- *           [--api-per-address N] [--plugin PATH]
+ *           [--api-per-address N] [--api-head-timeout S] [--api-min-body-rate B]
+ *           [--api-unauth-connections N] [--plugin PATH]
  *           [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]
  *           [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]
  *           [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]
@@ -34,7 +35,9 @@ static void usage(void)
 {
     fprintf(stderr, "usage: mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
                     "               [--heartbeat SECONDS] [--max-connections N]\n"
-                    "               [--api-connections N] [--api-per-address N] [--plugin PATH]\n"
+                    "               [--api-connections N] [--api-per-address N]\n"
+                    "               [--api-head-timeout SECONDS] [--api-min-body-rate BYTES/S]\n"
+                    "               [--api-unauth-connections N] [--plugin PATH]\n"
                     "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]\n"
                     "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
                     "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
@@ -102,6 +105,12 @@ int main(int argc, char **argv)
             ok = parse_int(v, 1, 100000, &cfg.api_connections);
         else if (strcmp(a, "--api-per-address") == 0)
             ok = parse_int(v, 1, 100000, &cfg.api_per_address);
+        else if (strcmp(a, "--api-head-timeout") == 0)
+            ok = parse_int(v, 1, 3600, &cfg.api_head_s);
+        else if (strcmp(a, "--api-min-body-rate") == 0)
+            ok = parse_int(v, 1, 1000000000, &cfg.api_min_body_rate);
+        else if (strcmp(a, "--api-unauth-connections") == 0)
+            ok = parse_int(v, 1, 100000, &cfg.api_unauth_conns);
         else if (strcmp(a, "--demo-fleet") == 0)
             ok = parse_int(v, 0, 100000, &demo);
         else if (strcmp(a, "--rate") == 0)
@@ -163,6 +172,10 @@ int main(int argc, char **argv)
     }
     if (!cfg.smtp_url[0] != !cfg.smtp_from[0]) {
         fprintf(stderr, "mamorid: --smtp and --smtp-from go together\n");
+        return 2;
+    }
+    if (cfg.api_connections > 1 && cfg.api_unauth_conns >= cfg.api_connections) {
+        fprintf(stderr, "mamorid: --api-unauth-connections must be below --api-connections\n");
         return 2;
     }
     if (!cfg.data_dir[0]) {

@@ -65,6 +65,25 @@ long=$(head -c 3000 /dev/zero | tr '\0' a)
 code=$(http GET "devices/$long" '' "$ADM")
 check "very long URL refused (HTTP $code)" bash -c "[ '$code' -ge 400 ] && [ '$code' -lt 500 ] || [ '$code' = 000 ]"
 
+# ttl_s of a command and of a firmware deploy: anything but an integer from
+# 10 to 2592000 is refused with the one message, never replaced by the default
+TTL_MSG="ttl_s must be an integer number of seconds from 10 to 2592000"
+SHA=$(printf '%064d' 0)
+for ttl in -1 0 1e300 '"86400"' 5 99999999 1.5 null true; do
+    code=$(http POST "devices/$D0/commands" "{\"type\":\"self-test\",\"reason\":\"ttl\",\"ttl_s\":$ttl}" "$ADM")
+    expect_eq "command ttl_s $ttl is refused: HTTP $code, $(jget error.message <"$T/body")" \
+        "400 $TTL_MSG" "$code $(jget error.message <"$T/body")"
+    code=$(http POST "firmware/releases/$SHA/deploy" "{\"device\":\"$D0\",\"reason\":\"ttl\",\"ttl_s\":$ttl}" "$ADM")
+    expect_eq "deploy ttl_s $ttl is refused: HTTP $code, $(jget error.message <"$T/body")" \
+        "400 $TTL_MSG" "$code $(jget error.message <"$T/body")"
+done
+expect_eq "command ttl_s 600 is accepted" 201 \
+    "$(http POST "devices/$D0/commands" '{"type":"self-test","reason":"ttl","ttl_s":600}' "$ADM")"
+expect_eq "command without ttl_s takes the default" 201 \
+    "$(http POST "devices/$D0/commands" '{"type":"self-test","reason":"ttl"}' "$ADM")"
+expect_eq "deploy ttl_s 600 passes the check (unknown release: 404)" 404 \
+    "$(http POST "firmware/releases/$SHA/deploy" "{\"device\":\"$D0\",\"reason\":\"ttl\",\"ttl_s\":600}" "$ADM")"
+
 # nothing changed, nothing broke
 expect_eq "device still in its state" claimed "$(dev_state "$D0")"
 expect_eq "hub still healthy" ok "$(curl -s --cacert "$CA" "$API/api/v1/health" | jget status)"
