@@ -184,7 +184,7 @@ static void write_status(const char *path, struct mamori_device *dev)
         log_if_err(fs_write_atomic(path, buf, (size_t)n, 0644));
 }
 
-/* ---- configuration integrity (T01-L2c, T08-L2a, T08-L4a) ----
+/* ---- configuration integrity (T01-L2c, T05-L2b, T06-L2a, T08-L2a, T08-L4a, T12-L2b) ----
  * The agent keeps the SHA-256 of its configuration and schema files in
  * STATE/config.digests. A file that differs from the last digest known, at
  * start or while running (checked every 5 s), is reported to the hub as a

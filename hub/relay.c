@@ -1,6 +1,6 @@
 /*
  * hub/relay.c - relay detection by timed signed challenges (see relay.h);
- * T09-L2b.
+ * T09-L2b; as a periodic self-test of every online device, T02-L2a and T02-L4a.
  */
 #include "hub/relay.h"
 

@@ -1,5 +1,5 @@
 /*
- * lib/outbox.c - the device's persistent outbox (see outbox.h).
+ * lib/outbox.c - the device's persistent outbox (see outbox.h); T03-L3b, T04-L3a.
  */
 #include "lib/outbox.h"
 

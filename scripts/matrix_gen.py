@@ -18,6 +18,7 @@ OUT = os.path.join(ROOT, "hub", "matrix_table.h")
 
 def c_str(s, limit):
     s = re.sub(r"`([^`]*)`", r"\1", s).replace("**", "")
+    s = re.sub(r"(?<![\w*])\*(\w[^*]*\w)\*(?![\w*])", r"\1", s)  # *emphasis*
     s = " ".join(s.split())
     if len(s) > limit:
         s = s[: limit - 3].rstrip() + "..."
@@ -60,7 +61,11 @@ def main():
         word = re.match(r"\s*(done|partial|planned|n/a|design)", status)
         word = word.group(1) if word else "see docs"
         summary = re.sub(r"^\s*(done|partial|planned|n/a|design)\s*(\([^)]*\))?\s*:?\s*", "", status)
+        missing = re.search(r"\bmissing:\s*(.*)$", summary)
+        summary = summary[: missing.start()] if missing else summary
         summary = re.split(r"(?<=[.;])\s", summary.lstrip(" ;:"))[0].rstrip(";")
+        if missing:  # the report says what is not built, too
+            summary = (summary + "; " if summary else "") + "missing: " + missing.group(1)
         if not summary.strip():
             summary = status
         rows.append((ident, int(t) - 1, int(l) - 1, word, summary, proof))
@@ -74,7 +79,7 @@ def main():
             "static const struct matrix_row MATRIX_ROWS[] = {"]
     for ident, t, l, word, summary, proof in rows:
         out.append("    {%s, %d, %d, %s, %s, %s}," % (c_str(ident, 16), t, l, c_str(word, 16),
-                                                   c_str(summary, 200), c_str(proof, 240)))
+                                                   c_str(summary, 400), c_str(proof, 240)))
     out += ["};", "", "struct etsi_row {", "    const char *provision, *status, *how, *evidence;",
             "};", "", "static const struct etsi_row ETSI_ROWS[] = {"]
     for line in open(ETSI, encoding="utf-8"):
