@@ -1392,6 +1392,7 @@ static void download_end(struct mamori_device *d)
     d->dl_roots = NULL;
     d->dl_stage = 0;
     crypto_wipe(d->dl_token, sizeof(d->dl_token));
+    crypto_wipe(d->dl_cmd.args, sizeof(d->dl_cmd.args)); /* the token is in them too */
 }
 
 /* The update command under way is kept in STATE/update/command.json (0600,

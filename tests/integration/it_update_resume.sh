@@ -62,7 +62,12 @@ cut_at() {
         tail -c +$((p + 1)) "$T/fw-$v.img" >>"$T/slots0/$slot/image.part"
         p=$SIZE
     elif [ "$how" = alter ]; then
-        printf 'X' | dd of="$T/slots0/$slot/image.part" bs=1 seek=$((p / 2)) conv=notrunc status=none
+        python3 -c 'import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0xff]))' \
+            "$T/slots0/$slot/image.part" $((p / 2))
+        check "$v: (a byte of the partial image changed on disk)" \
+            fails cmp -n "$p" "$T/slots0/$slot/image.part" "$T/fw-$v.img"
     fi
     boot
     check "$v: after the restart the update completes on its own" wait_for 60 test -e "$T/rebooted"
