@@ -55,10 +55,10 @@ enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_co
                                    size_t whylen)
 {
     static const char *const KEYS[] = {
-        "identity_dir",   "state_dir",      "socket",      "schema_file",
-        "heartbeat_s",    "outbox_max",     "broker_host", "broker_port",
-        "reboot_command", "keystore",       "tpm_tcti",    "update_slots_dir",
-        "update_trial_s", "update_check_s", "update_hook", "update_install_s"};
+        "identity_dir",     "state_dir",        "socket",         "schema_file",    "heartbeat_s",
+        "outbox_max",       "broker_host",      "broker_port",    "reboot_command", "keystore",
+        "tpm_tcti",         "update_slots_dir", "update_trial_s", "update_check_s", "update_hook",
+        "update_install_s", "update_rate_kbps"};
     json_t *j = NULL;
     memset(c, 0, sizeof(*c));
     enum mamori_err rc = json_parse_untrusted(data, len, AGENT_CONFIG_MAX, &j, why, whylen);
@@ -121,7 +121,8 @@ enum mamori_err agent_config_parse(const void *data, size_t len, struct agent_co
         goto out;
     if ((rc = get_uint(j, "update_trial_s", 5, 86400, &c->update_trial_s, why, whylen)) ||
         (rc = get_uint(j, "update_check_s", 1, 7 * 86400, &c->update_check_s, why, whylen)) ||
-        (rc = get_uint(j, "update_install_s", 10, 86400, &c->update_install_s, why, whylen)))
+        (rc = get_uint(j, "update_install_s", 10, 86400, &c->update_install_s, why, whylen)) ||
+        (rc = get_uint(j, "update_rate_kbps", 2, 10000000, &c->update_rate_kbps, why, whylen)))
         goto out;
     if (json_object_get(j, "outbox_max")) {
         if (!json_get_u64(j, "outbox_max", &n) || n < 16 || n > 10000000) {

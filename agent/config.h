@@ -16,6 +16,7 @@
  *    "update_check_s": 21600,                      periodic update check
  *    "update_hook":  "/usr/lib/mamori/hooks/rauc", or the hook backend (not both)
  *    "update_install_s": 1800,                     the hook's install deadline
+ *    "update_rate_kbps": 0,                        download limit in KiB/s (0: none)
  *    "heartbeat_s":  30,   "outbox_max": 100000,
  *    "broker_host":  "...", "broker_port": 8883}     default: from the identity
  */
@@ -46,6 +47,7 @@ struct agent_config {
     unsigned update_check_s;
     char update_hook[AGENT_PATH_MAX];
     unsigned update_install_s;
+    unsigned update_rate_kbps;
 };
 
 /* Parses a configuration document (untrusted bytes). why gets a message

@@ -349,6 +349,7 @@ static int run(const char *config_path, const char *status)
         .update_check_s = cfg.update_check_s,
         .update_hook = cfg.update_hook[0] ? cfg.update_hook : NULL,
         .update_install_s = cfg.update_install_s,
+        .update_rate_kbps = cfg.update_rate_kbps,
         .on_command = on_command,
     };
     struct mamori_device *dev = NULL;

@@ -245,6 +245,10 @@ static void device_update(struct hub *h, struct MHD_Connection *c, const struct 
     enum mamori_err rc = a && strncmp(a, "Bearer ", 7) == 0 && strlen(a) < 200
                              ? hub_fw_token_check(h, a + 7, sha, dev)
                              : MAMORI_ERR_AUTH;
+    if (rc == MAMORI_ERR_FORBIDDEN) {
+        reply_err(r, 403, "forbidden", "the device may not receive new code in its state");
+        return;
+    }
     if (rc) {
         reply_err(r, rc == MAMORI_ERR_AUTH ? 401 : 500,
                   rc == MAMORI_ERR_AUTH ? "unauthorized" : "internal",

@@ -375,11 +375,17 @@ static bool device_may_connect(const struct device_rec *d)
     return lc_state_parse(d->state, &st) && lc_access(st) != LC_ACCESS_DENY;
 }
 
-/* A stray device's credentials for downloads are void until its owner
- * confirms it (T01-L4b). */
+/* New code goes only to a device in full service (P-UPD): claimed (to
+ * finish setup, T02-L1d) or active. A locked device (reported stolen,
+ * T03-L2b) must not fetch it, nor one in quarantine, a stray one until its owner
+ * confirms it (T01-L4b), nor a manufactured, revoked or decommissioned
+ * one. Checked at every request: a download token stops working the
+ * moment its device leaves these states, and works again on its return
+ * (unlock, release, confirm) while it has not expired. */
 static bool device_may_download(const struct device_rec *d)
 {
-    return device_may_connect(d) && strcmp(d->state, "stray") != 0;
+    enum lc_state st;
+    return lc_state_parse(d->state, &st) && lc_access(st) == LC_ACCESS_FULL;
 }
 
 /* Issues the update command for rel to device_id (T02-L1d: a device is
@@ -483,12 +489,15 @@ enum mamori_err hub_fw_token_check(struct hub *h, const char *token, char sha256
         rc = MAMORI_ERR_EXPIRED;
     if (!rc && (rc = store_device_get(h->store, device_id, &d)) == MAMORI_OK &&
         !device_may_download(&d))
-        rc = MAMORI_ERR_FORBIDDEN; /* revoked, decommissioned, stray since */
+        rc = MAMORI_ERR_FORBIDDEN; /* locked, quarantined, stray, revoked, ... since */
     if (!rc && (rc = store_fw_release_get(h->store, sha256, &rel, NULL)) == MAMORI_OK &&
         (rel.retired_at || !rel.image_at))
         rc = MAMORI_ERR_STATE;
     pthread_mutex_unlock(&h->lock);
-    return rc == MAMORI_ERR_DB || rc == MAMORI_OK ? rc : MAMORI_ERR_AUTH;
+    if (rc == MAMORI_ERR_FORBIDDEN)
+        log_info("update token of %s refused: the device may not receive new code", device_id);
+    return rc == MAMORI_ERR_DB || rc == MAMORI_OK || rc == MAMORI_ERR_FORBIDDEN ? rc
+                                                                                : MAMORI_ERR_AUTH;
 }
 
 static bool root_doc_item(uint64_t version, int64_t expires, const char *doc, void *arg)

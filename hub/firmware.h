@@ -49,8 +49,10 @@ enum mamori_err hub_fw_deploy_locked(struct hub *h, const struct principal *who,
                                      struct op_err *e) MAMORI_MUST_CHECK;
 
 /* The device endpoints (GET /api/v1/updates/{roots,release,image}) with a
- * download token: MAMORI_ERR_AUTH for an unknown or expired token, or
- * when the device may no longer connect or the release was retired. */
+ * download token: MAMORI_ERR_AUTH for an unknown or expired token or a
+ * retired release; MAMORI_ERR_FORBIDDEN while the device is in a state
+ * that may not receive new code (anything but claimed or active: locked,
+ * quarantined, stray, revoked, decommissioned). */
 enum mamori_err hub_fw_token_check(struct hub *h, const char *token, char sha256[65],
                                    char device_id[24]) MAMORI_MUST_CHECK;
 /* {"roots": [<every root document, oldest first>]} */

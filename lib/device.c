@@ -119,6 +119,12 @@ struct mamori_device {
     struct cmd dl_cmd;
     char dl_url[512], dl_token[104], dl_sha[65];
     enum upd_code dl_code; /* why the image sink stopped */
+    bool dl_cmd_on;        /* dl_cmd is under way (kept in STATE/update/command.json) */
+    bool dl_retried;       /* a resumed image failed its digest: fetched again from 0 */
+    uint64_t dl_from;      /* the image request began at this byte */
+    uint64_t dl_rate;      /* bytes per second (0: no limit) */
+    char dl_last_id[33];   /* the update command that ended last, */
+    uint64_t dl_last_ms;   /* and when (monotonic) */
     /* the hub's last notice (common/notice.h), as its JSON text */
     char notice[NOTICE_MAX + 1];
     /* the next signed security status (common/eat.h; monotonic ms) */
@@ -440,9 +446,9 @@ static void wipe(struct mamori_device *d)
     static const char *const id_files[] = {"device.key",     "device.crt",        "device.csr",
                                            "claim-code",     "pending.key",       "device.key.old",
                                            "device.crt.new", "device.crt.new.tmp"};
-    static const char *const st_files[] = {"outbox.db",  "outbox.db-wal", "outbox.db-shm",
-                                           "state.db",   "state.db-wal",  "state.db-shm",
-                                           "notice.json"};
+    static const char *const st_files[] = {"outbox.db",   "outbox.db-wal",      "outbox.db-shm",
+                                           "state.db",    "state.db-wal",       "state.db-shm",
+                                           "notice.json", "update/command.json"};
     char p[1200];
     logwatch_close(d->lw); /* the erase below is ours */
     d->lw = NULL;
@@ -1349,6 +1355,10 @@ static void lost(struct mamori_device *d, uint64_t now)
 /* --- firmware updates (P-UPD; lib/update.h, docs/updates.md) ---------- */
 
 #define DL_DOC_MAX (256 * 1024)
+/* A re-send of the update command that ended this long ago or less
+ * crossed its result on the way (the hub sends what it waits for at each
+ * connection and status report). */
+#define CROSSED_MS 60000
 
 static void update_event(struct mamori_device *d, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1376,12 +1386,102 @@ static void download_end(struct mamori_device *d)
     d->dl_roots = NULL;
     d->dl_stage = 0;
     crypto_wipe(d->dl_token, sizeof(d->dl_token));
+    crypto_wipe(d->dl_cmd.args, sizeof(d->dl_cmd.args)); /* the token is in them too */
+}
+
+/* The update command under way is kept in STATE/update/command.json (0600,
+ * in the state directory that is ours alone; with its download token) from
+ * the moment it is accepted until it ends. After a power loss the device
+ * takes it up again by itself, and the hub's sending it again (at each
+ * connection, until it has the result) is no replay. */
+static enum mamori_err cmd_file(const struct mamori_device *d, char *p, size_t n)
+{
+    char dir[1200];
+    enum mamori_err rc = fs_path(dir, sizeof(dir), d->state_dir, "update");
+    return rc ? rc : fs_path(p, n, dir, "command.json");
+}
+
+/* The command's URL and token go into that file as they are: only plain
+ * characters (no quote, backslash or control byte) are taken. */
+static bool plain(const char *s, const char *allowed_extra)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr(allowed_extra, *s)))
+            return false;
+    return true;
+}
+
+static enum mamori_err cmd_save(struct mamori_device *d)
+{
+    char p[1300], txt[1024];
+    int n =
+        snprintf(txt, sizeof(txt),
+                 "{\"id\":\"%s\",\"exp\":%lld,\"sha256\":\"%s\",\"url\":\"%s\",\"token\":\"%s\"}",
+                 d->dl_cmd.id, (long long)d->dl_cmd.exp, d->dl_sha, d->dl_url, d->dl_token);
+    enum mamori_err rc =
+        n > 0 && (size_t)n < sizeof(txt) ? cmd_file(d, p, sizeof(p)) : MAMORI_ERR_TOOBIG;
+    if (!rc)
+        rc = fs_write_atomic(p, txt, (size_t)n, 0600);
+    crypto_wipe(txt, sizeof(txt));
+    return rc;
+}
+
+/* At start: the update command that was under way when the device stopped. */
+static void cmd_load(struct mamori_device *d)
+{
+    char p[1300], *txt = NULL;
+    size_t len = 0;
+    json_t *o = NULL;
+    const char *id, *sha, *url, *token;
+    uint64_t exp = 0;
+    if (cmd_file(d, p, sizeof(p)) || fs_read_file(p, 1024, &txt, &len))
+        return; /* none */
+    bool ok = json_parse_untrusted(txt, len, 1024, &o, NULL, 0) == MAMORI_OK &&
+              json_get_str(o, "id", 32, &id) && plain(id, "-_") && json_get_u64(o, "exp", &exp) &&
+              exp <= INT64_MAX && json_get_str(o, "sha256", 64, &sha) && upmeta_hex64(sha) &&
+              json_get_str(o, "url", 400, &url) && strncmp(url, "https://", 8) == 0 &&
+              plain(url, ":/.-_[]%") && json_get_str(o, "token", 100, &token) && plain(token, "_");
+    if (ok) {
+        memset(&d->dl_cmd, 0, sizeof(d->dl_cmd));
+        snprintf(d->dl_cmd.id, sizeof(d->dl_cmd.id), "%s", id);
+        snprintf(d->dl_cmd.device, sizeof(d->dl_cmd.device), "%s", d->id);
+        d->dl_cmd.type = CMD_UPDATE;
+        d->dl_cmd.exp = (int64_t)exp;
+        snprintf(d->dl_sha, sizeof(d->dl_sha), "%s", sha);
+        snprintf(d->dl_url, sizeof(d->dl_url), "%s", url);
+        snprintf(d->dl_token, sizeof(d->dl_token), "%s", token);
+        d->dl_cmd_on = true;
+    }
+    json_decref(o);
+    crypto_wipe(txt, len);
+    free(txt);
+    if (!ok) {
+        security_event(d, "update_state_unreadable", "STATE/update/command.json does not parse");
+        if (fs_unlink_durable(p))
+            d->st.outbox_errors++;
+    }
+}
+
+/* The command under way ends: its outcome replaces "started" (a replay is
+ * answered with it), and the file goes. */
+static void cmd_end(struct mamori_device *d, const char *status)
+{
+    char p[1300];
+    if (devstate_outcome(d->ds, d->dl_cmd.id, status) != MAMORI_OK)
+        d->st.outbox_errors++;
+    if (d->dl_cmd_on && (cmd_file(d, p, sizeof(p)) || fs_unlink_durable(p)))
+        d->st.outbox_errors++;
+    d->dl_cmd_on = false;
 }
 
 /* The update command ends: its result, and the step in the log. */
 static void update_done(struct mamori_device *d, const char *status, const char *error)
 {
     char detail[160];
+    cmd_end(d, status);
+    memcpy(d->dl_last_id, d->dl_cmd.id, sizeof(d->dl_last_id));
+    d->dl_last_ms = mamori_now_ms();
     snprintf(detail, sizeof(detail), "{\"sha256\":\"%s\"}", d->dl_sha);
     send_result(d, &d->dl_cmd, status, error, detail);
     update_event(d, strcmp(status, "ok") == 0 ? "update_installed" : "update_failed",
@@ -1412,7 +1512,42 @@ static enum mamori_err download_start(struct mamori_device *d, const char *what,
     dbuf_free(&d->dl_doc);
     dbuf_init(&d->dl_doc, DL_DOC_MAX);
     d->dl_code = UPD_OK;
-    return fetch_start(url, d->dl_token, d->ca_path, offset, max, sink, d, &d->fetch);
+    return fetch_start(url, d->dl_token, d->ca_path, offset, max, d->dl_rate, sink, d, &d->fetch);
+}
+
+/* The chain from the start: roots, release (checked), image from what is
+ * on disk. */
+static void download_begin(struct mamori_device *d)
+{
+    d->dl_stage = 1;
+    if (download_start(d, "roots", 0, DL_DOC_MAX, sink_doc))
+        update_done(d, "failed", "download could not start");
+}
+
+/* All of the image is on disk: its digest and size, then the install. */
+static void image_done(struct mamori_device *d)
+{
+    enum upd_code code = upd_finish(d->upd);
+    if (code == UPD_PENDING) {
+        d->dl_stage = 4; /* the hook installs; upd_poll in the next steps */
+        return;
+    }
+    if (code == UPD_ERR_DIGEST && d->dl_from && !d->dl_retried) {
+        /* The bytes kept on disk were not those the hub serves (torn by a
+         * power loss, or altered): the engine dropped them; once more from
+         * byte 0. Nothing unverified is ever installed. */
+        log_warn("update %s: the image resumed at byte %llu failed its digest; fetching it again",
+                 d->dl_sha, (unsigned long long)d->dl_from);
+        d->dl_retried = true;
+        download_begin(d);
+        return;
+    }
+    if (code) {
+        update_done(d, "failed", upd_code_name(code));
+        return;
+    }
+    update_done(d, "ok", "");
+    d->upd_reboot = true; /* the result first, then the reboot */
 }
 
 /* Roots and release fetched: the engine checks them; then the image. */
@@ -1459,10 +1594,44 @@ static void update_offer(struct mamori_device *d, const char *release, size_t rl
         update_done(d, "refused", upd_code_name(code));
         return;
     }
+    /* What is on disk was hashed again when the engine opened it: the
+     * request goes on from there (docs/updates.md, "resume"). */
     uint64_t off = upd_offset(d->upd);
+    d->dl_from = off;
     d->dl_stage = 3;
-    if (download_start(d, "image", off, st.size - off, sink_image))
+    log_info("update %s: image from byte %llu of %llu", d->dl_sha, (unsigned long long)off,
+             (unsigned long long)st.size);
+    if (off == st.size)
+        image_done(d); /* all of it arrived before the device stopped */
+    else if (download_start(d, "image", off, st.size - off, sink_image))
         update_done(d, "failed", "download could not start");
+}
+
+/* The update command kept from before a restart (or sent again while no
+ * download runs): carried on from where it stands. */
+static void update_resume(struct mamori_device *d)
+{
+    struct upd_status st;
+    if (d->dl_cmd.exp <= (int64_t)wall_ms()) {
+        update_done(d, "failed", "expired"); /* its token is void; the image stays */
+        return;
+    }
+    upd_get_status(d->upd, &st);
+    if ((st.phase == UPD_SWITCH || st.phase == UPD_TRIAL) &&
+        strcmp(st.target_sha256, d->dl_sha) == 0) {
+        update_done(d, "ok", ""); /* installed; only its result was missing */
+        return;
+    }
+    if (st.phase == UPD_SWITCH || st.phase == UPD_TRIAL) {
+        update_done(d, "refused", upd_code_name(UPD_ERR_BUSY));
+        return;
+    }
+    if (st.phase == UPD_DOWNLOAD && strcmp(st.target_sha256, d->dl_sha) != 0 &&
+        upd_cancel(d->upd) != UPD_OK)
+        d->st.outbox_errors++; /* another release's download gives way (upd_offer: busy) */
+    log_info("update %s: taking up the command %s again", d->dl_sha, d->dl_cmd.id);
+    d->dl_retried = false;
+    download_begin(d);
 }
 
 /* Drives the download, and the health check of a slot on trial. */
@@ -1474,6 +1643,10 @@ static void update_step(struct mamori_device *d, uint64_t now)
         d->upd_reboot = false;
         if (d->on_command)
             d->on_command(d, MAMORI_CMD_UPDATE, d->on_command_arg);
+        return;
+    }
+    if (d->dl_cmd_on && !d->dl_stage && d->state == MAMORI_DEV_CONNECTED) {
+        update_resume(d); /* its result goes out over this connection */
         return;
     }
     struct upd_status st;
@@ -1549,17 +1722,7 @@ static void update_step(struct mamori_device *d, uint64_t now)
             update_done(d, "failed", "no release document");
         free(rel);
     } else if (d->dl_stage == 3) {
-        enum upd_code code = upd_finish(d->upd);
-        if (code == UPD_PENDING) {
-            d->dl_stage = 4; /* the hook installs; upd_poll in the next steps */
-            return;
-        }
-        if (code) {
-            update_done(d, "failed", upd_code_name(code));
-            return;
-        }
-        update_done(d, "ok", "");
-        d->upd_reboot = true; /* the result first, then the reboot */
+        image_done(d);
     }
 }
 
@@ -1568,55 +1731,75 @@ static void update_step(struct mamori_device *d, uint64_t now)
  * documents, which carry their own signatures). */
 static void update_command(struct mamori_device *d, const struct cmd *c)
 {
-    char prev[16];
+    char prev[16], detail[64];
     const char *sha = NULL, *url = NULL, *token = NULL;
+    if (d->dl_cmd_on && strcmp(d->dl_cmd.id, c->id) == 0) {
+        /* The hub sends the command it waits for again (at each
+         * connection): the device is carrying it out, which is no replay. */
+        log_info("update %s: command %s sent again: carried on", d->dl_sha, c->id);
+        if (!d->dl_stage)
+            update_resume(d);
+        return;
+    }
     if (devstate_seen(d->ds, c->id, prev)) {
+        snprintf(detail, sizeof(detail), "{\"first_outcome\":\"%s\"}", prev);
+        send_result(d, c, "refused", "replay", detail);
+        /* The hub's own re-send that crossed the result of the command
+         * that just ended is answered the same, but is no attack. */
+        if (strcmp(d->dl_last_id, c->id) == 0 && mamori_now_ms() - d->dl_last_ms < CROSSED_MS)
+            return;
         d->st.commands_refused++;
-        send_result(d, c, "refused", "replay", NULL);
         security_event(d, "command_replayed", c->id);
         return;
     }
-    consume(d, c, "started");
     struct upd_status st;
+    const char *why = NULL;
     json_t *a = json_loads(c->args, JSON_REJECT_DUPLICATES, NULL);
-    bool ok = d->upd && json_get_str(a, "sha256", 64, &sha) && upmeta_hex64(sha) &&
+    bool ok = json_get_str(a, "sha256", 64, &sha) && upmeta_hex64(sha) &&
               json_get_str(a, "url", 400, &url) && strncmp(url, "https://", 8) == 0 &&
-              json_get_str(a, "token", 100, &token);
-    if (ok) {
+              plain(url, ":/.-_[]%") && json_get_str(a, "token", 100, &token) && plain(token, "_");
+    if (!d->upd)
+        why = "updates are not enabled on this device";
+    else if (!ok)
+        why = "invalid update command";
+    else if (d->dl_stage || d->dl_cmd_on)
+        why = upd_code_name(UPD_ERR_BUSY); /* another command's update runs */
+    if (!why) {
+        upd_get_status(d->upd, &st);
+        /* A download of another release that stopped (and was never
+         * resumed) gives way to the release the hub names now. */
+        if (st.phase == UPD_DOWNLOAD && strcmp(st.target_sha256, sha) != 0 &&
+            upd_cancel(d->upd) == UPD_OK)
+            upd_get_status(d->upd, &st);
+        if (st.phase == UPD_SWITCH || st.phase == UPD_TRIAL ||
+            (st.phase == UPD_DOWNLOAD && strcmp(st.target_sha256, sha) != 0))
+            why = upd_code_name(UPD_ERR_BUSY);
+    }
+    if (!why) {
         snprintf(d->dl_sha, sizeof(d->dl_sha), "%s", sha);
         snprintf(d->dl_url, sizeof(d->dl_url), "%s", url);
         snprintf(d->dl_token, sizeof(d->dl_token), "%s", token);
+        d->dl_cmd = *c;
+        /* Kept before its id is taken: a power loss in between leaves a
+         * command to take up, never one refused as a replay. */
+        if (cmd_save(d)) {
+            crypto_wipe(d->dl_token, sizeof(d->dl_token));
+            why = upd_code_name(UPD_ERR_IO);
+        }
     }
     json_decref(a);
-    if (!d->upd) {
+    if (why) {
+        consume(d, c, "refused");
         d->st.commands_refused++;
-        send_result(d, c, "refused", "updates are not enabled on this device", NULL);
+        send_result(d, c, "refused", why, NULL);
         return;
     }
-    d->dl_cmd = *c;
-    if (!ok) {
-        d->st.commands_refused++;
-        update_done(d, "refused", "invalid update command");
-        return;
-    }
-    upd_get_status(d->upd, &st);
-    /* A download of another release that stopped (and was never resumed)
-     * gives way to the release the hub names now. */
-    if (!d->dl_stage && st.phase == UPD_DOWNLOAD && strcmp(st.target_sha256, sha) != 0 &&
-        upd_cancel(d->upd) == UPD_OK)
-        upd_get_status(d->upd, &st);
-    if (d->dl_stage || st.phase == UPD_SWITCH || st.phase == UPD_TRIAL ||
-        (st.phase == UPD_DOWNLOAD && strcmp(st.target_sha256, sha) != 0)) {
-        d->st.commands_refused++;
-        send_result(d, c, "refused", upd_code_name(UPD_ERR_BUSY), NULL);
-        crypto_wipe(d->dl_token, sizeof(d->dl_token));
-        return;
-    }
+    d->dl_cmd_on = true;
+    consume(d, c, "started");
     d->st.commands_accepted++;
     update_event(d, "update_started", "{\"sha256\":\"%s\"}", d->dl_sha);
-    d->dl_stage = 1;
-    if (download_start(d, "roots", 0, DL_DOC_MAX, sink_doc))
-        update_done(d, "failed", "download could not start");
+    d->dl_retried = false;
+    download_begin(d);
 }
 
 /* Where updates stand (at start, and as the periodic check). */
@@ -1660,6 +1843,8 @@ static enum mamori_err update_open(struct mamori_device *d, const struct mamori_
     d->upd_reboot = st.reboot;
     d->upd_check_ms = (uint64_t)(o->update_check_s ? o->update_check_s : 21600) * 1000u;
     d->upd_next_check = mamori_now_ms() + d->upd_check_ms;
+    d->dl_rate = (uint64_t)o->update_rate_kbps * 1024u;
+    cmd_load(d); /* an update command under way before the stop: taken up once online */
     update_report(d);
     return MAMORI_OK;
 }

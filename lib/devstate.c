@@ -168,3 +168,13 @@ enum mamori_err devstate_accept(struct devstate *ds, const char *id, int64_t exp
         cache_set(ds, flag, value);
     return rc;
 }
+
+enum mamori_err devstate_outcome(struct devstate *ds, const char *id, const char *status)
+{
+    /* ?2 is bound but unused: run() binds it always */
+    return run(ds, "UPDATE seen SET status=?3 WHERE id=?1 AND ?2=0", id, 0, status) ==
+                       SQLITE_DONE &&
+                   sqlite3_changes(ds->db) == 1
+               ? MAMORI_OK
+               : MAMORI_ERR_NOTFOUND;
+}

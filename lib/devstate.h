@@ -30,4 +30,10 @@ enum mamori_err devstate_accept(struct devstate *ds, const char *id, int64_t exp
                                 const char *status, const char *flag, bool value,
                                 char prev_status[16]) MAMORI_MUST_CHECK;
 
+/* The final outcome of command id, accepted before with an interim one
+ * ("started": an update runs for minutes, across restarts). A replay is
+ * answered with it from then on. MAMORI_ERR_NOTFOUND: id unknown. */
+enum mamori_err devstate_outcome(struct devstate *ds, const char *id,
+                                 const char *status) MAMORI_MUST_CHECK;
+
 #endif

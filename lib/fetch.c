@@ -34,8 +34,8 @@ static size_t on_body(char *p, size_t sz, size_t n, void *arg)
 }
 
 enum mamori_err fetch_start(const char *url, const char *token, const char *ca_path,
-                            uint64_t offset, uint64_t max, fetch_sink sink, void *arg,
-                            struct fetch **out)
+                            uint64_t offset, uint64_t max, uint64_t rate, fetch_sink sink,
+                            void *arg, struct fetch **out)
 {
     char auth[160];
     *out = NULL;
@@ -71,6 +71,14 @@ enum mamori_err fetch_start(const char *url, const char *token, const char *ca_p
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 60L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    if (rate) {
+        /* libcurl reads up to 100 buffers at once while the socket has
+         * data, and checks the limit between such rounds: a buffer of a
+         * 500th of the rate keeps a burst under a fifth of a second. */
+        long bufsz = rate / 500 < 1024 ? 1024 : rate / 500 > 16384 ? 16384 : (long)(rate / 500);
+        curl_easy_setopt(e, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)rate);
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, bufsz);
+    }
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
     if (offset) {

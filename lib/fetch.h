@@ -20,10 +20,11 @@ struct fetch;
 typedef bool (*fetch_sink)(const void *data, size_t n, void *arg);
 
 /* GET url with "Authorization: Bearer <token>", from byte offset (a Range
- * request when offset > 0); at most max body bytes. */
+ * request when offset > 0); at most max body bytes, received at most rate
+ * bytes per second (0: as fast as they come). */
 enum mamori_err fetch_start(const char *url, const char *token, const char *ca_path,
-                            uint64_t offset, uint64_t max, fetch_sink sink, void *arg,
-                            struct fetch **out) MAMORI_MUST_CHECK;
+                            uint64_t offset, uint64_t max, uint64_t rate, fetch_sink sink,
+                            void *arg, struct fetch **out) MAMORI_MUST_CHECK;
 /* Moves the transfer on. MAMORI_ERR_STATE while it runs; MAMORI_OK when it
  * ended with 200 (or 206 for a range); otherwise an error, with the HTTP
  * status (0: none) in *status. */

@@ -101,6 +101,10 @@ struct mamori_device_opts {
      * the device stays connected meanwhile. */
     const char *update_hook;
     unsigned update_install_s;
+    /* Update downloads take at most this many KiB/s (0: as fast as the
+     * link goes), so a device on a slow or shared link keeps room for its
+     * own traffic. */
+    unsigned update_rate_kbps;
 };
 
 enum mamori_device_state {

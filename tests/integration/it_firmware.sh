@@ -120,8 +120,32 @@ wait_for 20 stat_is 0 connected True
 as op firmware deploy "$SHA12" --device "$D0" --reason "to a running agent" >/dev/null
 update_answer() { [ "$(as admin device commands "$D0" | jget commands.0.status)" = refused ]; }
 check "a device without an update backend refuses the command (never claims an install)" wait_for 20 update_answer
+# a download token works only while its device may receive new code
+# (claimed or active; docs/updates.md)
+expect_eq "the active device's token fetches the image" 206 "$(dl image "$TOKEN" "bytes=600-")"
+as op device lock "$D0" --reason "reported stolen" >/dev/null
+expect_eq "a locked device's token is refused (403)" 403 "$(dl image "$TOKEN")"
+expect_eq "...for a range too (no resume while locked)" 403 "$(dl image "$TOKEN" "bytes=600-")"
+expect_eq "...and for the roots and the release" "403 403" "$(dl roots "$TOKEN") $(dl release "$TOKEN")"
+as op firmware deploy "$SHA12" --device "$D0" --reason "short-lived" --ttl 10 >/dev/null
+TOKEN10=$(sqlite3 "$DATA/mamori.db" "SELECT json_extract(args,'\$.token') FROM commands WHERE type='update' ORDER BY issued_at" | tail -1)
+expect_eq "a token issued to the locked device is refused too" 403 "$(dl image "$TOKEN10" "bytes=0-")"
+as op device unlock "$D0" --reason "found" >/dev/null
+expect_eq "unlocked: the unexpired token works again" 206 "$(dl image "$TOKEN" "bytes=600-")"
+token10_expired() { [ "$(sqlite3 "$DATA/mamori.db" "SELECT count(*) FROM update_tokens WHERE token_hash='$(printf %s "$TOKEN10" | sha256sum | cut -d' ' -f1)' AND expires_at <= $(date +%s%3N)")" = 1 ]; }
+check "(the 10 s token expires)" wait_for 20 token10_expired
+expect_eq "...but an expired one stays refused after the unlock (401)" 401 "$(dl image "$TOKEN10" "bytes=0-")"
+as op device quarantine "$D0" --reason "anomaly" >/dev/null
+check "(quarantined)" test "$(dev_state "$D0")" = quarantined
+expect_eq "a quarantined device's token is refused" 403 "$(dl image "$TOKEN" "bytes=600-")"
+as op device release "$D0" --reason "cleared" >/dev/null
+check "(active again)" test "$(dev_state "$D0")" = active
+expect_eq "released: it works again" 206 "$(dl image "$TOKEN" "bytes=600-")"
 as op device revoke "$D0" --reason "stolen" >/dev/null
-expect_eq "a revoked device's token stops working" 401 "$(dl image "$TOKEN")"
+expect_eq "a revoked device's token stops working" 403 "$(dl image "$TOKEN")"
+expect_eq "...for a range too" 403 "$(dl image "$TOKEN" "bytes=600-")"
+as op device decommission "$D0" --reason "disposed of" >/dev/null
+expect_eq "a decommissioned device's token stays refused" 403 "$(dl image "$TOKEN" "bytes=600-")"
 
 # --- retire
 check "an owner cannot retire" fails as alice firmware retire "$SHA11" --reason x

@@ -16,6 +16,7 @@
  * running past its deadline, and its status answer being garbage.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -424,6 +425,68 @@ static void download_resumes(void **state)
     assert_string_equal(status(f).fw_version, "2.0");
 }
 
+/* Where the image arrives (either backend). */
+static void part_of(const struct fx *f, char *p, size_t n)
+{
+    if (f->hook[0])
+        snprintf(p, n, "%s/update/image.part", f->state);
+    else
+        snprintf(p, n, "%s/b/image.part", f->slots);
+}
+
+/* The bytes kept across a restart are hashed again: one changed on disk
+ * fails the digest at the end, and nothing is installed; offered again,
+ * the download starts from byte 0 and the image installs. */
+static void altered_partial_image_is_never_installed(void **state)
+{
+    struct fx *f = *state;
+    char p[256];
+    assert_int_equal(offer(f, f->rel2), UPD_OK);
+    assert_int_equal(upd_write(f->u, f->img, 3 * CHUNK), UPD_OK);
+    upd_close(f->u); /* the device stops mid-download */
+    f->u = NULL;
+    part_of(f, p, sizeof(p));
+    int fd = open(p, O_WRONLY);
+    assert_true(fd >= 0);
+    uint8_t x = (uint8_t)(f->img[CHUNK] ^ 0xff);
+    assert_int_equal(pwrite(fd, &x, 1, CHUNK), 1);
+    close(fd);
+    boot(f);
+    assert_int_equal(upd_offset(f->u), 3 * CHUNK); /* resumed at the bytes on disk */
+    assert_int_equal(offer(f, f->rel2), UPD_OK);
+    assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
+    assert_int_equal(finish(f), UPD_ERR_DIGEST);
+    assert_int_equal(status(f).phase, UPD_IDLE);
+    assert_false(status(f).reboot);
+    assert_int_equal(access(p, F_OK), -1); /* dropped */
+    snprintf(p, sizeof(p), "%s/b/image", f->slots);
+    assert_int_equal(access(p, F_OK), -1); /* never installed */
+    assert_int_equal(offer(f, f->rel2), UPD_OK);
+    assert_int_equal(upd_offset(f->u), 0);
+    assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
+    assert_int_equal(finish(f), UPD_OK);
+    boot(f);
+    assert_int_equal(upd_commit(f->u), UPD_OK);
+    assert_string_equal(status(f).fw_version, "2.0");
+}
+
+/* Every byte arrived, then the device stopped before the checks: after
+ * the restart the download is complete and goes straight to them. */
+static void whole_image_on_disk_resumes_at_its_end(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(offer(f, f->rel2), UPD_OK);
+    assert_int_equal(send_from(f, f->img, IMG_SIZE), UPD_OK);
+    boot(f);
+    assert_int_equal(status(f).phase, UPD_DOWNLOAD);
+    assert_int_equal(offer(f, f->rel2), UPD_OK);
+    assert_int_equal(upd_offset(f->u), IMG_SIZE);
+    assert_int_equal(finish(f), UPD_OK);
+    boot(f);
+    assert_int_equal(upd_commit(f->u), UPD_OK);
+    assert_string_equal(status(f).fw_version, "2.0");
+}
+
 /* The booted slot holds a whole image, the one its release names. */
 static void assert_boots_verified_image(struct fx *f)
 {
@@ -620,6 +683,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(trial_that_never_comes_up_falls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(download_resumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(altered_partial_image_is_never_installed, setup, teardown),
+        cmocka_unit_test_setup_teardown(whole_image_on_disk_resumes_at_its_end, setup, teardown),
         cmocka_unit_test_setup_teardown(power_loss_at_every_step, setup, teardown),
         /* the hook backend */
         cmocka_unit_test_setup_teardown(happy_path, setup_hook, teardown),
@@ -628,6 +693,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(trial_that_never_comes_up_falls_back, setup_hook, teardown),
         cmocka_unit_test_setup_teardown(download_resumes, setup_hook, teardown),
+        cmocka_unit_test_setup_teardown(altered_partial_image_is_never_installed, setup_hook,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(whole_image_on_disk_resumes_at_its_end, setup_hook,
+                                        teardown),
         cmocka_unit_test_setup_teardown(power_loss_at_every_step, setup_hook, teardown),
         cmocka_unit_test_setup_teardown(hook_install_failure_is_reported_not_remembered, setup_hook,
                                         teardown),
