@@ -84,8 +84,8 @@ CLONE=$!
 check "the live session taken over from another address raises identity_clone" \
     wait_for 10 has_alert identity_clone "$D0"
 wait "$CLONE"
-resolve_rule "$D0" identity_clone
 check "the simulated device 0 is back online" wait_for 20 connected
+resolve_rule "$D0" identity_clone
 expect_eq "the other devices raised nothing" 0 "$(n_alerts --state open)"
 
 # --- heartbeat loss: an alert per device, delivered (after two 500s), signed
