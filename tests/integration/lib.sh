@@ -134,11 +134,14 @@ dev_state() { as admin device show "$1" | jget state; }
 
 # mqtt_pub IDENTITY_DIR TOPIC MESSAGE [extra mosquitto_pub args]: as that
 # device, under its own id as client id (the broker refuses any other one;
-# a session of the device open elsewhere is taken over, as on a reconnection)
+# a session of the device open elsewhere is taken over, as on a reconnection).
+# The id is device.json's, or the certificate's common name without it.
 mqtt_pub() {
-    local d=$1 t=$2 m=$3; shift 3
+    local d=$1 t=$2 m=$3 id; shift 3
+    id=$(jget device_id 2>/dev/null <"$d/device.json") ||
+        id=$(openssl x509 -in "$d/device.crt" -noout -subject -nameopt multiline | awk '/commonName/ {print $3}')
     timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$d/device.crt" \
-        --key "$d/device.key" -i "$(jget device_id <"$d/device.json" 2>/dev/null)" -q 1 -t "$t" -m "$m" "$@"
+        --key "$d/device.key" -i "$id" -q 1 -t "$t" -m "$m" "$@"
 }
 env_msg() { printf '{"v":1,"seq":%d,"ts":%d,"body":{}}' "$1" "$(date +%s%3N)"; }
 events_json() { as admin events --limit 1000; }
