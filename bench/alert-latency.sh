@@ -55,7 +55,7 @@ for d in "$W"/fleet/dev-*; do
       date +%s%3N >"$W/t0-$id"
       printf '{"v":1,"seq":1,"ts":%s,"body":{"type":"bench","again":1}}\n' "$((now + 1))"; sleep 0.2; } |
         timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT" --cafile "$CA" --cert "$d/device.crt" \
-            --key "$d/device.key" -q 1 -t "mamori/v1/d/$id/ev" -l >/dev/null 2>&1
+            --key "$d/device.key" -i "$id" -q 1 -t "mamori/v1/d/$id/ev" -l >/dev/null 2>&1
 done
 for _ in $(seq 1 100); do [ "$(grep -c replayed_messages "$W/recv.log" 2>/dev/null)" -ge "$N" ] && break; sleep 0.1; done
 python3 - "$W" "$N" <<'PY'

@@ -7,14 +7,20 @@
  *    certificate's SHA-256 fingerprint must belong to a registered device
  *    whose state allows connecting; the plugin then sets the user name to
  *    the device id. Identity never comes from the client id or the user name
- *    the client sent (T07-L2d, T11-L1a, P-MUT). This runs on every CONNECT,
- *    including over a resumed TLS session, which skips certificate checks.
+ *    the client sent (T07-L2d, T11-L1a, P-MUT). The client id is bound to
+ *    that identity: a device's own id for a device, the hub's ids for the
+ *    hub's certificate. This is decided here, before mosquitto looks the
+ *    client id up and hands an existing session to the new connection
+ *    (connect__on_authorised), so no client can take over another's
+ *    session. This runs on every CONNECT, including over a resumed TLS
+ *    session, which skips certificate checks.
  *  - Every publish, subscribe and delivery (MOSQ_EVT_ACL_CHECK): own topic
  *    subtree only, payload cap, per-device token-bucket rate (T06-L2b,
  *    T10-L1a, T11-L3a).
  *  - Live revocation: the hub's "set" messages on mamori/v1/ctl/sync (only
  *    from the hub's own certificate) change a device's access and kick it
- *    at once (T03-L2b, T07-L3a).
+ *    at once (T03-L2b, T07-L3a); when a rotation switches a device to its
+ *    new certificate, a session still open on the old one is closed.
  *  - Fail closed: until the first complete snapshot arrives, no device is
  *    admitted.
  * Observations (refusals, kicks) go to the hub on mamori/v1/broker/ev
@@ -97,10 +103,41 @@ static void report(const char *type, const char *device, const struct mosquitto 
         mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 0, false, NULL);
 }
 
+/* From sync_apply: a denied (or unknown) device loses every session of
+ * its identity; a device still admitted loses the session under its
+ * client id, whose certificate is no longer admitted (T07-L3a). */
 static void kick(const char *id, void *arg)
 {
     (void)arg;
-    mosquitto_kick_client_by_username(id, false);
+    const struct dev *d = table_by_id(&g.sync.active, id);
+    if (!d || d->mode == MODE_DENY) {
+        mosquitto_kick_client_by_username(id, false);
+        return;
+    }
+    report("stale_session_kick", id, NULL, "session on a certificate no longer admitted closed");
+    mosquitto_kick_client_by_clientid(id, false);
+}
+
+static const char *fp_of(const struct mosquitto *client, char fp[CRYPTO_FP_HEX_LEN])
+{
+    X509 *cert = mosquitto_client_certificate(client);
+    fp[0] = '\0';
+    if (cert) {
+        crypto_x509_fingerprint(cert, fp);
+        X509_free(cert);
+    }
+    return fp;
+}
+
+/* T07-L2d: a client id not bound to the certificate is refused before
+ * mosquitto can hand it anyone's session, and reported. */
+static bool cid_refused(const char *dev_id, const struct mosquitto *client)
+{
+    enum cid_verdict v = cid_decide(dev_id, mosquitto_client_id(client));
+    if (v == CID_OK)
+        return false;
+    report("client_id_mismatch", dev_id, client, cid_verdict_name(v));
+    return true;
 }
 
 static int on_basic_auth(int event, void *event_data, void *userdata)
@@ -108,18 +145,14 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     (void)event;
     (void)userdata;
     struct mosquitto_evt_basic_auth *ed = event_data;
-    X509 *cert = mosquitto_client_certificate(ed->client);
-    char fp[CRYPTO_FP_HEX_LEN] = "";
-    if (cert) {
-        crypto_x509_fingerprint(cert, fp);
-        X509_free(cert);
-    }
-    if (!fp[0]) {
+    char fp[CRYPTO_FP_HEX_LEN];
+    if (!fp_of(ed->client, fp)[0]) {
         report("auth_fail", NULL, ed->client, "no client certificate");
         return MOSQ_ERR_AUTH;
     }
     if (crypto_ct_eq(fp, g.hub_fp, 64)) {
-        if (mosquitto_set_username(ed->client, PROTO_HUB_USERNAME) != MOSQ_ERR_SUCCESS)
+        if (cid_refused(NULL, ed->client) ||
+            mosquitto_set_username(ed->client, PROTO_HUB_USERNAME) != MOSQ_ERR_SUCCESS)
             return MOSQ_ERR_AUTH;
         return MOSQ_ERR_SUCCESS;
     }
@@ -137,42 +170,32 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
         report("auth_fail", d->id, ed->client, "device state does not allow connecting");
         return MOSQ_ERR_AUTH;
     }
+    if (cid_refused(d->id, ed->client))
+        return MOSQ_ERR_AUTH;
     /* Whatever user name the client sent is replaced by the identity. */
     if (mosquitto_set_username(ed->client, d->id) != MOSQ_ERR_SUCCESS)
         return MOSQ_ERR_AUTH;
     d->denied_in_row = 0;
     d->kick_pending = false;
-    /* T07-L2d: the same identity already in session under another client
-     * id is in two places at once (the same client id is a reconnection,
-     * which takes the old session over) */
-    struct dev *owner = d->alias_of ? d->alias_of : d;
-    const char *cid = mosquitto_client_id(ed->client);
-    if (owner->sessions > 0 && cid && strcmp(cid, owner->last_cid) != 0)
-        report("duplicate_connection", owner->id, ed->client,
-               "a second session of this identity under another client id");
-    owner->sessions++;
-    snprintf(owner->last_cid, sizeof(owner->last_cid), "%s", cid ? cid : "");
+    /* This session takes over the one open under the same client id (a
+     * reconnection). T07-L2d: taken over while live from another address,
+     * it is the same identity in two places at once. */
+    if (session_open(d, ed->client, fp, mosquitto_client_address(ed->client)))
+        report("duplicate_connection", d->id, ed->client,
+               "the identity's live session taken over from another address");
     return MOSQ_ERR_SUCCESS;
 }
 
-/* A session ends: one fewer for its identity, counted only for clients
- * this plugin let in (their certificate is the identity's). */
+/* A session ends. Only the device's live session is forgotten: a session
+ * that was taken over ends after its successor's authentication. */
 static int on_disconnect(int event, void *event_data, void *userdata)
 {
     (void)event;
     (void)userdata;
     struct mosquitto_evt_disconnect *ed = event_data;
     const char *user = mosquitto_client_username(ed->client);
-    X509 *cert = mosquitto_client_certificate(ed->client);
-    char fp[CRYPTO_FP_HEX_LEN] = "";
-    if (cert) {
-        crypto_x509_fingerprint(cert, fp);
-        X509_free(cert);
-    }
-    struct dev *d = fp[0] && user ? table_by_fp(&g.sync.active, fp) : NULL;
-    struct dev *owner = d && d->alias_of ? d->alias_of : d;
-    if (owner && strcmp(owner->id, user) == 0 && owner->sessions > 0)
-        owner->sessions--;
+    if (user)
+        session_close(table_by_id(&g.sync.active, user), ed->client);
     return MOSQ_ERR_SUCCESS;
 }
 

@@ -183,6 +183,49 @@ static void kick_denied(const struct dev_table *t, kick_fn kick, void *arg)
                 kick(d->id, arg);
 }
 
+bool dev_fp_admitted(const struct dev *d, const char *fp)
+{
+    return strcmp(d->fp, fp) == 0 || (d->alias && strcmp(d->alias->fp, fp) == 0);
+}
+
+/* A new snapshot replaces the table: the live sessions move over to it,
+ * unless the new view no longer admits their certificate (the switch of a
+ * rotation the plugin missed, or a device gone from the registry): those
+ * are kicked (T07-L3a). Denied devices are kicked by kick_denied. */
+static void carry_sessions(const struct dev_table *from, struct dev_table *to, kick_fn kick,
+                           void *arg)
+{
+    for (size_t i = 0; i < from->nbuckets; i++) {
+        for (struct dev *o = from->by_id[i]; o; o = o->next_id) {
+            if (!o->live)
+                continue;
+            struct dev *n = table_by_id(to, o->id);
+            if (n && n->mode == MODE_DENY)
+                continue;
+            if (!n || !dev_fp_admitted(n, o->live_fp)) {
+                kick(o->id, arg);
+                continue;
+            }
+            n->live = o->live;
+            memcpy(n->live_fp, o->live_fp, sizeof(n->live_fp));
+            memcpy(n->live_addr, o->live_addr, sizeof(n->live_addr));
+        }
+    }
+}
+
+/* After a "set": the device's live session must go when its state denies
+ * it, or when its certificate is no longer admitted (T07-L3a: a rotation
+ * switched away from a key that may have leaked). */
+static void kick_after_set(struct sync_state *s, const char *id, enum dev_mode mode, kick_fn kick,
+                           void *arg)
+{
+    const struct dev *d = table_by_id(&s->active, id);
+    if (mode == MODE_DENY)
+        kick(id, arg); /* live revocation / lock */
+    else if (d && d->live && !dev_fp_admitted(d, d->live_fp))
+        kick(id, arg);
+}
+
 enum mamori_err sync_apply(struct sync_state *s, const void *payload, size_t len, kick_fn kick,
                            void *kick_arg)
 {
@@ -226,13 +269,16 @@ enum mamori_err sync_apply(struct sync_state *s, const void *payload, size_t len
         if (!s->pending_open || gen != s->pending_gen || !json_get_u64(m, "count", &count) ||
             count != s->pending.count)
             goto out;
-        table_free(&s->active);
+        struct dev_table old = s->active;
         s->active = s->pending;
         memset(&s->pending, 0, sizeof(s->pending));
         s->pending_open = false;
         s->synced = true;
         s->synced_gen = gen;
-        /* Anyone connected whom the new view denies goes now. */
+        /* Anyone connected whom the new view denies, or no longer
+         * admits on the certificate in use, goes now. */
+        carry_sessions(&old, &s->active, kick, kick_arg);
+        table_free(&old);
         kick_denied(&s->active, kick, kick_arg);
         rc = MAMORI_OK;
     } else if (strcmp(op, "set") == 0) {
@@ -260,8 +306,7 @@ enum mamori_err sync_apply(struct sync_state *s, const void *payload, size_t len
         /* A change during a snapshot must survive the snapshot's swap. */
         if (s->pending_open)
             log_if_err(table_set(&s->pending, fp, id, (enum dev_mode)mode, next));
-        if (mode == MODE_DENY)
-            kick(id, kick_arg); /* live revocation / lock */
+        kick_after_set(s, id, (enum dev_mode)mode, kick, kick_arg);
         rc = MAMORI_OK;
     }
 out:
@@ -275,6 +320,65 @@ void sync_free(struct sync_state *s)
     if (s->pending_open)
         table_free(&s->pending);
     memset(s, 0, sizeof(*s));
+}
+
+static bool is_hub_cid(const char *cid)
+{
+    size_t pl = sizeof(PROTO_HUB_CLIENT_ID) - 1;
+    if (strncmp(cid, PROTO_HUB_CLIENT_ID, pl) != 0)
+        return false;
+    return cid[pl] == '\0' || (cid[pl] == '-' && cid[pl + 1] != '\0');
+}
+
+enum cid_verdict cid_decide(const char *dev_id, const char *cid)
+{
+    if (!cid)
+        cid = "";
+    /* Client ids come from the CONNECT packet (at most 65535 bytes, NUL
+     * terminated by the broker); a device id is 18 characters. */
+    size_t n = strnlen(cid, PROTO_DEVICE_ID_LEN + 1);
+    bool hub = is_hub_cid(cid);
+    if (!dev_id)
+        return hub ? CID_OK : CID_NOT_HUB;
+    if (n == PROTO_DEVICE_ID_LEN && memcmp(cid, dev_id, n) == 0 && dev_id[n] == '\0')
+        return CID_OK;
+    if (hub)
+        return CID_HUB;
+    return proto_device_id_valid(cid, n) ? CID_OTHER_DEVICE : CID_NOT_OWN;
+}
+
+const char *cid_verdict_name(enum cid_verdict v)
+{
+    static const char *const names[] = {
+        [CID_OK] = "own client id",
+        [CID_OTHER_DEVICE] = "client id of another device",
+        [CID_HUB] = "client id reserved for the hub",
+        [CID_NOT_OWN] = "client id not the device's own",
+        [CID_NOT_HUB] = "the hub's certificate with a client id not the hub's",
+    };
+    return (unsigned)v < sizeof(names) / sizeof(names[0]) ? names[v] : "?";
+}
+
+bool session_open(struct dev *d, const void *client, const char *fp, const char *addr)
+{
+    if (!addr)
+        addr = "";
+    char a[sizeof(d->live_addr)];
+    snprintf(a, sizeof(a), "%s", addr);
+    bool elsewhere = d->live && d->live != client && strcmp(d->live_addr, a) != 0;
+    d->live = client;
+    snprintf(d->live_fp, sizeof(d->live_fp), "%s", fp);
+    memcpy(d->live_addr, a, sizeof(a));
+    return elsewhere;
+}
+
+void session_close(struct dev *d, const void *client)
+{
+    if (d && client && d->live == client) {
+        d->live = NULL;
+        d->live_fp[0] = '\0';
+        d->live_addr[0] = '\0';
+    }
 }
 
 const char *acl_verdict_name(enum acl_verdict v)

@@ -28,11 +28,14 @@ struct dev {
     int64_t last_ms;
     uint32_t denied_in_row;
     bool kick_pending;
-    /* T07-L2d: sessions of this identity open now, and the client id of
-     * the last one (a second session under another client id is the same
-     * identity in two places: a clone) */
-    uint32_t sessions;
-    char last_cid[64];
+    /* T07-L2d, T07-L3a: the session open now under this device's client id
+     * (client ids are bound to the identity, so there is at most one; a new
+     * one takes it over): which client (compared, never dereferenced), on
+     * which certificate, from which address. Kept on the device, never on
+     * its alias. */
+    const void *live;
+    char live_fp[65];
+    char live_addr[48];
     struct dev *next_fp, *next_id; /* hash chains */
     /* During a certificate rotation the next certificate is admitted too:
      * an alias entry, indexed by its fingerprint only, stands for the
@@ -70,7 +73,11 @@ struct sync_state {
     uint64_t synced_gen; /* generation of the last snapshot taken over (0: none) */
 };
 
-/* Called for each device that must be disconnected now. */
+/* Called for each device that must be disconnected now: a device the
+ * registry denies (kick every session of it), and a device whose live
+ * session holds a certificate that is no longer admitted (a rotation
+ * switched away from it, or the device left the registry: T07-L3a). The
+ * callee tells them apart by the device's mode in the active table. */
 typedef void (*kick_fn)(const char *id, void *arg);
 
 /* Applies one control message (untrusted bytes, though only the hub can
@@ -79,6 +86,36 @@ typedef void (*kick_fn)(const char *id, void *arg);
 enum mamori_err sync_apply(struct sync_state *s, const void *payload, size_t len, kick_fn kick,
                            void *kick_arg) MAMORI_MUST_CHECK;
 void sync_free(struct sync_state *s);
+
+/* T07-L2d, T11-L1a, P-MUT: a client id is bound to the certificate's
+ * identity. A device's certificate may use only its own device id as
+ * client id; the hub's certificate only the hub's client ids (its session,
+ * PROTO_HUB_CLIENT_ID, and PROTO_HUB_CLIENT_ID "-<name>" for tools holding
+ * the hub's certificate). Decided before the broker looks the client id
+ * up, so a refused client never takes an existing session over. */
+enum cid_verdict {
+    CID_OK = 0,
+    CID_OTHER_DEVICE, /* another device's id: a takeover of that device */
+    CID_HUB,          /* a hub client id with a device's certificate */
+    CID_NOT_OWN,      /* anything else, an empty (broker-assigned) id included */
+    CID_NOT_HUB,      /* the hub's certificate with a client id not the hub's */
+};
+/* dev_id: the certificate's device id, or NULL for the hub's certificate.
+ * cid: the client id the client sent (NULL: none). */
+enum cid_verdict cid_decide(const char *dev_id, const char *cid);
+const char *cid_verdict_name(enum cid_verdict v);
+
+/* Session bookkeeping on d (a device, not an alias). session_open: the
+ * client, admitted on certificate fp from addr, is d's live session now;
+ * returns true when it takes over a live session from another address
+ * (one identity in two places at once). session_close: client is gone
+ * (forgotten only when it is the live one: a session taken over ends
+ * after its successor was admitted). */
+bool session_open(struct dev *d, const void *client, const char *fp, const char *addr);
+void session_close(struct dev *d, const void *client);
+/* Is certificate fp admitted for d now (its current one, or the next one
+ * during a rotation)? */
+bool dev_fp_admitted(const struct dev *d, const char *fp);
 
 enum acl_access { ACL_READ = 1, ACL_WRITE = 2, ACL_SUBSCRIBE = 4, ACL_UNSUBSCRIBE = 8 };
 

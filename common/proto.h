@@ -21,6 +21,9 @@
 #define PROTO_TOPIC_CTL_PREFIX "mamori/v1/ctl/"
 #define PROTO_TOPIC_BROKER_EV  "mamori/v1/broker/ev"
 #define PROTO_HUB_USERNAME     "!hub" /* cannot collide: not a valid device id */
+/* The hub's MQTT client id; only the hub's certificate may use it (or
+ * PROTO_HUB_CLIENT_ID "-<name>"), and no device id looks like it. */
+#define PROTO_HUB_CLIENT_ID "mamori-hub"
 
 /* "MM" + 16 Crockford base32 characters (80 random bits). */
 #define PROTO_DEVICE_ID_LEN 18

@@ -177,6 +177,24 @@ static void on_disconnect(struct mosquitto *m, void *arg, int rc)
         log_warn("hub session to broker lost (%d); reconnecting", rc);
 }
 
+/* T07-L2d, T10-L2a: refused connections (unknown or revoked certificates,
+ * client ids not the certificate's own), ACL violations and floods are
+ * recorded; the plugin's report types, by severity (others: info). */
+static const struct {
+    const char *type, *severity;
+} REPORT_SEVERITY[] = {
+    {"client_id_mismatch", "alert"}, {"duplicate_connection", "alert"}, {"auth_fail", "warning"},
+    {"acl_deny", "warning"},         {"rate_kick", "warning"},
+};
+
+static const char *report_severity(const char *type)
+{
+    for (size_t i = 0; i < sizeof(REPORT_SEVERITY) / sizeof(REPORT_SEVERITY[0]); i++)
+        if (strcmp(type, REPORT_SEVERITY[i].type) == 0)
+            return REPORT_SEVERITY[i].severity;
+    return "info";
+}
+
 static void on_broker_event(struct hub *h, const struct mosquitto_message *msg)
 {
     json_t *ev = NULL;
@@ -196,16 +214,10 @@ static void on_broker_event(struct hub *h, const struct mosquitto_message *msg)
         return;
     }
     (void)json_get_str(ev, "device", PROTO_DEVICE_ID_LEN, &dev);
+    const char *sev = report_severity(type);
     if (dev && !proto_device_id_valid(dev, strlen(dev)))
         dev = NULL;
     char *detail = json_dump_compact(ev);
-    /* T07-L2d, T10-L2a: refused connections (unknown or revoked
-     * certificates), ACL violations and floods are recorded. */
-    const char *sev = strcmp(type, "duplicate_connection") == 0 ? "alert"
-                      : strcmp(type, "auth_fail") == 0 || strcmp(type, "acl_deny") == 0 ||
-                              strcmp(type, "rate_kick") == 0
-                          ? "warning"
-                          : "info";
     pthread_mutex_lock(&h->lock);
     char kind[48];
     snprintf(kind, sizeof(kind), "broker_%s", type);
@@ -312,7 +324,7 @@ enum mamori_err mqtt_start(struct hub *h)
         fs_path(crt, sizeof(crt), h->cfg.data_dir, "pki/hub-client.crt") ||
         fs_path(key, sizeof(key), h->cfg.data_dir, "pki/hub-client.key"))
         return MAMORI_ERR_TOOBIG;
-    h->mosq = mosquitto_new("mamori-hub", true, h);
+    h->mosq = mosquitto_new(PROTO_HUB_CLIENT_ID, true, h);
     if (!h->mosq)
         return MAMORI_ERR_NOMEM;
     mosquitto_int_option(h->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);

@@ -64,15 +64,28 @@ sleep $((3 * HB))
 n_alerts() { as admin alert list "$@" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["alerts"]))'; }
 expect_eq "normal traffic raises no alert" 0 "$(n_alerts)"
 
-# --- a clone: the same identity in a second session, another client id
-timeout 4 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$(dev_dir 0)/device.crt" \
-    --key "$(dev_dir 0)/device.key" -i "clone-of-device-0" -t "mamori/v1/d/$D0/cmd" >/dev/null 2>&1 &
+# --- a clone: device 0's key in a second place. Under another client id it
+# is refused (client_id_mismatch); under the device's own id, from another
+# address, it takes the live session over (identity_clone)
+resolve_rule() { # resolve_rule DEV RULE: resolves DEV's alert of RULE
+    local id
+    id=$(as admin alert list --device "$1" | python3 -c 'import json,sys
+print([a["id"] for a in json.load(sys.stdin)["alerts"] if a["rule"]==sys.argv[1]][0])' "$2")
+    as op alert resolve "$id" --reason "test clone" >/dev/null
+}
+check "a second session under another client id is refused" fails timeout 4 mosquitto_sub -h 127.0.0.1 \
+    -p "$MQTT_PORT" --cafile "$CA" --cert "$(dev_dir 0)/device.crt" --key "$(dev_dir 0)/device.key" \
+    -i "clone-of-device-0" -t "mamori/v1/d/$D0/cmd" -C 1
+check "...and raises client_id_mismatch" wait_for 10 has_alert client_id_mismatch "$D0"
+resolve_rule "$D0" client_id_mismatch
+timeout 3 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$(dev_dir 0)/device.crt" \
+    --key "$(dev_dir 0)/device.key" -i "$D0" -A 127.0.0.2 -t "mamori/v1/d/$D0/cmd" >/dev/null 2>&1 &
 CLONE=$!
-check "one identity in two sessions raises identity_clone" \
-    wait_for 10 eval 'as admin alert list --device "$D0" | grep -q identity_clone'
-CL=$(as admin alert list --device "$D0" | python3 -c 'import json,sys; print([a["id"] for a in json.load(sys.stdin)["alerts"] if a["rule"]=="identity_clone"][0])')
-as op alert resolve "$CL" --reason "test clone" >/dev/null
+check "the live session taken over from another address raises identity_clone" \
+    wait_for 10 has_alert identity_clone "$D0"
 wait "$CLONE"
+check "the simulated device 0 is back online" wait_for 20 connected
+resolve_rule "$D0" identity_clone
 expect_eq "the other devices raised nothing" 0 "$(n_alerts --state open)"
 
 # --- heartbeat loss: an alert per device, delivered (after two 500s), signed
@@ -156,11 +169,11 @@ check "a reading the schema refuses raises value_out_of_range" wait_for 10 has_a
 now=$(date +%s%3N)
 printf '{"v":1,"seq":1,"ts":%s,"body":{"type":"x"}}\n{"v":1,"seq":1,"ts":%s,"body":{"type":"y"}}\n' "$now" "$((now + 1))" |
     timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P1/device.crt" \
-        --key "$P1/device.key" -q 1 -t "mamori/v1/d/$D1/ev" -l >/dev/null 2>&1
+        --key "$P1/device.key" -i "$D1" -q 1 -t "mamori/v1/d/$D1/ev" -l >/dev/null 2>&1
 check "an event replayed with its old sequence raises replayed_messages" wait_for 10 has_alert replayed_messages "$D1"
 check "an operator makes floods intolerable: lock at once" as op rule set message_flood --action lock --count 1
 seq 1 1000 | sed 's/.*/{"v":1,"seq":&,"ts":1,"body":{}}/' | timeout 20 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" \
-    --cafile "$CA" --cert "$P2/device.crt" --key "$P2/device.key" -q 0 -t "mamori/v1/d/$D2/hb" -l >/dev/null 2>&1
+    --cafile "$CA" --cert "$P2/device.crt" --key "$P2/device.key" -i "$D2" -q 0 -t "mamori/v1/d/$D2/hb" -l >/dev/null 2>&1
 check "a flood raises message_flood" wait_for 10 has_alert message_flood "$D2"
 check "...and the policy locks the device" wait_for 10 eval '[ "$(dev_state "$D2")" = locked ]'
 

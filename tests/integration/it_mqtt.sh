@@ -26,9 +26,9 @@ as op factory mfr-ca-sign --ca "$T/acme" --csr "$T/expired/device.csr" --out "$T
 wait_for 20 plugin_synced
 
 pub() { mqtt_pub "$@" >/dev/null 2>&1; }
-pub_as() { # pub_as CERT KEY TOPIC
+pub_as() { # pub_as CERT KEY TOPIC (under D0's client id: refused for the certificate alone)
     timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$1" --key "$2" \
-        -q 1 -t "$3" -m "$(env_msg 1)" >/dev/null 2>&1
+        -i "$D0" -q 1 -t "$3" -m "$(env_msg 1)" >/dev/null 2>&1
 }
 hb() { echo "mamori/v1/d/$1/hb"; }
 
@@ -45,11 +45,11 @@ check "hub's plain server cert is not a client identity" fails pub_as "$DATA/pki
 
 # --- identity comes from the certificate, never from what the client says
 timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
-    -u '!hub' -i "$D1" -q 1 -t "mamori/v1/ctl/sync" -m '{"op":"set","fp":"x","id":"x","mode":1}' >/dev/null 2>&1
+    -u '!hub' -i "$D0" -q 1 -t "mamori/v1/ctl/sync" -m '{"op":"set","fp":"x","id":"x","mode":1}' >/dev/null 2>&1
 check "user name '!hub' claimed by a device gives nothing" wait_for 5 has_event broker_acl_deny "$D0" "publish denied"
 
 # --- ACL: own subtree only
-timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P1/device.crt" --key "$P1/device.key" \
+timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P1/device.crt" --key "$P1/device.key" -i "$D1" \
     -t "mamori/v1/d/$D1/cmd" -C 1 -W 4 >"$T/sub1.out" 2>&1 &
 SUB=$!
 sleep 1
@@ -58,7 +58,7 @@ pub "$P0" "mamori/v1/d/$D1/hb" "$(env_msg 1)"
 wait $SUB
 check "publish into another device's subtree never arrives" fails grep -q forged "$T/sub1.out"
 check "the attempt is reported" wait_for 5 has_event broker_acl_deny "$D0" "publish denied: topic"
-timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P1/device.crt" --key "$P1/device.key" \
+timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P1/device.crt" --key "$P1/device.key" -i "$D1" \
     -t "mamori/v1/d/$D1/cmd" -C 1 -W 4 >"$T/sub1c.out" 2>&1 &
 SUB=$!
 sleep 1
@@ -66,31 +66,31 @@ pub "$P1" "mamori/v1/d/$D1/cmd" '{"self":"command"}'
 wait $SUB
 check "a device cannot write its own command topic (hub's direction)" fails grep -q self "$T/sub1c.out"
 check "...and that attempt is reported too" wait_for 5 has_event broker_acl_deny "$D1" "publish denied: topic"
-timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
+timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" -i "$D0" \
     -t 'mamori/v1/d/+/hb' -C 1 -W 3 >"$T/sub0.out" 2>&1
 check "subscribe outside the own subtree is denied" grep -q "All subscription requests were denied" "$T/sub0.out"
-timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
+timeout 8 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" -i "$D0" \
     -t 'mamori/v1/broker/ev' -C 1 -W 3 >"$T/sub0b.out" 2>&1
 check "devices cannot read the broker's reports" grep -q "All subscription requests were denied" "$T/sub0b.out"
 
 # --- garbage from a device is recorded, but cannot become a stream of writes
 seq 1 30 | sed 's/.*/not an envelope &/' | timeout 20 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" \
-    --cafile "$CA" --cert "$P1/device.crt" --key "$P1/device.key" -q 1 -t "mamori/v1/d/$D1/ev" -l >/dev/null 2>&1
+    --cafile "$CA" --cert "$P1/device.crt" --key "$P1/device.key" -i "$D1" -q 1 -t "mamori/v1/d/$D1/ev" -l >/dev/null 2>&1
 check "a malformed message is recorded" wait_for 5 has_event malformed_message "$D1"
 n=$(events_json | python3 -c 'import json,sys; print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="malformed_message" and e.get("device_id")==sys.argv[1]))' "$D1")
 expect_eq "30 malformed messages make one event (rate limited per device)" 1 "$n"
 
 # --- size and rate
 python3 -c "print('x' * 17000)" >"$T/big"
-timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
+timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" -i "$D0" \
     -q 1 -t "mamori/v1/d/$D0/tm" -f "$T/big" >/dev/null 2>&1
 check "oversized message refused and reported" wait_for 5 has_event broker_acl_deny "$D0" "size"
 python3 -c "print('x' * 200000)" >"$T/huge"
-timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
+timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" -i "$D0" \
     -q 0 -t "mamori/v1/d/$D0/tm" -f "$T/huge" >/dev/null 2>&1
 check "a packet above the broker's limit does not hurt the broker" pub "$P1" "$(hb "$D1")" "$(env_msg 2)"
 seq 1 1000 | sed 's/.*/{"v":1,"seq":&,"ts":1,"body":{}}/' | timeout 20 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" \
-    --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" -q 0 -t "mamori/v1/d/$D0/tm" -l >/dev/null 2>&1
+    --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" -i "$D0" -q 0 -t "mamori/v1/d/$D0/tm" -l >/dev/null 2>&1
 check "message flood: the flooding device is kicked and reported" wait_for 5 has_event broker_rate_kick "$D0"
 check "other devices are unaffected by the flood" pub "$P1" "$(hb "$D1")" "$(env_msg 3)"
 sleep 1
@@ -98,7 +98,7 @@ check "the flooder may come back at a sane rate" pub "$P0" "$(hb "$D0")" "$(env_
 
 # --- live lock: the device keeps only its management channel, gets its
 # signed lock command, and the broker refuses its telemetry
-timeout 30 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" \
+timeout 30 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" --key "$P0/device.key" -i "$D0" \
     -t "mamori/v1/d/$D0/cmd" >"$T/live.cmd" 2>"$T/live.err" &
 SUB=$!
 sleep 1
@@ -119,16 +119,16 @@ kill $SUB 2>/dev/null
 
 # --- revocation holds on a resumed TLS session (TLS 1.2 and 1.3)
 for v in 1.2 1.3; do
-    out=$("$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess$v" save $v)
+    out=$("$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess$v" save $v "$D1")
     expect_eq "TLS $v: fresh session accepted before revocation" "reused=0 connack=0" "$out"
 done
-out=$("$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess1.2" resume 1.2)
+out=$("$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess1.2" resume 1.2 "$D1")
 expect_eq "resumption works while the device is in good standing" "reused=1 connack=0" "$out"
-"$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess1.2" save 1.2 >/dev/null
+"$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess1.2" save 1.2 "$D1" >/dev/null
 as admin device revoke "$D1" --reason "key compromised" >/dev/null
 check "revoked device: fresh connect refused" fails pub "$P1" "$(hb "$D1")" "$(env_msg 7)"
 for v in 1.2 1.3; do
-    out=$("$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess$v" resume $v)
+    out=$("$PROBE" "$MQTT_PORT" "$CA" "$P1/device.crt" "$P1/device.key" "$T/sess$v" resume $v "$D1")
     expect_eq "TLS $v: revoked device on a resumed session is refused (not authorised)" "reused=1 connack=5" "$out"
 done
 check "revoked device's refusal is reported" wait_for 5 has_event broker_auth_fail "$D1" "does not allow"
@@ -161,7 +161,7 @@ python3 -c 'import sys,time
 t=int(time.time()*1000)
 for i in range(100, 500): print("{\"v\":1,\"seq\":%d,\"ts\":%d,\"body\":{\"type\":\"burst\",\"i\":%d}}" % (i, t, i))' |
     timeout 30 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$P0/device.crt" \
-        --key "$P0/device.key" -q 1 -t "mamori/v1/d/$D0/ev" -l >/dev/null 2>&1
+        --key "$P0/device.key" -i "$D0" -q 1 -t "mamori/v1/d/$D0/ev" -l >/dev/null 2>&1
 kill -CONT "$HUB_PID"
 check "400 events sent while the hub was stopped all reach it" wait_for 30 eval '[ "$(n_burst)" = 400 ]'
 check "the broker dropped nothing for the hub" bash -c "! grep -q 'Outgoing messages are being dropped' '$DATA/log/broker.log'"

@@ -68,7 +68,7 @@ old_key_body=$(grep -v -- '-----' "$T/old.key" | tr -d '\n')
 check "the old key is nowhere in the identity or state directory" \
     fails bash -c "cat '$P0'/* '$T/state0'/* 2>/dev/null | tr -d '\n' | grep -F -- '$old_key_body' >/dev/null"
 check "the old certificate no longer gets in" fails timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" \
-    --cafile "$CA" --cert "$T/old.crt" --key "$T/old.key" -q 1 -t "mamori/v1/d/$D0/hb" -m "$(env_msg 1)"
+    --cafile "$CA" --cert "$T/old.crt" --key "$T/old.key" -i "$D0" -q 1 -t "mamori/v1/d/$D0/hb" -m "$(env_msg 1)"
 check "...and the refusal is reported" wait_for 5 has_event broker_auth_fail "" "certificate not registered"
 check "the rotation is recorded" has_event cert_rotated "$D0"
 check "the certificate's issue is audited" audited '"cert_issued"'

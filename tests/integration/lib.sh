@@ -132,11 +132,16 @@ dev_id() { jget device_id <"$(dev_dir "$1")/device.json"; }
 claim() { as "$1" claim "$(cat "$(dev_dir "$2")/claim-code")" >/dev/null; }
 dev_state() { as admin device show "$1" | jget state; }
 
-# mqtt_pub IDENTITY_DIR TOPIC MESSAGE [extra mosquitto_pub args]
+# mqtt_pub IDENTITY_DIR TOPIC MESSAGE [extra mosquitto_pub args]: as that
+# device, under its own id as client id (the broker refuses any other one;
+# a session of the device open elsewhere is taken over, as on a reconnection).
+# The id is device.json's, or the certificate's common name without it.
 mqtt_pub() {
-    local d=$1 t=$2 m=$3; shift 3
+    local d=$1 t=$2 m=$3 id; shift 3
+    id=$(jget device_id 2>/dev/null <"$d/device.json") ||
+        id=$(openssl x509 -in "$d/device.crt" -noout -subject -nameopt multiline | awk '/commonName/ {print $3}')
     timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" --cert "$d/device.crt" \
-        --key "$d/device.key" -q 1 -t "$t" -m "$m" "$@"
+        --key "$d/device.key" -i "$id" -q 1 -t "$t" -m "$m" "$@"
 }
 env_msg() { printf '{"v":1,"seq":%d,"ts":%d,"body":{}}' "$1" "$(date +%s%3N)"; }
 events_json() { as admin events --limit 1000; }
@@ -149,15 +154,18 @@ acl_denies() { events_json | python3 -c 'import json,sys
 print(sum(1 for e in json.load(sys.stdin)["events"] if e["kind"]=="broker_acl_deny" and e.get("device_id")==sys.argv[1]))' "$1"; }
 acl_denies_above() { [ "$(acl_denies "$1")" -gt "$2" ]; }
 # as_hub DEV MSG: publishes MSG on DEV's command topic as the hub's own MQTT
-# identity (what only a compromised hub or broker could do)
+# identity (what only a compromised hub or broker could do; a client id of
+# the hub's other than its session's, which stays up)
 as_hub() { timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" \
-    --cert "$DATA/pki/hub-client.crt" --key "$DATA/pki/hub-client.key" -q 1 -t "mamori/v1/d/$1/cmd" -m "$2"; }
+    --cert "$DATA/pki/hub-client.crt" --key "$DATA/pki/hub-client.key" -i mamori-hub-test -q 1 \
+    -t "mamori/v1/d/$1/cmd" -m "$2"; }
 # capture_cmds N FILE: records, in the background, everything the hub sends
-# to device N (with N's certificate, as a compromised broker could)
+# to device N (with the hub's certificate, as a compromised broker could;
+# the device keeps its own session)
 # (returns once the subscription is in place; -d adds debug lines, which
 # replay_cmds skips)
 capture_cmds() { timeout 600 mosquitto_sub -d -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" \
-    --cert "$(dev_dir "$1")/device.crt" --key "$(dev_dir "$1")/device.key" -i "capture-$1" \
+    --cert "$DATA/pki/hub-client.crt" --key "$DATA/pki/hub-client.key" -i "mamori-hub-capture-$1" \
     -t "mamori/v1/d/$(dev_id "$1")/cmd" >"$2" 2>/dev/null &
     PIDS+=($!)
     wait_for 10 grep -q SUBACK "$2"; }

@@ -7,10 +7,11 @@
  *
  * It exists because revocation must hold on a resumed TLS session, which
  * skips certificate verification (DESIGN.md §1); libmosquitto cannot resume
- * sessions, so this drives OpenSSL directly. The MQTT bytes are the fixed
- * CONNECT of MQTT 3.1.1 §3.1 (clean session, keepalive 60).
+ * sessions, so this drives OpenSSL directly. The MQTT bytes are a CONNECT
+ * of MQTT 3.1.1 §3.1 (clean session, keepalive 60) with CLIENT_ID (the
+ * broker admits a device only under its own id; default "resume01").
  *
- *   mqtt-resume-probe PORT CA CERT KEY SESSION_FILE save|resume [1.2|1.3]
+ *   mqtt-resume-probe PORT CA CERT KEY SESSION_FILE save|resume [1.2|1.3 [CLIENT_ID]]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -43,8 +44,8 @@ static int tcp(long port)
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr,
-                "usage: mqtt-resume-probe PORT CA CERT KEY SESSION_FILE save|resume [1.2|1.3]\n");
+        fprintf(stderr, "usage: mqtt-resume-probe PORT CA CERT KEY SESSION_FILE save|resume "
+                        "[1.2|1.3 [CLIENT_ID]]\n");
         return 2;
     }
     char *end;
@@ -88,9 +89,16 @@ int main(int argc, char **argv)
         printf("reused=0 connack=-2\n"); /* TLS refused */
         return 0;
     }
-    static const uint8_t connect_pkt[] = {0x10, 20, 0, 4,   'M', 'Q', 'T', 'T', 4,   0x02, 0,
-                                          60,   0,  8, 'r', 'e', 's', 'u', 'm', 'e', '0',  '1'};
-    SSL_write(ssl, connect_pkt, sizeof(connect_pkt));
+    /* fixed header, remaining length (one byte: the id is at most 64),
+     * protocol name, level 4, flags: clean session, keepalive 60, id */
+    const char *cid = argc > 8 ? argv[8] : "resume01";
+    size_t cl = strnlen(cid, 65);
+    if (cl > 64)
+        return 2;
+    uint8_t connect_pkt[16 + 64] = {
+        0x10, (uint8_t)(12 + cl), 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, (uint8_t)cl};
+    memcpy(connect_pkt + 14, cid, cl);
+    SSL_write(ssl, connect_pkt, (int)(14 + cl));
     uint8_t in[16];
     int n = SSL_read(ssl, in, sizeof(in));
     int rc = -1;

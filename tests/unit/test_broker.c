@@ -1,4 +1,5 @@
-/* Unit tests: broker/table (snapshot sync protocol, live updates, ACL and rate decisions). */
+/* Unit tests: broker/table (snapshot sync protocol, live updates, client ids
+ * bound to identities, live sessions, ACL and rate decisions). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -217,6 +218,151 @@ static void malformed_control_changes_nothing(void **st)
     sync_free(&s);
 }
 
+static void client_id_bound_to_identity(void **st)
+{
+    (void)st;
+    /* a device: its own id only */
+    assert_int_equal(cid_decide(ID_A, ID_A), CID_OK);
+    assert_int_equal(cid_decide(ID_A, ID_B), CID_OTHER_DEVICE);
+    assert_int_equal(cid_decide(ID_A, "mamori-hub"), CID_HUB);
+    assert_int_equal(cid_decide(ID_A, "mamori-hub-capture"), CID_HUB);
+    const char *not_own[] = {"",
+                             NULL,
+                             "auto-2B8D3C39-6A4B-4E2C-9A39-0E9D3F1C7A11", /* broker-assigned */
+                             ID_A "x",
+                             ID_A " ",
+                             "mm000000000000000a", /* case matters */
+                             "MM000000000000000",
+                             "mamori-hubx",
+                             "mamori-hub-",
+                             "clone-of-" ID_A};
+    for (size_t i = 0; i < sizeof(not_own) / sizeof(not_own[0]); i++)
+        assert_int_equal(cid_decide(ID_A, not_own[i]), CID_NOT_OWN);
+    /* the hub's certificate: the hub's ids only */
+    assert_int_equal(cid_decide(NULL, "mamori-hub"), CID_OK);
+    assert_int_equal(cid_decide(NULL, "mamori-hub-capture"), CID_OK);
+    assert_int_equal(cid_decide(NULL, ID_A), CID_NOT_HUB);
+    assert_int_equal(cid_decide(NULL, ""), CID_NOT_HUB);
+    assert_int_equal(cid_decide(NULL, NULL), CID_NOT_HUB);
+    assert_int_equal(cid_decide(NULL, "mamori-hub-"), CID_NOT_HUB);
+    assert_int_equal(cid_decide(NULL, "mamori-hubx"), CID_NOT_HUB);
+    for (int v = CID_OK; v <= CID_NOT_HUB; v++)
+        assert_string_not_equal(cid_verdict_name((enum cid_verdict)v), "?");
+}
+
+static void sync_one(struct sync_state *s, struct kicks *k, const char *next)
+{
+    char m[256];
+    assert_int_equal(apply(s, k, "{\"op\":\"begin\",\"gen\":1}"), MAMORI_OK);
+    snprintf(m, sizeof(m), "{\"op\":\"batch\",\"gen\":1,\"devs\":[[\"%s\",\"%s\",1%s%s%s]]}", FP_A,
+             ID_A, next ? ",\"" : "", next ? next : "", next ? "\"" : "");
+    assert_int_equal(apply(s, k, m), MAMORI_OK);
+    assert_int_equal(apply(s, k, "{\"op\":\"end\",\"gen\":1,\"count\":1}"), MAMORI_OK);
+}
+
+static void takeover_keeps_the_newest_session(void **st)
+{
+    (void)st;
+    struct sync_state s;
+    struct kicks k = {{{0}}, 0};
+    int c1, c2, c3;
+    memset(&s, 0, sizeof(s));
+    sync_one(&s, &k, NULL);
+    struct dev *d = table_by_id(&s.active, ID_A);
+    assert_false(session_open(d, &c1, FP_A, "127.0.0.1"));
+    /* a reconnection from the same address takes over silently; the old
+     * session's end (after the new one's authentication) changes nothing */
+    assert_false(session_open(d, &c2, FP_A, "127.0.0.1"));
+    session_close(d, &c1);
+    assert_ptr_equal(d->live, &c2);
+    /* taken over from elsewhere while live: one identity in two places */
+    assert_true(session_open(d, &c3, FP_A, "127.0.0.2"));
+    session_close(d, &c2);
+    assert_ptr_equal(d->live, &c3);
+    assert_string_equal(d->live_addr, "127.0.0.2");
+    session_close(d, &c3);
+    assert_null(d->live);
+    /* after the live one ended, a new session is no takeover */
+    assert_false(session_open(d, &c1, FP_A, "127.0.0.3"));
+    session_close(NULL, &c1); /* unknown user name: nothing */
+    sync_free(&s);
+}
+
+/* T07-L3a: a rotation's switch closes a session still on the old key. */
+static void switch_kicks_a_session_on_the_old_certificate(void **st)
+{
+    (void)st;
+    struct sync_state s;
+    struct kicks k = {{{0}}, 0};
+    int c1, c2;
+    memset(&s, 0, sizeof(s));
+    sync_one(&s, &k, FP_B); /* rotation under way: A current, B next */
+    struct dev *d = table_by_id(&s.active, ID_A);
+    assert_true(dev_fp_admitted(d, FP_A));
+    assert_true(dev_fp_admitted(d, FP_B));
+    assert_false(dev_fp_admitted(d, FP_C));
+    /* the device on B (its next key), a mode change: nobody kicked */
+    session_open(d, &c1, FP_B, "127.0.0.1");
+    assert_int_equal(apply(&s, &k,
+                           "{\"op\":\"set\",\"fp\":\"" FP_A "\",\"id\":\"" ID_A
+                           "\",\"mode\":2,\"fp_next\":\"" FP_B "\"}"),
+                     MAMORI_OK);
+    assert_int_equal(k.n, 0);
+    /* then a session on the old key A takes over; the switch to B closes it */
+    session_open(d, &c2, FP_A, "127.0.0.1");
+    assert_int_equal(
+        apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_B "\",\"id\":\"" ID_A "\",\"mode\":1}"),
+        MAMORI_OK);
+    assert_int_equal(k.n, 1);
+    assert_string_equal(k.ids[0], ID_A);
+    assert_int_equal(table_by_id(&s.active, ID_A)->mode, MODE_FULL); /* a kick, not a denial */
+    /* the device back on B: the same "set" again kicks nobody */
+    session_close(d, &c2);
+    session_open(d, &c1, FP_B, "127.0.0.1");
+    assert_int_equal(
+        apply(&s, &k, "{\"op\":\"set\",\"fp\":\"" FP_B "\",\"id\":\"" ID_A "\",\"mode\":1}"),
+        MAMORI_OK);
+    assert_int_equal(k.n, 1);
+    sync_free(&s);
+}
+
+/* A snapshot carries live sessions over, and closes those its view no
+ * longer admits (a switch or a removal the plugin learns from it). */
+static void snapshot_carries_sessions_and_closes_stale_ones(void **st)
+{
+    (void)st;
+    struct sync_state s;
+    struct kicks k = {{{0}}, 0};
+    int c1, c2;
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(apply(&s, &k, "{\"op\":\"begin\",\"gen\":1}"), MAMORI_OK);
+    assert_int_equal(apply(&s, &k,
+                           "{\"op\":\"batch\",\"gen\":1,\"devs\":[[\"" FP_A "\",\"" ID_A
+                           "\",1],[\"" FP_B "\",\"" ID_B "\",1]]}"),
+                     MAMORI_OK);
+    assert_int_equal(apply(&s, &k, "{\"op\":\"end\",\"gen\":1,\"count\":2}"), MAMORI_OK);
+    session_open(table_by_id(&s.active, ID_A), &c1, FP_A, "127.0.0.1");
+    session_open(table_by_id(&s.active, ID_B), &c2, FP_B, "127.0.0.1");
+    /* gen 2: A unchanged, B switched to C */
+    assert_int_equal(apply(&s, &k, "{\"op\":\"begin\",\"gen\":2}"), MAMORI_OK);
+    assert_int_equal(apply(&s, &k,
+                           "{\"op\":\"batch\",\"gen\":2,\"devs\":[[\"" FP_A "\",\"" ID_A
+                           "\",1],[\"" FP_C "\",\"" ID_B "\",1]]}"),
+                     MAMORI_OK);
+    assert_int_equal(apply(&s, &k, "{\"op\":\"end\",\"gen\":2,\"count\":2}"), MAMORI_OK);
+    assert_ptr_equal(table_by_id(&s.active, ID_A)->live, &c1);
+    assert_string_equal(table_by_id(&s.active, ID_A)->live_fp, FP_A);
+    assert_null(table_by_id(&s.active, ID_B)->live);
+    assert_int_equal(k.n, 1);
+    assert_string_equal(k.ids[0], ID_B);
+    /* gen 3: A gone from the registry */
+    assert_int_equal(apply(&s, &k, "{\"op\":\"begin\",\"gen\":3}"), MAMORI_OK);
+    assert_int_equal(apply(&s, &k, "{\"op\":\"end\",\"gen\":3,\"count\":0}"), MAMORI_OK);
+    assert_int_equal(k.n, 2);
+    assert_string_equal(k.ids[1], ID_A);
+    sync_free(&s);
+}
+
 static void acl_own_subtree_only(void **st)
 {
     (void)st;
@@ -290,6 +436,10 @@ int main(void)
         cmocka_unit_test(stale_set_after_newer_snapshot_is_ignored),
         cmocka_unit_test(rotation_admits_both_certificates_until_switched),
         cmocka_unit_test(malformed_control_changes_nothing),
+        cmocka_unit_test(client_id_bound_to_identity),
+        cmocka_unit_test(takeover_keeps_the_newest_session),
+        cmocka_unit_test(switch_kicks_a_session_on_the_old_certificate),
+        cmocka_unit_test(snapshot_carries_sessions_and_closes_stale_ones),
         cmocka_unit_test(acl_own_subtree_only),
         cmocka_unit_test(acl_rate_limit_and_kick),
     };
