@@ -155,8 +155,9 @@ as_hub() { timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" 
 # capture_cmds N FILE: records, in the background, everything the hub sends
 # to device N (with N's certificate, as a compromised broker could)
 # (returns once the subscription is in place; -d adds debug lines, which
-# replay_cmds skips)
-capture_cmds() { timeout 600 mosquitto_sub -d -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" \
+# replay_cmds skips; stdout is a file, line-buffered so that the SUBACK
+# line is there when it happens, not with the first message)
+capture_cmds() { timeout 600 stdbuf -oL mosquitto_sub -d -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" \
     --cert "$(dev_dir "$1")/device.crt" --key "$(dev_dir "$1")/device.key" -i "capture-$1" \
     -t "mamori/v1/d/$(dev_id "$1")/cmd" >"$2" 2>/dev/null &
     PIDS+=($!)
@@ -236,6 +237,9 @@ wait_for() { # wait_for SECONDS COMMAND...: polls every 0.1 s
     for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done
     return 1
 }
+# clock_past MS: the wall clock is past MS (milliseconds since the epoch),
+# e.g. the expires_at of a command: what a wait for an expiry waits on
+clock_past() { [ "$(date +%s%3N)" -gt "$1" ]; }
 
 # --- mamori-agent helpers. Agent N runs identity N of the fleet with its
 # state in $T/stateN, config $T/agentN.json, status $T/agentN.status.
