@@ -197,7 +197,7 @@ hook_receiver "$T/control.jsonl" 0
 as admin webhook add "$HOOK_URL" >/dev/null
 wrong; wrong; wrong
 check "a webhook still registered gets the next alert" \
-    wait_for 20 grep -q 'alert.opened.*unexpected_topic' "$T/control.jsonl"
+    wait_for 20 grep -qs 'alert.opened.*unexpected_topic' "$T/control.jsonl"
 expect_eq "nothing more is delivered" "$n_before" "$(wc -l <"$T/hooks.jsonl")"
 
 # --- --rules off (the measurement baseline): events are recorded, no alert

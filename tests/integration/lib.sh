@@ -161,7 +161,7 @@ capture_cmds() { timeout 600 stdbuf -oL mosquitto_sub -d -h 127.0.0.1 -p "$MQTT_
     --cert "$(dev_dir "$1")/device.crt" --key "$(dev_dir "$1")/device.key" -i "capture-$1" \
     -t "mamori/v1/d/$(dev_id "$1")/cmd" >"$2" 2>/dev/null &
     PIDS+=($!)
-    wait_for 10 grep -q SUBACK "$2"; }
+    wait_for 10 grep -qs SUBACK "$2"; }
 # replay_cmds DEV FILE: sends every captured command in FILE to DEV again
 replay_cmds() { local line; while IFS= read -r line; do as_hub "$1" "$line" >/dev/null 2>&1; done < <(grep '^{.*"cmd"' "$2"); }
 # --- signed updates (docs/updates.md). R: the offline release tools in $T.
