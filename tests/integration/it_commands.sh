@@ -24,8 +24,7 @@ wait_for 20 stat_is 0 connected True && wait_for 20 stat_is 1 connected True || 
 
 # Everything the hub sends device 0 is captured (as a compromised broker
 # could), to be played back later.
-capture_cmds 0 "$T/captured"
-sleep 1
+capture_cmds 0 "$T/captured" || bad "the capture subscribes"
 cmd_status() { as admin device commands "$1" | jget "commands.0.status"; }   # newest command
 cmd_is() { [ "$(cmd_status "$1")" = "$2" ]; }
 
@@ -37,7 +36,7 @@ check "the device reports the result to the hub" wait_for 15 cmd_is "$D0" ok
 check "a locked device refuses to work" fails send 0 '{"temp_c": 21}'
 kill "$A0"; wait "$A0" 2>/dev/null
 agent_start 0; A0=$AGENT_PID
-wait_for 20 stat_is 0 connected True
+check "the restarted agent connects" wait_for 20 stat_is 0 connected True
 check "lock persists across an agent restart" stat_is 0 locked True
 check "and it still refuses to work" fails send 0 '{"temp_c": 22}'
 mqtt_pub "$P0" "mamori/v1/d/$D0/tm" "$(env_msg 900)" >/dev/null 2>&1
@@ -104,14 +103,20 @@ check "and device 1 is not locked" stat_is 1 locked False
 # expired: issued with a 10 s life while the device is away, played after
 kill "$A0"; wait "$A0" 2>/dev/null
 as op device cmd "$D0" self-test --reason "short-lived" --ttl 10 >/dev/null
-sleep 2
-EXPIRING=$(grep 'short-lived\|self-test' "$T/captured" | tail -1)
-sleep 11
+CID=$(as admin device commands "$D0" | jget commands.0.id)
+EXP=$(as admin device commands "$D0" | jget commands.0.expires_at)
+check "the short-lived command is captured" wait_for 10 grep -q "$CID" "$T/captured"
+EXPIRING=$(grep "$CID" "$T/captured" | tail -1)
+# the device comes back only once the command's life is over (before, the
+# hub would send it again and the device would run it)
+check "the short-lived command expires" wait_for 30 clock_past "$EXP"
 agent_start 0; A0=$AGENT_PID
-wait_for 20 stat_is 0 connected True
+check "the agent is back" wait_for 20 stat_is 0 connected True
 r0=$(astat 0 commands_refused)
 as_hub "$D0" "$EXPIRING" >/dev/null 2>&1
 check "an expired command is refused" wait_for 10 stat_is 0 commands_refused $((r0 + 1))
+expired_at_hub() { [ "$(as admin device commands "$D0" | jget commands.0.result.error)" = expired ]; }
+check "...as expired (the device's answer, at the hub)" wait_for 10 expired_at_hub
 
 # --- a lock issued while the device is offline reaches it when it returns
 kill "$A1"; wait "$A1" 2>/dev/null
@@ -125,13 +130,17 @@ check "reboot: the board's reboot command ran" wait_for 15 test -e "$T/rebooted"
 check "reboot: result reported before going down" wait_for 10 cmd_is "$D0" ok
 check "reboot: the agent stopped cleanly" wait_for 10 bash -c "! kill -0 $A0 2>/dev/null"
 agent_start 0; A0=$AGENT_PID
-wait_for 20 stat_is 0 connected True
+check "the agent is up again after the reboot" wait_for 20 stat_is 0 connected True
 rm -f "$T/rebooted"
 REBOOT_MSG=$(grep '"type\\":\\"reboot' "$T/captured" | tail -1)
+RID=$(as admin device commands "$D0" | jget commands.0.id)   # the reboot
 r0=$(astat 0 commands_refused)
 as_hub "$D0" "$REBOOT_MSG" >/dev/null 2>&1
 check "a replayed reboot is refused" wait_for 10 stat_is 0 commands_refused $((r0 + 1))
-check "...and the board is not rebooted again" bash -c "sleep 1; kill -0 $A0 && test ! -e '$T/rebooted'"
+# the device reports a replay once it has refused it: with the report at
+# the hub, the command has been handled
+check "...the device reports it" wait_for 10 has_event device_event "$D0" "$RID"
+check "...and the board is not rebooted again" bash -c "kill -0 $A0 && test ! -e '$T/rebooted'"
 
 # --- wipe: crypto-erase, nothing of the key remains
 KEYHEX=$(openssl ec -in "$P0/device.key" -text -noout 2>/dev/null | awk '/priv:/{f=1;next} /pub:/{f=0} f' | tr -d ' :\n')
@@ -154,5 +163,5 @@ for d in sys.argv[2:]:
 PY
 "$BIN/mamori-agent" --config "$T/agent0.json" >/dev/null 2>&1 && bad "a wiped device cannot start again" || ok "a wiped device cannot start again"
 
-[ "$FAIL" -gt 0 ] && tail -20 "$T"/agent*.log
+[ "$FAIL" -gt 0 ] && tail -n 20 "$T"/agent*.log
 finish

@@ -17,7 +17,7 @@ as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
 
 python3 "$(dirname "$0")/tcpproxy.py" "$MQTT_PORT" >"$T/proxy.port" 2>>"$T/proxy.log" &
 PROXY=$!; PIDS+=("$PROXY")
-wait_for 10 test -s "$T/proxy.port"
+wait_for 10 test -s "$T/proxy.port" || bad "the relay starts"
 PPORT=$(cat "$T/proxy.port")
 
 # 127.0.0.1 is in the broker certificate, so the name check still holds
@@ -38,12 +38,15 @@ send 0 '{"i": 2}' >/dev/null
 check "messages around the cut are all stored" wait_for 20 stored_is "$D0" 2
 
 # a broker restart loses its ticket keys: the device falls back cleanly.
-# The counters are read once they stand still (the status file is written
-# every 200 ms, and a slow run may still be settling).
-settled() { local a b; a="$(astat 0 connects) $(astat 0 tls_resumed)"; sleep 1
-    b="$(astat 0 connects) $(astat 0 tls_resumed)"; [ "$a" = "$b" ] && stat_is 0 connected True; }
-wait_for 20 settled
-C=$(astat 0 connects); R=$(astat 0 tls_resumed); F=$(astat 0 tls_full)
+# The counters are read from one status (written whole) that shows the
+# connection after the cut carrying traffic both ways: connected, the
+# second reading acknowledged by the hub, nothing left in the outbox.
+settled() { cp "$T/agent0.status" "$T/settled.status" 2>/dev/null &&
+    [ "$(jget connected <"$T/settled.status")" = True ] &&
+    [ "$(jget acked <"$T/settled.status")" -ge 2 ] &&
+    [ "$(jget outbox_queued <"$T/settled.status")" = 0 ]; }
+check "the connection after the cut is in use" wait_for 20 settled
+C=$(jget connects <"$T/settled.status"); F=$(jget tls_full <"$T/settled.status")
 kill -9 "$(cat "$DATA/run/broker.pid")"
 check "after a broker restart the agent reconnects" wait_for 60 connects_above "$C"
 # The new broker cannot read the old ticket: the device makes a full
@@ -59,7 +62,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T
     -out "$T/imp.crt" -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" -days 2 2>/dev/null
 python3 "$(dirname "$0")/tlsimpostor.py" "$T/imp.crt" "$T/imp.key" >"$T/imp.out" 2>>"$T/imp.log" &
 PIDS+=("$!")
-wait_for 10 test -s "$T/imp.out"
+wait_for 10 test -s "$T/imp.out" || bad "the impostor starts"
 IPORT=$(head -1 "$T/imp.out")
 kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 agent_conf 0 "" "\"broker_host\": \"127.0.0.1\", \"broker_port\": $IPORT"

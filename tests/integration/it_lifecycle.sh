@@ -23,7 +23,7 @@ SIM=$!; PIDS+=($SIM)
 check "two claimed devices connect through the simulator" wait_for 20 bash -c "python3 -c 'import json,sys; sys.exit(0 if json.load(open(\"$T/sim.json\"))[\"connected\"]==2 else 1)' 2>/dev/null"
 check "first heartbeat after claim activates the device" wait_for 10 bash -c "[ \"\$(\"$BIN/mamorictl\" --data '$DATA' --session '$T/session-admin' device show $D0 | python3 -c 'import json,sys;print(json.load(sys.stdin)[\"state\"])')\" = active ]"
 expect_eq "device is online" True "$(as admin device show "$D0" | jget online)"
-check "the unclaimed device stays out" bash -c "grep -q 'refused [1-9]' '$T/sim.log' || sleep 2; grep -q 'refused [1-9]' '$T/sim.log'"
+check "the unclaimed device stays out" wait_for 10 grep -q 'refused [1-9]' "$T/sim.log"
 check "activation is audited with the hub as actor" grep -q '"action": "device_activate"' <<<"$(as admin audit list --limit 1000)"
 
 # --- operator actions: each audited with actor, reason and time

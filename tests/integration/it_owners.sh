@@ -21,7 +21,7 @@ check "alice's device is online" wait_for 20 stat_is 0 connected True
 for v in 20 21 22; do send 0 "{\"t\": $v}" >/dev/null; done
 check "alice's telemetry is stored" wait_for 20 stored_is "$D0" 3
 kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
-wait_for 20 eval '[ "$(as admin device show "$D0" | jget online)" = False ]'
+check "alice's device is offline" wait_for 20 eval '[ "$(as admin device show "$D0" | jget online)" = False ]'
 as alice device cmd "$D0" self-test --reason "before selling it" >/dev/null
 expect_eq "alice's self-test waits for the device" pending "$(as admin device commands "$D0" | jget commands.0.status)"
 

@@ -28,8 +28,9 @@ agent_start 0
 check "back: it connects (heartbeats and commands only)" wait_for 20 stat_is 0 connected True
 check "its return raises stray_returned" wait_for 20 eval 'as admin alert list --device "$D0" | grep -q stray_returned'
 n0=$(stored "$D0")
+k0=$(acl_denies "$D0")
 send 0 '{"t": 20}' >/dev/null
-sleep 3
+check "the broker refuses its telemetry" wait_for 20 acl_denies_above "$D0" "$k0"
 expect_eq "its telemetry is refused while it is stray" "$n0" "$(stored "$D0")"
 expect_eq "it stays stray until its owner confirms it" stray "$(dev_state "$D0")"
 http POST "devices/$D0/stray" '{"reason":"x"}' "$(token_of admin)" >/dev/null

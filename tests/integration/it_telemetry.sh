@@ -40,17 +40,18 @@ check "accepted telemetry is stored and acknowledged" wait_for 20 stat_is 0 acke
 # (the signed status the device publishes a second after connecting may
 # be in flight at this moment: the outbox empties once it is acknowledged)
 check "and leaves the outbox" wait_for 20 stat_is 0 outbox_queued 0
+QUIET=$(date +%s%3N)   # the device's last acknowledgement came before this
 expect_eq "one row stored for the device" 1 "$(stored "$D0")"
 expect_eq "stored body is what was sent" "21.5" "$(as admin device telemetry "$D0" | jget items.0.body.temp_c)"
 check "the owner reads her device's telemetry" as alice device telemetry "$D0"
 check "another owner gets 404 for it" fails as bob device telemetry "$D0"
 NOW=$(date +%s%3N)
 expect_eq "time range before the data is empty" 0 "$(as admin device telemetry "$D0" --to $((NOW - 3600000)) | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')"
-# steady traffic after 11 s of silence (longer than the device's ack
-# timeout): each message acknowledged before the next; the sender's cursor
+# steady traffic after a silence longer than the device's ack timeout
+# (10 s): each message acknowledged before the next; the sender's cursor
 # must never skip a row, and nothing is sent twice
-sleep 11
-for i in $(seq 1 10); do send 0 "{\"temp_c\": $i}" >/dev/null; sleep 0.2; done
+check "the device has been quiet longer than its ack timeout" wait_for 30 clock_past $((QUIET + 11000))
+for i in $(seq 1 10); do send 0 "{\"temp_c\": $i}" >/dev/null; wait_for 10 stat_is 0 acked $((i + 1)) || break; done
 check "steady sending, acknowledged in between: every message stored" wait_for 10 stored_is "$D0" 11
 expect_eq "steady sending: in order, with no gap" "$(seq -s, 1 11)" "$(seqs "$D0")"
 check "normal traffic raises no replay alert" fails has_event telemetry_replay "$D0"
@@ -114,8 +115,10 @@ agent_start 0
 for i in $(seq 1 30); do send 0 "{\"temp_c\": $i}" >/dev/null; done
 check "the outbox stays within its bound" wait_for 5 stat_is 0 outbox_queued 16
 # records that are never dropped (the agent's boot and configuration-change
-# records: device log and events) keep their places; telemetry gets the rest
-sleep 1
+# records: device log and events) keep their places; telemetry gets the rest.
+# The agent queues those before it serves its socket, and each send above
+# returned once its reading was queued: K is final once all 30 are taken.
+check "the agent took the 30 readings" wait_for 5 stat_is 0 telemetry_sent 30
 K=$(sqlite3 "$T/state0/outbox.db" "SELECT count(*) FROM msg WHERE stream != 0")
 check "the oldest telemetry was dropped to make room, never a security record" wait_for 5 stat_is 0 outbox_dropped $((30 - (16 - K)))
 expect_eq "16 remain queued" 16 "$(astat 0 outbox_queued)"

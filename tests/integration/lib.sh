@@ -163,12 +163,13 @@ as_hub() { timeout 10 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" 
 # to device N (with the hub's certificate, as a compromised broker could;
 # the device keeps its own session)
 # (returns once the subscription is in place; -d adds debug lines, which
-# replay_cmds skips)
-capture_cmds() { timeout 600 mosquitto_sub -d -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" \
+# replay_cmds skips; stdout is a file, line-buffered so that the SUBACK
+# line is there when it happens, not with the first message)
+capture_cmds() { timeout 600 stdbuf -oL mosquitto_sub -d -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$CA" \
     --cert "$DATA/pki/hub-client.crt" --key "$DATA/pki/hub-client.key" -i "mamori-hub-capture-$1" \
     -t "mamori/v1/d/$(dev_id "$1")/cmd" >"$2" 2>/dev/null &
     PIDS+=($!)
-    wait_for 10 grep -q SUBACK "$2"; }
+    wait_for 10 grep -qs SUBACK "$2"; }
 # replay_cmds DEV FILE: sends every captured command in FILE to DEV again
 replay_cmds() { local line; while IFS= read -r line; do as_hub "$1" "$line" >/dev/null 2>&1; done < <(grep '^{.*"cmd"' "$2"); }
 # --- signed updates (docs/updates.md). R: the offline release tools in $T.
@@ -250,6 +251,9 @@ wait_for() {
         sleep 0.1
     done
 }
+# clock_past MS: the wall clock is past MS (milliseconds since the epoch),
+# e.g. the expires_at of a command: what a wait for an expiry waits on
+clock_past() { [ "$(date +%s%3N)" -gt "$1" ]; }
 
 # --- mamori-agent helpers. Agent N runs identity N of the fleet with its
 # state in $T/stateN, config $T/agentN.json, status $T/agentN.status.
