@@ -102,7 +102,7 @@ escalate_throttle() {
         if grep -q "^HTTP/1.1 429" "$T/hdr"; then
             RETRY_AFTER=$(grep -i '^retry-after:' "$T/hdr" | tr -dc 0-9)
             [ "${RETRY_AFTER:-0}" -ge "$min" ] && return 0
-            sleep $(( ${RETRY_AFTER:-1} + 1 ))
+            wait_for $(( ${RETRY_AFTER:-1} + 10 )) clock_past $(( $(date +%s%3N) + ${RETRY_AFTER:-1} * 1000 + 500 ))
         fi
     done
     return 1
