@@ -87,15 +87,7 @@ publish_file() {
 slot_holds() { cmp -n 204800 "$RD/slot-$1.img" "$RD/b-$2/rootfs.img" >/dev/null 2>&1; } # slot_holds a|b NAME
 
 # --- hub, device, agent with the RAUC hook
-hub_start "$T/data"
-fleet_setup 1
-claim alice 0
-D0=$(dev_id 0); P0=$(dev_dir 0)
-echo '{"fields": [{"name": "i", "type": "integer", "min": 0, "max": 9}]}' >"$T/schema.json"
-as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
-update_root_setup
-cp "$T/root-1.json" "$P0/update-root.json"
-printf '#!/bin/sh\ntouch %s/rebooted\n' "$T" >"$T/reboot.sh"; chmod 755 "$T/reboot.sh"
+update_device_setup
 agent_conf 0 "" "\"reboot_command\": \"$T/reboot.sh\", \"update_hook\": \"$SRC/scripts/hooks/rauc\", \"update_trial_s\": 8, \"update_check_s\": 2"
 last_cmd() { as admin device commands "$D0" | jget "commands.0.$1"; }
 stopped() { ! kill -0 "$AGENT_PID" 2>/dev/null; }

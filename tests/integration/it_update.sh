@@ -10,16 +10,8 @@
 # release's is refused.
 . "$(dirname "$0")/lib.sh"
 
-hub_start "$T/data"
-fleet_setup 1
-claim alice 0
-D0=$(dev_id 0); P0=$(dev_dir 0)
-echo '{"fields": [{"name": "i", "type": "integer", "min": 0, "max": 9}]}' >"$T/schema.json"
-as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
-update_root_setup
-cp "$T/root-1.json" "$P0/update-root.json"     # what the factory writes
+update_device_setup
 publish 2.0 2 1 3000000
-printf '#!/bin/sh\ntouch %s/rebooted\n' "$T" >"$T/reboot.sh"; chmod 755 "$T/reboot.sh"
 agent_conf 0 "" "\"reboot_command\": \"$T/reboot.sh\", \"update_slots_dir\": \"$T/slots0\", \"update_trial_s\": 8, \"update_check_s\": 2"
 agent_start 0
 check "the agent connects" wait_for 20 stat_is 0 connected True

@@ -12,15 +12,7 @@
 # from byte 0: never installed.
 . "$(dirname "$0")/lib.sh"
 
-hub_start "$T/data"
-fleet_setup 1
-claim alice 0
-D0=$(dev_id 0); P0=$(dev_dir 0)
-echo '{"fields": [{"name": "i", "type": "integer", "min": 0, "max": 9}]}' >"$T/schema.json"
-as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
-update_root_setup
-cp "$T/root-1.json" "$P0/update-root.json"
-printf '#!/bin/sh\ntouch %s/rebooted\n' "$T" >"$T/reboot.sh"; chmod 755 "$T/reboot.sh"
+update_device_setup
 SIZE=$((3 * 1024 * 1024)) # 3 MiB at 512 KiB/s: about 6 s per whole download
 agent_conf 0 "" "\"reboot_command\": \"$T/reboot.sh\", \"update_slots_dir\": \"$T/slots0\", \"update_trial_s\": 30, \"update_rate_kbps\": 512"
 agent_start 0

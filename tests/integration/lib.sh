@@ -132,6 +132,22 @@ dev_id() { jget device_id <"$(dev_dir "$1")/device.json"; }
 claim() { as "$1" claim "$(cat "$(dev_dir "$2")/claim-code")" >/dev/null; }
 dev_state() { as admin device show "$1" | jget state; }
 
+# update_device_setup: a hub; device 0 (D0, its identity in P0) claimed by
+# alice, with a telemetry schema; the update roots ($T/root-1.json handed
+# to the device as the factory does); $T/reboot.sh, which leaves
+# $T/rebooted where a board would reboot
+update_device_setup() {
+    hub_start "$T/data" || return 1
+    fleet_setup 1 && claim alice 0 || return 1
+    D0=$(dev_id 0); P0=$(dev_dir 0)
+    echo '{"fields": [{"name": "i", "type": "integer", "min": 0, "max": 9}]}' >"$T/schema.json"
+    as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
+    update_root_setup
+    cp "$T/root-1.json" "$P0/update-root.json"
+    printf '#!/bin/sh\ntouch %s/rebooted\n' "$T" >"$T/reboot.sh"
+    chmod 755 "$T/reboot.sh"
+}
+
 # mqtt_pub IDENTITY_DIR TOPIC MESSAGE [extra mosquitto_pub args]: as that
 # device, under its own id as client id (the broker refuses any other one;
 # a session of the device open elsewhere is taken over, as on a reconnection).
