@@ -9,7 +9,7 @@
 # data as JSON and erase it, and delete their accounts.
 . "$(dirname "$0")/lib.sh"
 
-hub_start "$T/data"
+hub_start "$T/data" --heartbeat 2   # the agents beat every 2 s
 fleet_setup 2
 claim alice 0; claim alice 1
 D0=$(dev_id 0); D1=$(dev_id 1)
