@@ -39,6 +39,23 @@ VAR_RE = r"(\$\{[^}]*\}|\$\([^)]*\)|\$[A-Za-z_][A-Za-z0-9_]*|\$[0-9#?@*])"
 GENERATED = os.path.join("hub", "matrix_table.h")
 
 
+
+def top_level(tokens, quotes_anywhere=False):
+    """The cell's tokens outside parentheses (a note in parentheses is
+    skipped); quoted texts too wherever they stand with quotes_anywhere.
+    The parentheses themselves are not yielded."""
+    depth = 0
+    for tok in tokens:
+        q, sep = tok[0], tok[2]
+        if q and quotes_anywhere:
+            yield tok
+        elif sep == "(":
+            depth += 1
+        elif sep == ")":
+            depth = max(0, depth - 1)
+        elif not depth:
+            yield tok
+
 class Checker:
     def __init__(self, root, matrix):
         self.root = root
@@ -138,15 +155,9 @@ class Checker:
     # --- the code cell --------------------------------------------------------
 
     def check_code(self, n, ident, code):
-        depth, cur = 0, None
-        for q, path, sep, word in TOKEN_RE.findall(code):
-            if sep == "(":
-                depth += 1
-            elif sep == ")":
-                depth = max(0, depth - 1)
-            elif depth:
-                continue
-            elif q:
+        cur = None
+        for q, path, sep, word in top_level(TOKEN_RE.findall(code)):
+            if q:
                 self.err(n, ident, "code: a quoted text (\"%s\") belongs in the proof" % q)
             elif path:
                 cur = path
@@ -176,21 +187,14 @@ class Checker:
     # --- the proof cell -------------------------------------------------------
 
     def check_proof(self, n, ident, proof):
-        depth, it, unit, names, prev = 0, None, None, False, None
-        for q, path, sep, word in TOKEN_RE.findall(proof):
+        it, unit, names, prev = None, None, False, None
+        for q, path, sep, word in top_level(TOKEN_RE.findall(proof), quotes_anywhere=True):
             if q:  # a check name, wherever it stands (notes too)
                 if it is None:
                     self.err(n, ident, "proof: check \"%s\" follows no it_*.sh" % q)
                 elif self.text(it) is not None and not self.has_check(it, q):
                     self.err(n, ident, "proof: check \"%s\" does not occur in %s" % (q, it))
                 prev = None
-                continue
-            if sep == "(":
-                depth += 1
-            elif sep == ")":
-                depth = max(0, depth - 1)
-            elif depth:
-                continue
             elif path:
                 it, unit, names = None, None, False
                 if not self.exists(path):
