@@ -35,12 +35,15 @@ e=[x for x in json.loads(sys.argv[1])["entries"] if x["action"]=="device_lock"][
 assert e["actor"]=="operator:op" and e["reason"]=="support ticket 42" and e["target"]==sys.argv[2] and e["ts"]>0' "$audit" "$D1"
 
 # --- liveness: a device that stops is offline within two intervals, with an alert
-t0=$(date +%s%3N)
 kill $SIM; wait $SIM 2>/dev/null
 check "silent device is marked offline" wait_for 15 bash -c "[ \"\$(\"$BIN/mamorictl\" --data '$DATA' --session '$T/session-admin' device show $D0 | python3 -c 'import json,sys;print(json.load(sys.stdin)[\"online\"])')\" = False ]"
-t1=$(date +%s%3N)
-elapsed=$((t1 - t0))
-check "offline within two heartbeat intervals (took ${elapsed} ms, limit $((2 * HB * 1000)) ms)" test $elapsed -le $((2 * HB * 1000 + 500))
+# how long the device had been silent when the hub declared it offline, by
+# the hub's own clock (the test's polling, slow on a loaded machine, is
+# not part of it)
+silent=$(events_json | python3 -c 'import json,sys
+e=[x for x in json.load(sys.stdin)["events"] if x["kind"]=="offline" and x.get("device_id")==sys.argv[1]]
+print(e[-1]["detail"]["silent_ms"] if e else 999999)' "$D0")
+check "offline within two heartbeat intervals (silent ${silent} ms, limit $((2 * HB * 1000)) ms)" test "$silent" -le $((2 * HB * 1000))
 check "an offline alert was recorded" has_event offline "$D0"
 check "the owner sees the alert on their device" grep -q '"kind": "offline"' <<<"$(as alice events --device "$D0")"
 
