@@ -111,3 +111,44 @@ enum mamori_err api_upload(const struct api *a, const char *path, const char *fi
     fclose(f);
     return rc;
 }
+
+void api_print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (s) {
+        printf("%s\n", s);
+        free(s);
+    }
+}
+
+int api_print_error(long status, json_t *resp)
+{
+    json_t *err = json_object_get(resp, "error");
+    const char *msg = json_string_value(json_object_get(err, "message"));
+    fprintf(stderr, "mamorictl: HTTP %ld: %s\n", status, msg ? msg : "(no message)");
+    return 1;
+}
+
+int api_print_result(long status, json_t *resp)
+{
+    if (status >= 200 && status < 300) {
+        api_print_json(resp);
+        return 0;
+    }
+    return api_print_error(status, resp);
+}
+
+int api_call_print(const struct api *a, const char *method, const char *path, json_t *body)
+{
+    long st;
+    json_t *resp = NULL;
+    enum mamori_err rc = api_call(a, method, path, body, &st, &resp);
+    json_decref(body);
+    if (rc) {
+        fprintf(stderr, "mamorictl: %s\n", mamori_strerror(rc));
+        return 1;
+    }
+    int ret = api_print_result(st, resp);
+    json_decref(resp);
+    return ret;
+}

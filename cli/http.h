@@ -21,4 +21,16 @@ enum mamori_err api_call(const struct api *a, const char *method, const char *pa
 enum mamori_err api_upload(const struct api *a, const char *path, const char *file, long *status,
                            json_t **out) MAMORI_MUST_CHECK;
 
+/* The CLI's answer to a response: a 2xx prints resp as indented JSON on
+ * stdout and returns 0; anything else prints the API's error message on
+ * stderr and returns 1 (the exit status). resp stays the caller's. */
+int api_print_result(long status, json_t *resp);
+/* The API's error message of resp on stderr; returns 1 (the exit status). */
+int api_print_error(long status, json_t *resp);
+/* Pretty-prints j on stdout. */
+void api_print_json(json_t *j);
+/* api_call, then api_print_result; takes body over. A request that fails
+ * before an answer prints why and returns 1. */
+int api_call_print(const struct api *a, const char *method, const char *path, json_t *body);
+
 #endif

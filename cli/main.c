@@ -325,38 +325,6 @@ static bool read_secret(const char *file, const char *env, const char *prompt, c
     return ok && out[0];
 }
 
-static void print_json(json_t *j)
-{
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-    if (s) {
-        printf("%s\n", s);
-        free(s);
-    }
-}
-
-/* Prints an API error and maps it to an exit status. */
-static int api_failed(long status, json_t *resp)
-{
-    json_t *err = json_object_get(resp, "error");
-    const char *msg = json_string_value(json_object_get(err, "message"));
-    fprintf(stderr, "mamorictl: HTTP %ld: %s\n", status, msg ? msg : "(no message)");
-    return EXIT_FAIL;
-}
-
-/* Calls and prints the JSON result (or the error). */
-static int call_print(const struct api *a, const char *method, const char *path, json_t *body)
-{
-    long st;
-    json_t *resp = NULL;
-    enum mamori_err rc = api_call(a, method, path, body, &st, &resp);
-    json_decref(body);
-    if (rc)
-        return die(mamori_strerror(rc));
-    int ret = (st >= 200 && st < 300) ? (print_json(resp), EXIT_OK) : api_failed(st, resp);
-    json_decref(resp);
-    return ret;
-}
-
 /* A JSON document from a file of at most max bytes (NULL, said, on error). */
 static json_t *read_json_file(const char *file, size_t max)
 {
@@ -382,7 +350,7 @@ static int upload_image(const struct api *a, const char *sha, const char *image)
     enum mamori_err rc = api_upload(a, path, image, &st, &resp);
     if (rc)
         return die(rc == MAMORI_ERR_NOTFOUND ? "cannot open the image" : mamori_strerror(rc));
-    int ret = (st >= 200 && st < 300) ? (print_json(resp), EXIT_OK) : api_failed(st, resp);
+    int ret = api_print_result(st, resp);
     json_decref(resp);
     return ret;
 }
@@ -394,10 +362,10 @@ static int firmware_cmd(const struct api *a, const struct opts *o, const char *s
     const char *third = o->npos > 2 ? o->pos[2] : "";
     if (strcmp(sub, "root") == 0 && strcmp(third, "add") == 0 && o->file) {
         json_t *doc = read_json_file(o->file, 64 * 1024);
-        return doc ? call_print(a, "POST", "firmware/roots", doc) : EXIT_FAIL;
+        return doc ? api_call_print(a, "POST", "firmware/roots", doc) : EXIT_FAIL;
     }
     if (strcmp(sub, "roots") == 0)
-        return call_print(a, "GET", "firmware/roots", NULL);
+        return api_call_print(a, "GET", "firmware/roots", NULL);
     if (strcmp(sub, "add") == 0 && o->file) {
         json_t *doc = read_json_file(o->file, 64 * 1024), *resp = NULL;
         long st;
@@ -408,12 +376,13 @@ static int firmware_cmd(const struct api *a, const struct opts *o, const char *s
         if (rc)
             return die(mamori_strerror(rc));
         if (st < 200 || st >= 300) {
-            int ret = api_failed(st, resp);
+            int ret = api_print_error(st, resp);
             json_decref(resp);
             return ret;
         }
         const char *sha = json_string_value(json_object_get(resp, "sha256"));
-        int ret = o->image && sha ? upload_image(a, sha, o->image) : (print_json(resp), EXIT_OK);
+        int ret =
+            o->image && sha ? upload_image(a, sha, o->image) : (api_print_json(resp), EXIT_OK);
         json_decref(resp);
         return ret;
     }
@@ -422,18 +391,18 @@ static int firmware_cmd(const struct api *a, const struct opts *o, const char *s
     if (strcmp(sub, "list") == 0) {
         snprintf(path, sizeof(path), "firmware/releases%s%.64s", o->model ? "?model=" : "",
                  o->model ? o->model : "");
-        return call_print(a, "GET", path, NULL);
+        return api_call_print(a, "GET", path, NULL);
     }
     if (strcmp(sub, "deploy") == 0 && o->npos == 3 && o->device && o->reason) {
         snprintf(path, sizeof(path), "firmware/releases/%.64s/deploy", third);
         json_t *body = json_pack("{s:s, s:s}", "device", o->device, "reason", o->reason);
         if (body && o->ttl) /* absent: the hub's default */
             json_object_set_new(body, "ttl_s", json_integer(o->ttl));
-        return call_print(a, "POST", path, body);
+        return api_call_print(a, "POST", path, body);
     }
     if (strcmp(sub, "retire") == 0 && o->npos == 3 && o->reason) {
         snprintf(path, sizeof(path), "firmware/releases/%.64s/retire", third);
-        return call_print(a, "POST", path, json_pack("{s:s}", "reason", o->reason));
+        return api_call_print(a, "POST", path, json_pack("{s:s}", "reason", o->reason));
     }
     fprintf(stderr, "%s", USAGE);
     return EXIT_USAGE;
@@ -447,24 +416,26 @@ static int owner_cmd(const struct api *a, const struct opts *o, const char *cmd,
     const char *third = o->npos > 2 ? o->pos[2] : NULL;
     if (strcmp(cmd, "transfer") == 0 && strcmp(sub, "start") == 0 && third) {
         snprintf(path, sizeof(path), "devices/%.24s/transfer", third);
-        return call_print(a, "POST", path, json_pack("{s:s}", "data", o->keep ? o->keep : "erase"));
+        return api_call_print(a, "POST", path,
+                              json_pack("{s:s}", "data", o->keep ? o->keep : "erase"));
     }
     if (strcmp(cmd, "transfer") == 0 && strcmp(sub, "cancel") == 0 && third) {
         snprintf(path, sizeof(path), "devices/%.24s/transfer", third);
-        return call_print(a, "DELETE", path, NULL);
+        return api_call_print(a, "DELETE", path, NULL);
     }
     if (strcmp(cmd, "transfer") == 0 && strcmp(sub, "accept") == 0 && third)
-        return call_print(a, "POST", "transfers", json_pack("{s:s}", "code", third));
+        return api_call_print(a, "POST", "transfers", json_pack("{s:s}", "code", third));
     if (strcmp(cmd, "me") == 0 && strcmp(sub, "export") == 0)
-        return call_print(a, "GET", "me/export", NULL);
+        return api_call_print(a, "GET", "me/export", NULL);
     if (strcmp(cmd, "me") == 0 && strcmp(sub, "erase") == 0 && o->confirm)
-        return call_print(a, "POST", "me/erase", json_pack("{s:s}", "confirm", o->confirm));
+        return api_call_print(a, "POST", "me/erase", json_pack("{s:s}", "confirm", o->confirm));
     if (strcmp(cmd, "me") == 0 && strcmp(sub, "delete") == 0 && o->confirm)
-        return call_print(a, "DELETE", "me",
-                          json_pack("{s:s, s:s*}", "confirm", o->confirm, "devices", o->devices));
+        return api_call_print(
+            a, "DELETE", "me",
+            json_pack("{s:s, s:s*}", "confirm", o->confirm, "devices", o->devices));
     if (strcmp(cmd, "exports") == 0) {
         snprintf(path, sizeof(path), "exports%s%.20s", sub[0] ? "/" : "", sub);
-        return call_print(a, "GET", path, NULL);
+        return api_call_print(a, "GET", path, NULL);
     }
     fputs(USAGE, stderr);
     return EXIT_USAGE;
@@ -480,29 +451,30 @@ static int alert_cmd(const struct api *a, const struct opts *o, const char *cmd,
         snprintf(path, sizeof(path), "alerts?after=%ld&limit=%ld%s%.20s%s%.24s", o->after, o->limit,
                  o->state ? "&state=" : "", o->state ? o->state : "", o->device ? "&device=" : "",
                  o->device ? o->device : "");
-        return call_print(a, "GET", path, NULL);
+        return api_call_print(a, "GET", path, NULL);
     }
     if (strcmp(cmd, "alert") == 0 && (strcmp(sub, "ack") == 0 || strcmp(sub, "resolve") == 0) &&
         third) {
         snprintf(path, sizeof(path), "alerts/%.20s/%s", third, sub);
-        return call_print(a, "POST", path, json_pack("{s:s}", "note", o->reason ? o->reason : ""));
+        return api_call_print(a, "POST", path,
+                              json_pack("{s:s}", "note", o->reason ? o->reason : ""));
     }
     if (strcmp(cmd, "rule") == 0 && strcmp(sub, "list") == 0)
-        return call_print(a, "GET", "rules", NULL);
+        return api_call_print(a, "GET", "rules", NULL);
     if (strcmp(cmd, "rule") == 0 && strcmp(sub, "set") == 0 && third && o->action) {
         snprintf(path, sizeof(path), "rules/%.40s/policy", third);
-        return call_print(a, "POST", path,
-                          json_pack("{s:s, s:s, s:I}", "action", o->action, "model",
-                                    o->model ? o->model : "", "act_after",
-                                    (json_int_t)(o->count ? o->count : 1)));
+        return api_call_print(a, "POST", path,
+                              json_pack("{s:s, s:s, s:I}", "action", o->action, "model",
+                                        o->model ? o->model : "", "act_after",
+                                        (json_int_t)(o->count ? o->count : 1)));
     }
     if (strcmp(cmd, "webhook") == 0 && strcmp(sub, "add") == 0 && third)
-        return call_print(a, "POST", "webhooks", json_pack("{s:s}", "url", third));
+        return api_call_print(a, "POST", "webhooks", json_pack("{s:s}", "url", third));
     if (strcmp(cmd, "webhook") == 0 && strcmp(sub, "list") == 0)
-        return call_print(a, "GET", "webhooks", NULL);
+        return api_call_print(a, "GET", "webhooks", NULL);
     if (strcmp(cmd, "webhook") == 0 && strcmp(sub, "remove") == 0 && third) {
         snprintf(path, sizeof(path), "webhooks/%.20s", third);
-        return call_print(a, "DELETE", path, NULL);
+        return api_call_print(a, "DELETE", path, NULL);
     }
     fputs(USAGE, stderr);
     return EXIT_USAGE;
@@ -525,12 +497,12 @@ static int advisory_cmd(const struct api *a, const struct opts *o, const char *c
                               "severity", o->severity, "affected", aff);
         if (b && o->fixed)
             json_object_set_new(b, "fixed_version", json_string(o->fixed));
-        return call_print(a, "POST", "advisories", b);
+        return api_call_print(a, "POST", "advisories", b);
     }
     if (strcmp(cmd, "advisory") == 0 && strcmp(sub, "list") == 0) {
         snprintf(path, sizeof(path), "advisories%s%.64s", o->model ? "?model=" : "",
                  o->model ? o->model : "");
-        return call_print(a, "GET", path, NULL);
+        return api_call_print(a, "GET", path, NULL);
     }
     if (strcmp(cmd, "support") == 0 && strcmp(sub, "set") == 0 && o->npos == 3 && o->end) {
         struct tm tm;
@@ -544,11 +516,11 @@ static int advisory_cmd(const struct api *a, const struct opts *o, const char *c
         tm.tm_mon = m - 1;
         tm.tm_mday = d;
         snprintf(path, sizeof(path), "models/%.64s/support", third);
-        return call_print(a, "POST", path, json_pack("{s:I}", "end", (json_int_t)timegm(&tm)));
+        return api_call_print(a, "POST", path, json_pack("{s:I}", "end", (json_int_t)timegm(&tm)));
     }
     if (strcmp(cmd, "support") == 0 && strcmp(sub, "show") == 0 && o->npos == 3) {
         snprintf(path, sizeof(path), "models/%.64s/support", third);
-        return call_print(a, "GET", path, NULL);
+        return api_call_print(a, "GET", path, NULL);
     }
     fprintf(stderr, "%s", USAGE);
     return EXIT_USAGE;
@@ -575,18 +547,18 @@ static int campaign_cmd(const struct api *a, const struct opts *o, const char *s
         for (size_t i = 0; b && i < sizeof(opt) / sizeof(opt[0]); i++)
             if (opt[i].v >= 0)
                 json_object_set_new(b, opt[i].k, json_integer(opt[i].v));
-        return call_print(a, "POST", "firmware/campaigns", b);
+        return api_call_print(a, "POST", "firmware/campaigns", b);
     }
     if (strcmp(sub, "list") == 0)
-        return call_print(a, "GET", "firmware/campaigns", NULL);
+        return api_call_print(a, "GET", "firmware/campaigns", NULL);
     if (strcmp(sub, "show") == 0 && o->npos == 3) {
         snprintf(path, sizeof(path), "firmware/campaigns/%.20s", third);
-        return call_print(a, "GET", path, NULL);
+        return api_call_print(a, "GET", path, NULL);
     }
     if ((strcmp(sub, "pause") == 0 || strcmp(sub, "resume") == 0 || strcmp(sub, "cancel") == 0) &&
         o->npos == 3 && o->reason) {
         snprintf(path, sizeof(path), "firmware/campaigns/%.20s/%s", third, sub);
-        return call_print(a, "POST", path, json_pack("{s:s}", "reason", o->reason));
+        return api_call_print(a, "POST", path, json_pack("{s:s}", "reason", o->reason));
     }
     fprintf(stderr, "%s", USAGE);
     return EXIT_USAGE;
@@ -611,7 +583,7 @@ static int cmd_enroll(const struct api *a, const struct opts *o, const char *dir
     if (rc)
         return die(mamori_strerror(rc));
     if (st != 201) {
-        int r = api_failed(st, resp);
+        int r = api_print_error(st, resp);
         json_decref(resp);
         return r;
     }
@@ -746,7 +718,7 @@ int main(int argc, char **argv)
         return die("where is the hub? give --data DIR (or --api URL --ca FILE)");
 
     if (strcmp(cmd, "health") == 0) {
-        ret = call_print(&a, "GET", "health", NULL);
+        ret = api_call_print(&a, "GET", "health", NULL);
     } else if (strcmp(cmd, "bootstrap") == 0 && o.user) {
         char tok[128], pw[300], tf[4096];
         const char *file = o.token_file;
@@ -756,7 +728,7 @@ int main(int argc, char **argv)
             !read_secret(o.password_file, "MAMORI_PASSWORD", "new admin password: ", pw,
                          sizeof(pw)))
             return die("need the bootstrap token and a password");
-        ret = call_print(
+        ret = api_call_print(
             &a, "POST", "bootstrap",
             json_pack("{s:s,s:s,s:s}", "token", tok, "username", o.user, "password", pw));
         crypto_wipe(tok, sizeof(tok));
@@ -775,7 +747,7 @@ int main(int argc, char **argv)
             return die(mamori_strerror(rc));
         const char *tok = json_string_value(json_object_get(resp, "token"));
         if (st != 201 || !tok) {
-            ret = api_failed(st, resp);
+            ret = api_print_error(st, resp);
         } else {
             session_path(&o, sp, sizeof(sp));
             snprintf(dir, sizeof(dir), "%s", sp);
@@ -794,26 +766,26 @@ int main(int argc, char **argv)
         json_decref(resp);
     } else if (strcmp(cmd, "logout") == 0) {
         char sp[4096];
-        ret = call_print(&a, "DELETE", "sessions/current", NULL);
+        ret = api_call_print(&a, "DELETE", "sessions/current", NULL);
         session_path(&o, sp, sizeof(sp));
         remove(sp);
     } else if (strcmp(cmd, "whoami") == 0) {
-        ret = call_print(&a, "GET", "me", NULL);
+        ret = api_call_print(&a, "GET", "me", NULL);
     } else if (strcmp(cmd, "user") == 0 && strcmp(sub, "add") == 0 && o.npos == 3 && o.role) {
         char pw[300];
         if (!read_secret(o.password_file, "MAMORI_NEW_PASSWORD", "password for the new user: ", pw,
                          sizeof(pw)))
             return die("need a password for the new user");
-        ret = call_print(
+        ret = api_call_print(
             &a, "POST", "users",
             json_pack("{s:s,s:s,s:s}", "username", o.pos[2], "role", o.role, "password", pw));
         crypto_wipe(pw, sizeof(pw));
     } else if (strcmp(cmd, "user") == 0 && strcmp(sub, "list") == 0) {
-        ret = call_print(&a, "GET", "users", NULL);
+        ret = api_call_print(&a, "GET", "users", NULL);
     } else if (strcmp(cmd, "user") == 0 && strcmp(sub, "delete") == 0 && o.npos == 3 && o.reason) {
         char path[128];
         snprintf(path, sizeof(path), "users/%.64s", o.pos[2]);
-        ret = call_print(&a, "DELETE", path, json_pack("{s:s}", "reason", o.reason));
+        ret = api_call_print(&a, "DELETE", path, json_pack("{s:s}", "reason", o.reason));
     } else if (strcmp(cmd, "factory") == 0 &&
                (strcmp(sub, "enroll") == 0 || strcmp(sub, "register") == 0) && o.model &&
                o.identity) {
@@ -836,13 +808,13 @@ int main(int argc, char **argv)
         size_t len;
         if (fs_read_file(o.cert, CRYPTO_PEM_MAX, &pem, &len))
             return die("cannot read the certificate");
-        ret = call_print(&a, "POST", "cas",
-                         json_pack("{s:s,s:s}", "model", o.model, "certificate", pem));
+        ret = api_call_print(&a, "POST", "cas",
+                             json_pack("{s:s,s:s}", "model", o.model, "certificate", pem));
         free(pem);
     } else if (strcmp(cmd, "ca") == 0 && strcmp(sub, "list") == 0) {
-        ret = call_print(&a, "GET", "cas", NULL);
+        ret = api_call_print(&a, "GET", "cas", NULL);
     } else if (strcmp(cmd, "claim") == 0 && o.npos == 2) {
-        ret = call_print(&a, "POST", "claims", json_pack("{s:s}", "claim_code", o.pos[1]));
+        ret = api_call_print(&a, "POST", "claims", json_pack("{s:s}", "claim_code", o.pos[1]));
     } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "list") == 0) {
         long st;
         json_t *resp = NULL;
@@ -851,9 +823,9 @@ int main(int argc, char **argv)
         if (api_call(&a, "GET", path, NULL, &st, &resp))
             return die("request failed");
         if (st != 200) {
-            ret = api_failed(st, resp);
+            ret = api_print_error(st, resp);
         } else if (o.json) {
-            print_json(resp);
+            api_print_json(resp);
             ret = EXIT_OK;
         } else {
             size_t i;
@@ -874,7 +846,7 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "show") == 0 && o.npos == 3) {
         char path[128];
         snprintf(path, sizeof(path), "devices/%.40s", o.pos[2]);
-        ret = call_print(&a, "GET", path, NULL);
+        ret = api_call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "device") == 0 && o.npos == 3 &&
                (strcmp(sub, "revoke") == 0 || strcmp(sub, "lock") == 0 ||
                 strcmp(sub, "unlock") == 0 || strcmp(sub, "decommission") == 0 ||
@@ -884,7 +856,7 @@ int main(int argc, char **argv)
             return die("give a --reason: it goes to the audit log");
         char path[128];
         snprintf(path, sizeof(path), "devices/%.40s/%s", o.pos[2], sub);
-        ret = call_print(&a, "POST", path, json_pack("{s:s}", "reason", o.reason));
+        ret = api_call_print(&a, "POST", path, json_pack("{s:s}", "reason", o.reason));
     } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "cmd") == 0 && o.npos == 4) {
         if (!o.reason)
             return die("give a --reason: it goes to the audit log");
@@ -893,7 +865,7 @@ int main(int argc, char **argv)
         json_t *body = json_pack("{s:s,s:s}", "type", o.pos[3], "reason", o.reason);
         if (body && o.ttl)
             json_object_set_new(body, "ttl_s", json_integer(o.ttl));
-        ret = call_print(&a, "POST", path, body);
+        ret = api_call_print(&a, "POST", path, body);
     } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "config") == 0 && o.npos == 3 && o.file) {
         if (!o.reason)
             return die("give a --reason: it goes to the audit log");
@@ -905,30 +877,30 @@ int main(int argc, char **argv)
         }
         char path[128];
         snprintf(path, sizeof(path), "devices/%.40s/config", o.pos[2]);
-        ret = call_print(&a, "POST", path,
-                         json_pack("{s:o,s:s}", "settings", settings, "reason", o.reason));
+        ret = api_call_print(&a, "POST", path,
+                             json_pack("{s:o,s:s}", "settings", settings, "reason", o.reason));
     } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "status") == 0 && o.npos == 3) {
         char path[128];
         snprintf(path, sizeof(path), "devices/%.40s/status", o.pos[2]);
-        ret = call_print(&a, "GET", path, NULL);
+        ret = api_call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "commands") == 0 && o.npos == 3) {
         char path[128];
         snprintf(path, sizeof(path), "devices/%.40s/commands?limit=%ld", o.pos[2], o.limit);
-        ret = call_print(&a, "GET", path, NULL);
+        ret = api_call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "device") == 0 && strcmp(sub, "telemetry") == 0 && o.npos == 3) {
         char path[256], to[32] = "";
         if (o.to)
             snprintf(to, sizeof(to), "&to=%ld", o.to);
         snprintf(path, sizeof(path), "devices/%.40s/telemetry?from=%ld&after=%ld&limit=%ld%s",
                  o.pos[2], o.from, o.after, o.limit, to);
-        ret = call_print(&a, "GET", path, NULL);
+        ret = api_call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "schema") == 0 && strcmp(sub, "set") == 0 && o.npos == 3 && o.file) {
         char path[128];
         json_t *doc = read_json_file(o.file, 16 * 1024);
         if (!doc)
             return EXIT_FAIL;
         snprintf(path, sizeof(path), "models/%.64s/schema", o.pos[2]);
-        ret = call_print(&a, "POST", path, doc);
+        ret = api_call_print(&a, "POST", path, doc);
     } else if (strcmp(cmd, "firmware") == 0) {
         ret = firmware_cmd(&a, &o, sub);
     } else if (strcmp(cmd, "campaign") == 0) {
@@ -937,13 +909,13 @@ int main(int argc, char **argv)
                (strcmp(sub, "add") == 0 || strcmp(sub, "remove") == 0) && o.npos == 3 && o.device) {
         char path[128];
         snprintf(path, sizeof(path), "groups/%.64s/%s", o.pos[2], sub);
-        ret = call_print(&a, "POST", path, json_pack("{s:s}", "device", o.device));
+        ret = api_call_print(&a, "POST", path, json_pack("{s:s}", "device", o.device));
     } else if (strcmp(cmd, "group") == 0 && strcmp(sub, "show") == 0 && o.npos == 3) {
         char path[128];
         snprintf(path, sizeof(path), "groups/%.64s", o.pos[2]);
-        ret = call_print(&a, "GET", path, NULL);
+        ret = api_call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "report") == 0 && strcmp(sub, "audit") == 0) {
-        ret = call_print(&a, "GET", "reports/fleet-audit", NULL);
+        ret = api_call_print(&a, "GET", "reports/fleet-audit", NULL);
     } else if (strcmp(cmd, "report") == 0 &&
                (strcmp(sub, "matrix") == 0 || strcmp(sub, "etsi") == 0)) {
         char path[96];
@@ -957,9 +929,9 @@ int main(int argc, char **argv)
         if (api_call(&a, "GET", path, NULL, &st, &resp))
             return die("request failed");
         if (st != 200)
-            ret = api_failed(st, resp);
+            ret = api_print_error(st, resp);
         else if (o.json)
-            print_json(resp);
+            api_print_json(resp);
         else {
             const char *md = json_string_value(json_object_get(resp, "markdown"));
             fputs(md ? md : "", stdout);
@@ -976,22 +948,22 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "schema") == 0 && strcmp(sub, "show") == 0 && o.npos == 3) {
         char path[128];
         snprintf(path, sizeof(path), "models/%.64s/schema", o.pos[2]);
-        ret = call_print(&a, "GET", path, NULL);
+        ret = api_call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "list") == 0) {
         char path[128];
         snprintf(path, sizeof(path), "audit?after=%ld&limit=%ld", o.after, o.limit);
-        ret = call_print(&a, "GET", path, NULL);
+        ret = api_call_print(&a, "GET", path, NULL);
     } else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "verify") == 0) {
         long st;
         json_t *resp = NULL;
         if (api_call(&a, "GET", "audit/verify", NULL, &st, &resp))
             return die("request failed");
         if (st != 200) {
-            ret = api_failed(st, resp);
+            ret = api_print_error(st, resp);
         } else {
             bool intact = json_is_true(json_object_get(resp, "intact"));
             if (o.json)
-                print_json(resp);
+                api_print_json(resp);
             else if (intact)
                 printf("audit log intact: %lld entries, hash chain verified\n",
                        (long long)json_integer_value(json_object_get(resp, "entries")));
@@ -1009,7 +981,7 @@ int main(int argc, char **argv)
                      o.limit, o.device);
         else
             snprintf(path, sizeof(path), "events?after=%ld&limit=%ld", o.after, o.limit);
-        ret = call_print(&a, "GET", path, NULL);
+        ret = api_call_print(&a, "GET", path, NULL);
     } else {
         fprintf(stderr, "%s", USAGE);
     }

@@ -84,7 +84,7 @@ sampler() { # sampler END_MS
         [[ $h =~ \"broker_session\":\ ?true ]] && hub=up
         [[ $a =~ \"connected\":\ ?true ]] && dev=up
         echo "$hub $dev" >>"$T/samples"
-        sleep 0.2
+        sleep 0.2 # sampling cadence until END_MS, not a wait
     done
 }
 end=$(( $(date +%s%3N) + 10000 ))
