@@ -14,12 +14,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hub/device/device.h"
 #include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "factory/factory.h"
 #include "hub/demo.h"
-#include "hub/ops.h"
+#include "hub/core/tx.h"
 
 #define DEMO_OWNER "demo-owner"
 

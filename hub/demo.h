@@ -2,7 +2,7 @@
 #ifndef MAMORI_HUB_DEMO_H
 #define MAMORI_HUB_DEMO_H
 
-#include "hub/hub.h"
+#include "hub/core/hub.h"
 
 /* Provisions and claims n simulated devices under DATA/demo-fleet, once. */
 enum mamori_err demo_fleet(struct hub *h, int n) MAMORI_MUST_CHECK;

@@ -28,8 +28,8 @@
 
 #include "common/log.h"
 #include "hub/demo.h"
-#include "hub/alerts.h"
-#include "hub/hub.h"
+#include "hub/alerts/alerts.h"
+#include "hub/daemon.h"
 
 static void usage(void)
 {

@@ -1,0 +1,135 @@
+/*
+ * hub/core/hub.h - mamorid's state: its configuration and what every part
+ * of the hub holds at run time. State only: the functions live with the
+ * room that owns them (docs/internals/hub.md).
+ *
+ * Concurrency: libmicrohttpd's threads, the MQTT client thread and the
+ * periodic jobs all take hub->lock around any use of the store, the audit
+ * log or the in-memory liveness table. Operations named hub_op_* take the
+ * lock themselves; everything else expects it held.
+ */
+#ifndef MAMORI_HUB_CORE_HUB_H
+#define MAMORI_HUB_CORE_HUB_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hub/core/audit.h"
+#include "hub/core/bus.h"
+#include "hub/core/clock.h"
+#include "hub/core/jobs.h"
+#include "hub/core/out.h"
+#include "hub/store/store.h"
+
+struct crypto_cert;
+struct crypto_key;
+struct mosquitto;
+struct MHD_Daemon;
+struct passwd;
+
+#define HUB_PATH_MAX 4096
+
+struct hub_config {
+    char data_dir[HUB_PATH_MAX];
+    char listen_addr[64]; /* both listeners bind here (loopback default) */
+    int api_port;         /* 0 = ephemeral */
+    int mqtt_port;        /* 0 = ephemeral */
+    int heartbeat_s;      /* expected device heartbeat interval */
+    int max_connections;  /* broker connection limit */
+    int api_connections;  /* HTTPS API connection limit */
+    int api_per_address;  /* HTTPS API connections from one address */
+    int max_payload;      /* bytes, enforced by broker and plugin */
+    int msg_rate;         /* messages per second per device (sustained) */
+    int msg_burst;        /* bucket size */
+    int session_ttl_s;    /* API session lifetime */
+    int device_cert_days;
+    int cert_renew_days;      /* rotate when the certificate expires within this */
+    int cert_max_age_days;    /* rotate certificates older than this (0: never) */
+    int rotation_check_s;     /* how often the rotation policy runs */
+    int64_t stray_after_s;    /* offline this long: stray (0: never) */
+    int64_t owner_idle_s;     /* owner not logged in this long: stray (0: never) */
+    int rate_window_s;        /* the rate_spike rule's window (0: off) */
+    int challenge_s;          /* a timed signed challenge per online device (0: off) */
+    bool rules_off;           /* alert rules not evaluated (--rules off: a measurement baseline) */
+    int alert_retention_days; /* resolved alerts, finished deliveries kept (0: forever) */
+    int data_retention_days;  /* telemetry and events kept (0: forever) */
+    char smtp_url[256];       /* alert mail: smtp:// or smtps:// server ("": no mail) */
+    char smtp_from[128];      /* its sender address */
+    char syslog[128];         /* alerts to syslog: "local", "udp://IPv4:PORT" or "" */
+    char mosquitto_bin[HUB_PATH_MAX];
+    char plugin_path[HUB_PATH_MAX];
+    /* HTTPS API deadlines and admission (hub/api_guard.h): the whole head
+     * within api_head_s (also a body's grace), bodies at least
+     * api_min_body_rate bytes/s, at most api_unauth_conns connections not
+     * yet authenticated (0: 3/4 of api_connections). */
+    int api_head_s;
+    int api_min_body_rate;
+    int api_unauth_conns;
+};
+
+struct tm_state;
+struct live_entry; /* hub/device/liveness.h */
+
+struct hub {
+    struct hub_config cfg;
+    pthread_mutex_t lock;
+    struct store *store;
+    struct audit audit;
+    int data_lock_fd; /* DATA/hub.lock: one hub per data directory */
+
+    /* PKI (pki/ under data_dir) */
+    struct crypto_cert *issuing_cert;
+    struct crypto_key *issuing_key;
+    char *ca_chain_pem; /* issuing + root, handed to devices */
+    char hub_client_fp[65];
+    struct crypto_key *cmd_key; /* command signer */
+    char *cmd_chain_pem;        /* its certificate + issuing CA */
+
+    /* broker supervision */
+    pid_t broker_pid;
+    char broker_conf[HUB_PATH_MAX];
+    int broker_port;
+    int broker_restarts;
+    pthread_t broker_thread;
+
+    /* hub's own MQTT session */
+    struct mosquitto *mosq;
+    pthread_t mqtt_thread;
+    bool mqtt_connected;
+    uint64_t mqtt_received; /* device messages the hub has read (all kinds) */
+    bool plugin_synced;     /* last snapshot fully sent */
+    uint64_t sync_gen;
+
+    /* API */
+    struct MHD_Daemon *mhd;
+    struct api_guard *api_guard; /* hub/io/api_guard.c */
+    int api_port;
+    char *api_key_pem; /* kept for the daemon's lifetime, wiped at stop */
+    size_t api_key_len;
+    char *api_cert_pem;
+
+    /* liveness (hub/device/liveness.c) */
+    struct live_entry *live;
+    size_t live_cap;
+    size_t live_count;
+
+    /* telemetry and event streams (hub/device/telemetry.c) */
+    struct tm_state *tm;
+
+    /* rules, alerts and their delivery (hub/alerts/alerts.c) */
+    struct alerts_state *alerts;
+    struct relay_state *relay; /* hub/device/relay.c */
+
+    struct hub_bus bus;   /* hub/core/bus.h */
+    struct hub_out out;   /* hub/core/out.h, set by hub/io/ */
+    struct hub_jobs jobs; /* hub/core/jobs.h */
+
+    volatile int stopping;
+};
+
+void hub_config_defaults(struct hub_config *c);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * hub/command.c - remote commands: signing, delivery, redelivery, results.
+ *
+ * A command is stored (pending) and audited before it is published, signed
+ * with the command signer's key (common/cmd.h). A device that was offline
+ * gets its pending commands again when it comes back, until they expire;
+ * the device answers a command it already ran with a "replay" refusal that
+ * carries the first outcome, which the hub records.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cmd.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "hub/device/command.h"
+#include "hub/device/relay.h"
+
+void cmd_publish(struct hub *h, const struct command_rec *r)
+{
+    struct cmd c = {.iat = r->issued_at, .exp = r->expires_at};
+    char *msg = NULL;
+    if (!cmd_type_parse(r->type, &c.type))
+        return;
+    snprintf(c.id, sizeof(c.id), "%s", r->id);
+    snprintf(c.device, sizeof(c.device), "%s", r->device_id);
+    snprintf(c.args, sizeof(c.args), "%s", r->args);
+    if (cmd_build(&c, h->cmd_key, h->cmd_chain_pem, &msg) == MAMORI_OK)
+        hub_send_device(h, r->device_id, msg, strlen(msg));
+    else
+        log_warn("command %s for %s could not be signed", r->id, r->device_id);
+    free(msg);
+}
+
+static bool resend_one(const struct command_rec *c, void *arg)
+{
+    log_info("device %s is back: sending pending command %s (%s) again", c->device_id, c->id,
+             c->type);
+    cmd_publish(arg, c);
+    return true;
+}
+
+void cmd_resend_pending(struct hub *h, const char *id)
+{
+    log_if_err(store_command_list(h->store, id, true, hub_now_ms(), 20, resend_one, h));
+}
+
+void cmd_result(struct hub *h, const char *id, json_t *body)
+{
+    const char *cid, *status, *error = "";
+    struct command_rec c;
+    if (!json_get_str(body, "cmd", 32, &cid) || !json_get_str(body, "status", 15, &status) ||
+        store_command_get(h->store, cid, &c) || strcmp(c.device_id, id) != 0)
+        return; /* not a command of ours for this device */
+    (void)json_get_str(body, "error", 128, &error);
+    json_t *detail = json_object_get(body, "detail");
+    const char *first = NULL;
+    /* A replay refusal of a command we are still waiting for means its
+     * first answer was lost: take the outcome it reports. */
+    if (strcmp(c.status, "pending") != 0)
+        return; /* already answered */
+    if (strcmp(status, "refused") == 0 && strcmp(error, "replay") == 0) {
+        if (!json_get_str(detail, "first_outcome", 15, &first))
+            return;
+        status = first;
+    }
+    if (strcmp(status, "ok") && strcmp(status, "failed") && strcmp(status, "refused"))
+        return;
+    char *txt = json_dump_compact(body);
+    if (store_command_finish(h->store, cid, status, txt ? txt : "{}", hub_now_ms()) == MAMORI_OK &&
+        !relay_on_result(h, id, cid)) { /* a timed challenge leaves no trace */
+        hub_event(h, id, "command_result", strcmp(status, "ok") ? "warning" : "info",
+                  "{\"cmd\":\"%s\",\"type\":\"%s\",\"status\":\"%s\"}", cid, c.type, status);
+        hub_command_result(h, &c, status, error, detail); /* by type: core/bus.h */
+    }
+    free(txt);
+}

@@ -1,0 +1,641 @@
+/*
+ * hub/telemetry.c - what devices send on their data streams: telemetry
+ * ("tm") and events ("ev"), each with its own sequence numbers.
+ *
+ * Every message is checked before it is stored (T11-L1e, T11-L3a):
+ *   - sequence: a number at or below the last accepted one is either the
+ *     exact message already stored (a resend after a lost acknowledgement:
+ *     acknowledged again, not stored twice) or a replay/reordering, which is
+ *     refused with an alert; a jump forward is accepted and noted (the
+ *     device reports its own drops);
+ *   - time: device timestamps may not run ahead of the hub by more than
+ *     TM_SKEW_MS, nor be older than TM_MAX_AGE_MS (store-and-forward keeps
+ *     messages for a week at most), nor go backwards by more than the skew;
+ *   - content (telemetry): the model's schema (common/schema.h) - types,
+ *     ranges, unknown fields, per-field rate. A model without a schema gets
+ *     no telemetry stored (fail closed).
+ *
+ * Accepted rows are buffered and committed in batches (every 50 ms or
+ * TM_BATCH rows) in one transaction together with the per-device sequence
+ * state; only after the commit does the hub acknowledge, per device and
+ * stream, the highest sequence number it holds ({"v":1,"ack":{...}} on the
+ * device's cmd topic). The device deletes messages from its outbox only on
+ * that acknowledgement, so what it sent is stored exactly once even across
+ * a crash of the hub or the broker (T10-L3c, T10-L3d).
+ *
+ * Rejections are events of severity "alert", at most one per device and
+ * minute with the count of those left out, so a device cannot turn bad
+ * input into a stream of database writes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crypto.h"
+#include "common/devlog.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/schema.h"
+#include "hub/device/command.h"
+#include "hub/device/devstatus.h"
+#include "hub/device/liveness.h"
+#include "hub/device/telemetry.h"
+
+#define TM_BATCH        512
+#define TM_SCHEMA_CACHE 64
+
+static const char *const STREAM_NAMES[STREAM_N] = {"tm", "ev", "log"};
+
+struct tm_dev {
+    char id[24];
+    char model[STORE_NAME_MAX + 1];
+    bool loaded, dirty;
+    uint64_t last_seq[STREAM_N]; /* highest stored */
+    int64_t last_ts[STREAM_N];
+    uint64_t ack_seq[STREAM_N]; /* highest dealt with (stored or refused) */
+    int64_t owner_since_ms;     /* messages sent before: the previous owner's */
+    struct schema_rate rate;
+    int64_t reject_reported_ms;
+    uint32_t reject_suppressed;
+    /* the device log's chain as the hub holds it */
+    bool log_loaded;
+    uint64_t log_n;
+    char log_hash[65];
+    struct {
+        uint64_t n;
+        uint64_t h;   /* first 8 bytes of the record's hash */
+    } log_recent[64]; /* recently accepted: a resend of one is not an attack */
+    /* message rate against the device's own baseline (rate_spike rule) */
+    int64_t win_start; /* this window's start (ms) */
+    uint32_t win_n;    /* messages in it */
+    uint32_t windows;  /* windows learned */
+    double base;       /* messages per window, moving average */
+    bool spiked;       /* reported in this window */
+};
+
+struct tm_row {
+    struct tm_dev *dev;
+    enum stream_kind stream;
+    uint64_t seq;
+    int64_t ts, recv_at;
+    char digest[65];
+    char *body; /* JSON text */
+};
+
+struct tm_schema_slot {
+    char model[STORE_NAME_MAX + 1];
+    bool present;
+    struct schema s;
+};
+
+struct tm_state {
+    struct tm_row *rows;
+    size_t nrows;
+    struct tm_dev **dirty;
+    size_t ndirty, dirty_cap;
+    struct tm_schema_slot *schemas;
+    size_t nschemas;
+    struct tm_counts n;
+};
+
+static struct tm_state *state(struct hub *h)
+{
+    if (!h->tm) {
+        h->tm = calloc(1, sizeof(*h->tm));
+        if (h->tm) {
+            h->tm->rows = calloc(TM_BATCH, sizeof(struct tm_row));
+            h->tm->schemas = calloc(TM_SCHEMA_CACHE, sizeof(struct tm_schema_slot));
+            if (!h->tm->rows || !h->tm->schemas) {
+                free(h->tm->rows);
+                free(h->tm->schemas);
+                free(h->tm);
+                h->tm = NULL;
+            }
+        }
+    }
+    return h->tm;
+}
+
+void tm_free(struct hub *h)
+{
+    if (!h->tm)
+        return;
+    for (size_t i = 0; i < h->tm->nrows; i++)
+        free(h->tm->rows[i].body);
+    free(h->tm->rows);
+    free(h->tm->dirty);
+    free(h->tm->schemas);
+    free(h->tm);
+    h->tm = NULL;
+    for (size_t i = 0; i < h->live_cap; i++) {
+        free(h->live[i].tm);
+        h->live[i].tm = NULL;
+    }
+}
+
+void tm_stats(struct hub *h, struct tm_counts *out)
+{
+    static const struct tm_counts none;
+    *out = h->tm ? h->tm->n : none;
+}
+
+void tm_schema_changed(struct hub *h, const char *model)
+{
+    struct tm_state *t = h->tm;
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nschemas; i++)
+        if (strcmp(t->schemas[i].model, model) == 0) {
+            t->schemas[i] = t->schemas[--t->nschemas];
+            break;
+        }
+}
+
+/* The compiled schema of model, or NULL when it has none. */
+static const struct schema *schema_of(struct hub *h, struct tm_state *t, const char *model)
+{
+    for (size_t i = 0; i < t->nschemas; i++)
+        if (strcmp(t->schemas[i].model, model) == 0)
+            return t->schemas[i].present ? &t->schemas[i].s : NULL;
+    if (t->nschemas == TM_SCHEMA_CACHE)
+        t->nschemas = 0; /* many models: start the cache over */
+    struct tm_schema_slot *sl = &t->schemas[t->nschemas++];
+    memset(sl, 0, sizeof(*sl));
+    snprintf(sl->model, sizeof(sl->model), "%s", model);
+    char *doc = NULL, why[160];
+    if (store_schema_get(h->store, model, &doc) == MAMORI_OK &&
+        schema_parse(doc, strlen(doc), &sl->s, why, sizeof(why)) == MAMORI_OK)
+        sl->present = true;
+    free(doc);
+    return sl->present ? &sl->s : NULL;
+}
+
+static struct tm_dev *dev_of(struct hub *h, const char *id)
+{
+    struct live_entry *e = live_entry_of(h, id);
+    if (!e)
+        return NULL;
+    if (!e->tm) {
+        e->tm = calloc(1, sizeof(*e->tm));
+        if (!e->tm)
+            return NULL;
+        snprintf(e->tm->id, sizeof(e->tm->id), "%s", id);
+    }
+    struct tm_dev *d = e->tm;
+    if (!d->loaded) {
+        struct device_rec rec;
+        if (store_device_get(h->store, id, &rec))
+            return NULL;
+        snprintf(d->model, sizeof(d->model), "%s", rec.model);
+        d->owner_since_ms = rec.claimed_at * 1000;
+        for (int s = 0; s < STREAM_N; s++) {
+            if (store_stream_get(h->store, id, STREAM_NAMES[s], &d->last_seq[s], &d->last_ts[s]))
+                return NULL;
+            d->ack_seq[s] = d->last_seq[s];
+        }
+        d->loaded = true;
+    }
+    return d;
+}
+
+void tm_owner_changed(struct hub *h, const char *id, int64_t since_ms)
+{
+    struct tm_dev *d = dev_of(h, id);
+    if (d)
+        d->owner_since_ms = since_ms;
+}
+
+static void mark_dirty(struct tm_state *t, struct tm_dev *d);
+
+/* Refuses a message with an alert. It is still acknowledged: the device
+ * must not send it forever; the refusal is the hub's answer. */
+static void reject(struct hub *h, struct tm_dev *d, enum stream_kind s, const char *kind,
+                   const struct proto_envelope *env, const char *why)
+{
+    h->tm->n.rejected++;
+    if (env->seq > d->ack_seq[s])
+        d->ack_seq[s] = env->seq;
+    mark_dirty(h->tm, d);
+    int64_t now = hub_now_ms();
+    if (d->reject_reported_ms && now - d->reject_reported_ms < 60000) {
+        d->reject_suppressed++;
+        return;
+    }
+    json_t *j = json_pack("{s:s,s:I,s:I,s:s,s:I}", "stream", STREAM_NAMES[s], "seq",
+                          (json_int_t)env->seq, "ts", (json_int_t)env->ts_ms, "reason", why,
+                          "suppressed_before", (json_int_t)d->reject_suppressed);
+    char *txt = j ? json_dump_compact(j) : NULL;
+    hub_event(h, d->id, kind, "alert", "%s", txt ? txt : "{}");
+    free(txt);
+    json_decref(j);
+    d->reject_reported_ms = now;
+    d->reject_suppressed = 0;
+}
+
+static void mark_dirty(struct tm_state *t, struct tm_dev *d)
+{
+    if (d->dirty)
+        return;
+    if (t->ndirty == t->dirty_cap) {
+        size_t ncap = t->dirty_cap ? t->dirty_cap * 2 : 256;
+        struct tm_dev **n = realloc(t->dirty, ncap * sizeof(*n));
+        if (!n)
+            return; /* not acknowledged now; the device resends */
+        t->dirty = n;
+        t->dirty_cap = ncap;
+    }
+    t->dirty[t->ndirty++] = d;
+    d->dirty = true;
+}
+
+enum mamori_err hub_device_certs_try(struct hub *h, const char *id,
+                                     enum mamori_err (*check)(const struct crypto_cert *, void *),
+                                     void *arg)
+{
+    enum mamori_err rc = MAMORI_ERR_VERIFY;
+    for (int w = STORE_CERT_CURRENT; w <= STORE_CERT_PREVIOUS; w++) {
+        struct crypto_cert *cert = NULL;
+        char *pem = NULL;
+        enum mamori_err r2 = store_device_cert_at(h->store, id, (enum store_cert_which)w, &pem);
+        if (r2 == MAMORI_ERR_NOTFOUND)
+            continue;
+        if (!r2)
+            r2 = crypto_cert_parse(pem, strlen(pem), &cert);
+        free(pem);
+        if (!r2)
+            r2 = check(cert, arg);
+        crypto_cert_free(cert);
+        rc = r2;
+        if (rc != MAMORI_ERR_VERIFY)
+            break;
+    }
+    return rc;
+}
+
+struct log_check {
+    const char *line;
+    struct devlog_rec r;
+};
+
+static enum mamori_err log_check(const struct crypto_cert *cert, void *arg)
+{
+    struct log_check *c = arg;
+    return devlog_parse(c->line, strlen(c->line), cert, &c->r);
+}
+
+/* The device log (common/devlog.h): every record must carry the device's
+ * signature and extend the chain the hub holds (T12-L1a, T12-L1b,
+ * T12-L3a). A gap or a broken link is reported and the record becomes the
+ * new head (one alert, not one per later record); a bad signature or a
+ * record at or before the head (replayed, reordered, or a log that was cut
+ * back and started again) is reported and changes nothing. */
+static void log_record(struct hub *h, struct tm_dev *d, const char *line)
+{
+    char key[64], val[96];
+    snprintf(key, sizeof(key), "devlog:%s", d->id);
+    if (!d->log_loaded) {
+        d->log_n = 0;
+        snprintf(d->log_hash, sizeof(d->log_hash), "%s", DEVLOG_ZERO_HASH);
+        unsigned long long n;
+        char hash[65];
+        if (store_meta_get(h->store, key, val, sizeof(val)) == MAMORI_OK &&
+            sscanf(val, "%llu %64s", &n, hash) == 2 && strlen(hash) == 64) {
+            d->log_n = n;
+            memcpy(d->log_hash, hash, sizeof(d->log_hash));
+        }
+        d->log_loaded = true;
+    }
+    struct log_check lc = {line, {0}};
+    enum mamori_err rc = hub_device_certs_try(h, d->id, log_check, &lc);
+    struct devlog_rec r = lc.r;
+    if (rc) {
+        hub_event(h, d->id, "device_log_forged", "alert", "{\"reason\":\"%s\",\"after\":%llu}",
+                  rc == MAMORI_ERR_VERIFY ? "signature does not verify" : "malformed record",
+                  (unsigned long long)d->log_n);
+        return;
+    }
+    char h16[17];
+    memcpy(h16, r.hash, 16);
+    h16[16] = '\0';
+    uint64_t h64 = strtoull(h16, NULL, 16);
+    for (size_t i = 0; r.n <= d->log_n && i < 64; i++)
+        if (d->log_recent[i].n == r.n && d->log_recent[i].h == h64)
+            return; /* the same record again (a lost acknowledgement) */
+    if (r.n <= d->log_n) {
+        hub_event(h, d->id, "device_log_rewound", "alert",
+                  "{\"n\":%llu,\"head\":%llu,\"reason\":\"record at or before the head: "
+                  "replayed, reordered, or the log was cut back\"}",
+                  (unsigned long long)r.n, (unsigned long long)d->log_n);
+        return;
+    }
+    if (r.n > d->log_n + 1)
+        hub_event(h, d->id, "device_log_gap", "alert", "{\"from\":%llu,\"to\":%llu}",
+                  (unsigned long long)d->log_n, (unsigned long long)r.n);
+    else if (strcmp(r.prev, d->log_hash) != 0)
+        hub_event(h, d->id, "device_log_chain_broken", "alert",
+                  "{\"n\":%llu,\"reason\":\"does not follow the record the hub holds\"}",
+                  (unsigned long long)r.n);
+    if (r.ts >= d->owner_since_ms) /* a record before a transfer: the previous owner's */
+        hub_event(h, d->id, "device_log", "info", "{\"n\":%llu,\"ts\":%lld,\"type\":\"%s\"}",
+                  (unsigned long long)r.n, (long long)r.ts, r.type);
+    else
+        h->tm->n.before_owner++;
+    d->log_n = r.n;
+    memcpy(d->log_hash, r.hash, sizeof(d->log_hash));
+    d->log_recent[r.n % 64].n = r.n;
+    d->log_recent[r.n % 64].h = h64;
+    snprintf(val, sizeof(val), "%llu %s", (unsigned long long)r.n, r.hash);
+    log_if_err(store_meta_set(h->store, key, val));
+}
+
+/* A resend may arrive while the first copy waits in the batch. */
+static bool pending_has(const struct tm_state *t, const struct tm_dev *d, uint64_t seq,
+                        const char *digest)
+{
+    for (size_t i = 0; i < t->nrows; i++)
+        if (t->rows[i].dev == d && t->rows[i].seq == seq && strcmp(t->rows[i].digest, digest) == 0)
+            return true;
+    return false;
+}
+
+#define RATE_WARMUP 5   /* windows learned before a spike can be told */
+#define RATE_FACTOR 3.0 /* a window above factor x baseline + slack is a spike */
+#define RATE_SLACK  10.0
+
+/* Counts a message against the device's own rate: windows of
+ * --rate-window s; the baseline is a moving average of past windows
+ * (spikes are not learned, silent windows pull it down). */
+static void rate_observe(struct hub *h, struct tm_dev *d, int64_t now)
+{
+    int64_t w = (int64_t)h->cfg.rate_window_s * 1000;
+    if (w <= 0)
+        return;
+    if (!d->win_start)
+        d->win_start = now;
+    if (now - d->win_start >= w) {
+        if (!d->spiked)
+            d->base = d->windows ? 0.8 * d->base + 0.2 * d->win_n : (double)d->win_n;
+        for (int64_t k = (now - d->win_start) / w - 1; k > 0 && k < 64; k--)
+            d->base *= 0.8; /* windows without a message */
+        d->windows++;
+        d->win_start = now;
+        d->win_n = 0;
+        d->spiked = false;
+    }
+    d->win_n++;
+    if (d->windows >= RATE_WARMUP && !d->spiked && d->win_n > RATE_FACTOR * d->base + RATE_SLACK) {
+        d->spiked = true;
+        hub_event(h, d->id, "rate_spike", "warning",
+                  "{\"messages\":%u,\"window_s\":%d,\"baseline\":%.1f}", d->win_n,
+                  h->cfg.rate_window_s, d->base);
+    }
+}
+
+static void status_event(struct hub *h, const char *id, const json_t *body)
+{
+    status_ingest(h, id, body);
+}
+
+/* Device events the hub itself treats by type: those that mean someone is
+ * at the device's records are raised (kind, severity); a signed security
+ * status is checked and recorded as the device's status. */
+static const struct ev_rule {
+    const char *type, *kind, *severity;
+    void (*consume)(struct hub *h, const char *id, const json_t *body);
+} EV_RULES[] = {
+    {"log_access", "device_log_access", "alert", NULL}, /* T12-L2a */
+    {"security_status", NULL, NULL, status_event},      /* P-MGMT */
+    {"log_watch_unavailable", "device_log_unwatched", "warning", NULL},
+};
+
+/* An accepted device event: recorded (an observation, or raised by its
+ * rule), then handed to the handlers registered for its type
+ * (core/bus.h: campaigns, firmware). */
+static void ev_record(struct hub *h, struct tm_dev *d, const json_t *body, const char *txt,
+                      int64_t ts)
+{
+    const char *type = json_string_value(json_object_get(body, "type"));
+    const struct ev_rule *r = NULL;
+    for (size_t i = 0; type && !r && i < sizeof(EV_RULES) / sizeof(EV_RULES[0]); i++)
+        if (strcmp(EV_RULES[i].type, type) == 0)
+            r = &EV_RULES[i];
+    if (r && r->kind)
+        hub_event(h, d->id, r->kind, r->severity, "%s", txt);
+    else if (r)
+        r->consume(h, d->id, body);
+    else if (ts >= d->owner_since_ms)
+        hub_event(h, d->id, "device_event", "info", "%s", txt);
+    else
+        h->tm->n.before_owner++; /* in flight at a transfer: not the new owner's */
+    if (!type)
+        return;
+    (void)hub_device_event(h, d->id, type, body);
+    /* the device's periodic check: what is pending for it goes again */
+    if (strcmp(type, "update_status") == 0)
+        cmd_resend_pending(h, d->id);
+}
+
+void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct proto_envelope *env,
+               json_t *body, const void *payload, size_t len)
+{
+    struct tm_state *t = state(h);
+    struct tm_dev *d = t ? dev_of(h, id) : NULL;
+    if (!d)
+        return;
+    int64_t now = hub_now_ms();
+    rate_observe(h, d, now);
+    char why[200];
+    uint8_t md[CRYPTO_SHA256_LEN];
+    char digest[65];
+    crypto_sha256(payload, len, md);
+    crypto_hex(md, sizeof(md), digest);
+    int64_t ts = (int64_t)env->ts_ms;
+
+    if (s == STREAM_LOG && env->seq <= d->last_seq[s]) {
+        /* The chain itself tells a resend from a replay or a reordering. */
+        char *txt = json_dump_compact(body);
+        if (txt)
+            log_record(h, d, txt);
+        free(txt);
+        t->n.duplicates++;
+        mark_dirty(t, d);
+        return;
+    }
+    if (env->seq <= d->last_seq[s]) {
+        /* A resend after a lost acknowledgement is the same message. */
+        if (s == STREAM_TM ? pending_has(t, d, env->seq, digest) ||
+                                 store_telemetry_has(h->store, id, ts, env->seq, digest)
+                           : env->seq + TM_EV_WINDOW > d->last_seq[s] && ts <= d->last_ts[s]) {
+            t->n.duplicates++;
+            mark_dirty(t, d); /* acknowledge again */
+            return;
+        }
+        snprintf(why, sizeof(why), "sequence %llu at or below last accepted %llu",
+                 (unsigned long long)env->seq, (unsigned long long)d->last_seq[s]);
+        reject(h, d, s,
+               s == STREAM_TM   ? "telemetry_replay"
+               : s == STREAM_EV ? "event_replay"
+                                : "device_log_replay",
+               env, why);
+        return;
+    }
+    const char *rej = s == STREAM_TM   ? "telemetry_rejected"
+                      : s == STREAM_EV ? "event_rejected"
+                                       : "device_log_rejected";
+    if (ts > now + TM_SKEW_MS) {
+        reject(h, d, s, rej, env, "timestamp ahead of the hub's clock");
+        return;
+    }
+    if (ts < now - TM_MAX_AGE_MS) {
+        reject(h, d, s, rej, env, "timestamp older than the store-and-forward window");
+        return;
+    }
+    if (d->last_ts[s] && ts < d->last_ts[s] - TM_SKEW_MS) {
+        reject(h, d, s, rej, env, "timestamp goes backwards");
+        return;
+    }
+    if (s == STREAM_TM) {
+        const struct schema *sc = schema_of(h, t, d->model);
+        if (!sc) {
+            snprintf(why, sizeof(why), "model %s has no telemetry schema", d->model);
+            reject(h, d, s, rej, env, why);
+            return;
+        }
+        if (schema_check(sc, body, why, sizeof(why))) {
+            reject(h, d, s, rej, env, why);
+            return;
+        }
+        if (!schema_rate_ok(sc, &d->rate, body, ts, 0.1, true, why, sizeof(why))) {
+            reject(h, d, s, rej, env, why);
+            return;
+        }
+    }
+    if (env->seq > d->last_seq[s] + 1 && d->last_seq[s] != 0)
+        hub_event(h, id, "sequence_gap", "info", "{\"stream\":\"%s\",\"from\":%llu,\"to\":%llu}",
+                  STREAM_NAMES[s], (unsigned long long)d->last_seq[s],
+                  (unsigned long long)env->seq);
+    char *txt = json_dump_compact(body);
+    if (!txt)
+        return;
+    if (s == STREAM_EV) {
+        ev_record(h, d, body, txt, ts);
+        free(txt);
+    } else if (s == STREAM_LOG) {
+        log_record(h, d, txt);
+        free(txt);
+    } else if (ts < d->owner_since_ms) {
+        /* Readings sent before the device changed hands (in flight at the
+         * transfer) belong to the previous owner, whose data left the
+         * device's records then: acknowledged, never the new owner's. */
+        t->n.before_owner++;
+        free(txt);
+    } else {
+        if (t->nrows == TM_BATCH)
+            tm_flush(h);
+        struct tm_row *r = &t->rows[t->nrows++];
+        r->dev = d;
+        r->stream = s;
+        r->seq = env->seq;
+        r->ts = ts;
+        r->recv_at = now;
+        memcpy(r->digest, digest, sizeof(r->digest));
+        r->body = txt;
+    }
+    d->last_seq[s] = env->seq;
+    d->last_ts[s] = ts;
+    if (env->seq > d->ack_seq[s])
+        d->ack_seq[s] = env->seq;
+    t->n.accepted++;
+    mark_dirty(t, d);
+}
+
+static void send_ack(struct hub *h, const struct tm_dev *d)
+{
+    char msg[160];
+    int n = snprintf(msg, sizeof(msg), "{\"v\":1,\"ack\":{\"tm\":%llu,\"ev\":%llu,\"log\":%llu}}",
+                     (unsigned long long)d->ack_seq[STREAM_TM],
+                     (unsigned long long)d->ack_seq[STREAM_EV],
+                     (unsigned long long)d->ack_seq[STREAM_LOG]);
+    if (n > 0 && (size_t)n < sizeof(msg))
+        hub_send_device(h, d->id, msg, (size_t)n);
+}
+
+void tm_flush(struct hub *h)
+{
+    struct tm_state *t = h->tm;
+    if (!t || (t->nrows == 0 && t->ndirty == 0))
+        return;
+    bool ok = store_begin(h->store) == MAMORI_OK;
+    for (size_t i = 0; ok && i < t->nrows; i++) {
+        struct tm_row *r = &t->rows[i];
+        struct telemetry_rec rec = {
+            .seq = r->seq, .ts = r->ts, .recv_at = r->recv_at, .body = r->body};
+        snprintf(rec.device_id, sizeof(rec.device_id), "%s", r->dev->id);
+        memcpy(rec.digest, r->digest, sizeof(rec.digest));
+        ok = store_telemetry_add(h->store, &rec) == MAMORI_OK;
+    }
+    for (size_t i = 0; ok && i < t->ndirty; i++) {
+        struct tm_dev *d = t->dirty[i];
+        for (int s = 0; ok && s < STREAM_N; s++)
+            if (d->last_seq[s])
+                ok = store_stream_set(h->store, d->id, STREAM_NAMES[s], d->last_seq[s],
+                                      d->last_ts[s]) == MAMORI_OK;
+    }
+    if (ok)
+        ok = store_commit(h->store) == MAMORI_OK;
+    if (!ok) {
+        store_rollback(h->store);
+        log_warn("telemetry batch of %zu rows not stored; devices will resend", t->nrows);
+    }
+    for (size_t i = 0; i < t->nrows; i++)
+        free(t->rows[i].body);
+    t->nrows = 0;
+    for (size_t i = 0; i < t->ndirty; i++) {
+        struct tm_dev *d = t->dirty[i];
+        d->dirty = false;
+        if (ok)
+            send_ack(h, d);
+        else
+            d->loaded = false; /* reload the state that is really stored */
+    }
+    t->ndirty = 0;
+}
+
+/* ---- queries ---- */
+
+struct tm_list {
+    json_t *arr;
+    int64_t last_id;
+};
+
+static bool tm_one(const struct telemetry_rec *r, void *arg)
+{
+    struct tm_list *l = arg;
+    json_t *body = json_loads(r->body, 0, NULL);
+    json_array_append_new(l->arr, json_pack("{s:I,s:I,s:I,s:o*}", "seq", (json_int_t)r->seq, "ts",
+                                            (json_int_t)r->ts, "received_at",
+                                            (json_int_t)r->recv_at, "body", body));
+    l->last_id = r->id;
+    return true;
+}
+
+enum mamori_err tm_query(struct hub *h, const char *id, int64_t from_ts, int64_t to_ts,
+                         int64_t after, int limit, json_t **out)
+{
+    struct tm_list l = {.arr = json_array()};
+    if (!l.arr)
+        return MAMORI_ERR_NOMEM;
+    enum mamori_err rc =
+        store_telemetry_list(h->store, id, from_ts, to_ts, after, limit, tm_one, &l);
+    if (rc) {
+        json_decref(l.arr);
+        return rc;
+    }
+    size_t n = json_array_size(l.arr);
+    *out = json_pack("{s:s,s:o}", "device", id, "items", l.arr);
+    if (*out)
+        json_object_set_new(*out, "next",
+                            (int)n < limit ? json_null() : json_integer((json_int_t)l.last_id));
+    return *out ? MAMORI_OK : MAMORI_ERR_NOMEM;
+}

@@ -1,0 +1,34 @@
+/* hub/io/health.c - see health.h. */
+#include "hub/io/health.h"
+#include "hub/device/telemetry.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crypto.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/proto.h"
+
+enum mamori_err hub_op_health(struct hub *h, json_t **out)
+{
+    pthread_mutex_lock(&h->lock);
+    *out = json_pack("{s:s,s:b,s:b,s:b,s:i,s:I,s:i,s:I}", "status", "ok", "broker_running",
+                     h->broker_pid > 0, "broker_session", h->mqtt_connected, "plugin_synced",
+                     h->plugin_synced, "broker_restarts", h->broker_restarts, "devices",
+                     (json_int_t)store_device_count(h->store), "mqtt_port", h->broker_port,
+                     "mqtt_received",
+                     (json_int_t)__atomic_load_n(&h->mqtt_received, __ATOMIC_RELAXED));
+    struct tm_counts n;
+    tm_stats(h, &n);
+    if (*out)
+        json_object_set_new(*out, "streams",
+                            json_pack("{s:I,s:I,s:I,s:I}", "accepted", (json_int_t)n.accepted,
+                                      "duplicates", (json_int_t)n.duplicates, "rejected",
+                                      (json_int_t)n.rejected, "before_owner",
+                                      (json_int_t)n.before_owner));
+    pthread_mutex_unlock(&h->lock);
+    return MAMORI_OK;
+}

@@ -1,0 +1,409 @@
+/*
+ * hub/mqtt.c - the hub's own MQTT session with the broker.
+ *
+ * The hub is the broker's only privileged client: the plugin recognises its
+ * certificate by fingerprint. Over this session the hub
+ *   - sends the plugin the registry's view (snapshot on every (re)connect,
+ *     then one message per change) on mamori/v1/ctl/sync;
+ *   - receives heartbeats, telemetry, events and command results from
+ *     devices (mamori/v1/d/+/...), whose topic id the plugin has already bound
+ *     to the certificate that sent it;
+ *   - receives the plugin's own observations (auth failures, kicks) on
+ *     mamori/v1/broker/ev.
+ */
+#include <mosquitto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/fsutil.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "hub/device/command.h"
+#include "hub/device/device.h"
+#include "hub/device/lifecycle.h"
+#include "hub/device/liveness.h"
+#include "hub/device/relay.h"
+#include "hub/device/telemetry.h"
+#include "hub/io/mqtt.h"
+
+#define SYNC_TOPIC PROTO_TOPIC_CTL_PREFIX "sync"
+/* A snapshot batch stays well under the broker's packet limit (max_payload
+ * + 1 KiB): a larger one makes the broker drop the hub's session, and every
+ * device stays refused until a snapshot gets through. */
+#define SYNC_BATCH_BYTES (8 * 1024)
+
+static void publish_json(struct hub *h, json_t *msg)
+{
+    char *s = json_dump_compact(msg);
+    if (s && strlen(s) > (size_t)h->cfg.max_payload) {
+        log_err("sync message of %zu bytes over the payload limit: not sent", strlen(s));
+    } else if (s) {
+        /* QoS 0: a sync message of a session that was lost must never be
+         * delivered after the snapshot of the next session (which holds
+         * the registry's newer word); QoS 1 would re-send it after the
+         * reconnection. TCP keeps the order within a session, and every
+         * session begins with a snapshot, so nothing is missed. */
+        int rc = mosquitto_publish(h->mosq, NULL, SYNC_TOPIC, (int)strlen(s), s, 0, false);
+        if (rc != MOSQ_ERR_SUCCESS)
+            log_warn("sync publish failed: %s", mosquitto_strerror(rc));
+        free(s);
+    }
+}
+
+static void send_device(struct hub *h, const char *id, const char *payload, size_t len)
+{
+    char topic[96];
+    if (!h->mosq || !h->mqtt_connected || len > PROTO_MAX_PAYLOAD ||
+        proto_topic(topic, sizeof(topic), id, PROTO_KIND_CMD))
+        return;
+    int rc = mosquitto_publish(h->mosq, NULL, topic, (int)len, payload, 1, false);
+    if (rc != MOSQ_ERR_SUCCESS)
+        log_warn("publish to %s failed: %s", id, mosquitto_strerror(rc));
+}
+
+static void push_device(struct hub *h, const struct device_rec *d, int access)
+{
+    if (!h->mosq || !h->mqtt_connected)
+        return; /* the next snapshot carries it */
+    /* gen: the snapshot this change follows (the plugin drops a stale one) */
+    json_t *m = json_pack("{s:s,s:s,s:s,s:i,s:I}", "op", "set", "fp", d->cert_fp, "id", d->id,
+                          "mode", (int)access, "gen", (json_int_t)h->sync_gen);
+    if (m && d->cert_next_fp[0])
+        json_object_set_new(m, "fp_next", json_string(d->cert_next_fp));
+    if (m) {
+        publish_json(h, m);
+        json_decref(m);
+    }
+}
+
+struct snap {
+    struct hub *h;
+    json_t *batch;
+    uint64_t gen;
+    int count;
+    size_t bytes; /* of the batch's entries, as sent */
+    char last_id[24];
+};
+
+static void flush_batch(struct snap *s)
+{
+    if (json_array_size(s->batch) == 0)
+        return;
+    json_t *m =
+        json_pack("{s:s,s:I,s:O}", "op", "batch", "gen", (json_int_t)s->gen, "devs", s->batch);
+    if (m) {
+        publish_json(s->h, m);
+        json_decref(m);
+    }
+    json_array_clear(s->batch);
+    s->bytes = 0;
+}
+
+static bool snap_dev(const struct device_rec *d, void *arg)
+{
+    struct snap *s = arg;
+    enum lc_state st;
+    snprintf(s->last_id, sizeof(s->last_id), "%s", d->id);
+    if (!lc_state_parse(d->state, &st))
+        return true;
+    enum lc_access a = lc_access(st);
+    /* Denied devices are sent too, so the plugin can tell "known but
+     * refused" from "unknown" in what it reports back. */
+    size_t one = strlen(d->cert_fp) + strlen(d->id) + strlen(d->cert_next_fp) + 24;
+    if (s->bytes + one > SYNC_BATCH_BYTES)
+        flush_batch(s);
+    s->bytes += one;
+    json_array_append_new(s->batch,
+                          d->cert_next_fp[0]
+                              ? json_pack("[s,s,i,s]", d->cert_fp, d->id, (int)a, d->cert_next_fp)
+                              : json_pack("[s,s,i]", d->cert_fp, d->id, (int)a));
+    s->count++;
+    return true;
+}
+
+/* Sends the full registry view; lock held. */
+static void send_snapshot(struct hub *h)
+{
+    struct snap s = {.h = h, .batch = json_array(), .gen = ++h->sync_gen};
+    if (!s.batch)
+        return;
+    json_t *b = json_pack("{s:s,s:I}", "op", "begin", "gen", (json_int_t)s.gen);
+    publish_json(h, b);
+    json_decref(b);
+    for (;;) {
+        int before = s.count;
+        if (store_device_list(h->store, 0, s.last_id, 1000, snap_dev, &s))
+            break;
+        if (s.count - before < 1000)
+            break;
+    }
+    flush_batch(&s);
+    json_t *e = json_pack("{s:s,s:I,s:i}", "op", "end", "gen", (json_int_t)s.gen, "count", s.count);
+    publish_json(h, e);
+    json_decref(e);
+    json_decref(s.batch);
+    /* plugin_synced turns true when the plugin confirms this generation. */
+    log_info("registry snapshot %llu sent to broker plugin (%d devices)", (unsigned long long)s.gen,
+             s.count);
+}
+
+static void on_connect(struct mosquitto *m, void *arg, int rc)
+{
+    struct hub *h = arg;
+    if (rc != 0) {
+        log_warn("broker refused hub session: %s", mosquitto_connack_string(rc));
+        return;
+    }
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/hb", 1);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/tm", 1);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/ev", 1);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/res", 1);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/log", 1);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_BROKER_EV, 1);
+    pthread_mutex_lock(&h->lock);
+    h->mqtt_connected = true;
+    send_snapshot(h);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void on_disconnect(struct mosquitto *m, void *arg, int rc)
+{
+    (void)m;
+    struct hub *h = arg;
+    pthread_mutex_lock(&h->lock);
+    h->mqtt_connected = false;
+    h->plugin_synced = false;
+    pthread_mutex_unlock(&h->lock);
+    if (!h->stopping)
+        log_warn("hub session to broker lost (%d); reconnecting", rc);
+}
+
+/* T07-L2d, T10-L2a: refused connections (unknown or revoked certificates,
+ * client ids not the certificate's own), ACL violations and floods are
+ * recorded; the plugin's report types, by severity (others: info). */
+static const struct {
+    const char *type, *severity;
+} REPORT_SEVERITY[] = {
+    {"client_id_mismatch", "alert"}, {"duplicate_connection", "alert"}, {"auth_fail", "warning"},
+    {"acl_deny", "warning"},         {"rate_kick", "warning"},
+};
+
+static const char *report_severity(const char *type)
+{
+    for (size_t i = 0; i < sizeof(REPORT_SEVERITY) / sizeof(REPORT_SEVERITY[0]); i++)
+        if (strcmp(type, REPORT_SEVERITY[i].type) == 0)
+            return REPORT_SEVERITY[i].severity;
+    return "info";
+}
+
+static void on_broker_event(struct hub *h, const struct mosquitto_message *msg)
+{
+    json_t *ev = NULL;
+    if (json_parse_untrusted(msg->payload, (size_t)msg->payloadlen, 4096, &ev, NULL, 0))
+        return;
+    const char *type = "unknown", *dev = NULL;
+    (void)json_get_str(ev, "type", 32, &type);
+    if (strcmp(type, "synced") == 0) {
+        uint64_t gen = 0;
+        pthread_mutex_lock(&h->lock);
+        if (json_get_u64(ev, "gen", &gen) && gen == h->sync_gen && h->mqtt_connected) {
+            h->plugin_synced = true;
+            log_info("broker plugin took over registry snapshot %llu", (unsigned long long)gen);
+        }
+        pthread_mutex_unlock(&h->lock);
+        json_decref(ev);
+        return;
+    }
+    (void)json_get_str(ev, "device", PROTO_DEVICE_ID_LEN, &dev);
+    const char *sev = report_severity(type);
+    if (dev && !proto_device_id_valid(dev, strlen(dev)))
+        dev = NULL;
+    char *detail = json_dump_compact(ev);
+    pthread_mutex_lock(&h->lock);
+    char kind[48];
+    snprintf(kind, sizeof(kind), "broker_%s", type);
+    hub_event(h, dev, kind, sev, "%s", detail ? detail : "{}");
+    pthread_mutex_unlock(&h->lock);
+    free(detail);
+    json_decref(ev);
+}
+
+/* A heartbeat: liveness in memory; the first of a claimed device
+ * activates it; the first of a connection sends pending commands again. */
+static void on_heartbeat(struct hub *h, const char *id, const struct mosquitto_message *msg,
+                         const struct proto_envelope *env, json_t *body)
+{
+    (void)msg;
+    (void)env;
+    int64_t now = hub_now_ms();
+    pthread_mutex_lock(&h->lock);
+    live_heartbeat(h, id, now);
+    pthread_mutex_unlock(&h->lock);
+    struct principal hubp = {.user_id = 0, .name = "hub", .role = ROLE_ADMIN};
+    /* T01-L1c: the first heartbeat of a claimed device completes its
+     * setup: it holds a valid identity and runs. */
+    struct device_rec d;
+    pthread_mutex_lock(&h->lock);
+    bool claimed =
+        store_device_get(h->store, id, &d) == MAMORI_OK && strcmp(d.state, "claimed") == 0;
+    pthread_mutex_unlock(&h->lock);
+    if (claimed)
+        log_if_err(hub_op_transition(h, &hubp, id, LC_ACTIVATE, "first heartbeat after claim"));
+    /* The first heartbeat of a connection (uptime 0): commands that
+     * are still pending (issued while it was away) go out again. */
+    uint64_t up = 1;
+    if (json_get_u64(body, "uptime_s", &up) && up == 0) {
+        pthread_mutex_lock(&h->lock);
+        relay_on_connect(h, id); /* before: a challenge is not re-sent */
+        cmd_resend_pending(h, id);
+        pthread_mutex_unlock(&h->lock);
+    }
+}
+
+static void on_result(struct hub *h, const char *id, const struct mosquitto_message *msg,
+                      const struct proto_envelope *env, json_t *body)
+{
+    (void)msg;
+    (void)env;
+    pthread_mutex_lock(&h->lock);
+    cmd_result(h, id, body);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void on_stream(struct hub *h, const char *id, const struct mosquitto_message *msg,
+                      const struct proto_envelope *env, json_t *body, enum stream_kind s)
+{
+    pthread_mutex_lock(&h->lock);
+    tm_ingest(h, id, s, env, body, msg->payload, (size_t)msg->payloadlen);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void on_tm(struct hub *h, const char *id, const struct mosquitto_message *msg,
+                  const struct proto_envelope *env, json_t *body)
+{
+    on_stream(h, id, msg, env, body, STREAM_TM);
+}
+
+static void on_ev(struct hub *h, const char *id, const struct mosquitto_message *msg,
+                  const struct proto_envelope *env, json_t *body)
+{
+    on_stream(h, id, msg, env, body, STREAM_EV);
+}
+
+static void on_devlog(struct hub *h, const char *id, const struct mosquitto_message *msg,
+                      const struct proto_envelope *env, json_t *body)
+{
+    on_stream(h, id, msg, env, body, STREAM_LOG);
+}
+
+/* Device messages by kind (the topic's last level). */
+static const struct {
+    enum proto_kind kind;
+    void (*fn)(struct hub *h, const char *id, const struct mosquitto_message *msg,
+               const struct proto_envelope *env, json_t *body);
+} INTAKE[] = {
+    {PROTO_KIND_HB, on_heartbeat}, {PROTO_KIND_RES, on_result}, {PROTO_KIND_TM, on_tm},
+    {PROTO_KIND_EV, on_ev},        {PROTO_KIND_LOG, on_devlog},
+};
+
+static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg)
+{
+    (void)m;
+    struct hub *h = arg;
+    if (strcmp(msg->topic, PROTO_TOPIC_BROKER_EV) == 0) {
+        on_broker_event(h, msg);
+        return;
+    }
+    char id[PROTO_DEVICE_ID_LEN + 1];
+    enum proto_kind kind;
+    if (proto_topic_parse(msg->topic, strlen(msg->topic), id, &kind))
+        return;
+    __atomic_add_fetch(&h->mqtt_received, 1, __ATOMIC_RELAXED);
+    struct proto_envelope env;
+    json_t *body = NULL;
+    if (proto_envelope_parse(msg->payload, (size_t)msg->payloadlen, &env, &body)) {
+        pthread_mutex_lock(&h->lock);
+        live_malformed(h, id, hub_now_ms());
+        pthread_mutex_unlock(&h->lock);
+        return;
+    }
+    for (size_t i = 0; i < sizeof(INTAKE) / sizeof(INTAKE[0]); i++)
+        if (INTAKE[i].kind == kind) {
+            INTAKE[i].fn(h, id, msg, &env, body);
+            break;
+        }
+    json_decref(body);
+}
+
+static void on_log(struct mosquitto *m, void *arg, int level, const char *str)
+{
+    (void)m;
+    (void)arg;
+    if (level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING))
+        log_warn("hub mqtt: %s", str);
+}
+
+/* Owns the session: libmosquitto's own loop gives up for good on some
+ * errors (a TLS failure while the broker restarts, say), so we retry here
+ * with backoff for as long as the hub runs. */
+static void *mqtt_thread(void *arg)
+{
+    struct hub *h = arg;
+    unsigned backoff_ms = 100;
+    while (!h->stopping) {
+        int rc = mosquitto_connect(h->mosq, h->cfg.listen_addr, h->broker_port, 30);
+        if (rc == MOSQ_ERR_SUCCESS) {
+            backoff_ms = 100;
+            rc = mosquitto_loop_forever(h->mosq, 200, 1);
+        }
+        if (h->stopping)
+            break;
+        log_debug("hub mqtt: %s; retry in %u ms", mosquitto_strerror(rc), backoff_ms);
+        hub_backoff(h, &backoff_ms, 5000);
+    }
+    return NULL;
+}
+
+enum mamori_err mqtt_start(struct hub *h)
+{
+    char ca[HUB_PATH_MAX], crt[HUB_PATH_MAX], key[HUB_PATH_MAX];
+    if (fs_path(ca, sizeof(ca), h->cfg.data_dir, "pki/root.crt") ||
+        fs_path(crt, sizeof(crt), h->cfg.data_dir, "pki/hub-client.crt") ||
+        fs_path(key, sizeof(key), h->cfg.data_dir, "pki/hub-client.key"))
+        return MAMORI_ERR_TOOBIG;
+    h->out.send_device = send_device;
+    h->out.push_device = push_device;
+    h->mosq = mosquitto_new(PROTO_HUB_CLIENT_ID, true, h);
+    if (!h->mosq)
+        return MAMORI_ERR_NOMEM;
+    mosquitto_int_option(h->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    /* API threads publish while mqtt_thread runs the loop. Without this,
+     * libmosquitto writes a publish straight from the calling thread, and
+     * two threads would use one OpenSSL connection at once. */
+    mosquitto_threaded_set(h->mosq, true);
+    mosquitto_connect_callback_set(h->mosq, on_connect);
+    mosquitto_disconnect_callback_set(h->mosq, on_disconnect);
+    mosquitto_message_callback_set(h->mosq, on_message);
+    mosquitto_log_callback_set(h->mosq, on_log);
+    mosquitto_reconnect_delay_set(h->mosq, 1, 5, true);
+    mosquitto_max_inflight_messages_set(h->mosq, 0);
+    if (mosquitto_tls_set(h->mosq, ca, NULL, crt, key, NULL) != MOSQ_ERR_SUCCESS ||
+        mosquitto_tls_opts_set(h->mosq, 1, "tlsv1.2", NULL) != MOSQ_ERR_SUCCESS)
+        return MAMORI_ERR_TLS;
+    return pthread_create(&h->mqtt_thread, NULL, mqtt_thread, h) ? MAMORI_ERR_INTERNAL : MAMORI_OK;
+}
+
+void mqtt_stop(struct hub *h)
+{
+    if (!h->mosq)
+        return;
+    h->stopping = 1;
+    mosquitto_disconnect(h->mosq);
+    pthread_join(h->mqtt_thread, NULL);
+    mosquitto_destroy(h->mosq);
+    h->mosq = NULL;
+}
