@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "hub/route.h"
+#include "hub/io/route.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -18,7 +18,7 @@ row this checks that
     after "test_x:" a registered cmocka test, fuzz_x in fuzz/, `path`, and
     "as ID" a row of the matrix;
   - every done or partial ID is tagged in the code (a C source or header
-    other than the generated hub/matrix_table.h names it).
+    other than the generated hub/compliance/matrix_table.h names it).
 
 Each error names the line, the row and the reference that is wrong; the
 exit status is 1 when there is any.
@@ -36,7 +36,7 @@ MISSING_MIN = 12  # characters after "missing:" that say something
 TOKEN_RE = re.compile(r'"([^"]*)"|`([^`]*)`|([();,:/])|([^\s();,:/"`]+)')
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?$")
 VAR_RE = r"(\$\{[^}]*\}|\$\([^)]*\)|\$[A-Za-z_][A-Za-z0-9_]*|\$[0-9#?@*])"
-GENERATED = os.path.join("hub", "matrix_table.h")
+GENERATED = os.path.join("hub", "compliance", "matrix_table.h")
 
 
 

@@ -21,7 +21,7 @@ TREE = {
                               "static const struct CMUnitTest t[] = {cmocka_unit_test(works)};\n",
     "hub/demo.c": "/* T01-L1a; ghost_fn is only named in this comment */\n"
                   "void demo_run(void) {}\nvoid demo_stop(void) {}\n",
-    "hub/matrix_table.h": "/* generated: T01-L1c */\n",
+    "hub/compliance/matrix_table.h": "/* generated: T01-L1c */\n",
     "fuzz/fuzz_demo.c": "int LLVMFuzzerTestOneInput(void) { return 0; }\n",
     "docs/notes.md": "notes\n",
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Generates hub/matrix_table.h from docs/threat-matrix.md: every
+"""Generates hub/compliance/matrix_table.h from docs/threat-matrix.md: every
 countermeasure ID with its cell (threat x lifecycle state), its status word,
-a one-line summary and its proof, for the live matrix report (hub/matrix.c).
+a one-line summary and its proof, for the live matrix report (hub/compliance/matrix.c).
 
-    scripts/matrix_gen.py           rewrite hub/matrix_table.h
+    scripts/matrix_gen.py           rewrite hub/compliance/matrix_table.h
     scripts/matrix_gen.py --check   exit 1 when it is out of date (lint)
 """
 import os
@@ -13,7 +13,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "docs", "threat-matrix.md")
 ETSI = os.path.join(ROOT, "docs", "etsi-en-303-645.md")
-OUT = os.path.join(ROOT, "hub", "matrix_table.h")
+OUT = os.path.join(ROOT, "hub", "compliance", "matrix_table.h")
 
 
 def c_str(s, limit):
@@ -95,7 +95,7 @@ def main():
         return 1
     if "--check" in sys.argv:
         if not os.path.exists(OUT) or open(OUT, encoding="utf-8").read() != text:
-            print("matrix_gen: hub/matrix_table.h is out of date (run scripts/matrix_gen.py)")
+            print("matrix_gen: hub/compliance/matrix_table.h is out of date (run scripts/matrix_gen.py)")
             return 1
         return 0
     open(OUT, "w", encoding="utf-8").write(text)

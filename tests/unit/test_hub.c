@@ -11,10 +11,10 @@
 #include <sqlite3.h>
 
 #include "common/crypto.h"
-#include "hub/audit.h"
-#include "hub/auth.h"
-#include "hub/lifecycle.h"
-#include "hub/route.h"
+#include "hub/core/audit.h"
+#include "hub/core/auth.h"
+#include "hub/device/lifecycle.h"
+#include "hub/io/route.h"
 #include "hub/store/store.h"
 
 static void lifecycle_table(void **st)
