@@ -1,5 +1,5 @@
 /*
- * mamorid - the Mamori hub. Thin main over libmamori_hub (hub/hub.h).
+ * mamorid - the Mamori hub. Thin main over libmamori_hub (hub/daemon.h).
  *
  *   mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]
  *           [--heartbeat S] [--max-connections N] [--api-connections N]
@@ -17,6 +17,9 @@
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
  */
 #include <curl/curl.h>
+#include <getopt.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <libgen.h>
 #include <mosquitto.h>
 #include <signal.h>
@@ -47,16 +50,6 @@ static void usage(void)
                     "               [--alert-retention-days N] [--data-retention-days N] [-v]\n");
 }
 
-static bool parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        return false;
-    *out = (int)v;
-    return true;
-}
-
 static void default_plugin(char *out, size_t n)
 {
     char exe[HUB_PATH_MAX];
@@ -69,6 +62,134 @@ static void default_plugin(char *out, size_t n)
     snprintf(out, n, "%s/../lib/mamori_broker.so", dirname(exe));
 }
 
+/* Options: each long option and where its value goes (getopt_long does
+ * the parsing; this table says what a value must be). */
+enum opt_kind { OPT_INT, OPT_INT64, OPT_STR, OPT_RULES };
+
+struct opt {
+    const char *name;
+    enum opt_kind kind;
+    size_t off;                /* in struct hub_config (OPT_*), or SIZE_MAX: the demo fleet */
+    size_t len;                /* OPT_STR: the field's size */
+    long long lo, hi;          /* OPT_INT, OPT_INT64 */
+    bool (*ok)(const char *v); /* OPT_STR: extra check, or NULL */
+};
+
+#define DEMO SIZE_MAX
+#define I(n, f, l, h)                                                                              \
+    {                                                                                              \
+        n, OPT_INT, offsetof(struct hub_config, f), 0, l, h, NULL                                  \
+    }
+#define I64(n, f, l, h)                                                                            \
+    {                                                                                              \
+        n, OPT_INT64, offsetof(struct hub_config, f), 0, l, h, NULL                                \
+    }
+#define S(n, f, chk)                                                                               \
+    {                                                                                              \
+        n, OPT_STR, offsetof(struct hub_config, f), sizeof(((struct hub_config *)0)->f), 0, 0, chk \
+    }
+
+static bool smtp_url_ok(const char *v)
+{
+    return strncmp(v, "smtp://", 7) == 0 || strncmp(v, "smtps://", 8) == 0;
+}
+
+static bool syslog_ok(const char *v)
+{
+    return strcmp(v, "local") == 0 || strncmp(v, "udp://", 6) == 0;
+}
+
+static const struct opt OPTS[] = {
+    S("data", data_dir, NULL),
+    S("listen", listen_addr, NULL),
+    I("api-port", api_port, 0, 65535),
+    I("mqtt-port", mqtt_port, 0, 65535),
+    I("heartbeat", heartbeat_s, 1, 3600),
+    I("max-connections", max_connections, 1, 1000000),
+    I("api-connections", api_connections, 1, 100000),
+    I("api-per-address", api_per_address, 1, 100000),
+    I("api-head-timeout", api_head_s, 1, 3600),
+    I("api-min-body-rate", api_min_body_rate, 1, 1000000000),
+    I("api-unauth-connections", api_unauth_conns, 1, 100000),
+    {"demo-fleet", OPT_INT, DEMO, 0, 0, 100000, NULL},
+    I("rate", msg_rate, 1, 100000),
+    I("burst", msg_burst, 1, 100000),
+    I("cert-days", device_cert_days, 1, 3650),
+    I("cert-renew-days", cert_renew_days, 0, 3650),
+    I("cert-max-age-days", cert_max_age_days, 0, 3650),
+    I("rotation-check", rotation_check_s, 1, 86400),
+    I("challenge-interval", challenge_s, 0, 7 * 86400),
+    I("data-retention-days", data_retention_days, 0, 36500),
+    I("alert-retention-days", alert_retention_days, 0, 3650),
+    {"rules", OPT_RULES, 0, 0, 0, 0, NULL},
+    I("rate-window", rate_window_s, 0, 3600),
+    I64("owner-idle-after", owner_idle_s, 0, 10LL * 365 * 24 * 3600),
+    I64("stray-after", stray_after_s, 0, 365LL * 24 * 3600),
+    S("smtp", smtp_url, smtp_url_ok),
+    S("smtp-from", smtp_from, alerts_address_ok),
+    S("syslog", syslog, syslog_ok),
+    S("plugin", plugin_path, NULL),
+    S("mosquitto", mosquitto_bin, NULL),
+};
+#define N_OPTS (sizeof(OPTS) / sizeof(OPTS[0]))
+
+/* Applies one option's value; false when it is not acceptable. */
+static bool opt_apply(const struct opt *o, const char *v, struct hub_config *cfg, int *demo)
+{
+    char *base = (char *)cfg, *end;
+    long long n;
+    switch (o->kind) {
+    case OPT_STR:
+        return (size_t)snprintf(base + o->off, o->len, "%s", v) < o->len && (!o->ok || o->ok(v));
+    case OPT_RULES:
+        cfg->rules_off = strcmp(v, "off") == 0;
+        return strcmp(v, "on") == 0 || strcmp(v, "off") == 0;
+    case OPT_INT:
+    case OPT_INT64:
+        n = strtoll(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || n < o->lo || n > o->hi)
+            return false;
+        if (o->off == DEMO)
+            *demo = (int)n;
+        else if (o->kind == OPT_INT)
+            *(int *)(void *)(base + o->off) = (int)n;
+        else
+            *(int64_t *)(void *)(base + o->off) = (int64_t)n;
+        return true;
+    }
+    return false;
+}
+
+/* Fills cfg (and *demo) from the command line; false after a message on
+ * a bad or missing value. */
+static bool parse_args(int argc, char **argv, struct hub_config *cfg, int *demo)
+{
+    struct option lopts[N_OPTS + 1];
+    for (size_t i = 0; i < N_OPTS; i++)
+        lopts[i] = (struct option){OPTS[i].name, required_argument, NULL, (int)(i + 1000)};
+    memset(&lopts[N_OPTS], 0, sizeof(lopts[N_OPTS]));
+    int c;
+    opterr = 1;
+    while ((c = getopt_long_only(argc, argv, "v", lopts, NULL)) != -1) {
+        if (c == 'v') {
+            log_set_level(LOG_DEBUG);
+            continue;
+        }
+        if (c < 1000 || (size_t)(c - 1000) >= N_OPTS)
+            return false; /* getopt said why */
+        const struct opt *o = &OPTS[c - 1000];
+        if (!opt_apply(o, optarg, cfg, demo)) {
+            fprintf(stderr, "mamorid: bad option --%s %s\n", o->name, optarg);
+            return false;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "mamorid: unexpected argument %s\n", argv[optind]);
+        return false;
+    }
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     struct hub_config cfg;
@@ -76,99 +197,9 @@ int main(int argc, char **argv)
     hub_config_defaults(&cfg);
     default_plugin(cfg.plugin_path, sizeof(cfg.plugin_path));
     log_set_tag("mamorid");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = true;
-        if (strcmp(a, "-v") == 0) {
-            log_set_level(LOG_DEBUG);
-            continue;
-        }
-        if (!v) {
-            usage();
-            return 2;
-        }
-        if (strcmp(a, "--data") == 0)
-            ok = (size_t)snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", v) <
-                 sizeof(cfg.data_dir);
-        else if (strcmp(a, "--listen") == 0)
-            ok = (size_t)snprintf(cfg.listen_addr, sizeof(cfg.listen_addr), "%s", v) <
-                 sizeof(cfg.listen_addr);
-        else if (strcmp(a, "--api-port") == 0)
-            ok = parse_int(v, 0, 65535, &cfg.api_port);
-        else if (strcmp(a, "--mqtt-port") == 0)
-            ok = parse_int(v, 0, 65535, &cfg.mqtt_port);
-        else if (strcmp(a, "--heartbeat") == 0)
-            ok = parse_int(v, 1, 3600, &cfg.heartbeat_s);
-        else if (strcmp(a, "--max-connections") == 0)
-            ok = parse_int(v, 1, 1000000, &cfg.max_connections);
-        else if (strcmp(a, "--api-connections") == 0)
-            ok = parse_int(v, 1, 100000, &cfg.api_connections);
-        else if (strcmp(a, "--api-per-address") == 0)
-            ok = parse_int(v, 1, 100000, &cfg.api_per_address);
-        else if (strcmp(a, "--api-head-timeout") == 0)
-            ok = parse_int(v, 1, 3600, &cfg.api_head_s);
-        else if (strcmp(a, "--api-min-body-rate") == 0)
-            ok = parse_int(v, 1, 1000000000, &cfg.api_min_body_rate);
-        else if (strcmp(a, "--api-unauth-connections") == 0)
-            ok = parse_int(v, 1, 100000, &cfg.api_unauth_conns);
-        else if (strcmp(a, "--demo-fleet") == 0)
-            ok = parse_int(v, 0, 100000, &demo);
-        else if (strcmp(a, "--rate") == 0)
-            ok = parse_int(v, 1, 100000, &cfg.msg_rate);
-        else if (strcmp(a, "--burst") == 0)
-            ok = parse_int(v, 1, 100000, &cfg.msg_burst);
-        else if (strcmp(a, "--cert-days") == 0)
-            ok = parse_int(v, 1, 3650, &cfg.device_cert_days);
-        else if (strcmp(a, "--cert-renew-days") == 0)
-            ok = parse_int(v, 0, 3650, &cfg.cert_renew_days);
-        else if (strcmp(a, "--cert-max-age-days") == 0)
-            ok = parse_int(v, 0, 3650, &cfg.cert_max_age_days);
-        else if (strcmp(a, "--rotation-check") == 0)
-            ok = parse_int(v, 1, 86400, &cfg.rotation_check_s);
-        else if (strcmp(a, "--challenge-interval") == 0)
-            ok = parse_int(v, 0, 7 * 86400, &cfg.challenge_s);
-        else if (strcmp(a, "--data-retention-days") == 0)
-            ok = parse_int(v, 0, 36500, &cfg.data_retention_days);
-        else if (strcmp(a, "--alert-retention-days") == 0)
-            ok = parse_int(v, 0, 3650, &cfg.alert_retention_days);
-        else if (strcmp(a, "--rules") == 0) {
-            ok = strcmp(v, "on") == 0 || strcmp(v, "off") == 0;
-            cfg.rules_off = strcmp(v, "off") == 0;
-        } else if (strcmp(a, "--rate-window") == 0)
-            ok = parse_int(v, 0, 3600, &cfg.rate_window_s);
-        else if (strcmp(a, "--owner-idle-after") == 0) {
-            int v2 = 0;
-            ok = parse_int(v, 0, 10 * 365 * 24 * 3600, &v2);
-            cfg.owner_idle_s = v2;
-        } else if (strcmp(a, "--stray-after") == 0) {
-            int v2 = 0;
-            ok = parse_int(v, 0, 365 * 24 * 3600, &v2);
-            cfg.stray_after_s = v2;
-        } else if (strcmp(a, "--smtp") == 0)
-            ok = (size_t)snprintf(cfg.smtp_url, sizeof(cfg.smtp_url), "%s", v) <
-                     sizeof(cfg.smtp_url) &&
-                 (strncmp(v, "smtp://", 7) == 0 || strncmp(v, "smtps://", 8) == 0);
-        else if (strcmp(a, "--smtp-from") == 0)
-            ok = (size_t)snprintf(cfg.smtp_from, sizeof(cfg.smtp_from), "%s", v) <
-                     sizeof(cfg.smtp_from) &&
-                 alerts_address_ok(v);
-        else if (strcmp(a, "--syslog") == 0)
-            ok = (size_t)snprintf(cfg.syslog, sizeof(cfg.syslog), "%s", v) < sizeof(cfg.syslog) &&
-                 (strcmp(v, "local") == 0 || strncmp(v, "udp://", 6) == 0);
-        else if (strcmp(a, "--plugin") == 0)
-            ok = (size_t)snprintf(cfg.plugin_path, sizeof(cfg.plugin_path), "%s", v) <
-                 sizeof(cfg.plugin_path);
-        else if (strcmp(a, "--mosquitto") == 0)
-            ok = (size_t)snprintf(cfg.mosquitto_bin, sizeof(cfg.mosquitto_bin), "%s", v) <
-                 sizeof(cfg.mosquitto_bin);
-        else
-            ok = false;
-        if (!ok) {
-            fprintf(stderr, "mamorid: bad option %s %s\n", a, v);
-            usage();
-            return 2;
-        }
-        i++;
+    if (!parse_args(argc, argv, &cfg, &demo)) {
+        usage();
+        return 2;
     }
     if (!cfg.smtp_url[0] != !cfg.smtp_from[0]) {
         fprintf(stderr, "mamorid: --smtp and --smtp-from go together\n");

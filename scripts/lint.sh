@@ -24,6 +24,10 @@ fi
 # and the checker itself refuses each kind of wrong row.
 python3 scripts/matrix_check.py || rc=1
 out=$(python3 scripts/matrix_check_test.py 2>&1) || { echo "$out"; rc=1; }
+# The rooms: one direction of use between folders, sizes of files and
+# functions (docs/internals/hub.md), and the checker's own refusals.
+scripts/layers.sh || rc=1
+out=$(scripts/layers_test.sh 2>&1) || { echo "$out"; rc=1; }
 # docs/api-reference.md is generated from the public headers: keep it so.
 python3 scripts/apiref.py --check || rc=1
 python3 scripts/matrix_gen.py --check || rc=1

@@ -4,6 +4,7 @@
 #include "hub/device/liveness.h"
 #include "hub/device/relay.h"
 #include "hub/device/rotation.h"
+#include "hub/device/stray.h"
 #include "hub/device/telemetry.h"
 
 /* Telemetry is committed and acknowledged in batches, every 50 ms. */
@@ -45,5 +46,6 @@ enum mamori_err device_register(struct hub *h)
                           rotation_job)) ||
         (rc = hub_job_add(h, "relay_challenge", 100, 0, HUB_JOB_LOCKED, relay_job)))
         return rc;
-    return rotation_register(h);
+    enum mamori_err r2 = rotation_register(h);
+    return r2 ? r2 : stray_register(h);
 }

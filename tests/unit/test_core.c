@@ -1,0 +1,397 @@
+/*
+ * tests/unit/test_core.c - the hub's core: the event bus, the job table
+ * and the replaceable clock; and, driven by that clock through the job
+ * table, the domains' periodic work (liveness, stray devices, certificate
+ * expiry, retention) without waiting real time.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "hub/alerts/alerts.h"
+#include "hub/core/bus.h"
+#include "hub/core/clock.h"
+#include "hub/core/hub.h"
+#include "hub/core/jobs.h"
+#include "hub/daemon.h"
+#include "hub/device/liveness.h"
+#include "hub/store/store.h"
+#include "testutil.h"
+
+/* ---- the test's clock ---- */
+
+static int64_t fake_ms;
+
+static int64_t fake_now(void *arg)
+{
+    (void)arg;
+    return fake_ms;
+}
+
+/* ---- a bare hub: state and a store, nothing registered ---- */
+
+struct bare {
+    char dir[64];
+    struct hub h;
+};
+
+static int bare_setup(void **st)
+{
+    struct bare *b = calloc(1, sizeof(*b));
+    snprintf(b->dir, sizeof(b->dir), "/tmp/mamori-core-XXXXXX");
+    if (!b || !mkdtemp(b->dir))
+        return -1;
+    char db[128];
+    snprintf(db, sizeof(db), "%s/t.db", b->dir);
+    hub_config_defaults(&b->h.cfg);
+    pthread_mutex_init(&b->h.lock, NULL);
+    if (store_open(db, &b->h.store))
+        return -1;
+    fake_ms = 1700000000000LL;
+    hub_clock_override(fake_now, NULL);
+    *st = b;
+    return 0;
+}
+
+static int bare_teardown(void **st)
+{
+    struct bare *b = *st;
+    hub_clock_override(NULL, NULL);
+    store_close(b->h.store);
+    pthread_mutex_destroy(&b->h.lock);
+    rm_rf(b->dir);
+    free(b);
+    return 0;
+}
+
+struct seen {
+    char log[512];
+};
+static struct seen seen;
+
+static void note(const char *what)
+{
+    size_t n = strlen(seen.log);
+    snprintf(seen.log + n, sizeof(seen.log) - n, "%s;", what);
+}
+
+static void ev_a(struct hub *h, const char *dev, const char *kind, const char *sev, const char *d)
+{
+    (void)h;
+    (void)sev;
+    (void)d;
+    char s[96];
+    snprintf(s, sizeof(s), "a:%s:%s", dev ? dev : "-", kind);
+    note(s);
+}
+
+static void ev_b(struct hub *h, const char *dev, const char *kind, const char *sev, const char *d)
+{
+    (void)h;
+    (void)dev;
+    (void)sev;
+    (void)d;
+    char s[64];
+    snprintf(s, sizeof(s), "b:%s", kind);
+    note(s);
+}
+
+static void devev_upd(struct hub *h, const char *dev, const char *type, const json_t *body)
+{
+    (void)h;
+    (void)dev;
+    (void)body;
+    char s[64];
+    snprintf(s, sizeof(s), "devev:%s", type);
+    note(s);
+}
+
+static void res_update(struct hub *h, const struct command_rec *c, const char *status,
+                       const char *error, json_t *detail)
+{
+    (void)h;
+    (void)error;
+    (void)detail;
+    char s[96];
+    snprintf(s, sizeof(s), "res:%s:%s", c->type, status);
+    note(s);
+}
+
+static void view_add(struct hub *h, const struct device_rec *d, json_t *out)
+{
+    (void)h;
+    json_object_set_new(out, "seen_by_view", json_string(d->id));
+}
+
+static bool count_kind(const struct event_rec *e, void *arg)
+{
+    struct {
+        const char *kind;
+        int n;
+    } *c = arg;
+    if (strcmp(e->kind, c->kind) == 0)
+        c->n++;
+    return true;
+}
+
+static int events_of(struct hub *h, const char *dev, const char *kind)
+{
+    struct {
+        const char *kind;
+        int n;
+    } c = {kind, 0};
+    assert_int_equal(store_event_list(h->store, dev, 0, 0, 1000, count_kind, &c), MAMORI_OK);
+    return c.n;
+}
+
+/* Events are recorded, then handed to every subscriber in the order they
+ * registered; with the rules off they are recorded only. */
+static void bus_events(void **st)
+{
+    struct hub *h = &((struct bare *)*st)->h;
+    seen.log[0] = '\0';
+    assert_int_equal(hub_on_event(h, ev_a), MAMORI_OK);
+    assert_int_equal(hub_on_event(h, ev_b), MAMORI_OK);
+    hub_event(h, "MMAAAAAAAAAAAAAAAA", "offline", "alert", "{\"n\":%d}", 1);
+    assert_string_equal(seen.log, "a:MMAAAAAAAAAAAAAAAA:offline;b:offline;");
+    assert_int_equal(events_of(h, "MMAAAAAAAAAAAAAAAA", "offline"), 1);
+    h->cfg.rules_off = true;
+    seen.log[0] = '\0';
+    hub_event(h, NULL, "hub_start", "info", "{}");
+    assert_string_equal(seen.log, "");
+    assert_int_equal(events_of(h, NULL, "hub_start"), 1);
+}
+
+/* Device events and command results reach only the handlers of their
+ * type; views add to a device's JSON; the tables are bounded. */
+static void bus_by_type(void **st)
+{
+    struct hub *h = &((struct bare *)*st)->h;
+    seen.log[0] = '\0';
+    assert_int_equal(hub_on_device_event(h, "update_status", devev_upd), MAMORI_OK);
+    assert_int_equal(hub_on_result(h, "update", res_update), MAMORI_OK);
+    assert_int_equal(hub_on_device_view(h, view_add), MAMORI_OK);
+    json_t *body = json_pack("{s:s}", "type", "update_status");
+    assert_int_equal(hub_device_event(h, "MMAAAAAAAAAAAAAAAA", "update_status", body), 1);
+    assert_int_equal(hub_device_event(h, "MMAAAAAAAAAAAAAAAA", "log_access", body), 0);
+    json_decref(body);
+    struct command_rec c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.type, sizeof(c.type), "reboot");
+    hub_command_result(h, &c, "ok", "", NULL);
+    snprintf(c.type, sizeof(c.type), "update");
+    hub_command_result(h, &c, "failed", "download", NULL);
+    assert_string_equal(seen.log, "devev:update_status;res:update:failed;");
+    struct device_rec d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.id, sizeof(d.id), "MMBBBBBBBBBBBBBBBB");
+    json_t *o = json_object();
+    hub_device_view(h, &d, o);
+    assert_string_equal(json_string_value(json_object_get(o, "seen_by_view")), d.id);
+    json_decref(o);
+    enum mamori_err rc = MAMORI_OK;
+    for (int i = 0; i < HUB_BUS_MAX + 1 && !rc; i++)
+        rc = hub_on_event(h, ev_b);
+    assert_int_equal(rc, MAMORI_ERR_TOOBIG);
+}
+
+static int runs_a, runs_b;
+
+static void job_a(struct hub *h, int64_t now_ms)
+{
+    (void)h;
+    (void)now_ms;
+    runs_a++;
+}
+
+static void job_b(struct hub *h, int64_t now_ms)
+{
+    (void)h;
+    (void)now_ms;
+    runs_b++;
+}
+
+/* A job runs when the clock reaches it, then once a period; a clock that
+ * jumps runs it once, not once per missed period; a session job waits for
+ * the broker session. */
+static void jobs_follow_the_clock(void **st)
+{
+    struct hub *h = &((struct bare *)*st)->h;
+    int64_t t0 = fake_ms;
+    runs_a = runs_b = 0;
+    assert_int_equal(hub_job_add(h, "a", 1000, 500, 0, job_a), MAMORI_OK);
+    assert_int_equal(hub_job_add(h, "b", 1000, 0, HUB_JOB_LOCKED | HUB_JOB_SESSION, job_b),
+                     MAMORI_OK);
+    assert_int_equal(hub_job_add(h, "bad", 0, 0, 0, job_a), MAMORI_ERR_INVAL);
+    assert_int_equal(hub_jobs_run_due(h, t0), 0); /* b: no session */
+    assert_int_equal(hub_jobs_run_due(h, t0 + 499), 0);
+    assert_int_equal(hub_jobs_run_due(h, t0 + 500), 1);
+    assert_int_equal(runs_a, 1);
+    assert_int_equal(hub_jobs_run_due(h, t0 + 1499), 0);
+    assert_int_equal(hub_jobs_run_due(h, t0 + 1500), 1);
+    h->mqtt_connected = true;
+    assert_int_equal(hub_jobs_run_due(h, t0 + 60000), 2); /* once each after a jump */
+    assert_int_equal(hub_jobs_run_due(h, t0 + 60500), 0);
+    assert_true(runs_a == 3 && runs_b == 1);
+    assert_int_equal(hub_job_named(h, "a")->runs, 3);
+    assert_null(hub_job_named(h, "nope"));
+}
+
+/* ---- a whole hub (PKI, audit, every domain registered), not started:
+ * the test turns the clock and runs the job table itself ---- */
+
+struct full {
+    char dir[64];
+    struct hub h;
+};
+
+static int full_setup(void **st)
+{
+    struct full *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/mamori-core-XXXXXX");
+    if (!f || !mkdtemp(f->dir))
+        return -1;
+    fake_ms = 1800000000000LL;
+    hub_clock_override(fake_now, NULL);
+    struct hub_config cfg;
+    hub_config_defaults(&cfg);
+    snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s/data", f->dir);
+    cfg.heartbeat_s = 10;
+    cfg.stray_after_s = 3600;
+    cfg.data_retention_days = 2;
+    if (hub_init(&f->h, &cfg))
+        return -1;
+    *st = f;
+    return 0;
+}
+
+static int full_teardown(void **st)
+{
+    struct full *f = *st;
+    hub_free(&f->h);
+    hub_clock_override(NULL, NULL);
+    rm_rf(f->dir);
+    free(f);
+    return 0;
+}
+
+static void add_device(struct hub *h, const char *id, const char *state, char fp, int64_t not_after)
+{
+    struct device_rec d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.id, sizeof(d.id), "%s", id);
+    snprintf(d.model, sizeof(d.model), "m");
+    snprintf(d.state, sizeof(d.state), "%s", state);
+    memset(d.cert_fp, fp, 64);
+    d.hb_interval = 10;
+    d.created_at = hub_now();
+    d.cert_not_after = not_after;
+    assert_int_equal(store_device_add(h->store, &d, "pem", NULL), MAMORI_OK);
+    assert_int_equal(store_device_set_state(h->store, id, state, hub_now()), MAMORI_OK);
+}
+
+/* Moves the clock by ms and runs what is due then. */
+static void advance(struct hub *h, int64_t ms)
+{
+    fake_ms += ms;
+    (void)hub_jobs_run_due(h, fake_ms);
+}
+
+/* Liveness: silent for 1.5 heartbeat intervals is offline (one alert), not
+ * before; then silent for the stray period, the device is stray; a stray
+ * device seen again raises stray_returned. All on the test's clock. */
+static void liveness_and_stray_on_the_clock(void **st)
+{
+    struct hub *h = &((struct full *)*st)->h;
+    const char *id = "MMCCCCCCCCCCCCCCCC";
+    add_device(h, id, "active", 'c', hub_now() + 400 * 86400LL);
+    pthread_mutex_lock(&h->lock);
+    live_heartbeat(h, id, hub_now_ms());
+    pthread_mutex_unlock(&h->lock);
+    advance(h, 14000); /* 1.4 intervals */
+    assert_int_equal(events_of(h, id, "offline"), 0);
+    advance(h, 2000); /* 1.6 */
+    assert_int_equal(events_of(h, id, "offline"), 1);
+    struct device_rec d;
+    assert_int_equal(store_device_get(h->store, id, &d), MAMORI_OK);
+    assert_false(d.online);
+    assert_string_equal(d.state, "active");
+    advance(h, 3000 * 1000LL); /* not yet the stray period */
+    assert_int_equal(store_device_get(h->store, id, &d), MAMORI_OK);
+    assert_string_equal(d.state, "active");
+    advance(h, 700 * 1000LL);
+    assert_int_equal(store_device_get(h->store, id, &d), MAMORI_OK);
+    assert_string_equal(d.state, "stray");
+    assert_int_equal(events_of(h, id, "device_stray"), 1);
+    assert_int_equal(events_of(h, id, "offline"), 1); /* one alert, not one per sweep */
+    /* back: the heartbeat brings it online; the owner must confirm it */
+    pthread_mutex_lock(&h->lock);
+    live_heartbeat(h, id, hub_now_ms());
+    pthread_mutex_unlock(&h->lock);
+    assert_int_equal(events_of(h, id, "stray_returned"), 1);
+}
+
+/* A certificate that expires within the renewal window is reported once
+ * while its alert is live (the rotation policy renews it). */
+static void expiry_on_the_clock(void **st)
+{
+    struct hub *h = &((struct full *)*st)->h;
+    const char *soon = "MMDDDDDDDDDDDDDDDD", *later = "MMEEEEEEEEEEEEEEEE";
+    add_device(h, soon, "active", 'd', hub_now() + 40 * 86400LL);
+    add_device(h, later, "active", 'e', hub_now() + 400 * 86400LL);
+    advance(h, 0);                                            /* the first sweep runs at once */
+    assert_int_equal(events_of(h, soon, "cert_expiring"), 0); /* 40 days: outside 30 */
+    advance(h, 11 * 86400 * 1000LL);
+    assert_int_equal(events_of(h, soon, "cert_expiring"), 1);
+    assert_int_equal(events_of(h, later, "cert_expiring"), 0);
+    advance(h, (int64_t)h->cfg.rotation_check_s * 1000);
+    assert_int_equal(events_of(h, soon, "cert_expiring"), 1); /* its alert is live */
+}
+
+/* Telemetry and events older than the retention period go, newer stay,
+ * when the daily sweep comes round. */
+static void retention_on_the_clock(void **st)
+{
+    struct hub *h = &((struct full *)*st)->h;
+    assert_int_equal(alerts_start(h), MAMORI_OK); /* the sweep's state lives there */
+    int64_t now = hub_now_ms();
+    for (int i = 0; i < 4; i++) {
+        struct telemetry_rec t = {.seq = (uint64_t)i + 1,
+                                  .ts = now - (i < 2 ? 5 : 1) * 86400000LL,
+                                  .recv_at = now - (i < 2 ? 5 : 1) * 86400000LL,
+                                  .body = "{}"};
+        snprintf(t.device_id, sizeof(t.device_id), "MMFFFFFFFFFFFFFFFF");
+        snprintf(t.digest, sizeof(t.digest), "%064d", i);
+        assert_int_equal(store_telemetry_add(h->store, &t), MAMORI_OK);
+    }
+    advance(h, 1000);
+    assert_int_equal(store_scalar(h->store, "SELECT count(*) FROM telemetry", NULL), 2);
+    /* the rest ages past the period: gone at the next daily sweep, not before */
+    advance(h, 12 * 3600 * 1000LL);
+    assert_int_equal(store_scalar(h->store, "SELECT count(*) FROM telemetry", NULL), 2);
+    advance(h, 13 * 3600 * 1000LL);
+    advance(h, 1000);
+    assert_int_equal(store_scalar(h->store, "SELECT count(*) FROM telemetry", NULL), 0);
+    h->stopping = 1;
+    alerts_stop(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(bus_events, bare_setup, bare_teardown),
+        cmocka_unit_test_setup_teardown(bus_by_type, bare_setup, bare_teardown),
+        cmocka_unit_test_setup_teardown(jobs_follow_the_clock, bare_setup, bare_teardown),
+        cmocka_unit_test_setup_teardown(liveness_and_stray_on_the_clock, full_setup, full_teardown),
+        cmocka_unit_test_setup_teardown(expiry_on_the_clock, full_setup, full_teardown),
+        cmocka_unit_test_setup_teardown(retention_on_the_clock, full_setup, full_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
