@@ -3,11 +3,26 @@
  *
  * One struct store per process; every call is made with the hub lock held
  * (hub.h), so implementations need no locking of their own. Implemented by
- * store_sqlite.c (WAL, synchronous=FULL: a committed change survives kill -9
- * and power loss). A PostgreSQL backend will implement the same header.
+ * the SQLite backend: store_sqlite.c (WAL, synchronous=FULL: a committed
+ * change survives kill -9 and power loss) with one file per entity
+ * (store_users.c, store_devices.c, ...; see store_sqlite.c). A PostgreSQL
+ * backend will implement the same header.
  *
  * Strings returned inside records are copied into fixed-size fields; nothing
- * returned points into the backend's memory.
+ * returned points into the backend's memory (except the strings a list
+ * passes its callback, valid during the call).
+ *
+ * Out-parameters: a call that returns anything but MAMORI_OK (NOTFOUND and
+ * the other refusals included) leaves every out-parameter zeroed, never
+ * half-filled: a record all zero bytes (empty strings, 0), an integer or
+ * count 0, a bool false, a malloc'd *..._out NULL; the id an ..._add writes
+ * into the record it is given (campaign, advisory, webhook) is 0. Input
+ * strings are read before outputs are cleared, so one may point into the
+ * record being filled (store_device_get(s, d.id, &d)). Two calls answer
+ * MAMORI_OK with zeros when nothing is stored: store_throttle_get and
+ * store_stream_get. A list call (callback) that fails part-way may have
+ * called its callback for some rows already; one that fills an array
+ * reports 0 rows on failure. Calls returning a count answer -1 on error.
  */
 #ifndef MAMORI_HUB_STORE_H
 #define MAMORI_HUB_STORE_H
@@ -544,9 +559,10 @@ enum mamori_err store_device_certs(struct store *s,
 enum mamori_err store_devices_expiring(struct store *s, int64_t before, char (*ids)[24], size_t max,
                                        size_t *n) MAMORI_MUST_CHECK;
 
-/* The first column of the first row of a fixed query (one optional text
- * parameter), as an integer; -1 when there is none. For counts in reports:
- * sql is always a literal in the caller, never built from input. */
+/* The first column of the first row of a fixed query, as an integer; -1
+ * when there is none. arg, when not NULL, is its one text parameter (?1);
+ * NULL: the query has none. For counts in reports: sql is always a literal
+ * in the caller, never built from input. */
 int64_t store_scalar(struct store *s, const char *sql, const char *arg);
 
 /* Online claimed/active devices with id > after (cursor), in id order. */

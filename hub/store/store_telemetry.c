@@ -1,0 +1,158 @@
+/*
+ * hub/store/store_telemetry.c - device data: the telemetry schema of each
+ * model, the sequence state of each device's streams, the accepted
+ * telemetry (append-only: a trigger refuses UPDATE), and the retention of
+ * telemetry and events.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "hub/store/store_priv.h"
+
+enum mamori_err store_schema_set(struct store *s, const char *model, const char *doc, int64_t now)
+{
+    return db_exec(s,
+                   "INSERT INTO schemas(model,doc,updated_at) VALUES(?,?,?) ON CONFLICT(model) "
+                   "DO UPDATE SET doc=excluded.doc, updated_at=excluded.updated_at",
+                   DB_ARGS(db_text(model), db_text(doc), db_int(now)), NULL);
+}
+
+enum mamori_err store_schema_get(struct store *s, const char *model, char **doc_out)
+{
+    return db_one_dup(s, "SELECT doc FROM schemas WHERE model=?", DB_ARGS(db_text(model)), doc_out);
+}
+
+/* --- stream state -------------------------------------------------------------- */
+
+struct stream_pos {
+    uint64_t seq;
+    int64_t ts;
+};
+
+static void stream_row(sqlite3_stmt *st, void *out)
+{
+    struct stream_pos *p = out;
+    p->seq = (uint64_t)sqlite3_column_int64(st, 0);
+    p->ts = sqlite3_column_int64(st, 1);
+}
+
+enum mamori_err store_stream_get(struct store *s, const char *device_id, const char *stream,
+                                 uint64_t *last_seq, int64_t *last_ts)
+{
+    struct stream_pos p;
+    enum mamori_err rc =
+        db_one(s, "SELECT last_seq,last_ts FROM stream_state WHERE device_id=? AND stream=?",
+               DB_ARGS(db_text(device_id), db_text(stream)), stream_row, &p, sizeof(p));
+    *last_seq = p.seq; /* 0, 0 on error or when none yet */
+    *last_ts = p.ts;
+    return rc == MAMORI_ERR_NOTFOUND ? MAMORI_OK : rc;
+}
+
+enum mamori_err store_stream_set(struct store *s, const char *device_id, const char *stream,
+                                 uint64_t last_seq, int64_t last_ts)
+{
+    return db_exec(s,
+                   "INSERT INTO stream_state(device_id,stream,last_seq,last_ts) VALUES(?,?,?,?) "
+                   "ON CONFLICT(device_id,stream) DO UPDATE SET last_seq=excluded.last_seq,"
+                   " last_ts=excluded.last_ts",
+                   DB_ARGS(db_text(device_id), db_text(stream), db_u64(last_seq), db_int(last_ts)),
+                   NULL);
+}
+
+/* --- telemetry ------------------------------------------------------------------ */
+
+enum mamori_err store_telemetry_add(struct store *s, const struct telemetry_rec *t)
+{
+    return db_exec(s,
+                   "INSERT INTO telemetry(device_id,seq,ts,recv_at,digest,body) "
+                   "VALUES(?,?,?,?,?,?)",
+                   DB_ARGS(db_text(t->device_id), db_u64(t->seq), db_int(t->ts), db_int(t->recv_at),
+                           db_text(t->digest), db_text(t->body)),
+                   NULL);
+}
+
+bool store_telemetry_has(struct store *s, const char *device_id, int64_t ts, uint64_t seq,
+                         const char *digest)
+{
+    int64_t one;
+    return db_one_int(s,
+                      "SELECT 1 FROM telemetry WHERE device_id=? AND ts=? AND seq=? AND "
+                      "digest=? LIMIT 1",
+                      DB_ARGS(db_text(device_id), db_int(ts), db_u64(seq), db_text(digest)),
+                      &one) == MAMORI_OK;
+}
+
+enum mamori_err store_telemetry_list(struct store *s, const char *device_id, int64_t from_ts,
+                                     int64_t to_ts, int64_t after_id, int limit,
+                                     bool (*cb)(const struct telemetry_rec *, void *), void *arg)
+{
+    /* The cursor is a row id; the rows after it are those after its ts, or
+     * at its ts with a greater id. */
+    int64_t after_ts = from_ts - 1;
+    if (after_id > 0) {
+        int64_t ts;
+        enum mamori_err rc =
+            db_one_int(s, "SELECT ts FROM telemetry WHERE id=?", DB_ARGS(db_int(after_id)), &ts);
+        if (rc && rc != MAMORI_ERR_NOTFOUND)
+            return rc;
+        if (!rc)
+            after_ts = ts;
+    }
+    struct db_rows q;
+    /* (device_id, ts) index; id breaks ties so the cursor is stable. */
+    enum mamori_err rc =
+        db_query(s,
+                 "SELECT id,seq,ts,recv_at,digest,body FROM telemetry WHERE device_id=?1 "
+                 "AND ts>=?2 AND ts<=?3 AND (ts>?5 OR (ts=?5 AND id>?4)) ORDER BY ts,id LIMIT ?6",
+                 DB_ARGS(db_text(device_id), db_int(from_ts), db_int(to_ts), db_int(after_id),
+                         db_int(after_ts), db_int(limit)),
+                 &q);
+    if (rc)
+        return rc;
+    struct telemetry_rec t;
+    while (db_next(&q)) {
+        memset(&t, 0, sizeof(t));
+        snprintf(t.device_id, sizeof(t.device_id), "%s", device_id);
+        t.id = sqlite3_column_int64(q.st, 0);
+        t.seq = (uint64_t)sqlite3_column_int64(q.st, 1);
+        t.ts = sqlite3_column_int64(q.st, 2);
+        t.recv_at = sqlite3_column_int64(q.st, 3);
+        db_col_text(q.st, 4, t.digest, sizeof(t.digest));
+        t.body = db_col_str(q.st, 5);
+        if (!t.body || !cb(&t, arg))
+            break;
+    }
+    return db_done(&q);
+}
+
+int64_t store_telemetry_count(struct store *s, const char *device_id)
+{
+    int64_t n;
+    return db_one_int(s, "SELECT count(*) FROM telemetry WHERE device_id=?",
+                      DB_ARGS(db_text(device_id)), &n)
+               ? -1
+               : n;
+}
+
+/* --- retention ------------------------------------------------------------------- */
+
+enum mamori_err store_data_prune(struct store *s, int64_t before_ms, int chunk, int64_t *telemetry,
+                                 int64_t *events)
+{
+    /* the oldest rows first (rowids grow with time), a chunk at a time, so
+     * no sweep holds the store long; a chunk with none old costs little */
+    *events = 0;
+    enum mamori_err rc =
+        db_exec(s,
+                "DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry ORDER BY "
+                "rowid LIMIT ?2) AND recv_at < ?1",
+                DB_ARGS(db_int(before_ms), db_int(chunk)), telemetry);
+    if (!rc)
+        rc = db_exec(s,
+                     "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events ORDER BY "
+                     "rowid LIMIT ?2) AND ts < ?1 / 1000",
+                     DB_ARGS(db_int(before_ms), db_int(chunk)), events);
+    if (rc)
+        *telemetry = 0;
+    return rc;
+}
