@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "hub/alerts/alerts.h"
 #include "hub/core/auth.h"
+#include "hub/device/ingest.h"
 #include "hub/device/liveness.h"
 #include "hub/device/register.h"
 #include "hub/device/relay.h"
@@ -185,8 +186,9 @@ enum mamori_err hub_start(struct hub *h)
     audit_hub(h, "hub_start", "");
     log_if_err(ca_crl_write(h)); /* a fresh one at each start (next update: 7 days) */
     pthread_mutex_unlock(&h->lock);
-    if ((rc = alerts_start(h)) || (rc = broker_start(h)) || (rc = mqtt_start(h)) ||
-        (rc = api_start(h)) || (rc = live_start(h)) || (rc = hub_jobs_start(h)))
+    if ((rc = alerts_start(h)) || (rc = ingest_start(h)) || (rc = broker_start(h)) ||
+        (rc = mqtt_start(h)) || (rc = api_start(h)) || (rc = live_start(h)) ||
+        (rc = hub_jobs_start(h)))
         return rc;
     return write_endpoints(h);
 }
@@ -196,6 +198,7 @@ void hub_stop(struct hub *h)
     h->stopping = 1;
     api_stop(h);
     mqtt_stop(h);
+    ingest_stop(h); /* records what was queued */
     broker_stop(h);
     hub_jobs_stop(h);
     alerts_stop(h);

@@ -71,6 +71,7 @@ struct hub_config {
 };
 
 struct tm_state;
+struct ingest_state;
 struct live_entry; /* hub/device/liveness.h */
 
 struct hub {
@@ -95,10 +96,13 @@ struct hub {
     int broker_restarts;
     pthread_t broker_thread;
 
-    /* hub's own MQTT session */
-    struct mosquitto *mosq;
-    pthread_t mqtt_thread;
-    bool mqtt_connected;
+    /* hub's own MQTT sessions (hub/io/mqtt.c): control (registry sync,
+     * heartbeats, broker reports, everything sent) and data (telemetry,
+     * events, logs, results, for the ingest queue) */
+    struct mosquitto *mosq, *mosq_data;
+    pthread_t mqtt_thread, mqtt_data_thread;
+    int mqtt_threads; /* started */
+    bool mqtt_connected, data_connected;
     uint64_t mqtt_received; /* device messages the hub has read (all kinds) */
     bool plugin_synced;     /* last snapshot fully sent */
     uint64_t sync_gen;
@@ -118,6 +122,7 @@ struct hub {
 
     /* telemetry and event streams (hub/device/telemetry.c) */
     struct tm_state *tm;
+    struct ingest_state *ingest; /* hub/device/ingest.c */
 
     /* rules, alerts and their delivery (hub/alerts/alerts.c) */
     struct alerts_state *alerts;

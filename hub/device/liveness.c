@@ -82,17 +82,18 @@ struct live_entry *live_entry_of(struct hub *h, const char *id)
     return entry_of(h, id, d.hb_interval); /* may grow the table */
 }
 
-void live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
+bool live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
 {
     struct live_entry *e = live_entry_of(h, id);
     if (!e)
-        return;
+        return false;
     e->last_seen_ms = now_ms;
-    if (!e->online) {
-        e->online = true;
-        log_if_err(store_device_set_online(h->store, id, true, now_ms / 1000));
-        hub_event(h, id, "online", "info", "{}");
-    }
+    if (e->online)
+        return false;
+    e->online = true;
+    log_if_err(store_device_set_online(h->store, id, true, now_ms / 1000));
+    hub_event(h, id, "online", "info", "{}");
+    return true;
 }
 
 void live_malformed(struct hub *h, const char *id, int64_t now_ms)

@@ -25,8 +25,9 @@ struct live_entry {
     struct tm_dev *tm;             /* stream state (hub/device/telemetry.c), lazily */
 };
 
-/* Lock held for these. */
-void live_heartbeat(struct hub *h, const char *id, int64_t now_ms);
+/* Lock held for these. A heartbeat: true when it brought the device
+ * online (only then is the store written). */
+bool live_heartbeat(struct hub *h, const char *id, int64_t now_ms);
 void live_forget(struct hub *h, const char *id);
 /* Records a malformed message from a device, at most one event per device
  * per minute (with the count of those left out), so a device cannot turn

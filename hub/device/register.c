@@ -5,14 +5,6 @@
 #include "hub/device/relay.h"
 #include "hub/device/rotation.h"
 #include "hub/device/stray.h"
-#include "hub/device/telemetry.h"
-
-/* Telemetry is committed and acknowledged in batches, every 50 ms. */
-static void flush_job(struct hub *h, int64_t now_ms)
-{
-    (void)now_ms;
-    tm_flush(h);
-}
 
 static void sweep_job(struct hub *h, int64_t now_ms)
 {
@@ -40,8 +32,7 @@ enum mamori_err device_register(struct hub *h)
     step_ms = step_ms < 100 ? 100 : step_ms > 1000 ? 1000 : step_ms;
     int64_t rot_ms = (int64_t)h->cfg.rotation_check_s * 1000;
     enum mamori_err rc;
-    if ((rc = hub_job_add(h, "telemetry_flush", 50, 50, HUB_JOB_LOCKED, flush_job)) ||
-        (rc = hub_job_add(h, "liveness_sweep", step_ms, step_ms, 0, sweep_job)) ||
+    if ((rc = hub_job_add(h, "liveness_sweep", step_ms, step_ms, 0, sweep_job)) ||
         (rc = hub_job_add(h, "rotation_policy", rot_ms, rot_ms, HUB_JOB_LOCKED | HUB_JOB_SESSION,
                           rotation_job)) ||
         (rc = hub_job_add(h, "relay_challenge", 100, 0, HUB_JOB_LOCKED, relay_job)))

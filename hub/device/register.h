@@ -1,7 +1,7 @@
 /*
  * hub/device/register.h - the device domain's place in the hub: its
- * periodic jobs (telemetry batches, liveness sweep, rotation policy, timed
- * challenges) and its handlers (command results by type).
+ * periodic jobs (liveness sweep, rotation policy, timed challenges) and its handlers (command
+ * results by type).
  */
 #ifndef MAMORI_HUB_DEVICE_REGISTER_H
 #define MAMORI_HUB_DEVICE_REGISTER_H

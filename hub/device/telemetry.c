@@ -97,6 +97,7 @@ struct tm_state {
     struct tm_schema_slot *schemas;
     size_t nschemas;
     struct tm_counts n;
+    bool write_failed; /* a write of this batch failed: no acknowledgement */
 };
 
 static struct tm_state *state(struct hub *h)
@@ -561,12 +562,11 @@ static void send_ack(struct hub *h, const struct tm_dev *d)
         hub_send_device(h, d->id, msg, (size_t)n);
 }
 
-void tm_flush(struct hub *h)
+/* Writes the buffered rows and the sequence state of the devices they
+ * touched; false when a write failed. Lock held, a transaction open. */
+static bool tm_write(struct hub *h, struct tm_state *t)
 {
-    struct tm_state *t = h->tm;
-    if (!t || (t->nrows == 0 && t->ndirty == 0))
-        return;
-    bool ok = store_begin(h->store) == MAMORI_OK;
+    bool ok = true;
     for (size_t i = 0; ok && i < t->nrows; i++) {
         struct tm_row *r = &t->rows[i];
         struct telemetry_rec rec = {
@@ -582,12 +582,41 @@ void tm_flush(struct hub *h)
                 ok = store_stream_set(h->store, d->id, STREAM_NAMES[s], d->last_seq[s],
                                       d->last_ts[s]) == MAMORI_OK;
     }
+    if (!ok)
+        log_warn("telemetry batch of %zu rows not stored; devices will resend", t->nrows);
+    for (size_t i = 0; i < t->nrows; i++)
+        free(t->rows[i].body);
+    t->nrows = 0;
+    return ok;
+}
+
+void tm_flush(struct hub *h)
+{
+    struct tm_state *t = h->tm;
+    if (!t || (t->nrows == 0 && t->ndirty == 0))
+        return;
+    if (store_in_transaction(h->store)) {
+        /* a batch's transaction: written now, acknowledged by tm_settle
+         * once the batch has committed */
+        if (!tm_write(h, t))
+            t->write_failed = true;
+        return;
+    }
+    bool ok = store_begin(h->store) == MAMORI_OK;
+    ok = ok && tm_write(h, t);
     if (ok)
         ok = store_commit(h->store) == MAMORI_OK;
-    if (!ok) {
+    if (!ok)
         store_rollback(h->store);
-        log_warn("telemetry batch of %zu rows not stored; devices will resend", t->nrows);
-    }
+    tm_settle(h, ok);
+}
+
+void tm_settle(struct hub *h, bool committed)
+{
+    struct tm_state *t = h->tm;
+    if (!t)
+        return;
+    bool ok = committed && !t->write_failed;
     for (size_t i = 0; i < t->nrows; i++)
         free(t->rows[i].body);
     t->nrows = 0;
@@ -600,6 +629,7 @@ void tm_flush(struct hub *h)
             d->loaded = false; /* reload the state that is really stored */
     }
     t->ndirty = 0;
+    t->write_failed = false;
 }
 
 /* ---- queries ---- */

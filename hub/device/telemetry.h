@@ -22,8 +22,12 @@ struct crypto_cert;
 
 void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct proto_envelope *env,
                json_t *body, const void *payload, size_t len);
-/* Commits buffered rows with the sequence state, then acknowledges. */
+/* Commits buffered rows with the sequence state, then acknowledges. Inside
+ * an open transaction (a batch of device messages) it only writes them:
+ * tm_settle acknowledges once that transaction has committed (or, when
+ * it has not, forgets the state that was not stored). */
 void tm_flush(struct hub *h);
+void tm_settle(struct hub *h, bool committed);
 void tm_schema_changed(struct hub *h, const char *model);
 enum mamori_err tm_query(struct hub *h, const char *id, int64_t from_ts, int64_t to_ts,
                          int64_t after, int limit, json_t **out) MAMORI_MUST_CHECK;

@@ -1,5 +1,6 @@
 /* hub/io/health.c - see health.h. */
 #include "hub/io/health.h"
+#include "hub/device/ingest.h"
 #include "hub/device/telemetry.h"
 
 #include <inttypes.h>
@@ -30,5 +31,17 @@ enum mamori_err hub_op_health(struct hub *h, json_t **out)
                                       (json_int_t)n.rejected, "before_owner",
                                       (json_int_t)n.before_owner));
     pthread_mutex_unlock(&h->lock);
+    /* device messages recorded in batches (hub/device/ingest.h) */
+    struct ingest_stats in;
+    ingest_stats(h, &in);
+    if (*out) {
+        json_object_set_new(*out, "data_session",
+                            json_boolean(__atomic_load_n(&h->data_connected, __ATOMIC_RELAXED)));
+        json_object_set_new(*out, "ingest",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I}", "batches", (json_int_t)in.batches,
+                                      "messages", (json_int_t)in.messages, "largest_batch",
+                                      (json_int_t)in.largest, "failed_batches",
+                                      (json_int_t)in.failed, "queued", (json_int_t)in.queued));
+    }
     return MAMORI_OK;
 }

@@ -22,12 +22,8 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/proto.h"
-#include "hub/device/command.h"
-#include "hub/device/device.h"
+#include "hub/device/ingest.h"
 #include "hub/device/lifecycle.h"
-#include "hub/device/liveness.h"
-#include "hub/device/relay.h"
-#include "hub/device/telemetry.h"
 #include "hub/io/mqtt.h"
 
 #define SYNC_TOPIC PROTO_TOPIC_CTL_PREFIX "sync"
@@ -158,11 +154,8 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
         log_warn("broker refused hub session: %s", mosquitto_connack_string(rc));
         return;
     }
+    /* control: heartbeats and the broker's reports, never behind data */
     mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/hb", 1);
-    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/tm", 1);
-    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/ev", 1);
-    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/res", 1);
-    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/log", 1);
     mosquitto_subscribe(m, NULL, PROTO_TOPIC_BROKER_EV, 1);
     pthread_mutex_lock(&h->lock);
     h->mqtt_connected = true;
@@ -232,111 +225,55 @@ static void on_broker_event(struct hub *h, const struct mosquitto_message *msg)
     json_decref(ev);
 }
 
-/* A heartbeat: liveness in memory; the first of a claimed device
- * activates it; the first of a connection sends pending commands again. */
-static void on_heartbeat(struct hub *h, const char *id, const struct mosquitto_message *msg,
-                         const struct proto_envelope *env, json_t *body)
+/* Device messages by kind (the topic's last level): heartbeats are taken
+ * at once, on the control session; the rest goes to the ingest queue,
+ * recorded and acknowledged in batches (hub/device/ingest.h). */
+static void on_device_message(struct hub *h, const struct mosquitto_message *msg)
 {
-    (void)msg;
-    (void)env;
-    int64_t now = hub_now_ms();
-    pthread_mutex_lock(&h->lock);
-    live_heartbeat(h, id, now);
-    pthread_mutex_unlock(&h->lock);
-    struct principal hubp = {.user_id = 0, .name = "hub", .role = ROLE_ADMIN};
-    /* T01-L1c: the first heartbeat of a claimed device completes its
-     * setup: it holds a valid identity and runs. */
-    struct device_rec d;
-    pthread_mutex_lock(&h->lock);
-    bool claimed =
-        store_device_get(h->store, id, &d) == MAMORI_OK && strcmp(d.state, "claimed") == 0;
-    pthread_mutex_unlock(&h->lock);
-    if (claimed)
-        log_if_err(hub_op_transition(h, &hubp, id, LC_ACTIVATE, "first heartbeat after claim"));
-    /* The first heartbeat of a connection (uptime 0): commands that
-     * are still pending (issued while it was away) go out again. */
-    uint64_t up = 1;
-    if (json_get_u64(body, "uptime_s", &up) && up == 0) {
-        pthread_mutex_lock(&h->lock);
-        relay_on_connect(h, id); /* before: a challenge is not re-sent */
-        cmd_resend_pending(h, id);
-        pthread_mutex_unlock(&h->lock);
-    }
-}
-
-static void on_result(struct hub *h, const char *id, const struct mosquitto_message *msg,
-                      const struct proto_envelope *env, json_t *body)
-{
-    (void)msg;
-    (void)env;
-    pthread_mutex_lock(&h->lock);
-    cmd_result(h, id, body);
-    pthread_mutex_unlock(&h->lock);
-}
-
-static void on_stream(struct hub *h, const char *id, const struct mosquitto_message *msg,
-                      const struct proto_envelope *env, json_t *body, enum stream_kind s)
-{
-    pthread_mutex_lock(&h->lock);
-    tm_ingest(h, id, s, env, body, msg->payload, (size_t)msg->payloadlen);
-    pthread_mutex_unlock(&h->lock);
-}
-
-static void on_tm(struct hub *h, const char *id, const struct mosquitto_message *msg,
-                  const struct proto_envelope *env, json_t *body)
-{
-    on_stream(h, id, msg, env, body, STREAM_TM);
-}
-
-static void on_ev(struct hub *h, const char *id, const struct mosquitto_message *msg,
-                  const struct proto_envelope *env, json_t *body)
-{
-    on_stream(h, id, msg, env, body, STREAM_EV);
-}
-
-static void on_devlog(struct hub *h, const char *id, const struct mosquitto_message *msg,
-                      const struct proto_envelope *env, json_t *body)
-{
-    on_stream(h, id, msg, env, body, STREAM_LOG);
-}
-
-/* Device messages by kind (the topic's last level). */
-static const struct {
-    enum proto_kind kind;
-    void (*fn)(struct hub *h, const char *id, const struct mosquitto_message *msg,
-               const struct proto_envelope *env, json_t *body);
-} INTAKE[] = {
-    {PROTO_KIND_HB, on_heartbeat}, {PROTO_KIND_RES, on_result}, {PROTO_KIND_TM, on_tm},
-    {PROTO_KIND_EV, on_ev},        {PROTO_KIND_LOG, on_devlog},
-};
-
-static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg)
-{
-    (void)m;
-    struct hub *h = arg;
-    if (strcmp(msg->topic, PROTO_TOPIC_BROKER_EV) == 0) {
-        on_broker_event(h, msg);
-        return;
-    }
     char id[PROTO_DEVICE_ID_LEN + 1];
     enum proto_kind kind;
     if (proto_topic_parse(msg->topic, strlen(msg->topic), id, &kind))
         return;
     __atomic_add_fetch(&h->mqtt_received, 1, __ATOMIC_RELAXED);
-    struct proto_envelope env;
-    json_t *body = NULL;
-    if (proto_envelope_parse(msg->payload, (size_t)msg->payloadlen, &env, &body)) {
-        pthread_mutex_lock(&h->lock);
-        live_malformed(h, id, hub_now_ms());
-        pthread_mutex_unlock(&h->lock);
+    if (kind == PROTO_KIND_HB)
+        ingest_heartbeat(h, id, msg->payload, (size_t)msg->payloadlen);
+    else if (kind != PROTO_KIND_CMD)
+        (void)ingest_submit(h, id, kind, msg->payload, (size_t)msg->payloadlen);
+}
+
+static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg)
+{
+    (void)m;
+    struct hub *h = arg;
+    if (strcmp(msg->topic, PROTO_TOPIC_BROKER_EV) == 0)
+        on_broker_event(h, msg);
+    else
+        on_device_message(h, msg);
+}
+
+/* The data session: telemetry, events, device logs and command results,
+ * each device's in the order it sent them (one subscriber per topic). */
+static void on_data_connect(struct mosquitto *m, void *arg, int rc)
+{
+    struct hub *h = arg;
+    if (rc != 0) {
+        log_warn("broker refused hub data session: %s", mosquitto_connack_string(rc));
         return;
     }
-    for (size_t i = 0; i < sizeof(INTAKE) / sizeof(INTAKE[0]); i++)
-        if (INTAKE[i].kind == kind) {
-            INTAKE[i].fn(h, id, msg, &env, body);
-            break;
-        }
-    json_decref(body);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/tm", 1);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/ev", 1);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/res", 1);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/log", 1);
+    __atomic_store_n(&h->data_connected, true, __ATOMIC_RELAXED);
+}
+
+static void on_data_disconnect(struct mosquitto *m, void *arg, int rc)
+{
+    (void)m;
+    struct hub *h = arg;
+    __atomic_store_n(&h->data_connected, false, __ATOMIC_RELAXED);
+    if (!h->stopping)
+        log_warn("hub data session to broker lost (%d); reconnecting", rc);
 }
 
 static void on_log(struct mosquitto *m, void *arg, int level, const char *str)
@@ -347,63 +284,103 @@ static void on_log(struct mosquitto *m, void *arg, int level, const char *str)
         log_warn("hub mqtt: %s", str);
 }
 
-/* Owns the session: libmosquitto's own loop gives up for good on some
+/* Owns a session: libmosquitto's own loop gives up for good on some
  * errors (a TLS failure while the broker restarts, say), so we retry here
  * with backoff for as long as the hub runs. */
-static void *mqtt_thread(void *arg)
+static void run_session(struct hub *h, struct mosquitto *m)
 {
-    struct hub *h = arg;
     unsigned backoff_ms = 100;
     while (!h->stopping) {
-        int rc = mosquitto_connect(h->mosq, h->cfg.listen_addr, h->broker_port, 30);
+        int rc = mosquitto_connect(m, h->cfg.listen_addr, h->broker_port, 30);
         if (rc == MOSQ_ERR_SUCCESS) {
             backoff_ms = 100;
-            rc = mosquitto_loop_forever(h->mosq, 200, 1);
+            rc = mosquitto_loop_forever(m, 200, 1);
         }
         if (h->stopping)
             break;
         log_debug("hub mqtt: %s; retry in %u ms", mosquitto_strerror(rc), backoff_ms);
         hub_backoff(h, &backoff_ms, 5000);
     }
+}
+
+static void *control_thread(void *arg)
+{
+    struct hub *h = arg;
+    run_session(h, h->mosq);
     return NULL;
 }
 
-enum mamori_err mqtt_start(struct hub *h)
+static void *data_thread(void *arg)
+{
+    struct hub *h = arg;
+    run_session(h, h->mosq_data);
+    return NULL;
+}
+
+/* A session with the hub's certificate: TLS 1.2+, MQTT 3.1.1, usable from
+ * any thread (API threads publish while the session's thread reads). */
+static struct mosquitto *new_session(struct hub *h, const char *client_id,
+                                     void (*on_conn)(struct mosquitto *, void *, int),
+                                     void (*on_disc)(struct mosquitto *, void *, int))
 {
     char ca[HUB_PATH_MAX], crt[HUB_PATH_MAX], key[HUB_PATH_MAX];
     if (fs_path(ca, sizeof(ca), h->cfg.data_dir, "pki/root.crt") ||
         fs_path(crt, sizeof(crt), h->cfg.data_dir, "pki/hub-client.crt") ||
         fs_path(key, sizeof(key), h->cfg.data_dir, "pki/hub-client.key"))
-        return MAMORI_ERR_TOOBIG;
+        return NULL;
+    struct mosquitto *m = mosquitto_new(client_id, true, h);
+    if (!m)
+        return NULL;
+    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    /* Without this, libmosquitto writes a publish straight from the
+     * calling thread, and two threads would use one OpenSSL connection. */
+    mosquitto_threaded_set(m, true);
+    mosquitto_connect_callback_set(m, on_conn);
+    mosquitto_disconnect_callback_set(m, on_disc);
+    mosquitto_message_callback_set(m, on_message);
+    mosquitto_log_callback_set(m, on_log);
+    mosquitto_reconnect_delay_set(m, 1, 5, true);
+    mosquitto_max_inflight_messages_set(m, 0);
+    if (mosquitto_tls_set(m, ca, NULL, crt, key, NULL) != MOSQ_ERR_SUCCESS ||
+        mosquitto_tls_opts_set(m, 1, "tlsv1.2", NULL) != MOSQ_ERR_SUCCESS) {
+        mosquitto_destroy(m);
+        return NULL;
+    }
+    return m;
+}
+
+enum mamori_err mqtt_start(struct hub *h)
+{
     h->out.send_device = send_device;
     h->out.push_device = push_device;
-    h->mosq = mosquitto_new(PROTO_HUB_CLIENT_ID, true, h);
-    if (!h->mosq)
-        return MAMORI_ERR_NOMEM;
-    mosquitto_int_option(h->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
-    /* API threads publish while mqtt_thread runs the loop. Without this,
-     * libmosquitto writes a publish straight from the calling thread, and
-     * two threads would use one OpenSSL connection at once. */
-    mosquitto_threaded_set(h->mosq, true);
-    mosquitto_connect_callback_set(h->mosq, on_connect);
-    mosquitto_disconnect_callback_set(h->mosq, on_disconnect);
-    mosquitto_message_callback_set(h->mosq, on_message);
-    mosquitto_log_callback_set(h->mosq, on_log);
-    mosquitto_reconnect_delay_set(h->mosq, 1, 5, true);
-    mosquitto_max_inflight_messages_set(h->mosq, 0);
-    if (mosquitto_tls_set(h->mosq, ca, NULL, crt, key, NULL) != MOSQ_ERR_SUCCESS ||
-        mosquitto_tls_opts_set(h->mosq, 1, "tlsv1.2", NULL) != MOSQ_ERR_SUCCESS)
+    h->mosq = new_session(h, PROTO_HUB_CLIENT_ID, on_connect, on_disconnect);
+    h->mosq_data = new_session(h, PROTO_HUB_CLIENT_ID "-data", on_data_connect, on_data_disconnect);
+    if (!h->mosq || !h->mosq_data)
         return MAMORI_ERR_TLS;
-    return pthread_create(&h->mqtt_thread, NULL, mqtt_thread, h) ? MAMORI_ERR_INTERNAL : MAMORI_OK;
+    if (pthread_create(&h->mqtt_thread, NULL, control_thread, h))
+        return MAMORI_ERR_INTERNAL;
+    h->mqtt_threads = 1;
+    if (pthread_create(&h->mqtt_data_thread, NULL, data_thread, h))
+        return MAMORI_ERR_INTERNAL;
+    h->mqtt_threads = 2;
+    return MAMORI_OK;
 }
 
 void mqtt_stop(struct hub *h)
 {
-    if (!h->mosq)
-        return;
     h->stopping = 1;
-    mosquitto_disconnect(h->mosq);
-    pthread_join(h->mqtt_thread, NULL);
-    mosquitto_destroy(h->mosq);
-    h->mosq = NULL;
+    if (h->mosq)
+        mosquitto_disconnect(h->mosq);
+    if (h->mosq_data)
+        mosquitto_disconnect(h->mosq_data);
+    if (h->mqtt_threads > 0)
+        pthread_join(h->mqtt_thread, NULL);
+    if (h->mqtt_threads > 1)
+        pthread_join(h->mqtt_data_thread, NULL);
+    h->mqtt_threads = 0;
+    if (h->mosq)
+        mosquitto_destroy(h->mosq);
+    if (h->mosq_data)
+        mosquitto_destroy(h->mosq_data);
+    h->mosq = h->mosq_data = NULL;
 }

@@ -104,9 +104,17 @@ enum mamori_err store_open(const char *path, struct store **out) MAMORI_MUST_CHE
 void store_close(struct store *s);
 int store_schema_version(struct store *s);
 
+/* Transactions. They nest: inside an open one, begin/commit/rollback
+ * work on a savepoint, whose changes are durable only when the outermost
+ * transaction commits (a batch of device messages is one transaction; the
+ * audited changes made while recording it are savepoints in it). */
 enum mamori_err store_begin(struct store *s) MAMORI_MUST_CHECK;
 enum mamori_err store_commit(struct store *s) MAMORI_MUST_CHECK;
 void store_rollback(struct store *s);
+/* True while a transaction is open: what is written now is not durable. */
+bool store_in_transaction(struct store *s);
+/* Rolls back every open transaction (one left open by mistake). */
+void store_abort(struct store *s);
 
 enum mamori_err store_meta_get(struct store *s, const char *key, char *out,
                                size_t outlen) MAMORI_MUST_CHECK;

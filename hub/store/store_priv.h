@@ -34,6 +34,7 @@
 
 struct store {
     sqlite3 *db;
+    int depth; /* transactions open (store_begin): the outermost, then savepoints */
 };
 
 /* --- arguments ----------------------------------------------------------- */

@@ -470,19 +470,52 @@ void store_close(struct store *s)
     free(s);
 }
 
+/* Transactions nest: the outermost is BEGIN IMMEDIATE ... COMMIT, the
+ * ones inside it are savepoints, which become durable only with the
+ * outermost commit. depth follows SQLite's own view (a failed COMMIT
+ * leaves the transaction open for the caller's rollback). */
 enum mamori_err store_begin(struct store *s)
 {
-    return db_script(s, "BEGIN IMMEDIATE");
+    if (sqlite3_get_autocommit(s->db))
+        s->depth = 0;
+    enum mamori_err rc =
+        s->depth ? db_script(s, "SAVEPOINT nested") : db_script(s, "BEGIN IMMEDIATE");
+    if (!rc)
+        s->depth++;
+    return rc;
 }
 
 enum mamori_err store_commit(struct store *s)
 {
-    return db_script(s, "COMMIT");
+    if (s->depth == 0)
+        return MAMORI_ERR_INTERNAL; /* nothing begun */
+    enum mamori_err rc = s->depth > 1 ? db_script(s, "RELEASE nested") : db_script(s, "COMMIT");
+    if (!rc)
+        s->depth--;
+    return rc;
 }
 
 void store_rollback(struct store *s)
 {
-    (void)db_script(s, "ROLLBACK");
+    if (s->depth == 0)
+        return;
+    if (s->depth > 1)
+        (void)db_script(s, "ROLLBACK TO nested; RELEASE nested");
+    else
+        (void)db_script(s, "ROLLBACK");
+    s->depth--;
+}
+
+void store_abort(struct store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        (void)db_script(s, "ROLLBACK");
+    s->depth = 0;
+}
+
+bool store_in_transaction(struct store *s)
+{
+    return !sqlite3_get_autocommit(s->db);
 }
 
 enum mamori_err store_meta_get(struct store *s, const char *key, char *out, size_t outlen)

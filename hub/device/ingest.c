@@ -1,0 +1,256 @@
+/* hub/device/ingest.c - see ingest.h. */
+#include "hub/device/ingest.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "hub/device/command.h"
+#include "hub/device/device.h"
+#include "hub/device/liveness.h"
+#include "hub/device/relay.h"
+#include "hub/device/telemetry.h"
+
+struct item {
+    char id[PROTO_DEVICE_ID_LEN + 1];
+    enum proto_kind kind;
+    size_t len;
+    char *payload;
+};
+
+struct ingest_state {
+    pthread_mutex_t mu;
+    pthread_cond_t nonempty, nonfull;
+    struct item *q; /* ring of INGEST_QUEUE */
+    size_t head, n;
+    bool stop, running;
+    pthread_t thread;
+    struct item batch[INGEST_BATCH];
+    struct ingest_stats st;
+};
+
+static const struct principal HUB_WHO = {.user_id = 0, .name = "hub", .role = ROLE_ADMIN};
+
+void ingest_heartbeat(struct hub *h, const char *id, const void *payload, size_t len)
+{
+    struct proto_envelope env;
+    json_t *body = NULL;
+    int64_t now = hub_now_ms();
+    if (proto_envelope_parse(payload, len, &env, &body)) {
+        pthread_mutex_lock(&h->lock);
+        live_malformed(h, id, now);
+        pthread_mutex_unlock(&h->lock);
+        return;
+    }
+    /* uptime 0: the first heartbeat of a connection */
+    uint64_t up = 1;
+    bool fresh = json_get_u64(body, "uptime_s", &up) && up == 0;
+    json_decref(body);
+    pthread_mutex_lock(&h->lock);
+    bool came = live_heartbeat(h, id, now);
+    /* T01-L1c: the first heartbeat of a claimed device completes its
+     * setup: it holds a valid identity and runs. Looked up only when the
+     * device comes online or (re)connects, never per beat. */
+    struct device_rec d;
+    bool claimed = (came || fresh) && store_device_get(h->store, id, &d) == MAMORI_OK &&
+                   strcmp(d.state, "claimed") == 0;
+    pthread_mutex_unlock(&h->lock);
+    if (claimed)
+        log_if_err(hub_op_transition(h, &HUB_WHO, id, LC_ACTIVATE, "first heartbeat after claim"));
+    if (fresh) {
+        /* commands still pending (issued while it was away) go again */
+        pthread_mutex_lock(&h->lock);
+        relay_on_connect(h, id); /* before: a challenge is not re-sent */
+        cmd_resend_pending(h, id);
+        pthread_mutex_unlock(&h->lock);
+    }
+}
+
+static void on_stream(struct hub *h, const struct item *it, const struct proto_envelope *env,
+                      json_t *body)
+{
+    enum stream_kind s = it->kind == PROTO_KIND_TM   ? STREAM_TM
+                         : it->kind == PROTO_KIND_EV ? STREAM_EV
+                                                     : STREAM_LOG;
+    tm_ingest(h, it->id, s, env, body, it->payload, it->len);
+}
+
+static void on_result(struct hub *h, const struct item *it, const struct proto_envelope *env,
+                      json_t *body)
+{
+    (void)env;
+    cmd_result(h, it->id, body);
+}
+
+/* What a queued message is, by kind. */
+static const struct {
+    enum proto_kind kind;
+    void (*fn)(struct hub *h, const struct item *it, const struct proto_envelope *env,
+               json_t *body);
+} KINDS[] = {
+    {PROTO_KIND_TM, on_stream},
+    {PROTO_KIND_EV, on_stream},
+    {PROTO_KIND_LOG, on_stream},
+    {PROTO_KIND_RES, on_result},
+};
+
+/* One message, in the batch's transaction. Lock held. */
+static void record_one(struct hub *h, const struct item *it)
+{
+    struct proto_envelope env;
+    json_t *body = NULL;
+    if (proto_envelope_parse(it->payload, it->len, &env, &body)) {
+        live_malformed(h, it->id, hub_now_ms());
+        return;
+    }
+    for (size_t i = 0; i < sizeof(KINDS) / sizeof(KINDS[0]); i++)
+        if (KINDS[i].kind == it->kind) {
+            KINDS[i].fn(h, it, &env, body);
+            break;
+        }
+    json_decref(body);
+}
+
+/* Records items[0..n) in transactions of at most INGEST_BATCH_MS of work;
+ * acknowledges what each committed. */
+static void record(struct hub *h, struct ingest_state *s, const struct item *items, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        pthread_mutex_lock(&h->lock);
+        bool tx = store_begin(h->store) == MAMORI_OK;
+        int64_t t0 = hub_mono_ms();
+        size_t first = i;
+        for (; i < n && (i == first || hub_mono_ms() - t0 < INGEST_BATCH_MS); i++)
+            record_one(h, &items[i]);
+        tm_flush(h); /* inside the transaction: rows and sequence state */
+        bool ok = tx && store_commit(h->store) == MAMORI_OK;
+        if (ok && store_in_transaction(h->store)) {
+            /* something inside left a transaction open: nothing of this
+             * batch is durable, so nothing is acknowledged */
+            log_err("a transaction was left open while recording device messages");
+            ok = false;
+        }
+        if (tx && !ok) {
+            store_abort(h->store);
+            log_warn("a batch of %zu device messages was not recorded; devices will resend",
+                     i - first);
+        }
+        tm_settle(h, ok || !tx); /* acknowledgements only for what is committed */
+        pthread_mutex_unlock(&h->lock);
+        pthread_mutex_lock(&s->mu);
+        s->st.batches++;
+        s->st.messages += i - first;
+        if (i - first > s->st.largest)
+            s->st.largest = i - first;
+        if (tx && !ok)
+            s->st.failed++;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static void *worker(void *arg)
+{
+    struct hub *h = arg;
+    struct ingest_state *s = h->ingest;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (s->n == 0 && !s->stop)
+            pthread_cond_wait(&s->nonempty, &s->mu);
+        if (s->n == 0) { /* stopping, and all recorded */
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        size_t k = s->n < INGEST_BATCH ? s->n : INGEST_BATCH;
+        for (size_t i = 0; i < k; i++)
+            s->batch[i] = s->q[(s->head + i) % INGEST_QUEUE];
+        s->head = (s->head + k) % INGEST_QUEUE;
+        s->n -= k;
+        pthread_cond_broadcast(&s->nonfull);
+        pthread_mutex_unlock(&s->mu);
+        record(h, s, s->batch, k);
+        for (size_t i = 0; i < k; i++)
+            free(s->batch[i].payload);
+    }
+    return NULL;
+}
+
+bool ingest_submit(struct hub *h, const char *id, enum proto_kind kind, const void *payload,
+                   size_t len)
+{
+    struct ingest_state *s = h->ingest;
+    char *copy = s ? malloc(len + 1) : NULL;
+    if (!copy)
+        return false;
+    memcpy(copy, payload, len);
+    copy[len] = '\0';
+    pthread_mutex_lock(&s->mu);
+    while (s->n == INGEST_QUEUE && !s->stop)
+        pthread_cond_wait(&s->nonfull, &s->mu);
+    if (s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        free(copy);
+        return false;
+    }
+    struct item *it = &s->q[(s->head + s->n) % INGEST_QUEUE];
+    snprintf(it->id, sizeof(it->id), "%s", id);
+    it->kind = kind;
+    it->len = len;
+    it->payload = copy;
+    s->n++;
+    pthread_cond_signal(&s->nonempty);
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+void ingest_stats(struct hub *h, struct ingest_stats *out)
+{
+    struct ingest_state *s = h->ingest;
+    memset(out, 0, sizeof(*out));
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    out->queued = s->n;
+    pthread_mutex_unlock(&s->mu);
+}
+
+enum mamori_err ingest_start(struct hub *h)
+{
+    struct ingest_state *s = calloc(1, sizeof(*s));
+    if (!s || !(s->q = calloc(INGEST_QUEUE, sizeof(*s->q)))) {
+        free(s);
+        return MAMORI_ERR_NOMEM;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->nonempty, NULL);
+    pthread_cond_init(&s->nonfull, NULL);
+    h->ingest = s;
+    if (pthread_create(&s->thread, NULL, worker, h))
+        return MAMORI_ERR_INTERNAL;
+    s->running = true;
+    return MAMORI_OK;
+}
+
+void ingest_stop(struct hub *h)
+{
+    struct ingest_state *s = h->ingest;
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_broadcast(&s->nonempty);
+    pthread_cond_broadcast(&s->nonfull);
+    pthread_mutex_unlock(&s->mu);
+    if (s->running)
+        pthread_join(s->thread, NULL);
+    for (size_t i = 0; i < s->n; i++)
+        free(s->q[(s->head + i) % INGEST_QUEUE].payload);
+    h->ingest = NULL;
+    pthread_cond_destroy(&s->nonempty);
+    pthread_cond_destroy(&s->nonfull);
+    pthread_mutex_destroy(&s->mu);
+    free(s->q);
+    free(s);
+}
