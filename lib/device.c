@@ -311,10 +311,10 @@ enum mamori_err mamori_device_new(const struct mamori_device_opts *o, struct mam
         rc = fs_check_private(key, 0);
     if (!rc)
         rc = check_keystore(key, d->keystore);
-    snprintf(d->key_path, sizeof(d->key_path), "%s", key);
-    snprintf(d->crt_path, sizeof(d->crt_path), "%s", crt);
     if (rc)
         goto fail;
+    snprintf(d->key_path, sizeof(d->key_path), "%s", key);
+    snprintf(d->crt_path, sizeof(d->crt_path), "%s", crt);
     if (o->host_override)
         snprintf(d->host, sizeof(d->host), "%s", o->host_override);
     if (o->port_override)
