@@ -7,6 +7,10 @@
  *   mqtt-bench connect IDDIR N THREADS PORT        full mTLS connect rate (to CONNACK)
  *   mqtt-bench publish IDDIR N QOS MSGS PORT       N connected clients publish MSGS each
  *   mqtt-bench hold    IDDIR N SECONDS PORT        hold N connections (for RSS readings)
+ *   mqtt-bench stream  IDDIR N RATE SECONDS PORT   N clients send protocol telemetry (QoS 1,
+ *                                                  envelopes with sequence numbers) at RATE
+ *                                                  messages/s in all for SECONDS; each reads the
+ *                                                  hub's acknowledgements on its cmd topic
  *   mqtt-bench revoke  IDDIR N PORT API CA TOKEN   revoke N devices one by one through the
  *                                                  API, time until each is disconnected
  */
@@ -31,6 +35,8 @@ struct cl {
     volatile int connected, refused, lost;
     int acked;
     double t_lost;
+    /* stream: sequence numbers base+1.. sent; the hub's highest ack */
+    uint64_t base, next, hub_ack;
 };
 
 static double now_s(void)
@@ -68,6 +74,20 @@ static void on_publish(struct mosquitto *m, void *a, int mid)
     ((struct cl *)a)->acked++;
 }
 
+/* stream: the hub's acknowledgement {"v":1,"ack":{"tm":N,...}} on cmd */
+static void on_message(struct mosquitto *m, void *a, const struct mosquitto_message *msg)
+{
+    (void)m;
+    struct cl *c = a;
+    json_t *j = NULL;
+    uint64_t tm = 0;
+    if (json_parse_untrusted(msg->payload, (size_t)msg->payloadlen, 4096, &j, NULL, 0))
+        return;
+    if (json_get_u64(json_object_get(j, "ack"), "tm", &tm) && tm > c->hub_ack)
+        c->hub_ack = tm;
+    json_decref(j);
+}
+
 static const char *g_dir;
 static int g_port;
 
@@ -97,6 +117,7 @@ static int setup(struct cl *c, int i)
     mosquitto_connect_callback_set(c->m, on_connect);
     mosquitto_disconnect_callback_set(c->m, on_disconnect);
     mosquitto_publish_callback_set(c->m, on_publish);
+    mosquitto_message_callback_set(c->m, on_message);
     if (mosquitto_tls_set(c->m, ca, NULL, crt, key, NULL) != MOSQ_ERR_SUCCESS)
         return -1;
     return 0;
@@ -388,6 +409,78 @@ static int cmd_revoke(int n, const char *api, const char *ca, const char *token)
     return 0;
 }
 
+/* Sums the clients' sent and acknowledged telemetry. */
+static void stream_totals(const struct cl *cs, int n, uint64_t *sent, uint64_t *acked)
+{
+    *sent = *acked = 0;
+    for (int i = 0; i < n; i++) {
+        *sent += cs[i].next - cs[i].base;
+        *acked += cs[i].hub_ack > cs[i].base ? cs[i].hub_ack - cs[i].base : 0;
+    }
+}
+
+/* n clients send rate messages/s in all for secs seconds, paced in 10 ms
+ * steps, round robin; then up to 10 s more for the acknowledgements. The
+ * sequence numbers start above the clock in ms, so a later run (the hub
+ * keeps each device's last one) never looks like a replay. */
+static int cmd_stream(int n, long rate, int secs)
+{
+    struct fleet f;
+    if (rate < 1 || secs < 1 || secs > DEADLINE_S || fleet_open(&f, n))
+        return 2;
+    struct cl *cs = f.cs;
+    char topic[96], payload[160];
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    uint64_t base = (uint64_t)wall.tv_sec * 1000 + (uint64_t)wall.tv_nsec / 1000000;
+    for (int i = 0; i < n; i++) {
+        cs[i].base = cs[i].next = base;
+        snprintf(topic, sizeof(topic), "mamori/v1/d/%s/cmd", cs[i].id);
+        if (cs[i].connected)
+            mosquitto_subscribe(cs[i].m, NULL, topic, 1);
+    }
+    pump(cs, n, f.pf, 100);
+    printf("stream: %d/%d clients connected; %ld msgs/s for %d s\n", f.ok, n, rate, secs);
+    double t0 = now_s(), end = t0 + secs;
+    long due = 0, done = 0;
+    int rr = 0;
+    while (now_s() < end) {
+        due = (long)((now_s() - t0) * (double)rate);
+        for (; done < due; done++, rr = (rr + 1) % n) {
+            struct cl *c = &cs[rr];
+            if (!c->connected || c->lost)
+                continue;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            long long ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+            snprintf(topic, sizeof(topic), "mamori/v1/d/%s/tm", c->id);
+            int len = snprintf(payload, sizeof(payload),
+                               "{\"v\":1,\"seq\":%llu,\"ts\":%lld,\"body\":{\"t\":21.5}}",
+                               (unsigned long long)(c->next + 1), ms);
+            if (mosquitto_publish(c->m, NULL, topic, len, payload, 1, false) == MOSQ_ERR_SUCCESS)
+                c->next++;
+        }
+        pump(cs, n, f.pf, 10);
+    }
+    double el = now_s() - t0;
+    uint64_t sent, acked;
+    stream_totals(cs, n, &sent, &acked);
+    uint64_t acked_in = acked;
+    for (double until = now_s() + 10; acked < sent && now_s() < until;) {
+        pump(cs, n, f.pf, 20);
+        stream_totals(cs, n, &sent, &acked);
+    }
+    long lost = 0;
+    for (int i = 0; i < n; i++)
+        lost += cs[i].lost;
+    printf("stream: sent %llu in %.1f s = %.0f msgs/s; acknowledged by the hub within the window "
+           "%llu = %.0f msgs/s, after it %llu (%ld clients dropped)\n",
+           (unsigned long long)sent, el, (double)sent / el, (unsigned long long)acked_in,
+           (double)acked_in / el, (unsigned long long)acked, lost);
+    fleet_close(&f);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* Each libmosquitto client holds 3 descriptors (socket + wake-up pair). */
@@ -400,6 +493,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "see the comment at the top of bench/mqtt_bench.c\n");
         return 2;
     }
+    setvbuf(stdout, NULL, _IOLBF, 0); /* scripts time their windows by these lines */
     mosquitto_lib_init();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     g_dir = argv[2];
@@ -412,6 +506,9 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[1], "publish") == 0 && argc == 7) {
         g_port = (int)strtol(argv[6], NULL, 10);
         rc = cmd_publish(n, (int)strtol(argv[4], NULL, 10), (int)strtol(argv[5], NULL, 10));
+    } else if (strcmp(argv[1], "stream") == 0 && argc == 7) {
+        g_port = (int)strtol(argv[6], NULL, 10);
+        rc = cmd_stream(n, strtol(argv[4], NULL, 10), (int)strtol(argv[5], NULL, 10));
     } else if (strcmp(argv[1], "hold") == 0 && argc == 6) {
         g_port = (int)strtol(argv[5], NULL, 10);
         rc = cmd_hold(n, (int)strtol(argv[4], NULL, 10));

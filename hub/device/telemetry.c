@@ -40,6 +40,7 @@
 #include "hub/device/command.h"
 #include "hub/device/devstatus.h"
 #include "hub/device/liveness.h"
+#include "hub/device/seqwin.h"
 #include "hub/device/telemetry.h"
 
 #define TM_BATCH        512
@@ -53,8 +54,8 @@ struct tm_dev {
     bool loaded, dirty;
     uint64_t last_seq[STREAM_N]; /* highest stored */
     int64_t last_ts[STREAM_N];
-    uint64_t ack_seq[STREAM_N]; /* highest dealt with (stored or refused) */
-    int64_t owner_since_ms;     /* messages sent before: the previous owner's */
+    struct seqwin win[STREAM_N]; /* what is dealt with: acknowledged up to win.acked */
+    int64_t owner_since_ms;      /* messages sent before: the previous owner's */
     struct schema_rate rate;
     int64_t reject_reported_ms;
     uint32_t reject_suppressed;
@@ -191,9 +192,17 @@ static struct tm_dev *dev_of(struct hub *h, const char *id)
         snprintf(d->model, sizeof(d->model), "%s", rec.model);
         d->owner_since_ms = rec.claimed_at * 1000;
         for (int s = 0; s < STREAM_N; s++) {
-            if (store_stream_get(h->store, id, STREAM_NAMES[s], &d->last_seq[s], &d->last_ts[s]))
+            struct stream_rec r;
+            if (store_stream_get(h->store, id, STREAM_NAMES[s], &r))
                 return NULL;
-            d->ack_seq[s] = d->last_seq[s];
+            d->last_seq[s] = r.last_seq;
+            d->last_ts[s] = r.last_ts;
+            struct seqwin *w = &d->win[s];
+            w->acked = r.acked;
+            memcpy(w->bits, r.window, sizeof(w->bits));
+            w->gone_from = r.gone_from;
+            w->gone_to = r.gone_to;
+            w->gap_since_ms = r.gap_since_ms;
         }
         d->loaded = true;
     }
@@ -209,16 +218,47 @@ void tm_owner_changed(struct hub *h, const char *id, int64_t since_ms)
 
 static void mark_dirty(struct tm_state *t, struct tm_dev *d);
 
+#define TM_GAP_GIVE_UP_MS (120 * 1000LL) /* a gap nobody fills: given up (reported) */
+
+/* seq of stream s is dealt with. The device log is acknowledged up to its
+ * highest record (its chain reports what is missing); telemetry and events
+ * only up to what is contiguous (hub/device/seqwin.h). */
+static void dealt(struct tm_dev *d, enum stream_kind s, uint64_t seq, int64_t now)
+{
+    struct seqwin *w = &d->win[s];
+    /* a stream first heard of far from 1 (not a device counting from its
+     * start: one whose state the hub never held) begins where it is */
+    if (w->acked == 0 && seqwin_top(w) == 0 && seq > SEQWIN_BITS)
+        w->acked = seq - 1;
+    if (s == STREAM_LOG && seq > w->acked + 1)
+        seqwin_gone(w, w->acked + 1, seq - 1, now);
+    seqwin_mark(w, seq, now);
+}
+
+/* Numbers missing for longer than TM_GAP_GIVE_UP_MS (the device sends again
+ * what stays unacknowledged every few seconds, and reports what it dropped
+ * itself) are given up: reported, and acknowledged past. */
+static void give_up_gaps(struct hub *h, struct tm_dev *d, int64_t now)
+{
+    uint64_t from, to;
+    for (int s = 0; s < STREAM_N; s++)
+        if (seqwin_expire(&d->win[s], now, TM_GAP_GIVE_UP_MS, &from, &to)) {
+            hub_event(h, d->id, "sequence_lost", "warning",
+                      "{\"stream\":\"%s\",\"from\":%llu,\"to\":%llu}", STREAM_NAMES[s],
+                      (unsigned long long)from, (unsigned long long)to);
+            mark_dirty(h->tm, d);
+        }
+}
+
 /* Refuses a message with an alert. It is still acknowledged: the device
  * must not send it forever; the refusal is the hub's answer. */
 static void reject(struct hub *h, struct tm_dev *d, enum stream_kind s, const char *kind,
                    const struct proto_envelope *env, const char *why)
 {
     h->tm->n.rejected++;
-    if (env->seq > d->ack_seq[s])
-        d->ack_seq[s] = env->seq;
-    mark_dirty(h->tm, d);
     int64_t now = hub_now_ms();
+    dealt(d, s, env->seq, now);
+    mark_dirty(h->tm, d);
     if (d->reject_reported_ms && now - d->reject_reported_ms < 60000) {
         d->reject_suppressed++;
         return;
@@ -417,6 +457,13 @@ static void ev_record(struct hub *h, struct tm_dev *d, const json_t *body, const
                       int64_t ts)
 {
     const char *type = json_string_value(json_object_get(body, "type"));
+    uint64_t from = 0, to = 0;
+    /* the device dropped these readings itself: no gap to wait on */
+    if (type && strcmp(type, "outbox_dropped") == 0 && json_get_u64(body, "first_seq", &from) &&
+        json_get_u64(body, "last_seq", &to)) {
+        seqwin_gone(&d->win[STREAM_TM], from, to, hub_now_ms());
+        mark_dirty(h->tm, d);
+    }
     const struct ev_rule *r = NULL;
     for (size_t i = 0; type && !r && i < sizeof(EV_RULES) / sizeof(EV_RULES[0]); i++)
         if (strcmp(EV_RULES[i].type, type) == 0)
@@ -463,8 +510,10 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
         mark_dirty(t, d);
         return;
     }
-    if (env->seq <= d->last_seq[s]) {
-        /* A resend after a lost acknowledgement is the same message. */
+    give_up_gaps(h, d, now);
+    if (env->seq <= d->last_seq[s] && seqwin_seen(&d->win[s], env->seq)) {
+        /* A resend after a lost acknowledgement is the same message. (One
+         * below the highest but not yet dealt with fills a gap: new.) */
         if (s == STREAM_TM ? pending_has(t, d, env->seq, digest) ||
                                  store_telemetry_has(h->store, id, ts, env->seq, digest)
                            : env->seq + TM_EV_WINDOW > d->last_seq[s] && ts <= d->last_ts[s]) {
@@ -543,10 +592,11 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
         memcpy(r->digest, digest, sizeof(r->digest));
         r->body = txt;
     }
-    d->last_seq[s] = env->seq;
-    d->last_ts[s] = ts;
-    if (env->seq > d->ack_seq[s])
-        d->ack_seq[s] = env->seq;
+    if (env->seq > d->last_seq[s]) {
+        d->last_seq[s] = env->seq;
+        d->last_ts[s] = ts;
+    }
+    dealt(d, s, env->seq, now);
     t->n.accepted++;
     mark_dirty(t, d);
 }
@@ -555,11 +605,28 @@ static void send_ack(struct hub *h, const struct tm_dev *d)
 {
     char msg[160];
     int n = snprintf(msg, sizeof(msg), "{\"v\":1,\"ack\":{\"tm\":%llu,\"ev\":%llu,\"log\":%llu}}",
-                     (unsigned long long)d->ack_seq[STREAM_TM],
-                     (unsigned long long)d->ack_seq[STREAM_EV],
-                     (unsigned long long)d->ack_seq[STREAM_LOG]);
+                     (unsigned long long)d->win[STREAM_TM].acked,
+                     (unsigned long long)d->win[STREAM_EV].acked,
+                     (unsigned long long)d->win[STREAM_LOG].acked);
     if (n > 0 && (size_t)n < sizeof(msg))
         hub_send_device(h, d->id, msg, (size_t)n);
+}
+
+_Static_assert(sizeof(((struct seqwin *)0)->bits) == STORE_STREAM_WINDOW,
+               "the store keeps the whole window");
+
+static bool stream_save(struct hub *h, const struct tm_dev *d, enum stream_kind s)
+{
+    const struct seqwin *w = &d->win[s];
+    struct stream_rec r = {.last_seq = d->last_seq[s],
+                           .last_ts = d->last_ts[s],
+                           .has_acked = true,
+                           .acked = w->acked,
+                           .gone_from = w->gone_from,
+                           .gone_to = w->gone_to,
+                           .gap_since_ms = w->gap_since_ms};
+    memcpy(r.window, w->bits, sizeof(r.window));
+    return store_stream_set(h->store, d->id, STREAM_NAMES[s], &r) == MAMORI_OK;
 }
 
 /* Writes the buffered rows and the sequence state of the devices they
@@ -578,9 +645,8 @@ static bool tm_write(struct hub *h, struct tm_state *t)
     for (size_t i = 0; ok && i < t->ndirty; i++) {
         struct tm_dev *d = t->dirty[i];
         for (int s = 0; ok && s < STREAM_N; s++)
-            if (d->last_seq[s])
-                ok = store_stream_set(h->store, d->id, STREAM_NAMES[s], d->last_seq[s],
-                                      d->last_ts[s]) == MAMORI_OK;
+            if (d->last_seq[s] || d->win[s].acked)
+                ok = stream_save(h, d, (enum stream_kind)s);
     }
     if (!ok)
         log_warn("telemetry batch of %zu rows not stored; devices will resend", t->nrows);

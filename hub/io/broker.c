@@ -234,7 +234,7 @@ enum mamori_err broker_write_config(struct hub *h)
                      "ciphers_tls1.3 "
                      "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256\n",
                      h->cfg.max_payload + 1024,
-                     h->cfg.max_connections < 500 ? 1000 : 2 * h->cfg.max_connections,
+                     h->cfg.max_connections < 2500 ? 10000 : 4 * h->cfg.max_connections,
                      (long long)BROKER_QUEUE_BYTES, plugin, h->hub_client_fp, h->cfg.max_payload,
                      h->cfg.msg_rate, h->cfg.msg_burst, h->broker_port, h->cfg.listen_addr,
                      h->cfg.max_connections, dir, dir, dir);

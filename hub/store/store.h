@@ -386,11 +386,25 @@ enum mamori_err store_campaign_devices(struct store *s, int64_t id,
                                        void *arg) MAMORI_MUST_CHECK;
 
 /* Per device and stream ("tm", "ev", "log"): the highest sequence number
- * accepted and its device timestamp (0, 0 when none yet). */
+ * accepted and its device timestamp, and what the hub has dealt with
+ * (hub/device/seqwin.h): every number up to acked, the window of numbers
+ * above it (bit i: acked + 1 + i), a range the device dropped itself, and
+ * since when a gap is open. All zero when none yet; has_acked is false for
+ * a state written before acked was kept (then acked is last_seq). */
+#define STORE_STREAM_WINDOW 128 /* bytes */
+struct stream_rec {
+    uint64_t last_seq;
+    int64_t last_ts;
+    bool has_acked;
+    uint64_t acked;
+    uint8_t window[STORE_STREAM_WINDOW];
+    uint64_t gone_from, gone_to;
+    int64_t gap_since_ms;
+};
 enum mamori_err store_stream_get(struct store *s, const char *device_id, const char *stream,
-                                 uint64_t *last_seq, int64_t *last_ts) MAMORI_MUST_CHECK;
+                                 struct stream_rec *out) MAMORI_MUST_CHECK;
 enum mamori_err store_stream_set(struct store *s, const char *device_id, const char *stream,
-                                 uint64_t last_seq, int64_t last_ts) MAMORI_MUST_CHECK;
+                                 const struct stream_rec *r) MAMORI_MUST_CHECK;
 
 /* Accepted telemetry: append-only (UPDATE is refused by a trigger). */
 struct telemetry_rec {

@@ -39,12 +39,12 @@ struct store {
 
 /* --- arguments ----------------------------------------------------------- */
 
-enum db_arg_type { DB_ARG_NULL, DB_ARG_INT, DB_ARG_TEXT };
+enum db_arg_type { DB_ARG_NULL, DB_ARG_INT, DB_ARG_TEXT, DB_ARG_BLOB };
 
 struct db_arg {
     enum db_arg_type type;
-    int64_t i;
-    const char *text;
+    int64_t i;        /* DB_ARG_INT; DB_ARG_BLOB: its length */
+    const char *text; /* DB_ARG_TEXT; DB_ARG_BLOB: its bytes */
 };
 
 /* Text (NULL binds SQL NULL). */
@@ -65,6 +65,13 @@ static inline struct db_arg db_int(int64_t v)
 static inline struct db_arg db_u64(uint64_t v)
 {
     return db_int((int64_t)v);
+}
+
+/* len bytes at p, copied when bound. */
+static inline struct db_arg db_blob(const void *p, size_t len)
+{
+    struct db_arg a = {DB_ARG_BLOB, (int64_t)len, (const char *)p};
+    return a;
 }
 
 static inline struct db_arg db_null(void)

@@ -161,6 +161,13 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE device_status(device_id TEXT PRIMARY KEY, token TEXT NOT NULL,"
     "  claims TEXT NOT NULL, iat INTEGER NOT NULL, exp INTEGER NOT NULL,"
     "  received_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 15: what the hub has dealt with in each stream, beyond the highest
+     * number (hub/device/seqwin.h): acknowledgements never pass a gap. */
+    "ALTER TABLE stream_state ADD COLUMN acked INTEGER;"
+    "ALTER TABLE stream_state ADD COLUMN window BLOB;"
+    "ALTER TABLE stream_state ADD COLUMN gone_from INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE stream_state ADD COLUMN gone_to INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE stream_state ADD COLUMN gap_since INTEGER NOT NULL DEFAULT 0;",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -187,6 +194,9 @@ static enum mamori_err bind_args(struct store *s, sqlite3_stmt *st, const struct
             break;
         case DB_ARG_TEXT:
             r = sqlite3_bind_text(st, i + 1, args[i].text, -1, SQLITE_TRANSIENT);
+            break;
+        case DB_ARG_BLOB:
+            r = sqlite3_bind_blob(st, i + 1, args[i].text, (int)args[i].i, SQLITE_TRANSIENT);
             break;
         }
         if (r != SQLITE_OK) {

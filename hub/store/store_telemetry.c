@@ -24,38 +24,45 @@ enum mamori_err store_schema_get(struct store *s, const char *model, char **doc_
 
 /* --- stream state -------------------------------------------------------------- */
 
-struct stream_pos {
-    uint64_t seq;
-    int64_t ts;
-};
-
 static void stream_row(sqlite3_stmt *st, void *out)
 {
-    struct stream_pos *p = out;
-    p->seq = (uint64_t)sqlite3_column_int64(st, 0);
-    p->ts = sqlite3_column_int64(st, 1);
+    struct stream_rec *r = out;
+    r->last_seq = (uint64_t)sqlite3_column_int64(st, 0);
+    r->last_ts = sqlite3_column_int64(st, 1);
+    r->has_acked = sqlite3_column_type(st, 2) != SQLITE_NULL;
+    r->acked = r->has_acked ? (uint64_t)sqlite3_column_int64(st, 2) : r->last_seq;
+    if (sqlite3_column_bytes(st, 3) == STORE_STREAM_WINDOW)
+        memcpy(r->window, sqlite3_column_blob(st, 3), STORE_STREAM_WINDOW);
+    r->gone_from = (uint64_t)sqlite3_column_int64(st, 4);
+    r->gone_to = (uint64_t)sqlite3_column_int64(st, 5);
+    r->gap_since_ms = sqlite3_column_int64(st, 6);
 }
 
 enum mamori_err store_stream_get(struct store *s, const char *device_id, const char *stream,
-                                 uint64_t *last_seq, int64_t *last_ts)
+                                 struct stream_rec *out)
 {
-    struct stream_pos p;
     enum mamori_err rc =
-        db_one(s, "SELECT last_seq,last_ts FROM stream_state WHERE device_id=? AND stream=?",
-               DB_ARGS(db_text(device_id), db_text(stream)), stream_row, &p, sizeof(p));
-    *last_seq = p.seq; /* 0, 0 on error or when none yet */
-    *last_ts = p.ts;
-    return rc == MAMORI_ERR_NOTFOUND ? MAMORI_OK : rc;
+        db_one(s,
+               "SELECT last_seq,last_ts,acked,window,gone_from,gone_to,gap_since"
+               " FROM stream_state WHERE device_id=? AND stream=?",
+               DB_ARGS(db_text(device_id), db_text(stream)), stream_row, out, sizeof(*out));
+    return rc == MAMORI_ERR_NOTFOUND ? MAMORI_OK : rc; /* all zero when none yet */
 }
 
 enum mamori_err store_stream_set(struct store *s, const char *device_id, const char *stream,
-                                 uint64_t last_seq, int64_t last_ts)
+                                 const struct stream_rec *r)
 {
     return db_exec(s,
-                   "INSERT INTO stream_state(device_id,stream,last_seq,last_ts) VALUES(?,?,?,?) "
+                   "INSERT INTO stream_state(device_id,stream,last_seq,last_ts,acked,window,"
+                   "gone_from,gone_to,gap_since) VALUES(?,?,?,?,?,?,?,?,?) "
                    "ON CONFLICT(device_id,stream) DO UPDATE SET last_seq=excluded.last_seq,"
-                   " last_ts=excluded.last_ts",
-                   DB_ARGS(db_text(device_id), db_text(stream), db_u64(last_seq), db_int(last_ts)),
+                   " last_ts=excluded.last_ts, acked=excluded.acked, window=excluded.window,"
+                   " gone_from=excluded.gone_from, gone_to=excluded.gone_to,"
+                   " gap_since=excluded.gap_since",
+                   DB_ARGS(db_text(device_id), db_text(stream), db_u64(r->last_seq),
+                           db_int(r->last_ts), db_u64(r->acked),
+                           db_blob(r->window, STORE_STREAM_WINDOW), db_u64(r->gone_from),
+                           db_u64(r->gone_to), db_int(r->gap_since_ms)),
                    NULL);
 }
 

@@ -22,6 +22,7 @@
 #include "hub/core/jobs.h"
 #include "hub/daemon.h"
 #include "hub/device/liveness.h"
+#include "hub/device/seqwin.h"
 #include "hub/store/store.h"
 #include "testutil.h"
 
@@ -383,9 +384,62 @@ static void retention_on_the_clock(void **st)
     alerts_stop(h);
 }
 
+/* The acknowledgement never passes a number not dealt with: out of order
+ * arrivals wait for the missing one; a device's own drop closes a gap; a
+ * gap nobody fills is given up after the limit, not before; a number far
+ * beyond the window gives up the oldest missing. */
+static void seqwin_acks_only_what_is_contiguous(void **st)
+{
+    (void)st;
+    struct seqwin w;
+    memset(&w, 0, sizeof(w));
+    seqwin_mark(&w, 1, 1000);
+    seqwin_mark(&w, 2, 1000);
+    assert_int_equal(w.acked, 2);
+    seqwin_mark(&w, 5, 1000); /* 3 and 4 were dropped by the broker, say */
+    seqwin_mark(&w, 6, 1000);
+    assert_int_equal(w.acked, 2);
+    assert_true(seqwin_seen(&w, 5) && seqwin_seen(&w, 2));
+    assert_false(seqwin_seen(&w, 3) || seqwin_seen(&w, 4) || seqwin_seen(&w, 7));
+    assert_int_equal(seqwin_top(&w), 6);
+    assert_int_equal(w.gap_since_ms, 1000);
+    seqwin_mark(&w, 4, 2000); /* the device sends again */
+    assert_int_equal(w.acked, 2);
+    seqwin_mark(&w, 3, 2000);
+    assert_int_equal(w.acked, 6);
+    assert_int_equal(w.gap_since_ms, 0);
+    seqwin_mark(&w, 3, 2000); /* again: nothing changes */
+    assert_int_equal(w.acked, 6);
+    /* the device says it dropped 7..9 itself */
+    seqwin_mark(&w, 10, 3000);
+    assert_int_equal(w.acked, 6);
+    seqwin_gone(&w, 7, 9, 3000);
+    assert_int_equal(w.acked, 10);
+    /* a report ahead of the numbers it covers holds until they come */
+    seqwin_gone(&w, 12, 20, 3000);
+    assert_int_equal(w.acked, 10);
+    seqwin_mark(&w, 11, 3000);
+    assert_int_equal(w.acked, 20);
+    /* a gap nobody fills: given up after the limit, not before */
+    seqwin_mark(&w, 23, 10000);
+    uint64_t from = 0, to = 0;
+    assert_false(seqwin_expire(&w, 10000 + 120000, 120000, &from, &to));
+    assert_int_equal(w.acked, 20);
+    assert_true(seqwin_expire(&w, 10000 + 120001, 120000, &from, &to));
+    assert_true(from == 21 && to == 22);
+    assert_int_equal(w.acked, 23);
+    /* far beyond the window: the oldest missing make room */
+    seqwin_mark(&w, 25, 20000);
+    seqwin_mark(&w, 23 + SEQWIN_BITS + 5, 20000);
+    assert_int_equal(w.acked, 28); /* 24..28 given up (25 had come) */
+    assert_false(seqwin_seen(&w, 29));
+    assert_int_equal(seqwin_top(&w), 23 + SEQWIN_BITS + 5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(seqwin_acks_only_what_is_contiguous),
         cmocka_unit_test_setup_teardown(bus_events, bare_setup, bare_teardown),
         cmocka_unit_test_setup_teardown(bus_by_type, bare_setup, bare_teardown),
         cmocka_unit_test_setup_teardown(jobs_follow_the_clock, bare_setup, bare_teardown),

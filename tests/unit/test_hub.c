@@ -281,11 +281,11 @@ static void device_init(struct device_rec *d, const char *id, const char *state,
 static void store_basics(void **st)
 {
     struct fx *f = *st;
-    assert_int_equal(store_schema_version(f->s), 14);
+    assert_int_equal(store_schema_version(f->s), 15);
     /* reopening runs no migration twice */
     struct store *s2 = NULL;
     assert_int_equal(store_open(f->db, &s2), MAMORI_OK);
-    assert_int_equal(store_schema_version(s2), 14);
+    assert_int_equal(store_schema_version(s2), 15);
     store_close(s2);
     int64_t uid = 0;
     assert_int_equal(store_user_add(f->s, "bob", ROLE_OWNER, "$argon2id$x", 1, &uid), MAMORI_OK);

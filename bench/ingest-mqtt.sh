@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Telemetry ingest: what the hub records and acknowledges, beside what plain
+# mosquitto delivers to one mosquitto_sub, for the same fleet and the same
+# offered load, in one run.
+#
+#   bench/ingest-mqtt.sh [BUILD_DIR] [N=1000] [RATE=20000] [WINDOW_S=30]
+#
+# N device identities (each its own key, certificate and mutual-TLS
+# connection) send protocol telemetry - QoS 1, an envelope with sequence
+# numbers, {"t":21.5} - at RATE messages/s in all for WINDOW_S seconds
+# (bench/mqtt_bench.c "stream"; at most 1,000 messages/s per device so that
+# a later run's sequence numbers stay above the last one's):
+#   1. to the platform: mosquitto with the plugin, the hub with its rules on
+#      recording each message and acknowledging it on the device's cmd topic
+#      after the batch's commit. Recorded = telemetry rows committed per
+#      second (the store's count); acknowledged = what the devices were
+#      told, per second (their highest acknowledged sequence numbers);
+#   2. to plain mosquitto with the same TLS configuration (the hub's own
+#      broker configuration without the plugin), one mosquitto_sub
+#      subscribed to every device's telemetry at QoS 1 (with the hub's
+#      client certificate). Delivered = lines mosquitto_sub printed.
+# Also printed: the hub's CPU per recorded message, its RSS, and its batches.
+# Events per second with the rules on: bench/rules-mqtt.sh.
+# Loopback only; every wait is bounded.
+set -uo pipefail
+BUILD=${1:-build}
+N=${2:-1000}
+RATE=${3:-20000}
+WINDOW=${4:-30}
+cd "$(dirname "$0")/.."
+BIN=$PWD/$BUILD/bin
+W=$(mktemp -d /tmp/mamori-ingest.XXXXXX)
+chmod 755 "$W"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" -ge $((3 * N + 512)) ] || { echo "need $((3 * N + 512)) open files" >&2; exit 1; }
+. bench/lib.sh # PIDS, cleanup, ep, cpu_ms, jget, bench_accounts
+sql() { python3 -c 'import sqlite3,sys
+c=sqlite3.connect("file:"+sys.argv[1]+"?mode=ro", uri=True, timeout=30)
+print(c.execute(sys.argv[2]).fetchone()[0])' "$W/data/mamori.db" "$1"; }
+free_port() { python3 -c 'import socket
+s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+stop() { kill "$1" 2>/dev/null; for _ in $(seq 1 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done; }
+
+PORT=$(free_port)
+"$BIN/mamorid" --data "$W/data" --mqtt-port "$PORT" --max-connections $((N + 100)) \
+    --rate 1000 --burst 2000 --heartbeat 300 --challenge-interval 0 >"$W/hub.log" 2>&1 &
+HUB=$!; PIDS+=($HUB)
+for _ in $(seq 1 300); do [ -f "$W/data/run/endpoints.json" ] && break; sleep 0.1; done
+API=$(ep api); CA=$W/data/pki/root.crt
+echo "# ingest-mqtt $BUILD: $N devices, $RATE msgs/s offered, $WINDOW s" \
+    "(commit $(git rev-parse --short HEAD 2>/dev/null), $(nproc) cores, loopback)"
+bench_accounts
+echo '{"fields": [{"name": "t", "type": "number", "min": -40, "max": 85}]}' >"$W/schema.json"
+$C schema set bench --file "$W/schema.json" >/dev/null
+$C factory batch --model bench --count "$N" --out "$W/fleet" >/dev/null
+python3 - "$API" "$CA" "$(cat "$W/s-owner")" "$W/fleet" <<'PY'
+import http.client, json, os, ssl, sys, urllib.parse
+api, ca, tok, fleet = sys.argv[1:5]
+u = urllib.parse.urlsplit(api)
+conn = http.client.HTTPSConnection(u.hostname, u.port,
+                                   context=ssl.create_default_context(cafile=ca), timeout=30)
+for d in sorted(os.listdir(fleet)):
+    code = open(os.path.join(fleet, d, "claim-code")).read().strip()
+    conn.request("POST", "/api/v1/claims", json.dumps({"claim_code": code}),
+                 {"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
+    r = conn.getresponse(); r.read()
+    if r.status // 100 != 2:
+        sys.exit("claim refused: %d" % r.status)
+PY
+echo "# $N devices provisioned and claimed"
+
+# --- 1. the platform
+BROKER=$(cat "$W/data/run/broker.pid")
+CONF=$(tr '\0' '\n' <"/proc/$BROKER/cmdline" | sed -n '/^-c$/{n;p}')
+mkdir -p "$W/plain"
+# the same file without the plugin (its listener line is moved to another port below)
+grep -v -E '^(plugin|plugin_opt_)' "$CONF" >"$W/plain/mosquitto.conf"
+BDIR=$(dirname "$CONF")
+cp "$BDIR/broker.crt" "$BDIR/broker.key" "$BDIR/device-trust.pem" "$W/plain/"
+chown --reference="$BDIR/broker.key" "$W/plain" "$W/plain"/* 2>/dev/null
+r0=$(sql "SELECT coalesce(max(id),0) FROM telemetry")
+echo "\$ mqtt-bench stream FLEET $N $RATE $WINDOW $PORT   # to the platform"
+"$BIN/mqtt-bench" stream "$W/fleet" "$N" "$RATE" "$WINDOW" "$PORT" | tee "$W/stream-hub.txt" &
+SP=$!
+# CPU over the window, from the first message on
+for _ in $(seq 1 6000); do grep -q "clients connected" "$W/stream-hub.txt" 2>/dev/null && break; sleep 0.1; done
+h0=$(cpu_ms "$HUB"); b0=$(cpu_ms "$BROKER"); t0=$(date +%s.%N)
+sleep "$WINDOW"
+h1=$(cpu_ms "$HUB"); b1=$(cpu_ms "$BROKER"); t1=$(date +%s.%N)
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$HUB/status")
+wait $SP
+# recorded: this run's rows over the span of the hub's own receive times
+rec=$(sql "SELECT count(*) || ' ' || coalesce(max(recv_at) - min(recv_at), 0) FROM telemetry WHERE id > $r0")
+health=$(curl -s --cacert "$CA" "$API/api/v1/health")
+stop "$HUB"
+
+# --- 2. plain mosquitto, same TLS configuration, one mosquitto_sub
+P2=$(free_port)
+# without the plugin, the client certificate itself is the login
+sed -i -E -e "s#^listener [0-9]+ #listener $P2 #" \
+    -e "s#^use_identity_as_username false#use_identity_as_username true#" "$W/plain/mosquitto.conf"
+sed -i "s#$BDIR#$W/plain#g" "$W/plain/mosquitto.conf"
+mosquitto -c "$W/plain/mosquitto.conf" >"$W/plain.log" 2>&1 &
+PLAIN=$!; PIDS+=($PLAIN)
+for _ in $(seq 1 100); do ss -Hltn "sport = :$P2" | grep -q . && break; sleep 0.1; done
+mosquitto_sub -h 127.0.0.1 -p "$P2" --cafile "$W/data/pki/root.crt" \
+    --cert "$W/data/pki/hub-client.crt" --key "$W/data/pki/hub-client.key" \
+    -i bench-sub -q 1 -t 'mamori/v1/d/+/tm' -F '%U' >"$W/sub.out" 2>"$W/sub.err" &
+SUB=$!; PIDS+=($SUB)
+for _ in $(seq 1 50); do ss -Htn "dport = :$P2" | grep -q . && break; sleep 0.1; done
+echo "\$ mqtt-bench stream FLEET $N $RATE $WINDOW $P2   # to plain mosquitto + mosquitto_sub"
+"$BIN/mqtt-bench" stream "$W/fleet" "$N" "$RATE" "$WINDOW" "$P2" | tee "$W/stream-plain.txt" &
+SP=$!
+for _ in $(seq 1 6000); do grep -q "clients connected" "$W/stream-plain.txt" 2>/dev/null && break; sleep 0.1; done
+m0=$(cpu_ms "$PLAIN"); u0=$(date +%s.%N)
+sleep "$WINDOW"
+m1=$(cpu_ms "$PLAIN"); u1=$(date +%s.%N)
+wait $SP
+sleep 1
+# delivered: the lines mosquitto_sub printed, over the span of their times
+dl=$(awk 'NR == 1 {a = $1} {b = $1} END {printf "%d %.0f", NR, (b - a) * 1000}' "$W/sub.out")
+
+python3 - "$t0" "$t1" "$rec" "$((h1 - h0))" "$((b1 - b0))" "$rss" "$u0" "$u1" "$dl" \
+    "$((m1 - m0))" "$W/stream-hub.txt" "$W/stream-plain.txt" "$health" <<'PY'
+import json, re, sys
+t0, t1 = float(sys.argv[1]), float(sys.argv[2])
+rows, rspan = map(int, sys.argv[3].split())
+hub_ms, broker_ms, rss = map(int, sys.argv[4:7])
+u0, u1 = float(sys.argv[7]), float(sys.argv[8])
+dl, dspan = map(int, sys.argv[9].split())
+plain_ms = int(sys.argv[10])
+def offered(f):
+    m = re.search(r"sent (\d+) in ([\d.]+) s = (\d+) msgs/s; acknowledged by the hub within the "
+                  r"window (\d+) = (\d+)", open(f).read())
+    return (int(m.group(3)), int(m.group(5))) if m else (0, 0)
+off_hub, ack = offered(sys.argv[11])
+off_plain, _ = offered(sys.argv[12])
+ing = json.loads(sys.argv[13]).get("ingest", {})
+s, p = t1 - t0, u1 - u0
+r_rate = rows * 1000.0 / max(rspan, 1)
+d_rate = dl * 1000.0 / max(dspan, 1)
+print("  platform:        offered %6d msgs/s; recorded %6.0f msgs/s (%d rows), acknowledged"
+      " %6d msgs/s; hub CPU %3.0f %% = %5.1f us/msg, RSS %d kB; broker CPU %3.0f %%"
+      % (off_hub, r_rate, rows, ack, hub_ms / 10.0 / s, hub_ms * 1000.0 / max(r_rate * s, 1),
+         rss, broker_ms / 10.0 / s))
+print("                   batches %s, largest %s, failed %s (events/s with the rules on:"
+      " bench/rules-mqtt.sh)" % (ing.get("batches"), ing.get("largest_batch"),
+                                 ing.get("failed_batches")))
+print("  plain mosquitto: offered %6d msgs/s; delivered %6.0f msgs/s to mosquitto_sub (%d);"
+      " broker CPU %3.0f %%" % (off_plain, d_rate, dl, plain_ms / 10.0 / p))
+print("  the hub records %.0f %% of what plain mosquitto delivers" % (100.0 * r_rate / max(d_rate, 1)))
+PY
