@@ -1,5 +1,7 @@
 /*
- * hub/api.c - the HTTPS JSON API (/api/v1), a thin shell over hub/ops.c.
+ * hub/io/api.c - the HTTPS JSON API (/api/v1): the daemon, its connections,
+ * the assembly of each request and its dispatch through the route table
+ * (hub/io/api_routes.c, hub/io/api_table.h).
  *
  * libmicrohttpd with GnuTLS, held to the platform's TLS floor: TLS 1.2 and
  * 1.3 only, AEAD suites only, ECDHE only (T01-L1b, T05-L1b, T06-L1c, T11-L1d,
@@ -7,9 +9,16 @@
  * Request bodies are capped (API_MAX_BODY) while they arrive and parsed as
  * untrusted JSON; every error has the one shape
  *   {"error": {"code": "...", "message": "..."}}
- * and every endpoint but health, bootstrap and login needs a bearer token.
+ * A request is answered, in this order: 404 for a URL that is no
+ * well-formed /api/v1 path, 413 for a body over the cap, 404 for a path no
+ * route has, 405 (with Allow) for a method the path does not have, 401
+ * without the credentials its route's role needs (a session token; for the
+ * update downloads the device's download token), 403 for a principal whose
+ * role the route does not admit, 400 for a malformed body, then whatever
+ * the handler's operation says. Health, the CRL, bootstrap and login need
+ * no credentials.
  * Deadlines for a request's head and body, and the admission of
- * connections that have not authenticated, are hub/api_guard.c's.
+ * connections that have not authenticated, are hub/io/api_guard.c's.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -18,143 +27,102 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/stat.h>
-#include <fcntl.h>
-#include <errno.h>
 
 #include "hub/io/api.h"
-#include "hub/io/health.h"
 #include "hub/users/users.h"
-#include "hub/device/device.h"
-#include "hub/pki/ca.h"
-#include "hub/core/records.h"
 #include "common/buf.h"
 #include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "hub/fleet/campaign.h"
 #include "hub/fleet/firmware.h"
-#include "hub/core/tx.h"
-#include "hub/owners/owners.h"
-#include "hub/device/devstatus.h"
-#include "hub/compliance/matrix.h"
-#include "hub/compliance/report.h"
-#include "hub/alerts/alerts.h"
 #include "hub/io/api_guard.h"
+#include "hub/io/api_priv.h"
+#include "hub/io/api_table.h"
 #include "hub/io/route.h"
 
-#define API_MAX_BODY (64 * 1024)
 #define API_PRIORITIES                                                                             \
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"            \
     "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:%SERVER_PRECEDENCE"
 
-struct req {
-    struct dbuf body;
-    bool too_big;
-    /* PUT .../firmware/releases/{sha}/image: streamed to disk, not buffered */
-    bool upload;
-    struct fw_upload *up;
-    enum mamori_err up_rc;
-    struct op_err up_e;
-};
-
-struct reply {
-    int status;
-    json_t *body; /* owned */
-    int64_t retry_after;
-    /* a file instead of JSON (firmware images): fd owned, from off, len bytes */
-    int fd;
-    uint64_t off, len, total;
-    const char *ctype; /* of the file (NULL: application/octet-stream) */
-};
-
-static void reply_err(struct reply *r, int status, const char *code, const char *msg)
+void api_reply_err(struct api_reply *r, int status, const char *code, const char *msg)
 {
     r->status = status;
     r->body = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
 }
 
-static void reply_rc(struct reply *r, enum mamori_err rc, const struct op_err *e)
+void api_reply_rc(struct api_reply *r, enum mamori_err rc, const struct op_err *e)
 {
     const char *msg = e && e->msg[0] ? e->msg : mamori_strerror(rc);
     switch (rc) {
     case MAMORI_ERR_INVAL:
     case MAMORI_ERR_PARSE:
     case MAMORI_ERR_TRUNCATED:
-        reply_err(r, 400, "invalid_request", msg);
+        api_reply_err(r, 400, "invalid_request", msg);
         break;
     case MAMORI_ERR_TOOBIG:
-        reply_err(r, 413, "payload_too_large", msg);
+        api_reply_err(r, 413, "payload_too_large", msg);
         break;
     case MAMORI_ERR_AUTH:
-        reply_err(r, 401, "unauthorized", msg);
+        api_reply_err(r, 401, "unauthorized", msg);
         break;
     case MAMORI_ERR_FORBIDDEN:
-        reply_err(r, 403, "forbidden", msg);
+        api_reply_err(r, 403, "forbidden", msg);
         break;
     case MAMORI_ERR_NOTFOUND:
-        reply_err(r, 404, "not_found", msg);
+        api_reply_err(r, 404, "not_found", msg);
         break;
     case MAMORI_ERR_EXISTS:
     case MAMORI_ERR_STATE:
-        reply_err(r, 409, "conflict", msg);
+        api_reply_err(r, 409, "conflict", msg);
         break;
     case MAMORI_ERR_RATELIMIT:
-        reply_err(r, 429, "rate_limited", msg);
+        api_reply_err(r, 429, "rate_limited", msg);
         r->retry_after = e ? e->retry_after : 60;
         break;
     case MAMORI_ERR_VERIFY:
     case MAMORI_ERR_CRYPTO:
     case MAMORI_ERR_EXPIRED:
-        reply_err(r, 422, "verification_failed", msg);
+        api_reply_err(r, 422, "verification_failed", msg);
         break;
     default:
-        reply_err(r, 500, "internal", "internal error");
+        api_reply_err(r, 500, "internal", "internal error");
         break;
     }
 }
 
-static void reply_ok(struct reply *r, int status, json_t *body)
+void api_reply_ok(struct api_reply *r, int status, json_t *body)
 {
     r->status = status;
     r->body = body ? body : json_object();
 }
 
+void api_answer(struct api_reply *r, enum mamori_err rc, const struct op_err *e, int status,
+                json_t *out)
+{
+    if (rc) {
+        json_decref(out);
+        api_reply_rc(r, rc, e);
+    } else {
+        api_reply_ok(r, status, out);
+    }
+}
+
 /* Parses the body as a JSON object; replies 400/413 on failure. */
-static json_t *body_json(struct req *q, struct reply *r)
+static json_t *body_json(struct api_req *q, struct api_reply *r)
 {
     json_t *v = NULL;
     char err[160];
     if (q->too_big) {
-        reply_err(r, 413, "payload_too_large", "request body exceeds 65536 bytes");
+        api_reply_err(r, 413, "payload_too_large", "request body exceeds 65536 bytes");
         return NULL;
     }
     enum mamori_err rc =
         json_parse_untrusted(q->body.p, q->body.len, API_MAX_BODY, &v, err, sizeof(err));
     if (rc)
-        reply_err(r, rc == MAMORI_ERR_TOOBIG ? 413 : 400,
-                  rc == MAMORI_ERR_TOOBIG ? "payload_too_large" : "invalid_request", err);
+        api_reply_err(r, rc == MAMORI_ERR_TOOBIG ? 413 : 400,
+                      rc == MAMORI_ERR_TOOBIG ? "payload_too_large" : "invalid_request", err);
     return v;
-}
-
-/* Fetches required string members; replies 400 naming the first bad one. */
-static bool need_str(json_t *o, const char *key, size_t max, const char **out, struct reply *r)
-{
-    if (json_get_str(o, key, max, out) &&
-        strlen(*out) == json_string_length(json_object_get(o, key)))
-        return true;
-    char msg[128];
-    snprintf(msg, sizeof(msg), "field '%s' must be a non-empty string of at most %zu bytes", key,
-             max);
-    reply_err(r, 400, "invalid_request", msg);
-    return false;
-}
-
-static int64_t query_int(struct MHD_Connection *c, const char *k, int64_t def, int64_t lo,
-                         int64_t hi)
-{
-    return route_int(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k), def, lo, hi);
 }
 
 static void peer_of(struct MHD_Connection *c, char *out, size_t n)
@@ -172,515 +140,134 @@ static void peer_of(struct MHD_Connection *c, char *out, size_t n)
                   (socklen_t)n);
 }
 
-static bool authenticate(struct hub *h, struct MHD_Connection *c, struct principal *who,
-                         struct reply *r)
+/* The token of "Authorization: Bearer <token>", or NULL. */
+static const char *bearer(struct MHD_Connection *c)
 {
     const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!a || strncmp(a, "Bearer ", 7) != 0 || hub_op_authenticate(h, a + 7, who)) {
-        reply_err(r, 401, "unauthorized", "missing, invalid or expired session token");
-        return false;
-    }
-    api_guard_authenticated(c); /* T10-L1a: no longer sheddable */
-    return true;
+    return a && strncmp(a, "Bearer ", 7) == 0 ? a + 7 : NULL;
 }
 
-/* ttl_s of a command: absent is the operation's default; anything but an
- * integer from 10 s to 30 days is refused, never replaced by the default. */
-static bool ttl_of(const json_t *in, int64_t *ttl_s, struct reply *r)
+/* ROUTE_UPDATE_TOKEN: the download token of a device's update command,
+ * checked at every request (the device's state may have changed). */
+static bool gate_update(struct api_call *x, struct api_reply *r)
 {
-    json_t *v = json_object_get(in, "ttl_s");
-    *ttl_s = 0;
-    if (!v)
-        return true;
-    if (json_is_integer(v) && json_integer_value(v) >= 10 &&
-        json_integer_value(v) <= CMD_MAX_TTL_MS / 1000) {
-        *ttl_s = (int64_t)json_integer_value(v);
-        return true;
-    }
-    reply_err(r, 400, "invalid_request",
-              "ttl_s must be an integer number of seconds from 10 to 2592000");
-    return false;
-}
-
-/* An integer member, or def when absent; a value of another type or out
- * of int range becomes -1 (refused by the operation's bounds). */
-static int64_t json_int_or(const json_t *o, const char *key, int64_t def)
-{
-    json_t *v = json_object_get(o, key);
-    if (!v)
-        return def;
-    if (!json_is_integer(v) || json_integer_value(v) < INT32_MIN ||
-        json_integer_value(v) > INT32_MAX)
-        return -1;
-    return (int64_t)json_integer_value(v);
-}
-
-/* "bytes=N-" or "bytes=N-M" within total; false for anything else. */
-static bool parse_range(const char *v, uint64_t total, uint64_t *off, uint64_t *len)
-{
-    char *end;
-    if (strncmp(v, "bytes=", 6) != 0 || v[6] < '0' || v[6] > '9')
-        return false;
-    errno = 0;
-    unsigned long long a = strtoull(v + 6, &end, 10), b = total ? total - 1 : 0;
-    if (errno || *end != '-' || a >= total)
-        return false;
-    if (end[1]) {
-        char *e2;
-        if (end[1] < '0' || end[1] > '9')
-            return false;
-        b = strtoull(end + 1, &e2, 10);
-        if (errno || *e2 || b < a)
-            return false;
-        if (b >= total)
-            b = total - 1;
-    }
-    *off = a;
-    *len = b - a + 1;
-    return true;
-}
-
-/* GET /updates/{roots,release,image}: a device fetching the release its
- * update command named, with the command's download token. */
-static void device_update(struct hub *h, struct MHD_Connection *c, const struct route *rt,
-                          struct reply *r)
-{
-    char sha[65], dev[24], path[HUB_PATH_MAX + 80];
-    json_t *out = NULL;
-    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    enum mamori_err rc = a && strncmp(a, "Bearer ", 7) == 0 && strlen(a) < 200
-                             ? hub_fw_token_check(h, a + 7, sha, dev)
+    const char *tok = bearer(x->c);
+    enum mamori_err rc = tok && strlen(tok) < 193
+                             ? hub_fw_token_check(x->h, tok, x->fw_sha, x->fw_dev)
                              : MAMORI_ERR_AUTH;
     if (rc == MAMORI_ERR_FORBIDDEN) {
-        reply_err(r, 403, "forbidden", "the device may not receive new code in its state");
-        return;
+        api_reply_err(r, 403, "forbidden", "the device may not receive new code in its state");
+        return false;
     }
     if (rc) {
-        reply_err(r, rc == MAMORI_ERR_AUTH ? 401 : 500,
-                  rc == MAMORI_ERR_AUTH ? "unauthorized" : "internal",
-                  rc == MAMORI_ERR_AUTH ? "missing, unknown or expired update token"
-                                        : "internal error");
-        return;
+        api_reply_err(r, rc == MAMORI_ERR_AUTH ? 401 : 500,
+                      rc == MAMORI_ERR_AUTH ? "unauthorized" : "internal",
+                      rc == MAMORI_ERR_AUTH ? "missing, unknown or expired update token"
+                                            : "internal error");
+        return false;
     }
-    api_guard_authenticated(c);
-    if (route_is(rt, 1, "roots")) {
-        rc = hub_fw_device_roots(h, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (route_is(rt, 1, "release")) {
-        rc = hub_fw_device_release(h, sha, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (route_is(rt, 1, "image")) {
-        struct stat st;
-        int fd =
-            hub_fw_image_path(h, sha, path, sizeof(path)) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &st) || st.st_size <= 0) {
-            if (fd >= 0)
-                close(fd);
-            reply_err(r, 404, "not_found", "image not found");
-            return;
-        }
-        const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
-        r->total = (uint64_t)st.st_size;
-        r->off = 0;
-        r->len = r->total;
-        r->status = 200;
-        if (range && !parse_range(range, r->total, &r->off, &r->len)) {
-            close(fd);
-            reply_err(r, 416, "range_not_satisfiable",
-                      "only bytes=N- or bytes=N-M within the image");
-            return;
-        }
-        if (range)
-            r->status = 206;
-        r->fd = fd;
-    } else {
-        reply_err(r, 404, "not_found", "no such endpoint");
+    x->token = tok;
+    api_guard_authenticated(x->c); /* T10-L1a: no longer sheddable */
+    return true;
+}
+
+/* The route's role, before its handler runs: 401 without valid
+ * credentials, 403 for a principal the role does not admit. */
+static bool gate(struct api_call *x, enum api_role role, struct principal *who, struct api_reply *r)
+{
+    if (role == ROUTE_PUBLIC)
+        return true;
+    if (role == ROUTE_UPDATE_TOKEN)
+        return gate_update(x, r);
+    const char *tok = bearer(x->c);
+    if (!tok || hub_op_authenticate(x->h, tok, who)) {
+        api_reply_err(r, 401, "unauthorized", "missing, invalid or expired session token");
+        return false;
+    }
+    api_guard_authenticated(x->c); /* T10-L1a: no longer sheddable */
+    x->who = who;
+    x->token = tok;
+    switch (api_gate(role, who)) {
+    case GATE_PASS:
+        return true;
+    case GATE_UNAUTHENTICATED:
+        api_reply_err(r, 401, "unauthorized", "missing, invalid or expired session token");
+        return false;
+    default:
+        api_reply_err(r, 403, "forbidden", api_role_denied(role));
+        return false;
     }
 }
 
-static void handle(struct hub *h, struct MHD_Connection *c, const char *method, const char *url,
-                   struct req *q, struct reply *r)
+/* The route of method on a split URL; a 404 or 405 in r when there is none. */
+static bool resolve(const char *method, const struct route *rt, struct api_match *m,
+                    struct api_reply *r)
+{
+    switch (api_match(API_ROUTES, API_N_ROUTES, method, rt, m)) {
+    case API_FOUND:
+        return true;
+    case API_NO_METHOD: {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "method not allowed here (allowed: %s)", m->allow);
+        api_reply_err(r, 405, "method_not_allowed", msg);
+        snprintf(r->allow, sizeof(r->allow), "%s", m->allow);
+        return false;
+    }
+    default:
+        api_reply_err(r, 404, "not_found", "no such endpoint");
+        return false;
+    }
+}
+
+static void call_init(struct api_call *x, struct hub *h, struct MHD_Connection *c,
+                      const struct route *rt, const struct api_match *m, struct api_req *q,
+                      const char *peer)
+{
+    memset(x, 0, sizeof(*x));
+    x->h = h;
+    x->c = c;
+    x->rt = rt;
+    x->arg = m->arg;
+    x->nargs = m->nargs;
+    x->q = q;
+    x->peer = peer;
+}
+
+/* A buffered request, whole: route, role, body, then the handler. */
+static void dispatch(struct hub *h, struct MHD_Connection *c, const char *method, const char *url,
+                     struct api_req *q, struct api_reply *r)
 {
     struct route rt;
+    struct api_match m;
     struct principal who;
-    struct op_err e = {{0}, 0};
-    json_t *in = NULL, *out = NULL;
+    struct api_call x;
     char peer[64];
-    enum mamori_err rc;
-    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-    bool del = strcmp(method, "DELETE") == 0;
-    peer_of(c, peer, sizeof(peer));
     if (!route_split(url, &rt)) {
-        reply_err(r, 404, "not_found", "no such endpoint");
+        api_reply_err(r, 404, "not_found", "no such endpoint");
         return;
     }
     if (q->too_big) {
-        reply_err(r, 413, "payload_too_large", "request body exceeds 65536 bytes");
+        api_reply_err(r, 413, "payload_too_large", "request body exceeds 65536 bytes");
         return;
     }
-    /* Unauthenticated endpoints. */
-    if (rt.n == 1 && route_is(&rt, 0, "health") && get) {
-        rc = hub_op_health(h, &out);
-        json_object_set_new(out, "api", api_guard_stats(h->api_guard)); /* NULL: not set */
-        reply_ok(r, 200, out);
+    if (!resolve(method, &rt, &m, r))
         return;
-    }
-    if (rt.n == 2 && route_is(&rt, 0, "pki") && route_is(&rt, 1, "crl") && get) {
-        /* the CRL of device certificates, for any relying party (signed) */
-        char p[HUB_PATH_MAX + 16];
-        struct stat st;
-        int fd = fs_path(p, sizeof(p), h->cfg.data_dir, "pki/crl.pem")
-                     ? -1
-                     : open(p, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &st) || st.st_size <= 0) {
-            if (fd >= 0)
-                close(fd);
-            reply_err(r, 503, "unavailable", "no CRL yet");
-            return;
-        }
-        r->status = 200;
-        r->fd = fd;
-        r->off = 0;
-        r->len = r->total = (uint64_t)st.st_size;
-        r->ctype = "application/x-pem-file";
-        return;
-    }
-    if (rt.n == 1 && route_is(&rt, 0, "bootstrap") && post) {
-        const char *tok, *user, *pw;
-        if (!(in = body_json(q, r)))
-            return;
-        if (need_str(in, "token", 128, &tok, r) &&
-            need_str(in, "username", STORE_NAME_MAX, &user, r) &&
-            need_str(in, "password", 256, &pw, r)) {
-            rc = hub_op_bootstrap(h, tok, user, pw, peer, &e);
-            if (rc)
-                reply_rc(r, rc, &e);
-            else
-                reply_ok(r, 201, json_pack("{s:s,s:s}", "user", user, "role", "admin"));
-        }
-        json_decref(in);
-        return;
-    }
-    if (rt.n == 1 && route_is(&rt, 0, "sessions") && post) {
-        const char *user, *pw;
-        if (!(in = body_json(q, r)))
-            return;
-        if (need_str(in, "username", STORE_NAME_MAX, &user, r) &&
-            need_str(in, "password", 256, &pw, r)) {
-            rc = hub_op_login(h, user, pw, peer, &out, &e);
-            if (rc)
-                reply_rc(r, rc, &e);
-            else
-                reply_ok(r, 201, out);
-        }
-        json_decref(in);
-        return;
-    }
-    if (rt.n == 2 && route_is(&rt, 0, "updates") && get) {
-        device_update(h, c, &rt, r);
-        return;
-    }
-    if (!authenticate(h, c, &who, r))
+    peer_of(c, peer, sizeof(peer));
+    call_init(&x, h, c, &rt, &m, q, peer);
+    if (!gate(&x, m.route->role, &who, r))
         return;
     /* Every write takes a JSON object body (possibly {}), so that a
      * malformed one is refused the same way on every endpoint. */
-    if ((post || (del && q->body.len)) && !(in = body_json(q, r)))
+    bool post = strcmp(method, "POST") == 0, del = strcmp(method, "DELETE") == 0;
+    if ((post || (del && q->body.len)) && !(x.in = body_json(q, r)))
         return;
-    const char *reason = "";
-
-    if (rt.n == 2 && route_is(&rt, 0, "sessions") && route_is(&rt, 1, "current") && del) {
-        const char *a =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-        rc = hub_op_logout(h, a + 7);
-        if (rc)
-            reply_rc(r, rc, NULL);
-        else
-            reply_ok(r, 200, json_pack("{s:b}", "logged_out", 1));
-    } else if (rt.n == 1 && route_is(&rt, 0, "me") && get) {
-        reply_ok(r, 200,
-                 json_pack("{s:s,s:s}", "user", who.name, "role", store_role_name(who.role)));
-    } else if (rt.n == 1 && route_is(&rt, 0, "users") && post) {
-        const char *name, *role, *pw;
-        if (need_str(in, "username", STORE_NAME_MAX, &name, r) &&
-            need_str(in, "role", 16, &role, r) && need_str(in, "password", 256, &pw, r)) {
-            rc = hub_op_user_add(h, &who, name, role, pw, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-        }
-    } else if (rt.n == 1 && route_is(&rt, 0, "users") && get) {
-        rc = hub_op_user_list(h, &who, &out);
-        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "factory") &&
-               (route_is(&rt, 1, "enroll") || route_is(&rt, 1, "register")) && post) {
-        const char *model, *pem;
-        bool enroll = route_is(&rt, 1, "enroll");
-        if (need_str(in, "model", STORE_NAME_MAX, &model, r) &&
-            need_str(in, enroll ? "csr" : "certificate", CRYPTO_PEM_MAX, &pem, r)) {
-            rc = enroll ? hub_op_enroll(h, &who, model, pem, &out, &e)
-                        : hub_op_register(h, &who, model, pem, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-        }
-    } else if (rt.n == 1 && route_is(&rt, 0, "cas") && post) {
-        const char *model, *pem;
-        if (need_str(in, "model", STORE_NAME_MAX, &model, r) &&
-            need_str(in, "certificate", CRYPTO_PEM_MAX, &pem, r)) {
-            rc = hub_op_ca_import(h, &who, model, pem, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-        }
-    } else if (rt.n == 1 && route_is(&rt, 0, "cas") && get) {
-        rc = hub_op_ca_list(h, &who, &out);
-        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
-    } else if (rt.n == 1 && route_is(&rt, 0, "claims") && post) {
-        const char *code;
-        if (need_str(in, "claim_code", 64, &code, r)) {
-            rc = hub_op_claim(h, &who, code, peer, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-        }
-    } else if (rt.n == 1 && route_is(&rt, 0, "devices") && get) {
-        const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
-        if (after && strlen(after) > 32)
-            after = NULL;
-        rc = hub_op_device_list(h, &who, after, (int)query_int(c, "limit", 100, 1, 500), &out);
-        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "devices") && get) {
-        rc = hub_op_device_get(h, &who, rt.seg[1], &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "commands") && post) {
-        const char *type;
-        int64_t ttl;
-        if (need_str(in, "type", 16, &type, r) &&
-            need_str(in, "reason", STORE_REASON_MAX, &reason, r) && ttl_of(in, &ttl, r)) {
-            rc = hub_op_command(h, &who, rt.seg[1], type, reason, ttl, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-        }
-    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "config") && post) {
-        if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
-            rc = hub_op_config(h, &who, rt.seg[1], json_object_get(in, "settings"), reason, &out,
-                               &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-        }
-    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "status") && get) {
-        rc = hub_op_device_status(h, &who, rt.seg[1], &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "commands") && get) {
-        rc = hub_op_command_list(h, &who, rt.seg[1], (int)query_int(c, "limit", 50, 1, 500), &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "transfer") &&
-               (post || del)) {
-        json_t *data = json_object_get(in, "data");
-        if (post && data && !json_is_string(data))
-            reply_err(r, 400, "invalid_request", "data must be \"export\" or \"erase\"");
-        else {
-            rc = post ? hub_op_transfer_start(h, &who, rt.seg[1],
-                                              data ? json_string_value(data) : "erase", &out, &e)
-                      : hub_op_transfer_cancel(h, &who, rt.seg[1], &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, post ? 201 : 200, out);
-        }
-    } else if (rt.n == 1 && route_is(&rt, 0, "transfers") && post) {
-        const char *code;
-        if (need_str(in, "code", 64, &code, r)) {
-            rc = hub_op_transfer_accept(h, &who, code, peer, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-        }
-    } else if (rt.n == 2 && route_is(&rt, 0, "me") && route_is(&rt, 1, "export") && get) {
-        rc = hub_op_me_export(h, &who, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "me") && route_is(&rt, 1, "erase") && post) {
-        const char *confirm;
-        if (need_str(in, "confirm", STORE_NAME_MAX, &confirm, r)) {
-            rc = hub_op_me_erase(h, &who, confirm, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-        }
-    } else if (rt.n == 1 && route_is(&rt, 0, "me") && del) {
-        const char *confirm;
-        json_t *dv = json_object_get(in, "devices");
-        if (dv && !json_is_string(dv) && !json_is_null(dv))
-            reply_err(r, 400, "invalid_request", "devices must be \"decommission\"");
-        else if (need_str(in, "confirm", STORE_NAME_MAX, &confirm, r)) {
-            rc = hub_op_me_delete(h, &who, confirm, json_string_value(dv), &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-        }
-    } else if (rt.n == 2 && route_is(&rt, 0, "users") && del) {
-        if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
-            rc = hub_op_user_delete(h, &who, rt.seg[1], reason, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-        }
-    } else if ((rt.n == 1 || rt.n == 2) && route_is(&rt, 0, "exports") && get) {
-        int64_t xid = rt.n == 2 ? route_int(rt.seg[1], 0, 1, INT64_MAX) : 0;
-        rc = rt.n == 2 && !xid ? MAMORI_ERR_NOTFOUND : hub_op_exports(h, &who, xid, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && post) {
-        /* Every operator action is audited with its reason: no reason, no action. */
-        if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
-            rc = hub_op_device_action(h, &who, rt.seg[1], rt.seg[2], reason, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-        }
-    } else if (rt.n == 3 && route_is(&rt, 0, "models") && route_is(&rt, 2, "schema") && post) {
-        rc = hub_op_schema_set(h, &who, rt.seg[1], in, &out, &e);
-        rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "models") && route_is(&rt, 2, "schema") && get) {
-        rc = hub_op_schema_get(h, &who, rt.seg[1], &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "devices") && route_is(&rt, 2, "telemetry") && get) {
-        rc = hub_op_telemetry(h, &who, rt.seg[1], query_int(c, "from", 0, 0, INT64_MAX),
-                              query_int(c, "to", INT64_MAX, 0, INT64_MAX),
-                              query_int(c, "after", 0, 0, INT64_MAX),
-                              (int)query_int(c, "limit", 100, 1, 1000), &out);
-        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "roots") && post) {
-        char *doc = json_dump_compact(in);
-        rc = doc ? hub_op_fw_root_add(h, &who, doc, &out, &e) : MAMORI_ERR_NOMEM;
-        free(doc);
-        rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "roots") && get) {
-        rc = hub_op_fw_roots(h, &who, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") && post) {
-        char *doc = json_dump_compact(in);
-        rc = doc ? hub_op_fw_release_add(h, &who, doc, &out, &e) : MAMORI_ERR_NOMEM;
-        free(doc);
-        rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") && get) {
-        const char *model = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "model");
-        if (model && strlen(model) > STORE_NAME_MAX)
-            model = NULL;
-        rc = hub_op_fw_releases(h, &who, model, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "groups") &&
-               (route_is(&rt, 2, "add") || route_is(&rt, 2, "remove")) && post) {
-        const char *device;
-        if (need_str(in, "device", 32, &device, r)) {
-            rc = hub_op_group_set(h, &who, rt.seg[1], device, route_is(&rt, 2, "add"), &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-        }
-    } else if (rt.n == 2 && route_is(&rt, 0, "groups") && get) {
-        rc = hub_op_group_get(h, &who, rt.seg[1], &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 1 && route_is(&rt, 0, "advisories") && post) {
-        rc = hub_op_advisory_add(h, &who, in, &out, &e);
-        rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-    } else if (rt.n == 1 && route_is(&rt, 0, "advisories") && get) {
-        const char *model = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "model");
-        rc = hub_op_advisories(h, model && strlen(model) <= STORE_NAME_MAX ? model : NULL, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "models") && route_is(&rt, 2, "support") && post) {
-        json_t *end = json_object_get(in, "end");
-        rc = hub_op_support_set(h, &who, rt.seg[1],
-                                json_is_integer(end) ? (int64_t)json_integer_value(end) : -1, &out,
-                                &e);
-        rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "models") && route_is(&rt, 2, "support") && get) {
-        rc = hub_op_support_get(h, rt.seg[1], &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "campaigns") && post) {
-        const char *sha;
-        if (need_str(in, "sha256", 64, &sha, r) &&
-            need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
-            struct campaign_opts o = {(int)json_int_or(in, "canary", 1),
-                                      (int)json_int_or(in, "wave", 10),
-                                      (int)json_int_or(in, "interval_s", 300),
-                                      (int)json_int_or(in, "max_failure_pct", 10),
-                                      (int)json_int_or(in, "window_start", 0),
-                                      (int)json_int_or(in, "window_end", 0),
-                                      json_string_value(json_object_get(in, "group"))};
-            json_t *g = json_object_get(in, "group");
-            if (g && !json_is_string(g)) /* never widened to the whole model by a typo */
-                reply_err(r, 400, "invalid_request", "group must be a string");
-            else {
-                rc = hub_op_campaign_create(h, &who, sha, reason, &o, &out, &e);
-                rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-            }
-        }
-    } else if (rt.n == 2 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "campaigns") && get) {
-        rc = hub_op_campaigns(h, &who, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "campaigns") && get) {
-        rc = hub_op_campaign_get(h, &who, route_int(rt.seg[2], 0, 1, INT64_MAX), &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "campaigns") && post) {
-        if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
-            rc = hub_op_campaign_action(h, &who, route_int(rt.seg[2], 0, 1, INT64_MAX), rt.seg[3],
-                                        reason, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-        }
-    } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") &&
-               route_is(&rt, 3, "deploy") && post) {
-        const char *device;
-        int64_t ttl;
-        if (need_str(in, "device", 32, &device, r) &&
-            need_str(in, "reason", STORE_REASON_MAX, &reason, r) && ttl_of(in, &ttl, r)) {
-            rc = hub_op_fw_deploy(h, &who, rt.seg[2], device, reason, ttl, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-        }
-    } else if (rt.n == 4 && route_is(&rt, 0, "firmware") && route_is(&rt, 1, "releases") &&
-               route_is(&rt, 3, "retire") && post) {
-        if (need_str(in, "reason", STORE_REASON_MAX, &reason, r)) {
-            rc = hub_op_fw_retire(h, &who, rt.seg[2], reason, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-        }
-    } else if (rt.n == 1 && route_is(&rt, 0, "audit") && get) {
-        rc = hub_op_audit_list(h, &who, query_int(c, "after", 0, 0, INT64_MAX),
-                               (int)query_int(c, "limit", 100, 1, 1000), &out);
-        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "audit") && route_is(&rt, 1, "verify") && get) {
-        rc = hub_op_audit_verify(h, &who, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "reports") && route_is(&rt, 1, "etsi") && get) {
-        rc = hub_op_etsi(h, &who, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "reports") && route_is(&rt, 1, "matrix") && get) {
-        const char *dev = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "device");
-        rc = hub_op_matrix(h, &who, dev && *dev ? dev : NULL, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "reports") && route_is(&rt, 1, "fleet-audit") && get) {
-        rc = hub_op_fleet_audit(h, &who, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 1 && route_is(&rt, 0, "alerts") && get) {
-        const char *st = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
-        const char *dev = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "device");
-        rc = hub_op_alerts(h, &who, st, dev, query_int(c, "after", 0, 0, INT64_MAX),
-                           (int)query_int(c, "limit", 100, 1, 1000), &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "alerts") && post) {
-        json_t *note = json_object_get(in, "note");
-        if (note && (!json_is_string(note) || json_string_length(note) > STORE_REASON_MAX)) {
-            reply_err(r, 400, "invalid_request", "note must be a string of at most 512 bytes");
-        } else {
-            rc = hub_op_alert_set(h, &who, route_int(rt.seg[1], 0, 1, INT64_MAX), rt.seg[2],
-                                  note ? json_string_value(note) : "", &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-        }
-    } else if (rt.n == 1 && route_is(&rt, 0, "rules") && get) {
-        rc = hub_op_rules(h, &who, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 3 && route_is(&rt, 0, "rules") && route_is(&rt, 2, "policy") && post) {
-        rc = hub_op_rule_policy(h, &who, rt.seg[1], in, &out, &e);
-        rc ? reply_rc(r, rc, &e) : reply_ok(r, 200, out);
-    } else if (rt.n == 1 && route_is(&rt, 0, "webhooks") && post) {
-        const char *hook_url;
-        if (need_str(in, "url", 600, &hook_url, r)) {
-            rc = hub_op_webhook_add(h, &who, hook_url, &out, &e);
-            rc ? reply_rc(r, rc, &e) : reply_ok(r, 201, out);
-        }
-    } else if (rt.n == 1 && route_is(&rt, 0, "webhooks") && get) {
-        rc = hub_op_webhooks(h, &who, &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 2 && route_is(&rt, 0, "webhooks") && del) {
-        rc = hub_op_webhook_del(h, &who, route_int(rt.seg[1], 0, 1, INT64_MAX), &out);
-        rc ? reply_rc(r, rc, NULL) : reply_ok(r, 200, out);
-    } else if (rt.n == 1 && route_is(&rt, 0, "events") && get) {
-        const char *dev = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "device");
-        rc = hub_op_events(h, &who, dev, query_int(c, "after", 0, 0, INT64_MAX),
-                           (int)query_int(c, "limit", 100, 1, 1000), &out);
-        rc ? (json_decref(out), reply_rc(r, rc, NULL)) : reply_ok(r, 200, out);
-    } else {
-        reply_err(r, (get || post || del) ? 404 : 405,
-                  (get || post || del) ? "not_found" : "method_not_allowed", "no such endpoint");
-    }
-    json_decref(in);
+    m.route->handler(&x, r);
+    json_decref(x.in);
 }
 
-/* A firmware image: 200 whole, 206 from a Range offset (downloads resume). */
-static enum MHD_Result send_file(struct MHD_Connection *c, struct reply *r)
+/* A file (a firmware image, the CRL): 200 whole, 206 from a Range offset
+ * (downloads resume). */
+static enum MHD_Result send_file(struct MHD_Connection *c, struct api_reply *r)
 {
     char cr[96];
     struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(r->len, r->fd, r->off);
@@ -703,7 +290,7 @@ static enum MHD_Result send_file(struct MHD_Connection *c, struct reply *r)
     return ret;
 }
 
-static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *r)
+static enum MHD_Result send_reply(struct MHD_Connection *c, struct api_reply *r)
 {
     if (r->fd >= 0)
         return send_file(c, r);
@@ -723,6 +310,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *r)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
+    if (r->allow[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (r->retry_after > 0) {
         char ra[24];
         snprintf(ra, sizeof(ra), "%lld", (long long)r->retry_after);
@@ -733,23 +322,49 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *r)
     return ret;
 }
 
-/* An image upload is checked before its first byte (who, which release)
- * and then streamed to disk through hub/firmware.c, hashed on the way. */
-static void upload_begin(struct hub *h, struct MHD_Connection *c, const char *url, struct req *q)
+/* A PUT route's body is streamed (api_priv.h): its route, role and handler
+ * are settled when the head has arrived, before the first byte of the
+ * body. A refusal is kept in q->refused and said once the body has been
+ * read and dropped, so the client gets the answer rather than a reset. */
+static void upload_begin(struct hub *h, struct MHD_Connection *c, const char *method,
+                         const char *url, struct api_req *q)
 {
     struct route rt;
+    struct api_match m;
     struct principal who;
-    struct reply tmp = {0, NULL, 0, -1, 0, 0, 0, NULL};
-    if (!route_split(url, &rt) || rt.n != 4 || !route_is(&rt, 0, "firmware") ||
-        !route_is(&rt, 1, "releases") || !route_is(&rt, 3, "image"))
-        return;
-    q->upload = true;
-    if (!authenticate(h, c, &who, &tmp)) {
-        json_decref(tmp.body);
-        q->up_rc = MAMORI_ERR_AUTH;
+    struct api_call x;
+    struct api_reply tmp = API_REPLY_INIT;
+    char peer[64];
+    if (!route_split(url, &rt) || !resolve(method, &rt, &m, &tmp)) {
+        json_decref(tmp.body); /* answered as any other request, once it is whole */
         return;
     }
-    q->up_rc = hub_fw_upload_begin(h, &who, rt.seg[2], &q->up, &q->up_e);
+    q->upload = true;
+    peer_of(c, peer, sizeof(peer));
+    call_init(&x, h, c, &rt, &m, q, peer);
+    if (gate(&x, m.route->role, &who, &q->refused))
+        m.route->handler(&x, &q->refused);
+}
+
+/* The streamed body has all arrived (or the upload was refused). */
+static enum MHD_Result upload_end(struct MHD_Connection *c, struct api_req *q)
+{
+    json_t *out = NULL;
+    if (q->refused.status) {
+        struct api_reply r = q->refused;
+        q->refused.body = NULL; /* sent (and freed) below */
+        return send_reply(c, &r);
+    }
+    struct api_reply r = API_REPLY_INIT;
+    enum mamori_err rc = q->up_rc;
+    if (!rc && !q->up)
+        rc = MAMORI_ERR_INTERNAL; /* a handler that opened nothing: never */
+    if (!rc) {
+        rc = hub_fw_upload_end(q->up, &out, &q->up_e);
+        q->up = NULL; /* freed by end */
+    }
+    api_answer(&r, rc, &q->up_e, 201, out);
+    return send_reply(c, &r);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -758,16 +373,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     (void)version;
     struct hub *h = cls;
-    struct req *q = *con_cls;
+    struct api_req *q = *con_cls;
     if (!q) {
         q = calloc(1, sizeof(*q));
         if (!q)
             return MHD_NO;
         dbuf_init(&q->body, API_MAX_BODY);
+        q->refused.fd = -1;
         *con_cls = q;
         api_guard_head_done(c); /* T10-L1b: the body's clock starts */
         if (strcmp(method, "PUT") == 0)
-            upload_begin(h, c, url, q);
+            upload_begin(h, c, method, url, q);
         return MHD_YES;
     }
     if (*size)
@@ -776,9 +392,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         api_guard_answering(c);
     if (q->upload) {
         if (*size) {
-            /* After a refusal the rest is read and dropped, so the client
-             * gets the answer rather than a reset. */
-            if (q->up && !q->up_rc) {
+            /* After a refusal the rest is read and dropped. */
+            if (q->up && !q->up_rc && !q->refused.status) {
                 enum mamori_err wr = hub_fw_upload_write(q->up, data, *size);
                 if (wr && wr != MAMORI_ERR_TOOBIG) /* too big: said at the end */
                     q->up_rc = wr;
@@ -786,18 +401,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             *size = 0;
             return MHD_YES;
         }
-        struct reply r = {0, NULL, 0, -1, 0, 0, 0, NULL};
-        json_t *out = NULL;
-        enum mamori_err rc = q->up_rc;
-        if (!rc) {
-            rc = hub_fw_upload_end(q->up, &out, &q->up_e);
-            q->up = NULL; /* freed by end */
-        }
-        if (rc)
-            reply_rc(&r, rc, &q->up_e);
-        else
-            reply_ok(&r, 201, out);
-        return send_reply(c, &r);
+        return upload_end(c, q);
     }
     if (*size) {
         /* Keep consuming past the cap (so the client gets a 413 rather than
@@ -807,8 +411,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *size = 0;
         return MHD_YES;
     }
-    struct reply r = {0, NULL, 0, -1, 0, 0, 0, NULL};
-    handle(h, c, method, url, q, &r);
+    struct api_reply r = API_REPLY_INIT;
+    dispatch(h, c, method, url, q, &r);
     return send_reply(c, &r);
 }
 
@@ -817,11 +421,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
     (void)cls;
     (void)toe;
-    struct req *q = *con_cls;
+    struct api_req *q = *con_cls;
     api_guard_request_done(c); /* keep-alive: the next head's clock starts */
     if (q) {
-        hub_fw_upload_abort(q->up); /* an upload cut short leaves nothing */
-        dbuf_free(&q->body);        /* wiped: bodies carry passwords and tokens */
+        json_decref(q->refused.body); /* a refusal never sent (connection cut) */
+        hub_fw_upload_abort(q->up);   /* an upload cut short leaves nothing */
+        dbuf_free(&q->body);          /* wiped: bodies carry passwords and tokens */
         free(q);
         *con_cls = NULL;
     }
