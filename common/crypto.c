@@ -2,6 +2,13 @@
  * common/crypto.c - OpenSSL 3 behind the small interface of crypto.h.
  * Nothing else in Mamori calls OpenSSL's primitives directly (the TLS
  * connections themselves are driven by libmosquitto, mosquitto and libcurl).
+ *
+ * This file is what a device needs: hashes, random, keys and keystores,
+ * TLS client contexts, CSRs to send, certificates to load and verify,
+ * signatures and Base64. What only an issuing authority does (checking
+ * CSRs, issuing certificates and CRLs, inspecting certificates it is
+ * shown) is in crypto_ca.c; libmamori folds in this file alone
+ * (lib/CMakeLists.txt), so nothing here may call into crypto_ca.c.
  */
 #include "common/crypto.h"
 
@@ -30,13 +37,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "common/crypto_priv.h"
 #include "common/fsutil.h"
-
-/* Our handles are OpenSSL objects; many OpenSSL 3 accessors are not
- * const-correct, so the const is dropped here, at the one boundary. */
-#define K(x) ((EVP_PKEY *)(uintptr_t)(x))
-#define C(x) ((X509 *)(uintptr_t)(x))
-#define R(x) ((X509_REQ *)(uintptr_t)(x))
 
 enum mamori_err crypto_random(void *out, size_t n)
 {
@@ -336,7 +338,7 @@ enum mamori_err crypto_key_generate_in(enum crypto_keystore ks, struct crypto_ke
     return MAMORI_OK;
 }
 
-static bool key_is_p256(EVP_PKEY *k)
+bool crypto_is_p256(EVP_PKEY *k)
 {
     char name[64];
     size_t len = 0;
@@ -362,7 +364,7 @@ enum mamori_err crypto_key_load(const char *path, struct crypto_key **out)
     free(pem);
     if (!k)
         return MAMORI_ERR_PARSE;
-    if (!key_is_p256(k)) {
+    if (!crypto_is_p256(k)) {
         EVP_PKEY_free(k);
         return MAMORI_ERR_CRYPTO;
     }
@@ -391,7 +393,7 @@ void crypto_key_free(struct crypto_key *key)
     EVP_PKEY_free(K(key));
 }
 
-static enum mamori_err bio_to_string(BIO *bio, char **out)
+enum mamori_err crypto_bio_string(BIO *bio, char **out)
 {
     char *data = NULL;
     long n = BIO_get_mem_data(bio, &data);
@@ -406,7 +408,7 @@ static enum mamori_err bio_to_string(BIO *bio, char **out)
     return MAMORI_OK;
 }
 
-static enum mamori_err name_set(X509_NAME *name, const char *cn, const char *org)
+enum mamori_err crypto_name_set(X509_NAME *name, const char *cn, const char *org)
 {
     if (org && !X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)org, -1,
                                            -1, 0))
@@ -426,7 +428,7 @@ enum mamori_err crypto_csr_create(const struct crypto_key *key, const char *cn, 
     EVP_MD_CTX *md = NULL;
     if (!req || !bio)
         goto out;
-    if (!X509_REQ_set_version(req, 0) || name_set(X509_REQ_get_subject_name(req), cn, NULL))
+    if (!X509_REQ_set_version(req, 0) || crypto_name_set(X509_REQ_get_subject_name(req), cn, NULL))
         goto out;
     if (!X509_REQ_set_pubkey(req, K(key)) || !(md = EVP_MD_CTX_new()) ||
         EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL, sign_propq(key), K(key), NULL) != 1 ||
@@ -434,129 +436,12 @@ enum mamori_err crypto_csr_create(const struct crypto_key *key, const char *cn, 
         goto out;
     if (!PEM_write_bio_X509_REQ(bio, req))
         goto out;
-    rc = bio_to_string(bio, pem_out);
+    rc = crypto_bio_string(bio, pem_out);
 out:
     EVP_MD_CTX_free(md);
     BIO_free(bio);
     X509_REQ_free(req);
     ERR_clear_error();
-    return rc;
-}
-
-enum mamori_err crypto_csr_parse(const char *pem, size_t len, struct crypto_csr **out)
-{
-    *out = NULL;
-    if (len == 0 || len > CRYPTO_PEM_MAX)
-        return len ? MAMORI_ERR_TOOBIG : MAMORI_ERR_PARSE;
-    BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    X509_REQ *req = bio ? PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL) : NULL;
-    BIO_free(bio);
-    ERR_clear_error();
-    if (!req)
-        return MAMORI_ERR_PARSE;
-    EVP_PKEY *pk = X509_REQ_get0_pubkey(req);
-    if (!pk || !key_is_p256(pk)) {
-        X509_REQ_free(req);
-        return MAMORI_ERR_CRYPTO;
-    }
-    if (X509_REQ_verify(req, pk) != 1) {
-        ERR_clear_error();
-        X509_REQ_free(req);
-        return MAMORI_ERR_VERIFY;
-    }
-    *out = (struct crypto_csr *)req;
-    return MAMORI_OK;
-}
-
-void crypto_csr_free(struct crypto_csr *csr)
-{
-    X509_REQ_free(R(csr));
-}
-
-static enum mamori_err add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    if (!ext)
-        return MAMORI_ERR_CRYPTO;
-    int ok = X509_add_ext(cert, ext, -1);
-    X509_EXTENSION_free(ext);
-    return ok ? MAMORI_OK : MAMORI_ERR_CRYPTO;
-}
-
-enum mamori_err crypto_cert_issue(const struct crypto_issue *p, char **pem_out)
-{
-    *pem_out = NULL;
-    enum mamori_err rc = MAMORI_ERR_CRYPTO;
-    EVP_PKEY *pub = p->subject ? K(p->subject) : (p->csr ? X509_REQ_get0_pubkey(R(p->csr)) : NULL);
-    if (!pub || !p->issuer_key || !p->cn || (!p->issuer && p->kind != CRYPTO_CERT_ROOT_CA))
-        return MAMORI_ERR_INVAL;
-    X509 *cert = X509_new();
-    BIO *bio = BIO_new(BIO_s_mem());
-    BIGNUM *bn = BN_new();
-    uint8_t serial[16];
-    if (!cert || !bio || !bn)
-        goto out;
-    if (crypto_random(serial, sizeof(serial)))
-        goto out;
-    serial[0] &= 0x7f; /* RFC 5280 4.1.2.2: positive, at most 20 octets */
-    serial[0] |= 0x01;
-    if (!BN_bin2bn(serial, sizeof(serial), bn) ||
-        !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)))
-        goto out;
-    if (!X509_set_version(cert, 2))
-        goto out;
-    time_t nb = p->not_before ? p->not_before : time(NULL) - 300;
-    time_t na = p->not_after;
-    if (!X509_time_adj(X509_getm_notBefore(cert), 0, &nb) ||
-        !X509_time_adj(X509_getm_notAfter(cert), 0, &na))
-        goto out;
-    if (name_set(X509_get_subject_name(cert), p->cn, p->org))
-        goto out;
-    X509 *issuer = p->issuer ? C(p->issuer) : cert;
-    if (!X509_set_issuer_name(cert, X509_get_subject_name(issuer)) || !X509_set_pubkey(cert, pub))
-        goto out;
-    if (add_ext(cert, issuer, NID_subject_key_identifier, "hash"))
-        goto out;
-    if (p->issuer && add_ext(cert, issuer, NID_authority_key_identifier, "keyid:always"))
-        goto out;
-    switch (p->kind) {
-    case CRYPTO_CERT_ROOT_CA:
-        if (add_ext(cert, issuer, NID_basic_constraints, "critical,CA:TRUE,pathlen:1") ||
-            add_ext(cert, issuer, NID_key_usage, "critical,keyCertSign,cRLSign"))
-            goto out;
-        break;
-    case CRYPTO_CERT_SUB_CA:
-        if (add_ext(cert, issuer, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") ||
-            add_ext(cert, issuer, NID_key_usage, "critical,keyCertSign,cRLSign"))
-            goto out;
-        break;
-    case CRYPTO_CERT_SERVER:
-        if (add_ext(cert, issuer, NID_basic_constraints, "critical,CA:FALSE") ||
-            add_ext(cert, issuer, NID_key_usage, "critical,digitalSignature") ||
-            add_ext(cert, issuer, NID_ext_key_usage, "serverAuth") ||
-            add_ext(cert, issuer, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1"))
-            goto out;
-        break;
-    case CRYPTO_CERT_CLIENT:
-        if (add_ext(cert, issuer, NID_basic_constraints, "critical,CA:FALSE") ||
-            add_ext(cert, issuer, NID_key_usage, "critical,digitalSignature") ||
-            add_ext(cert, issuer, NID_ext_key_usage, "clientAuth"))
-            goto out;
-        break;
-    }
-    if (!X509_sign(cert, K(p->issuer_key), EVP_sha256()))
-        goto out;
-    if (!PEM_write_bio_X509(bio, cert))
-        goto out;
-    rc = bio_to_string(bio, pem_out);
-out:
-    ERR_clear_error();
-    BN_free(bn);
-    BIO_free(bio);
-    X509_free(cert);
     return rc;
 }
 
@@ -637,24 +522,6 @@ enum mamori_err crypto_cert_cn(const struct crypto_cert *cert, char *out, size_t
     return crypto_x509_cn(cert, out, outlen);
 }
 
-enum mamori_err crypto_cert_serial_hex(const struct crypto_cert *cert, char *out, size_t outlen)
-{
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(C(cert)), NULL);
-    if (!bn)
-        return MAMORI_ERR_CRYPTO;
-    char *hex = BN_bn2hex(bn);
-    BN_free(bn);
-    if (!hex)
-        return MAMORI_ERR_NOMEM;
-    enum mamori_err rc = MAMORI_OK;
-    if (strlen(hex) >= outlen)
-        rc = MAMORI_ERR_TOOBIG;
-    else
-        memcpy(out, hex, strlen(hex) + 1);
-    OPENSSL_free(hex);
-    return rc;
-}
-
 time_t crypto_cert_not_after(const struct crypto_cert *cert)
 {
     const ASN1_TIME *t = X509_get0_notAfter(C(cert));
@@ -662,11 +529,6 @@ time_t crypto_cert_not_after(const struct crypto_cert *cert)
     if (!t || !ASN1_TIME_to_tm(t, &tm))
         return 0;
     return timegm(&tm);
-}
-
-bool crypto_cert_is_ca(const struct crypto_cert *cert)
-{
-    return X509_check_ca(C(cert)) > 0;
 }
 
 bool crypto_cert_matches_key(const struct crypto_cert *cert, const struct crypto_key *key)
@@ -678,18 +540,6 @@ bool crypto_cert_matches_key(const struct crypto_cert *cert, const struct crypto
 enum mamori_err crypto_cert_verify(const struct crypto_cert *cert, const char *trust_pem)
 {
     return crypto_cert_verify_chain(cert, NULL, 0, trust_pem);
-}
-
-enum mamori_err crypto_cert_pem(const struct crypto_cert *cert, char **pem_out)
-{
-    BIO *bio = BIO_new(BIO_s_mem());
-    if (!bio)
-        return MAMORI_ERR_NOMEM;
-    enum mamori_err rc = MAMORI_ERR_CRYPTO;
-    if (PEM_write_bio_X509(bio, C(cert)))
-        rc = bio_to_string(bio, pem_out);
-    BIO_free(bio);
-    return rc;
 }
 
 /* ---- signatures and chains (signed commands) ---- */
@@ -866,7 +716,7 @@ enum mamori_err crypto_pubkey_parse(const uint8_t *spki, size_t len, struct cryp
     const unsigned char *p = spki;
     EVP_PKEY *k = d2i_PUBKEY(NULL, &p, (long)len);
     /* the whole input, and nothing but a P-256 key */
-    if (!k || p != spki + len || !key_is_p256(k)) {
+    if (!k || p != spki + len || !crypto_is_p256(k)) {
         EVP_PKEY_free(k);
         ERR_clear_error();
         return MAMORI_ERR_PARSE;
@@ -969,88 +819,5 @@ enum mamori_err crypto_b64_decode(const char *in, size_t n, uint8_t *out, size_t
         return MAMORI_ERR_PARSE;
     size_t pad = (in[n - 1] == '=') + (in[n - 2] == '=');
     *got = (size_t)len - pad;
-    return MAMORI_OK;
-}
-
-enum mamori_err crypto_crl_issue(const struct crypto_cert *issuer, const struct crypto_key *key,
-                                 const struct crypto_revoked *list, size_t n, time_t next_s,
-                                 uint64_t number, char **pem_out)
-{
-    enum mamori_err rc = MAMORI_ERR_CRYPTO;
-    X509_CRL *crl = X509_CRL_new();
-    ASN1_TIME *now = ASN1_TIME_set(NULL, time(NULL)),
-              *next = ASN1_TIME_set(NULL, time(NULL) + next_s);
-    ASN1_INTEGER *num = ASN1_INTEGER_new();
-    BIO *bio = NULL;
-    *pem_out = NULL;
-    if (!crl || !now || !next || !num || !X509_CRL_set_version(crl, X509_CRL_VERSION_2) ||
-        !X509_CRL_set_issuer_name(crl, X509_get_subject_name(C(issuer))) ||
-        !X509_CRL_set1_lastUpdate(crl, now) || !X509_CRL_set1_nextUpdate(crl, next) ||
-        !ASN1_INTEGER_set_uint64(num, number) ||
-        !X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0))
-        goto out;
-    for (size_t i = 0; i < n; i++) {
-        BIGNUM *bn = NULL;
-        X509_REVOKED *r = X509_REVOKED_new();
-        ASN1_INTEGER *serial = NULL;
-        ASN1_TIME *when = ASN1_TIME_set(NULL, list[i].when);
-        ASN1_ENUMERATED *why = ASN1_ENUMERATED_new();
-        bool ok =
-            r && when && why && BN_hex2bn(&bn, list[i].serial_hex) > 0 &&
-            (serial = BN_to_ASN1_INTEGER(bn, NULL)) && X509_REVOKED_set_serialNumber(r, serial) &&
-            X509_REVOKED_set_revocationDate(r, when) && ASN1_ENUMERATED_set(why, list[i].reason) &&
-            X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, why, 0, 0) &&
-            X509_CRL_add0_revoked(crl, r);
-        BN_free(bn);
-        ASN1_INTEGER_free(serial);
-        ASN1_TIME_free(when);
-        ASN1_ENUMERATED_free(why);
-        if (!ok) {
-            X509_REVOKED_free(r);
-            goto out;
-        }
-    }
-    if (!X509_CRL_sort(crl) || !X509_CRL_sign(crl, K(key), EVP_sha256()) ||
-        !(bio = BIO_new(BIO_s_mem())) || !PEM_write_bio_X509_CRL(bio, crl))
-        goto out;
-    char *data;
-    long len = BIO_get_mem_data(bio, &data);
-    if (len > 0 && (*pem_out = malloc((size_t)len + 1))) {
-        memcpy(*pem_out, data, (size_t)len);
-        (*pem_out)[len] = '\0';
-        rc = MAMORI_OK;
-    } else {
-        rc = MAMORI_ERR_NOMEM;
-    }
-out:
-    BIO_free(bio);
-    ASN1_INTEGER_free(num);
-    ASN1_TIME_free(now);
-    ASN1_TIME_free(next);
-    X509_CRL_free(crl);
-    return rc;
-}
-
-enum mamori_err crypto_cert_key_info(const struct crypto_cert *cert, char spki_sha[65], char *type,
-                                     size_t typelen, int *bits)
-{
-    EVP_PKEY *pub = X509_get0_pubkey(C(cert));
-    unsigned char *der = NULL;
-    uint8_t h[CRYPTO_SHA256_LEN];
-    if (!pub)
-        return MAMORI_ERR_CRYPTO;
-    int n = i2d_PUBKEY(pub, &der);
-    if (n <= 0)
-        return MAMORI_ERR_CRYPTO;
-    crypto_sha256(der, (size_t)n, h);
-    OPENSSL_free(der);
-    crypto_hex(h, sizeof(h), spki_sha);
-    *bits = EVP_PKEY_get_bits(pub);
-    char curve[64] = "";
-    size_t cl = 0;
-    const char *t = EVP_PKEY_get0_type_name(pub);
-    if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC)
-        (void)EVP_PKEY_get_utf8_string_param(pub, "group", curve, sizeof(curve), &cl);
-    snprintf(type, typelen, "%s%s%s", t ? t : "?", curve[0] ? ":" : "", curve);
     return MAMORI_OK;
 }
