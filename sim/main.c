@@ -24,9 +24,11 @@
  * (and written to --status FILE as JSON, for tests and scripts).
  */
 #include <dirent.h>
+#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,247 +57,348 @@ static int cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int main(int argc, char **argv)
+/* ---- the command line ---- */
+
+struct sim_opts {
+    const char *dir, *status, *broker_host, *updates, *ev_body, *alt_body;
+    long n, first, hb, tm, duration, broker_port, ev_ms, alt_every;
+};
+
+/* --NAME VALUE: where the value goes, as text or as a number (strtol). */
+static const struct sim_opt {
+    const char *name;
+    size_t off;
+    bool number;
+} OPTS[] = {
+    {"identities", offsetof(struct sim_opts, dir), false},
+    {"first", offsetof(struct sim_opts, first), true},
+    {"devices", offsetof(struct sim_opts, n), true},
+    {"heartbeat", offsetof(struct sim_opts, hb), true},
+    {"telemetry", offsetof(struct sim_opts, tm), true},
+    {"duration", offsetof(struct sim_opts, duration), true},
+    {"status", offsetof(struct sim_opts, status), false},
+    {"broker-port", offsetof(struct sim_opts, broker_port), true},
+    {"broker-host", offsetof(struct sim_opts, broker_host), false},
+    {"updates", offsetof(struct sim_opts, updates), false},
+    {"events", offsetof(struct sim_opts, ev_ms), true},
+    {"event-body", offsetof(struct sim_opts, ev_body), false},
+    {"alt-every", offsetof(struct sim_opts, alt_every), true},
+    {"alt-body", offsetof(struct sim_opts, alt_body), false},
+};
+#define N_OPTS (sizeof(OPTS) / sizeof(OPTS[0]))
+
+static const char USAGE[] =
+    "usage: mamori-sim --identities DIR [--first K] [--devices N] [--heartbeat S] "
+    "[--telemetry S] [--duration S] [--status FILE]\n"
+    "                  [--broker-host HOST] [--broker-port PORT] "
+    "[--updates DIR]\n"
+    "                  [--events MS] [--event-body JSON] "
+    "[--alt-every K --alt-body JSON]\n";
+
+static void set_opt(struct sim_opts *o, const struct sim_opt *d, const char *v)
 {
-    const char *dir = NULL, *status = NULL, *broker_host = NULL, *updates = NULL;
-    const char *ev_body = "{\"type\":\"sim_tick\"}", *alt_body = NULL;
-    int broker_port = 0;
-    long n = 0, first = 0, hb = 30, tm = 0, duration = 0, ev_ms = 0, alt_every = 0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--identities") == 0)
-            dir = argv[i + 1];
-        else if (strcmp(argv[i], "--first") == 0)
-            first = strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--devices") == 0)
-            n = strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--heartbeat") == 0)
-            hb = strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--telemetry") == 0)
-            tm = strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--duration") == 0)
-            duration = strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--status") == 0)
-            status = argv[i + 1];
-        else if (strcmp(argv[i], "--broker-port") == 0)
-            broker_port = (int)strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--broker-host") == 0)
-            broker_host = argv[i + 1];
-        else if (strcmp(argv[i], "--updates") == 0)
-            updates = argv[i + 1];
-        else if (strcmp(argv[i], "--events") == 0)
-            ev_ms = strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--event-body") == 0)
-            ev_body = argv[i + 1];
-        else if (strcmp(argv[i], "--alt-every") == 0)
-            alt_every = strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--alt-body") == 0)
-            alt_body = argv[i + 1];
-        else {
-            fprintf(stderr, "mamori-sim: unknown option %s\n", argv[i]);
+    char *p = (char *)o + d->off;
+    if (d->number)
+        *(long *)(void *)p = strtol(v, NULL, 10);
+    else
+        *(const char **)(void *)p = v;
+}
+
+/* Options in pairs, --NAME VALUE, each written out in full; a last word
+ * with nothing after it is not read. Exit status 2 when the command line
+ * is wrong (said), else -1. */
+static int parse_opts(int argc, char **argv, struct sim_opts *o)
+{
+    struct option lo[N_OPTS + 1];
+    for (size_t i = 0; i < N_OPTS; i++)
+        lo[i] = (struct option){OPTS[i].name, required_argument, NULL, 256 + (int)i};
+    lo[N_OPTS] = (struct option){NULL, 0, NULL, 0};
+    *o = (struct sim_opts){.ev_body = "{\"type\":\"sim_tick\"}", .hb = 30};
+    opterr = 0;
+    while (optind + 1 < argc) {
+        const char *w = argv[optind];
+        int idx = -1, ch = getopt_long(argc, argv, "-", lo, &idx);
+        if (ch < 256 || idx < 0 || strncmp(w, "--", 2) != 0 || strcmp(w + 2, OPTS[idx].name)) {
+            fprintf(stderr, "mamori-sim: unknown option %s\n", w);
             return 2;
         }
+        set_opt(o, &OPTS[idx], optarg);
     }
-    if (!dir || n < 0 || first < 0 || hb <= 0 || hb > 3600 || tm < 0 || duration < 0 ||
-        broker_port < 0 || broker_port > 65535 || ev_ms < 0 || ev_ms > 3600000 || alt_every < 0 ||
-        !alt_every != !alt_body) {
-        fprintf(stderr,
-                "usage: mamori-sim --identities DIR [--first K] [--devices N] [--heartbeat S] "
-                "[--telemetry S] [--duration S] [--status FILE]\n"
-                "                  [--broker-host HOST] [--broker-port PORT] "
-                "[--updates DIR]\n"
-                "                  [--events MS] [--event-body JSON] "
-                "[--alt-every K --alt-body JSON]\n");
+    int port = (int)o->broker_port;
+    if (!o->dir || o->n < 0 || o->first < 0 || o->hb <= 0 || o->hb > 3600 || o->tm < 0 ||
+        o->duration < 0 || port < 0 || port > 65535 || o->ev_ms < 0 || o->ev_ms > 3600000 ||
+        o->alt_every < 0 || !o->alt_every != !o->alt_body) {
+        fputs(USAGE, stderr);
         return 2;
     }
-    signal(SIGINT, on_sig);
-    signal(SIGTERM, on_sig);
-    signal(SIGPIPE, SIG_IGN);
+    return -1;
+}
+
+/* The names in dir (hidden ones aside), sorted; NULL when dir cannot be
+ * read (said) or memory runs out. */
+static char **list_identities(const char *dir, size_t *count)
+{
     DIR *dh = opendir(dir);
     if (!dh) {
         perror(dir);
-        return 1;
+        return NULL;
     }
-    size_t cap = 64, count = 0;
+    size_t cap = 64;
     char **names = malloc(cap * sizeof(*names));
     struct dirent *de;
+    *count = 0;
     while (names && (de = readdir(dh)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
-        if (count == cap) {
+        if (*count == cap) {
             char **nn = realloc(names, (cap *= 2) * sizeof(*names));
             if (!nn)
                 break;
             names = nn;
         }
-        names[count++] = strdup(de->d_name);
+        names[(*count)++] = strdup(de->d_name);
     }
     closedir(dh);
-    if (!names)
-        return 1;
-    qsort(names, count, sizeof(*names), cmp);
-    char **all = names;
-    size_t total = count;
-    if ((size_t)first > count)
-        first = (long)count;
-    names += first;
-    count -= (size_t)first;
-    if (n == 0 || (size_t)n > count)
-        n = (long)count;
-    if (mamori_sdk_init())
-        return 1;
-    struct mamori_device **devs = calloc((size_t)n, sizeof(*devs));
-    struct pollfd *pfd = calloc((size_t)n, sizeof(*pfd));
-    struct mamori_device_opts *opts = calloc((size_t)n, sizeof(*opts));
-    char(*paths)[3][4096] = calloc((size_t)n, sizeof(*paths));
-    bool *reboot = calloc((size_t)n, sizeof(*reboot));
-    uint64_t *next_ev = calloc((size_t)n, sizeof(*next_ev));
-    if (!devs || !pfd || !opts || !paths || !reboot || !next_ev)
-        return 1;
-    long ok = 0;
-    for (long i = 0; i < n; i++) {
-        if (fs_path(paths[i][0], sizeof(paths[i][0]), dir, names[i]))
+    if (names)
+        qsort(names, *count, sizeof(*names), cmp);
+    return names;
+}
+
+/* ---- the fleet ---- */
+
+struct fleet {
+    long n, ok; /* devices run, and made at the start */
+    struct mamori_device **devs;
+    struct pollfd *pfd;
+    struct mamori_device_opts *opts;
+    char (*paths)[3][4096]; /* identity, state, slots */
+    bool *reboot;
+    uint64_t *next_ev;
+    uint64_t events_sent, events_failed;
+};
+
+static bool fleet_alloc(struct fleet *f, long n)
+{
+    *f = (struct fleet){.n = n};
+    f->devs = calloc((size_t)n, sizeof(*f->devs));
+    f->pfd = calloc((size_t)n, sizeof(*f->pfd));
+    f->opts = calloc((size_t)n, sizeof(*f->opts));
+    f->paths = calloc((size_t)n, sizeof(*f->paths));
+    f->reboot = calloc((size_t)n, sizeof(*f->reboot));
+    f->next_ev = calloc((size_t)n, sizeof(*f->next_ev));
+    return f->devs && f->pfd && f->opts && f->paths && f->reboot && f->next_ev;
+}
+
+static void fleet_free(struct fleet *f)
+{
+    for (long i = 0; i < f->n; i++)
+        mamori_device_free(f->devs[i]);
+    free(f->devs);
+    free(f->pfd);
+    free(f->opts);
+    free(f->paths);
+    free(f->reboot);
+    free(f->next_ev);
+}
+
+/* Makes device i of names[i] under o->dir (with its update state and slots
+ * under o->updates). */
+static void fleet_start(struct fleet *f, const struct sim_opts *o, char **names)
+{
+    for (long i = 0; i < f->n; i++) {
+        if (fs_path(f->paths[i][0], sizeof(f->paths[i][0]), o->dir, names[i]))
             continue;
-        opts[i] = (struct mamori_device_opts){.identity_dir = paths[i][0],
-                                              .heartbeat_interval_s = (unsigned)hb,
-                                              .backoff_min_ms = 200,
-                                              .backoff_max_ms = 10000,
-                                              .host_override = broker_host,
-                                              .port_override = broker_port,
-                                              .on_command = on_command,
-                                              .on_command_arg = &reboot[i]};
-        if (updates) {
-            snprintf(paths[i][1], sizeof(paths[i][1]), "%s/state-%s", updates, names[i]);
-            snprintf(paths[i][2], sizeof(paths[i][2]), "%s/slots-%s", updates, names[i]);
-            opts[i].state_dir = paths[i][1];
-            opts[i].update_slots_dir = paths[i][2];
+        f->opts[i] = (struct mamori_device_opts){.identity_dir = f->paths[i][0],
+                                                 .heartbeat_interval_s = (unsigned)o->hb,
+                                                 .backoff_min_ms = 200,
+                                                 .backoff_max_ms = 10000,
+                                                 .host_override = o->broker_host,
+                                                 .port_override = (int)o->broker_port,
+                                                 .on_command = on_command,
+                                                 .on_command_arg = &f->reboot[i]};
+        if (o->updates) {
+            snprintf(f->paths[i][1], sizeof(f->paths[i][1]), "%s/state-%s", o->updates, names[i]);
+            snprintf(f->paths[i][2], sizeof(f->paths[i][2]), "%s/slots-%s", o->updates, names[i]);
+            f->opts[i].state_dir = f->paths[i][1];
+            f->opts[i].update_slots_dir = f->paths[i][2];
         }
-        enum mamori_err rc = mamori_device_new(&opts[i], &devs[i]);
+        enum mamori_err rc = mamori_device_new(&f->opts[i], &f->devs[i]);
         if (rc)
-            fprintf(stderr, "mamori-sim: %s: %s\n", paths[i][0], mamori_strerror(rc));
+            fprintf(stderr, "mamori-sim: %s: %s\n", f->paths[i][0], mamori_strerror(rc));
         else
-            ok++;
+            f->ok++;
     }
-    printf("mamori-sim: running %ld devices from %s (heartbeat %ld s)\n", ok, dir, hb);
-    fflush(stdout);
-    uint64_t start = mamori_now_ms(), next_status = start, next_tm = start + (uint64_t)tm * 1000;
-    uint64_t events_sent = 0, events_failed = 0;
-    for (long i = 0; i < n; i++)
-        next_ev[i] = start + (uint64_t)ev_ms * (uint64_t)i / (uint64_t)n;
-    while (!g_stop && (duration == 0 || mamori_now_ms() - start < (uint64_t)duration * 1000)) {
-        int timeout = ev_ms ? 20 : 1000; /* paced events are due every few ms */
-        uint64_t now = mamori_now_ms();
-        for (long i = 0; i < n; i++) {
-            pfd[i].fd = -1;
-            if (!devs[i])
-                continue;
-            int t = mamori_device_step(devs[i], now, false, false);
-            if (t < timeout)
-                timeout = t < 0 ? 0 : t;
-            pfd[i].fd = mamori_device_fd(devs[i]);
-            pfd[i].events = POLLIN | (mamori_device_want_write(devs[i]) ? POLLOUT : 0);
-            pfd[i].revents = 0;
-        }
-        if (poll(pfd, (nfds_t)n, timeout) > 0) {
-            now = mamori_now_ms();
-            for (long i = 0; i < n; i++)
-                if (devs[i] && pfd[i].fd >= 0 && pfd[i].revents)
-                    (void)mamori_device_step(devs[i], now,
-                                             pfd[i].revents & (POLLIN | POLLHUP | POLLERR),
-                                             pfd[i].revents & POLLOUT);
-        }
-        /* reboots asked for by updates: the device is made again */
-        for (long i = 0; i < n; i++) {
-            if (!reboot[i] || !devs[i])
-                continue;
-            reboot[i] = false;
-            /* what the device still has to say (its command result) goes
-             * out first, as the agent does before it reboots */
-            for (int k = 0; k < 10 && mamori_device_want_write(devs[i]); k++) {
-                struct pollfd wp = {.fd = mamori_device_fd(devs[i]), .events = POLLOUT};
-                if (poll(&wp, 1, 50) > 0)
-                    (void)mamori_device_step(devs[i], mamori_now_ms(), false, true);
-            }
-            mamori_device_free(devs[i]);
-            devs[i] = NULL;
-            enum mamori_err rc = mamori_device_new(&opts[i], &devs[i]);
-            if (rc)
-                fprintf(stderr, "mamori-sim: %s: boot: %s\n", paths[i][0], mamori_strerror(rc));
-        }
+}
+
+/* One step of every device, then one poll() over them all. */
+static void fleet_step(struct fleet *f, long ev_ms)
+{
+    int timeout = ev_ms ? 20 : 1000; /* paced events are due every few ms */
+    uint64_t now = mamori_now_ms();
+    for (long i = 0; i < f->n; i++) {
+        f->pfd[i].fd = -1;
+        if (!f->devs[i])
+            continue;
+        int t = mamori_device_step(f->devs[i], now, false, false);
+        if (t < timeout)
+            timeout = t < 0 ? 0 : t;
+        f->pfd[i].fd = mamori_device_fd(f->devs[i]);
+        f->pfd[i].events = POLLIN | (mamori_device_want_write(f->devs[i]) ? POLLOUT : 0);
+        f->pfd[i].revents = 0;
+    }
+    if (poll(f->pfd, (nfds_t)f->n, timeout) > 0) {
         now = mamori_now_ms();
-        for (long i = 0; ev_ms && i < n; i++) {
-            if (now < next_ev[i])
-                continue;
-            next_ev[i] += (uint64_t)ev_ms;
-            if (next_ev[i] <= now) /* fell behind: the next period, not a burst */
-                next_ev[i] = now + (uint64_t)ev_ms;
-            if (!devs[i] || mamori_device_state(devs[i]) != MAMORI_DEV_CONNECTED)
-                continue;
-            const char *body = alt_every && i % alt_every == 0 ? alt_body : ev_body;
-            if (mamori_device_send_event(devs[i], body) == MAMORI_OK)
-                events_sent++;
-            else
-                events_failed++;
+        for (long i = 0; i < f->n; i++)
+            if (f->devs[i] && f->pfd[i].fd >= 0 && f->pfd[i].revents)
+                (void)mamori_device_step(f->devs[i], now,
+                                         f->pfd[i].revents & (POLLIN | POLLHUP | POLLERR),
+                                         f->pfd[i].revents & POLLOUT);
+    }
+}
+
+/* Reboots asked for by updates: the device is made again. */
+static void fleet_reboot(struct fleet *f)
+{
+    for (long i = 0; i < f->n; i++) {
+        if (!f->reboot[i] || !f->devs[i])
+            continue;
+        f->reboot[i] = false;
+        /* what the device still has to say (its command result) goes
+         * out first, as the agent does before it reboots */
+        for (int k = 0; k < 10 && mamori_device_want_write(f->devs[i]); k++) {
+            struct pollfd wp = {.fd = mamori_device_fd(f->devs[i]), .events = POLLOUT};
+            if (poll(&wp, 1, 50) > 0)
+                (void)mamori_device_step(f->devs[i], mamori_now_ms(), false, true);
         }
-        if (tm && now >= next_tm) {
-            /* a device that dropped in between just misses this round */
-            for (long i = 0; i < n; i++)
-                if (devs[i] && mamori_device_state(devs[i]) == MAMORI_DEV_CONNECTED &&
-                    mamori_device_send_telemetry(devs[i], "{\"temp_c\":21.5}") != MAMORI_OK)
-                    fprintf(stderr, "mamori-sim: %s: telemetry not sent\n",
-                            mamori_device_id(devs[i]));
-            next_tm = now + (uint64_t)tm * 1000;
+        mamori_device_free(f->devs[i]);
+        f->devs[i] = NULL;
+        enum mamori_err rc = mamori_device_new(&f->opts[i], &f->devs[i]);
+        if (rc)
+            fprintf(stderr, "mamori-sim: %s: boot: %s\n", f->paths[i][0], mamori_strerror(rc));
+    }
+}
+
+/* The device events due by now, each device on its own schedule. */
+static void fleet_events(struct fleet *f, const struct sim_opts *o, uint64_t now)
+{
+    for (long i = 0; o->ev_ms && i < f->n; i++) {
+        if (now < f->next_ev[i])
+            continue;
+        f->next_ev[i] += (uint64_t)o->ev_ms;
+        if (f->next_ev[i] <= now) /* fell behind: the next period, not a burst */
+            f->next_ev[i] = now + (uint64_t)o->ev_ms;
+        if (!f->devs[i] || mamori_device_state(f->devs[i]) != MAMORI_DEV_CONNECTED)
+            continue;
+        const char *body = o->alt_every && i % o->alt_every == 0 ? o->alt_body : o->ev_body;
+        if (mamori_device_send_event(f->devs[i], body) == MAMORI_OK)
+            f->events_sent++;
+        else
+            f->events_failed++;
+    }
+}
+
+static void fleet_telemetry(struct fleet *f)
+{
+    /* a device that dropped in between just misses this round */
+    for (long i = 0; i < f->n; i++)
+        if (f->devs[i] && mamori_device_state(f->devs[i]) == MAMORI_DEV_CONNECTED &&
+            mamori_device_send_telemetry(f->devs[i], "{\"temp_c\":21.5}") != MAMORI_OK)
+            fprintf(stderr, "mamori-sim: %s: telemetry not sent\n", mamori_device_id(f->devs[i]));
+}
+
+/* The status line on stdout, and as JSON in status (when given). */
+static void fleet_status(const struct fleet *f, const char *status)
+{
+    long connected = 0;
+    struct mamori_device_stats s, tot = {0};
+    long committed = 0;
+    for (long i = 0; i < f->n; i++) {
+        if (!f->devs[i])
+            continue;
+        connected += mamori_device_state(f->devs[i]) == MAMORI_DEV_CONNECTED;
+        mamori_device_get_stats(f->devs[i], &s);
+        tot.connects += s.connects;
+        tot.refused += s.refused;
+        tot.disconnects += s.disconnects;
+        tot.heartbeats_sent += s.heartbeats_sent;
+        tot.telemetry_sent += s.telemetry_sent;
+        committed += s.updates_committed;
+    }
+    printf("mamori-sim: %ld/%ld connected, connects %llu, refused %llu, drops %llu, "
+           "heartbeats %llu, telemetry %llu, events %llu (%llu not queued)\n",
+           connected, f->ok, (unsigned long long)tot.connects, (unsigned long long)tot.refused,
+           (unsigned long long)tot.disconnects, (unsigned long long)tot.heartbeats_sent,
+           (unsigned long long)tot.telemetry_sent, (unsigned long long)f->events_sent,
+           (unsigned long long)f->events_failed);
+    fflush(stdout);
+    if (!status)
+        return;
+    char js[512];
+    int len = snprintf(js, sizeof(js),
+                       "{\"devices\":%ld,\"connected\":%ld,\"connects\":%llu,\"refused\":%llu,"
+                       "\"disconnects\":%llu,\"heartbeats\":%llu,\"updates_committed\":%ld,"
+                       "\"events\":%llu,\"events_failed\":%llu}\n",
+                       f->ok, connected, (unsigned long long)tot.connects,
+                       (unsigned long long)tot.refused, (unsigned long long)tot.disconnects,
+                       (unsigned long long)tot.heartbeats_sent, committed,
+                       (unsigned long long)f->events_sent, (unsigned long long)f->events_failed);
+    if (fs_write_atomic(status, js, (size_t)len, 0644))
+        fprintf(stderr, "mamori-sim: cannot write %s\n", status);
+}
+
+/* Runs the fleet until a signal, or for o->duration seconds. */
+static void fleet_run(struct fleet *f, const struct sim_opts *o)
+{
+    uint64_t start = mamori_now_ms(), next_status = start, next_tm = start + (uint64_t)o->tm * 1000;
+    for (long i = 0; i < f->n; i++)
+        f->next_ev[i] = start + (uint64_t)o->ev_ms * (uint64_t)i / (uint64_t)f->n;
+    while (!g_stop &&
+           (o->duration == 0 || mamori_now_ms() - start < (uint64_t)o->duration * 1000)) {
+        fleet_step(f, o->ev_ms);
+        fleet_reboot(f);
+        uint64_t now = mamori_now_ms();
+        fleet_events(f, o, now);
+        if (o->tm && now >= next_tm) {
+            fleet_telemetry(f);
+            next_tm = now + (uint64_t)o->tm * 1000;
         }
         if (now >= next_status) {
-            long connected = 0;
-            struct mamori_device_stats s, tot = {0};
-            long committed = 0;
-            for (long i = 0; i < n; i++) {
-                if (!devs[i])
-                    continue;
-                connected += mamori_device_state(devs[i]) == MAMORI_DEV_CONNECTED;
-                mamori_device_get_stats(devs[i], &s);
-                tot.connects += s.connects;
-                tot.refused += s.refused;
-                tot.disconnects += s.disconnects;
-                tot.heartbeats_sent += s.heartbeats_sent;
-                tot.telemetry_sent += s.telemetry_sent;
-                committed += s.updates_committed;
-            }
-            printf("mamori-sim: %ld/%ld connected, connects %llu, refused %llu, drops %llu, "
-                   "heartbeats %llu, telemetry %llu, events %llu (%llu not queued)\n",
-                   connected, ok, (unsigned long long)tot.connects, (unsigned long long)tot.refused,
-                   (unsigned long long)tot.disconnects, (unsigned long long)tot.heartbeats_sent,
-                   (unsigned long long)tot.telemetry_sent, (unsigned long long)events_sent,
-                   (unsigned long long)events_failed);
-            fflush(stdout);
-            if (status) {
-                char js[512];
-                int len = snprintf(
-                    js, sizeof(js),
-                    "{\"devices\":%ld,\"connected\":%ld,\"connects\":%llu,\"refused\":%llu,"
-                    "\"disconnects\":%llu,\"heartbeats\":%llu,\"updates_committed\":%ld,"
-                    "\"events\":%llu,\"events_failed\":%llu}\n",
-                    ok, connected, (unsigned long long)tot.connects,
-                    (unsigned long long)tot.refused, (unsigned long long)tot.disconnects,
-                    (unsigned long long)tot.heartbeats_sent, committed,
-                    (unsigned long long)events_sent, (unsigned long long)events_failed);
-                if (fs_write_atomic(status, js, (size_t)len, 0644))
-                    fprintf(stderr, "mamori-sim: cannot write %s\n", status);
-            }
+            fleet_status(f, o->status);
             next_status = now + 1000;
         }
     }
-    for (long i = 0; i < n; i++)
-        mamori_device_free(devs[i]);
+}
+
+int main(int argc, char **argv)
+{
+    struct sim_opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    signal(SIGINT, on_sig);
+    signal(SIGTERM, on_sig);
+    signal(SIGPIPE, SIG_IGN);
+    size_t total = 0;
+    char **all = list_identities(o.dir, &total);
+    if (!all)
+        return 1;
+    /* from the K-th, N of them (0: all) */
+    size_t first = (size_t)o.first > total ? total : (size_t)o.first;
+    size_t count = total - first;
+    long n = o.n == 0 || (size_t)o.n > count ? (long)count : o.n;
+    if (mamori_sdk_init())
+        return 1;
+    struct fleet f;
+    if (!fleet_alloc(&f, n))
+        return 1;
+    fleet_start(&f, &o, all + first);
+    printf("mamori-sim: running %ld devices from %s (heartbeat %ld s)\n", f.ok, o.dir, o.hb);
+    fflush(stdout);
+    fleet_run(&f, &o);
+    fleet_free(&f);
     for (size_t i = 0; i < total; i++)
         free(all[i]);
     free(all);
-    free(devs);
-    free(pfd);
-    free(opts);
-    free(paths);
-    free(reboot);
-    free(next_ev);
     mamori_sdk_cleanup();
     return 0;
 }
