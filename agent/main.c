@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -317,143 +318,218 @@ static void do_reboot(const struct agent_config *cfg)
         waitpid(pid, NULL, 0);
 }
 
-static int run(const char *config_path, const char *status)
+/* The configuration (and the schema it names, malloc'd in *schema, or
+ * NULL). False, said, when either cannot be read or is wrong. */
+static bool load_config(const char *config_path, struct agent_config *cfg, char **schema)
 {
-    char *txt = NULL, *schema = NULL, why[200] = "";
+    char *txt = NULL, why[200] = "";
     size_t len;
-    struct agent_config cfg;
     enum mamori_err rc = fs_read_file(config_path, AGENT_CONFIG_MAX, &txt, &len);
     if (!rc)
-        rc = agent_config_parse(txt, len, &cfg, why, sizeof(why));
+        rc = agent_config_parse(txt, len, cfg, why, sizeof(why));
     free(txt);
+    *schema = NULL;
     if (rc) {
         log_err("%s: %s%s%s", config_path, mamori_strerror(rc), why[0] ? ": " : "", why);
-        return 1;
+        return false;
     }
-    if (cfg.schema_file[0] && (rc = fs_read_file(cfg.schema_file, 16 * 1024, &schema, &len))) {
-        log_err("%s: %s", cfg.schema_file, mamori_strerror(rc));
-        return 1;
+    if (cfg->schema_file[0] && (rc = fs_read_file(cfg->schema_file, 16 * 1024, schema, &len))) {
+        log_err("%s: %s", cfg->schema_file, mamori_strerror(rc));
+        return false;
     }
+    return true;
+}
+
+/* The SDK and the device as the configuration says (NULL, said, when it
+ * cannot start; the SDK is then cleaned up). */
+static struct mamori_device *start_device(const struct agent_config *cfg, const char *schema)
+{
     struct mamori_device_opts o = {
-        .identity_dir = cfg.identity_dir,
-        .state_dir = cfg.state_dir,
+        .identity_dir = cfg->identity_dir,
+        .state_dir = cfg->state_dir,
         .schema_json = schema,
-        .heartbeat_interval_s = cfg.heartbeat_s,
-        .host_override = cfg.broker_host[0] ? cfg.broker_host : NULL,
-        .port_override = cfg.broker_port,
-        .outbox_max = cfg.outbox_max,
-        .keystore = cfg.keystore,
-        .tpm_tcti = cfg.tpm_tcti[0] ? cfg.tpm_tcti : NULL,
-        .update_slots_dir = cfg.update_slots_dir[0] ? cfg.update_slots_dir : NULL,
-        .update_trial_s = cfg.update_trial_s,
-        .update_check_s = cfg.update_check_s,
-        .update_hook = cfg.update_hook[0] ? cfg.update_hook : NULL,
-        .update_install_s = cfg.update_install_s,
-        .update_rate_kbps = cfg.update_rate_kbps,
+        .heartbeat_interval_s = cfg->heartbeat_s,
+        .host_override = cfg->broker_host[0] ? cfg->broker_host : NULL,
+        .port_override = cfg->broker_port,
+        .outbox_max = cfg->outbox_max,
+        .keystore = cfg->keystore,
+        .tpm_tcti = cfg->tpm_tcti[0] ? cfg->tpm_tcti : NULL,
+        .update_slots_dir = cfg->update_slots_dir[0] ? cfg->update_slots_dir : NULL,
+        .update_trial_s = cfg->update_trial_s,
+        .update_check_s = cfg->update_check_s,
+        .update_hook = cfg->update_hook[0] ? cfg->update_hook : NULL,
+        .update_install_s = cfg->update_install_s,
+        .update_rate_kbps = cfg->update_rate_kbps,
         .on_command = on_command,
     };
     struct mamori_device *dev = NULL;
+    enum mamori_err rc;
     if ((rc = mamori_sdk_init()) || (rc = mamori_device_new(&o, &dev))) {
         log_err("cannot start the device: %s", mamori_strerror(rc));
-        free(schema);
         mamori_sdk_cleanup();
-        return 1;
+        return NULL;
     }
-    free(schema);
-    int lfd = listen_unix(cfg.socket);
-    if (lfd < 0) {
-        log_err("%s: cannot listen: %s", cfg.socket, strerror(errno));
-        mamori_device_free(dev);
-        mamori_sdk_cleanup();
-        return 1;
+    return dev;
+}
+
+/* A running agent: the device, the local socket and its clients, the
+ * watched files and when the next checks are due. */
+struct agent {
+    const char *status; /* --status FILE, or NULL */
+    struct agent_config cfg;
+    struct mamori_device *dev;
+    int lfd;
+    struct client *cl[MAX_CLIENTS];
+    struct watched watch[2];
+    size_t nwatch;
+    uint64_t next_watch, next_status;
+};
+
+/* A new client on the local socket, in a free slot (none free: the client
+ * is closed and retries). */
+static void accept_client(struct agent *ag)
+{
+    int cfd = accept(ag->lfd, NULL, NULL);
+    if (cfd >= 0 && (fcntl(cfd, F_SETFD, FD_CLOEXEC) ||
+                     fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK))) {
+        close(cfd);
+        cfd = -1;
     }
-    log_info("agent for %s running; local socket %s", mamori_device_id(dev), cfg.socket);
-    struct watched watch[2] = {{.path = config_path}, {.path = cfg.schema_file}};
-    size_t nwatch = cfg.schema_file[0] ? 2 : 1;
-    check_at_start(dev, cfg.state_dir, watch, nwatch);
-    uint64_t next_watch = mamori_now_ms() + 5000;
-    struct client *cl[MAX_CLIENTS] = {0};
-    uint64_t next_status = 0;
+    int slot = -1;
+    for (int i = 0; i < MAX_CLIENTS && slot < 0; i++)
+        if (!ag->cl[i])
+            slot = i;
+    if (cfd >= 0 && (slot < 0 || !(ag->cl[slot] = calloc(1, sizeof(struct client))))) {
+        close(cfd); /* busy: the client retries */
+    } else if (cfd >= 0) {
+        ag->cl[slot]->fd = cfd;
+    }
+}
+
+static void drop_client(struct agent *ag, int i)
+{
+    close(ag->cl[i]->fd);
+    free(ag->cl[i]);
+    ag->cl[i] = NULL;
+}
+
+/* Reads from the clients with something to read (p: their poll entries). */
+static void serve_clients(struct agent *ag, const struct pollfd *p)
+{
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+        if (!ag->cl[i] || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        if (!client_read(ag->dev, ag->cl[i]))
+            drop_client(ag, i);
+    }
+}
+
+/* One round of the loop: waits (at most *timeout ms) for the device's
+ * connection, the local socket and the clients, serves them, steps the
+ * device and runs the checks that are due. *timeout becomes the next
+ * wait. False when poll() fails. */
+static bool agent_round(struct agent *ag, int *timeout)
+{
+    struct pollfd p[2 + MAX_CLIENTS];
+    int dfd = mamori_device_fd(ag->dev);
+    p[0] = (struct pollfd){
+        .fd = dfd, .events = (short)(POLLIN | (mamori_device_want_write(ag->dev) ? POLLOUT : 0))};
+    p[1] = (struct pollfd){.fd = ag->lfd, .events = POLLIN};
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        p[2 + i] = (struct pollfd){.fd = ag->cl[i] ? ag->cl[i]->fd : -1, .events = POLLIN};
+    if (poll(p, 2 + MAX_CLIENTS, *timeout) < 0 && errno != EINTR)
+        return false;
+    if (p[1].revents & POLLIN)
+        accept_client(ag);
+    serve_clients(ag, p + 2);
+    uint64_t now = mamori_now_ms();
+    *timeout = mamori_device_step(ag->dev, now, dfd >= 0 && (p[0].revents & POLLIN),
+                                  dfd >= 0 && (p[0].revents & POLLOUT));
+    if (now >= ag->next_watch) {
+        check_running(ag->dev, ag->cfg.state_dir, ag->watch, ag->nwatch);
+        ag->next_watch = now + 5000;
+    }
+    if (ag->status && now >= ag->next_status) {
+        write_status(ag->status, ag->dev);
+        ag->next_status = now + 200;
+    }
+    if (ag->status && *timeout > 200)
+        *timeout = 200;
+    return true;
+}
+
+/* The device asked for a reboot: give the result a moment to leave, then
+ * close and reboot. */
+static void reboot_now(struct agent *ag)
+{
+    for (int i = 0; i < 10; i++) {
+        struct pollfd rp = {.fd = mamori_device_fd(ag->dev), .events = POLLOUT};
+        poll(&rp, 1, 50);
+        (void)mamori_device_step(ag->dev, mamori_now_ms(), false, true);
+    }
+    g_reboot = 0;
+    if (ag->status)
+        write_status(ag->status, ag->dev);
+    do_reboot(&ag->cfg);
+}
+
+/* Until a signal, a wipe or a reboot. */
+static void agent_loop(struct agent *ag)
+{
     int timeout = 0;
-    while (!g_stop) {
-        struct pollfd p[2 + MAX_CLIENTS];
-        int dfd = mamori_device_fd(dev);
-        p[0] = (struct pollfd){
-            .fd = dfd, .events = (short)(POLLIN | (mamori_device_want_write(dev) ? POLLOUT : 0))};
-        p[1] = (struct pollfd){.fd = lfd, .events = POLLIN};
-        for (int i = 0; i < MAX_CLIENTS; i++)
-            p[2 + i] = (struct pollfd){.fd = cl[i] ? cl[i]->fd : -1, .events = POLLIN};
-        if (poll(p, 2 + MAX_CLIENTS, timeout) < 0 && errno != EINTR)
-            break;
-        if (p[1].revents & POLLIN) {
-            int cfd = accept(lfd, NULL, NULL);
-            if (cfd >= 0 && (fcntl(cfd, F_SETFD, FD_CLOEXEC) ||
-                             fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK))) {
-                close(cfd);
-                cfd = -1;
-            }
-            int slot = -1;
-            for (int i = 0; i < MAX_CLIENTS && slot < 0; i++)
-                if (!cl[i])
-                    slot = i;
-            if (cfd >= 0 && (slot < 0 || !(cl[slot] = calloc(1, sizeof(struct client))))) {
-                close(cfd); /* busy: the client retries */
-            } else if (cfd >= 0) {
-                cl[slot]->fd = cfd;
-            }
-        }
-        for (int i = 0; i < MAX_CLIENTS; i++) {
-            if (!cl[i] || !(p[2 + i].revents & (POLLIN | POLLHUP | POLLERR)))
-                continue;
-            if (!client_read(dev, cl[i])) {
-                close(cl[i]->fd);
-                free(cl[i]);
-                cl[i] = NULL;
-            }
-        }
-        uint64_t now = mamori_now_ms();
-        timeout = mamori_device_step(dev, now, dfd >= 0 && (p[0].revents & POLLIN),
-                                     dfd >= 0 && (p[0].revents & POLLOUT));
-        if (now >= next_watch) {
-            check_running(dev, cfg.state_dir, watch, nwatch);
-            next_watch = now + 5000;
-        }
-        if (status && now >= next_status) {
-            write_status(status, dev);
-            next_status = now + 200;
-        }
-        if (status && timeout > 200)
-            timeout = 200;
-        if (mamori_device_state(dev) == MAMORI_DEV_WIPED) {
+    while (!g_stop && agent_round(ag, &timeout)) {
+        if (mamori_device_state(ag->dev) == MAMORI_DEV_WIPED) {
             log_warn("device wiped by command: keys and state erased; stopping");
             break;
         }
         if (g_reboot) {
-            /* Give the result a moment to leave, then close and reboot. */
-            for (int i = 0; i < 10; i++) {
-                struct pollfd rp = {.fd = mamori_device_fd(dev), .events = POLLOUT};
-                poll(&rp, 1, 50);
-                (void)mamori_device_step(dev, mamori_now_ms(), false, true);
-            }
-            g_reboot = 0;
-            if (status)
-                write_status(status, dev);
-            do_reboot(&cfg);
+            reboot_now(ag);
             break;
         }
     }
+}
+
+static void agent_stop(struct agent *ag)
+{
     for (int i = 0; i < MAX_CLIENTS; i++)
-        if (cl[i]) {
-            close(cl[i]->fd);
-            free(cl[i]);
-        }
-    close(lfd);
-    unlink(cfg.socket);
-    if (status)
-        write_status(status, dev);
-    mamori_device_free(dev);
+        if (ag->cl[i])
+            drop_client(ag, i);
+    close(ag->lfd);
+    unlink(ag->cfg.socket);
+    if (ag->status)
+        write_status(ag->status, ag->dev);
+    mamori_device_free(ag->dev);
     mamori_sdk_cleanup();
     log_info("agent stopped");
+}
+
+static int run(const char *config_path, const char *status)
+{
+    static struct agent ag; /* static: zeroed, and the configuration is large */
+    char *schema = NULL;
+    ag.status = status;
+    if (!load_config(config_path, &ag.cfg, &schema)) {
+        free(schema);
+        return 1;
+    }
+    ag.dev = start_device(&ag.cfg, schema);
+    free(schema);
+    if (!ag.dev)
+        return 1;
+    if ((ag.lfd = listen_unix(ag.cfg.socket)) < 0) {
+        log_err("%s: cannot listen: %s", ag.cfg.socket, strerror(errno));
+        mamori_device_free(ag.dev);
+        mamori_sdk_cleanup();
+        return 1;
+    }
+    log_info("agent for %s running; local socket %s", mamori_device_id(ag.dev), ag.cfg.socket);
+    ag.watch[0] = (struct watched){.path = config_path};
+    ag.watch[1] = (struct watched){.path = ag.cfg.schema_file};
+    ag.nwatch = ag.cfg.schema_file[0] ? 2 : 1;
+    check_at_start(ag.dev, ag.cfg.state_dir, ag.watch, ag.nwatch);
+    ag.next_watch = mamori_now_ms() + 5000;
+    agent_loop(&ag);
+    agent_stop(&ag);
     return 0;
 }
 
@@ -494,42 +570,66 @@ static void usage(void)
                     "       mamori-agent send --socket PATH [--event] JSON\n");
 }
 
-int main(int argc, char **argv)
+/* mamori-agent send: --socket PATH and --event, in any order; any other
+ * word is the message (one). */
+static int send_main(int argc, char **argv)
 {
-    log_set_tag("mamori-agent");
-    if (argc >= 2 && strcmp(argv[1], "send") == 0) {
-        const char *sock = NULL, *json = NULL;
-        bool event = false;
-        for (int i = 2; i < argc; i++) {
-            if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
-                sock = argv[++i];
-            else if (strcmp(argv[i], "--event") == 0)
-                event = true;
-            else if (!json)
-                json = argv[i];
-            else {
-                usage();
-                return 2;
-            }
-        }
-        if (!sock || !json) {
-            usage();
-            return 2;
-        }
-        return send_one(sock, event, json);
-    }
-    const char *config = NULL, *status = NULL;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--config") == 0)
-            config = argv[i + 1];
-        else if (strcmp(argv[i], "--status") == 0)
-            status = argv[i + 1];
+    static const struct option lo[] = {{"socket", required_argument, NULL, 's'},
+                                       {"event", no_argument, NULL, 'e'},
+                                       {NULL, 0, NULL, 0}};
+    const char *sock = NULL, *json = NULL;
+    bool event = false;
+    opterr = 0;
+    while (optind < argc) {
+        const char *w = argv[optind];
+        int ch = 1;
+        if (strcmp(w, "--event") == 0 || (strcmp(w, "--socket") == 0 && optind + 1 < argc))
+            ch = getopt_long(argc, argv, "-", lo, NULL);
+        else
+            optarg = argv[optind++]; /* even "--x" or "-5": the message */
+        if (ch == 's')
+            sock = optarg;
+        else if (ch == 'e')
+            event = true;
+        else if (!json)
+            json = optarg;
         else {
             usage();
             return 2;
         }
     }
-    if (!config) {
+    if (!sock || !json) {
+        usage();
+        return 2;
+    }
+    return send_one(sock, event, json);
+}
+
+/* mamori-agent --config FILE [--status FILE]: options in pairs, written
+ * out in full; a last word with nothing after it is not read. */
+static bool parse_run_opts(int argc, char **argv, const char **config, const char **status)
+{
+    static const struct option lo[] = {{"config", required_argument, NULL, 'c'},
+                                       {"status", required_argument, NULL, 's'},
+                                       {NULL, 0, NULL, 0}};
+    opterr = 0;
+    while (optind + 1 < argc) {
+        const char *w = argv[optind];
+        int idx = -1, ch = getopt_long(argc, argv, "-", lo, &idx);
+        if (idx < 0 || strncmp(w, "--", 2) != 0 || strcmp(w + 2, lo[idx].name) != 0)
+            return false;
+        *(ch == 'c' ? config : status) = optarg;
+    }
+    return *config != NULL;
+}
+
+int main(int argc, char **argv)
+{
+    log_set_tag("mamori-agent");
+    if (argc >= 2 && strcmp(argv[1], "send") == 0)
+        return send_main(argc - 1, argv + 1);
+    const char *config = NULL, *status = NULL;
+    if (!parse_run_opts(argc, argv, &config, &status)) {
         usage();
         return 2;
     }
