@@ -64,6 +64,7 @@ static int run(const char *dir, const char *name, long ndev, long per, bool rule
     snprintf(h.cfg.data_dir, sizeof(h.cfg.data_dir), "%s", dir);
     snprintf(db, sizeof(db), "%s/%s.db", dir, name);
     pthread_mutex_init(&h.lock, NULL);
+    pthread_mutex_init(&h.live_mu, NULL);
     if (store_open(db, &h.store))
         return 1;
     /* the rules subscribe to the hub's events (core/bus.h); the alerts

@@ -99,6 +99,7 @@ enum mamori_err hub_init(struct hub *h, const struct hub_config *cfg)
     memset(h, 0, sizeof(*h));
     h->cfg = *cfg;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->live_mu, NULL);
     enum mamori_err rc = fs_mkdir_p(cfg->data_dir, 0700);
     if (rc)
         return rc;
@@ -221,6 +222,7 @@ void hub_free(struct hub *h)
     free(h->live);
     crypto_wipe(h->audit.key, sizeof(h->audit.key));
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->live_mu);
     if (h->data_lock_fd >= 0)
         close(h->data_lock_fd);
 }

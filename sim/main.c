@@ -3,7 +3,8 @@
  * identity and its own real mTLS connection, driven by one poll() loop.
  *
  *   mamori-sim --identities DIR [--first K] [--devices N] [--heartbeat S]
- *              [--telemetry S] [--duration S] [--status FILE]
+ *              [--telemetry S] [--telemetry-ms MS [--telemetry-count K]]
+ *              [--duration S] [--status FILE]
  *              [--broker-host HOST] [--broker-port PORT] [--updates DIR]
  *              [--events MS] [--event-body JSON] [--alt-every K --alt-body JSON]
  *
@@ -11,6 +12,14 @@
  * under DIR (its identity needs update-root.json): the devices then take
  * signed updates, and a device that asks for a reboot is freed and made
  * again, which is its boot.
+ *
+ * --telemetry-ms MS has each device queue a reading ({"temp_c":21.5}) every
+ * MS milliseconds, the devices spread evenly over the period, whether or not
+ * it is connected at that moment (its outbox keeps it, as a device's
+ * would); with --telemetry-count K each stops after K readings. The status
+ * JSON then says how many readings the devices took, how many wait in
+ * their outboxes, how many they dropped, and the sum of their highest
+ * acknowledged sequence numbers.
  *
  * --events MS has each connected device send a device event (--event-body,
  * default {"type":"sim_tick"}) every MS milliseconds, the devices spread
@@ -61,7 +70,7 @@ static int cmp(const void *a, const void *b)
 
 struct sim_opts {
     const char *dir, *status, *broker_host, *updates, *ev_body, *alt_body;
-    long n, first, hb, tm, duration, broker_port, ev_ms, alt_every;
+    long n, first, hb, tm, duration, broker_port, ev_ms, alt_every, tm_ms, tm_count;
 };
 
 /* --NAME VALUE: where the value goes, as text or as a number (strtol). */
@@ -75,6 +84,8 @@ static const struct sim_opt {
     {"devices", offsetof(struct sim_opts, n), true},
     {"heartbeat", offsetof(struct sim_opts, hb), true},
     {"telemetry", offsetof(struct sim_opts, tm), true},
+    {"telemetry-ms", offsetof(struct sim_opts, tm_ms), true},
+    {"telemetry-count", offsetof(struct sim_opts, tm_count), true},
     {"duration", offsetof(struct sim_opts, duration), true},
     {"status", offsetof(struct sim_opts, status), false},
     {"broker-port", offsetof(struct sim_opts, broker_port), true},
@@ -89,7 +100,7 @@ static const struct sim_opt {
 
 static const char USAGE[] =
     "usage: mamori-sim --identities DIR [--first K] [--devices N] [--heartbeat S] "
-    "[--telemetry S] [--duration S] [--status FILE]\n"
+    "[--telemetry S] [--telemetry-ms MS [--telemetry-count K]] [--duration S] [--status FILE]\n"
     "                  [--broker-host HOST] [--broker-port PORT] "
     "[--updates DIR]\n"
     "                  [--events MS] [--event-body JSON] "
@@ -127,7 +138,8 @@ static int parse_opts(int argc, char **argv, struct sim_opts *o)
     int port = (int)o->broker_port;
     if (!o->dir || o->n < 0 || o->first < 0 || o->hb <= 0 || o->hb > 3600 || o->tm < 0 ||
         o->duration < 0 || port < 0 || port > 65535 || o->ev_ms < 0 || o->ev_ms > 3600000 ||
-        o->alt_every < 0 || !o->alt_every != !o->alt_body) {
+        o->alt_every < 0 || !o->alt_every != !o->alt_body || o->tm_ms < 0 || o->tm_ms > 3600000 ||
+        o->tm_count < 0) {
         fputs(USAGE, stderr);
         return 2;
     }
@@ -173,7 +185,8 @@ struct fleet {
     struct mamori_device_opts *opts;
     char (*paths)[3][4096]; /* identity, state, slots */
     bool *reboot;
-    uint64_t *next_ev;
+    uint64_t *next_ev, *next_tm;
+    long *tm_left; /* --telemetry-count: readings still to take (-1: no end) */
     uint64_t events_sent, events_failed;
 };
 
@@ -186,7 +199,10 @@ static bool fleet_alloc(struct fleet *f, long n)
     f->paths = calloc((size_t)n, sizeof(*f->paths));
     f->reboot = calloc((size_t)n, sizeof(*f->reboot));
     f->next_ev = calloc((size_t)n, sizeof(*f->next_ev));
-    return f->devs && f->pfd && f->opts && f->paths && f->reboot && f->next_ev;
+    f->next_tm = calloc((size_t)n, sizeof(*f->next_tm));
+    f->tm_left = calloc((size_t)n, sizeof(*f->tm_left));
+    return f->devs && f->pfd && f->opts && f->paths && f->reboot && f->next_ev && f->next_tm &&
+           f->tm_left;
 }
 
 static void fleet_free(struct fleet *f)
@@ -199,6 +215,8 @@ static void fleet_free(struct fleet *f)
     free(f->paths);
     free(f->reboot);
     free(f->next_ev);
+    free(f->next_tm);
+    free(f->tm_left);
 }
 
 /* Makes device i of names[i] under o->dir (with its update state and slots
@@ -231,9 +249,9 @@ static void fleet_start(struct fleet *f, const struct sim_opts *o, char **names)
 }
 
 /* One step of every device, then one poll() over them all. */
-static void fleet_step(struct fleet *f, long ev_ms)
+static void fleet_step(struct fleet *f, bool paced)
 {
-    int timeout = ev_ms ? 20 : 1000; /* paced events are due every few ms */
+    int timeout = paced ? 20 : 1000; /* paced events and readings are due every few ms */
     uint64_t now = mamori_now_ms();
     for (long i = 0; i < f->n; i++) {
         f->pfd[i].fd = -1;
@@ -297,6 +315,25 @@ static void fleet_events(struct fleet *f, const struct sim_opts *o, uint64_t now
     }
 }
 
+/* --telemetry-ms: each device's readings on its own schedule, queued
+ * whether connected or not (the outbox keeps them). */
+static void fleet_readings(struct fleet *f, const struct sim_opts *o, uint64_t now)
+{
+    for (long i = 0; o->tm_ms && i < f->n; i++) {
+        if (!f->devs[i] || now < f->next_tm[i] || f->tm_left[i] == 0)
+            continue;
+        f->next_tm[i] += (uint64_t)o->tm_ms;
+        if (f->next_tm[i] <= now) /* fell behind: the next period, not a burst */
+            f->next_tm[i] = now + (uint64_t)o->tm_ms;
+        if (mamori_device_send_telemetry(f->devs[i], "{\"temp_c\":21.5}") == MAMORI_OK) {
+            if (f->tm_left[i] > 0)
+                f->tm_left[i]--;
+        } else {
+            fprintf(stderr, "mamori-sim: %s: reading not queued\n", mamori_device_id(f->devs[i]));
+        }
+    }
+}
+
 static void fleet_telemetry(struct fleet *f)
 {
     /* a device that dropped in between just misses this round */
@@ -322,6 +359,9 @@ static void fleet_status(const struct fleet *f, const char *status)
         tot.disconnects += s.disconnects;
         tot.heartbeats_sent += s.heartbeats_sent;
         tot.telemetry_sent += s.telemetry_sent;
+        tot.outbox_queued += s.outbox_queued;
+        tot.outbox_dropped += s.outbox_dropped;
+        tot.acked += s.acked;
         committed += s.updates_committed;
     }
     printf("mamori-sim: %ld/%ld connected, connects %llu, refused %llu, drops %llu, "
@@ -333,15 +373,18 @@ static void fleet_status(const struct fleet *f, const char *status)
     fflush(stdout);
     if (!status)
         return;
-    char js[512];
-    int len = snprintf(js, sizeof(js),
-                       "{\"devices\":%ld,\"connected\":%ld,\"connects\":%llu,\"refused\":%llu,"
-                       "\"disconnects\":%llu,\"heartbeats\":%llu,\"updates_committed\":%ld,"
-                       "\"events\":%llu,\"events_failed\":%llu}\n",
-                       f->ok, connected, (unsigned long long)tot.connects,
-                       (unsigned long long)tot.refused, (unsigned long long)tot.disconnects,
-                       (unsigned long long)tot.heartbeats_sent, committed,
-                       (unsigned long long)f->events_sent, (unsigned long long)f->events_failed);
+    char js[768];
+    int len = snprintf(
+        js, sizeof(js),
+        "{\"devices\":%ld,\"connected\":%ld,\"connects\":%llu,\"refused\":%llu,"
+        "\"disconnects\":%llu,\"heartbeats\":%llu,\"updates_committed\":%ld,"
+        "\"events\":%llu,\"events_failed\":%llu,\"telemetry\":%llu,"
+        "\"outbox_queued\":%llu,\"outbox_dropped\":%llu,\"acked\":%llu}\n",
+        f->ok, connected, (unsigned long long)tot.connects, (unsigned long long)tot.refused,
+        (unsigned long long)tot.disconnects, (unsigned long long)tot.heartbeats_sent, committed,
+        (unsigned long long)f->events_sent, (unsigned long long)f->events_failed,
+        (unsigned long long)tot.telemetry_sent, (unsigned long long)tot.outbox_queued,
+        (unsigned long long)tot.outbox_dropped, (unsigned long long)tot.acked);
     if (fs_write_atomic(status, js, (size_t)len, 0644))
         fprintf(stderr, "mamori-sim: cannot write %s\n", status);
 }
@@ -350,14 +393,18 @@ static void fleet_status(const struct fleet *f, const char *status)
 static void fleet_run(struct fleet *f, const struct sim_opts *o)
 {
     uint64_t start = mamori_now_ms(), next_status = start, next_tm = start + (uint64_t)o->tm * 1000;
-    for (long i = 0; i < f->n; i++)
+    for (long i = 0; i < f->n; i++) {
         f->next_ev[i] = start + (uint64_t)o->ev_ms * (uint64_t)i / (uint64_t)f->n;
+        f->next_tm[i] = start + (uint64_t)o->tm_ms * (uint64_t)i / (uint64_t)f->n;
+        f->tm_left[i] = o->tm_count ? o->tm_count : -1;
+    }
     while (!g_stop &&
            (o->duration == 0 || mamori_now_ms() - start < (uint64_t)o->duration * 1000)) {
-        fleet_step(f, o->ev_ms);
+        fleet_step(f, o->ev_ms || o->tm_ms);
         fleet_reboot(f);
         uint64_t now = mamori_now_ms();
         fleet_events(f, o, now);
+        fleet_readings(f, o, now);
         if (o->tm && now >= next_tm) {
             fleet_telemetry(f);
             next_tm = now + (uint64_t)o->tm * 1000;

@@ -115,7 +115,10 @@ struct hub {
     size_t api_key_len;
     char *api_cert_pem;
 
-    /* liveness (hub/device/liveness.c) */
+    /* liveness (hub/device/liveness.c). live_mu guards the entries'
+     * online flag and last heartbeat (taken after lock, never before); the
+     * table's shape changes only with both held. */
+    pthread_mutex_t live_mu;
     struct live_entry *live;
     size_t live_cap;
     size_t live_count;

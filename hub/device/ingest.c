@@ -47,6 +47,9 @@ void ingest_heartbeat(struct hub *h, const char *id, const void *payload, size_t
     uint64_t up = 1;
     bool fresh = json_get_u64(body, "uptime_s", &up) && up == 0;
     json_decref(body);
+    /* the common case: an online device's beat, without the hub lock */
+    if (!fresh && live_beat(h, id, now))
+        return;
     pthread_mutex_lock(&h->lock);
     bool came = live_heartbeat(h, id, now);
     /* T01-L1c: the first heartbeat of a claimed device completes its

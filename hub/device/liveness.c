@@ -56,16 +56,19 @@ static bool grow(struct hub *h)
 /* Finds or adds the entry of a registered device (NULL when unknown). */
 static struct live_entry *entry_of(struct hub *h, const char *id, int hb_interval)
 {
-    if ((h->live_count + 1) * 10 > h->live_cap * 7 && !grow(h))
-        return NULL;
-    struct live_entry *e = slot(h->live, h->live_cap, id);
-    if (!e->used) {
-        memset(e, 0, sizeof(*e));
-        snprintf(e->id, sizeof(e->id), "%s", id);
-        e->interval_s = hb_interval > 0 ? hb_interval : h->cfg.heartbeat_s;
-        e->used = true;
-        h->live_count++;
+    pthread_mutex_lock(&h->live_mu);
+    struct live_entry *e = NULL;
+    if ((h->live_count + 1) * 10 <= h->live_cap * 7 || grow(h)) {
+        e = slot(h->live, h->live_cap, id);
+        if (!e->used) {
+            memset(e, 0, sizeof(*e));
+            snprintf(e->id, sizeof(e->id), "%s", id);
+            e->interval_s = hb_interval > 0 ? hb_interval : h->cfg.heartbeat_s;
+            e->used = true;
+            h->live_count++;
+        }
     }
+    pthread_mutex_unlock(&h->live_mu);
     return e;
 }
 
@@ -82,15 +85,33 @@ struct live_entry *live_entry_of(struct hub *h, const char *id)
     return entry_of(h, id, d.hb_interval); /* may grow the table */
 }
 
+bool live_beat(struct hub *h, const char *id, int64_t now_ms)
+{
+    bool done = false;
+    pthread_mutex_lock(&h->live_mu);
+    if (h->live_cap) {
+        struct live_entry *e = slot(h->live, h->live_cap, id);
+        if (e->used && e->online) {
+            e->last_seen_ms = now_ms;
+            done = true;
+        }
+    }
+    pthread_mutex_unlock(&h->live_mu);
+    return done;
+}
+
 bool live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
 {
     struct live_entry *e = live_entry_of(h, id);
     if (!e)
         return false;
+    pthread_mutex_lock(&h->live_mu);
     e->last_seen_ms = now_ms;
-    if (e->online)
-        return false;
+    bool came = !e->online;
     e->online = true;
+    pthread_mutex_unlock(&h->live_mu);
+    if (!came)
+        return false;
     log_if_err(store_device_set_online(h->store, id, true, now_ms / 1000));
     hub_event(h, id, "online", "info", "{}");
     return true;
@@ -115,32 +136,64 @@ void live_forget(struct hub *h, const char *id)
 {
     if (!h->live_cap)
         return;
+    pthread_mutex_lock(&h->live_mu);
     struct live_entry *e = slot(h->live, h->live_cap, id);
-    if (e->used && e->online) {
+    bool was = e->used && e->online;
+    int64_t last = e->last_seen_ms;
+    if (was)
         e->online = false;
-        log_if_err(store_device_set_online(h->store, id, false, e->last_seen_ms / 1000));
+    pthread_mutex_unlock(&h->live_mu);
+    if (was)
+        log_if_err(store_device_set_online(h->store, id, false, last / 1000));
+}
+
+#define SWEEP_BATCH 256
+
+struct gone {
+    char id[24];
+    int64_t last_ms;
+    int interval_s;
+};
+
+/* Takes, under live_mu, up to SWEEP_BATCH devices silent past their
+ * allowance, marking them offline; from *next on. */
+static size_t silent_ones(struct hub *h, int64_t now_ms, size_t *next, struct gone *out)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&h->live_mu);
+    for (; *next < h->live_cap && n < SWEEP_BATCH; (*next)++) {
+        struct live_entry *e = &h->live[*next];
+        if (!e->used || !e->online || now_ms - e->last_seen_ms <= (int64_t)e->interval_s * 1500)
+            continue;
+        e->online = false;
+        snprintf(out[n].id, sizeof(out[n].id), "%s", e->id);
+        out[n].last_ms = e->last_seen_ms;
+        out[n].interval_s = e->interval_s;
+        n++;
     }
+    pthread_mutex_unlock(&h->live_mu);
+    return n;
 }
 
 int live_sweep(struct hub *h, int64_t now_ms)
 {
-    int n = 0;
+    static struct gone batch[SWEEP_BATCH]; /* one sweeper: the jobs thread */
+    int total = 0;
+    size_t next = 0, n;
     pthread_mutex_lock(&h->lock);
-    for (size_t i = 0; i < h->live_cap; i++) {
-        struct live_entry *e = &h->live[i];
-        if (!e->used || !e->online)
-            continue;
-        int64_t allowance = (int64_t)e->interval_s * 1500;
-        if (now_ms - e->last_seen_ms <= allowance)
-            continue;
-        e->online = false;
-        log_if_err(store_device_set_online(h->store, e->id, false, e->last_seen_ms / 1000));
-        hub_event(h, e->id, "offline", "alert", "{\"silent_ms\":%lld,\"heartbeat_s\":%d}",
-                  (long long)(now_ms - e->last_seen_ms), e->interval_s);
-        n++;
+    /* the events go out with the table released: their subscribers may
+     * act on the device (and so on the table) */
+    while ((n = silent_ones(h, now_ms, &next, batch)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            log_if_err(
+                store_device_set_online(h->store, batch[i].id, false, batch[i].last_ms / 1000));
+            hub_event(h, batch[i].id, "offline", "alert", "{\"silent_ms\":%lld,\"heartbeat_s\":%d}",
+                      (long long)(now_ms - batch[i].last_ms), batch[i].interval_s);
+        }
+        total += (int)n;
     }
     pthread_mutex_unlock(&h->lock);
-    return n;
+    return total;
 }
 
 struct seed {
@@ -161,8 +214,10 @@ static bool seed_one(const struct device_rec *d, void *arg)
     if (e) {
         /* Online when we stopped: a fresh allowance from now; silence from
          * here on is reported like any other. */
+        pthread_mutex_lock(&s->h->live_mu);
         e->online = true;
         e->last_seen_ms = s->now_ms;
+        pthread_mutex_unlock(&s->h->live_mu);
     }
     return true;
 }

@@ -25,7 +25,12 @@ struct live_entry {
     struct tm_dev *tm;             /* stream state (hub/device/telemetry.c), lazily */
 };
 
-/* Lock held for these. A heartbeat: true when it brought the device
+/* A heartbeat of a device already online: its time noted under the
+ * table's own lock (hub->live_mu), without the hub lock, so heartbeats
+ * never wait behind a batch of device data. False when the device is not
+ * online (or unknown): then live_heartbeat, with the hub lock. */
+bool live_beat(struct hub *h, const char *id, int64_t now_ms);
+/* Hub lock held for these. A heartbeat: true when it brought the device
  * online (only then is the store written). */
 bool live_heartbeat(struct hub *h, const char *id, int64_t now_ms);
 void live_forget(struct hub *h, const char *id);

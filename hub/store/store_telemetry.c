@@ -33,6 +33,8 @@ static void stream_row(sqlite3_stmt *st, void *out)
     r->acked = r->has_acked ? (uint64_t)sqlite3_column_int64(st, 2) : r->last_seq;
     if (sqlite3_column_bytes(st, 3) == STORE_STREAM_WINDOW)
         memcpy(r->window, sqlite3_column_blob(st, 3), STORE_STREAM_WINDOW);
+    else /* written before the window was kept: nothing above acked */
+        memset(r->window, 0, STORE_STREAM_WINDOW);
     r->gone_from = (uint64_t)sqlite3_column_int64(st, 4);
     r->gone_to = (uint64_t)sqlite3_column_int64(st, 5);
     r->gap_since_ms = sqlite3_column_int64(st, 6);

@@ -72,6 +72,7 @@ check "...and no certificate about to expire" finding expiring_certificates ok
 check "...nor too many administrators" finding broad_admin_accounts ok
 
 # --- the live threat matrix, for the fleet and for one device
+check "the fleet matrix is printed (exit status 0)" as op report matrix
 as op report matrix >"$T/matrix.md"
 check "the fleet matrix has the 12 threats" test "$(grep -c '^| T[01][0-9] ' "$T/matrix.md")" = 12
 check "...and the 5 lifecycle states" grep -q '| L1 setup | L2 normal | L3 abnormal | L4 stray | L5 disposal |' "$T/matrix.md"
@@ -83,6 +84,7 @@ d=json.load(open(sys.argv[1])); c=d["cells"]
 assert len(c)==60
 ids=[m for x in c for m in x["countermeasures"]]
 assert len(ids)>=100 and all(m["status"] and m["summary"] for m in ids)' "$T/matrix.json"
+check "an owner's device matrix is printed (exit status 0)" as alice report matrix --device "$D0"
 as alice report matrix --device "$D0" >"$T/dev.md"
 check "an owner reads their device's matrix" grep -Eq "T03-L2a ✓ heartbeat [0-9]+ s; (online|offline), last seen" "$T/dev.md"
 check "...not another's" fails as bob report matrix --device "$D0"

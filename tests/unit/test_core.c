@@ -53,6 +53,7 @@ static int bare_setup(void **st)
     snprintf(db, sizeof(db), "%s/t.db", b->dir);
     hub_config_defaults(&b->h.cfg);
     pthread_mutex_init(&b->h.lock, NULL);
+    pthread_mutex_init(&b->h.live_mu, NULL);
     if (store_open(db, &b->h.store))
         return -1;
     fake_ms = 1700000000000LL;
@@ -67,6 +68,7 @@ static int bare_teardown(void **st)
     hub_clock_override(NULL, NULL);
     store_close(b->h.store);
     pthread_mutex_destroy(&b->h.lock);
+    pthread_mutex_destroy(&b->h.live_mu);
     rm_rf(b->dir);
     free(b);
     return 0;
