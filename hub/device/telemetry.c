@@ -400,6 +400,22 @@ static bool pending_has(const struct tm_state *t, const struct tm_dev *d, uint64
     return false;
 }
 
+/* A reading counted as dealt with that the hub holds under no content at
+ * all: a stream whose state began at a later number (the hub first heard
+ * the device after a crash, say, while its first readings were on their
+ * way again) - new, not a replay. Telemetry only: the rows say what the
+ * hub holds; a number it holds with other content is a replay. */
+static bool tm_never_had(struct hub *h, const struct tm_state *t, const struct tm_dev *d,
+                         enum stream_kind s, const struct proto_envelope *env, int64_t ts)
+{
+    if (s != STREAM_TM)
+        return false;
+    for (size_t i = 0; i < t->nrows; i++)
+        if (t->rows[i].dev == d && t->rows[i].seq == env->seq)
+            return false;
+    return !store_telemetry_seq_near(h->store, d->id, env->seq, ts - TM_SKEW_MS, ts + TM_SKEW_MS);
+}
+
 #define RATE_WARMUP 5   /* windows learned before a spike can be told */
 #define RATE_FACTOR 3.0 /* a window above factor x baseline + slack is a spike */
 #define RATE_SLACK  10.0
@@ -511,7 +527,8 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
         return;
     }
     give_up_gaps(h, d, now);
-    if (env->seq <= d->last_seq[s] && seqwin_seen(&d->win[s], env->seq)) {
+    if (env->seq <= d->last_seq[s] && seqwin_seen(&d->win[s], env->seq) &&
+        !tm_never_had(h, t, d, s, env, ts)) {
         /* A resend after a lost acknowledgement is the same message. (One
          * below the highest but not yet dealt with fills a gap: new.) */
         if (s == STREAM_TM ? pending_has(t, d, env->seq, digest) ||

@@ -421,6 +421,10 @@ enum mamori_err store_telemetry_add(struct store *s,
 /* True when this exact message (device, ts, seq, digest) is stored. */
 bool store_telemetry_has(struct store *s, const char *device_id, int64_t ts, uint64_t seq,
                          const char *digest);
+/* Whether the device has a row with sequence number seq and a timestamp
+ * within [ts_lo, ts_hi] (whatever its content). */
+bool store_telemetry_seq_near(struct store *s, const char *device_id, uint64_t seq, int64_t ts_lo,
+                              int64_t ts_hi);
 /* Rows of device_id with from_ts <= ts <= to_ts, in (ts, id) order, after
  * the row with id after_id (0: from the start). */
 enum mamori_err store_telemetry_list(struct store *s, const char *device_id, int64_t from_ts,

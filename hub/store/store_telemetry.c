@@ -91,6 +91,17 @@ bool store_telemetry_has(struct store *s, const char *device_id, int64_t ts, uin
                       &one) == MAMORI_OK;
 }
 
+bool store_telemetry_seq_near(struct store *s, const char *device_id, uint64_t seq, int64_t ts_lo,
+                              int64_t ts_hi)
+{
+    int64_t one;
+    return db_one_int(s,
+                      "SELECT 1 FROM telemetry WHERE device_id=? AND ts BETWEEN ? AND ? AND seq=? "
+                      "LIMIT 1",
+                      DB_ARGS(db_text(device_id), db_int(ts_lo), db_int(ts_hi), db_u64(seq)),
+                      &one) == MAMORI_OK;
+}
+
 enum mamori_err store_telemetry_list(struct store *s, const char *device_id, int64_t from_ts,
                                      int64_t to_ts, int64_t after_id, int limit,
                                      bool (*cb)(const struct telemetry_rec *, void *), void *arg)
