@@ -113,7 +113,7 @@ int cmd_release(const struct cli *c)
     return cli_dispatch(SUBS, CLI_LEN(SUBS), c->sub, c);
 }
 
-/* ---- firmware: the hub's firmware repository (hub/firmware.c) ---- */
+/* ---- firmware: the hub's firmware repository (hub/fleet/firmware.c) ---- */
 
 static int upload_image(const struct api *a, const char *sha, const char *image)
 {
@@ -213,7 +213,7 @@ int cmd_firmware(const struct cli *c)
     return cli_dispatch(SUBS, CLI_LEN(SUBS), c->sub, c);
 }
 
-/* ---- campaign: staged update campaigns (hub/campaign.c) ---- */
+/* ---- campaign: staged update campaigns (hub/fleet/campaign.c) ---- */
 
 static int campaign_create(const struct cli *c)
 {

@@ -110,7 +110,7 @@ enum mamori_err hub_init(struct hub *h, const struct hub_config *cfg)
     char p[HUB_PATH_MAX];
     /* One hub per data directory: a second one would run a second broker
      * for the same registry on the platform's port, and take the first
-     * one's broker for an orphan to stop (hub/broker.c). */
+     * one's broker for an orphan to stop (hub/io/broker.c). */
     h->data_lock_fd = -1;
     if ((rc = fs_path(p, sizeof(p), cfg->data_dir, "hub.lock")))
         return rc;

@@ -222,7 +222,7 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     mosquitto_lib_init();
-    curl_global_init(CURL_GLOBAL_DEFAULT); /* alert webhooks (hub/alerts.c) */
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* alert webhooks (hub/alerts/deliver.c) */
 
     struct hub h;
     enum mamori_err rc = hub_init(&h, &cfg);

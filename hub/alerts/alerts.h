@@ -1,5 +1,5 @@
 /*
- * hub/alerts.h - rules over the hub's events, alerts with a lifecycle, the
+ * hub/alerts/alerts.h - rules over the hub's events, alerts with a lifecycle, the
  * response policy, and alert delivery (docs/alerts.md).
  *
  * Every event the hub records passes alerts_on_event. An event that

@@ -1,5 +1,5 @@
 /*
- * hub/syslog_local.c - the local syslog(3) for alerts (hub/alerts.c), kept
+ * hub/alerts/syslog_local.c - the local syslog(3) for alerts (hub/alerts/deliver.c), kept
  * apart: <syslog.h> defines LOG_* names that common/log.h uses too.
  */
 #include "hub/alerts/syslog_local.h"

@@ -1,5 +1,5 @@
 /*
- * hub/syslog_local.h - the local syslog(3) for alerts, apart from
+ * hub/alerts/syslog_local.h - the local syslog(3) for alerts, apart from
  * <syslog.h> (whose LOG_* names common/log.h uses too).
  */
 #ifndef MAMORI_HUB_SYSLOG_LOCAL_H

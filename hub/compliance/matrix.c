@@ -1,5 +1,5 @@
 /*
- * hub/matrix.c - the live threat-matrix report (see matrix.h); P-MGMT.
+ * hub/compliance/matrix.c - the live threat-matrix report (see matrix.h); P-MGMT.
  */
 #include "hub/device/device.h"
 #include "hub/compliance/matrix.h"

@@ -1,5 +1,5 @@
 /*
- * hub/matrix.h - the live threat-matrix report (P-MGMT; docs/alerts.md,
+ * hub/compliance/matrix.h - the live threat-matrix report (P-MGMT; docs/alerts.md,
  * "Live threat matrix"): the 12 threats x 5 lifecycle states, each cell
  * with the countermeasures of docs/threat-matrix.md and, where the hub can
  * tell, their live status for the fleet or for one device.

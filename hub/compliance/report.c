@@ -1,5 +1,6 @@
 /*
- * hub/report.c - the fleet audit (see report.h); vulnerable_firmware: T07-L1b, T11-L1c, P-VULN.
+ * hub/compliance/report.c - the fleet audit (see report.h); vulnerable_firmware: T07-L1b, T11-L1c,
+ * P-VULN.
  */
 #include "hub/compliance/report.h"
 

@@ -1,5 +1,5 @@
 /*
- * hub/report.h - the fleet audit (docs/alerts.md, "Fleet audit"): checks
+ * hub/compliance/report.h - the fleet audit (docs/alerts.md, "Fleet audit"): checks
  * over the registry that a self-hosted operator would otherwise buy as a
  * cloud service's audit feature (AWS Device Defender Audit).
  */

@@ -1,4 +1,4 @@
-/* hub/audit.c - see audit.h. */
+/* hub/core/audit.c - see audit.h. */
 #include "hub/core/audit.h"
 
 #include <inttypes.h>

@@ -1,5 +1,5 @@
 /*
- * hub/audit.h - the hub's append-only, hash-chained audit log (T12-L1a;
+ * hub/core/audit.h - the hub's append-only, hash-chained audit log (T12-L1a;
  * the log of T01-L2d, T06-L2d, T07-L2e, T09-L2c).
  *
  * Each entry carries hash = HMAC-SHA256(audit key, prev_hash || fields), with

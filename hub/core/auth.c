@@ -1,4 +1,4 @@
-/* hub/auth.c - see auth.h. */
+/* hub/core/auth.c - see auth.h. */
 #include "hub/core/auth.h"
 
 #include <pthread.h>

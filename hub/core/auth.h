@@ -1,5 +1,5 @@
 /*
- * hub/auth.h - passwords, session tokens and attempt throttling.
+ * hub/core/auth.h - passwords, session tokens and attempt throttling.
  *
  * Passwords: Argon2id (libsodium crypto_pwhash_str) with t=2, m=19 MiB, the
  * OWASP baseline, small enough that logins cannot push the hub's memory far.

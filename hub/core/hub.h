@@ -61,7 +61,7 @@ struct hub_config {
     char syslog[128];         /* alerts to syslog: "local", "udp://IPv4:PORT" or "" */
     char mosquitto_bin[HUB_PATH_MAX];
     char plugin_path[HUB_PATH_MAX];
-    /* HTTPS API deadlines and admission (hub/api_guard.h): the whole head
+    /* HTTPS API deadlines and admission (hub/io/api_guard.h): the whole head
      * within api_head_s (also a body's grace), bodies at least
      * api_min_body_rate bytes/s, at most api_unauth_conns connections not
      * yet authenticated (0: 3/4 of api_connections). */

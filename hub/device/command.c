@@ -1,5 +1,5 @@
 /*
- * hub/command.c - remote commands: signing, delivery, redelivery, results.
+ * hub/device/command.c - remote commands: signing, delivery, redelivery, results.
  *
  * A command is stored (pending) and audited before it is published, signed
  * with the command signer's key (common/cmd.h). A device that was offline

@@ -1,5 +1,5 @@
 /*
- * hub/devstatus.c - each device's own security status (P-MGMT, JEITA 5.2):
+ * hub/device/devstatus.c - each device's own security status (P-MGMT, JEITA 5.2):
  * a signed Entity Attestation Token (common/eat.h) the device publishes
  * when it connects, daily, and when its standing changes. The hub checks
  * it against the device's certificate, keeps the newest, and serves it as

@@ -1,5 +1,5 @@
 /*
- * hub/devstatus.h - devices' signed security status (see devstatus.c).
+ * hub/device/devstatus.h - devices' signed security status (see devstatus.c).
  */
 #ifndef MAMORI_HUB_DEVSTATUS_H
 #define MAMORI_HUB_DEVSTATUS_H

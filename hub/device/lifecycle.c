@@ -1,4 +1,4 @@
-/* hub/lifecycle.c - see lifecycle.h. One table is the whole state machine. */
+/* hub/device/lifecycle.c - see lifecycle.h. One table is the whole state machine. */
 #include "hub/device/lifecycle.h"
 
 #include <string.h>

@@ -1,5 +1,5 @@
 /*
- * hub/lifecycle.h - the registry's device state machine (docs/DESIGN.md §2).
+ * hub/device/lifecycle.h - the registry's device state machine (docs/DESIGN.md §2).
  *
  *   manufactured --claim--> claimed --activate--> active <--lock/unlock--> locked
  *   active <--quarantine/release--> quarantined

@@ -1,5 +1,5 @@
 /*
- * hub/relay.c - relay detection by timed signed challenges (see relay.h);
+ * hub/device/relay.c - relay detection by timed signed challenges (see relay.h);
  * T09-L2b; as a periodic self-test of every online device, T02-L2a and T02-L4a.
  */
 #include "hub/device/device.h"

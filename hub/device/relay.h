@@ -1,5 +1,5 @@
 /*
- * hub/relay.h - relay detection (T09-L2b): the hub times a signed
+ * hub/device/relay.h - relay detection (T09-L2b): the hub times a signed
  * challenge (a self-test command, single-use, signed) to each online device
  * at an interval and learns each device's own round trip; one far above
  * that baseline means something now sits between the device and the hub

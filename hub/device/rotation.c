@@ -1,5 +1,5 @@
 /*
- * hub/rotation.c - device key and certificate rotation (T01-L2a, T05-L2c,
+ * hub/device/rotation.c - device key and certificate rotation (T01-L2a, T05-L2c,
  * T07-L2a).
  *
  *   hub  --rotate-->  device   makes pending.key in place, answers its CSR

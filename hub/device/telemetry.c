@@ -1,5 +1,5 @@
 /*
- * hub/telemetry.c - what devices send on their data streams: telemetry
+ * hub/device/telemetry.c - what devices send on their data streams: telemetry
  * ("tm") and events ("ev"), each with its own sequence numbers.
  *
  * Every message is checked before it is stored (T11-L1e, T11-L3a):
@@ -15,11 +15,12 @@
  *     ranges, unknown fields, per-field rate. A model without a schema gets
  *     no telemetry stored (fail closed).
  *
- * Accepted rows are buffered and committed in batches (every 50 ms or
- * TM_BATCH rows) in one transaction together with the per-device sequence
- * state; only after the commit does the hub acknowledge, per device and
- * stream, the highest sequence number it holds ({"v":1,"ack":{...}} on the
- * device's cmd topic). The device deletes messages from its outbox only on
+ * Accepted rows are buffered and written in the transaction of the batch of
+ * device messages that brought them (hub/device/ingest.h), together with
+ * the per-device sequence state; only after its commit does the hub
+ * acknowledge, per device and stream, the highest number up to which it
+ * has dealt with everything (hub/device/seqwin.h; {"v":1,"ack":{...}} on
+ * the device's cmd topic). The device deletes messages from its outbox only on
  * that acknowledgement, so what it sent is stored exactly once even across
  * a crash of the hub or the broker (T10-L3c, T10-L3d).
  *

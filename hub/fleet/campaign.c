@@ -1,5 +1,5 @@
 /*
- * hub/campaign.c - staged update campaigns (see campaign.h); P-UPD.
+ * hub/fleet/campaign.c - staged update campaigns (see campaign.h); P-UPD.
  */
 #include "hub/fleet/campaign.h"
 

@@ -1,5 +1,5 @@
 /*
- * hub/campaign.h - staged update campaigns (docs/updates.md; P-UPD).
+ * hub/fleet/campaign.h - staged update campaigns (docs/updates.md; P-UPD).
  *
  * A campaign sends one release to every device of its model (or of one
  * group of them) that may take commands: canary devices first, and the first wave only once every

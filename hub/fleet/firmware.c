@@ -1,5 +1,5 @@
 /*
- * hub/firmware.c - the firmware repository (see firmware.h); P-UPD.
+ * hub/fleet/firmware.c - the firmware repository (see firmware.h); P-UPD.
  */
 #include "hub/device/device.h"
 #include "hub/fleet/firmware.h"

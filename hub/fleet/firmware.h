@@ -1,5 +1,5 @@
 /*
- * hub/firmware.h - the firmware repository (docs/updates.md; P-UPD).
+ * hub/fleet/firmware.h - the firmware repository (docs/updates.md; P-UPD).
  *
  * Roots are taken one version after the other, each checked against the
  * one before it (the first is trusted as given: the administrator installs

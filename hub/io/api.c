@@ -432,7 +432,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
 }
 
-/* The guard's limits (hub/api_guard.h): by default a quarter of the
+/* The guard's limits (hub/io/api_guard.h): by default a quarter of the
  * connections is kept for connections that authenticated (T10-L1a). */
 static enum mamori_err guard_start(struct hub *h)
 {

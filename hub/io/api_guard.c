@@ -1,6 +1,6 @@
 /*
- * hub/api_guard.c - head deadline, minimum body rate and admission of the
- * HTTPS API's connections (T10-L1a, T10-L1b); see hub/api_guard.h.
+ * hub/io/api_guard.c - head deadline, minimum body rate and admission of the
+ * HTTPS API's connections (T10-L1a, T10-L1b); see hub/io/api_guard.h.
  *
  * Every connection has a small record, its libmicrohttpd socket context,
  * linked in the guard's list under the guard's mutex. The record is

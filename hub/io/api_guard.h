@@ -1,5 +1,5 @@
 /*
- * hub/api_guard.h - the HTTPS API's deadlines and connection admission
+ * hub/io/api_guard.h - the HTTPS API's deadlines and connection admission
  * (T10-L1a, T10-L1b), independent of libmicrohttpd's idle timeout.
  *
  * libmicrohttpd only calls the access handler once a request's head is

@@ -1,5 +1,5 @@
 /*
- * hub/broker.c - generates mosquitto's configuration and supervises it.
+ * hub/io/broker.c - generates mosquitto's configuration and supervises it.
  *
  * mosquitto runs as our child on loopback with the mamori plugin. If it
  * dies it is restarted (T10-L3a, T10-L3b) with exponential backoff (0.25 s doubling to 30 s,

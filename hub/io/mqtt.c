@@ -1,5 +1,5 @@
 /*
- * hub/mqtt.c - the hub's own MQTT session with the broker.
+ * hub/io/mqtt.c - the hub's own MQTT session with the broker.
  *
  * The hub is the broker's only privileged client: the plugin recognises its
  * certificate by fingerprint. Over this session the hub

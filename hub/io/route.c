@@ -1,4 +1,4 @@
-/* hub/route.c - see route.h. */
+/* hub/io/route.c - see route.h. */
 #include "hub/io/route.h"
 
 #include <string.h>

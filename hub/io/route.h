@@ -1,5 +1,5 @@
 /*
- * hub/route.h - the API's URL parsing: untrusted bytes, so it lives on its
+ * hub/io/route.h - the API's URL parsing: untrusted bytes, so it lives on its
  * own behind a bounded cursor and has its own fuzz target (fuzz_route).
  */
 #ifndef MAMORI_HUB_ROUTE_H

@@ -1,5 +1,5 @@
 /*
- * hub/owners.c - ownership transfer and data rights (see owners.h);
+ * hub/owners/owners.c - ownership transfer and data rights (see owners.h);
  * P-OWNER, P-DATA.
  */
 #include "hub/device/device.h"

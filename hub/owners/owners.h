@@ -1,5 +1,5 @@
 /*
- * hub/owners.h - what owners do with their devices and their data beyond
+ * hub/owners/owners.h - what owners do with their devices and their data beyond
  * claiming them (docs/owners.md): ownership transfer with a fresh
  * single-use code (P-OWNER, JEITA 4.1.1), and the data rights of export and
  * erasure (ETSI EN 303 645 5.11, GDPR arts. 15, 17, 20).

@@ -1,5 +1,5 @@
 /*
- * hub/ca.c - the platform PKI, created on first start under DATA/pki:
+ * hub/pki/ca.c - the platform PKI, created on first start under DATA/pki:
  *
  *   offline/root.key  root CA key (P-256). Only needed to re-issue the issuing
  *                     CA: move it off the machine after initialisation.

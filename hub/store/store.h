@@ -237,7 +237,7 @@ enum mamori_err store_event_list(struct store *s, const char *device_id, int64_t
                                  bool (*cb)(const struct event_rec *, void *),
                                  void *arg) MAMORI_MUST_CHECK;
 
-/* Audit log rows (the chain itself is computed by hub/audit.c). */
+/* Audit log rows (the chain itself is computed by hub/core/audit.c). */
 enum mamori_err store_audit_last(struct store *s, struct audit_rec *out) MAMORI_MUST_CHECK;
 enum mamori_err store_audit_get(struct store *s, int64_t seq,
                                 struct audit_rec *out) MAMORI_MUST_CHECK;
@@ -332,7 +332,7 @@ enum mamori_err store_group_devices(struct store *s, const char *group,
                                     bool (*cb)(const char *device_id, void *),
                                     void *arg) MAMORI_MUST_CHECK;
 
-/* Staged update campaigns (hub/campaign.c). */
+/* Staged update campaigns (hub/fleet/campaign.c). */
 struct campaign_rec {
     int64_t id;
     char sha256[65];
@@ -433,7 +433,7 @@ enum mamori_err store_telemetry_list(struct store *s, const char *device_id, int
                                      void *arg) MAMORI_MUST_CHECK;
 int64_t store_telemetry_count(struct store *s, const char *device_id);
 
-/* Remote commands (hub/command.c). */
+/* Remote commands (hub/device/command.c). */
 struct command_rec {
     char id[33]; /* 128-bit nonce, hex */
     char device_id[24];
@@ -457,7 +457,7 @@ enum mamori_err store_command_list(struct store *s, const char *device_id, bool 
                                    bool (*cb)(const struct command_rec *, void *),
                                    void *arg) MAMORI_MUST_CHECK;
 
-/* Alerts (hub/alerts.c): one live (open or acknowledged) alert per rule
+/* Alerts (hub/alerts/alerts.c): one live (open or acknowledged) alert per rule
  * and device, counted; resolved ones stay as history. */
 struct alert_rec {
     int64_t id;
@@ -531,7 +531,7 @@ enum mamori_err store_deliveries_due(struct store *s, int64_t now, struct delive
 enum mamori_err store_delivery_set(struct store *s, int64_t id, const char *state, int tries,
                                    int64_t next_at, const char *error) MAMORI_MUST_CHECK;
 
-/* Ownership transfer (hub/owners.c): one live transfer per device, found
+/* Ownership transfer (hub/owners/owners.c): one live transfer per device, found
  * by the SHA-256 of its single-use code. */
 struct transfer_rec {
     char device_id[24];

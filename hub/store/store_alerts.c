@@ -1,5 +1,5 @@
 /*
- * hub/store/store_alerts.c - alerts (hub/alerts.c): one live (open or
+ * hub/store/store_alerts.c - alerts (hub/alerts/alerts.c): one live (open or
  * acknowledged) alert per rule and device, counted; the response policy
  * per rule and model; webhooks, their deliveries, and the retention of
  * both alerts and deliveries.

@@ -1,7 +1,7 @@
 /*
  * hub/store/store_audit.c - the rows of the audit log. The table is
  * append-only (triggers refuse UPDATE and DELETE, store_sqlite.c); the
- * chain over the rows is computed and checked by hub/audit.c.
+ * chain over the rows is computed and checked by hub/core/audit.c.
  */
 #include <string.h>
 

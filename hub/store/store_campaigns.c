@@ -1,5 +1,5 @@
 /*
- * hub/store/store_campaigns.c - staged update campaigns (hub/campaign.c),
+ * hub/store/store_campaigns.c - staged update campaigns (hub/fleet/campaign.c),
  * each device's part in them, and the device groups campaigns target.
  */
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /*
- * hub/store/store_commands.c - remote commands (hub/command.c): issued,
+ * hub/store/store_commands.c - remote commands (hub/device/command.c): issued,
  * finished with the device's result, listed, withdrawn.
  *
  * The download tokens of update commands are in store_firmware.c.

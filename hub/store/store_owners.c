@@ -1,6 +1,6 @@
 /*
  * hub/store/store_owners.c - ownership transfer and data rights
- * (hub/owners.c): one live transfer per device, found by the SHA-256 of
+ * (hub/owners/owners.c): one live transfer per device, found by the SHA-256 of
  * its single-use code, and the exports of a previous owner's data.
  *
  * Setting a device's owner is in store_devices.c, erasing its data in

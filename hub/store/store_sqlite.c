@@ -589,7 +589,7 @@ enum mamori_err store_device_data_erase(struct store *s, const char *id, const c
     return MAMORI_OK;
 }
 
-/* The rotation policy's query (hub/rotation.c); the rest of certificate
+/* The rotation policy's query (hub/device/rotation.c); the rest of certificate
  * rotation is in store_certs.c. */
 enum mamori_err store_device_rotation_due(struct store *s, int64_t now, int64_t renew_s,
                                           int64_t max_age_s, int64_t retry_s, int limit,
