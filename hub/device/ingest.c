@@ -23,7 +23,7 @@ struct ingest_state {
     pthread_mutex_t mu;
     pthread_cond_t nonempty, nonfull;
     struct item *q; /* ring of INGEST_QUEUE */
-    size_t head, n;
+    size_t head, n, bytes;
     bool stop, running;
     pthread_t thread;
     struct item batch[INGEST_BATCH];
@@ -166,8 +166,10 @@ static void *worker(void *arg)
             break;
         }
         size_t k = s->n < INGEST_BATCH ? s->n : INGEST_BATCH;
-        for (size_t i = 0; i < k; i++)
+        for (size_t i = 0; i < k; i++) {
             s->batch[i] = s->q[(s->head + i) % INGEST_QUEUE];
+            s->bytes -= s->batch[i].len;
+        }
         s->head = (s->head + k) % INGEST_QUEUE;
         s->n -= k;
         pthread_cond_broadcast(&s->nonfull);
@@ -189,7 +191,7 @@ bool ingest_submit(struct hub *h, const char *id, enum proto_kind kind, const vo
     memcpy(copy, payload, len);
     copy[len] = '\0';
     pthread_mutex_lock(&s->mu);
-    while (s->n == INGEST_QUEUE && !s->stop)
+    while ((s->n == INGEST_QUEUE || (s->n && s->bytes + len > INGEST_QUEUE_BYTES)) && !s->stop)
         pthread_cond_wait(&s->nonfull, &s->mu);
     if (s->stop) {
         pthread_mutex_unlock(&s->mu);
@@ -202,6 +204,7 @@ bool ingest_submit(struct hub *h, const char *id, enum proto_kind kind, const vo
     it->len = len;
     it->payload = copy;
     s->n++;
+    s->bytes += len;
     pthread_cond_signal(&s->nonempty);
     pthread_mutex_unlock(&s->mu);
     return true;

@@ -5,7 +5,7 @@
  * The MQTT session (hub/io/mqtt.c) hands each message here by kind.
  * Heartbeats touch only the liveness table in memory (no store access per
  * beat). Telemetry, events, the device log and command results are queued
- * (bounded; a full queue makes the session wait, so TCP and the broker
+ * (bounded in messages and bytes; a full queue makes the session wait, so TCP and the broker
  * hold the rest) and taken by one worker in batches: each batch is
  * checked and recorded in ONE store transaction (the rows, the events and
  * alerts they raise, the sequence state), and only after its commit does
@@ -22,9 +22,10 @@
 #include "common/proto.h"
 #include "hub/core/hub.h"
 
-#define INGEST_QUEUE    8192 /* messages waiting */
-#define INGEST_BATCH    512  /* messages per transaction, at most */
-#define INGEST_BATCH_MS 20   /* work per transaction, at most (then commit) */
+#define INGEST_QUEUE       8192               /* messages waiting */
+#define INGEST_QUEUE_BYTES (32 * 1024 * 1024) /* and their bytes */
+#define INGEST_BATCH       512                /* messages per transaction, at most */
+#define INGEST_BATCH_MS    20                 /* work per transaction, at most (then commit) */
 
 struct ingest_stats {
     uint64_t batches, messages, largest;
