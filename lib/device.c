@@ -423,7 +423,12 @@ enum mamori_err dev_publish(struct mamori_device *d, const char *topic, uint64_t
                      (unsigned long long)++*seq, (unsigned long long)dev_wall_ms(), body_json);
     if (n < 0 || (size_t)n >= sizeof(buf))
         return MAMORI_ERR_TOOBIG;
-    int rc = mosquitto_publish(d->mosq, NULL, topic, n, buf, 1, false);
+    /* A heartbeat goes at QoS 0: it says "alive now", so it must not wait
+     * behind queued telemetry for the in-flight window (a QoS 1 message
+     * waits for a PUBACK slot; a busy broker then delays the beat past the
+     * hub's allowance). A lost beat is followed by the next one. */
+    int qos = strcmp(topic, d->topic_hb) == 0 ? 0 : 1;
+    int rc = mosquitto_publish(d->mosq, NULL, topic, n, buf, qos, false);
     return rc == MOSQ_ERR_SUCCESS ? MAMORI_OK : MAMORI_ERR_CONN;
 }
 

@@ -5,8 +5,12 @@
  *   mamori-sim --identities DIR [--first K] [--devices N] [--heartbeat S]
  *              [--telemetry S] [--telemetry-ms MS [--telemetry-count K]]
  *              [--duration S] [--status FILE]
- *              [--broker-host HOST] [--broker-port PORT] [--updates DIR]
+ *              [--broker-host HOST] [--broker-port PORT] [--state DIR] [--updates DIR]
  *              [--events MS] [--event-body JSON] [--alt-every K --alt-body JSON]
+ *
+ * --state DIR gives each device a state directory under DIR (its outbox is
+ * kept there and sent again until the hub acknowledges it, as on a real
+ * device); without it, a reading is sent once, and only while connected.
  *
  * --updates DIR gives each device a state directory and A/B update slots
  * under DIR (its identity needs update-root.json): the devices then take
@@ -14,9 +18,9 @@
  * again, which is its boot.
  *
  * --telemetry-ms MS has each device queue a reading ({"temp_c":21.5}) every
- * MS milliseconds, the devices spread evenly over the period, whether or not
- * it is connected at that moment (its outbox keeps it, as a device's
- * would); with --telemetry-count K each stops after K readings. The status
+ * MS milliseconds, the devices spread evenly over the period (with --state,
+ * whether or not it is connected at that moment: its outbox keeps it); with
+ * --telemetry-count K each stops after K readings. The status
  * JSON then says how many readings the devices took, how many wait in
  * their outboxes, how many they dropped, and the sum of their highest
  * acknowledged sequence numbers.
@@ -69,7 +73,7 @@ static int cmp(const void *a, const void *b)
 /* ---- the command line ---- */
 
 struct sim_opts {
-    const char *dir, *status, *broker_host, *updates, *ev_body, *alt_body;
+    const char *dir, *status, *broker_host, *updates, *state, *ev_body, *alt_body;
     long n, first, hb, tm, duration, broker_port, ev_ms, alt_every, tm_ms, tm_count;
 };
 
@@ -91,6 +95,7 @@ static const struct sim_opt {
     {"broker-port", offsetof(struct sim_opts, broker_port), true},
     {"broker-host", offsetof(struct sim_opts, broker_host), false},
     {"updates", offsetof(struct sim_opts, updates), false},
+    {"state", offsetof(struct sim_opts, state), false},
     {"events", offsetof(struct sim_opts, ev_ms), true},
     {"event-body", offsetof(struct sim_opts, ev_body), false},
     {"alt-every", offsetof(struct sim_opts, alt_every), true},
@@ -102,7 +107,7 @@ static const char USAGE[] =
     "usage: mamori-sim --identities DIR [--first K] [--devices N] [--heartbeat S] "
     "[--telemetry S] [--telemetry-ms MS [--telemetry-count K]] [--duration S] [--status FILE]\n"
     "                  [--broker-host HOST] [--broker-port PORT] "
-    "[--updates DIR]\n"
+    "[--state DIR] [--updates DIR]\n"
     "                  [--events MS] [--event-body JSON] "
     "[--alt-every K --alt-body JSON]\n";
 
@@ -234,6 +239,10 @@ static void fleet_start(struct fleet *f, const struct sim_opts *o, char **names)
                                                  .port_override = (int)o->broker_port,
                                                  .on_command = on_command,
                                                  .on_command_arg = &f->reboot[i]};
+        if (o->state && !o->updates) { /* a state directory: the outbox is kept */
+            snprintf(f->paths[i][1], sizeof(f->paths[i][1]), "%s/state-%s", o->state, names[i]);
+            f->opts[i].state_dir = f->paths[i][1];
+        }
         if (o->updates) {
             snprintf(f->paths[i][1], sizeof(f->paths[i][1]), "%s/state-%s", o->updates, names[i]);
             snprintf(f->paths[i][2], sizeof(f->paths[i][2]), "%s/slots-%s", o->updates, names[i]);

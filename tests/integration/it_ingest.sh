@@ -42,7 +42,9 @@ sql() { sqlite3 -readonly "$DATA/mamori.db" "$1"; }
 health() { curl -s --cacert "$CA" "$API/api/v1/health" | jget "$1"; }
 
 # --- 1. kill -9 in the middle of a stream
-"$BIN/mamori-sim" --identities "$T/fleet" --heartbeat 2 --telemetry-ms 250 \
+# each device keeps its outbox in a state directory, as a real one does
+mkdir -p "$T/state"
+"$BIN/mamori-sim" --identities "$T/fleet" --state "$T/state" --heartbeat 2 --telemetry-ms 250 \
     --telemetry-count $K --status "$T/sim.json" >"$T/sim.log" 2>&1 &
 SIM=$!; PIDS+=($SIM)
 check "the fleet is connected" wait_for 60 sim_is connected $N
@@ -73,7 +75,7 @@ kill "$SIM"; wait "$SIM" 2>/dev/null
 # --- 2. a flood: heartbeats are not starved
 FLOOD_S=20
 rm -f "$T/sim.json"
-"$BIN/mamori-sim" --identities "$T/fleet" --heartbeat 2 --telemetry-ms 50 \
+"$BIN/mamori-sim" --identities "$T/fleet" --state "$T/state" --heartbeat 2 --telemetry-ms 50 \
     --duration $((FLOOD_S + 40)) --status "$T/sim.json" >"$T/sim2.log" 2>&1 &
 SIM=$!; PIDS+=($SIM)
 check "the fleet is back" wait_for 60 sim_is connected $N
