@@ -53,20 +53,7 @@ bench_accounts
 echo '{"fields": [{"name": "t", "type": "number", "min": -40, "max": 85}]}' >"$W/schema.json"
 $C schema set bench --file "$W/schema.json" >/dev/null
 $C factory batch --model bench --count "$N" --out "$W/fleet" >/dev/null
-python3 - "$API" "$CA" "$(cat "$W/s-owner")" "$W/fleet" <<'PY'
-import http.client, json, os, ssl, sys, urllib.parse
-api, ca, tok, fleet = sys.argv[1:5]
-u = urllib.parse.urlsplit(api)
-conn = http.client.HTTPSConnection(u.hostname, u.port,
-                                   context=ssl.create_default_context(cafile=ca), timeout=30)
-for d in sorted(os.listdir(fleet)):
-    code = open(os.path.join(fleet, d, "claim-code")).read().strip()
-    conn.request("POST", "/api/v1/claims", json.dumps({"claim_code": code}),
-                 {"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
-    r = conn.getresponse(); r.read()
-    if r.status // 100 != 2:
-        sys.exit("claim refused: %d" % r.status)
-PY
+scripts/claim_all.py "$API" "$CA" "$(cat "$W/s-owner")" "$W/fleet"
 echo "# $N devices provisioned and claimed"
 
 # --- 1. the platform

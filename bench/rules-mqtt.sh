@@ -67,22 +67,7 @@ bench_accounts
 t0=$(date +%s)
 $C factory batch --model bench --count "$N" --out "$W/fleet" >/dev/null
 # the claims over one kept-alive HTTPS connection
-python3 - "$API" "$CA" "$(cat "$W/s-owner")" "$W/fleet" <<'PY'
-import http.client, json, os, ssl, sys, urllib.parse
-api, ca, tok, fleet = sys.argv[1:5]
-u = urllib.parse.urlsplit(api)
-ctx = ssl.create_default_context(cafile=ca)
-conn = http.client.HTTPSConnection(u.hostname, u.port, context=ctx, timeout=30)
-bad = 0
-for d in sorted(os.listdir(fleet)):
-    code = open(os.path.join(fleet, d, "claim-code")).read().strip()
-    conn.request("POST", "/api/v1/claims", json.dumps({"claim_code": code}),
-                 {"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
-    r = conn.getresponse(); r.read()
-    bad += r.status // 100 != 2
-if bad:
-    sys.exit("%d claims refused" % bad)
-PY
+scripts/claim_all.py "$API" "$CA" "$(cat "$W/s-owner")" "$W/fleet"
 echo "# provisioned $N devices (keygen, enrolment, claim) in $(( $(date +%s) - t0 )) s"
 stop "$HUB"
 

@@ -18,20 +18,7 @@ HUBOPTS=(--heartbeat 2 --rate 1000 --burst 1000 --challenge-interval 0)
 hub_start "$T/data" "${HUBOPTS[@]}"
 fleet_setup $N
 # the claims over one kept-alive HTTPS connection
-python3 - "$API" "$CA" "$(token_of alice)" "$T/fleet" <<'PY' || bad "the fleet is claimed"
-import http.client, json, os, ssl, sys, urllib.parse
-api, ca, tok, fleet = sys.argv[1:5]
-u = urllib.parse.urlsplit(api)
-conn = http.client.HTTPSConnection(u.hostname, u.port,
-                                   context=ssl.create_default_context(cafile=ca), timeout=60)
-for d in sorted(os.listdir(fleet)):
-    code = open(os.path.join(fleet, d, "claim-code")).read().strip()
-    conn.request("POST", "/api/v1/claims", json.dumps({"claim_code": code}),
-                 {"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
-    r = conn.getresponse(); r.read()
-    if r.status // 100 != 2:
-        sys.exit("claim refused: %d" % r.status)
-PY
+"$(dirname "$0")/../../scripts/claim_all.py" "$API" "$CA" "$(token_of alice)" "$T/fleet" || bad "the fleet is claimed"
 echo '{"fields": [{"name": "temp_c", "type": "number", "min": -40, "max": 85}]}' >"$T/schema.json"
 as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
 
