@@ -5,17 +5,33 @@
 #      mosquitto + plugin, TLS, SQLite on loopback)
 #   3. the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #      (LeakSanitizer on: a leak fails the process)
-#   4. unit tests under valgrind --leak-check=full
-#   5. every libFuzzer target for FUZZ_SECONDS (default 20) from its corpus
+#   4. unit tests under valgrind --leak-check=full, JOBS at a time
+#   5. every libFuzzer target for FUZZ_SECONDS (default 20) from its corpus,
+#      JOBS targets at a time
 # and prints one summary; exit status 0 only when everything passed.
 set -uo pipefail
 BUILD=${1:-build}; BUILD_SAN=${2:-build-san}; BUILD_FUZZ=${3:-build-fuzz}; JOBS=${4:-2}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# The suite runs on what scripts/install-deps.sh installed: Debian's
+# interpreters and tools, never a user-level shim found first on the
+# caller's PATH (a version-manager shim in front of python3 costs half a
+# second of CPU per start, and the tests start python3 thousands of times).
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 PASSED=0; FAILED=0; FAILURES=()
 LOGDIR=$(mktemp -d /tmp/mamori-test-logs.XXXXXX)
 
+# in_parallel FN ARG...: runs FN ARG for every ARG, JOBS at a time (each is
+# single-threaded: valgrind runs, libFuzzer targets); FN leaves its status
+in_parallel() {
+    local fn=$1 a; shift
+    for a in "$@"; do
+        while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+        "$fn" "$a" &
+    done
+    wait
+}
 stage() { printf '\n=== %s ===\n' "$*"; }
 result() { # result NAME STATUS
     if [ "$2" -eq 0 ]; then PASSED=$((PASSED + 1)); echo "PASS $1"
@@ -56,10 +72,17 @@ run_ctest unit-san "$BUILD_SAN" unit "${SAN_ENV[@]}"
 run_ctest integration-san "$BUILD_SAN" integration "${SAN_ENV[@]}"
 
 stage "valgrind (unit tests)"
+vg_one() { # vg_one BINARY: its status in $LOGDIR/vg-NAME.rc
+    local n; n=$(basename "$1")
+    valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 "$1" \
+        >"$LOGDIR/vg-$n.log" 2>&1
+    echo $? >"$LOGDIR/vg-$n.rc"
+}
+in_parallel vg_one "$BUILD"/bin/test_*
 st=0
 for t in "$BUILD"/bin/test_*; do
-    valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 "$t" \
-        >"$LOGDIR/vg-$(basename "$t").log" 2>&1 || { st=1; tail -30 "$LOGDIR/vg-$(basename "$t").log"; }
+    n=$(basename "$t")
+    [ "$(cat "$LOGDIR/vg-$n.rc" 2>/dev/null)" = 0 ] || { st=1; tail -30 "$LOGDIR/vg-$n.log"; }
 done
 result valgrind $st
 
@@ -68,17 +91,22 @@ if command -v clang >/dev/null; then
     CC=clang cmake -S . -B "$BUILD_FUZZ" -DCMAKE_BUILD_TYPE=Debug -DMAMORI_FUZZ=ON >/dev/null &&
         cmake --build "$BUILD_FUZZ" -j "$JOBS" --target $(for f in fuzz/corpus/*; do printf 'fuzz_%s ' "$(basename "$f")"; done) >"$LOGDIR/build-fuzz.log" 2>&1
     st=$?; [ $st -ne 0 ] && tail -40 "$LOGDIR/build-fuzz.log"; result build-fuzz $st
-    for f in fuzz/corpus/*; do
-        t=$(basename "$f")
+    fuzz_one() { # fuzz_one TARGET: its status in $LOGDIR/fuzz-TARGET.rc
+        local t=$1 work
         work=$(mktemp -d /tmp/mamori-fuzz-$t.XXXXXX)
-        cp "$f"/* "$work"/
+        cp "fuzz/corpus/$t"/* "$work"/
         (cd "$work" && "$ROOT/$BUILD_FUZZ/bin/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
             -seed=1 "$work" >"$LOGDIR/fuzz-$t.log" 2>&1)
-        st=$?
-        grep -E "^Done" "$LOGDIR/fuzz-$t.log" | sed "s/^/  fuzz_$t: /"
-        [ $st -ne 0 ] && tail -30 "$LOGDIR/fuzz-$t.log"
-        result "fuzz_$t" $st
+        echo $? >"$LOGDIR/fuzz-$t.rc"
         rm -rf "$work"
+    }
+    TARGETS=(); for f in fuzz/corpus/*; do TARGETS+=("$(basename "$f")"); done
+    in_parallel fuzz_one "${TARGETS[@]}"
+    for t in "${TARGETS[@]}"; do
+        st=$(cat "$LOGDIR/fuzz-$t.rc" 2>/dev/null || echo 1)
+        grep -E "^Done" "$LOGDIR/fuzz-$t.log" | sed "s/^/  fuzz_$t: /"
+        [ "$st" -ne 0 ] && tail -30 "$LOGDIR/fuzz-$t.log"
+        result "fuzz_$t" "$st"
     done
 else
     result build-fuzz 1
