@@ -26,6 +26,7 @@
 #include "hub/device/ingest.h"
 #include "hub/device/liveness.h"
 #include "hub/device/register.h"
+#include "hub/device/command.h"
 #include "hub/device/relay.h"
 #include "hub/device/telemetry.h"
 #include "hub/fleet/campaign.h"
@@ -219,6 +220,7 @@ void hub_free(struct hub *h)
     free(h->ca_chain_pem);
     tm_free(h);
     relay_free(h);
+    cmd_free(h);
     free(h->live);
     crypto_wipe(h->audit.key, sizeof(h->audit.key));
     pthread_mutex_destroy(&h->lock);

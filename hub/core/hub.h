@@ -130,6 +130,7 @@ struct hub {
     /* rules, alerts and their delivery (hub/alerts/alerts.c) */
     struct alerts_state *alerts;
     struct relay_state *relay; /* hub/device/relay.c */
+    struct cmd_state *cmd;     /* hub/device/command.c: copies sent again */
 
     struct hub_bus bus;   /* hub/core/bus.h */
     struct hub_out out;   /* hub/core/out.h, set by hub/io/ */

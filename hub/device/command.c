@@ -5,7 +5,11 @@
  * with the command signer's key (common/cmd.h). A device that was offline
  * gets its pending commands again when it comes back, until they expire;
  * the device answers a command it already ran with a "replay" refusal that
- * carries the first outcome, which the hub records.
+ * carries the first outcome, which the hub records. Such a copy is often
+ * not needed (the first reached the device just as it reconnected, or its
+ * answer is still on its way), so the hub counts the copies it sends: the
+ * device's "command_replayed" report of one of them is expected and raises
+ * nothing; a report beyond the copies sent is a replay by someone else.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,10 +37,76 @@ void cmd_publish(struct hub *h, const struct command_rec *r)
     free(msg);
 }
 
+/* The copies sent again, newest over oldest. A copy's refusal is expected
+ * while the command waits for its answer (at most COPY_TTL_MS) and for
+ * COPY_GRACE_MS after the answer is in (the device answers the first copy,
+ * then refuses the next); later, a copy played again is a replay. */
+enum { COPY_SLOTS = 512, COPY_TTL_MS = 10 * 60 * 1000, COPY_GRACE_MS = 15 * 1000 };
+struct copy {
+    char device[sizeof(((struct command_rec *)0)->device_id)];
+    char cmd[sizeof(((struct command_rec *)0)->id)];
+    int64_t until;    /* ms: expected no longer */
+    unsigned pending; /* copies not yet reported as refused */
+};
+struct cmd_state {
+    struct copy c[COPY_SLOTS];
+    size_t next;
+};
+
+static struct copy *copy_find(struct cmd_state *s, const char *id, const char *cmd_id)
+{
+    int64_t now = hub_now_ms();
+    for (size_t i = 0; s && i < COPY_SLOTS; i++)
+        if (s->c[i].pending && now < s->c[i].until && strcmp(s->c[i].cmd, cmd_id) == 0 &&
+            strcmp(s->c[i].device, id) == 0)
+            return &s->c[i];
+    return NULL;
+}
+
+static void copy_sent(struct hub *h, const struct command_rec *r)
+{
+    if (!h->cmd && !(h->cmd = calloc(1, sizeof(*h->cmd))))
+        return;
+    struct copy *c = copy_find(h->cmd, r->device_id, r->id);
+    if (!c) {
+        c = &h->cmd->c[h->cmd->next];
+        h->cmd->next = (h->cmd->next + 1) % COPY_SLOTS;
+        snprintf(c->device, sizeof(c->device), "%s", r->device_id);
+        snprintf(c->cmd, sizeof(c->cmd), "%s", r->id);
+        c->pending = 0;
+    }
+    c->pending++;
+    c->until = hub_now_ms() + COPY_TTL_MS;
+}
+
+/* The command's answer is in: its copies are expected a little longer. */
+static void copy_answered(struct hub *h, const char *id, const char *cmd_id)
+{
+    struct copy *c = copy_find(h->cmd, id, cmd_id);
+    int64_t end = hub_now_ms() + COPY_GRACE_MS;
+    if (c && c->until > end)
+        c->until = end;
+}
+
+bool cmd_copy_expected(struct hub *h, const char *id, const char *cmd_id)
+{
+    struct copy *c = cmd_id ? copy_find(h->cmd, id, cmd_id) : NULL;
+    if (!c)
+        return false;
+    c->pending--;
+    return true;
+}
+
+void cmd_free(struct hub *h)
+{
+    free(h->cmd);
+    h->cmd = NULL;
+}
+
 static bool resend_one(const struct command_rec *c, void *arg)
 {
-    log_info("device %s is back: sending pending command %s (%s) again", c->device_id, c->id,
-             c->type);
+    log_info("device %s: sending pending command %s (%s) again", c->device_id, c->id, c->type);
+    copy_sent(arg, c);
     cmd_publish(arg, c);
     return true;
 }
@@ -68,8 +138,11 @@ void cmd_result(struct hub *h, const char *id, json_t *body)
     if (strcmp(status, "ok") && strcmp(status, "failed") && strcmp(status, "refused"))
         return;
     char *txt = json_dump_compact(body);
-    if (store_command_finish(h->store, cid, status, txt ? txt : "{}", hub_now_ms()) == MAMORI_OK &&
-        !relay_on_result(h, id, cid)) { /* a timed challenge leaves no trace */
+    bool done =
+        store_command_finish(h->store, cid, status, txt ? txt : "{}", hub_now_ms()) == MAMORI_OK;
+    if (done)
+        copy_answered(h, id, cid);
+    if (done && !relay_on_result(h, id, cid)) { /* a timed challenge leaves no trace */
         hub_event(h, id, "command_result", strcmp(status, "ok") ? "warning" : "info",
                   "{\"cmd\":\"%s\",\"type\":\"%s\",\"status\":\"%s\"}", cid, c.type, status);
         hub_command_result(h, &c, status, error, detail); /* by type: core/bus.h */

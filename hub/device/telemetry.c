@@ -481,6 +481,11 @@ static void ev_record(struct hub *h, struct tm_dev *d, const json_t *body, const
         seqwin_gone(&d->win[STREAM_TM], from, to, hub_now_ms());
         mark_dirty(h->tm, d);
     }
+    /* the device refused a copy the hub sent again itself: expected */
+    const char *kind = "device_event";
+    if (type && strcmp(type, "command_replayed") == 0 &&
+        cmd_copy_expected(h, d->id, json_string_value(json_object_get(body, "reason"))))
+        kind = "command_redelivered";
     const struct ev_rule *r = NULL;
     for (size_t i = 0; type && !r && i < sizeof(EV_RULES) / sizeof(EV_RULES[0]); i++)
         if (strcmp(EV_RULES[i].type, type) == 0)
@@ -490,7 +495,7 @@ static void ev_record(struct hub *h, struct tm_dev *d, const json_t *body, const
     else if (r)
         r->consume(h, d->id, body);
     else if (ts >= d->owner_since_ms)
-        hub_event(h, d->id, "device_event", "info", "%s", txt);
+        hub_event(h, d->id, kind, "info", "%s", txt);
     else
         h->tm->n.before_owner++; /* in flight at a transfer: not the new owner's */
     if (!type)

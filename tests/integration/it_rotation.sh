@@ -78,10 +78,15 @@ send 0 '{"i": 9999}' >/dev/null
 check "telemetry flows on the new certificate" wait_for 20 stored_is "$D0" $((N + 1))
 
 # --- replay: the captured rotate and cert commands, again
-check "the capture holds the rotate and cert commands" test "$(grep -c '^{.*"cmd"' "$T/captured")" -eq 2
+# (the cert command may be there twice: the device reconnects with its new
+# certificate before its answer is in, and the hub sends it again)
+grep '^{.*"cmd"' "$T/captured" >"$T/replay"
+n_copies=$(wc -l <"$T/replay")
+check "the capture holds the rotate and cert commands ($n_copies copies)" \
+    test "$(grep -o 'id\\":\\"[0-9a-f]*' "$T/replay" | sort -u | wc -l)" -eq 2
 r0=$(astat 0 commands_refused)
-replay_cmds "$D0" "$T/captured"
-check "both replays are refused" wait_for 20 stat_is 0 commands_refused $((r0 + 2))
+replay_cmds "$D0" "$T/replay"
+check "every replay is refused" wait_for 20 stat_is 0 commands_refused $((r0 + n_copies))
 expect_eq "...no second rotation and no new key" "1 $NEW_FP" "$(astat 0 rotations) $(fp_of "$D0")"
 check "...and no pending key" test ! -e "$P0/pending.key"
 
