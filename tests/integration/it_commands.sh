@@ -66,8 +66,7 @@ grep '^{.*"cmd"' "$T/captured" >"$T/replay"   # a snapshot: the capture also see
 n_captured=$(wc -l <"$T/replay")
 # (a command may be there twice: the hub sends a pending one again when the
 # device reconnects, and the first copy can reach it just as it does)
-n_ids=$(grep -o 'id\\":\\"[0-9a-f]*' "$T/replay" | sort -u | wc -l)
-check "the capture holds the five commands sent so far ($n_captured copies)" test "$n_ids" -eq 5
+check "the capture holds the five commands sent so far ($n_captured copies)" test "$(captured_ids "$T/replay")" -eq 5
 refused0=$(astat 0 commands_refused)
 replay_cmds "$D0" "$T/replay"
 check "every replayed command is refused" wait_for 15 stat_is 0 commands_refused $((refused0 + n_captured))

@@ -83,7 +83,7 @@ check "telemetry flows on the new certificate" wait_for 20 stored_is "$D0" $((N 
 grep '^{.*"cmd"' "$T/captured" >"$T/replay"
 n_copies=$(wc -l <"$T/replay")
 check "the capture holds the rotate and cert commands ($n_copies copies)" \
-    test "$(grep -o 'id\\":\\"[0-9a-f]*' "$T/replay" | sort -u | wc -l)" -eq 2
+    test "$(captured_ids "$T/replay")" -eq 2
 r0=$(astat 0 commands_refused)
 replay_cmds "$D0" "$T/replay"
 check "every replay is refused" wait_for 20 stat_is 0 commands_refused $((r0 + n_copies))

@@ -188,6 +188,9 @@ capture_cmds() { timeout 600 stdbuf -oL mosquitto_sub -d -h 127.0.0.1 -p "$MQTT_
     wait_for 10 grep -qs SUBACK "$2"; }
 # replay_cmds DEV FILE: sends every captured command in FILE to DEV again
 replay_cmds() { local line; while IFS= read -r line; do as_hub "$1" "$line" >/dev/null 2>&1; done < <(grep '^{.*"cmd"' "$2"); }
+# captured_ids FILE: how many distinct commands the captured lines in FILE
+# hold (the hub may have sent one of them twice: docs/protocol.md)
+captured_ids() { grep -o 'id\\":\\"[0-9a-f]*' "$1" | sort -u | wc -l; }
 # --- signed updates (docs/updates.md). R: the offline release tools in $T.
 R() { (cd "$T" && "$BIN/mamorictl" release "$@" >/dev/null); }
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }
