@@ -32,9 +32,23 @@
 
 #include "hub/store/store.h"
 
+/* Prepared statements kept for reuse, keyed by their SQL text
+ * (store_stmt.c). A power of two. */
+#define STORE_STMT_CACHE 128
+
+struct store_stmt {
+    sqlite3_stmt *st;
+    bool busy; /* handed out and not yet back */
+};
+
 struct store {
     sqlite3 *db;
     int depth; /* transactions open (store_begin): the outermost, then savepoints */
+    /* data was erased in the open transaction: once it commits, the WAL,
+     * which still holds the erased rows' earlier page images, is emptied */
+    bool erased;
+    struct store_stmt stmts[STORE_STMT_CACHE];
+    uint64_t stmt_hits, stmt_prepared; /* statements reused, statements compiled */
 };
 
 /* --- arguments ----------------------------------------------------------- */
@@ -88,9 +102,17 @@ static inline struct db_arg db_null(void)
 
 /* --- statements ---------------------------------------------------------- */
 
-/* Prepares sql and binds args[0..n) to ?1..?n. */
+/* A statement for sql and binds args[0..n) to ?1..?n; give it back with
+ * db_stmt_put (never sqlite3_finalize: it may be kept for the next call). */
 enum mamori_err db_prepare(struct store *s, const char *sql, const struct db_arg *args, int n,
                            sqlite3_stmt **st) MAMORI_MUST_CHECK;
+
+/* The statement cache (store_stmt.c): get a statement for sql (NULL when
+ * SQLite refuses it, logged), put it back after use, finalize all kept
+ * statements (before the connection closes). */
+sqlite3_stmt *db_stmt_get(struct store *s, const char *sql);
+void db_stmt_put(struct store *s, sqlite3_stmt *st);
+void db_stmt_clear(struct store *s);
 
 /* The error of a step result that is neither SQLITE_ROW nor SQLITE_DONE
  * (SQLITE_ROW too, for a statement expected to return none):

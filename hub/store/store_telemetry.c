@@ -31,10 +31,13 @@ static void stream_row(sqlite3_stmt *st, void *out)
     r->last_ts = sqlite3_column_int64(st, 1);
     r->has_acked = sqlite3_column_type(st, 2) != SQLITE_NULL;
     r->acked = r->has_acked ? (uint64_t)sqlite3_column_int64(st, 2) : r->last_seq;
-    if (sqlite3_column_bytes(st, 3) == STORE_STREAM_WINDOW)
-        memcpy(r->window, sqlite3_column_blob(st, 3), STORE_STREAM_WINDOW);
-    else /* written before the window was kept: nothing above acked */
-        memset(r->window, 0, STORE_STREAM_WINDOW);
+    /* kept without its trailing zero bytes (store_stream_set); none at
+     * all, as before the window was kept: nothing above acked */
+    int n = sqlite3_column_bytes(st, 3);
+    const void *w = sqlite3_column_blob(st, 3);
+    memset(r->window, 0, STORE_STREAM_WINDOW);
+    if (w && n > 0)
+        memcpy(r->window, w, n < STORE_STREAM_WINDOW ? (size_t)n : STORE_STREAM_WINDOW);
     r->gone_from = (uint64_t)sqlite3_column_int64(st, 4);
     r->gone_to = (uint64_t)sqlite3_column_int64(st, 5);
     r->gap_since_ms = sqlite3_column_int64(st, 6);
@@ -54,6 +57,12 @@ enum mamori_err store_stream_get(struct store *s, const char *device_id, const c
 enum mamori_err store_stream_set(struct store *s, const char *device_id, const char *stream,
                                  const struct stream_rec *r)
 {
+    /* The window without its trailing zero bytes: with no gap open it is
+     * empty, and a row a third of the size puts three times as many
+     * devices in each page a batch rewrites. */
+    size_t wlen = STORE_STREAM_WINDOW;
+    while (wlen > 0 && r->window[wlen - 1] == 0)
+        wlen--;
     return db_exec(s,
                    "INSERT INTO stream_state(device_id,stream,last_seq,last_ts,acked,window,"
                    "gone_from,gone_to,gap_since) VALUES(?,?,?,?,?,?,?,?,?) "
@@ -62,9 +71,8 @@ enum mamori_err store_stream_set(struct store *s, const char *device_id, const c
                    " gone_from=excluded.gone_from, gone_to=excluded.gone_to,"
                    " gap_since=excluded.gap_since",
                    DB_ARGS(db_text(device_id), db_text(stream), db_u64(r->last_seq),
-                           db_int(r->last_ts), db_u64(r->acked),
-                           db_blob(r->window, STORE_STREAM_WINDOW), db_u64(r->gone_from),
-                           db_u64(r->gone_to), db_int(r->gap_since_ms)),
+                           db_int(r->last_ts), db_u64(r->acked), db_blob(r->window, wlen),
+                           db_u64(r->gone_from), db_u64(r->gone_to), db_int(r->gap_since_ms)),
                    NULL);
 }
 
@@ -174,5 +182,7 @@ enum mamori_err store_data_prune(struct store *s, int64_t before_ms, int chunk, 
                      DB_ARGS(db_int(before_ms), db_int(chunk)), events);
     if (rc)
         *telemetry = 0;
+    else if (*telemetry || *events)
+        s->erased = true;
     return rc;
 }

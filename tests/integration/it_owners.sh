@@ -80,7 +80,7 @@ expect_eq "bob chose erase: no export for him" 0 "$(as bob exports | python3 -c 
 expect_eq "alice sees none of bob's telemetry" 0 "$(stored "$D0")"
 
 # --- data rights: export everything, erase everything
-send 0 '{"t": 31}' >/dev/null
+send 0 '{"t": 31.4159265}' >/dev/null # a value no other row holds
 check "alice's new reading is stored" wait_for 20 stored_is "$D0" 1
 as alice me export >"$T/me.json"
 check "alice's export names her account, devices and their telemetry" python3 -c 'import json,sys
@@ -93,6 +93,8 @@ assert len(d["exports"])==1' "$T/me.json" "$D0" "$D1"
 check "erasing needs the user name as confirmation" fails as alice me erase --confirm bob
 check "alice erases her data" as alice me erase --confirm alice
 expect_eq "her telemetry is gone" 0 "$(stored "$D0")"
+# secure_delete zeroes it in the database; the WAL kept earlier page images
+check "...from every file of the store, WAL included" bash -c "! grep -a -q -F 31.41592 '$DATA'/mamori.db*"
 expect_eq "...and her exports" 0 "$(as alice exports | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["exports"]))')"
 check "she still owns her devices" as alice device show "$D0"
 check "staff have no owner data to erase" fails as op me erase --confirm op

@@ -16,6 +16,7 @@
 #include "hub/device/lifecycle.h"
 #include "hub/io/route.h"
 #include "hub/store/store.h"
+#include "hub/store/store_priv.h" /* the statement cache */
 
 static void lifecycle_table(void **st)
 {
@@ -580,6 +581,102 @@ static void store_user_deletion(void **st)
     store_rollback(f->s);
 }
 
+/* A stream's window is kept without its trailing zero bytes, and read
+ * back whole: all zero, one bit low, one bit at the very end. */
+static void store_stream_window_roundtrip(void **st)
+{
+    struct fx *f = *st;
+    struct stream_rec w[3], got;
+    memset(w, 0, sizeof(w));
+    for (int i = 0; i < 3; i++) {
+        w[i].last_seq = 100 + (uint64_t)i;
+        w[i].last_ts = 5000;
+        w[i].has_acked = true;
+        w[i].acked = 90;
+        w[i].gap_since_ms = i ? 4000 : 0;
+    }
+    w[1].window[0] = 0x05;
+    w[2].window[STORE_STREAM_WINDOW - 1] = 0x80;
+    for (int i = 0; i < 3; i++) {
+        char stream[8];
+        snprintf(stream, sizeof(stream), "s%d", i);
+        assert_int_equal(store_stream_set(f->s, "MM0123456789ABCDEF", stream, &w[i]), MAMORI_OK);
+        assert_int_equal(store_stream_get(f->s, "MM0123456789ABCDEF", stream, &got), MAMORI_OK);
+        assert_memory_equal(&got, &w[i], sizeof(got));
+    }
+    assert_int_equal(
+        store_scalar(f->s, "SELECT length(window) FROM stream_state WHERE stream='s0'", NULL), 0);
+    assert_int_equal(
+        store_scalar(f->s, "SELECT length(window) FROM stream_state WHERE stream='s1'", NULL), 1);
+}
+
+/* Prepared statements are kept and reused by their SQL text: never
+ * mistaken for another text, never shared between two uses at once, and
+ * all finalized when the store closes (LeakSanitizer and valgrind see the
+ * connection close). */
+static void store_statement_cache(void **st)
+{
+    struct fx *f = *st;
+    struct store *s = f->s;
+    assert_int_equal(store_meta_set(s, "k", "v1"), MAMORI_OK);
+    uint64_t compiled = s->stmt_prepared;
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(store_meta_set(s, "k", "v2"), MAMORI_OK);
+    assert_true(s->stmt_prepared == compiled); /* the same text: compiled once */
+    char v[16];
+    assert_int_equal(store_meta_get(s, "k", v, sizeof(v)), MAMORI_OK);
+    assert_string_equal(v, "v2");
+
+    /* one buffer, two texts: each gets its own statement */
+    char sql[64];
+    int64_t n = 0;
+    snprintf(sql, sizeof(sql), "SELECT %d", 7);
+    assert_int_equal(db_one_int(s, sql, DB_NO_ARGS, &n), MAMORI_OK);
+    assert_int_equal(n, 7);
+    snprintf(sql, sizeof(sql), "SELECT %d", 8);
+    assert_int_equal(db_one_int(s, sql, DB_NO_ARGS, &n), MAMORI_OK);
+    assert_int_equal(n, 8);
+
+    /* the same query inside a loop over its own rows */
+    static const char *const Q = "SELECT value FROM (SELECT 1 AS value UNION ALL SELECT 2) "
+                                 "WHERE value>=? ORDER BY value";
+    struct db_rows q;
+    int64_t outer = 0, inner = 0;
+    assert_int_equal(db_query(s, Q, DB_ARGS(db_int(1)), &q), MAMORI_OK);
+    while (db_next(&q)) {
+        outer += sqlite3_column_int64(q.st, 0);
+        int64_t x = 0;
+        assert_int_equal(db_one_int(s, Q, DB_ARGS(db_int(2)), &x), MAMORI_OK);
+        inner += x;
+    }
+    assert_int_equal(db_done(&q), MAMORI_OK);
+    assert_int_equal(outer, 3);
+    assert_int_equal(inner, 4);
+
+    /* a text of two statements runs its first, and is never kept */
+    compiled = s->stmt_prepared;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(db_one_int(s, "SELECT 5; SELECT 6", DB_NO_ARGS, &n), MAMORI_OK);
+        assert_int_equal(n, 5);
+    }
+    assert_true(s->stmt_prepared == compiled + 3);
+
+    /* more texts than slots: all answer, the cache makes room */
+    for (int i = 0; i < 3 * STORE_STMT_CACHE; i++) {
+        snprintf(sql, sizeof(sql), "SELECT %d + ?", i);
+        assert_int_equal(db_one_int(s, sql, DB_ARGS(db_int(1)), &n), MAMORI_OK);
+        assert_int_equal(n, i + 1);
+    }
+    /* a refused text is an error, and leaves nothing behind */
+    assert_int_equal(db_one_int(s, "SELEC nonsense", DB_NO_ARGS, &n), MAMORI_ERR_DB);
+    /* fewer arguments than parameters: the statement goes back unused */
+    assert_int_equal(db_one_int(s, "SELECT ?1 + ?2", DB_ARGS(db_int(1)), &n), MAMORI_ERR_INTERNAL);
+    assert_int_equal(db_one_int(s, "SELECT ?1 + ?2", DB_ARGS(db_int(1), db_int(2)), &n), MAMORI_OK);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < STORE_STMT_CACHE; i++)
+        assert_false(s->stmts[i].busy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -599,6 +696,8 @@ int main(void)
         cmocka_unit_test(throttle_policy),
         cmocka_unit_test(passwords),
         cmocka_unit_test_setup_teardown(store_basics, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(store_statement_cache, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(store_stream_window_roundtrip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(store_alerts_lifecycle, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(store_alert_retention, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(store_user_deletion, fx_setup, fx_teardown),
