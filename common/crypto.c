@@ -318,6 +318,16 @@ void crypto_tls_ctx_free(void *ssl_ctx)
     SSL_CTX_free(ssl_ctx);
 }
 
+void crypto_tls_ctx_read_ahead(void *ssl_ctx)
+{
+    SSL_CTX_set_read_ahead(ssl_ctx, 1);
+}
+
+bool crypto_tls_pending(const void *ssl)
+{
+    return ssl && SSL_has_pending(ssl) == 1;
+}
+
 enum mamori_err crypto_key_generate_in(enum crypto_keystore ks, struct crypto_key **out)
 {
     *out = NULL;

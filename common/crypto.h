@@ -88,6 +88,13 @@ enum mamori_err crypto_tls_ctx_set_host(void *ssl_ctx, const char *host) MAMORI_
 bool crypto_tls_resumed(const void *ssl);
 /* Full (not resumed) handshakes completed on connections of the context. */
 uint64_t crypto_tls_full_handshakes(const void *ssl_ctx);
+/* Connections of the context read ahead: one read from the socket takes
+ * every TLS record waiting, not one record's header and then its body.
+ * Only for a reader that drains crypto_tls_pending before it waits on the
+ * socket again (what was read ahead is no longer on the socket). */
+void crypto_tls_ctx_read_ahead(void *ssl_ctx);
+/* Whether the connection ssl (SSL *) holds received bytes not yet read. */
+bool crypto_tls_pending(const void *ssl);
 
 /* Keys. Returned handles are owned by the caller (crypto_key_free). */
 enum mamori_err crypto_key_generate(struct crypto_key **out) MAMORI_MUST_CHECK;

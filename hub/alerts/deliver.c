@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 
 #include "common/crypto.h"
 #include "common/json.h"
@@ -340,6 +341,7 @@ static const char *post(struct hub *h, const struct delivery_rec *d, char *why, 
 
 static void *alerts_loop(void *arg)
 {
+    (void)prctl(PR_SET_NAME, "mamori-alerts", 0, 0, 0); /* top -H, ps -L */
     struct hub *h = arg;
     static struct delivery_rec due[DELIVER_BATCH]; /* one thread */
     while (!h->stopping) {

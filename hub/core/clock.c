@@ -48,6 +48,13 @@ void hub_wait_deadline(struct timespec *out, clockid_t clk, unsigned ms)
     out->tv_nsec %= 1000000000L;
 }
 
+bool hub_deadline_passed(const struct timespec *t, clockid_t clk)
+{
+    struct timespec now;
+    clock_gettime(clk, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
 void hub_sleep(struct hub *h, unsigned ms)
 {
     for (unsigned slept = 0; slept < ms && !h->stopping; slept += 50) {

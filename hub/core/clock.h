@@ -10,6 +10,7 @@
 #ifndef MAMORI_HUB_CORE_CLOCK_H
 #define MAMORI_HUB_CORE_CLOCK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -30,6 +31,9 @@ void hub_clock_override(int64_t (*now_ms)(void *arg), void *arg);
  * for pthread_cond_timedwait (a wait is real time even under a test's
  * clock: the thread must still wake). */
 void hub_wait_deadline(struct timespec *out, clockid_t clk, unsigned ms);
+
+/* Whether the deadline t (from hub_wait_deadline on clk) has passed. */
+bool hub_deadline_passed(const struct timespec *t, clockid_t clk);
 
 /* Sleeps ms milliseconds of real time, waking early when the hub stops. */
 void hub_sleep(struct hub *h, unsigned ms);

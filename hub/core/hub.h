@@ -100,6 +100,7 @@ struct hub {
      * heartbeats, broker reports, everything sent) and data (telemetry,
      * events, logs, results, for the ingest queue) */
     struct mosquitto *mosq, *mosq_data;
+    void *mqtt_tls[2]; /* their TLS contexts (SSL_CTX *): control, data */
     pthread_t mqtt_thread, mqtt_data_thread;
     int mqtt_threads; /* started */
     bool mqtt_connected, data_connected;

@@ -2,6 +2,7 @@
 #include "hub/core/jobs.h"
 
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "hub/core/clock.h"
 #include "hub/core/hub.h"
@@ -47,6 +48,7 @@ size_t hub_jobs_run_due(struct hub *h, int64_t now_ms)
 
 static void *jobs_thread(void *arg)
 {
+    (void)prctl(PR_SET_NAME, "mamori-jobs", 0, 0, 0); /* top -H, ps -L */
     struct hub *h = arg;
     while (!h->stopping) {
         (void)hub_jobs_run_due(h, hub_now_ms());

@@ -6,7 +6,13 @@
 void hub_send_device(struct hub *h, const char *id, const char *payload, size_t len)
 {
     if (h->out.send_device)
-        h->out.send_device(h, id, payload, len);
+        h->out.send_device(h, id, payload, len, 1);
+}
+
+void hub_note_device(struct hub *h, const char *id, const char *payload, size_t len)
+{
+    if (h->out.send_device)
+        h->out.send_device(h, id, payload, len, 0);
 }
 
 void hub_push_device(struct hub *h, const struct device_rec *d, int access)

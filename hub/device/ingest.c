@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -116,10 +117,11 @@ static void record_one(struct hub *h, const struct item *it)
 }
 
 /* Records items[0..n) in transactions of at most INGEST_BATCH_MS of work;
- * acknowledges what each committed. */
-static void record(struct hub *h, struct ingest_state *s, const struct item *items, size_t n)
+ * true when acknowledgements of what they committed are owed. */
+static bool record(struct hub *h, struct ingest_state *s, const struct item *items, size_t n)
 {
     size_t i = 0;
+    bool owed = false;
     while (i < n) {
         pthread_mutex_lock(&h->lock);
         bool tx = store_begin(h->store) == MAMORI_OK;
@@ -141,6 +143,7 @@ static void record(struct hub *h, struct ingest_state *s, const struct item *ite
                      i - first);
         }
         tm_settle(h, ok || !tx); /* acknowledgements only for what is committed */
+        owed = tm_acks_owed(h);
         pthread_mutex_unlock(&h->lock);
         pthread_mutex_lock(&s->mu);
         s->st.batches++;
@@ -151,19 +154,41 @@ static void record(struct hub *h, struct ingest_state *s, const struct item *ite
             s->st.failed++;
         pthread_mutex_unlock(&s->mu);
     }
+    return owed;
+}
+
+/* Sends the acknowledgements the batches owe (telemetry.h: paced). */
+static void send_owed(struct hub *h, bool *owed)
+{
+    pthread_mutex_lock(&h->lock);
+    tm_acks_send(h);
+    pthread_mutex_unlock(&h->lock);
+    *owed = false;
 }
 
 static void *worker(void *arg)
 {
+    (void)prctl(PR_SET_NAME, "mamori-ingest", 0, 0, 0); /* top -H, ps -L */
     struct hub *h = arg;
     struct ingest_state *s = h->ingest;
+    bool owed = false;      /* acknowledgements owed ... */
+    struct timespec ack_at; /* ... to be sent by then (CLOCK_MONOTONIC) */
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (s->n == 0 && !s->stop)
-            pthread_cond_wait(&s->nonempty, &s->mu);
-        if (s->n == 0) { /* stopping, and all recorded */
+        while (s->n == 0 && !s->stop && !(owed && hub_deadline_passed(&ack_at, CLOCK_MONOTONIC))) {
+            if (owed)
+                (void)pthread_cond_timedwait(&s->nonempty, &s->mu, &ack_at);
+            else
+                pthread_cond_wait(&s->nonempty, &s->mu);
+        }
+        if (s->n == 0) { /* acknowledgements due, or stopping and all recorded */
+            bool stop = s->stop;
             pthread_mutex_unlock(&s->mu);
-            break;
+            if (owed)
+                send_owed(h, &owed);
+            if (stop)
+                break;
+            continue;
         }
         size_t k = s->n < INGEST_BATCH ? s->n : INGEST_BATCH;
         for (size_t i = 0; i < k; i++) {
@@ -174,9 +199,15 @@ static void *worker(void *arg)
         s->n -= k;
         pthread_cond_broadcast(&s->nonfull);
         pthread_mutex_unlock(&s->mu);
-        record(h, s, s->batch, k);
+        bool more = record(h, s, s->batch, k);
         for (size_t i = 0; i < k; i++)
             free(s->batch[i].payload);
+        if (more && !owed) {
+            owed = true;
+            hub_wait_deadline(&ack_at, CLOCK_MONOTONIC, TM_ACK_PERIOD_MS);
+        } else if (owed && hub_deadline_passed(&ack_at, CLOCK_MONOTONIC)) {
+            send_owed(h, &owed); /* under a steady stream, the queue never empties */
+        }
     }
     return NULL;
 }
@@ -229,8 +260,12 @@ enum mamori_err ingest_start(struct hub *h)
         free(s);
         return MAMORI_ERR_NOMEM;
     }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the acknowledgements' pace */
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->nonempty, NULL);
+    pthread_cond_init(&s->nonempty, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&s->nonfull, NULL);
     h->ingest = s;
     if (pthread_create(&s->thread, NULL, worker, h))

@@ -9,7 +9,8 @@
  * hold the rest) and taken by one worker in batches: each batch is
  * checked and recorded in ONE store transaction (the rows, the events and
  * alerts they raise, the sequence state), and only after its commit does
- * the hub acknowledge to the devices (T10-L3c). A batch closes when the
+ * the hub acknowledge to the devices (T10-L3c), paced: the worker sends
+ * what the batches owe at least every TM_ACK_PERIOD_MS (telemetry.h). A batch closes when the
  * queue is empty, at INGEST_BATCH messages or after INGEST_BATCH_MS of
  * work, so an API call never waits behind more than one batch.
  */
@@ -22,7 +23,7 @@
 #include "common/proto.h"
 #include "hub/core/hub.h"
 
-#define INGEST_QUEUE       8192               /* messages waiting */
+#define INGEST_QUEUE       32768              /* messages waiting */
 #define INGEST_QUEUE_BYTES (32 * 1024 * 1024) /* and their bytes */
 #define INGEST_BATCH       512                /* messages per transaction, at most */
 #define INGEST_BATCH_MS    20                 /* work per transaction, at most (then commit) */

@@ -53,6 +53,9 @@ struct tm_dev {
     char id[24];
     char model[STORE_NAME_MAX + 1];
     bool loaded, dirty;
+    bool ack_due, ack_listed;    /* an acknowledgement is owed; in tm_state.owed */
+    uint64_t owe[STREAM_N];      /* acknowledged by the last commit */
+    uint64_t told[STREAM_N];     /* in the last acknowledgement sent */
     uint64_t last_seq[STREAM_N]; /* highest stored */
     int64_t last_ts[STREAM_N];
     struct seqwin win[STREAM_N]; /* what is dealt with: acknowledged up to win.acked */
@@ -94,8 +97,10 @@ struct tm_schema_slot {
 struct tm_state {
     struct tm_row *rows;
     size_t nrows;
-    struct tm_dev **dirty;
+    struct tm_dev **dirty; /* touched by this batch */
     size_t ndirty, dirty_cap;
+    struct tm_dev **owed; /* committed, acknowledgement not yet sent */
+    size_t nowed, owed_cap;
     struct tm_schema_slot *schemas;
     size_t nschemas;
     struct tm_counts n;
@@ -128,6 +133,7 @@ void tm_free(struct hub *h)
         free(h->tm->rows[i].body);
     free(h->tm->rows);
     free(h->tm->dirty);
+    free(h->tm->owed);
     free(h->tm->schemas);
     free(h->tm);
     h->tm = NULL;
@@ -275,20 +281,26 @@ static void reject(struct hub *h, struct tm_dev *d, enum stream_kind s, const ch
     d->reject_suppressed = 0;
 }
 
+/* Appends d to a growing list of devices; false without memory. */
+static bool dev_list_add(struct tm_dev ***v, size_t *n, size_t *cap, struct tm_dev *d)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 256;
+        struct tm_dev **grown = realloc(*v, ncap * sizeof(*grown));
+        if (!grown)
+            return false;
+        *v = grown;
+        *cap = ncap;
+    }
+    (*v)[(*n)++] = d;
+    return true;
+}
+
 static void mark_dirty(struct tm_state *t, struct tm_dev *d)
 {
-    if (d->dirty)
-        return;
-    if (t->ndirty == t->dirty_cap) {
-        size_t ncap = t->dirty_cap ? t->dirty_cap * 2 : 256;
-        struct tm_dev **n = realloc(t->dirty, ncap * sizeof(*n));
-        if (!n)
-            return; /* not acknowledged now; the device resends */
-        t->dirty = n;
-        t->dirty_cap = ncap;
-    }
-    t->dirty[t->ndirty++] = d;
-    d->dirty = true;
+    /* without memory: not acknowledged now; the device resends */
+    if (!d->dirty && dev_list_add(&t->dirty, &t->ndirty, &t->dirty_cap, d))
+        d->dirty = true;
 }
 
 enum mamori_err hub_device_certs_try(struct hub *h, const char *id,
@@ -624,15 +636,53 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
     mark_dirty(t, d);
 }
 
-static void send_ack(struct hub *h, const struct tm_dev *d)
+/* Tells the device what the last commit acknowledged. */
+static void send_ack(struct hub *h, struct tm_dev *d)
 {
     char msg[160];
     int n = snprintf(msg, sizeof(msg), "{\"v\":1,\"ack\":{\"tm\":%llu,\"ev\":%llu,\"log\":%llu}}",
-                     (unsigned long long)d->win[STREAM_TM].acked,
-                     (unsigned long long)d->win[STREAM_EV].acked,
-                     (unsigned long long)d->win[STREAM_LOG].acked);
+                     (unsigned long long)d->owe[STREAM_TM], (unsigned long long)d->owe[STREAM_EV],
+                     (unsigned long long)d->owe[STREAM_LOG]);
     if (n > 0 && (size_t)n < sizeof(msg))
-        hub_send_device(h, d->id, msg, (size_t)n);
+        hub_note_device(h, d->id, msg, (size_t)n);
+    memcpy(d->told, d->owe, sizeof(d->told));
+    d->ack_due = false;
+}
+
+/* d's messages of a batch are committed: an acknowledgement is owed, sent
+ * with the next tm_acks_send, or now when a stream is TM_ACK_EVERY ahead
+ * (or the list cannot grow). Only committed numbers enter owe. */
+static void owe_ack(struct hub *h, struct tm_state *t, struct tm_dev *d)
+{
+    bool now = false;
+    for (int s = 0; s < STREAM_N; s++) {
+        d->owe[s] = d->win[s].acked;
+        now = now || d->owe[s] >= d->told[s] + TM_ACK_EVERY;
+    }
+    d->ack_due = true;
+    if (!d->ack_listed && dev_list_add(&t->owed, &t->nowed, &t->owed_cap, d))
+        d->ack_listed = true;
+    if (now || !d->ack_listed)
+        send_ack(h, d);
+}
+
+bool tm_acks_owed(struct hub *h)
+{
+    return h->tm && h->tm->nowed > 0;
+}
+
+void tm_acks_send(struct hub *h)
+{
+    struct tm_state *t = h->tm;
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nowed; i++) {
+        struct tm_dev *d = t->owed[i];
+        d->ack_listed = false;
+        if (d->ack_due)
+            send_ack(h, d);
+    }
+    t->nowed = 0;
 }
 
 _Static_assert(sizeof(((struct seqwin *)0)->bits) == STORE_STREAM_WINDOW,
@@ -698,6 +748,7 @@ void tm_flush(struct hub *h)
     if (!ok)
         store_rollback(h->store);
     tm_settle(h, ok);
+    tm_acks_send(h); /* outside the ingest worker's pace */
 }
 
 void tm_settle(struct hub *h, bool committed)
@@ -713,7 +764,7 @@ void tm_settle(struct hub *h, bool committed)
         struct tm_dev *d = t->dirty[i];
         d->dirty = false;
         if (ok)
-            send_ack(h, d);
+            owe_ack(h, t, d);
         else
             d->loaded = false; /* reload the state that is really stored */
     }

@@ -28,6 +28,16 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
  * it has not, forgets the state that was not stored). */
 void tm_flush(struct hub *h);
 void tm_settle(struct hub *h, bool committed);
+/* Acknowledgements are paced: what a batch committed is owed to each of
+ * its devices and told within TM_ACK_PERIOD_MS (tm_acks_send, run by the
+ * ingest worker), or at once when a stream is TM_ACK_EVERY numbers ahead
+ * of what the device was last told. One acknowledgement covers every
+ * message of the period, so a device's sustained stream costs the broker
+ * a few acknowledgements per second, not one per message. */
+#define TM_ACK_PERIOD_MS 250
+#define TM_ACK_EVERY     32
+bool tm_acks_owed(struct hub *h);
+void tm_acks_send(struct hub *h);
 void tm_schema_changed(struct hub *h, const char *model);
 enum mamori_err tm_query(struct hub *h, const char *id, int64_t from_ts, int64_t to_ts,
                          int64_t after, int limit, json_t **out) MAMORI_MUST_CHECK;

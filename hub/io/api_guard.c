@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <sys/prctl.h>
 
 #include "common/log.h"
 #include "hub/core/clock.h"
@@ -100,6 +101,7 @@ static void sweep_locked(struct api_guard *g, int64_t now)
 
 static void *sweeper_main(void *arg)
 {
+    (void)prctl(PR_SET_NAME, "mamori-sweep", 0, 0, 0); /* top -H, ps -L */
     struct api_guard *g = arg;
     pthread_mutex_lock(&g->mu);
     while (!g->stopping) {

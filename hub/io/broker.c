@@ -304,6 +304,7 @@ static void write_pidfile(struct hub *h, pid_t pid)
 
 static void *supervise(void *arg)
 {
+    (void)prctl(PR_SET_NAME, "mamori-broker", 0, 0, 0); /* top -H, ps -L */
     struct hub *h = arg;
     unsigned backoff_ms = 250;
     while (!h->stopping) {

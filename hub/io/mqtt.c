@@ -11,13 +11,17 @@
  *   - receives the plugin's own observations (auth failures, kicks) on
  *     mamori/v1/broker/ev.
  */
+#include <errno.h>
 #include <mosquitto.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/prctl.h>
 
 #include "common/buf.h"
+#include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -50,13 +54,13 @@ static void publish_json(struct hub *h, json_t *msg)
     }
 }
 
-static void send_device(struct hub *h, const char *id, const char *payload, size_t len)
+static void send_device(struct hub *h, const char *id, const char *payload, size_t len, int qos)
 {
     char topic[96];
     if (!h->mosq || !h->mqtt_connected || len > PROTO_MAX_PAYLOAD ||
         proto_topic(topic, sizeof(topic), id, PROTO_KIND_CMD))
         return;
-    int rc = mosquitto_publish(h->mosq, NULL, topic, (int)len, payload, 1, false);
+    int rc = mosquitto_publish(h->mosq, NULL, topic, (int)len, payload, qos, false);
     if (rc != MOSQ_ERR_SUCCESS)
         log_warn("publish to %s failed: %s", id, mosquitto_strerror(rc));
 }
@@ -260,10 +264,17 @@ static void on_data_connect(struct mosquitto *m, void *arg, int rc)
         log_warn("broker refused hub data session: %s", mosquitto_connack_string(rc));
         return;
     }
-    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/tm", 1);
-    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/ev", 1);
+    /* The streams at QoS 0: each message stays in its device's outbox
+     * until the hub acknowledges it after the commit, so one the broker
+     * drops (the hub's queue full) comes again, as it would at QoS 1 (a
+     * full queue drops those too). QoS 1 added a PUBACK per message in
+     * each direction and the broker's in-flight bookkeeping, for nothing
+     * the outbox does not already give. Command results leave no outbox:
+     * QoS 1. */
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/tm", 0);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/ev", 0);
+    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/log", 0);
     mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/res", 1);
-    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/log", 1);
     __atomic_store_n(&h->data_connected, true, __ATOMIC_RELAXED);
 }
 
@@ -284,17 +295,57 @@ static void on_log(struct mosquitto *m, void *arg, int level, const char *str)
         log_warn("hub mqtt: %s", str);
 }
 
+/* The data session's reading loop, in place of libmosquitto's: that one
+ * waits on the socket before every TLS record, then reads the record's
+ * header and its body (a poll and two reads per device message). Its
+ * connection reads ahead (crypto_tls_ctx_read_ahead), so one read takes
+ * every record waiting, and this loop reads all that OpenSSL holds before
+ * it waits on the socket again. Returns why the connection ended. */
+static int data_loop(struct hub *h, struct mosquitto *m)
+{
+    int rc = MOSQ_ERR_SUCCESS;
+    bool blocked = false; /* the last read would block: the rest of a record is on its way */
+    while (!rc) {
+        int fd = mosquitto_socket(m);
+        if (fd < 0)
+            return MOSQ_ERR_NO_CONN;
+        bool readable = !blocked && crypto_tls_pending(mosquitto_ssl_get(m));
+        if (!readable) {
+            struct pollfd p = {.fd = fd,
+                               .events = POLLIN | (mosquitto_want_write(m) ? POLLOUT : 0)};
+            int n = poll(&p, 1, 200);
+            if (n < 0 && errno != EINTR)
+                return MOSQ_ERR_ERRNO;
+            readable = n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP));
+        }
+        while (!rc && readable) {
+            errno = 0; /* libmosquitto tells "would block" only by errno */
+            rc = mosquitto_loop_read(m, 1);
+            blocked = errno == EAGAIN || errno == EWOULDBLOCK;
+            readable = !blocked && crypto_tls_pending(mosquitto_ssl_get(m));
+        }
+        if (!rc && mosquitto_want_write(m))
+            rc = mosquitto_loop_write(m, 1);
+        if (!rc)
+            rc = mosquitto_loop_misc(m); /* keepalive */
+        if (h->stopping && !rc)
+            rc = mosquitto_disconnect(m) ? MOSQ_ERR_NO_CONN : mosquitto_loop_write(m, 1);
+    }
+    return rc;
+}
+
 /* Owns a session: libmosquitto's own loop gives up for good on some
  * errors (a TLS failure while the broker restarts, say), so we retry here
  * with backoff for as long as the hub runs. */
-static void run_session(struct hub *h, struct mosquitto *m)
+static void run_session(struct hub *h, struct mosquitto *m,
+                        int (*loop)(struct hub *, struct mosquitto *))
 {
     unsigned backoff_ms = 100;
     while (!h->stopping) {
         int rc = mosquitto_connect(m, h->cfg.listen_addr, h->broker_port, 30);
         if (rc == MOSQ_ERR_SUCCESS) {
             backoff_ms = 100;
-            rc = mosquitto_loop_forever(m, 200, 1);
+            rc = loop(h, m);
         }
         if (h->stopping)
             break;
@@ -303,35 +354,56 @@ static void run_session(struct hub *h, struct mosquitto *m)
     }
 }
 
+static int control_loop(struct hub *h, struct mosquitto *m)
+{
+    (void)h;
+    return mosquitto_loop_forever(m, 200, 1);
+}
+
 static void *control_thread(void *arg)
 {
+    (void)prctl(PR_SET_NAME, "mamori-mqtt", 0, 0, 0); /* top -H, ps -L */
     struct hub *h = arg;
-    run_session(h, h->mosq);
+    run_session(h, h->mosq, control_loop);
     return NULL;
 }
 
 static void *data_thread(void *arg)
 {
+    (void)prctl(PR_SET_NAME, "mamori-mqdata", 0, 0, 0); /* top -H, ps -L */
     struct hub *h = arg;
-    run_session(h, h->mosq_data);
+    run_session(h, h->mosq_data, data_loop);
     return NULL;
 }
 
-/* A session with the hub's certificate: TLS 1.2+, MQTT 3.1.1, usable from
- * any thread (API threads publish while the session's thread reads). */
+/* QoS 1 messages the broker may have in flight to one hub session. */
+#define HUB_RECEIVE_MAXIMUM 1000
+
+/* A session with the hub's certificate: TLS 1.2+ with the broker checked
+ * against the platform CA and the address connected to, MQTT v5, usable
+ * from any thread (API threads publish while the session's thread reads).
+ * *tls gets its TLS context, freed by the caller after the session. */
 static struct mosquitto *new_session(struct hub *h, const char *client_id,
                                      void (*on_conn)(struct mosquitto *, void *, int),
-                                     void (*on_disc)(struct mosquitto *, void *, int))
+                                     void (*on_disc)(struct mosquitto *, void *, int),
+                                     bool read_ahead, void **tls)
 {
     char ca[HUB_PATH_MAX], crt[HUB_PATH_MAX], key[HUB_PATH_MAX];
     if (fs_path(ca, sizeof(ca), h->cfg.data_dir, "pki/root.crt") ||
         fs_path(crt, sizeof(crt), h->cfg.data_dir, "pki/hub-client.crt") ||
-        fs_path(key, sizeof(key), h->cfg.data_dir, "pki/hub-client.key"))
+        fs_path(key, sizeof(key), h->cfg.data_dir, "pki/hub-client.key") ||
+        crypto_tls_client_ctx(CRYPTO_KEYSTORE_FILE, ca, crt, key, h->cfg.listen_addr, tls))
         return NULL;
+    if (read_ahead)
+        crypto_tls_ctx_read_ahead(*tls);
     struct mosquitto *m = mosquitto_new(client_id, true, h);
     if (!m)
         return NULL;
-    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    /* MQTT v5 for its receive maximum: the broker keeps at most
+     * max_inflight_messages (20) unacknowledged QoS 1 messages in flight to
+     * a v3.1.1 session, which capped a session at 20 per round trip. */
+    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_int_option(m, MOSQ_OPT_RECEIVE_MAXIMUM, HUB_RECEIVE_MAXIMUM);
     /* Without this, libmosquitto writes a publish straight from the
      * calling thread, and two threads would use one OpenSSL connection. */
     mosquitto_threaded_set(m, true);
@@ -341,8 +413,8 @@ static struct mosquitto *new_session(struct hub *h, const char *client_id,
     mosquitto_log_callback_set(m, on_log);
     mosquitto_reconnect_delay_set(m, 1, 5, true);
     mosquitto_max_inflight_messages_set(m, 0);
-    if (mosquitto_tls_set(m, ca, NULL, crt, key, NULL) != MOSQ_ERR_SUCCESS ||
-        mosquitto_tls_opts_set(m, 1, "tlsv1.2", NULL) != MOSQ_ERR_SUCCESS) {
+    if (mosquitto_void_option(m, MOSQ_OPT_SSL_CTX, *tls) != MOSQ_ERR_SUCCESS ||
+        mosquitto_int_option(m, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0) != MOSQ_ERR_SUCCESS) {
         mosquitto_destroy(m);
         return NULL;
     }
@@ -353,8 +425,10 @@ enum mamori_err mqtt_start(struct hub *h)
 {
     h->out.send_device = send_device;
     h->out.push_device = push_device;
-    h->mosq = new_session(h, PROTO_HUB_CLIENT_ID, on_connect, on_disconnect);
-    h->mosq_data = new_session(h, PROTO_HUB_CLIENT_ID "-data", on_data_connect, on_data_disconnect);
+    h->mosq =
+        new_session(h, PROTO_HUB_CLIENT_ID, on_connect, on_disconnect, false, &h->mqtt_tls[0]);
+    h->mosq_data = new_session(h, PROTO_HUB_CLIENT_ID "-data", on_data_connect, on_data_disconnect,
+                               true, &h->mqtt_tls[1]);
     if (!h->mosq || !h->mosq_data)
         return MAMORI_ERR_TLS;
     if (pthread_create(&h->mqtt_thread, NULL, control_thread, h))
@@ -371,8 +445,6 @@ void mqtt_stop(struct hub *h)
     h->stopping = 1;
     if (h->mosq)
         mosquitto_disconnect(h->mosq);
-    if (h->mosq_data)
-        mosquitto_disconnect(h->mosq_data);
     if (h->mqtt_threads > 0)
         pthread_join(h->mqtt_thread, NULL);
     if (h->mqtt_threads > 1)
@@ -383,4 +455,8 @@ void mqtt_stop(struct hub *h)
     if (h->mosq_data)
         mosquitto_destroy(h->mosq_data);
     h->mosq = h->mosq_data = NULL;
+    for (int i = 0; i < 2; i++) {
+        crypto_tls_ctx_free(h->mqtt_tls[i]);
+        h->mqtt_tls[i] = NULL;
+    }
 }

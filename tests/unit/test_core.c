@@ -14,7 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <jansson.h>
 
+#include "common/proto.h"
 #include "hub/alerts/alerts.h"
 #include "hub/core/bus.h"
 #include "hub/core/clock.h"
@@ -23,6 +25,7 @@
 #include "hub/daemon.h"
 #include "hub/device/liveness.h"
 #include "hub/device/seqwin.h"
+#include "hub/device/telemetry.h"
 #include "hub/store/store.h"
 #include "testutil.h"
 
@@ -438,6 +441,113 @@ static void seqwin_acks_only_what_is_contiguous(void **st)
     assert_int_equal(seqwin_top(&w), 23 + SEQWIN_BITS + 5);
 }
 
+/* ---- acknowledgements: paced, and only for what a commit covered ---- */
+
+static struct {
+    int n, qos;
+    char last[200];
+} acks;
+
+static void capture_send(struct hub *h, const char *id, const char *payload, size_t len, int qos)
+{
+    (void)h;
+    (void)id;
+    acks.n++;
+    acks.qos = qos;
+    snprintf(acks.last, sizeof(acks.last), "%.*s", (int)len, payload);
+}
+
+/* One batch as the ingest worker records it: telemetry from..from+n-1,
+ * then committed, or (commit false) the commit failed. */
+static void tm_batch(struct hub *h, const char *id, uint64_t from, int n, bool commit)
+{
+    pthread_mutex_lock(&h->lock);
+    assert_int_equal(store_begin(h->store), MAMORI_OK);
+    for (int i = 0; i < n; i++) {
+        char p[160];
+        uint64_t seq = from + (uint64_t)i; /* the same number, the same message */
+        int len = snprintf(p, sizeof(p), "{\"v\":1,\"seq\":%llu,\"ts\":%lld,\"body\":{\"t\":%d}}",
+                           (unsigned long long)seq, (long long)hub_now_ms(), (int)(seq % 50));
+        struct proto_envelope env;
+        json_t *body = NULL;
+        assert_int_equal(proto_envelope_parse(p, (size_t)len, &env, &body), MAMORI_OK);
+        tm_ingest(h, id, STREAM_TM, &env, body, p, (size_t)len);
+        json_decref(body);
+    }
+    tm_flush(h);
+    if (commit)
+        assert_int_equal(store_commit(h->store), MAMORI_OK);
+    else
+        store_abort(h->store);
+    tm_settle(h, commit);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void acks_send_owed(struct hub *h)
+{
+    pthread_mutex_lock(&h->lock);
+    tm_acks_send(h);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static bool acked_tm(uint64_t n)
+{
+    char want[48];
+    snprintf(want, sizeof(want), "\"tm\":%llu,", (unsigned long long)n);
+    return strstr(acks.last, want) != NULL;
+}
+
+static void acks_are_paced_and_cover_only_commits(void **st)
+{
+    struct hub *h = &((struct full *)*st)->h;
+    const char *id = "MMDDDDDDDDDDDDDDDD";
+    add_device(h, id, "active", 'd', hub_now() + 400 * 86400LL);
+    assert_int_equal(
+        store_schema_set(
+            h->store, "m",
+            "{\"fields\": [{\"name\": \"t\", \"type\": \"number\", \"min\": -40, \"max\": 85}]}",
+            hub_now()),
+        MAMORI_OK);
+    pthread_mutex_lock(&h->lock);
+    live_heartbeat(h, id, hub_now_ms());
+    pthread_mutex_unlock(&h->lock);
+    memset(&acks, 0, sizeof(acks));
+    h->out.send_device = capture_send;
+
+    tm_batch(h, id, 1, 3, true); /* a few: owed, not sent yet */
+    assert_int_equal(acks.n, 0);
+    assert_true(tm_acks_owed(h));
+    acks_send_owed(h); /* the worker's pace */
+    assert_int_equal(acks.n, 1);
+    assert_int_equal(acks.qos, 0);
+    assert_true(acked_tm(3));
+    assert_false(tm_acks_owed(h));
+    acks_send_owed(h); /* nothing owed: nothing sent */
+    assert_int_equal(acks.n, 1);
+
+    tm_batch(h, id, 4, 40, true); /* 40 ahead of the last: at once */
+    assert_int_equal(acks.n, 2);
+    assert_true(acked_tm(43));
+
+    tm_batch(h, id, 44, 2, false); /* not committed: never acknowledged */
+    acks_send_owed(h);
+    assert_int_equal(acks.n, 2);
+
+    tm_batch(h, id, 44, 2, true); /* the device sends them again */
+    acks_send_owed(h);
+    assert_int_equal(acks.n, 3);
+    assert_true(acked_tm(45));
+
+    tm_batch(h, id, 45, 1, true); /* a resend of what is held: told again */
+    acks_send_owed(h);
+    assert_int_equal(acks.n, 4);
+    assert_true(acked_tm(45));
+    assert_int_equal(store_scalar(h->store, "SELECT count(*) FROM telemetry WHERE device_id=?", id),
+                     45);
+    assert_int_equal(events_of(h, id, "telemetry_replay"), 0);
+    h->out.send_device = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +558,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(liveness_and_stray_on_the_clock, full_setup, full_teardown),
         cmocka_unit_test_setup_teardown(expiry_on_the_clock, full_setup, full_teardown),
         cmocka_unit_test_setup_teardown(retention_on_the_clock, full_setup, full_teardown),
+        cmocka_unit_test_setup_teardown(acks_are_paced_and_cover_only_commits, full_setup,
+                                        full_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
