@@ -51,6 +51,9 @@ struct plugin {
     double report_tokens;
     int64_t report_last_ms;
     uint64_t reports_dropped;
+    /* devices marked for a kick since the last tick: the broker ticks on
+     * every pass of its event loop, so the table is walked only then */
+    size_t kicks_marked;
 };
 
 static struct plugin g;
@@ -223,7 +226,10 @@ static int on_acl_check(int event, void *event_data, void *userdata)
                  : ed->access == MOSQ_ACL_WRITE     ? ACL_WRITE
                  : ed->access == MOSQ_ACL_SUBSCRIBE ? ACL_SUBSCRIBE
                                                     : ACL_UNSUBSCRIBE;
+    bool marked = d && d->kick_pending;
     enum acl_verdict v = acl_decide(d, &g.lim, access, ed->topic, ed->payloadlen, now_ms());
+    if (d && d->kick_pending && !marked)
+        g.kicks_marked++;
     if (v == ACL_ALLOW)
         return MOSQ_ERR_SUCCESS;
     if (access != ACL_READ) {
@@ -265,6 +271,9 @@ static int on_tick(int event, void *event_data, void *userdata)
     (void)event_data;
     (void)userdata;
     /* Floods are kicked here, outside the flooding client's own callbacks. */
+    if (!g.kicks_marked)
+        return MOSQ_ERR_SUCCESS;
+    g.kicks_marked = 0;
     struct dev_table *t = &g.sync.active;
     for (size_t i = 0; i < t->nbuckets; i++) {
         for (struct dev *d = t->by_id[i]; d; d = d->next_id) {
