@@ -17,8 +17,11 @@
 #      told, per second (their highest acknowledged sequence numbers);
 #   2. to plain mosquitto with the same TLS configuration (the hub's own
 #      broker configuration without the plugin), one mosquitto_sub
-#      subscribed to every device's telemetry at QoS 1 (with the hub's
-#      client certificate). Delivered = lines mosquitto_sub printed.
+#      subscribed to every device's telemetry as the hub's data session is
+#      (MQTT v5, QoS 0: docs/protocol.md; with the hub's client
+#      certificate). Delivered = lines mosquitto_sub printed.
+# The devices are split over as many mqtt-bench processes as the open-file
+# limit asks (3 descriptors per client), started together.
 # Also printed: the hub's CPU per recorded message, its RSS, and its batches.
 # Events per second with the rules on: bench/rules-mqtt.sh.
 # Loopback only; every wait is bounded.
@@ -32,7 +35,8 @@ BIN=$PWD/$BUILD/bin
 W=$(mktemp -d /tmp/mamori-ingest.XXXXXX)
 chmod 755 "$W"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-[ "$(ulimit -n)" -ge $((3 * N + 512)) ] || { echo "need $((3 * N + 512)) open files" >&2; exit 1; }
+# the broker holds one descriptor per device (the load generator is split to fit)
+[ "$(ulimit -n)" -ge $((N + 512)) ] || { echo "need $((N + 512)) open files" >&2; exit 1; }
 . bench/lib.sh # PIDS, cleanup, ep, cpu_ms, jget, bench_accounts
 sql() { python3 -c 'import sqlite3,sys
 c=sqlite3.connect("file:"+sys.argv[1]+"?mode=ro", uri=True, timeout=30)
@@ -66,16 +70,35 @@ BDIR=$(dirname "$CONF")
 cp "$BDIR/broker.crt" "$BDIR/broker.key" "$BDIR/device-trust.pem" "$W/plain/"
 chown --reference="$BDIR/broker.key" "$W/plain" "$W/plain"/* 2>/dev/null
 r0=$(sql "SELECT coalesce(max(id),0) FROM telemetry")
-echo "\$ mqtt-bench stream FLEET $N $RATE $WINDOW $PORT   # to the platform"
-"$BIN/mqtt-bench" stream "$W/fleet" "$N" "$RATE" "$WINDOW" "$PORT" | tee "$W/stream-hub.txt" &
-SP=$!
+# A mqtt-bench process holds 3 descriptors per client: a fleet larger than
+# this process's limit allows is split over several, started together.
+FILES=$(ulimit -n)
+PER=$(( (FILES - 256) / 3 )); NPROC=$(( (N + PER - 1) / PER )); PER=$(( (N + NPROC - 1) / NPROC ))
+# stream TAG PORT: the fleet streams to PORT; the window starts once every
+# process has connected its clients (each prints its own totals)
+stream() {
+    local tag=$1 port=$2 k first cnt
+    for ((k = 0; k < NPROC; k++)); do
+        first=$((k * PER)); cnt=$((N - first < PER ? N - first : PER))
+        echo "\$ mqtt-bench stream FLEET $cnt $((RATE * cnt / N)) $WINDOW $port $first   # $tag"
+        MQTT_BENCH_START_FILE=$W/go-$tag "$BIN/mqtt-bench" stream "$W/fleet" "$cnt" \
+            "$((RATE * cnt / N))" "$WINDOW" "$port" "$first" >"$W/stream-$tag-$k.txt" &
+        SPS+=($!)
+    done
+    for ((k = 0; k < NPROC; k++)); do
+        for _ in $(seq 1 6000); do grep -q "clients connected" "$W/stream-$tag-$k.txt" 2>/dev/null && break; sleep 0.1; done
+    done
+    touch "$W/go-$tag"
+}
+streams_wait() { wait "${SPS[@]}"; cat "$W/stream-$1-"*.txt; SPS=(); }
+SPS=()
+stream hub "$PORT"
 # CPU over the window, from the first message on
-for _ in $(seq 1 6000); do grep -q "clients connected" "$W/stream-hub.txt" 2>/dev/null && break; sleep 0.1; done
 h0=$(cpu_ms "$HUB"); b0=$(cpu_ms "$BROKER"); t0=$(date +%s.%N)
 sleep "$WINDOW"
 h1=$(cpu_ms "$HUB"); b1=$(cpu_ms "$BROKER"); t1=$(date +%s.%N)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$HUB/status")
-wait $SP
+streams_wait hub
 # recorded: this run's rows over the span of the hub's own receive times
 rec=$(sql "SELECT count(*) || ' ' || coalesce(max(recv_at) - min(recv_at), 0) FROM telemetry WHERE id > $r0")
 health=$(curl -s --cacert "$CA" "$API/api/v1/health")
@@ -92,34 +115,36 @@ PLAIN=$!; PIDS+=($PLAIN)
 for _ in $(seq 1 100); do ss -Hltn "sport = :$P2" | grep -q . && break; sleep 0.1; done
 mosquitto_sub -h 127.0.0.1 -p "$P2" --cafile "$W/data/pki/root.crt" \
     --cert "$W/data/pki/hub-client.crt" --key "$W/data/pki/hub-client.key" \
-    -i bench-sub -q 1 -t 'mamori/v1/d/+/tm' -F '%U' >"$W/sub.out" 2>"$W/sub.err" &
+    -i bench-sub -V mqttv5 -q 0 -t 'mamori/v1/d/+/tm' -F '%U' >"$W/sub.out" 2>"$W/sub.err" &
 SUB=$!; PIDS+=($SUB)
 for _ in $(seq 1 50); do ss -Htn "dport = :$P2" | grep -q . && break; sleep 0.1; done
-echo "\$ mqtt-bench stream FLEET $N $RATE $WINDOW $P2   # to plain mosquitto + mosquitto_sub"
-"$BIN/mqtt-bench" stream "$W/fleet" "$N" "$RATE" "$WINDOW" "$P2" | tee "$W/stream-plain.txt" &
-SP=$!
-for _ in $(seq 1 6000); do grep -q "clients connected" "$W/stream-plain.txt" 2>/dev/null && break; sleep 0.1; done
+stream plain "$P2"
 m0=$(cpu_ms "$PLAIN"); u0=$(date +%s.%N)
 sleep "$WINDOW"
 m1=$(cpu_ms "$PLAIN"); u1=$(date +%s.%N)
-wait $SP
+streams_wait plain
 sleep 1
 # delivered: the lines mosquitto_sub printed, over the span of their times
 dl=$(awk 'NR == 1 {a = $1} {b = $1} END {printf "%d %.0f", NR, (b - a) * 1000}' "$W/sub.out")
 
 python3 - "$t0" "$t1" "$rec" "$((h1 - h0))" "$((b1 - b0))" "$rss" "$u0" "$u1" "$dl" \
-    "$((m1 - m0))" "$W/stream-hub.txt" "$W/stream-plain.txt" "$health" <<'PY'
-import json, re, sys
+    "$((m1 - m0))" "$W/stream-hub" "$W/stream-plain" "$health" <<'PY'
+import glob, json, re, sys
 t0, t1 = float(sys.argv[1]), float(sys.argv[2])
 rows, rspan = map(int, sys.argv[3].split())
 hub_ms, broker_ms, rss = map(int, sys.argv[4:7])
 u0, u1 = float(sys.argv[7]), float(sys.argv[8])
 dl, dspan = map(int, sys.argv[9].split())
 plain_ms = int(sys.argv[10])
-def offered(f):
-    m = re.search(r"sent (\d+) in ([\d.]+) s = (\d+) msgs/s; acknowledged by the hub within the "
-                  r"window (\d+) = (\d+)", open(f).read())
-    return (int(m.group(3)), int(m.group(5))) if m else (0, 0)
+def offered(prefix):
+    # the processes' totals, summed
+    off = ack = 0
+    for f in glob.glob(prefix + "-*.txt"):
+        m = re.search(r"sent (\d+) in ([\d.]+) s = (\d+) msgs/s; acknowledged by the hub within "
+                      r"the window (\d+) = (\d+)", open(f).read())
+        if m:
+            off, ack = off + int(m.group(3)), ack + int(m.group(5))
+    return off, ack
 off_hub, ack = offered(sys.argv[11])
 off_plain, _ = offered(sys.argv[12])
 ing = json.loads(sys.argv[13]).get("ingest", {})

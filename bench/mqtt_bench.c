@@ -7,10 +7,13 @@
  *   mqtt-bench connect IDDIR N THREADS PORT        full mTLS connect rate (to CONNACK)
  *   mqtt-bench publish IDDIR N QOS MSGS PORT       N connected clients publish MSGS each
  *   mqtt-bench hold    IDDIR N SECONDS PORT        hold N connections (for RSS readings)
- *   mqtt-bench stream  IDDIR N RATE SECONDS PORT   N clients send protocol telemetry (QoS 1,
+ *   mqtt-bench stream  IDDIR N RATE SECONDS PORT [FIRST]
+ *                                                  N clients send protocol telemetry (QoS 1,
  *                                                  envelopes with sequence numbers) at RATE
  *                                                  messages/s in all for SECONDS; each reads the
- *                                                  hub's acknowledgements on its cmd topic
+ *                                                  hub's acknowledgements on its cmd topic. The
+ *                                                  identities FIRST.. of IDDIR (default 0), so
+ *                                                  that several processes share a fleet
  *   mqtt-bench revoke  IDDIR N PORT API CA TOKEN   revoke N devices one by one through the
  *                                                  API, time until each is disconnected
  */
@@ -23,6 +26,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/fsutil.h"
 #include "common/json.h"
@@ -89,6 +93,7 @@ static void on_message(struct mosquitto *m, void *a, const struct mosquitto_mess
 }
 
 static const char *g_dir;
+static int g_first; /* the first identity of IDDIR this process uses */
 static int g_port;
 
 static int setup(struct cl *c, int i)
@@ -97,7 +102,7 @@ static int setup(struct cl *c, int i)
     size_t len;
     json_t *j = NULL;
     const char *id;
-    snprintf(d, sizeof(d), "%s/dev-%05d", g_dir, i);
+    snprintf(d, sizeof(d), "%s/dev-%05d", g_dir, g_first + i);
     if (fs_path(p, sizeof(p), d, "device.json") || fs_read_file(p, 4096, &txt, &len) ||
         json_parse_untrusted(txt, len, 4096, &j, NULL, 0) ||
         !json_get_str(j, "device_id", 31, &id)) {
@@ -441,6 +446,11 @@ static int cmd_stream(int n, long rate, int secs)
     }
     pump(cs, n, f.pf, 100);
     printf("stream: %d/%d clients connected; %ld msgs/s for %d s\n", f.ok, n, rate, secs);
+    /* Several processes sharing a fleet start together: each waits for
+     * the file its script creates once every process is connected. */
+    const char *go = getenv("MQTT_BENCH_START_FILE");
+    for (double until = now_s() + DEADLINE_S; go && access(go, F_OK) != 0 && now_s() < until;)
+        pump(cs, n, f.pf, 20);
     double t0 = now_s(), end = t0 + secs;
     long due = 0, done = 0;
     int rr = 0;
@@ -506,8 +516,11 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[1], "publish") == 0 && argc == 7) {
         g_port = (int)strtol(argv[6], NULL, 10);
         rc = cmd_publish(n, (int)strtol(argv[4], NULL, 10), (int)strtol(argv[5], NULL, 10));
-    } else if (strcmp(argv[1], "stream") == 0 && argc == 7) {
+    } else if (strcmp(argv[1], "stream") == 0 && (argc == 7 || argc == 8)) {
         g_port = (int)strtol(argv[6], NULL, 10);
+        g_first = argc == 8 ? (int)strtol(argv[7], NULL, 10) : 0;
+        if (g_first < 0 || g_first > 100000)
+            return 2;
         rc = cmd_stream(n, strtol(argv[4], NULL, 10), (int)strtol(argv[5], NULL, 10));
     } else if (strcmp(argv[1], "hold") == 0 && argc == 6) {
         g_port = (int)strtol(argv[5], NULL, 10);
