@@ -4,7 +4,13 @@
 # offered load, in one run.
 #
 #   bench/ingest-mqtt.sh [BUILD_DIR] [N=1000] [RATE=20000] [WINDOW_S=30]
+#   KIND=ev bench/ingest-mqtt.sh ...   device events instead of telemetry
 #
+# KIND=ev: the devices send device events in the mix of bench/rules-mqtt.sh
+# (1 in 10 config_changed, which the config_drift rule matches; the rest
+# sim_tick), and recorded = events the hub recorded with its rules on, per
+# second (over whole seconds: the events' own time stamps), with the
+# config_drift alerts they raised and counted.
 # N device identities (each its own key, certificate and mutual-TLS
 # connection) send protocol telemetry - QoS 1, an envelope with sequence
 # numbers, {"t":21.5} - at RATE messages/s in all for WINDOW_S seconds
@@ -30,6 +36,8 @@ BUILD=${1:-build}
 N=${2:-1000}
 RATE=${3:-20000}
 WINDOW=${4:-30}
+KIND=${KIND:-tm}
+[ "$KIND" = tm ] || [ "$KIND" = ev ] || { echo "KIND is tm or ev" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 BIN=$PWD/$BUILD/bin
 W=$(mktemp -d /tmp/mamori-ingest.XXXXXX)
@@ -69,7 +77,8 @@ grep -v -E '^(plugin|plugin_opt_)' "$CONF" >"$W/plain/mosquitto.conf"
 BDIR=$(dirname "$CONF")
 cp "$BDIR/broker.crt" "$BDIR/broker.key" "$BDIR/device-trust.pem" "$W/plain/"
 chown --reference="$BDIR/broker.key" "$W/plain" "$W/plain"/* 2>/dev/null
-r0=$(sql "SELECT coalesce(max(id),0) FROM telemetry")
+TABLE=$([ "$KIND" = ev ] && echo events || echo telemetry)
+r0=$(sql "SELECT coalesce(max(id),0) FROM $TABLE")
 # A mqtt-bench process holds 3 descriptors per client: a fleet larger than
 # this process's limit allows is split over several, started together.
 FILES=$(ulimit -n)
@@ -81,7 +90,7 @@ stream() {
     for ((k = 0; k < NPROC; k++)); do
         first=$((k * PER)); cnt=$((N - first < PER ? N - first : PER))
         echo "\$ mqtt-bench stream FLEET $cnt $((RATE * cnt / N)) $WINDOW $port $first   # $tag"
-        MQTT_BENCH_START_FILE=$W/go-$tag "$BIN/mqtt-bench" stream "$W/fleet" "$cnt" \
+        MQTT_BENCH_KIND=$KIND MQTT_BENCH_START_FILE=$W/go-$tag "$BIN/mqtt-bench" stream "$W/fleet" "$cnt" \
             "$((RATE * cnt / N))" "$WINDOW" "$port" "$first" >"$W/stream-$tag-$k.txt" &
         SPS+=($!)
     done
@@ -100,7 +109,13 @@ h1=$(cpu_ms "$HUB"); b1=$(cpu_ms "$BROKER"); t1=$(date +%s.%N)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$HUB/status")
 streams_wait hub
 # recorded: this run's rows over the span of the hub's own receive times
-rec=$(sql "SELECT count(*) || ' ' || coalesce(max(recv_at) - min(recv_at), 0) FROM telemetry WHERE id > $r0")
+if [ "$KIND" = ev ]; then
+    rec=$(sql "SELECT count(*) || ' ' || coalesce((max(ts) - min(ts) + 1) * 1000, 0) FROM events WHERE id > $r0 AND kind = 'device_event'")
+    drift=$(sql "SELECT count(*) || ' alerts, counted ' || coalesce(sum(count), 0) || ' times' FROM alerts WHERE rule = 'config_drift'")
+else
+    rec=$(sql "SELECT count(*) || ' ' || coalesce(max(recv_at) - min(recv_at), 0) FROM telemetry WHERE id > $r0")
+    drift=""
+fi
 health=$(curl -s --cacert "$CA" "$API/api/v1/health")
 stop "$HUB"
 
@@ -115,7 +130,7 @@ PLAIN=$!; PIDS+=($PLAIN)
 for _ in $(seq 1 100); do ss -Hltn "sport = :$P2" | grep -q . && break; sleep 0.1; done
 mosquitto_sub -h 127.0.0.1 -p "$P2" --cafile "$W/data/pki/root.crt" \
     --cert "$W/data/pki/hub-client.crt" --key "$W/data/pki/hub-client.key" \
-    -i bench-sub -V mqttv5 -q 0 -t 'mamori/v1/d/+/tm' -F '%U' >"$W/sub.out" 2>"$W/sub.err" &
+    -i bench-sub -V mqttv5 -q 0 -t "mamori/v1/d/+/$KIND" -F '%U' >"$W/sub.out" 2>"$W/sub.err" &
 SUB=$!; PIDS+=($SUB)
 for _ in $(seq 1 50); do ss -Htn "dport = :$P2" | grep -q . && break; sleep 0.1; done
 stream plain "$P2"
@@ -128,7 +143,7 @@ sleep 1
 dl=$(awk 'NR == 1 {a = $1} {b = $1} END {printf "%d %.0f", NR, (b - a) * 1000}' "$W/sub.out")
 
 python3 - "$t0" "$t1" "$rec" "$((h1 - h0))" "$((b1 - b0))" "$rss" "$u0" "$u1" "$dl" \
-    "$((m1 - m0))" "$W/stream-hub" "$W/stream-plain" "$health" <<'PY'
+    "$((m1 - m0))" "$W/stream-hub" "$W/stream-plain" "$health" "$KIND" "$drift" <<'PY'
 import glob, json, re, sys
 t0, t1 = float(sys.argv[1]), float(sys.argv[2])
 rows, rspan = map(int, sys.argv[3].split())
@@ -151,14 +166,17 @@ ing = json.loads(sys.argv[13]).get("ingest", {})
 s, p = t1 - t0, u1 - u0
 r_rate = rows * 1000.0 / max(rspan, 1)
 d_rate = dl * 1000.0 / max(dspan, 1)
-print("  platform:        offered %6d msgs/s; recorded %6.0f msgs/s (%d rows), acknowledged"
-      " %6d msgs/s; hub CPU %3.0f %% = %5.1f us/msg, RSS %d kB; broker CPU %3.0f %%"
-      % (off_hub, r_rate, rows, ack, hub_ms / 10.0 / s, hub_ms * 1000.0 / max(r_rate * s, 1),
-         rss, broker_ms / 10.0 / s))
-print("                   batches %s, largest %s, failed %s (events/s with the rules on:"
-      " bench/rules-mqtt.sh)" % (ing.get("batches"), ing.get("largest_batch"),
-                                 ing.get("failed_batches")))
-print("  plain mosquitto: offered %6d msgs/s; delivered %6.0f msgs/s to mosquitto_sub (%d);"
-      " broker CPU %3.0f %%" % (off_plain, d_rate, dl, plain_ms / 10.0 / p))
+kind, drift = sys.argv[14], sys.argv[15]
+what = "events" if kind == "ev" else "msgs"
+print("  platform:        offered %6d %s/s; recorded %6.0f %s/s (%d rows), acknowledged"
+      " %6d %s/s; hub CPU %3.0f %% = %5.1f us/%s, RSS %d kB; broker CPU %3.0f %%"
+      % (off_hub, what, r_rate, what, rows, ack, what, hub_ms / 10.0 / s,
+         hub_ms * 1000.0 / max(r_rate * s, 1), what[:-1] if what == "events" else "msg", rss,
+         broker_ms / 10.0 / s))
+print("                   batches %s, largest %s, failed %s%s"
+      % (ing.get("batches"), ing.get("largest_batch"), ing.get("failed_batches"),
+         "; rules on: config_drift " + drift if drift else ""))
+print("  plain mosquitto: offered %6d %s/s; delivered %6.0f %s/s to mosquitto_sub (%d);"
+      " broker CPU %3.0f %%" % (off_plain, what, d_rate, what, dl, plain_ms / 10.0 / p))
 print("  the hub records %.0f %% of what plain mosquitto delivers" % (100.0 * r_rate / max(d_rate, 1)))
 PY

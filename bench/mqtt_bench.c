@@ -13,7 +13,8 @@
  *                                                  messages/s in all for SECONDS; each reads the
  *                                                  hub's acknowledgements on its cmd topic. The
  *                                                  identities FIRST.. of IDDIR (default 0), so
- *                                                  that several processes share a fleet
+ *                                                  that several processes share a fleet;
+ *                                                  MQTT_BENCH_KIND=ev: device events instead
  *   mqtt-bench revoke  IDDIR N PORT API CA TOKEN   revoke N devices one by one through the
  *                                                  API, time until each is disconnected
  */
@@ -78,17 +79,22 @@ static void on_publish(struct mosquitto *m, void *a, int mid)
     ((struct cl *)a)->acked++;
 }
 
-/* stream: the hub's acknowledgement {"v":1,"ack":{"tm":N,...}} on cmd */
+/* stream: what the clients send (MQTT_BENCH_KIND): telemetry, or device
+ * events in the mix of bench/rules-mqtt.sh (1 client in 10 sends one that
+ * matches a rule, config_drift; the rest a benign one). */
+static const char *g_kind = "tm";
+
+/* stream: the hub's acknowledgement {"v":1,"ack":{"tm":N,"ev":N,...}} on cmd */
 static void on_message(struct mosquitto *m, void *a, const struct mosquitto_message *msg)
 {
     (void)m;
     struct cl *c = a;
     json_t *j = NULL;
-    uint64_t tm = 0;
+    uint64_t n = 0;
     if (json_parse_untrusted(msg->payload, (size_t)msg->payloadlen, 4096, &j, NULL, 0))
         return;
-    if (json_get_u64(json_object_get(j, "ack"), "tm", &tm) && tm > c->hub_ack)
-        c->hub_ack = tm;
+    if (json_get_u64(json_object_get(j, "ack"), g_kind, &n) && n > c->hub_ack)
+        c->hub_ack = n;
     json_decref(j);
 }
 
@@ -434,7 +440,7 @@ static int cmd_stream(int n, long rate, int secs)
     if (rate < 1 || secs < 1 || secs > DEADLINE_S || fleet_open(&f, n))
         return 2;
     struct cl *cs = f.cs;
-    char topic[96], payload[160];
+    char topic[96], payload[256];
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     uint64_t base = (uint64_t)wall.tv_sec * 1000 + (uint64_t)wall.tv_nsec / 1000000;
@@ -463,10 +469,15 @@ static int cmd_stream(int n, long rate, int secs)
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             long long ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-            snprintf(topic, sizeof(topic), "mamori/v1/d/%s/tm", c->id);
-            int len = snprintf(payload, sizeof(payload),
-                               "{\"v\":1,\"seq\":%llu,\"ts\":%lld,\"body\":{\"t\":21.5}}",
-                               (unsigned long long)(c->next + 1), ms);
+            snprintf(topic, sizeof(topic), "mamori/v1/d/%s/%s", c->id, g_kind);
+            const char *body = strcmp(g_kind, "ev") != 0 ? "{\"t\":21.5}"
+                               : rr % 10 == 0
+                                   ? "{\"type\":\"config_changed\",\"path\":\"/etc/app.conf\","
+                                     "\"old\":\"0a1b2c3d\",\"new\":\"4e5f6a7b\"}"
+                                   : "{\"type\":\"sim_tick\"}";
+            int len =
+                snprintf(payload, sizeof(payload), "{\"v\":1,\"seq\":%llu,\"ts\":%lld,\"body\":%s}",
+                         (unsigned long long)(c->next + 1), ms, body);
             if (mosquitto_publish(c->m, NULL, topic, len, payload, 1, false) == MOSQ_ERR_SUCCESS)
                 c->next++;
         }
@@ -507,6 +518,9 @@ int main(int argc, char **argv)
     mosquitto_lib_init();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     g_dir = argv[2];
+    const char *kind = getenv("MQTT_BENCH_KIND");
+    if (kind && strcmp(kind, "ev") == 0)
+        g_kind = "ev";
     int n = (int)strtol(argv[3], NULL, 10), rc = 2;
     if (n < 1 || n > 100000)
         return 2;
