@@ -2,7 +2,7 @@
 # directory) are set. Every process started is put in PIDS and stopped,
 # and W removed, on exit.
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$W"; }
 trap cleanup EXIT
 # ep KEY: from the hub's endpoints.json
 ep() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$W/data/run/endpoints.json" "$1"; }

@@ -95,6 +95,13 @@ static enum mamori_err ensure_bootstrap(struct hub *h)
     return rc;
 }
 
+static void checkpoint_job(struct hub *h, int64_t now_ms)
+{
+    (void)now_ms;
+    if (store_checkpoint(h->store) != MAMORI_OK)
+        log_debug("store checkpoint postponed"); /* logged inside; the next turn tries again */
+}
+
 enum mamori_err hub_init(struct hub *h, const struct hub_config *cfg)
 {
     memset(h, 0, sizeof(*h));
@@ -136,7 +143,8 @@ enum mamori_err hub_init(struct hub *h, const struct hub_config *cfg)
     if ((rc = device_register(h)) || (rc = campaign_register(h)) || (rc = firmware_register(h)) ||
         (rc = alerts_register(h)))
         return rc;
-    return MAMORI_OK;
+    /* the store's checkpoints, out of the commits (without the hub lock) */
+    return hub_job_add(h, "store_checkpoint", 1000, 1000, 0, checkpoint_job);
 }
 
 static enum mamori_err write_endpoints(struct hub *h)

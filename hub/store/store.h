@@ -590,6 +590,11 @@ enum mamori_err store_devices_expiring(struct store *s, int64_t before, char (*i
  * NULL: the query has none. For counts in reports: sql is always a literal
  * in the caller, never built from input. */
 int64_t store_scalar(struct store *s, const char *sql, const char *arg);
+/* Copies the WAL's committed pages into the database on a connection of
+ * its own, beside the writer (which never waits for it): the commits of
+ * ingest batches then never carry a checkpoint. Call from one thread only,
+ * without the store's lock (the hub's "store_checkpoint" job). */
+enum mamori_err store_checkpoint(struct store *s) MAMORI_MUST_CHECK;
 
 /* Online claimed/active devices with id > after (cursor), in id order. */
 enum mamori_err store_devices_online_after(struct store *s, const char *after, char (*ids)[24],

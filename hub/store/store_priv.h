@@ -43,7 +43,9 @@ struct store_stmt {
 
 struct store {
     sqlite3 *db;
-    int depth; /* transactions open (store_begin): the outermost, then savepoints */
+    char *path;    /* the database file */
+    sqlite3 *ckpt; /* store_checkpoint's own connection (its caller's thread) */
+    int depth;     /* transactions open (store_begin): the outermost, then savepoints */
     /* data was erased in the open transaction: once it commits, the WAL,
      * which still holds the erased rows' earlier page images, is emptied */
     bool erased;

@@ -454,14 +454,17 @@ enum mamori_err store_open(const char *path, struct store **out)
                         NULL) != SQLITE_OK)
         goto out_fail;
     sqlite3_busy_timeout(s->db, 5000);
-    /* cache_size and wal_autocheckpoint: a batch of device messages dirties
-     * an index page and a stream_state page per device in it; the cache
-     * holds them without spilling mid-transaction, and a checkpoint every
-     * 8,192 pages (32 MiB of WAL) writes a page rewritten by many batches
-     * into the database once, not once per 1,000 pages of WAL. */
+    if (!(s->path = strdup(path)))
+        goto out_fail;
+    /* cache_size: a batch of device messages dirties an index page and a
+     * stream_state page per device in it; the cache holds them without
+     * spilling mid-transaction. Checkpoints run beside the writer
+     * (store_checkpoint, the hub's job); the connection's own, inside a
+     * commit, only past 16,384 pages (64 MiB), for a process without that
+     * job. */
     if (db_script(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
                      "PRAGMA secure_delete=ON; PRAGMA cache_size=-16384;"
-                     "PRAGMA wal_autocheckpoint=8192;"))
+                     "PRAGMA wal_autocheckpoint=16384;"))
         goto out_fail;
     if (migrate(s))
         goto out_fail;
@@ -471,6 +474,7 @@ out_fail:
     log_err("cannot open database %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "?");
     db_stmt_clear(s);
     sqlite3_close(s->db);
+    free(s->path);
     free(s);
     return MAMORI_ERR_DB;
 }
@@ -480,8 +484,29 @@ void store_close(struct store *s)
     if (!s)
         return;
     db_stmt_clear(s);
+    sqlite3_close(s->ckpt);
     sqlite3_close(s->db);
+    free(s->path);
     free(s);
+}
+
+enum mamori_err store_checkpoint(struct store *s)
+{
+    if (!s->ckpt && sqlite3_open_v2(s->path, &s->ckpt, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                                    NULL) != SQLITE_OK) {
+        log_warn("checkpoint connection: %s", s->ckpt ? sqlite3_errmsg(s->ckpt) : "?");
+        sqlite3_close(s->ckpt);
+        s->ckpt = NULL;
+        return MAMORI_ERR_DB;
+    }
+    /* PASSIVE: copies what no reader still needs, never waits on the
+     * writer; SQLITE_BUSY only says it could not copy everything now */
+    int r = sqlite3_wal_checkpoint_v2(s->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (r != SQLITE_OK && r != SQLITE_BUSY) {
+        log_warn("checkpoint: %s", sqlite3_errmsg(s->ckpt));
+        return MAMORI_ERR_DB;
+    }
+    return MAMORI_OK;
 }
 
 /* Transactions nest: the outermost is BEGIN IMMEDIATE ... COMMIT, the
