@@ -34,7 +34,12 @@ out=$(R verify --root root-1.json --file rel-1.2.json --image fw-1.2.img)
 check "the release verifies with its image" test $? -eq 0
 check "...and names model, security version, floor and size" \
     grep -q "model cam-v2: security version 4, floor 3, image 300000 bytes" <<<"$out"
-cp fw-1.2.img fw-bad.img; printf 'X' | dd of=fw-bad.img bs=1 seek=1000 conv=notrunc 2>/dev/null
+# one byte inverted (writing a fixed byte into a random image left it
+# unchanged one time in 256)
+cp fw-1.2.img fw-bad.img
+python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[1000] ^= 0xFF
+open(sys.argv[1], "wb").write(b)' fw-bad.img
+check "(the byte did change)" fails cmp -s fw-1.2.img fw-bad.img
 check "an image with one byte changed is refused" fails R verify --root root-1.json --file rel-1.2.json --image fw-bad.img
 head -c 300001 /dev/zero >fw-big.img
 check "a larger image is refused" fails R verify --root root-1.json --file rel-1.2.json --image fw-big.img
