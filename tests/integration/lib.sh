@@ -2,8 +2,9 @@
 #
 # Every test starts its own mamorid (which starts the real mosquitto with
 # the real plugin) on loopback with ephemeral ports, in its own temporary
-# directory, and removes everything when it exits. Results are printed TAP
-# style, then one closing line "N passed, N failed".
+# directory, and removes everything when it exits (a failing test's
+# directory is copied under $KEEP_T first, when that is set). Results are
+# printed TAP style, then one closing line "N passed, N failed".
 set -uo pipefail
 
 BIN=${MAMORI_BIN:?MAMORI_BIN must point at build/bin}
@@ -18,6 +19,7 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null
     wait 2>/dev/null
+    [ -n "${KEEP_T:-}" ] && [ "$FAIL" -ne 0 ] && cp -r "$T" "$KEEP_T/$(basename "$T")"
     rm -rf "$T"
 }
 trap cleanup EXIT
