@@ -518,6 +518,38 @@ static void ev_record(struct hub *h, struct tm_dev *d, const json_t *body, const
         cmd_resend_pending(h, d->id);
 }
 
+/* The checks on a new message of stream s: true with the reason in why
+ * when it is refused (time, and for telemetry the model's schema). */
+static bool refused(struct hub *h, struct tm_state *t, struct tm_dev *d, enum stream_kind s,
+                    const struct proto_envelope *env, json_t *body, int64_t now, char *why,
+                    size_t whylen)
+{
+    int64_t ts = (int64_t)env->ts_ms;
+    const char *time_why =
+        ts > now + TM_SKEW_MS      ? "timestamp ahead of the hub's clock"
+        : ts < now - TM_MAX_AGE_MS ? "timestamp older than the store-and-forward window"
+        : d->last_ts[s] && ts < d->last_ts[s] - TM_SKEW_MS ? "timestamp goes backwards"
+                                                           : NULL;
+    if (time_why) {
+        snprintf(why, whylen, "%s", time_why);
+        return true;
+    }
+    if (s != STREAM_TM)
+        return false;
+    const struct schema *sc = schema_of(h, t, d->model);
+    if (!sc) {
+        snprintf(why, whylen, "model %s has no telemetry schema", d->model);
+        return true;
+    }
+    if (schema_check(sc, body, why, whylen))
+        return true;
+    /* A number below the highest, never had, fills a gap (sent again after
+     * the broker dropped it): it comes after readings it preceded, so the
+     * rate is measured between the newest ones only. */
+    bool fills_gap = env->seq < d->last_seq[s];
+    return !fills_gap && !schema_rate_ok(sc, &d->rate, body, ts, 0.1, true, why, whylen);
+}
+
 void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct proto_envelope *env,
                json_t *body, const void *payload, size_t len)
 {
@@ -568,33 +600,9 @@ void tm_ingest(struct hub *h, const char *id, enum stream_kind s, const struct p
     const char *rej = s == STREAM_TM   ? "telemetry_rejected"
                       : s == STREAM_EV ? "event_rejected"
                                        : "device_log_rejected";
-    if (ts > now + TM_SKEW_MS) {
-        reject(h, d, s, rej, env, "timestamp ahead of the hub's clock");
+    if (refused(h, t, d, s, env, body, now, why, sizeof(why))) {
+        reject(h, d, s, rej, env, why);
         return;
-    }
-    if (ts < now - TM_MAX_AGE_MS) {
-        reject(h, d, s, rej, env, "timestamp older than the store-and-forward window");
-        return;
-    }
-    if (d->last_ts[s] && ts < d->last_ts[s] - TM_SKEW_MS) {
-        reject(h, d, s, rej, env, "timestamp goes backwards");
-        return;
-    }
-    if (s == STREAM_TM) {
-        const struct schema *sc = schema_of(h, t, d->model);
-        if (!sc) {
-            snprintf(why, sizeof(why), "model %s has no telemetry schema", d->model);
-            reject(h, d, s, rej, env, why);
-            return;
-        }
-        if (schema_check(sc, body, why, sizeof(why))) {
-            reject(h, d, s, rej, env, why);
-            return;
-        }
-        if (!schema_rate_ok(sc, &d->rate, body, ts, 0.1, true, why, sizeof(why))) {
-            reject(h, d, s, rej, env, why);
-            return;
-        }
     }
     if (env->seq > d->last_seq[s] + 1 && d->last_seq[s] != 0)
         hub_event(h, id, "sequence_gap", "info", "{\"stream\":\"%s\",\"from\":%llu,\"to\":%llu}",

@@ -98,6 +98,16 @@ d0=$(duplicates)
 pub2 "$(tm 5 '{"temp_c": 1}' "$NOW")"
 check "an exact resend is recognised as a duplicate" wait_for 10 health_is streams.duplicates $((d0 + 1))
 expect_eq "and is not stored twice" 2 "$(stored "$D2")"
+# a rate-limited field's gap filler comes after the reading it preceded:
+# not "too fast" (its time is before the newest reading's). (Within a
+# minute of the replay alert above, a refusal is counted, not reported.)
+pub2 "$(tm 8 '{"count": 2}' "$NOW")"
+pub2 "$(tm 7 '{"count": 1}' $((NOW - 100)))"
+check "a rate-limited field filling its gap is stored" wait_for 10 stored_is "$D2" 4
+r1=$(rejected)
+pub2 "$(tm 9 '{"count": 3}' $((NOW + 100)))"
+check "...and the next reading is still held to the rate" wait_for 10 health_is streams.rejected $((r1 + 1))
+expect_eq "...so it is not stored" 4 "$(stored "$D2")"
 
 # --- store-and-forward across a hub (and broker) outage
 hub_stop
