@@ -30,7 +30,8 @@ struct mosquitto;
 struct MHD_Daemon;
 struct passwd;
 
-#define HUB_PATH_MAX 4096
+#define HUB_PATH_MAX      4096
+#define HUB_DATA_SESSIONS 2 /* telemetry; events, logs and results */
 
 struct hub_config {
     char data_dir[HUB_PATH_MAX];
@@ -97,13 +98,19 @@ struct hub {
     pthread_t broker_thread;
 
     /* hub's own MQTT sessions (hub/io/mqtt.c): control (registry sync,
-     * heartbeats, broker reports, everything sent) and data (telemetry,
-     * events, logs, results, for the ingest queue) */
-    struct mosquitto *mosq, *mosq_data;
-    void *mqtt_tls[2]; /* their TLS contexts (SSL_CTX *): control, data */
-    pthread_t mqtt_thread, mqtt_data_thread;
-    int mqtt_threads; /* started */
-    bool mqtt_connected, data_connected;
+     * heartbeats, broker reports, everything sent) and the data sessions,
+     * one per kind of stream, for the ingest queue */
+    struct mosquitto *mosq;
+    void *mqtt_tls; /* its TLS context (SSL_CTX *) */
+    pthread_t mqtt_thread;
+    struct hub_data_session {
+        struct hub *h;
+        struct mosquitto *m;
+        void *tls; /* SSL_CTX * */
+        pthread_t thread;
+        bool started, connected;
+    } data[HUB_DATA_SESSIONS];
+    bool mqtt_started, mqtt_connected;
     uint64_t mqtt_received; /* device messages the hub has read (all kinds) */
     bool plugin_synced;     /* last snapshot fully sent */
     uint64_t sync_gen;

@@ -2,6 +2,7 @@
 #include "hub/io/health.h"
 #include "hub/device/ingest.h"
 #include "hub/device/telemetry.h"
+#include "hub/io/mqtt.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -35,8 +36,16 @@ enum mamori_err hub_op_health(struct hub *h, json_t **out)
     struct ingest_stats in;
     ingest_stats(h, &in);
     if (*out) {
-        json_object_set_new(*out, "data_session",
-                            json_boolean(__atomic_load_n(&h->data_connected, __ATOMIC_RELAXED)));
+        json_t *sessions = json_object();
+        bool all = true;
+        for (size_t i = 0; i < HUB_DATA_SESSIONS; i++) {
+            const char *id;
+            bool up = mqtt_data_connected(h, i, &id);
+            all = all && up;
+            json_object_set_new(sessions, id, json_boolean(up));
+        }
+        json_object_set_new(*out, "data_session", json_boolean(all));
+        json_object_set_new(*out, "data_sessions", sessions);
         json_object_set_new(*out, "ingest",
                             json_pack("{s:I,s:I,s:I,s:I,s:I}", "batches", (json_int_t)in.batches,
                                       "messages", (json_int_t)in.messages, "largest_batch",

@@ -1,15 +1,18 @@
 /*
- * hub/io/mqtt.c - the hub's own MQTT session with the broker.
+ * hub/io/mqtt.c - the hub's own MQTT sessions with the broker.
  *
  * The hub is the broker's only privileged client: the plugin recognises its
- * certificate by fingerprint. Over this session the hub
+ * certificate by fingerprint. Over its control session the hub
  *   - sends the plugin the registry's view (snapshot on every (re)connect,
- *     then one message per change) on mamori/v1/ctl/sync;
- *   - receives heartbeats, telemetry, events and command results from
- *     devices (mamori/v1/d/+/...), whose topic id the plugin has already bound
- *     to the certificate that sent it;
+ *     then one message per change) on mamori/v1/ctl/sync, and everything
+ *     else it sends devices;
+ *   - receives heartbeats, taken at once;
  *   - receives the plugin's own observations (auth failures, kicks) on
  *     mamori/v1/broker/ev.
+ * Its data sessions (DATA_SESSIONS) read the rest of what devices send
+ * (mamori/v1/d/+/..., whose topic id the plugin has already bound to the
+ * certificate that sent it) into the ingest queue, one session per kind of
+ * stream.
  */
 #include <errno.h>
 #include <mosquitto.h>
@@ -255,36 +258,82 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
         on_device_message(h, msg);
 }
 
-/* The data session: telemetry, events, device logs and command results,
- * each device's in the order it sent them (one subscriber per topic). */
+/* The data sessions. Each stream of a device (telemetry, events, logs)
+ * is read by exactly one session, so it reaches the ingest queue in the
+ * order the device sent it: the stream's checks (sequence, timestamps,
+ * rate limits) rely on that order. MQTT v5 shared subscriptions would add
+ * sessions to one stream, but the broker deals their messages out in turn,
+ * whatever device sent them (docs/internals/hub.md). So a flood of
+ * telemetry has its own session and thread, and never delays events,
+ * logs or command results.
+ *
+ * The streams at QoS 0: each message stays in its device's outbox until
+ * the hub acknowledges it after the commit, so one the broker drops (the
+ * hub's queue full) comes again, as it would at QoS 1 (a full queue drops
+ * those too). QoS 1 added a PUBACK per message in each direction and the
+ * broker's in-flight bookkeeping, for nothing the outbox does not already
+ * give. Command results leave no outbox: QoS 1. */
+static const struct {
+    const char *client_id; /* PROTO_HUB_CLIENT_ID "-<name>" */
+    const char *thread;    /* its name in top -H, ps -L */
+    struct {
+        const char *kind;
+        int qos;
+    } topics[3];
+} DATA_SESSIONS[HUB_DATA_SESSIONS] = {
+    {PROTO_HUB_CLIENT_ID "-data", "mamori-mqdata", {{"tm", 0}}},
+    {PROTO_HUB_CLIENT_ID "-events", "mamori-mqevent", {{"ev", 0}, {"log", 0}, {"res", 1}}},
+};
+
+static struct hub_data_session *data_session_of(struct hub *h, const struct mosquitto *m,
+                                                size_t *index)
+{
+    for (size_t i = 0; i < HUB_DATA_SESSIONS; i++)
+        if (h->data[i].m == m) {
+            *index = i;
+            return &h->data[i];
+        }
+    return NULL;
+}
+
 static void on_data_connect(struct mosquitto *m, void *arg, int rc)
 {
     struct hub *h = arg;
+    size_t i;
+    struct hub_data_session *ds = data_session_of(h, m, &i);
+    if (!ds)
+        return;
     if (rc != 0) {
-        log_warn("broker refused hub data session: %s", mosquitto_connack_string(rc));
+        log_warn("broker refused hub session %s: %s", DATA_SESSIONS[i].client_id,
+                 mosquitto_connack_string(rc));
         return;
     }
-    /* The streams at QoS 0: each message stays in its device's outbox
-     * until the hub acknowledges it after the commit, so one the broker
-     * drops (the hub's queue full) comes again, as it would at QoS 1 (a
-     * full queue drops those too). QoS 1 added a PUBACK per message in
-     * each direction and the broker's in-flight bookkeeping, for nothing
-     * the outbox does not already give. Command results leave no outbox:
-     * QoS 1. */
-    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/tm", 0);
-    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/ev", 0);
-    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/log", 0);
-    mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/res", 1);
-    __atomic_store_n(&h->data_connected, true, __ATOMIC_RELAXED);
+    for (size_t t = 0; t < 3 && DATA_SESSIONS[i].topics[t].kind; t++) {
+        char topic[64];
+        snprintf(topic, sizeof(topic), "%s+/%s", PROTO_TOPIC_DEV_PREFIX,
+                 DATA_SESSIONS[i].topics[t].kind);
+        mosquitto_subscribe(m, NULL, topic, DATA_SESSIONS[i].topics[t].qos);
+    }
+    __atomic_store_n(&ds->connected, true, __ATOMIC_RELAXED);
 }
 
 static void on_data_disconnect(struct mosquitto *m, void *arg, int rc)
 {
-    (void)m;
     struct hub *h = arg;
-    __atomic_store_n(&h->data_connected, false, __ATOMIC_RELAXED);
+    size_t i;
+    struct hub_data_session *ds = data_session_of(h, m, &i);
+    if (!ds)
+        return;
+    __atomic_store_n(&ds->connected, false, __ATOMIC_RELAXED);
     if (!h->stopping)
-        log_warn("hub data session to broker lost (%d); reconnecting", rc);
+        log_warn("hub session %s to broker lost (%d); reconnecting", DATA_SESSIONS[i].client_id,
+                 rc);
+}
+
+bool mqtt_data_connected(struct hub *h, size_t i, const char **client_id)
+{
+    *client_id = DATA_SESSIONS[i].client_id;
+    return __atomic_load_n(&h->data[i].connected, __ATOMIC_RELAXED);
 }
 
 static void on_log(struct mosquitto *m, void *arg, int level, const char *str)
@@ -370,9 +419,9 @@ static void *control_thread(void *arg)
 
 static void *data_thread(void *arg)
 {
-    (void)prctl(PR_SET_NAME, "mamori-mqdata", 0, 0, 0); /* top -H, ps -L */
-    struct hub *h = arg;
-    run_session(h, h->mosq_data, data_loop);
+    struct hub_data_session *ds = arg;
+    (void)prctl(PR_SET_NAME, DATA_SESSIONS[ds - ds->h->data].thread, 0, 0, 0);
+    run_session(ds->h, ds->m, data_loop);
     return NULL;
 }
 
@@ -425,18 +474,24 @@ enum mamori_err mqtt_start(struct hub *h)
 {
     h->out.send_device = send_device;
     h->out.push_device = push_device;
-    h->mosq =
-        new_session(h, PROTO_HUB_CLIENT_ID, on_connect, on_disconnect, false, &h->mqtt_tls[0]);
-    h->mosq_data = new_session(h, PROTO_HUB_CLIENT_ID "-data", on_data_connect, on_data_disconnect,
-                               true, &h->mqtt_tls[1]);
-    if (!h->mosq || !h->mosq_data)
+    h->mosq = new_session(h, PROTO_HUB_CLIENT_ID, on_connect, on_disconnect, false, &h->mqtt_tls);
+    if (!h->mosq)
         return MAMORI_ERR_TLS;
+    for (size_t i = 0; i < HUB_DATA_SESSIONS; i++) {
+        h->data[i].h = h;
+        h->data[i].m = new_session(h, DATA_SESSIONS[i].client_id, on_data_connect,
+                                   on_data_disconnect, true, &h->data[i].tls);
+        if (!h->data[i].m)
+            return MAMORI_ERR_TLS;
+    }
     if (pthread_create(&h->mqtt_thread, NULL, control_thread, h))
         return MAMORI_ERR_INTERNAL;
-    h->mqtt_threads = 1;
-    if (pthread_create(&h->mqtt_data_thread, NULL, data_thread, h))
-        return MAMORI_ERR_INTERNAL;
-    h->mqtt_threads = 2;
+    h->mqtt_started = true;
+    for (size_t i = 0; i < HUB_DATA_SESSIONS; i++) {
+        if (pthread_create(&h->data[i].thread, NULL, data_thread, &h->data[i]))
+            return MAMORI_ERR_INTERNAL;
+        h->data[i].started = true;
+    }
     return MAMORI_OK;
 }
 
@@ -445,18 +500,23 @@ void mqtt_stop(struct hub *h)
     h->stopping = 1;
     if (h->mosq)
         mosquitto_disconnect(h->mosq);
-    if (h->mqtt_threads > 0)
+    if (h->mqtt_started)
         pthread_join(h->mqtt_thread, NULL);
-    if (h->mqtt_threads > 1)
-        pthread_join(h->mqtt_data_thread, NULL);
-    h->mqtt_threads = 0;
+    h->mqtt_started = false;
+    for (size_t i = 0; i < HUB_DATA_SESSIONS; i++) {
+        struct hub_data_session *ds = &h->data[i];
+        if (ds->started)
+            pthread_join(ds->thread, NULL);
+        ds->started = false;
+        if (ds->m)
+            mosquitto_destroy(ds->m);
+        ds->m = NULL;
+        crypto_tls_ctx_free(ds->tls);
+        ds->tls = NULL;
+    }
     if (h->mosq)
         mosquitto_destroy(h->mosq);
-    if (h->mosq_data)
-        mosquitto_destroy(h->mosq_data);
-    h->mosq = h->mosq_data = NULL;
-    for (int i = 0; i < 2; i++) {
-        crypto_tls_ctx_free(h->mqtt_tls[i]);
-        h->mqtt_tls[i] = NULL;
-    }
+    h->mosq = NULL;
+    crypto_tls_ctx_free(h->mqtt_tls);
+    h->mqtt_tls = NULL;
 }

@@ -1,8 +1,8 @@
 /*
- * hub/io/mqtt.h - the hub's MQTT session with the broker: registry sync to
- * the plugin, device messages in (dispatched by kind), commands and
- * acknowledgements out (registered for hub_send_device, hub_note_device and
- * hub_push_device).
+ * hub/io/mqtt.h - the hub's MQTT sessions with the broker: registry sync to
+ * the plugin, device messages in (dispatched by kind, each kind of stream
+ * read by its own session), commands and acknowledgements out (registered
+ * for hub_send_device, hub_note_device and hub_push_device).
  */
 #ifndef MAMORI_HUB_IO_MQTT_H
 #define MAMORI_HUB_IO_MQTT_H
@@ -11,5 +11,8 @@
 
 enum mamori_err mqtt_start(struct hub *h) MAMORI_MUST_CHECK;
 void mqtt_stop(struct hub *h);
+/* Data session i (< HUB_DATA_SESSIONS) is connected; *client_id: its
+ * client id (GET /health). */
+bool mqtt_data_connected(struct hub *h, size_t i, const char **client_id);
 
 #endif

@@ -165,6 +165,14 @@ check "broker is restarted by the hub" wait_for 20 plugin_synced
 check "after the restart the active device connects" pub "$P0" "$(hb "$D0")" "$(env_msg 8)"
 check "after the restart the revoked device is still refused" fails pub "$P1" "$(hb "$D1")" "$(env_msg 9)"
 check "broker restart is recorded" has_event broker_exit
+# data_sessions_up: both of the hub's data sessions (telemetry; events,
+# logs, results) are connected, by name
+data_sessions_up() { curl -s --cacert "$CA" "$API/api/v1/health" | python3 -c 'import json,sys
+h=json.load(sys.stdin); s=h["data_sessions"]
+sys.exit(0 if sorted(s)==["mamori-hub-data","mamori-hub-events"] and all(s.values()) and h["data_session"] else 1)'; }
+check "both data sessions are back after the broker's restart" wait_for 20 data_sessions_up
+pub "$P0" "mamori/v1/d/$D0/ev" "{\"v\":1,\"seq\":50,\"ts\":$(date +%s%3N),\"body\":{\"type\":\"after_restart\"}}"
+check "...and an event is recorded over them" wait_for 10 has_event device_event "$D0" after_restart
 
 # --- a hub restarted over a registry of hundreds of devices hands the
 # plugin its whole view (snapshot batches stay under the broker's packet
