@@ -36,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "broker/notes.h"
 #include "broker/table.h"
 #include "common/crypto.h"
 #include "common/proto.h"
@@ -242,16 +243,11 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     return MOSQ_ERR_ACL_DENIED;
 }
 
-static int on_message(int event, void *event_data, void *userdata)
+/* mamori/v1/ctl/sync: the registry's view, a snapshot or one change. */
+static void on_sync(const void *payload, size_t len)
 {
-    (void)event;
-    (void)userdata;
-    struct mosquitto_evt_message *ed = event_data;
-    if (!is_hub(ed->client) ||
-        strncmp(ed->topic, PROTO_TOPIC_CTL_PREFIX, sizeof(PROTO_TOPIC_CTL_PREFIX) - 1))
-        return MOSQ_ERR_SUCCESS;
     uint64_t gen = g.sync.synced_gen;
-    if (sync_apply(&g.sync, ed->payload, ed->payloadlen, kick, NULL) != MAMORI_OK)
+    if (sync_apply(&g.sync, payload, len, kick, NULL) != MAMORI_OK)
         mosquitto_log_printf(MOSQ_LOG_WARNING, "mamori: malformed control message ignored");
     if (g.sync.synced_gen != gen) {
         /* The hub learns that the snapshot is in force, not merely sent:
@@ -262,6 +258,49 @@ static int on_message(int event, void *event_data, void *userdata)
         if (n > 0 && (size_t)n < sizeof(buf))
             mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 1, false, NULL);
     }
+}
+
+static void deliver_note(const char *id, const char *msg, size_t n, void *arg)
+{
+    (void)arg;
+    char topic[64];
+    if (proto_topic(topic, sizeof(topic), id, PROTO_KIND_CMD) == MAMORI_OK)
+        mosquitto_broker_publish_copy(NULL, topic, (int)n, msg, 0, false, NULL);
+}
+
+/* mamori/v1/ctl/notes: the hub's QoS 0 notes to devices (its
+ * acknowledgements), many in one message (broker/notes.h). */
+static void on_notes(const void *payload, size_t len)
+{
+    struct notes_result r = notes_apply(payload, len, deliver_note, NULL);
+    if (r.refused)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, "mamori: %zu malformed notes from the hub ignored",
+                             r.refused);
+}
+
+/* The hub's control messages, by topic. */
+static const struct {
+    const char *topic;
+    void (*fn)(const void *payload, size_t len);
+} CONTROL[] = {
+    {PROTO_TOPIC_CTL_SYNC, on_sync},
+    {PROTO_TOPIC_CTL_NOTES, on_notes},
+};
+
+static int on_message(int event, void *event_data, void *userdata)
+{
+    (void)event;
+    (void)userdata;
+    struct mosquitto_evt_message *ed = event_data;
+    if (!is_hub(ed->client) ||
+        strncmp(ed->topic, PROTO_TOPIC_CTL_PREFIX, sizeof(PROTO_TOPIC_CTL_PREFIX) - 1))
+        return MOSQ_ERR_SUCCESS;
+    for (size_t i = 0; i < sizeof(CONTROL) / sizeof(CONTROL[0]); i++)
+        if (strcmp(ed->topic, CONTROL[i].topic) == 0) {
+            CONTROL[i].fn(ed->payload, ed->payloadlen);
+            return MOSQ_ERR_SUCCESS;
+        }
+    mosquitto_log_printf(MOSQ_LOG_WARNING, "mamori: control message on unknown topic ignored");
     return MOSQ_ERR_SUCCESS;
 }
 

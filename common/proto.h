@@ -5,7 +5,7 @@
  * Topics live under one versioned namespace:
  *   mamori/v1/d/{device_id}/{hb|tm|ev|res|log}   device -> hub
  *   mamori/v1/d/{device_id}/cmd              hub -> device
- *   mamori/v1/ctl/...                        hub -> broker plugin (hub only)
+ *   mamori/v1/ctl/{sync|notes}               hub -> broker plugin (hub only)
  *   mamori/v1/broker/ev                      broker plugin -> hub (hub only)
  */
 #ifndef MAMORI_COMMON_PROTO_H
@@ -19,6 +19,9 @@
 
 #define PROTO_TOPIC_DEV_PREFIX "mamori/v1/d/"
 #define PROTO_TOPIC_CTL_PREFIX "mamori/v1/ctl/"
+#define PROTO_TOPIC_CTL_SYNC   PROTO_TOPIC_CTL_PREFIX "sync"  /* the registry's view */
+#define PROTO_TOPIC_CTL_NOTES  PROTO_TOPIC_CTL_PREFIX "notes" /* broker/notes.h */
+#define PROTO_NOTE_MAX         1024                           /* one note's message, at most */
 #define PROTO_TOPIC_BROKER_EV  "mamori/v1/broker/ev"
 #define PROTO_HUB_USERNAME     "!hub" /* cannot collide: not a valid device id */
 /* The hub's MQTT client id; only the hub's certificate may use it (or

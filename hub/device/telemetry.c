@@ -691,6 +691,7 @@ void tm_acks_send(struct hub *h)
             send_ack(h, d);
     }
     t->nowed = 0;
+    hub_notes_flush(h);
 }
 
 _Static_assert(sizeof(((struct seqwin *)0)->bits) == STORE_STREAM_WINDOW,
@@ -778,6 +779,7 @@ void tm_settle(struct hub *h, bool committed)
     }
     t->ndirty = 0;
     t->write_failed = false;
+    hub_notes_flush(h); /* the acknowledgements due at once */
 }
 
 /* ---- queries ---- */

@@ -33,7 +33,7 @@
 #include "hub/device/lifecycle.h"
 #include "hub/io/mqtt.h"
 
-#define SYNC_TOPIC PROTO_TOPIC_CTL_PREFIX "sync"
+#define SYNC_TOPIC PROTO_TOPIC_CTL_SYNC
 /* A snapshot batch stays well under the broker's packet limit (max_payload
  * + 1 KiB): a larger one makes the broker drop the hub's session, and every
  * device stays refused until a snapshot gets through. */
@@ -66,6 +66,15 @@ static void send_device(struct hub *h, const char *id, const char *payload, size
     int rc = mosquitto_publish(h->mosq, NULL, topic, (int)len, payload, qos, false);
     if (rc != MOSQ_ERR_SUCCESS)
         log_warn("publish to %s failed: %s", id, mosquitto_strerror(rc));
+}
+
+static void send_notes(struct hub *h, const char *lines, size_t len)
+{
+    if (!h->mosq || !h->mqtt_connected)
+        return; /* notes are QoS 0: the next one replaces a lost one */
+    int rc = mosquitto_publish(h->mosq, NULL, PROTO_TOPIC_CTL_NOTES, (int)len, lines, 0, false);
+    if (rc != MOSQ_ERR_SUCCESS)
+        log_warn("notes to the broker plugin failed: %s", mosquitto_strerror(rc));
 }
 
 static void push_device(struct hub *h, const struct device_rec *d, int access)
@@ -473,6 +482,7 @@ static struct mosquitto *new_session(struct hub *h, const char *client_id,
 enum mamori_err mqtt_start(struct hub *h)
 {
     h->out.send_device = send_device;
+    h->out.send_notes = send_notes;
     h->out.push_device = push_device;
     h->mosq = new_session(h, PROTO_HUB_CLIENT_ID, on_connect, on_disconnect, false, &h->mqtt_tls);
     if (!h->mosq)

@@ -70,11 +70,17 @@ check "user name '!hub' claimed by a device gives nothing" wait_for 5 has_event 
 
 # --- ACL: own subtree only
 check "device 1 listens to its commands" sub_cmds "$P1" "$D1" "$T/sub1.out"
+n_deny=$(acl_denies "$D0")
 pub "$P0" "mamori/v1/d/$D1/cmd" '{"forged":"command"}'
+# the plugin delivers the hub's notes (acknowledgements) to any device: a
+# device may not hand it one
+pub "$P0" "mamori/v1/ctl/notes" "$D1 {\"v\":1,\"ack\":{\"tm\":99999}}"
 pub "$P0" "mamori/v1/d/$D1/hb" "$(env_msg 1)"
 check "the hub's next command reaches it" marker "$D1" "$T/sub1.out"
 kill $SUB 2>/dev/null; wait $SUB 2>/dev/null
 check "publish into another device's subtree never arrives" fails grep -q forged "$T/sub1.out"
+check "a note a device publishes for another never arrives" fails grep -q 99999 "$T/sub1.out"
+check "...both attempts are refused and reported" wait_for 5 acl_denies_above "$D0" $((n_deny + 1))
 check "the attempt is reported" wait_for 5 has_event broker_acl_deny "$D0" "publish denied: topic"
 # (the device has one session, under its own id: what arrives on its
 # command topic is watched with the hub's certificate, under a hub tool's id)

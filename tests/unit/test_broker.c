@@ -8,6 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "broker/notes.h"
 #include "broker/table.h"
 
 #define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -428,6 +429,70 @@ static void acl_rate_limit_and_kick(void **st)
     assert_int_equal(allowed, 10);
 }
 
+/* ---- notes the hub hands the plugin to deliver (broker/notes.h) ---- */
+
+struct got_notes {
+    char ids[8][PROTO_DEVICE_ID_LEN + 1];
+    char msgs[8][64];
+    size_t n;
+};
+
+static void got_note(const char *id, const char *msg, size_t n, void *arg)
+{
+    struct got_notes *g = arg;
+    assert_true(g->n < 8);
+    assert_true(n < sizeof(g->msgs[0]));
+    snprintf(g->ids[g->n], sizeof(g->ids[0]), "%s", id);
+    memcpy(g->msgs[g->n], msg, n);
+    g->msgs[g->n][n] = '\0';
+    g->n++;
+}
+
+static void notes_fan_out_and_bad_lines_lose_nothing_else(void **state)
+{
+    (void)state;
+    struct got_notes g = {0};
+    const char *ok = "MM0000000000000001 {\"ack\":1}\nMM0000000000000002 {\"ack\":2}\n";
+    struct notes_result r = notes_apply(ok, strlen(ok), got_note, &g);
+    assert_int_equal(r.delivered, 2);
+    assert_int_equal(r.refused, 0);
+    assert_string_equal(g.ids[1], "MM0000000000000002");
+    assert_string_equal(g.msgs[1], "{\"ack\":2}");
+
+    /* each bad line is refused on its own; the good ones around it go */
+    char big[PROTO_NOTE_MAX + 64];
+    memset(big, 'x', sizeof(big));
+    memcpy(big, "MM0000000000000003 ", 19);
+    big[sizeof(big) - 1] = '\n';
+    const char *bad[] = {
+        "\n",                      /* empty */
+        "MM0000000000000001\n",    /* no message */
+        "MM0000000000000001 \n",   /* empty message */
+        "not-a-device x\n",        /* bad id */
+        "MM00000000000000011 x\n", /* id too long */
+        "../../#/MM00000001 x\n",  /* a topic, not an id */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char in[256];
+        int n = snprintf(in, sizeof(in), "MM0000000000000004 a\n%sMM0000000000000005 b\n", bad[i]);
+        memset(&g, 0, sizeof(g));
+        r = notes_apply(in, (size_t)n, got_note, &g);
+        assert_int_equal(r.delivered, 2);
+        assert_int_equal(r.refused, 1);
+        assert_string_equal(g.ids[1], "MM0000000000000005");
+    }
+    memset(&g, 0, sizeof(g));
+    r = notes_apply(big, sizeof(big), got_note, &g);
+    assert_int_equal(r.delivered, 0); /* above PROTO_NOTE_MAX */
+    assert_int_equal(r.refused, 1);
+    /* a last line without its LF was cut short: refused */
+    r = notes_apply("MM0000000000000006 {\"ack\"", 24, got_note, &g);
+    assert_int_equal(r.delivered, 0);
+    assert_int_equal(r.refused, 1);
+    r = notes_apply(NULL, 0, got_note, &g);
+    assert_int_equal(r.delivered + r.refused, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +507,7 @@ int main(void)
         cmocka_unit_test(snapshot_carries_sessions_and_closes_stale_ones),
         cmocka_unit_test(acl_own_subtree_only),
         cmocka_unit_test(acl_rate_limit_and_kick),
+        cmocka_unit_test(notes_fan_out_and_bad_lines_lose_nothing_else),
     };
     return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
 }
