@@ -22,6 +22,7 @@
 #include "hub/core/clock.h"
 #include "hub/core/hub.h"
 #include "hub/core/jobs.h"
+#include "hub/core/out.h"
 #include "hub/daemon.h"
 #include "hub/device/liveness.h"
 #include "hub/device/seqwin.h"
@@ -548,12 +549,80 @@ static void acks_are_paced_and_cover_only_commits(void **st)
     h->out.send_device = NULL;
 }
 
+/* ---- notes: many to a message for the broker plugin (core/out.h) ---- */
+
+static struct {
+    int messages, lines;
+    size_t largest;
+    char first[128];
+} notes;
+
+static void capture_notes(struct hub *h, const char *lines, size_t len)
+{
+    (void)h;
+    notes.messages++;
+    if (len > notes.largest)
+        notes.largest = len;
+    for (size_t i = 0; i < len; i++)
+        notes.lines += lines[i] == '\n';
+    assert_int_equal(lines[len - 1], '\n'); /* whole lines only */
+    if (notes.messages == 1)
+        snprintf(notes.first, sizeof(notes.first), "%.*s", (int)(strchr(lines, '\n') - lines),
+                 lines);
+}
+
+static void notes_go_many_to_a_message(void **st)
+{
+    struct hub *h = &((struct bare *)*st)->h;
+    memset(&notes, 0, sizeof(notes));
+    memset(&acks, 0, sizeof(acks));
+    h->out.send_notes = capture_notes;
+    h->out.send_device = capture_send;
+    const char *ack = "{\"v\":1,\"ack\":{\"tm\":12345,\"ev\":0,\"log\":0}}";
+    hub_note_device(h, "MM0000000000000001", ack, strlen(ack));
+    hub_note_device(h, "MM0000000000000002", ack, strlen(ack));
+    assert_int_equal(notes.messages, 0); /* gathered */
+    hub_notes_flush(h);
+    assert_int_equal(notes.messages, 1);
+    assert_int_equal(notes.lines, 2);
+    assert_string_equal(notes.first,
+                        "MM0000000000000001 {\"v\":1,\"ack\":{\"tm\":12345,\"ev\":0,\"log\":0}}");
+    hub_notes_flush(h); /* nothing gathered: nothing sent */
+    assert_int_equal(notes.messages, 1);
+
+    /* 1,000 devices' acknowledgements: a few messages, none above the cap */
+    memset(&notes, 0, sizeof(notes));
+    for (int i = 0; i < 1000; i++) {
+        char id[PROTO_DEVICE_ID_LEN + 1];
+        snprintf(id, sizeof(id), "MM%016d", i);
+        hub_note_device(h, id, ack, strlen(ack));
+    }
+    hub_notes_flush(h);
+    assert_int_equal(notes.lines, 1000);
+    assert_true(notes.messages <= 1000 * 70 / HUB_NOTES_BYTES + 1);
+    assert_true(notes.largest <= HUB_NOTES_BYTES);
+
+    /* what cannot be a line goes on its own, to the device's topic */
+    memset(&notes, 0, sizeof(notes));
+    hub_note_device(h, "MM0000000000000003", "{\n}", 3);
+    char big[PROTO_NOTE_MAX + 1];
+    memset(big, 'x', sizeof(big));
+    hub_note_device(h, "MM0000000000000003", big, sizeof(big));
+    hub_notes_flush(h);
+    assert_int_equal(notes.messages, 0);
+    assert_int_equal(acks.n, 2);
+    assert_int_equal(acks.qos, 0);
+    h->out.send_notes = NULL;
+    h->out.send_device = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(seqwin_acks_only_what_is_contiguous),
         cmocka_unit_test_setup_teardown(bus_events, bare_setup, bare_teardown),
         cmocka_unit_test_setup_teardown(bus_by_type, bare_setup, bare_teardown),
+        cmocka_unit_test_setup_teardown(notes_go_many_to_a_message, bare_setup, bare_teardown),
         cmocka_unit_test_setup_teardown(jobs_follow_the_clock, bare_setup, bare_teardown),
         cmocka_unit_test_setup_teardown(liveness_and_stray_on_the_clock, full_setup, full_teardown),
         cmocka_unit_test_setup_teardown(expiry_on_the_clock, full_setup, full_teardown),
