@@ -317,7 +317,8 @@ static void on_data_connect(struct mosquitto *m, void *arg, int rc)
                  mosquitto_connack_string(rc));
         return;
     }
-    for (size_t t = 0; t < 3 && DATA_SESSIONS[i].topics[t].kind; t++) {
+    size_t ntopics = sizeof(DATA_SESSIONS[i].topics) / sizeof(DATA_SESSIONS[i].topics[0]);
+    for (size_t t = 0; t < ntopics && DATA_SESSIONS[i].topics[t].kind; t++) {
         char topic[64];
         snprintf(topic, sizeof(topic), "%s+/%s", PROTO_TOPIC_DEV_PREFIX,
                  DATA_SESSIONS[i].topics[t].kind);
