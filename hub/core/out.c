@@ -16,7 +16,8 @@ void hub_note_device(struct hub *h, const char *id, const char *payload, size_t 
 {
     struct hub_out *o = &h->out;
     size_t idlen = strlen(id), need = idlen + 1 + len + 1;
-    if (!o->send_notes || len == 0 || len > PROTO_NOTE_MAX || memchr(payload, '\n', len)) {
+    if (!o->send_notes || len == 0 || len > PROTO_NOTE_MAX || need > sizeof(o->notes) ||
+        memchr(payload, '\n', len)) {
         if (o->send_device) /* not a line: on its own */
             o->send_device(h, id, payload, len, 0);
         return;

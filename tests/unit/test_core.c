@@ -608,9 +608,13 @@ static void notes_go_many_to_a_message(void **st)
     char big[PROTO_NOTE_MAX + 1];
     memset(big, 'x', sizeof(big));
     hub_note_device(h, "MM0000000000000003", big, sizeof(big));
+    char long_id[HUB_NOTES_BYTES + 8]; /* never a device id; never past the buffer */
+    memset(long_id, 'M', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    hub_note_device(h, long_id, "{}", 2);
     hub_notes_flush(h);
     assert_int_equal(notes.messages, 0);
-    assert_int_equal(acks.n, 2);
+    assert_int_equal(acks.n, 3);
     assert_int_equal(acks.qos, 0);
     h->out.send_notes = NULL;
     h->out.send_device = NULL;
