@@ -94,12 +94,14 @@ token_of() { cat "$T/session-$1"; }
 # answer is a 429 with Retry-After >= MIN_S (at most 8 tries). Throttle
 # windows double (1, 2, 4 s...), so the checks that follow do not race the
 # clock however slow the machine or sanitizer build. Leaves the headers of
-# the last answer in $T/hdr and its Retry-After in $RETRY_AFTER.
+# the last answer in $T/hdr and its Retry-After in $RETRY_AFTER. With
+# THROTTLE_FROM=ADDR the requests leave from that loopback address.
 escalate_throttle() {
     local min=$1 method=$2 path=$3 body=$4 tok=${5:-}
     RETRY_AFTER=0
     for _ in 1 2 3 4 5 6 7 8; do
-        curl -s -D "$T/hdr" -o /dev/null --cacert "$CA" -X "$method" ${tok:+-H "Authorization: Bearer $tok"} \
+        curl -s -D "$T/hdr" -o /dev/null --cacert "$CA" ${THROTTLE_FROM:+--interface "$THROTTLE_FROM"} \
+            -X "$method" ${tok:+-H "Authorization: Bearer $tok"} \
             -H 'Content-Type: application/json' --data-binary "$body" "$API/api/v1/$path"
         if grep -q "^HTTP/1.1 429" "$T/hdr"; then
             RETRY_AFTER=$(grep -i '^retry-after:' "$T/hdr" | tr -dc 0-9)
