@@ -13,40 +13,18 @@
  * what is measured is the rules and the alerts they write.
  */
 #define _XOPEN_SOURCE 700
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/benchutil.h"
 #include "common/log.h"
 #include "hub/alerts/alerts.h"
 #include "hub/core/hub.h"
 #include "hub/store/store.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static const char *const KINDS[] = {"device_event", "broker_acl_deny", "broker_acl_deny",
                                     "telemetry_rejected", "offline"};
@@ -71,7 +49,7 @@ static int run(const char *dir, const char *name, long ndev, long per, bool rule
      * thread runs too, as in the hub (no targets) */
     if (rules && (alerts_register(&h) || alerts_start(&h)))
         return 1;
-    double t0 = now_s(), c0 = cpu_s();
+    double t0 = bench_now_s(), c0 = bench_cpu_s();
     long n = 0;
     for (long e = 0; e < per; e++) {
         for (long d = 0; d < ndev; d++) {
@@ -88,7 +66,7 @@ static int run(const char *dir, const char *name, long ndev, long per, bool rule
             n++;
         }
     }
-    double t1 = now_s(), c1 = cpu_s();
+    double t1 = bench_now_s(), c1 = bench_cpu_s();
     int64_t alerts = 0;
     struct alert_rec a;
     if (store_alert_get(h.store, 1, &a) == MAMORI_OK) {
@@ -131,6 +109,6 @@ int main(int argc, char **argv)
               run(dir, "rules on (14 rules, alerts)", ndev, per, true) ||
               run(dir, "rules off (again)", ndev, per, false) ||
               run(dir, "rules on (again)", ndev, per, true);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    bench_rm_tree(dir);
     return bad;
 }

@@ -29,6 +29,8 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ), build $BUILD, commit $(git rev-parse --shor
 
 echo; echo "## the plugin's per-message decision, in process, against a no-op baseline"
 say "$BIN/acl-bench" 5000 20000000
+echo; echo "## the hub's ingest worker, in process: batches committed as they come, and left to fill"
+say "$BIN/ingest-bench" "$W" 1000 15000 5
 
 # --- the platform, with rate limits lifted so the plugin's cost, not the
 # policy, is what is measured

@@ -28,5 +28,6 @@ void hub_config_defaults(struct hub_config *c)
     c->alert_retention_days = 365;
     c->data_retention_days = 365;
     c->challenge_s = 6 * 3600;
+    c->ingest_gather_ms = 10; /* hub/device/ingest.h */
     snprintf(c->mosquitto_bin, sizeof(c->mosquitto_bin), "/usr/sbin/mosquitto");
 }

@@ -55,6 +55,7 @@ struct hub_config {
     int rate_window_s;        /* the rate_spike rule's window (0: off) */
     int challenge_s;          /* a timed signed challenge per online device (0: off) */
     bool rules_off;           /* alert rules not evaluated (--rules off: a measurement baseline) */
+    int ingest_gather_ms;     /* a short ingest batch waits this long to fill (0: never) */
     int alert_retention_days; /* resolved alerts, finished deliveries kept (0: forever) */
     int data_retention_days;  /* telemetry and events kept (0: forever) */
     char smtp_url[256];       /* alert mail: smtp:// or smtps:// server ("": no mail) */

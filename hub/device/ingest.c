@@ -26,6 +26,7 @@ struct ingest_state {
     struct item *q; /* ring of INGEST_QUEUE */
     size_t head, n, bytes;
     bool stop, running;
+    bool gathering; /* the worker lets a short batch fill (gather) */
     pthread_t thread;
     struct item batch[INGEST_BATCH];
     struct ingest_stats st;
@@ -166,6 +167,22 @@ static void send_owed(struct hub *h, bool *owed)
     *owed = false;
 }
 
+/* Lets a short batch fill for up to ms: a commit costs about the same for
+ * a few messages as for hundreds (the pages it writes are shared), so
+ * under load fewer, larger commits leave more of the CPU to the broker
+ * (bench/ingest_bench.c measures it). s->mu held. */
+static void gather(struct ingest_state *s, int ms)
+{
+    if (ms <= 0 || s->n >= INGEST_BATCH || s->stop)
+        return;
+    struct timespec until;
+    hub_wait_deadline(&until, CLOCK_MONOTONIC, (unsigned)ms);
+    s->gathering = true;
+    while (s->n < INGEST_BATCH && !s->stop && !hub_deadline_passed(&until, CLOCK_MONOTONIC))
+        (void)pthread_cond_timedwait(&s->nonempty, &s->mu, &until);
+    s->gathering = false;
+}
+
 static void *worker(void *arg)
 {
     (void)prctl(PR_SET_NAME, "mamori-ingest", 0, 0, 0); /* top -H, ps -L */
@@ -190,6 +207,7 @@ static void *worker(void *arg)
                 break;
             continue;
         }
+        gather(s, h->cfg.ingest_gather_ms);
         size_t k = s->n < INGEST_BATCH ? s->n : INGEST_BATCH;
         for (size_t i = 0; i < k; i++) {
             s->batch[i] = s->q[(s->head + i) % INGEST_QUEUE];
@@ -236,7 +254,8 @@ bool ingest_submit(struct hub *h, const char *id, enum proto_kind kind, const vo
     it->payload = copy;
     s->n++;
     s->bytes += len;
-    pthread_cond_signal(&s->nonempty);
+    if (!s->gathering || s->n >= INGEST_BATCH)
+        pthread_cond_signal(&s->nonempty);
     pthread_mutex_unlock(&s->mu);
     return true;
 }

@@ -24,6 +24,7 @@
 #include "hub/core/jobs.h"
 #include "hub/core/out.h"
 #include "hub/daemon.h"
+#include "hub/device/ingest.h"
 #include "hub/device/liveness.h"
 #include "hub/device/seqwin.h"
 #include "hub/device/telemetry.h"
@@ -364,11 +365,20 @@ static void expiry_on_the_clock(void **st)
 
 /* Telemetry and events older than the retention period go, newer stay,
  * when the daily sweep comes round. */
+static int64_t tm_rows(struct hub *h)
+{
+    pthread_mutex_lock(&h->lock); /* the alerts thread uses the store too */
+    int64_t n = store_scalar(h->store, "SELECT count(*) FROM telemetry", NULL);
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
 static void retention_on_the_clock(void **st)
 {
     struct hub *h = &((struct full *)*st)->h;
     assert_int_equal(alerts_start(h), MAMORI_OK); /* the sweep's state lives there */
     int64_t now = hub_now_ms();
+    pthread_mutex_lock(&h->lock);
     for (int i = 0; i < 4; i++) {
         struct telemetry_rec t = {.seq = (uint64_t)i + 1,
                                   .ts = now - (i < 2 ? 5 : 1) * 86400000LL,
@@ -376,16 +386,19 @@ static void retention_on_the_clock(void **st)
                                   .body = "{}"};
         snprintf(t.device_id, sizeof(t.device_id), "MMFFFFFFFFFFFFFFFF");
         snprintf(t.digest, sizeof(t.digest), "%064d", i);
-        assert_int_equal(store_telemetry_add(h->store, &t), MAMORI_OK);
+        if (store_telemetry_add(h->store, &t) != MAMORI_OK)
+            break;
     }
+    pthread_mutex_unlock(&h->lock);
+    assert_int_equal(tm_rows(h), 4);
     advance(h, 1000);
-    assert_int_equal(store_scalar(h->store, "SELECT count(*) FROM telemetry", NULL), 2);
+    assert_int_equal(tm_rows(h), 2);
     /* the rest ages past the period: gone at the next daily sweep, not before */
     advance(h, 12 * 3600 * 1000LL);
-    assert_int_equal(store_scalar(h->store, "SELECT count(*) FROM telemetry", NULL), 2);
+    assert_int_equal(tm_rows(h), 2);
     advance(h, 13 * 3600 * 1000LL);
     advance(h, 1000);
-    assert_int_equal(store_scalar(h->store, "SELECT count(*) FROM telemetry", NULL), 0);
+    assert_int_equal(tm_rows(h), 0);
     h->stopping = 1;
     alerts_stop(h);
 }
@@ -484,6 +497,21 @@ static void tm_batch(struct hub *h, const char *id, uint64_t from, int n, bool c
     pthread_mutex_unlock(&h->lock);
 }
 
+/* An active device of model "m" (schema: t, a number), online. */
+static void tm_device(struct hub *h, const char *id, char fp)
+{
+    add_device(h, id, "active", fp, hub_now() + 400 * 86400LL);
+    assert_int_equal(
+        store_schema_set(
+            h->store, "m",
+            "{\"fields\": [{\"name\": \"t\", \"type\": \"number\", \"min\": -40, \"max\": 85}]}",
+            hub_now()),
+        MAMORI_OK);
+    pthread_mutex_lock(&h->lock);
+    live_heartbeat(h, id, hub_now_ms());
+    pthread_mutex_unlock(&h->lock);
+}
+
 static void acks_send_owed(struct hub *h)
 {
     pthread_mutex_lock(&h->lock);
@@ -502,16 +530,7 @@ static void acks_are_paced_and_cover_only_commits(void **st)
 {
     struct hub *h = &((struct full *)*st)->h;
     const char *id = "MMDDDDDDDDDDDDDDDD";
-    add_device(h, id, "active", 'd', hub_now() + 400 * 86400LL);
-    assert_int_equal(
-        store_schema_set(
-            h->store, "m",
-            "{\"fields\": [{\"name\": \"t\", \"type\": \"number\", \"min\": -40, \"max\": 85}]}",
-            hub_now()),
-        MAMORI_OK);
-    pthread_mutex_lock(&h->lock);
-    live_heartbeat(h, id, hub_now_ms());
-    pthread_mutex_unlock(&h->lock);
+    tm_device(h, id, 'd');
     memset(&acks, 0, sizeof(acks));
     h->out.send_device = capture_send;
 
@@ -547,6 +566,48 @@ static void acks_are_paced_and_cover_only_commits(void **st)
                      45);
     assert_int_equal(events_of(h, id, "telemetry_replay"), 0);
     h->out.send_device = NULL;
+}
+
+/* ---- the ingest worker's batches (device/ingest.h) ---- */
+
+static void submit_tm(struct hub *h, const char *id, uint64_t from, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char p[160];
+        int len = snprintf(p, sizeof(p), "{\"v\":1,\"seq\":%llu,\"ts\":%lld,\"body\":{\"t\":1}}",
+                           (unsigned long long)(from + (uint64_t)i), (long long)hub_now_ms());
+        assert_true(ingest_submit(h, id, PROTO_KIND_TM, p, (size_t)len));
+    }
+}
+
+/* A short batch waits to fill (here far longer than the test runs), a full
+ * one closes at once with every message in one transaction, and stopping
+ * records what waits without waiting out the gathering. */
+static void ingest_batches_fill_then_close(void **st)
+{
+    struct hub *h = &((struct full *)*st)->h;
+    const char *id = "MMEEEEEEEEEEEEEEEE";
+    tm_device(h, id, 'e');
+    h->cfg.ingest_gather_ms = 600000;
+    assert_int_equal(ingest_start(h), MAMORI_OK);
+
+    submit_tm(h, id, 1, 3);
+    submit_tm(h, id, 4, INGEST_BATCH - 3); /* the batch is full: it closes */
+    struct ingest_stats s;
+    for (int i = 0; i < 30000; i++) { /* at most 30 s */
+        ingest_stats(h, &s);
+        if (s.messages == INGEST_BATCH)
+            break;
+        usleep(1000);
+    }
+    assert_int_equal(s.messages, INGEST_BATCH);
+    assert_int_equal(s.batches, 1);
+    assert_int_equal(s.largest, INGEST_BATCH);
+
+    submit_tm(h, id, INGEST_BATCH + 1, 2); /* a short batch, gathering */
+    ingest_stop(h);                        /* records them, now */
+    assert_int_equal(store_scalar(h->store, "SELECT count(*) FROM telemetry WHERE device_id=?", id),
+                     INGEST_BATCH + 2);
 }
 
 /* ---- notes: many to a message for the broker plugin (core/out.h) ---- */
@@ -633,6 +694,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(retention_on_the_clock, full_setup, full_teardown),
         cmocka_unit_test_setup_teardown(acks_are_paced_and_cover_only_commits, full_setup,
                                         full_teardown),
+        cmocka_unit_test_setup_teardown(ingest_batches_fill_then_close, full_setup, full_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
