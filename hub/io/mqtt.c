@@ -33,7 +33,6 @@
 #include "hub/device/lifecycle.h"
 #include "hub/io/mqtt.h"
 
-#define SYNC_TOPIC PROTO_TOPIC_CTL_SYNC
 /* A snapshot batch stays well under the broker's packet limit (max_payload
  * + 1 KiB): a larger one makes the broker drop the hub's session, and every
  * device stays refused until a snapshot gets through. */
@@ -50,7 +49,8 @@ static void publish_json(struct hub *h, json_t *msg)
          * the registry's newer word); QoS 1 would re-send it after the
          * reconnection. TCP keeps the order within a session, and every
          * session begins with a snapshot, so nothing is missed. */
-        int rc = mosquitto_publish(h->mosq, NULL, SYNC_TOPIC, (int)strlen(s), s, 0, false);
+        int rc =
+            mosquitto_publish(h->mosq, NULL, PROTO_TOPIC_CTL_SYNC, (int)strlen(s), s, 0, false);
         if (rc != MOSQ_ERR_SUCCESS)
             log_warn("sync publish failed: %s", mosquitto_strerror(rc));
         free(s);
