@@ -167,16 +167,26 @@ static void send_owed(struct hub *h, bool *owed)
     *owed = false;
 }
 
-/* Lets a short batch fill for up to ms: a commit costs about the same for
+/* A short batch waits for more only while the rest of its messages are
+ * sure to fit the queue's byte cap: a submitter never waits on the bytes
+ * of a batch that is gathering. */
+_Static_assert((size_t)INGEST_BATCH *PROTO_MAX_PAYLOAD <= INGEST_QUEUE_BYTES,
+               "a gathering batch must fit the queue's byte cap");
+
+/* Lets a short batch fill for up to ms, and never past *by (the owed
+ * acknowledgements' time; NULL: none): a commit costs about the same for
  * a few messages as for hundreds (the pages it writes are shared), so
  * under load fewer, larger commits leave more of the CPU to the broker
  * (bench/ingest_bench.c measures it). s->mu held. */
-static void gather(struct ingest_state *s, int ms)
+static void gather(struct ingest_state *s, int ms, const struct timespec *by)
 {
     if (ms <= 0 || s->n >= INGEST_BATCH || s->stop)
         return;
     struct timespec until;
     hub_wait_deadline(&until, CLOCK_MONOTONIC, (unsigned)ms);
+    if (by &&
+        (by->tv_sec < until.tv_sec || (by->tv_sec == until.tv_sec && by->tv_nsec < until.tv_nsec)))
+        until = *by;
     s->gathering = true;
     while (s->n < INGEST_BATCH && !s->stop && !hub_deadline_passed(&until, CLOCK_MONOTONIC))
         (void)pthread_cond_timedwait(&s->nonempty, &s->mu, &until);
@@ -207,7 +217,7 @@ static void *worker(void *arg)
                 break;
             continue;
         }
-        gather(s, h->cfg.ingest_gather_ms);
+        gather(s, h->cfg.ingest_gather_ms, owed ? &ack_at : NULL);
         size_t k = s->n < INGEST_BATCH ? s->n : INGEST_BATCH;
         for (size_t i = 0; i < k; i++) {
             s->batch[i] = s->q[(s->head + i) % INGEST_QUEUE];
@@ -269,6 +279,7 @@ void ingest_stats(struct hub *h, struct ingest_stats *out)
     pthread_mutex_lock(&s->mu);
     *out = s->st;
     out->queued = s->n;
+    out->gathering = s->gathering;
     pthread_mutex_unlock(&s->mu);
 }
 

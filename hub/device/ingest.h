@@ -11,15 +11,18 @@
  * alerts they raise, the sequence state), and only after its commit does
  * the hub acknowledge to the devices (T10-L3c), paced: the worker sends
  * what the batches owe at least every TM_ACK_PERIOD_MS (telemetry.h). A
- * batch starts when a message is queued, waits at most
- * cfg.ingest_gather_ms (10) for INGEST_BATCH messages (a commit costs about the same for a few as
- * for hundreds, so under load fewer, larger commits leave more CPU to the
- * broker), and closes at INGEST_BATCH messages or after INGEST_BATCH_MS of
- * work, so an API call never waits behind more than one batch.
+ * batch starts when a message is queued and waits, without any lock, at
+ * most cfg.ingest_gather_ms (10) for INGEST_BATCH messages, and never past
+ * the time owed acknowledgements are due (a commit costs about the same
+ * for a few messages as for hundreds, so under load fewer, larger commits
+ * leave more CPU to the broker); it closes at INGEST_BATCH messages or
+ * after INGEST_BATCH_MS of work, so an API call never waits behind more
+ * than one batch.
  */
 #ifndef MAMORI_HUB_DEVICE_INGEST_H
 #define MAMORI_HUB_DEVICE_INGEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +38,7 @@ struct ingest_stats {
     uint64_t batches, messages, largest;
     uint64_t failed; /* batches whose commit failed (devices resend) */
     uint64_t queued; /* now */
+    bool gathering;  /* now: the worker lets a short batch fill */
 };
 
 enum mamori_err ingest_start(struct hub *h) MAMORI_MUST_CHECK;

@@ -6,12 +6,14 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
@@ -283,6 +285,7 @@ static int full_setup(void **st)
 static int full_teardown(void **st)
 {
     struct full *f = *st;
+    ingest_stop(&f->h); /* a test that failed with the worker running */
     hub_free(&f->h);
     hub_clock_override(NULL, NULL);
     rm_rf(f->dir);
@@ -580,9 +583,43 @@ static void submit_tm(struct hub *h, const char *id, uint64_t from, int n)
     }
 }
 
-/* A short batch waits to fill (here far longer than the test runs), a full
- * one closes at once with every message in one transaction, and stopping
- * records what waits without waiting out the gathering. */
+static bool acks_owed(struct hub *h)
+{
+    pthread_mutex_lock(&h->lock);
+    bool owed = tm_acks_owed(h);
+    pthread_mutex_unlock(&h->lock);
+    return owed;
+}
+
+static bool is_gathering(const struct ingest_stats *s, uint64_t n)
+{
+    return s->gathering && s->queued == n;
+}
+
+static bool has_recorded(const struct ingest_stats *s, uint64_t n)
+{
+    return s->messages == n;
+}
+
+/* The worker's counters once done(n) holds, or after 30 s. */
+static struct ingest_stats
+ingest_when(struct hub *h, bool (*done)(const struct ingest_stats *, uint64_t), uint64_t n)
+{
+    struct ingest_stats s;
+    for (int i = 0; i < 30000; i++) {
+        ingest_stats(h, &s);
+        if (done(&s, n))
+            break;
+        usleep(1000);
+    }
+    return s;
+}
+
+/* A short batch waits to fill (here far longer than the test runs) and
+ * records nothing meanwhile; the message that fills it closes it at once,
+ * every message in one transaction; acknowledgements owed end a gathering
+ * when they are due; stopping records a gathering batch without waiting
+ * out the gathering. */
 static void ingest_batches_fill_then_close(void **st)
 {
     struct hub *h = &((struct full *)*st)->h;
@@ -592,22 +629,37 @@ static void ingest_batches_fill_then_close(void **st)
     assert_int_equal(ingest_start(h), MAMORI_OK);
 
     submit_tm(h, id, 1, 3);
+    struct ingest_stats s = ingest_when(h, is_gathering, 3);
+    assert_true(s.gathering);
+    assert_int_equal(s.queued, 3);
+    assert_int_equal(s.batches, 0);
+
     submit_tm(h, id, 4, INGEST_BATCH - 3); /* the batch is full: it closes */
-    struct ingest_stats s;
-    for (int i = 0; i < 30000; i++) { /* at most 30 s */
-        ingest_stats(h, &s);
-        if (s.messages == INGEST_BATCH)
-            break;
-        usleep(1000);
-    }
+    s = ingest_when(h, has_recorded, INGEST_BATCH);
     assert_int_equal(s.messages, INGEST_BATCH);
     assert_int_equal(s.batches, 1);
     assert_int_equal(s.largest, INGEST_BATCH);
 
-    submit_tm(h, id, INGEST_BATCH + 1, 2); /* a short batch, gathering */
-    ingest_stop(h);                        /* records them, now */
+    /* the acknowledgements that batch owes end a gathering at their time
+     * (TM_ACK_PERIOD_MS), not the gathering's */
+    submit_tm(h, id, INGEST_BATCH + 1, 2);
+    s = ingest_when(h, has_recorded, INGEST_BATCH + 2);
+    assert_int_equal(s.messages, INGEST_BATCH + 2);
+    assert_int_equal(s.batches, 2);
+    for (int i = 0; i < 30000 && acks_owed(h); i++)
+        usleep(1000);
+    assert_false(acks_owed(h)); /* sent: now only the stop can end one */
+
+    submit_tm(h, id, INGEST_BATCH + 3, 2); /* a short batch, gathering */
+    s = ingest_when(h, is_gathering, 2);
+    assert_true(s.gathering);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ingest_stop(h); /* records them, now */
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(t1.tv_sec - t0.tv_sec < 30);
     assert_int_equal(store_scalar(h->store, "SELECT count(*) FROM telemetry WHERE device_id=?", id),
-                     INGEST_BATCH + 2);
+                     INGEST_BATCH + 4);
 }
 
 /* ---- notes: many to a message for the broker plugin (core/out.h) ---- */
