@@ -48,11 +48,23 @@ void hub_wait_deadline(struct timespec *out, clockid_t clk, unsigned ms)
     out->tv_nsec %= 1000000000L;
 }
 
+/* a is at or after b */
+static bool ts_not_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec >= b->tv_nsec);
+}
+
 bool hub_deadline_passed(const struct timespec *t, clockid_t clk)
 {
     struct timespec now;
     clock_gettime(clk, &now);
-    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+    return ts_not_before(&now, t);
+}
+
+void hub_deadline_cap(struct timespec *t, const struct timespec *by)
+{
+    if (by && !ts_not_before(by, t))
+        *t = *by;
 }
 
 void hub_sleep(struct hub *h, unsigned ms)

@@ -34,6 +34,9 @@ void hub_wait_deadline(struct timespec *out, clockid_t clk, unsigned ms);
 
 /* Whether the deadline t (from hub_wait_deadline on clk) has passed. */
 bool hub_deadline_passed(const struct timespec *t, clockid_t clk);
+/* Moves the deadline t back to by when by (same clock; NULL: none) comes
+ * first. */
+void hub_deadline_cap(struct timespec *t, const struct timespec *by);
 
 /* Sleeps ms milliseconds of real time, waking early when the hub stops. */
 void hub_sleep(struct hub *h, unsigned ms);

@@ -170,7 +170,7 @@ static void send_owed(struct hub *h, bool *owed)
 /* A short batch waits for more only while the rest of its messages are
  * sure to fit the queue's byte cap: a submitter never waits on the bytes
  * of a batch that is gathering. */
-_Static_assert((size_t)INGEST_BATCH *PROTO_MAX_PAYLOAD <= INGEST_QUEUE_BYTES,
+_Static_assert((size_t)INGEST_BATCH *(size_t)PROTO_MAX_PAYLOAD <= (size_t)INGEST_QUEUE_BYTES,
                "a gathering batch must fit the queue's byte cap");
 
 /* Lets a short batch fill for up to ms, and never past *by (the owed
@@ -184,9 +184,7 @@ static void gather(struct ingest_state *s, int ms, const struct timespec *by)
         return;
     struct timespec until;
     hub_wait_deadline(&until, CLOCK_MONOTONIC, (unsigned)ms);
-    if (by &&
-        (by->tv_sec < until.tv_sec || (by->tv_sec == until.tv_sec && by->tv_nsec < until.tv_nsec)))
-        until = *by;
+    hub_deadline_cap(&until, by);
     s->gathering = true;
     while (s->n < INGEST_BATCH && !s->stop && !hub_deadline_passed(&until, CLOCK_MONOTONIC))
         (void)pthread_cond_timedwait(&s->nonempty, &s->mu, &until);
