@@ -31,6 +31,13 @@ echo; echo "## the plugin's per-message decision, in process, against a no-op ba
 say "$BIN/acl-bench" 5000 20000000
 echo; echo "## the hub's ingest worker, in process: batches committed as they come, and left to fill"
 say "$BIN/ingest-bench" "$W" 1000 15000 5
+echo; echo "## the same worker on SQLite and on PostgreSQL (a private server, scripts/pg.sh), alternated"
+chmod 711 "$W" # the database server's own user reaches its directory
+if PGURL=$(scripts/pg.sh start "$W/pg"); then
+    say "$BIN/ingest-bench" "$W" 1000 60000 5 10 "$PGURL"
+    say "$BIN/ingest-bench" "$W" 1000 15000 5 10 "$PGURL"
+    scripts/pg.sh stop "$W/pg"
+fi
 
 # --- the platform, with rate limits lifted so the plugin's cost, not the
 # policy, is what is measured

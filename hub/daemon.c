@@ -127,8 +127,14 @@ enum mamori_err hub_init(struct hub *h, const struct hub_config *cfg)
             log_err("%s is in use by another mamorid; not starting", cfg->data_dir);
         return rc;
     }
-    if ((rc = fs_path(p, sizeof(p), cfg->data_dir, "mamori.db")) || (rc = store_open(p, &h->store)))
+    /* the registry: --store, or SQLite in the data directory */
+    if (cfg->store[0])
+        snprintf(p, sizeof(p), "%s", cfg->store);
+    else if ((rc = fs_path(p, sizeof(p), cfg->data_dir, "mamori.db")))
         return rc;
+    if ((rc = store_open(p, &h->store)))
+        return rc;
+    log_info("registry on %s", store_engine(h->store));
     h->audit.store = h->store;
     if ((rc = fs_path(h->audit.head_path, sizeof(h->audit.head_path), cfg->data_dir,
                       "audit.head")) ||

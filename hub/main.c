@@ -1,8 +1,9 @@
 /*
  * mamorid - the Mamori hub. Thin main over libmamori_hub (hub/daemon.h).
  *
- *   mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]
- *           [--heartbeat S] [--max-connections N] [--api-connections N]
+ *   mamorid --data DIR [--store postgresql://...|sqlite:PATH] [--listen ADDR]
+ *           [--api-port N] [--mqtt-port N] [--heartbeat S] [--max-connections N] [--api-connections
+ * N]
  *           [--api-per-address N] [--api-head-timeout S] [--api-min-body-rate B]
  *           [--api-unauth-connections N] [--plugin PATH]
  *           [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]
@@ -33,10 +34,12 @@
 #include "hub/demo.h"
 #include "hub/alerts/alerts.h"
 #include "hub/daemon.h"
+#include "hub/store/store.h"
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: mamorid --data DIR [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
+    fprintf(stderr, "usage: mamorid --data DIR [--store postgresql://...|sqlite:PATH]\n"
+                    "               [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
                     "               [--heartbeat SECONDS] [--max-connections N]\n"
                     "               [--api-connections N] [--api-per-address N]\n"
                     "               [--api-head-timeout SECONDS] [--api-min-body-rate BYTES/S]\n"
@@ -99,8 +102,14 @@ static bool syslog_ok(const char *v)
     return strcmp(v, "local") == 0 || strncmp(v, "udp://", 6) == 0;
 }
 
+static bool store_ok(const char *v)
+{
+    return store_is_postgresql(v) || (strncmp(v, "sqlite:", 7) == 0 && v[7]);
+}
+
 static const struct opt OPTS[] = {
     S("data", data_dir, NULL),
+    S("store", store, store_ok),
     S("listen", listen_addr, NULL),
     I("api-port", api_port, 0, 65535),
     I("mqtt-port", mqtt_port, 0, 65535),

@@ -10,6 +10,7 @@ PKGS_BUILD=(
   libssl-dev openssl
   mosquitto mosquitto-dev libmosquitto-dev
   libsqlite3-dev sqlite3
+  libpq-dev                    # the PostgreSQL store (--store postgresql://...)
   libmicrohttpd-dev libgnutls28-dev
   libjansson-dev libsodium-dev
   libcurl4-openssl-dev ca-certificates
@@ -27,6 +28,8 @@ PKGS_TEST=(
   # the update hook backend, driven against the real RAUC (bundles are
   # squashfs images, mounted over a loop device)
   rauc squashfs-tools
+  # the PostgreSQL store: a server each test starts for itself (scripts/pg.sh)
+  postgresql
 )
 
 want=("${PKGS_BUILD[@]}")
@@ -50,5 +53,13 @@ echo "install-deps: installing ${missing[*]}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
+# PostgreSQL's package would create and start a system-wide cluster on port
+# 5432; Mamori's tests and scripts run servers of their own (scripts/pg.sh)
+if printf '%s\n' "${missing[@]}" | grep -qx postgresql && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+  $SUDO mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
+fi
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# (a configuration file already there, as the one above, is kept)
+$SUDO apt-get install -y -qq --no-install-recommends \
+  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"

@@ -2,7 +2,9 @@
 # The whole test suite, as `make test` runs it:
 #   1. lint (banned functions, clang-format)
 #   2. normal build: unit tests (cmocka) + integration tests (real mamorid,
-#      mosquitto + plugin, TLS, SQLite on loopback)
+#      mosquitto + plugin, TLS, SQLite on loopback), then the integration
+#      tests again with the registry on PostgreSQL (a server of each test's
+#      own, scripts/pg.sh)
 #   3. the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #      (LeakSanitizer on: a leak fails the process)
 #   4. unit tests under valgrind --leak-check=full, JOBS at a time
@@ -56,6 +58,7 @@ st=$?; [ $st -ne 0 ] && tail -40 "$LOGDIR/build.log"; result build $st
 stage "unit + integration tests"
 run_ctest unit "$BUILD" unit
 run_ctest integration "$BUILD" integration
+run_ctest integration-pg "$BUILD" integration MAMORI_IT_STORE=postgresql
 
 stage "sanitizers: ASan + UBSan ($BUILD_SAN)"
 cmake -S . -B "$BUILD_SAN" -DCMAKE_BUILD_TYPE=Debug -DMAMORI_SANITIZE=ON -DMAMORI_TESTS=ON >/dev/null &&

@@ -35,17 +35,18 @@ struct passwd;
 
 struct hub_config {
     char data_dir[HUB_PATH_MAX];
-    char listen_addr[64]; /* both listeners bind here (loopback default) */
-    int api_port;         /* 0 = ephemeral */
-    int mqtt_port;        /* 0 = ephemeral */
-    int heartbeat_s;      /* expected device heartbeat interval */
-    int max_connections;  /* broker connection limit */
-    int api_connections;  /* HTTPS API connection limit */
-    int api_per_address;  /* HTTPS API connections from one address */
-    int max_payload;      /* bytes, enforced by broker and plugin */
-    int msg_rate;         /* messages per second per device (sustained) */
-    int msg_burst;        /* bucket size */
-    int session_ttl_s;    /* API session lifetime */
+    char store[HUB_PATH_MAX]; /* --store: "" = SQLite at DATA/mamori.db (store.h: store_open) */
+    char listen_addr[64];     /* both listeners bind here (loopback default) */
+    int api_port;             /* 0 = ephemeral */
+    int mqtt_port;            /* 0 = ephemeral */
+    int heartbeat_s;          /* expected device heartbeat interval */
+    int max_connections;      /* broker connection limit */
+    int api_connections;      /* HTTPS API connection limit */
+    int api_per_address;      /* HTTPS API connections from one address */
+    int max_payload;          /* bytes, enforced by broker and plugin */
+    int msg_rate;             /* messages per second per device (sustained) */
+    int msg_burst;            /* bucket size */
+    int session_ttl_s;        /* API session lifetime */
     int device_cert_days;
     int cert_renew_days;      /* rotate when the certificate expires within this */
     int cert_max_age_days;    /* rotate certificates older than this (0: never) */

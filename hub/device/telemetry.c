@@ -94,9 +94,17 @@ struct tm_schema_slot {
     struct schema s;
 };
 
+/* A stream whose state a batch saves. */
+struct tm_save {
+    const struct tm_dev *dev;
+    enum stream_kind stream;
+};
+
 struct tm_state {
     struct tm_row *rows;
     size_t nrows;
+    struct tm_save *saves; /* tm_write's list */
+    size_t nsaves, saves_cap;
     struct tm_dev **dirty; /* touched by this batch */
     size_t ndirty, dirty_cap;
     struct tm_dev **owed; /* committed, acknowledgement not yet sent */
@@ -132,6 +140,7 @@ void tm_free(struct hub *h)
     for (size_t i = 0; i < h->tm->nrows; i++)
         free(h->tm->rows[i].body);
     free(h->tm->rows);
+    free(h->tm->saves);
     free(h->tm->dirty);
     free(h->tm->owed);
     free(h->tm->schemas);
@@ -697,39 +706,64 @@ void tm_acks_send(struct hub *h)
 _Static_assert(sizeof(((struct seqwin *)0)->bits) == STORE_STREAM_WINDOW,
                "the store keeps the whole window");
 
-static bool stream_save(struct hub *h, const struct tm_dev *d, enum stream_kind s)
+/* The i-th buffered row, as the store takes it. */
+static void row_of(size_t i, void *ctx, struct telemetry_rec *out)
 {
-    const struct seqwin *w = &d->win[s];
-    struct stream_rec r = {.last_seq = d->last_seq[s],
-                           .last_ts = d->last_ts[s],
-                           .has_acked = true,
-                           .acked = w->acked,
-                           .gone_from = w->gone_from,
-                           .gone_to = w->gone_to,
-                           .gap_since_ms = w->gap_since_ms};
-    memcpy(r.window, w->bits, sizeof(r.window));
-    return store_stream_set(h->store, d->id, STREAM_NAMES[s], &r) == MAMORI_OK;
+    const struct tm_row *r = &((const struct tm_state *)ctx)->rows[i];
+    out->seq = r->seq;
+    out->ts = r->ts;
+    out->recv_at = r->recv_at;
+    out->body = r->body;
+    snprintf(out->device_id, sizeof(out->device_id), "%s", r->dev->id);
+    memcpy(out->digest, r->digest, sizeof(out->digest));
+}
+
+/* The streams of the batch's devices that have state: (device, stream)
+ * pairs in t->saves. */
+static bool saves_collect(struct tm_state *t)
+{
+    t->nsaves = 0;
+    if (t->saves_cap < t->ndirty * STREAM_N) {
+        struct tm_save *n = realloc(t->saves, t->ndirty * STREAM_N * sizeof(*n));
+        if (!n)
+            return false;
+        t->saves = n;
+        t->saves_cap = t->ndirty * STREAM_N;
+    }
+    for (size_t i = 0; i < t->ndirty; i++)
+        for (int s = 0; s < STREAM_N; s++)
+            if (t->dirty[i]->last_seq[s] || t->dirty[i]->win[s].acked)
+                t->saves[t->nsaves++] = (struct tm_save){t->dirty[i], (enum stream_kind)s};
+    return true;
+}
+
+/* The i-th stream state to save, as the store takes it. */
+static void save_of(size_t i, void *ctx, const char **device_id, const char **stream,
+                    struct stream_rec *out)
+{
+    const struct tm_save *v = &((const struct tm_state *)ctx)->saves[i];
+    const struct tm_dev *d = v->dev;
+    const struct seqwin *w = &d->win[v->stream];
+    *device_id = d->id;
+    *stream = STREAM_NAMES[v->stream];
+    *out = (struct stream_rec){.last_seq = d->last_seq[v->stream],
+                               .last_ts = d->last_ts[v->stream],
+                               .has_acked = true,
+                               .acked = w->acked,
+                               .gone_from = w->gone_from,
+                               .gone_to = w->gone_to,
+                               .gap_since_ms = w->gap_since_ms};
+    memcpy(out->window, w->bits, sizeof(out->window));
 }
 
 /* Writes the buffered rows and the sequence state of the devices they
- * touched; false when a write failed. Lock held, a transaction open. */
+ * touched, many rows to a statement; false when a write failed. Lock
+ * held, a transaction open. */
 static bool tm_write(struct hub *h, struct tm_state *t)
 {
-    bool ok = true;
-    for (size_t i = 0; ok && i < t->nrows; i++) {
-        struct tm_row *r = &t->rows[i];
-        struct telemetry_rec rec = {
-            .seq = r->seq, .ts = r->ts, .recv_at = r->recv_at, .body = r->body};
-        snprintf(rec.device_id, sizeof(rec.device_id), "%s", r->dev->id);
-        memcpy(rec.digest, r->digest, sizeof(rec.digest));
-        ok = store_telemetry_add(h->store, &rec) == MAMORI_OK;
-    }
-    for (size_t i = 0; ok && i < t->ndirty; i++) {
-        struct tm_dev *d = t->dirty[i];
-        for (int s = 0; ok && s < STREAM_N; s++)
-            if (d->last_seq[s] || d->win[s].acked)
-                ok = stream_save(h, d, (enum stream_kind)s);
-    }
+    bool ok = store_telemetry_add_many(h->store, t->nrows, row_of, t) == MAMORI_OK &&
+              saves_collect(t) &&
+              store_stream_set_many(h->store, t->nsaves, save_of, t) == MAMORI_OK;
     if (!ok)
         log_warn("telemetry batch of %zu rows not stored; devices will resend", t->nrows);
     for (size_t i = 0; i < t->nrows; i++)

@@ -3,10 +3,11 @@
  *
  * One struct store per process; every call is made with the hub lock held
  * (hub.h), so implementations need no locking of their own. Implemented by
- * the SQLite backend: store_sqlite.c (WAL, synchronous=FULL: a committed
- * change survives kill -9 and power loss) with one file per entity
- * (store_users.c, store_devices.c, ...; see store_sqlite.c). A PostgreSQL
- * backend will implement the same header.
+ * two engines over the same entity files (store_users.c, store_devices.c,
+ * ...) and helpers (store_db.c): SQLite, the embedded default
+ * (store_sqlite.c: WAL, synchronous=FULL), and PostgreSQL (store_pg.c,
+ * libpq: commits durable before they return). Either way a committed
+ * change survives kill -9 of the hub.
  *
  * Strings returned inside records are copied into fixed-size fields; nothing
  * returned points into the backend's memory (except the strings a list
@@ -100,7 +101,12 @@ struct throttle_rec {
 
 /* Opens (creating if needed) the database at path and applies every pending
  * migration, each in its own transaction. */
-enum mamori_err store_open(const char *path, struct store **out) MAMORI_MUST_CHECK;
+/* where: "postgresql://..." or "postgres://..." (a libpq connection URI:
+ * PostgreSQL), "sqlite:PATH" or a bare PATH (SQLite, created if missing).
+ * Either is migrated to this binary's schema before it is returned. */
+enum mamori_err store_open(const char *where, struct store **out) MAMORI_MUST_CHECK;
+bool store_is_postgresql(const char *where);
+const char *store_engine(const struct store *s); /* "sqlite" or "postgresql" */
 void store_close(struct store *s);
 int store_schema_version(struct store *s);
 
@@ -405,6 +411,13 @@ enum mamori_err store_stream_get(struct store *s, const char *device_id, const c
                                  struct stream_rec *out) MAMORI_MUST_CHECK;
 enum mamori_err store_stream_set(struct store *s, const char *device_id, const char *stream,
                                  const struct stream_rec *r) MAMORI_MUST_CHECK;
+/* n stream states at once (a batch): what n store_stream_set would do, in
+ * fewer statements. row(i, ctx, ...) gives the i-th; a device and stream
+ * appear at most once. */
+typedef void (*store_stream_row_fn)(size_t i, void *ctx, const char **device_id,
+                                    const char **stream, struct stream_rec *out);
+enum mamori_err store_stream_set_many(struct store *s, size_t n, store_stream_row_fn row,
+                                      void *ctx) MAMORI_MUST_CHECK;
 
 /* Accepted telemetry: append-only (UPDATE is refused by a trigger). */
 struct telemetry_rec {
@@ -418,6 +431,11 @@ struct telemetry_rec {
 };
 enum mamori_err store_telemetry_add(struct store *s,
                                     const struct telemetry_rec *t) MAMORI_MUST_CHECK;
+/* n rows at once (a batch): what n store_telemetry_add would do, in fewer
+ * statements. row(i, ctx, out) fills the i-th. */
+typedef void (*store_telemetry_row_fn)(size_t i, void *ctx, struct telemetry_rec *out);
+enum mamori_err store_telemetry_add_many(struct store *s, size_t n, store_telemetry_row_fn row,
+                                         void *ctx) MAMORI_MUST_CHECK;
 /* True when this exact message (device, ts, seq, digest) is stored. */
 bool store_telemetry_has(struct store *s, const char *device_id, int64_t ts, uint64_t seq,
                          const char *digest);

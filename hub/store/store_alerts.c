@@ -13,19 +13,19 @@
     "id,rule,device_id,severity,state,action,first_at,last_at,count,detail,acked_by,resolved_by,"  \
     "note"
 
-static void alert_row(sqlite3_stmt *st, void *out)
+static void alert_row(const struct db_row *st, void *out)
 {
     struct alert_rec *a = out;
     memset(a, 0, sizeof(*a));
-    a->id = sqlite3_column_int64(st, 0);
+    a->id = db_col_int(st, 0);
     db_col_text(st, 1, a->rule, sizeof(a->rule));
     db_col_text(st, 2, a->device_id, sizeof(a->device_id));
     db_col_text(st, 3, a->severity, sizeof(a->severity));
     db_col_text(st, 4, a->state, sizeof(a->state));
     db_col_text(st, 5, a->action, sizeof(a->action));
-    a->first_at = sqlite3_column_int64(st, 6);
-    a->last_at = sqlite3_column_int64(st, 7);
-    a->count = sqlite3_column_int64(st, 8);
+    a->first_at = db_col_int(st, 6);
+    a->last_at = db_col_int(st, 7);
+    a->count = db_col_int(st, 8);
     db_col_text(st, 9, a->detail, sizeof(a->detail));
     db_col_text(st, 10, a->acked_by, sizeof(a->acked_by));
     db_col_text(st, 11, a->resolved_by, sizeof(a->resolved_by));
@@ -91,7 +91,7 @@ enum mamori_err store_alerts(struct store *s, const char *state, const char *dev
         return rc;
     struct alert_rec a;
     while (db_next(&q)) {
-        alert_row(q.st, &a);
+        alert_row(&q.row, &a);
         if (!cb(&a, arg))
             break;
     }
@@ -155,14 +155,14 @@ enum mamori_err store_policy_set(struct store *s, const struct policy_rec *p, co
                    NULL);
 }
 
-static void policy_row(sqlite3_stmt *st, void *out)
+static void policy_row(const struct db_row *st, void *out)
 {
     struct policy_rec *p = out;
     memset(p, 0, sizeof(*p));
     db_col_text(st, 0, p->rule, sizeof(p->rule));
     db_col_text(st, 1, p->model, sizeof(p->model));
     db_col_text(st, 2, p->action, sizeof(p->action));
-    p->act_after = sqlite3_column_int(st, 3);
+    p->act_after = (int)db_col_int(st, 3);
 }
 
 enum mamori_err store_policy_get(struct store *s, const char *rule, const char *model,
@@ -186,7 +186,7 @@ enum mamori_err store_policies(struct store *s, bool (*cb)(const struct policy_r
         return rc;
     struct policy_rec p;
     while (db_next(&q)) {
-        policy_row(q.st, &p);
+        policy_row(&q.row, &p);
         if (!cb(&p, arg))
             break;
     }
@@ -226,11 +226,11 @@ enum mamori_err store_webhooks(struct store *s, bool (*cb)(const struct webhook_
     struct webhook_rec w;
     while (db_next(&q)) {
         memset(&w, 0, sizeof(w));
-        w.id = sqlite3_column_int64(q.st, 0);
-        db_col_text(q.st, 1, w.url, sizeof(w.url));
-        db_col_text(q.st, 2, w.secret, sizeof(w.secret));
-        db_col_text(q.st, 3, w.created_by, sizeof(w.created_by));
-        w.created_at = sqlite3_column_int64(q.st, 4);
+        w.id = db_col_int(&q.row, 0);
+        db_col_text(&q.row, 1, w.url, sizeof(w.url));
+        db_col_text(&q.row, 2, w.secret, sizeof(w.secret));
+        db_col_text(&q.row, 3, w.created_by, sizeof(w.created_by));
+        w.created_at = db_col_int(&q.row, 4);
         bool go = cb(&w, arg);
         crypto_wipe(w.secret, sizeof(w.secret));
         if (!go)
@@ -249,16 +249,16 @@ enum mamori_err store_delivery_add(struct store *s, int64_t webhook_id, int64_t 
                    NULL);
 }
 
-static void delivery_row(sqlite3_stmt *st, void *out)
+static void delivery_row(const struct db_row *st, void *out)
 {
     struct delivery_rec *d = out;
     memset(d, 0, sizeof(*d));
-    d->id = sqlite3_column_int64(st, 0);
-    d->webhook_id = sqlite3_column_int64(st, 1);
-    d->alert_id = sqlite3_column_int64(st, 2);
+    d->id = db_col_int(st, 0);
+    d->webhook_id = db_col_int(st, 1);
+    d->alert_id = db_col_int(st, 2);
     db_col_text(st, 3, d->payload, sizeof(d->payload));
-    d->tries = sqlite3_column_int(st, 4);
-    d->created_at = sqlite3_column_int64(st, 5);
+    d->tries = (int)db_col_int(st, 4);
+    d->created_at = db_col_int(st, 5);
     db_col_text(st, 6, d->url, sizeof(d->url));
     db_col_text(st, 7, d->secret, sizeof(d->secret));
 }

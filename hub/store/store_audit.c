@@ -9,12 +9,12 @@
 
 #define AUDIT_COLS "seq,ts,actor,action,target,reason,detail,prev_hash,hash"
 
-static void audit_row(sqlite3_stmt *st, void *out)
+static void audit_row(const struct db_row *st, void *out)
 {
     struct audit_rec *a = out;
     memset(a, 0, sizeof(*a));
-    a->seq = sqlite3_column_int64(st, 0);
-    a->ts = sqlite3_column_int64(st, 1);
+    a->seq = db_col_int(st, 0);
+    a->ts = db_col_int(st, 1);
     db_col_text(st, 2, a->actor, sizeof(a->actor));
     db_col_text(st, 3, a->action, sizeof(a->action));
     db_col_text(st, 4, a->target, sizeof(a->target));
@@ -56,7 +56,7 @@ enum mamori_err store_audit_list(struct store *s, int64_t after, int limit,
         return rc;
     struct audit_rec a;
     while (db_next(&q)) {
-        audit_row(q.st, &a);
+        audit_row(&q.row, &a);
         if (!cb(&a, arg))
             break;
     }

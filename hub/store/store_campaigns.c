@@ -39,27 +39,27 @@ enum mamori_err store_campaign_add(struct store *s, struct campaign_rec *c)
     "id,sha256,model,state,canary,wave,interval_s,max_fail_pct,window_start,window_end,"           \
     "waves_sent,next_wave_at,reason,note,created_by,created_at,updated_at,grp"
 
-static void campaign_row(sqlite3_stmt *st, void *out)
+static void campaign_row(const struct db_row *st, void *out)
 {
     struct campaign_rec *c = out;
     memset(c, 0, sizeof(*c));
-    c->id = sqlite3_column_int64(st, 0);
+    c->id = db_col_int(st, 0);
     db_col_text(st, 1, c->sha256, sizeof(c->sha256));
     db_col_text(st, 2, c->model, sizeof(c->model));
     db_col_text(st, 3, c->state, sizeof(c->state));
-    c->canary = sqlite3_column_int(st, 4);
-    c->wave = sqlite3_column_int(st, 5);
-    c->interval_s = sqlite3_column_int(st, 6);
-    c->max_fail_pct = sqlite3_column_int(st, 7);
-    c->window_start = sqlite3_column_int(st, 8);
-    c->window_end = sqlite3_column_int(st, 9);
-    c->waves_sent = sqlite3_column_int(st, 10);
-    c->next_wave_at = sqlite3_column_int64(st, 11);
+    c->canary = (int)db_col_int(st, 4);
+    c->wave = (int)db_col_int(st, 5);
+    c->interval_s = (int)db_col_int(st, 6);
+    c->max_fail_pct = (int)db_col_int(st, 7);
+    c->window_start = (int)db_col_int(st, 8);
+    c->window_end = (int)db_col_int(st, 9);
+    c->waves_sent = (int)db_col_int(st, 10);
+    c->next_wave_at = db_col_int(st, 11);
     db_col_text(st, 12, c->reason, sizeof(c->reason));
     db_col_text(st, 13, c->note, sizeof(c->note));
     db_col_text(st, 14, c->created_by, sizeof(c->created_by));
-    c->created_at = sqlite3_column_int64(st, 15);
-    c->updated_at = sqlite3_column_int64(st, 16);
+    c->created_at = db_col_int(st, 15);
+    c->updated_at = db_col_int(st, 16);
     db_col_text(st, 17, c->group, sizeof(c->group));
 }
 
@@ -75,7 +75,7 @@ enum mamori_err store_campaigns(struct store *s, const char *state,
         return rc;
     struct campaign_rec c;
     while (db_next(&q)) {
-        campaign_row(q.st, &c);
+        campaign_row(&q.row, &c);
         if (!cb(&c, arg))
             break;
     }
@@ -109,8 +109,8 @@ enum mamori_err store_campaign_counts(struct store *s, int64_t id, struct campai
     if (rc)
         return rc;
     while (db_next(&q)) {
-        const char *k = db_col_str(q.st, 0);
-        int v = sqlite3_column_int(q.st, 1);
+        const char *k = db_col_str(&q.row, 0);
+        int v = (int)db_col_int(&q.row, 1);
         if (strcmp(k, "pending") == 0)
             n->pending = v;
         else if (strcmp(k, "sent") == 0 || strcmp(k, "installed") == 0)
@@ -198,8 +198,8 @@ enum mamori_err store_campaign_devices(struct store *s, int64_t id,
                                   DB_ARGS(db_int(id)), &q);
     if (rc)
         return rc;
-    while (db_next(&q) && cb(db_col_str(q.st, 0), sqlite3_column_int(q.st, 1), db_col_str(q.st, 2),
-                             db_col_str(q.st, 3), arg))
+    while (db_next(&q) && cb(db_col_str(&q.row, 0), (int)db_col_int(&q.row, 1),
+                             db_col_str(&q.row, 2), db_col_str(&q.row, 3), arg))
         ;
     return db_done(&q);
 }
@@ -209,10 +209,11 @@ enum mamori_err store_campaign_devices(struct store *s, int64_t id,
 enum mamori_err store_group_set(struct store *s, const char *group, const char *device_id,
                                 bool member)
 {
-    return db_exec(s,
-                   member ? "INSERT OR IGNORE INTO device_groups(grp,device_id) VALUES(?,?)"
-                          : "DELETE FROM device_groups WHERE grp=? AND device_id=?",
-                   DB_ARGS(db_text(group), db_text(device_id)), NULL);
+    return db_exec(
+        s,
+        member ? "INSERT INTO device_groups(grp,device_id) VALUES(?,?) ON CONFLICT DO NOTHING"
+               : "DELETE FROM device_groups WHERE grp=? AND device_id=?",
+        DB_ARGS(db_text(group), db_text(device_id)), NULL);
 }
 
 enum mamori_err store_group_devices(struct store *s, const char *group,
@@ -226,7 +227,7 @@ enum mamori_err store_group_devices(struct store *s, const char *group,
                  DB_ARGS(db_text(group)), &q);
     if (rc)
         return rc;
-    while (db_next(&q) && cb(db_col_str(q.st, 0), arg))
+    while (db_next(&q) && cb(db_col_str(&q.row, 0), arg))
         ;
     return db_done(&q);
 }

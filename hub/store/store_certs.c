@@ -37,7 +37,7 @@ enum mamori_err store_ca_bundle(struct store *s, const char *model, char **pem_o
     struct dbuf d;
     dbuf_init(&d, 4 * 1024 * 1024);
     while (!rc && db_next(&q))
-        rc = dbuf_addstr(&d, db_col_str(q.st, 0));
+        rc = dbuf_addstr(&d, db_col_str(&q.row, 0));
     enum mamori_err step = db_done(&q);
     if (!rc)
         rc = step;
@@ -58,8 +58,8 @@ store_ca_list(struct store *s,
         s, "SELECT model,kind,fingerprint,subject FROM trust_cas ORDER BY id", DB_NO_ARGS, &q);
     if (rc)
         return rc;
-    while (db_next(&q) && cb(db_col_str(q.st, 0), db_col_str(q.st, 1), db_col_str(q.st, 2),
-                             db_col_str(q.st, 3), arg))
+    while (db_next(&q) && cb(db_col_str(&q.row, 0), db_col_str(&q.row, 1), db_col_str(&q.row, 2),
+                             db_col_str(&q.row, 3), arg))
         ;
     return db_done(&q);
 }
@@ -123,8 +123,8 @@ enum mamori_err store_revoked_certs(struct store *s,
                  DB_NO_ARGS, &q);
     if (rc)
         return rc;
-    while (db_next(&q) && cb(db_col_str(q.st, 0), sqlite3_column_int64(q.st, 1),
-                             strcmp(db_col_str(q.st, 2), "decommissioned") == 0, arg))
+    while (db_next(&q) && cb(db_col_str(&q.row, 0), db_col_int(&q.row, 1),
+                             strcmp(db_col_str(&q.row, 2), "decommissioned") == 0, arg))
         ;
     return db_done(&q);
 }
@@ -139,7 +139,8 @@ enum mamori_err store_device_certs(struct store *s,
         s, "SELECT id, state, cert_pem FROM devices ORDER BY id LIMIT 1000000", DB_NO_ARGS, &q);
     if (rc)
         return rc;
-    while (db_next(&q) && cb(db_col_str(q.st, 0), db_col_str(q.st, 1), db_col_str(q.st, 2), arg))
+    while (db_next(&q) &&
+           cb(db_col_str(&q.row, 0), db_col_str(&q.row, 1), db_col_str(&q.row, 2), arg))
         ;
     return db_done(&q);
 }

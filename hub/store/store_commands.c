@@ -10,7 +10,7 @@
 
 #define CMD_COLS "id,device_id,type,args,issued_by,issued_at,expires_at,status,result,updated_at"
 
-static void cmd_row(sqlite3_stmt *st, void *out)
+static void cmd_row(const struct db_row *st, void *out)
 {
     struct command_rec *c = out;
     memset(c, 0, sizeof(*c));
@@ -19,11 +19,11 @@ static void cmd_row(sqlite3_stmt *st, void *out)
     db_col_text(st, 2, c->type, sizeof(c->type));
     db_col_text(st, 3, c->args, sizeof(c->args));
     db_col_text(st, 4, c->issued_by, sizeof(c->issued_by));
-    c->issued_at = sqlite3_column_int64(st, 5);
-    c->expires_at = sqlite3_column_int64(st, 6);
+    c->issued_at = db_col_int(st, 5);
+    c->expires_at = db_col_int(st, 6);
     db_col_text(st, 7, c->status, sizeof(c->status));
     db_col_text(st, 8, c->result, sizeof(c->result));
-    c->updated_at = sqlite3_column_int64(st, 9);
+    c->updated_at = db_col_int(st, 9);
 }
 
 enum mamori_err store_command_add(struct store *s, const struct command_rec *c)
@@ -65,7 +65,7 @@ enum mamori_err store_command_list(struct store *s, const char *device_id, bool 
         return rc;
     struct command_rec c;
     while (db_next(&q)) {
-        cmd_row(q.st, &c);
+        cmd_row(&q.row, &c);
         if (!cb(&c, arg))
             break;
     }

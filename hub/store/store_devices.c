@@ -10,27 +10,27 @@
 
 #include "hub/store/store_priv.h"
 
-void store_device_row(sqlite3_stmt *st, void *out)
+void store_device_row(const struct db_row *st, void *out)
 {
     struct device_rec *d = out;
     memset(d, 0, sizeof(*d));
     db_col_text(st, 0, d->id, sizeof(d->id));
     db_col_text(st, 1, d->model, sizeof(d->model));
     db_col_text(st, 2, d->state, sizeof(d->state));
-    d->owner_id = sqlite3_column_int64(st, 3);
+    d->owner_id = db_col_int(st, 3);
     db_col_text(st, 4, d->owner_name, sizeof(d->owner_name));
     db_col_text(st, 5, d->cert_fp, sizeof(d->cert_fp));
     db_col_text(st, 6, d->cert_serial, sizeof(d->cert_serial));
-    d->cert_not_after = sqlite3_column_int64(st, 7);
-    d->created_at = sqlite3_column_int64(st, 8);
-    d->updated_at = sqlite3_column_int64(st, 9);
-    d->claimed_at = sqlite3_column_int64(st, 10);
-    d->last_seen = sqlite3_column_int64(st, 11);
-    d->online = sqlite3_column_int(st, 12) != 0;
-    d->hb_interval = sqlite3_column_int(st, 13);
+    d->cert_not_after = db_col_int(st, 7);
+    d->created_at = db_col_int(st, 8);
+    d->updated_at = db_col_int(st, 9);
+    d->claimed_at = db_col_int(st, 10);
+    d->last_seen = db_col_int(st, 11);
+    d->online = (int)db_col_int(st, 12) != 0;
+    d->hb_interval = (int)db_col_int(st, 13);
     db_col_text(st, 14, d->cert_next_fp, sizeof(d->cert_next_fp));
-    d->cert_rotated_at = sqlite3_column_int64(st, 15);
-    d->rotate_asked_at = sqlite3_column_int64(st, 16);
+    d->cert_rotated_at = db_col_int(st, 15);
+    d->rotate_asked_at = db_col_int(st, 16);
     db_col_text(st, 17, d->fw_version, sizeof(d->fw_version));
 }
 
@@ -78,15 +78,19 @@ enum mamori_err store_device_list(struct store *s, int64_t owner_id, const char 
                             DB_ARGS(db_text(from), db_int(owner_id), db_int(limit)), &q)
                  : db_query(s, "SELECT " DEV_COLS DEV_FROM "WHERE d.id>? ORDER BY d.id LIMIT ?",
                             DB_ARGS(db_text(from), db_int(limit)), &q);
-    if (rc)
-        return rc;
+    return rc ? rc : store_device_each(&q, cb, arg);
+}
+
+enum mamori_err store_device_each(struct db_rows *q, bool (*cb)(const struct device_rec *, void *),
+                                  void *arg)
+{
     struct device_rec d;
-    while (db_next(&q)) {
-        store_device_row(q.st, &d);
+    while (db_next(q)) {
+        store_device_row(&q->row, &d);
         if (!cb(&d, arg))
             break;
     }
-    return db_done(&q);
+    return db_done(q);
 }
 
 int64_t store_device_count(struct store *s)
@@ -151,7 +155,7 @@ enum mamori_err store_devices_on(struct store *s, const char *model, const char 
                                   DB_ARGS(db_text(model), db_text(fw_version)), &q);
     if (rc)
         return rc;
-    while (db_next(&q) && cb(db_col_str(q.st, 0), arg))
+    while (db_next(&q) && cb(db_col_str(&q.row, 0), arg))
         ;
     return db_done(&q);
 }
@@ -216,15 +220,15 @@ enum mamori_err store_status_set(struct store *s, const struct status_rec *r)
         MAMORI_ERR_STATE);
 }
 
-static void status_row(sqlite3_stmt *st, void *out)
+static void status_row(const struct db_row *st, void *out)
 {
     struct status_rec *r = out;
     db_col_text(st, 0, r->device_id, sizeof(r->device_id));
     db_col_text(st, 1, r->token, sizeof(r->token));
     db_col_text(st, 2, r->claims, sizeof(r->claims));
-    r->iat = sqlite3_column_int64(st, 3);
-    r->exp = sqlite3_column_int64(st, 4);
-    r->received_at = sqlite3_column_int64(st, 5);
+    r->iat = db_col_int(st, 3);
+    r->exp = db_col_int(st, 4);
+    r->received_at = db_col_int(st, 5);
 }
 
 enum mamori_err store_status_get(struct store *s, const char *id, struct status_rec *out)

@@ -18,11 +18,11 @@ enum mamori_err store_event_add(struct store *s, int64_t ts, const char *device_
                    NULL);
 }
 
-static void event_row(sqlite3_stmt *st, struct event_rec *e)
+static void event_row(const struct db_row *st, struct event_rec *e)
 {
     memset(e, 0, sizeof(*e));
-    e->id = sqlite3_column_int64(st, 0);
-    e->ts = sqlite3_column_int64(st, 1);
+    e->id = db_col_int(st, 0);
+    e->ts = db_col_int(st, 1);
     db_col_text(st, 2, e->device_id, sizeof(e->device_id));
     db_col_text(st, 3, e->kind, sizeof(e->kind));
     db_col_text(st, 4, e->severity, sizeof(e->severity));
@@ -45,7 +45,7 @@ enum mamori_err store_event_list(struct store *s, const char *device_id, int64_t
         return rc;
     struct event_rec e;
     while (db_next(&q)) {
-        event_row(q.st, &e);
+        event_row(&q.row, &e);
         if (!cb(&e, arg))
             break;
     }

@@ -32,8 +32,8 @@ enum mamori_err store_fw_roots(struct store *s, bool (*cb)(uint64_t, int64_t, co
         db_query(s, "SELECT version,expires,doc FROM fw_roots ORDER BY version", DB_NO_ARGS, &q);
     if (rc)
         return rc;
-    while (db_next(&q) && cb((uint64_t)sqlite3_column_int64(q.st, 0), sqlite3_column_int64(q.st, 1),
-                             db_col_str(q.st, 2), arg))
+    while (db_next(&q) &&
+           cb((uint64_t)db_col_int(&q.row, 0), db_col_int(&q.row, 1), db_col_str(&q.row, 2), arg))
         ;
     return db_done(&q);
 }
@@ -57,21 +57,21 @@ enum mamori_err store_fw_release_add(struct store *s, const struct fw_release_re
     "coalesce(image_at,0),coalesce(retired_at,0),coalesce(retire_reason,'')"
 
 /* r->doc points into the row: valid until the next step. */
-static void fw_row(sqlite3_stmt *st, struct fw_release_rec *r)
+static void fw_row(const struct db_row *st, struct fw_release_rec *r)
 {
     memset(r, 0, sizeof(*r));
     db_col_text(st, 0, r->sha256, sizeof(r->sha256));
     db_col_text(st, 1, r->model, sizeof(r->model));
     db_col_text(st, 2, r->fw_version, sizeof(r->fw_version));
-    r->security_version = (uint64_t)sqlite3_column_int64(st, 3);
-    r->floor = (uint64_t)sqlite3_column_int64(st, 4);
-    r->size = (uint64_t)sqlite3_column_int64(st, 5);
-    r->expires = sqlite3_column_int64(st, 6);
+    r->security_version = (uint64_t)db_col_int(st, 3);
+    r->floor = (uint64_t)db_col_int(st, 4);
+    r->size = (uint64_t)db_col_int(st, 5);
+    r->expires = db_col_int(st, 6);
     r->doc = db_col_str(st, 7);
     db_col_text(st, 8, r->added_by, sizeof(r->added_by));
-    r->added_at = sqlite3_column_int64(st, 9);
-    r->image_at = sqlite3_column_int64(st, 10);
-    r->retired_at = sqlite3_column_int64(st, 11);
+    r->added_at = db_col_int(st, 9);
+    r->image_at = db_col_int(st, 10);
+    r->retired_at = db_col_int(st, 11);
     db_col_text(st, 12, r->retire_reason, sizeof(r->retire_reason));
 }
 
@@ -88,7 +88,7 @@ enum mamori_err store_fw_release_get(struct store *s, const char *sha256,
         return rc;
     bool found = db_next(&q);
     if (found) {
-        fw_row(q.st, out);
+        fw_row(&q.row, out);
         if (doc_out && !(*doc_out = strdup(out->doc)))
             rc = MAMORI_ERR_NOMEM;
         out->doc = NULL;
@@ -121,7 +121,7 @@ enum mamori_err store_fw_releases(struct store *s, const char *model,
         return rc;
     struct fw_release_rec rec;
     while (db_next(&q)) {
-        fw_row(q.st, &rec);
+        fw_row(&q.row, &rec);
         if (!cb(&rec, arg))
             break;
     }
@@ -161,12 +161,12 @@ struct token_row {
     int64_t expires_at;
 };
 
-static void token_row(sqlite3_stmt *st, void *out)
+static void token_row(const struct db_row *st, void *out)
 {
     struct token_row *t = out;
     db_col_text(st, 0, t->device_id, sizeof(t->device_id));
     db_col_text(st, 1, t->sha256, sizeof(t->sha256));
-    t->expires_at = sqlite3_column_int64(st, 2);
+    t->expires_at = db_col_int(st, 2);
 }
 
 enum mamori_err store_update_token_get(struct store *s, const char *token_hash, char device_id[24],
@@ -195,17 +195,17 @@ enum mamori_err store_advisory_add(struct store *s, struct advisory_rec *a)
                      &a->id);
 }
 
-static void advisory_row(sqlite3_stmt *st, struct advisory_rec *a)
+static void advisory_row(const struct db_row *st, struct advisory_rec *a)
 {
     memset(a, 0, sizeof(*a));
-    a->id = sqlite3_column_int64(st, 0);
+    a->id = db_col_int(st, 0);
     db_col_text(st, 1, a->model, sizeof(a->model));
     db_col_text(st, 2, a->title, sizeof(a->title));
     db_col_text(st, 3, a->severity, sizeof(a->severity));
     db_col_text(st, 4, a->affected, sizeof(a->affected));
     db_col_text(st, 5, a->fixed_version, sizeof(a->fixed_version));
     db_col_text(st, 6, a->published_by, sizeof(a->published_by));
-    a->published_at = sqlite3_column_int64(st, 7);
+    a->published_at = db_col_int(st, 7);
 }
 
 enum mamori_err store_advisories(struct store *s, const char *model,
@@ -221,7 +221,7 @@ enum mamori_err store_advisories(struct store *s, const char *model,
         return rc;
     struct advisory_rec a;
     while (db_next(&q)) {
-        advisory_row(q.st, &a);
+        advisory_row(&q.row, &a);
         if (!cb(&a, arg))
             break;
     }

@@ -23,16 +23,16 @@ enum mamori_err store_transfer_put(struct store *s, const struct transfer_rec *t
                    NULL);
 }
 
-static void transfer_row(sqlite3_stmt *st, void *out)
+static void transfer_row(const struct db_row *st, void *out)
 {
     struct transfer_rec *t = out;
     memset(t, 0, sizeof(*t));
     db_col_text(st, 0, t->device_id, sizeof(t->device_id));
     db_col_text(st, 1, t->code_hash, sizeof(t->code_hash));
-    t->from_user = sqlite3_column_int64(st, 2);
+    t->from_user = db_col_int(st, 2);
     db_col_text(st, 3, t->data, sizeof(t->data));
-    t->created_at = sqlite3_column_int64(st, 4);
-    t->expires_at = sqlite3_column_int64(st, 5);
+    t->created_at = db_col_int(st, 4);
+    t->expires_at = db_col_int(st, 5);
 }
 
 enum mamori_err store_transfer_find(struct store *s, const char *device_id, const char *code_hash,
@@ -70,8 +70,8 @@ enum mamori_err store_exports(struct store *s, int64_t user_id, int64_t id,
                                   DB_ARGS(db_int(user_id), db_int(id)), &q);
     if (rc)
         return rc;
-    while (db_next(&q) && cb(sqlite3_column_int64(q.st, 0), db_col_str(q.st, 1),
-                             sqlite3_column_int64(q.st, 2), db_col_str(q.st, 3), arg))
+    while (db_next(&q) && cb(db_col_int(&q.row, 0), db_col_str(&q.row, 1), db_col_int(&q.row, 2),
+                             db_col_str(&q.row, 3), arg))
         ;
     return db_done(&q);
 }

@@ -1,6 +1,7 @@
 /*
- * hub/store/store_sqlite.c - the SQLite backend of store.h: the database
- * itself and the statement helpers of store_priv.h.
+ * hub/store/store_sqlite.c - the SQLite engine of store.h (the embedded
+ * default): the database file, its migrations and the driver the helpers
+ * of store_priv.h run on (store_db.c).
  *
  * WAL journal with synchronous=FULL, so a COMMIT that returned is on disk
  * (kill -9 or power loss loses nothing committed; T10-L3b). secure_delete
@@ -10,17 +11,9 @@
  * The audit table is append-only at the SQL level too (triggers refuse
  * UPDATE and DELETE); tampering below SQL is caught by the hash chain.
  *
- * The entities live in their own files: store_users.c (accounts, sessions,
- * throttles), store_devices.c (registry, groups, security status),
- * store_certs.c (trust anchors, device certificates, rotation),
- * store_events.c, store_audit.c, store_telemetry.c (schemas, streams,
- * telemetry, retention), store_commands.c, store_firmware.c (roots,
- * releases, download tokens, advisories, support), store_campaigns.c,
- * store_alerts.c (alerts, policies, webhooks, deliveries) and
- * store_owners.c (transfers, exports). What stays here besides the
- * database is what spans several of them: deleting an account, erasing a
- * device's data, and the rotation policy's query (docs/threat-matrix.md
- * names them in this file).
+ * The entities live in their own files (store_users.c, store_devices.c,
+ * ...; see store.h); the helpers and transactions are in store_db.c, what
+ * spans several entities in store_span.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,10 +164,9 @@ static const char *const MIGRATIONS[] = {
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
-/* --- statement helpers (store_priv.h) ------------------------------------- */
+/* --- statements ------------------------------------------------------------ */
 
 #define NOT_STEPPED (-1) /* db_rows.r before the first step */
-
 static enum mamori_err bind_args(struct store *s, sqlite3_stmt *st, const struct db_arg *args,
                                  int n)
 {
@@ -228,7 +220,7 @@ enum mamori_err db_err(struct store *s, int r)
     return MAMORI_ERR_DB;
 }
 
-enum mamori_err db_script(struct store *s, const char *sql)
+static enum mamori_err sq_script(struct store *s, const char *sql)
 {
     char *err = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &err) != SQLITE_OK) {
@@ -239,12 +231,10 @@ enum mamori_err db_script(struct store *s, const char *sql)
     return MAMORI_OK;
 }
 
-enum mamori_err db_exec(struct store *s, const char *sql, const struct db_arg *args, int n,
-                        int64_t *changes)
+static enum mamori_err sq_exec(struct store *s, const char *sql, const struct db_arg *args, int n,
+                               int64_t *changes, int64_t *rowid)
 {
     sqlite3_stmt *st;
-    if (changes)
-        *changes = 0;
     enum mamori_err rc = db_prepare(s, sql, args, n, &st);
     if (rc)
         return rc;
@@ -252,245 +242,83 @@ enum mamori_err db_exec(struct store *s, const char *sql, const struct db_arg *a
     rc = r == SQLITE_DONE ? MAMORI_OK : db_err(s, r);
     if (!rc && changes)
         *changes = sqlite3_changes(s->db);
+    if (!rc && rowid)
+        *rowid = sqlite3_last_insert_rowid(s->db);
     db_stmt_put(s, st);
     return rc;
 }
 
-enum mamori_err db_exec_one(struct store *s, const char *sql, const struct db_arg *args, int n,
-                            enum mamori_err if_not)
+static enum mamori_err sq_query(struct store *s, const char *sql, const struct db_arg *args, int n,
+                                struct db_rows *q)
 {
-    int64_t changed;
-    enum mamori_err rc = db_exec(s, sql, args, n, &changed);
-    return rc ? rc : changed == 1 ? MAMORI_OK : if_not;
-}
-
-enum mamori_err db_insert(struct store *s, const char *sql, const struct db_arg *args, int n,
-                          int64_t *rowid)
-{
-    if (rowid)
-        *rowid = 0;
-    enum mamori_err rc = db_exec(s, sql, args, n, NULL);
-    if (!rc && rowid)
-        *rowid = sqlite3_last_insert_rowid(s->db);
-    return rc;
-}
-
-enum mamori_err db_query(struct store *s, const char *sql, const struct db_arg *args, int n,
-                         struct db_rows *q)
-{
-    q->s = s;
     q->r = NOT_STEPPED;
-    return db_prepare(s, sql, args, n, &q->st);
+    return db_prepare(s, sql, args, n, &q->row.st);
 }
 
-bool db_next(struct db_rows *q)
+static bool sq_next(struct db_rows *q)
 {
     /* never past the end: a finished statement would start over */
     if (q->r != NOT_STEPPED && q->r != SQLITE_ROW)
         return false;
-    q->r = sqlite3_step(q->st);
+    q->r = sqlite3_step(q->row.st);
     return q->r == SQLITE_ROW;
 }
 
-enum mamori_err db_done(struct db_rows *q)
+static enum mamori_err sq_done(struct db_rows *q)
 {
     enum mamori_err rc = MAMORI_OK;
     if (q->r != NOT_STEPPED && q->r != SQLITE_ROW && q->r != SQLITE_DONE)
         rc = db_err(q->s, q->r);
-    db_stmt_put(q->s, q->st);
-    q->st = NULL;
+    db_stmt_put(q->s, q->row.st);
+    q->row.st = NULL;
     return rc;
 }
 
-enum mamori_err db_one(struct store *s, const char *sql, const struct db_arg *args, int n,
-                       db_fill_fn fill, void *out, size_t size)
+static bool sq_col_null(const struct db_row *r, int col)
 {
-    struct db_rows q;
-    enum mamori_err rc = db_query(s, sql, args, n, &q);
-    memset(out, 0, size); /* after binding: an argument may point into out */
-    if (rc)
-        return rc;
-    bool found = db_next(&q);
-    if (found)
-        fill(q.st, out);
-    rc = db_done(&q);
-    if (!rc && !found)
-        rc = MAMORI_ERR_NOTFOUND;
-    if (rc)
-        memset(out, 0, size);
-    return rc;
+    return sqlite3_column_type(r->st, col) == SQLITE_NULL;
 }
 
-static void fill_int(sqlite3_stmt *st, void *out)
+static int64_t sq_col_int(const struct db_row *r, int col)
 {
-    *(int64_t *)out = sqlite3_column_int64(st, 0);
+    return sqlite3_column_int64(r->st, col);
 }
 
-enum mamori_err db_one_int(struct store *s, const char *sql, const struct db_arg *args, int n,
-                           int64_t *out)
+static const char *sq_col_str(const struct db_row *r, int col, size_t *len)
 {
-    return db_one(s, sql, args, n, fill_int, out, sizeof(*out));
+    const char *t = (const char *)sqlite3_column_text(r->st, col);
+    *len = t ? (size_t)sqlite3_column_bytes(r->st, col) : 0;
+    return t;
 }
 
-enum mamori_err db_one_text(struct store *s, const char *sql, const struct db_arg *args, int n,
-                            char *out, size_t outlen)
+static const void *sq_col_blob(const struct db_row *r, int col, size_t *len)
 {
-    struct db_rows q;
-    enum mamori_err rc = db_query(s, sql, args, n, &q);
-    memset(out, 0, outlen); /* after binding: an argument may point into out */
-    if (rc)
-        return rc;
-    bool found = db_next(&q);
-    if (found)
-        db_col_text(q.st, 0, out, outlen);
-    rc = db_done(&q);
-    if (!rc && !found)
-        rc = MAMORI_ERR_NOTFOUND;
-    if (rc)
-        memset(out, 0, outlen);
-    return rc;
+    const void *b = sqlite3_column_blob(r->st, col);
+    int n = b ? sqlite3_column_bytes(r->st, col) : 0;
+    *len = n > 0 ? (size_t)n : 0;
+    return b;
 }
 
-enum mamori_err db_one_dup(struct store *s, const char *sql, const struct db_arg *args, int n,
-                           char **out)
+static bool sq_in_transaction(struct store *s)
 {
-    struct db_rows q;
-    *out = NULL;
-    enum mamori_err rc = db_query(s, sql, args, n, &q);
-    if (rc)
-        return rc;
-    const char *t = db_next(&q) ? db_col_str(q.st, 0) : NULL;
-    if (!t)
-        rc = MAMORI_ERR_NOTFOUND; /* no row, or a NULL column */
-    else if (!(*out = strdup(t)))
-        rc = MAMORI_ERR_NOMEM;
-    enum mamori_err step = db_done(&q);
-    if (step)
-        rc = step;
-    if (rc) {
-        free(*out);
-        *out = NULL;
-    }
-    return rc;
+    return !sqlite3_get_autocommit(s->db);
 }
 
-enum mamori_err db_many(struct store *s, const char *sql, const struct db_arg *args, int n,
-                        db_fill_fn fill, void *out, size_t size, size_t max, size_t *count)
+/* After the outermost commit: secure_delete zeroes what is erased in the
+ * database; the WAL still holds the pages as they were written before,
+ * until a checkpoint resets it. Once: another reader may keep it from
+ * completing. */
+static void sq_committed(struct store *s)
 {
-    struct db_rows q;
-    *count = 0;
-    enum mamori_err rc = db_query(s, sql, args, n, &q);
-    if (rc)
-        return rc;
-    while (*count < max && db_next(&q)) {
-        fill(q.st, (char *)out + *count * size);
-        (*count)++;
-    }
-    rc = db_done(&q);
-    if (rc)
-        *count = 0;
-    return rc;
-}
-
-void db_col_text(sqlite3_stmt *st, int col, char *out, size_t outlen)
-{
-    if (!outlen)
+    if (!s->erased)
         return;
-    const unsigned char *t = sqlite3_column_text(st, col);
-    size_t n = t ? (size_t)sqlite3_column_bytes(st, col) : 0;
-    if (n >= outlen)
-        n = outlen - 1;
-    if (n)
-        memcpy(out, t, n);
-    out[n] = '\0';
+    s->erased = false;
+    if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) != SQLITE_OK)
+        log_warn("sqlite checkpoint: %s; the WAL holds erased rows until the next one",
+                 sqlite3_errmsg(s->db));
 }
 
-void db_fill_id(sqlite3_stmt *st, void *out)
-{
-    db_col_text(st, 0, out, 24);
-}
-
-/* --- the database ---------------------------------------------------------- */
-
-int store_schema_version(struct store *s)
-{
-    int64_t v;
-    return db_one_int(s, "PRAGMA user_version", DB_NO_ARGS, &v) ? -1 : (int)v;
-}
-
-static enum mamori_err migrate(struct store *s)
-{
-    int v = store_schema_version(s);
-    if (v < 0)
-        return MAMORI_ERR_DB;
-    if (v > N_MIGRATIONS) {
-        log_err("database schema %d is newer than this binary (%d)", v, N_MIGRATIONS);
-        return MAMORI_ERR_STATE;
-    }
-    for (int i = v; i < N_MIGRATIONS; i++) {
-        char pragma[64];
-        snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%d;", i + 1);
-        if (db_script(s, "BEGIN IMMEDIATE"))
-            return MAMORI_ERR_DB;
-        if (db_script(s, MIGRATIONS[i]) || db_script(s, pragma)) {
-            (void)db_script(s, "ROLLBACK");
-            return MAMORI_ERR_DB;
-        }
-        if (db_script(s, "COMMIT"))
-            return MAMORI_ERR_DB;
-        log_info("database migrated to schema %d", i + 1);
-    }
-    return MAMORI_OK;
-}
-
-enum mamori_err store_open(const char *path, struct store **out)
-{
-    *out = NULL;
-    struct store *s = calloc(1, sizeof(*s));
-    if (!s)
-        return MAMORI_ERR_NOMEM;
-    if (sqlite3_open_v2(path, &s->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK)
-        goto out_fail;
-    sqlite3_busy_timeout(s->db, 5000);
-    if (!(s->path = strdup(path)))
-        goto out_fail;
-    /* cache_size: a batch of device messages dirties an index page and a
-     * stream_state page per device in it; the cache holds them without
-     * spilling mid-transaction. Checkpoints run beside the writer
-     * (store_checkpoint, the hub's job); the connection's own, inside a
-     * commit, only past 16,384 pages (64 MiB), for a process without that
-     * job. */
-    if (db_script(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-                     "PRAGMA secure_delete=ON; PRAGMA cache_size=-16384;"
-                     "PRAGMA wal_autocheckpoint=16384;"))
-        goto out_fail;
-    if (migrate(s))
-        goto out_fail;
-    *out = s;
-    return MAMORI_OK;
-out_fail:
-    log_err("cannot open database %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "?");
-    db_stmt_clear(s);
-    sqlite3_close(s->db);
-    free(s->path);
-    free(s);
-    return MAMORI_ERR_DB;
-}
-
-void store_close(struct store *s)
-{
-    if (!s)
-        return;
-    db_stmt_clear(s);
-    sqlite3_close(s->ckpt);
-    sqlite3_close(s->db);
-    free(s->path);
-    free(s);
-}
-
-enum mamori_err store_checkpoint(struct store *s)
+static enum mamori_err sq_checkpoint(struct store *s)
 {
     if (!s->ckpt && sqlite3_open_v2(s->path, &s->ckpt, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                                     NULL) != SQLITE_OK) {
@@ -509,154 +337,95 @@ enum mamori_err store_checkpoint(struct store *s)
     return MAMORI_OK;
 }
 
-/* Transactions nest: the outermost is BEGIN IMMEDIATE ... COMMIT, the
- * ones inside it are savepoints, which become durable only with the
- * outermost commit. depth follows SQLite's own view (a failed COMMIT
- * leaves the transaction open for the caller's rollback). */
-enum mamori_err store_begin(struct store *s)
+static void sq_close(struct store *s)
 {
-    if (sqlite3_get_autocommit(s->db))
-        s->depth = 0;
-    enum mamori_err rc = s->depth ? db_exec(s, "SAVEPOINT nested", DB_NO_ARGS, NULL)
-                                  : db_exec(s, "BEGIN IMMEDIATE", DB_NO_ARGS, NULL);
-    if (!rc)
-        s->depth++;
-    return rc;
+    db_stmt_clear(s);
+    sqlite3_close(s->ckpt);
+    sqlite3_close(s->db);
+    free(s->path);
+    s->ckpt = s->db = NULL;
+    s->path = NULL;
 }
 
-enum mamori_err store_commit(struct store *s)
+static int sq_schema_version(struct store *s)
 {
-    if (s->depth == 0)
-        return MAMORI_ERR_INTERNAL; /* nothing begun */
-    enum mamori_err rc = s->depth > 1 ? db_exec(s, "RELEASE nested", DB_NO_ARGS, NULL)
-                                      : db_exec(s, "COMMIT", DB_NO_ARGS, NULL);
-    if (!rc)
-        s->depth--;
-    if (!rc && s->depth == 0 && s->erased) {
-        /* secure_delete zeroes what is erased in the database; the WAL still
-         * holds the pages as they were written before, until a checkpoint
-         * resets it. Once: another reader may keep it from completing. */
-        s->erased = false;
-        if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) !=
-            SQLITE_OK)
-            log_warn("sqlite checkpoint: %s; the WAL holds erased rows until the next one",
-                     sqlite3_errmsg(s->db));
-    }
-    return rc;
-}
-
-void store_rollback(struct store *s)
-{
-    if (s->depth == 0)
-        return;
-    if (s->depth == 1)
-        s->erased = false;
-    if (s->depth > 1)
-        (void)db_script(s, "ROLLBACK TO nested; RELEASE nested");
-    else
-        (void)db_script(s, "ROLLBACK");
-    s->depth--;
-}
-
-void store_abort(struct store *s)
-{
-    s->erased = false;
-    if (!sqlite3_get_autocommit(s->db))
-        (void)db_script(s, "ROLLBACK");
-    s->depth = 0;
-}
-
-bool store_in_transaction(struct store *s)
-{
-    return !sqlite3_get_autocommit(s->db);
-}
-
-enum mamori_err store_meta_get(struct store *s, const char *key, char *out, size_t outlen)
-{
-    return db_one_text(s, "SELECT value FROM meta WHERE key=?", DB_ARGS(db_text(key)), out, outlen);
-}
-
-enum mamori_err store_meta_set(struct store *s, const char *key, const char *value)
-{
-    return db_exec(s,
-                   "INSERT INTO meta(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET "
-                   "value=excluded.value",
-                   DB_ARGS(db_text(key), db_text(value)), NULL);
-}
-
-int64_t store_scalar(struct store *s, const char *sql, const char *arg)
-{
-    const struct db_arg a = db_text(arg);
     int64_t v;
-    return db_one_int(s, sql, &a, arg ? 1 : 0, &v) ? -1 : v;
+    return db_one_int(s, "PRAGMA user_version", DB_NO_ARGS, &v) ? -1 : (int)v;
 }
 
-/* --- what spans several entities ------------------------------------------ */
+const struct db_driver db_sqlite_driver = {
+    .name = "sqlite",
+    .query = sq_query,
+    .next = sq_next,
+    .done = sq_done,
+    .exec = sq_exec,
+    .script = sq_script,
+    .in_transaction = sq_in_transaction,
+    .begin_sql = "BEGIN IMMEDIATE",
+    .rows_max = 1,
+    .committed = sq_committed,
+    .checkpoint = sq_checkpoint,
+    .close = sq_close,
+    .schema_version = sq_schema_version,
+    .col_null = sq_col_null,
+    .col_int = sq_col_int,
+    .col_str = sq_col_str,
+    .col_blob = sq_col_blob,
+};
 
-enum mamori_err store_user_delete(struct store *s, int64_t id, int64_t now)
+/* --- the database ---------------------------------------------------------- */
+
+/* Runs the migrations this file has not had, each in its own transaction;
+ * the version is read inside it, so processes opening a new file together
+ * migrate it once. */
+static enum mamori_err migrate(struct store *s)
 {
-    /* Everything that is the account's; a device still owned by it fails
-     * the last statement (foreign key) and the caller rolls back. */
-    static const char *const SQL[] = {
-        "DELETE FROM sessions WHERE user_id=?1",
-        "DELETE FROM exports WHERE user_id=?1",
-        "DELETE FROM transfers WHERE from_user=?1",
-        "DELETE FROM throttle WHERE key IN ('claim:'||?1, 'transfer:'||?1, "
-        "  'u:'||(SELECT name FROM users WHERE id=?1))",
-        "INSERT OR IGNORE INTO retired_names(name,retired_at) SELECT name,?2 FROM users WHERE "
-        "id=?1",
-        "DELETE FROM users WHERE id=?1",
-    };
-    int64_t n = 0;
-    for (size_t i = 0; i < sizeof(SQL) / sizeof(SQL[0]); i++) {
-        enum mamori_err rc = db_exec(s, SQL[i], DB_ARGS(db_int(id), db_int(now)), &n);
-        if (rc)
-            return rc == MAMORI_ERR_EXISTS ? MAMORI_ERR_STATE : rc;
+    for (;;) {
+        if (sq_script(s, "BEGIN IMMEDIATE"))
+            return MAMORI_ERR_DB;
+        int v = sq_schema_version(s);
+        if (v < 0 || v >= N_MIGRATIONS) {
+            (void)sq_script(s, v == N_MIGRATIONS ? "COMMIT" : "ROLLBACK");
+            if (v > N_MIGRATIONS)
+                log_err("database schema %d is newer than this binary (%d)", v, N_MIGRATIONS);
+            return v < 0 ? MAMORI_ERR_DB : v > N_MIGRATIONS ? MAMORI_ERR_STATE : MAMORI_OK;
+        }
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%d;", v + 1);
+        if (sq_script(s, MIGRATIONS[v]) || sq_script(s, pragma)) {
+            (void)sq_script(s, "ROLLBACK");
+            return MAMORI_ERR_DB;
+        }
+        if (sq_script(s, "COMMIT"))
+            return MAMORI_ERR_DB;
+        log_info("database migrated to schema %d", v + 1);
     }
-    s->erased = true;
-    return n == 1 ? MAMORI_OK : MAMORI_ERR_NOTFOUND;
 }
 
-enum mamori_err store_device_data_erase(struct store *s, const char *id, const char *cancel_by)
+enum mamori_err db_sqlite_open(struct store *s, const char *path)
 {
-    static const char *const SQL[] = {
-        "DELETE FROM telemetry WHERE device_id=?1",
-        "DELETE FROM events WHERE device_id=?1",
-        "DELETE FROM commands WHERE device_id=?1 AND (status<>'pending' OR (?2 IS NOT NULL AND "
-        "issued_by=?2))",
-    };
-    for (size_t i = 0; i < sizeof(SQL) / sizeof(SQL[0]); i++) {
-        enum mamori_err rc = db_exec(s, SQL[i], DB_ARGS(db_text(id), db_text(cancel_by)), NULL);
-        if (rc)
-            return rc;
-    }
-    s->erased = true;
+    s->drv = &db_sqlite_driver;
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
+        goto out_fail;
+    sqlite3_busy_timeout(s->db, 5000);
+    if (!(s->path = strdup(path)))
+        goto out_fail;
+    /* cache_size: a batch of device messages dirties an index page and a
+     * stream_state page per device in it; the cache holds them without
+     * spilling mid-transaction. Checkpoints run beside the writer
+     * (store_checkpoint, the hub's job); the connection's own, inside a
+     * commit, only past 16,384 pages (64 MiB), for a process without that
+     * job. */
+    if (sq_script(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                     "PRAGMA secure_delete=ON; PRAGMA cache_size=-16384;"
+                     "PRAGMA wal_autocheckpoint=16384;"))
+        goto out_fail;
+    if (migrate(s))
+        goto out_fail;
     return MAMORI_OK;
-}
-
-/* The rotation policy's query (hub/device/rotation.c); the rest of certificate
- * rotation is in store_certs.c. */
-enum mamori_err store_device_rotation_due(struct store *s, int64_t now, int64_t renew_s,
-                                          int64_t max_age_s, int64_t retry_s, int limit,
-                                          bool (*cb)(const struct device_rec *, void *), void *arg)
-{
-    struct db_rows q;
-    enum mamori_err rc = db_query(
-        s,
-        "SELECT " DEV_COLS DEV_FROM
-        "WHERE d.state='active' AND coalesce(d.rotate_asked_at,0) <= ?1 - ?4"
-        " AND (d.cert_not_after <= ?1 + ?2 OR (?3 > 0 AND"
-        " coalesce(d.cert_rotated_at, d.created_at) <= ?1 - ?3))"
-        " ORDER BY d.cert_not_after LIMIT ?5",
-        DB_ARGS(db_int(now), db_int(renew_s), db_int(max_age_s), db_int(retry_s), db_int(limit)),
-        &q);
-    if (rc)
-        return rc;
-    struct device_rec d;
-    while (db_next(&q)) {
-        store_device_row(q.st, &d);
-        if (!cb(&d, arg))
-            break;
-    }
-    return db_done(&q);
+out_fail:
+    log_err("cannot open database %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "?");
+    return MAMORI_ERR_DB;
 }

@@ -23,14 +23,6 @@
 
 #define PROBE 4
 
-static size_t slot_of(const char *sql)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h & (STORE_STMT_CACHE - 1);
-}
-
 static bool whole(const char *tail)
 {
     while (tail && (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == ';'))
@@ -42,7 +34,7 @@ static bool whole(const char *tail)
  * slot is free); NULL when SQLite refuses the text. */
 sqlite3_stmt *db_stmt_get(struct store *s, const char *sql)
 {
-    size_t first = slot_of(sql);
+    size_t first = (db_sql_hash(sql) & (STORE_STMT_CACHE - 1));
     struct store_stmt *spare = NULL;
     for (size_t i = 0; i < PROBE; i++) {
         struct store_stmt *c = &s->stmts[(first + i) & (STORE_STMT_CACHE - 1)];

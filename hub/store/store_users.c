@@ -43,18 +43,18 @@ enum mamori_err store_user_add(struct store *s, const char *name, enum store_rol
 
 #define USER_COLS "id,name,role,pwhash,created_at"
 
-static void user_row(sqlite3_stmt *st, void *out)
+static void user_row(const struct db_row *st, void *out)
 {
     struct user_rec *u = out;
     char role[16];
     memset(u, 0, sizeof(*u));
-    u->id = sqlite3_column_int64(st, 0);
+    u->id = db_col_int(st, 0);
     db_col_text(st, 1, u->name, sizeof(u->name));
     db_col_text(st, 2, role, sizeof(role));
     if (!store_role_parse(role, &u->role))
         u->role = ROLE_OWNER; /* CHECK constraint makes this unreachable */
     db_col_text(st, 3, u->pwhash, sizeof(u->pwhash));
-    u->created_at = sqlite3_column_int64(st, 4);
+    u->created_at = db_col_int(st, 4);
 }
 
 enum mamori_err store_user_get(struct store *s, const char *name, struct user_rec *out)
@@ -79,7 +79,7 @@ enum mamori_err store_user_list(struct store *s, bool (*cb)(const struct user_re
         return rc;
     struct user_rec u;
     while (db_next(&q)) {
-        user_row(q.st, &u);
+        user_row(&q.row, &u);
         bool more = cb(&u, arg);
         memset(u.pwhash, 0, sizeof(u.pwhash));
         if (!more)
@@ -137,12 +137,12 @@ enum mamori_err store_session_purge(struct store *s, int64_t now)
 
 /* --- throttles ------------------------------------------------------------- */
 
-static void throttle_row(sqlite3_stmt *st, void *out)
+static void throttle_row(const struct db_row *st, void *out)
 {
     struct throttle_rec *t = out;
-    t->failed = sqlite3_column_int(st, 0);
-    t->next_try_at = sqlite3_column_int64(st, 1);
-    t->locked_until = sqlite3_column_int64(st, 2);
+    t->failed = (int)db_col_int(st, 0);
+    t->next_try_at = db_col_int(st, 1);
+    t->locked_until = db_col_int(st, 2);
 }
 
 enum mamori_err store_throttle_get(struct store *s, const char *key, struct throttle_rec *out)

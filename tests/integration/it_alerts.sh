@@ -218,21 +218,14 @@ expect_eq "nothing more is delivered" "$n_before" "$(wc -l <"$T/hooks.jsonl")"
 hub_stop
 # ...and, on the way, data retention: rows older than the retention period
 # (planted in the store while the hub is down) go at the next start
-python3 - "$DATA/mamori.db" "$D1" <<'PY'
-import sqlite3, sys, time
-c = sqlite3.connect(sys.argv[1], timeout=30)
-old = int(time.time()) - 400 * 86400
-c.execute("INSERT INTO events(ts,device_id,kind,severity,detail) VALUES(?,?,'planted_old','info','{}')", (old, sys.argv[2]))
-c.execute("INSERT INTO telemetry(device_id,seq,ts,recv_at,digest,body) VALUES(?,999999,?,?,'planted','{}')", (sys.argv[2], old * 1000, old * 1000))
-c.commit()
-PY
-n_events=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM events").fetchone()[0])' "$DATA/mamori.db")
+old=$(($(date +%s) - 400 * 86400))
+hubsql "$DATA" "INSERT INTO events(ts,device_id,kind,severity,detail) VALUES($old,'$D1','planted_old','info','{}');
+INSERT INTO telemetry(device_id,seq,ts,recv_at,digest,body) VALUES('$D1',999999,${old}000,${old}000,'planted','{}')"
+n_events=$(hubsql "$DATA" "SELECT count(*) FROM events")
 hub_start "$T/data" --heartbeat $HB --rules off --data-retention-days 365
-planted() { python3 -c 'import sqlite3,sys
-c=sqlite3.connect(sys.argv[1], timeout=30)
-print(c.execute("SELECT count(*) FROM events WHERE kind=\"planted_old\"").fetchone()[0] + c.execute("SELECT count(*) FROM telemetry WHERE digest=\"planted\"").fetchone()[0])' "$DATA/mamori.db"; }
+planted() { hubsql "$DATA" "SELECT (SELECT count(*) FROM events WHERE kind='planted_old') + (SELECT count(*) FROM telemetry WHERE digest='planted')"; }
 check "telemetry and events older than the retention period are removed" wait_for 20 eval '[ "$(planted)" = 0 ]'
-check "...the rest stays" test "$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM events").fetchone()[0])' "$DATA/mamori.db")" -ge $((n_events - 1))
+check "...the rest stays" test "$(hubsql "$DATA" "SELECT count(*) FROM events")" -ge $((n_events - 1))
 check "the hub runs with the rules off" wait_for 20 plugin_synced
 check "...and warns of it" grep -q "alert rules are off" "$T/hub.log"
 # the revoked device tries again: five refusals (auth_failures with the rules on)

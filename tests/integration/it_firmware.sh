@@ -93,9 +93,9 @@ check "a release for another model is not sent" \
     refused_with "is for model doorbell" as op firmware deploy "$(sha_of "$T/db.img")" --device "$D0" --reason x
 check "release 1.2 is deployed to the device" as op firmware deploy "$SHA12" --device "$D0" --reason "fleet update"
 check "the deployment is audited" audited command_update
-TOKEN=$(sqlite3 "$DATA/mamori.db" "SELECT json_extract(args,'\$.token') FROM commands WHERE type='update'" | tail -1)
+TOKEN=$(hubsql "$DATA" "SELECT args FROM commands WHERE type='update' ORDER BY issued_at" | tail -1 | jget token)
 check "the command carries a download token" test "${#TOKEN}" -eq 68
-check "only the token's hash is kept" test "$(sqlite3 "$DATA/mamori.db" "SELECT count(*) FROM update_tokens WHERE token_hash='$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)'")" = 1
+check "only the token's hash is kept" test "$(hubsql "$DATA" "SELECT count(*) FROM update_tokens WHERE token_hash='$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)'")" = 1
 dl() { curl -s -o "$T/dl" -w '%{http_code}' --cacert "$CA" ${2:+-H "Authorization: Bearer $2"} ${3:+-H "Range: $3"} "$API/api/v1/updates/$1"; }
 expect_eq "no token: 401" 401 "$(dl image)"
 expect_eq "a made-up token: 401" 401 "$(dl image "mmu_$(head -c 32 /dev/urandom | sha256sum | cut -c1-64)")"
@@ -128,11 +128,11 @@ expect_eq "a locked device's token is refused (403)" 403 "$(dl image "$TOKEN")"
 expect_eq "...for a range too (no resume while locked)" 403 "$(dl image "$TOKEN" "bytes=600-")"
 expect_eq "...and for the roots and the release" "403 403" "$(dl roots "$TOKEN") $(dl release "$TOKEN")"
 as op firmware deploy "$SHA12" --device "$D0" --reason "short-lived" --ttl 10 >/dev/null
-TOKEN10=$(sqlite3 "$DATA/mamori.db" "SELECT json_extract(args,'\$.token') FROM commands WHERE type='update' ORDER BY issued_at" | tail -1)
+TOKEN10=$(hubsql "$DATA" "SELECT args FROM commands WHERE type='update' ORDER BY issued_at" | tail -1 | jget token)
 expect_eq "a token issued to the locked device is refused too" 403 "$(dl image "$TOKEN10" "bytes=0-")"
 as op device unlock "$D0" --reason "found" >/dev/null
 expect_eq "unlocked: the unexpired token works again" 206 "$(dl image "$TOKEN" "bytes=600-")"
-token10_expired() { [ "$(sqlite3 "$DATA/mamori.db" "SELECT count(*) FROM update_tokens WHERE token_hash='$(printf %s "$TOKEN10" | sha256sum | cut -d' ' -f1)' AND expires_at <= $(date +%s%3N)")" = 1 ]; }
+token10_expired() { [ "$(hubsql "$DATA" "SELECT count(*) FROM update_tokens WHERE token_hash='$(printf %s "$TOKEN10" | sha256sum | cut -d' ' -f1)' AND expires_at <= $(date +%s%3N)")" = 1 ]; }
 check "(the 10 s token expires)" wait_for 20 token10_expired
 expect_eq "...but an expired one stays refused after the unlock (401)" 401 "$(dl image "$TOKEN10" "bytes=0-")"
 as op device quarantine "$D0" --reason "anomaly" >/dev/null

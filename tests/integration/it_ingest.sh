@@ -25,7 +25,7 @@ as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
 simget() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/sim.json" "$1" 2>/dev/null; }
 sim_at_least() { [ "$(simget "$1")" -ge "$2" ] 2>/dev/null; }
 sim_is() { [ "$(simget "$1")" = "$2" ]; }
-sql() { sqlite3 -readonly "$DATA/mamori.db" "$1"; }
+sql() { hubsql "$DATA" "$1"; }
 health() { curl -s --cacert "$CA" "$API/api/v1/health" | jget "$1"; }
 
 # --- 1. kill -9 in the middle of a stream
@@ -47,7 +47,7 @@ check "every outbox empties: all acknowledged" wait_for 180 sim_is outbox_queued
 expect_eq "no device dropped a reading" 0 "$(simget outbox_dropped)"
 expect_eq "the store holds every reading" $((N * K)) "$(sql 'SELECT count(*) FROM telemetry')"
 expect_eq "...each once (device, sequence number)" $((N * K)) \
-    "$(sql 'SELECT count(*) FROM (SELECT DISTINCT device_id, seq FROM telemetry)')"
+    "$(sql 'SELECT count(*) FROM (SELECT DISTINCT device_id, seq FROM telemetry) AS d')"
 # what to look at when a reading is missing
 sql "SELECT device_id, min(seq), max(seq), count(*) FROM telemetry GROUP BY device_id HAVING count(*) <> $K" >&2
 sql "SELECT kind, count(*) FROM events WHERE kind LIKE 'telemetry%' OR kind LIKE 'sequence%' GROUP BY kind" >&2
@@ -55,7 +55,7 @@ sql "SELECT kind, count(*) FROM events WHERE kind LIKE 'telemetry%' OR kind LIKE
 # started: K in a row from there)
 expect_eq "...$K consecutive numbers for every device: no gap" "$N" \
     "$(sql "SELECT count(*) FROM (SELECT device_id FROM telemetry GROUP BY device_id
-                                   HAVING max(seq) - min(seq) + 1 = $K AND count(*) = $K)")"
+                                   HAVING max(seq) - min(seq) + 1 = $K AND count(*) = $K) AS d")"
 check "the restarted hub recorded in batches" eval '[ "$(health ingest.largest_batch)" -gt 1 ]'
 kill "$SIM"; wait "$SIM" 2>/dev/null
 

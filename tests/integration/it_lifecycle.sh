@@ -80,5 +80,5 @@ check "a device online at the crash that never returns is reported offline" wait
 kill -TERM "$HUB_PID"; wait "$HUB_PID"; rc=$?; HUB_PID=""
 expect_eq "SIGTERM exits 0" 0 "$rc"
 check "no broker left after SIGTERM" fails broker_alive
-check "stop is in the audit log" sqlite3 "$DATA/mamori.db" "SELECT 1 FROM audit WHERE action='hub_stop'" 
+expect_eq "stop is in the audit log" 1 "$(hubsql "$DATA" "SELECT count(*) FROM audit WHERE action='hub_stop'")"
 finish

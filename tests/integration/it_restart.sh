@@ -64,13 +64,14 @@ PY
 SQUAT=$!; PIDS+=($SQUAT)
 check "another program listens on the platform's port" wait_for 10 test -e "$T/squat.ready"
 : >"$T/hub3.log"
-"$BIN/mamorid" --data "$DATA" ${MAMORI_PLUGIN:+--plugin "$MAMORI_PLUGIN"} >"$T/hub3.log" 2>&1 &
+st=$(store_for "$DATA")
+"$BIN/mamorid" --data "$DATA" ${st:+"$st"} ${MAMORI_PLUGIN:+--plugin "$MAMORI_PLUGIN"} >"$T/hub3.log" 2>&1 &
 third=$!
 check "a hub whose port is taken does not start" wait_for 30 fails kill -0 $third
 kill $third 2>/dev/null; wait $third; rc=$?
 check "...exits with an error status" test "$rc" -ne 0
 check "...and says which port and why" grep -q "MQTT port $PORT0, the one the devices dial, is in use by another program" "$T/hub3.log"
 check "...without moving the fleet to another port" fails grep -q "choosing another" "$T/hub3.log"
-expect_eq "...and the registry keeps the port" "$PORT0" "$(sqlite3 "$DATA/mamori.db" "SELECT value FROM meta WHERE key='mqtt_port'")"
+expect_eq "...and the registry keeps the port" "$PORT0" "$(hubsql "$DATA" "SELECT value FROM meta WHERE key='mqtt_port'")"
 kill $SQUAT; wait $SQUAT 2>/dev/null
 finish

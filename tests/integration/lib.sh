@@ -15,10 +15,17 @@ PIDS=()
 HUB_PID=""
 export MAMORI_PASSWORD="" # never inherited from the caller
 
+# MAMORI_IT_STORE=postgresql: each data directory's registry is a
+# PostgreSQL database of its own (scripts/pg.sh, in $T), kept across the
+# hub's restarts on that directory; else SQLite in the data directory.
+IT_STORE=${MAMORI_IT_STORE:-sqlite}
+ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null
     wait 2>/dev/null
+    for d in "$T"/pg-*; do [ -d "$d" ] && "$ROOT_DIR/scripts/pg.sh" stop "$d" >/dev/null 2>&1; done
     [ -n "${KEEP_T:-}" ] && [ "$FAIL" -ne 0 ] && cp -r "$T" "$KEEP_T/$(basename "$T")"
     rm -rf "$T"
 }
@@ -49,11 +56,35 @@ print("" if d is None else (json.dumps(d) if isinstance(d,(dict,list)) else d))'
 plugin_synced() { [ "$(curl -s --cacert "$CA" "$API/api/v1/health" | jget plugin_synced 2>/dev/null)" = "True" ]; }
 # hub_start DATA [mamorid options...]: starts the hub, waits until the
 # broker plugin is synchronised; sets API, MQTT_PORT, CA, HUB_PID.
+# store_for DATA: the --store option for DATA's registry (none: SQLite in
+# DATA), starting its PostgreSQL server on first use.
+store_for() {
+    [ "$IT_STORE" = postgresql ] || return 0
+    local d
+    d="$T/pg-$(printf %s "$1" | sha256sum | cut -c1-12)"
+    if [ ! -f "$d/store.url" ]; then
+        chmod 711 "$T" # the server's own user reaches its directory, lists nothing
+        "$ROOT_DIR/scripts/pg.sh" start "$d" >/dev/null || { cat "$d"/*.log >&2; return 1; }
+    fi
+    echo "--store=$(cat "$d/store.url")"
+}
+# hubsql DATA SQL: the first column of each row of a query on DATA's
+# registry, whichever engine holds it
+hubsql() {
+    if [ "$IT_STORE" = postgresql ]; then
+        local d
+        d="$T/pg-$(printf %s "$1" | sha256sum | cut -c1-12)"
+        "$ROOT_DIR/scripts/pg.sh" psql "$d" -qAt -v ON_ERROR_STOP=1 -c "$2"
+    else
+        sqlite3 -cmd ".timeout 30000" "$1/mamori.db" "$2"
+    fi
+}
 hub_start() {
     DATA=$1; shift
-    local plugin=()
+    local plugin=() store
     [ -n "${MAMORI_PLUGIN:-}" ] && plugin=(--plugin "$MAMORI_PLUGIN")
-    "$BIN/mamorid" --data "$DATA" "${plugin[@]}" "$@" >>"$T/hub.log" 2>&1 &
+    store=$(store_for "$DATA") || return 1
+    "$BIN/mamorid" --data "$DATA" ${store:+"$store"} "${plugin[@]}" "$@" >>"$T/hub.log" 2>&1 &
     HUB_PID=$!
     for _ in $(seq 1 200); do
         if [ -f "$DATA/run/endpoints.json" ]; then

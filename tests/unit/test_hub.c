@@ -1,4 +1,8 @@
-/* Unit tests: hub/lifecycle, hub/audit (on a real SQLite file), hub/auth throttling, store. */
+/* Unit tests: hub/lifecycle, hub/audit, hub/auth throttling, store - on a
+ * real SQLite file, or with MAMORI_TEST_STORE set to a PostgreSQL URI
+ * (tests/unit/with_pg.sh) on a real PostgreSQL database, emptied before
+ * each test. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "common/crypto.h"
@@ -65,6 +70,36 @@ static void lifecycle_table(void **st)
     assert_true(lc_action_parse("decommission", &pa) && pa == LC_DECOMMISSION);
 }
 
+/* MAMORI_TEST_STORE: the PostgreSQL database the store tests run on;
+ * NULL: a SQLite file in a temporary directory per test. */
+static const char *g_pg;
+
+/* Runs sql on the fixture's database beside the store, as an attacker with
+ * the database's credentials (PostgreSQL) or its file (SQLite) would. */
+static bool raw_exec(const char *db, const char *sql)
+{
+    if (g_pg) {
+        PGconn *c = PQconnectdb(g_pg);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        PGresult *r = PQexec(c, sql);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok)
+            print_message("postgresql: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        PQfinish(c);
+        return ok;
+    }
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    char *err = NULL;
+    int rc = sqlite3_exec(h, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK)
+        print_message("sqlite: %s\n", err ? err : "?");
+    sqlite3_free(err);
+    sqlite3_close(h);
+    return rc == SQLITE_OK;
+}
+
 struct fx {
     char dir[64];
     char db[128];
@@ -78,7 +113,10 @@ static int fx_setup(void **st)
     snprintf(f->dir, sizeof(f->dir), "/tmp/mamori-unit-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->db, sizeof(f->db), "%s/t.db", f->dir);
-    assert_int_equal(store_open(f->db, &f->s), MAMORI_OK);
+    if (g_pg)
+        assert_true(raw_exec(NULL, "SET client_min_messages=warning; DROP SCHEMA public CASCADE; "
+                                   "CREATE SCHEMA public"));
+    assert_int_equal(store_open(g_pg ? g_pg : f->db, &f->s), MAMORI_OK);
     f->a.store = f->s;
     snprintf(f->a.head_path, sizeof(f->a.head_path), "%s/audit.head", f->dir);
     assert_int_equal(crypto_random(f->a.key, sizeof(f->a.key)), MAMORI_OK);
@@ -108,20 +146,13 @@ static int fx_teardown(void **st)
 }
 
 /* Tampering happens below SQL's append-only triggers, as an attacker with
- * the file would do it. */
+ * the file (or the database owner's login) would do it. */
 static void raw_sql(struct fx *f, const char *sql)
 {
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-    char *err = NULL;
-    int rc = sqlite3_exec(
-        db, "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;", NULL,
-        NULL, &err);
-    assert_int_equal(rc, SQLITE_OK);
-    rc = sqlite3_exec(db, sql, NULL, NULL, &err);
-    if (rc != SQLITE_OK)
-        fail_msg("%s", err);
-    sqlite3_close(db);
+    assert_true(raw_exec(f->db, g_pg ? "ALTER TABLE audit DISABLE TRIGGER USER"
+                                     : "DROP TRIGGER IF EXISTS audit_no_update; "
+                                       "DROP TRIGGER IF EXISTS audit_no_delete;"));
+    assert_true(raw_exec(f->db, sql));
 }
 
 static void audit_intact(void **st)
@@ -137,13 +168,12 @@ static void audit_intact(void **st)
 static void audit_refuses_sql_update(void **st)
 {
     struct fx *f = *st;
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-    assert_int_not_equal(
-        sqlite3_exec(db, "UPDATE audit SET reason='x' WHERE seq=2", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit WHERE seq=2", NULL, NULL, NULL),
-                         SQLITE_OK);
-    sqlite3_close(db);
+    assert_false(raw_exec(f->db, "UPDATE audit SET reason='x' WHERE seq=2"));
+    assert_false(raw_exec(f->db, "DELETE FROM audit WHERE seq=2"));
+    if (g_pg)
+        assert_false(raw_exec(f->db, "TRUNCATE audit"));
+    int64_t n = store_scalar(f->s, "SELECT count(*) FROM audit", NULL);
+    assert_int_equal(n, 6);
 }
 
 static void audit_detects_modification(void **st)
@@ -283,9 +313,11 @@ static void store_basics(void **st)
 {
     struct fx *f = *st;
     assert_int_equal(store_schema_version(f->s), 15);
+    assert_int_equal(db_pg_migrations(), 15); /* the engines' migrations match */
+    assert_string_equal(store_engine(f->s), g_pg ? "postgresql" : "sqlite");
     /* reopening runs no migration twice */
     struct store *s2 = NULL;
-    assert_int_equal(store_open(f->db, &s2), MAMORI_OK);
+    assert_int_equal(store_open(g_pg ? g_pg : f->db, &s2), MAMORI_OK);
     assert_int_equal(store_schema_version(s2), 15);
     store_close(s2);
     int64_t uid = 0;
@@ -605,9 +637,11 @@ static void store_stream_window_roundtrip(void **st)
         assert_memory_equal(&got, &w[i], sizeof(got));
     }
     assert_int_equal(
-        store_scalar(f->s, "SELECT length(window) FROM stream_state WHERE stream='s0'", NULL), 0);
+        store_scalar(f->s, "SELECT length(\"window\") FROM stream_state WHERE stream='s0'", NULL),
+        0);
     assert_int_equal(
-        store_scalar(f->s, "SELECT length(window) FROM stream_state WHERE stream='s1'", NULL), 1);
+        store_scalar(f->s, "SELECT length(\"window\") FROM stream_state WHERE stream='s1'", NULL),
+        1);
 }
 
 /* Prepared statements are kept and reused by their SQL text: never
@@ -618,6 +652,8 @@ static void store_statement_cache(void **st)
 {
     struct fx *f = *st;
     struct store *s = f->s;
+    if (g_pg)
+        skip(); /* SQLite's statement cache */
     assert_int_equal(store_meta_set(s, "k", "v1"), MAMORI_OK);
     uint64_t compiled = s->stmt_prepared;
     for (int i = 0; i < 50; i++)
@@ -644,7 +680,7 @@ static void store_statement_cache(void **st)
     int64_t outer = 0, inner = 0;
     assert_int_equal(db_query(s, Q, DB_ARGS(db_int(1)), &q), MAMORI_OK);
     while (db_next(&q)) {
-        outer += sqlite3_column_int64(q.st, 0);
+        outer += db_col_int(&q.row, 0);
         int64_t x = 0;
         assert_int_equal(db_one_int(s, Q, DB_ARGS(db_int(2)), &x), MAMORI_OK);
         inner += x;
@@ -677,8 +713,154 @@ static void store_statement_cache(void **st)
         assert_false(s->stmts[i].busy);
 }
 
+/* A batch's rows, many to a statement: every row once, whatever the
+ * chunking (none, one, a whole chunk, one past it, several). */
+static void tm_row_fill(size_t i, void *ctx, struct telemetry_rec *out)
+{
+    (void)ctx;
+    snprintf(out->device_id, sizeof(out->device_id), "MMBATCH%06zu", i % 7);
+    out->seq = 1000 + i;
+    out->ts = out->recv_at = 5000 + (int64_t)i;
+    snprintf(out->digest, sizeof(out->digest), "%064zu", i);
+    out->body = "{\"t\":1}";
+}
+
+static void stream_row_fill(size_t i, void *ctx, const char **device_id, const char **stream,
+                            struct stream_rec *out)
+{
+    static char ids[200][24];
+    (void)ctx;
+    snprintf(ids[i], sizeof(ids[i]), "MMSTREAM%06zu", i);
+    *device_id = ids[i];
+    *stream = i % 2 ? "ev" : "tm";
+    memset(out, 0, sizeof(*out));
+    out->last_seq = out->acked = i + 1;
+    out->last_ts = (int64_t)i;
+    out->window[i % STORE_STREAM_WINDOW] = (uint8_t)(i | 1);
+}
+
+static void store_batched_rows(void **st)
+{
+    struct fx *f = *st;
+    static const size_t N[] = {0, 1, 64, 65, 130};
+    size_t total = 0;
+    for (size_t k = 0; k < sizeof(N) / sizeof(N[0]); k++) {
+        assert_int_equal(store_begin(f->s), MAMORI_OK);
+        assert_int_equal(store_telemetry_add_many(f->s, N[k], tm_row_fill, NULL), MAMORI_OK);
+        assert_int_equal(store_commit(f->s), MAMORI_OK);
+        total += N[k];
+        assert_int_equal(store_scalar(f->s, "SELECT count(*) FROM telemetry", NULL),
+                         (int64_t)total);
+    }
+    /* 130 rows numbered 1000..1129, each once */
+    assert_int_equal(store_scalar(f->s, "SELECT count(DISTINCT seq) FROM telemetry", NULL), 130);
+    assert_int_equal(store_scalar(f->s, "SELECT max(seq) FROM telemetry", NULL), 1129);
+    assert_int_equal(store_scalar(f->s,
+                                  "SELECT count(*) FROM telemetry WHERE device_id='MMBATCH000003' "
+                                  "AND body='{\"t\":1}' AND ts=recv_at",
+                                  NULL),
+                     0 + 9 + 9 + 19); /* i % 7 == 3, batch by batch */
+    assert_int_equal(store_stream_set_many(f->s, 130, stream_row_fill, NULL), MAMORI_OK);
+    assert_int_equal(store_stream_set_many(f->s, 70, stream_row_fill, NULL), MAMORI_OK); /* again */
+    assert_int_equal(store_scalar(f->s, "SELECT count(*) FROM stream_state", NULL), 130);
+    for (size_t i = 0; i < 130; i += 43) {
+        const char *id, *stream;
+        struct stream_rec want, got;
+        stream_row_fill(i, NULL, &id, &stream, &want);
+        want.has_acked = true;
+        assert_int_equal(store_stream_get(f->s, id, stream, &got), MAMORI_OK);
+        assert_memory_equal(&got, &want, sizeof(got));
+    }
+}
+
+/* Hubs starting together on one empty database: each migrates only what
+ * another has not, and none fails. */
+struct opener {
+    const char *where;
+    enum mamori_err rc;
+    int version;
+};
+
+static void *open_one(void *arg)
+{
+    struct opener *o = arg;
+    struct store *s = NULL;
+    o->rc = store_open(o->where, &s);
+    o->version = s ? store_schema_version(s) : -1;
+    store_close(s);
+    return NULL;
+}
+
+static void store_opened_together(void **st)
+{
+    struct fx *f = *st;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/together.db", f->dir);
+    if (g_pg) {
+        store_close(f->s);
+        f->s = NULL;
+        assert_true(raw_exec(NULL, "SET client_min_messages=warning; DROP SCHEMA public CASCADE; "
+                                   "CREATE SCHEMA public"));
+    }
+    struct opener o[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        o[i] = (struct opener){g_pg ? g_pg : path, MAMORI_ERR_INTERNAL, -1};
+        assert_int_equal(pthread_create(&t[i], NULL, open_one, &o[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(o[i].rc, MAMORI_OK);
+        assert_int_equal(o[i].version, 15);
+    }
+}
+
+/* The server ends the hub's connection: outside a transaction the store
+ * reconnects (a call may fail on the way); inside one it never does, so
+ * nothing of the transaction is written without the rest. */
+static int64_t backend_of(struct store *s)
+{
+    return store_scalar(s, "SELECT pg_backend_pid()", NULL);
+}
+
+static void terminate(int64_t pid)
+{
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%lld, 10000)", (long long)pid);
+    assert_true(raw_exec(NULL, sql));
+}
+
+static void store_pg_reconnects(void **st)
+{
+    struct fx *f = *st;
+    if (!g_pg)
+        skip();
+    int64_t pid = backend_of(f->s), now = -1;
+    assert_true(pid > 0);
+    terminate(pid);
+    for (int i = 0; i < 3 && now <= 0; i++) /* the first call finds the connection gone */
+        now = backend_of(f->s);
+    assert_true(now > 0 && now != pid);
+
+    assert_int_equal(store_begin(f->s), MAMORI_OK);
+    assert_int_equal(store_meta_set(f->s, "before", "x"), MAMORI_OK);
+    terminate(now);
+    assert_int_not_equal(store_meta_set(f->s, "after", "y"), MAMORI_OK);
+    assert_int_not_equal(store_meta_set(f->s, "after", "y"), MAMORI_OK); /* still not */
+    assert_int_not_equal(store_commit(f->s), MAMORI_OK);
+    store_rollback(f->s);
+    assert_false(store_in_transaction(f->s));
+    char v[8];
+    assert_int_equal(store_meta_get(f->s, "before", v, sizeof(v)), MAMORI_ERR_NOTFOUND);
+    assert_int_equal(store_meta_get(f->s, "after", v, sizeof(v)), MAMORI_ERR_NOTFOUND);
+    assert_int_equal(store_meta_set(f->s, "later", "z"), MAMORI_OK);
+    assert_int_equal(store_meta_get(f->s, "later", v, sizeof(v)), MAMORI_OK);
+    assert_string_equal(v, "z");
+}
+
 int main(void)
 {
+    g_pg = getenv("MAMORI_TEST_STORE");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lifecycle_table),
         cmocka_unit_test(routes),
@@ -702,6 +884,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(store_alert_retention, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(store_user_deletion, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(store_data_retention, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(store_batched_rows, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(store_opened_together, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(store_pg_reconnects, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("hub", tests, NULL, NULL);
 }
