@@ -5,6 +5,8 @@
 #
 #   bench/ingest-mqtt.sh [BUILD_DIR] [N=1000] [RATE=20000] [WINDOW_S=30]
 #   KIND=ev bench/ingest-mqtt.sh ...   device events instead of telemetry
+#   STORE=postgresql bench/ingest-mqtt.sh ...   the hub's registry on
+#       PostgreSQL (a private server started for the run, scripts/pg.sh)
 #
 # KIND=ev: the devices send device events in the mix of bench/rules-mqtt.sh
 # (1 in 10 config_changed, which the config_drift rule matches; the rest
@@ -38,6 +40,8 @@ RATE=${3:-20000}
 WINDOW=${4:-30}
 KIND=${KIND:-tm}
 [ "$KIND" = tm ] || [ "$KIND" = ev ] || { echo "KIND is tm or ev" >&2; exit 2; }
+STORE=${STORE:-sqlite}
+[ "$STORE" = sqlite ] || [ "$STORE" = postgresql ] || { echo "STORE is sqlite or postgresql" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 BIN=$PWD/$BUILD/bin
 W=$(mktemp -d /tmp/mamori-ingest.XXXXXX)
@@ -46,20 +50,28 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # the broker holds one descriptor per device (the load generator is split to fit)
 [ "$(ulimit -n)" -ge $((N + 512)) ] || { echo "need $((N + 512)) open files" >&2; exit 1; }
 . bench/lib.sh # PIDS, cleanup, ep, cpu_ms, jget, bench_accounts
-sql() { python3 -c 'import sqlite3,sys
+STORE_OPT=()
+if [ "$STORE" = postgresql ]; then
+    PGURL=$(scripts/pg.sh start "$W/pg") || exit 1
+    trap 'scripts/pg.sh stop "$W/pg" >/dev/null 2>&1; cleanup' EXIT
+    STORE_OPT=(--store "$PGURL")
+    sql() { scripts/pg.sh psql "$W/pg" -qAt -v ON_ERROR_STOP=1 -c "$1"; }
+else
+    sql() { python3 -c 'import sqlite3,sys
 c=sqlite3.connect("file:"+sys.argv[1]+"?mode=ro", uri=True, timeout=30)
 print(c.execute(sys.argv[2]).fetchone()[0])' "$W/data/mamori.db" "$1"; }
+fi
 free_port() { python3 -c 'import socket
 s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 stop() { kill "$1" 2>/dev/null; for _ in $(seq 1 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done; }
 
 PORT=$(free_port)
-"$BIN/mamorid" --data "$W/data" --mqtt-port "$PORT" --max-connections $((N + 100)) \
+"$BIN/mamorid" --data "$W/data" "${STORE_OPT[@]}" --mqtt-port "$PORT" --max-connections $((N + 100)) \
     --rate 1000 --burst 2000 --heartbeat 300 --challenge-interval 0 >"$W/hub.log" 2>&1 &
 HUB=$!; PIDS+=($HUB)
 for _ in $(seq 1 300); do [ -f "$W/data/run/endpoints.json" ] && break; sleep 0.1; done
 API=$(ep api); CA=$W/data/pki/root.crt
-echo "# ingest-mqtt $BUILD: $N devices, $RATE msgs/s offered, $WINDOW s" \
+echo "# ingest-mqtt $BUILD: $N devices, $RATE msgs/s offered, $WINDOW s, registry on $STORE" \
     "(commit $(git rev-parse --short HEAD 2>/dev/null), $(nproc) cores, loopback)"
 bench_accounts
 echo '{"fields": [{"name": "t", "type": "number", "min": -40, "max": 85}]}' >"$W/schema.json"

@@ -33,18 +33,16 @@ start() {
     local pw port
     pw=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
     umask 077
-    printf '%s\n' "$pw" >"$DIR/pw"
-    [ "$(id -u)" = 0 ] && chown postgres: "$DIR/pw"
     "${AS[@]}" "$PGBIN/initdb" -D "$DATA" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
         -E UTF8 --locale=C >"$DIR/initdb.log" 2>&1
-    rm -f "$DIR/pw"
     port=$(free_port)
     "${AS[@]}" "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $DIR -c fsync=on -c synchronous_commit=on" \
         start >/dev/null
+    # the password on standard input, never on a command line
     "${AS[@]}" "$PGBIN/psql" -h "$DIR" -p "$port" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 \
-        -v pw="$pw" <<'SQL' >/dev/null
-CREATE ROLE mamori LOGIN PASSWORD :'pw';
+        <<SQL >/dev/null
+CREATE ROLE mamori LOGIN PASSWORD '$pw';
 CREATE DATABASE mamori OWNER mamori ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
 SQL
     # the hub's passfile: readable by the caller only

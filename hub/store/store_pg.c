@@ -482,7 +482,14 @@ enum mamori_err db_pg_open(struct store *s, const char *conninfo)
     s->drv = &db_pg_driver;
     if (!(s->pg_cache = calloc(1, sizeof(*s->pg_cache))))
         return MAMORI_ERR_NOMEM;
-    s->pg = (struct pg_conn *)PQconnectdb(conninfo);
+    /* defaults the URI may override: a connection attempt gives up after
+     * 10 s, and a server gone silent is noticed within about half a
+     * minute, not the system's two hours (the hub lock is held meanwhile) */
+    static const char *const keys[] = {"connect_timeout", "keepalives_idle",
+                                       "keepalives_interval", "keepalives_count",
+                                       "dbname", NULL};
+    const char *const vals[] = {"10", "10", "5", "3", conninfo, NULL};
+    s->pg = (struct pg_conn *)PQconnectdbParams(keys, vals, 1);
     if (PQstatus(conn(s)) != CONNECTION_OK) {
         /* the message, never the URI: it may hold a password */
         log_err("cannot connect to postgresql: %s", PQerrorMessage(conn(s)));

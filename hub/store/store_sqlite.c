@@ -402,6 +402,22 @@ static enum mamori_err migrate(struct store *s)
     }
 }
 
+/* The WAL journal. Switching a new file to it takes the file for a moment,
+ * and another connection opening it then is told SQLITE_BUSY at once, its
+ * busy handler never asked: it tries again, every 10 ms for up to 5 s. */
+static enum mamori_err sq_wal(struct store *s)
+{
+    int r = SQLITE_BUSY;
+    for (int i = 0; i < 500 && r == SQLITE_BUSY; i++) {
+        r = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if (r == SQLITE_BUSY)
+            sqlite3_sleep(10);
+    }
+    if (r != SQLITE_OK)
+        log_err("sqlite journal: %s", sqlite3_errmsg(s->db));
+    return r == SQLITE_OK ? MAMORI_OK : MAMORI_ERR_DB;
+}
+
 enum mamori_err db_sqlite_open(struct store *s, const char *path)
 {
     s->drv = &db_sqlite_driver;
@@ -418,9 +434,9 @@ enum mamori_err db_sqlite_open(struct store *s, const char *path)
      * (store_checkpoint, the hub's job); the connection's own, inside a
      * commit, only past 16,384 pages (64 MiB), for a process without that
      * job. */
-    if (sq_script(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-                     "PRAGMA secure_delete=ON; PRAGMA cache_size=-16384;"
-                     "PRAGMA wal_autocheckpoint=16384;"))
+    if (sq_wal(s) || sq_script(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                                  "PRAGMA secure_delete=ON; PRAGMA cache_size=-16384;"
+                                  "PRAGMA wal_autocheckpoint=16384;"))
         goto out_fail;
     if (migrate(s))
         goto out_fail;
