@@ -485,9 +485,8 @@ enum mamori_err db_pg_open(struct store *s, const char *conninfo)
     /* defaults the URI may override: a connection attempt gives up after
      * 10 s, and a server gone silent is noticed within about half a
      * minute, not the system's two hours (the hub lock is held meanwhile) */
-    static const char *const keys[] = {"connect_timeout", "keepalives_idle",
-                                       "keepalives_interval", "keepalives_count",
-                                       "dbname", NULL};
+    static const char *const keys[] = {"connect_timeout",  "keepalives_idle", "keepalives_interval",
+                                       "keepalives_count", "dbname",          NULL};
     const char *const vals[] = {"10", "10", "5", "3", conninfo, NULL};
     s->pg = (struct pg_conn *)PQconnectdbParams(keys, vals, 1);
     if (PQstatus(conn(s)) != CONNECTION_OK) {
