@@ -1,11 +1,12 @@
 /*
- * hub/store/store_priv.h - what the SQLite store's own files share.
+ * hub/store/store_priv.h - what the store's own files share.
  *
  * Included only by the .c files of hub/store/: the rest of the hub sees
- * store.h. The statement helpers below are the one place that prepares,
- * binds, steps, finalizes and maps SQLite's results to enum mamori_err;
- * the entity files (store_users.c, store_devices.c, ...) hold SQL and row
- * layouts only.
+ * store.h. The statement helpers below (store_db.c, over the engine's
+ * struct db_driver: store_sqlite.c or store_pg.c) are the one place that
+ * prepares, binds, steps and maps the engine's results to enum
+ * mamori_err; the entity files (store_users.c, store_devices.c, ...) hold
+ * SQL that both engines run and row layouts only.
  *
  * A statement's arguments are a small array of tagged values, bound to
  * ?1..?n in order:
