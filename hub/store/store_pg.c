@@ -6,8 +6,9 @@
  * - Parameters: the helpers' ?N (and bare ?) become $N, outside quoted
  *   text. Integers are sent as int8, text as text, blobs in binary as
  *   bytea; a NULL's type is left to the server to infer from where it
- *   stands, and is text where nothing says (?1 IS NULL). Results come back as text: integers
- * parsed, booleans 't'/'f' read as 1/0, bytea decoded from its hex form.
+ *   stands, and is text where nothing says (?1 IS NULL). Results come
+ *   back as text: integers parsed, booleans 't'/'f' read as 1/0, bytea
+ *   decoded from its hex form.
  * - Statements are prepared once per connection and kept, keyed by their
  *   text (PQprepare; a full probe run gives its first slot up).
  * - An INSERT whose new id is asked for gets "RETURNING id".
@@ -35,7 +36,7 @@
 #include "hub/store/store_priv.h"
 
 #define PG_SQL_MAX        8192 /* a statement's text after translation */
-#define PG_PARAMS_MAX     640  /* DB_ROWS_MAX rows of up to 10 columns */
+#define PG_PARAMS_MAX     640  /* DB_ROWS_MAX rows of DB_ROWS_COLS columns */
 #define PG_CACHE          256  /* prepared statements per connection; a power of two */
 #define PG_PROBE          8
 #define PG_MIGRATION_LOCK "7146" /* the advisory lock migrations run under */
@@ -43,7 +44,7 @@
 #define BYTEAOID          17
 #define TEXTOID           25
 
-_Static_assert(PG_PARAMS_MAX >= DB_ROWS_MAX * 10, "a chunk of rows fits one statement");
+_Static_assert(PG_PARAMS_MAX >= DB_ROWS_MAX * DB_ROWS_COLS, "a chunk of rows fits one statement");
 
 struct pg_cache {
     char *sql[PG_CACHE]; /* the translated text of the statement named "m<i>" */
@@ -139,14 +140,15 @@ static void revive(struct store *s)
         log_info("postgresql connection back");
 }
 
-static bool command_ok(struct store *s, const char *sql)
+static enum mamori_err pg_script(struct store *s, const char *sql)
 {
+    revive(s);
     PGresult *r = PQexec(conn(s), sql);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        (void)pg_fail(s, r, "savepoint");
+    ExecStatusType st = PQresultStatus(r);
+    enum mamori_err rc =
+        st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? MAMORI_OK : pg_fail(s, r, "script");
     PQclear(r);
-    return ok;
+    return rc;
 }
 
 static bool indeterminate(const PGresult *r)
@@ -162,7 +164,7 @@ static bool indeterminate(const PGresult *r)
 static bool prepare(struct store *s, const char *name, const char *text, int np, const Oid *types)
 {
     bool in_tx = PQtransactionStatus(conn(s)) == PQTRANS_INTRANS;
-    if (in_tx && !command_ok(s, "SAVEPOINT mamori_prepare"))
+    if (in_tx && pg_script(s, "SAVEPOINT mamori_prepare"))
         return false;
     PGresult *r = PQprepare(conn(s), name, text, np, types);
     if (indeterminate(r)) {
@@ -170,7 +172,7 @@ static bool prepare(struct store *s, const char *name, const char *text, int np,
         for (int a = 0; a < np; a++)
             typed[a] = types[a] ? types[a] : TEXTOID;
         PQclear(r);
-        r = in_tx && !command_ok(s, "ROLLBACK TO SAVEPOINT mamori_prepare")
+        r = in_tx && pg_script(s, "ROLLBACK TO SAVEPOINT mamori_prepare")
                 ? NULL
                 : PQprepare(conn(s), name, text, np, typed);
     }
@@ -181,8 +183,8 @@ static bool prepare(struct store *s, const char *name, const char *text, int np,
     }
     PQclear(r);
     if (in_tx && !ok)
-        (void)command_ok(s, "ROLLBACK TO SAVEPOINT mamori_prepare");
-    if (in_tx && !command_ok(s, "RELEASE SAVEPOINT mamori_prepare"))
+        (void)pg_script(s, "ROLLBACK TO SAVEPOINT mamori_prepare");
+    if (in_tx && pg_script(s, "RELEASE SAVEPOINT mamori_prepare"))
         ok = false;
     return ok;
 }
@@ -294,17 +296,6 @@ static enum mamori_err pg_exec(struct store *s, const char *sql, const struct db
         *rowid = PQntuples(r) > 0 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
     PQclear(r);
     return MAMORI_OK;
-}
-
-static enum mamori_err pg_script(struct store *s, const char *sql)
-{
-    revive(s);
-    PGresult *r = PQexec(conn(s), sql);
-    ExecStatusType st = PQresultStatus(r);
-    enum mamori_err rc =
-        st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? MAMORI_OK : pg_fail(s, r, "script");
-    PQclear(r);
-    return rc;
 }
 
 /* --- rows ------------------------------------------------------------------ */

@@ -19,7 +19,7 @@ hub_stop
 # tampering below the append-only triggers, as the database's owner (or
 # whoever holds the file) can do it
 if [ "$IT_STORE" = postgresql ]; then
-    PGD="$T/pg-$(printf %s "$DATA" | sha256sum | cut -c1-12)"
+    PGD=$(pg_dir "$DATA")
     pgadmin() { "$ROOT_DIR/scripts/pg.sh" psql "$PGD" -d postgres -qAt -v ON_ERROR_STOP=1 -c "$1"; }
     pgadmin "CREATE DATABASE pristine TEMPLATE mamori"
     restore_db() {

@@ -56,12 +56,14 @@ print("" if d is None else (json.dumps(d) if isinstance(d,(dict,list)) else d))'
 plugin_synced() { [ "$(curl -s --cacert "$CA" "$API/api/v1/health" | jget plugin_synced 2>/dev/null)" = "True" ]; }
 # hub_start DATA [mamorid options...]: starts the hub, waits until the
 # broker plugin is synchronised; sets API, MQTT_PORT, CA, HUB_PID.
+# pg_dir DATA: where DATA's PostgreSQL server lives (MAMORI_IT_STORE=postgresql)
+pg_dir() { echo "$T/pg-$(printf %s "$1" | sha256sum | cut -c1-12)"; }
 # store_for DATA: the --store option for DATA's registry (none: SQLite in
 # DATA), starting its PostgreSQL server on first use.
 store_for() {
     [ "$IT_STORE" = postgresql ] || return 0
     local d
-    d="$T/pg-$(printf %s "$1" | sha256sum | cut -c1-12)"
+    d=$(pg_dir "$1")
     if [ ! -f "$d/store.url" ]; then
         chmod 711 "$T" # the server's own user reaches its directory, lists nothing
         "$ROOT_DIR/scripts/pg.sh" start "$d" >/dev/null || { cat "$d"/*.log >&2; return 1; }
@@ -72,9 +74,7 @@ store_for() {
 # registry, whichever engine holds it
 hubsql() {
     if [ "$IT_STORE" = postgresql ]; then
-        local d
-        d="$T/pg-$(printf %s "$1" | sha256sum | cut -c1-12)"
-        "$ROOT_DIR/scripts/pg.sh" psql "$d" -qAt -v ON_ERROR_STOP=1 -c "$2"
+        "$ROOT_DIR/scripts/pg.sh" psql "$(pg_dir "$1")" -qAt -v ON_ERROR_STOP=1 -c "$2"
     else
         sqlite3 -cmd ".timeout 30000" "$1/mamori.db" "$2"
     fi
