@@ -46,6 +46,7 @@
 struct plugin {
     mosquitto_plugin_id_t *id;
     char hub_fp[65];
+    char node[33]; /* this broker node's name, in every report */
     struct sync_state sync;
     struct limits lim;
     /* observation reports are themselves rate limited */
@@ -94,15 +95,16 @@ static void report(const char *type, const char *device, const struct mosquitto 
         return;
     }
     g.report_tokens -= 1;
-    char addr[64] = "", cid[160] = "", why[160] = "", buf[700];
+    char addr[64] = "", cid[160] = "", why[160] = "", node[80] = "", buf[800];
     json_str(addr, sizeof(addr), client ? mosquitto_client_address(client) : NULL);
     json_str(cid, sizeof(cid), client ? mosquitto_client_id(client) : NULL);
     json_str(why, sizeof(why), reason);
-    int n =
-        snprintf(buf, sizeof(buf),
-                 "{\"type\":\"%s\",\"device\":\"%s\",\"address\":\"%s\",\"client_id\":\"%s\","
-                 "\"reason\":\"%s\",\"dropped_before\":%llu}",
-                 type, device ? device : "", addr, cid, why, (unsigned long long)g.reports_dropped);
+    json_str(node, sizeof(node), g.node);
+    int n = snprintf(buf, sizeof(buf),
+                     "{\"type\":\"%s\",\"device\":\"%s\",\"address\":\"%s\",\"client_id\":\"%s\","
+                     "\"reason\":\"%s\",\"node\":\"%s\",\"dropped_before\":%llu}",
+                     type, device ? device : "", addr, cid, why, node,
+                     (unsigned long long)g.reports_dropped);
     if (n > 0 && (size_t)n < sizeof(buf))
         mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 0, false, NULL);
 }
@@ -355,6 +357,8 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
     for (int i = 0; i < opt_count; i++) {
         if (strcmp(opts[i].key, "hub_fp") == 0 && strlen(opts[i].value) == 64)
             memcpy(g.hub_fp, opts[i].value, 65);
+        else if (strcmp(opts[i].key, "node") == 0)
+            snprintf(g.node, sizeof(g.node), "%s", opts[i].value);
         else if (strcmp(opts[i].key, "max_payload") == 0)
             g.lim.max_payload = (uint32_t)opt_long(opts[i].value, 1, 256 * 1024 * 1024, 16384);
         else if (strcmp(opts[i].key, "rate") == 0)

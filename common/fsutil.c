@@ -200,3 +200,24 @@ enum mamori_err fs_lock_file(const char *path, int *fd)
         return errno == EWOULDBLOCK ? MAMORI_ERR_BUSY : MAMORI_ERR_IO;
     return MAMORI_OK;
 }
+
+bool fs_read_small(const char *path, char *buf, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || n == 0) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + got, n - 1 - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || (got += (size_t)r) == n - 1)
+            break;
+    }
+    close(fd);
+    buf[got] = '\0';
+    return got > 0;
+}

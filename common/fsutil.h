@@ -2,6 +2,7 @@
 #ifndef MAMORI_COMMON_FSUTIL_H
 #define MAMORI_COMMON_FSUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -26,6 +27,11 @@ enum mamori_err fs_check_private(const char *path, mode_t allowed) MAMORI_MUST_C
 /* snprintf into out; MAMORI_ERR_TOOBIG when it would not fit. */
 enum mamori_err fs_path(char *out, size_t outlen, const char *dir,
                         const char *name) MAMORI_MUST_CHECK;
+
+/* Reads a small file into buf (NUL-terminated, at most n - 1 bytes) with
+ * read(2) until its end: /proc files report a size of 0, so fs_read_file
+ * cannot read them. False when it cannot be opened or is empty. */
+bool fs_read_small(const char *path, char *buf, size_t n);
 
 /* Creates path (mode 0600, never through a symlink) if it does not exist,
  * so a database opened on it next is private from its first byte. */

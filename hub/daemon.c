@@ -164,7 +164,7 @@ static enum mamori_err write_endpoints(struct hub *h)
     int n = snprintf(buf, sizeof(buf),
                      "{\"api\":\"https://%s:%d\",\"mqtt_host\":\"%s\",\"mqtt_port\":%d,"
                      "\"ca\":\"%s\",\"pid\":%d}\n",
-                     h->cfg.listen_addr, h->api_port, h->cfg.listen_addr, h->broker_port, ca,
+                     h->cfg.listen_addr, h->api_port, h->broker_host, h->broker_port, ca,
                      (int)getpid());
     if (n < 0 || (size_t)n >= sizeof(buf))
         return MAMORI_ERR_TOOBIG;

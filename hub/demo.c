@@ -78,7 +78,7 @@ enum mamori_err demo_fleet(struct hub *h, int n)
         const char *code = json_string_value(json_object_get(out, "claim_code"));
         rc = factory_finish(devdir, id, "demo-sensor",
                             json_string_value(json_object_get(out, "certificate")), h->ca_chain_pem,
-                            code, h->cfg.listen_addr, h->broker_port);
+                            code, h->broker_host, h->broker_port);
         if (!rc)
             rc = hub_op_claim(h, &owner, code, "demo", &claimed, &e);
         json_decref(out);

@@ -1,7 +1,8 @@
 /*
  * mamorid - the Mamori hub. Thin main over libmamori_hub (hub/daemon.h).
  *
- *   mamorid --data DIR [--store postgresql://...|sqlite:PATH] [--listen ADDR]
+ *   mamorid --data DIR [--store postgresql://...|sqlite:PATH] [--broker HOST:PORT]
+ *           [--listen ADDR]
  *           [--api-port N] [--mqtt-port N] [--heartbeat S] [--max-connections N] [--api-connections
  * N]
  *           [--api-per-address N] [--api-head-timeout S] [--api-min-body-rate B]
@@ -16,6 +17,11 @@
  *
  * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
+ * With --broker the hub starts no broker: it connects to broker nodes
+ * apart from it (`mamorid broker`, hub/broker_node.c), through HOST:PORT.
+ *
+ *   mamorid broker-init ...   prepares a broker node's directory
+ *   mamorid broker ...        runs a broker node
  */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -33,24 +39,29 @@
 #include "common/log.h"
 #include "hub/demo.h"
 #include "hub/alerts/alerts.h"
+#include "hub/broker_node.h"
 #include "hub/daemon.h"
+#include "hub/io/broker.h"
 #include "hub/store/store.h"
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: mamorid --data DIR [--store postgresql://...|sqlite:PATH]\n"
-                    "               [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
-                    "               [--heartbeat SECONDS] [--max-connections N]\n"
-                    "               [--api-connections N] [--api-per-address N]\n"
-                    "               [--api-head-timeout SECONDS] [--api-min-body-rate BYTES/S]\n"
-                    "               [--api-unauth-connections N] [--plugin PATH]\n"
-                    "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]\n"
-                    "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
-                    "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
-                    "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS]\n"
-                    "               [--rate-window SECONDS] [--challenge-interval SECONDS]\n"
-                    "               [--owner-idle-after SECONDS] [--rules on|off]\n"
-                    "               [--alert-retention-days N] [--data-retention-days N] [-v]\n");
+    fprintf(stderr,
+            "usage: mamorid --data DIR [--store postgresql://...|sqlite:PATH]\n"
+            "               [--broker HOST:PORT] [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
+            "               [--heartbeat SECONDS] [--max-connections N]\n"
+            "               [--api-connections N] [--api-per-address N]\n"
+            "               [--api-head-timeout SECONDS] [--api-min-body-rate BYTES/S]\n"
+            "               [--api-unauth-connections N] [--plugin PATH]\n"
+            "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]\n"
+            "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
+            "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
+            "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS]\n"
+            "               [--rate-window SECONDS] [--challenge-interval SECONDS]\n"
+            "               [--owner-idle-after SECONDS] [--rules on|off]\n"
+            "               [--alert-retention-days N] [--data-retention-days N] [-v]\n"
+            "       mamorid broker-init --from HUBDATA --data DIR --node NAME ...\n"
+            "       mamorid broker --data DIR ...\n");
 }
 
 static void default_plugin(char *out, size_t n)
@@ -107,9 +118,17 @@ static bool store_ok(const char *v)
     return store_is_postgresql(v) || (strncmp(v, "sqlite:", 7) == 0 && v[7]);
 }
 
+static bool broker_ok(const char *v)
+{
+    char host[HUB_HOST_LEN + 1];
+    int port;
+    return broker_addr_parse(v, host, sizeof(host), &port);
+}
+
 static const struct opt OPTS[] = {
     S("data", data_dir, NULL),
     S("store", store, store_ok),
+    S("broker", broker, broker_ok),
     S("listen", listen_addr, NULL),
     I("api-port", api_port, 0, 65535),
     I("mqtt-port", mqtt_port, 0, 65535),
@@ -199,6 +218,21 @@ static bool parse_args(int argc, char **argv, struct hub_config *cfg, int *demo)
     return true;
 }
 
+/* The broker node's commands (hub/broker_node.h). */
+static int run_broker_init(int argc, char **argv, const char *plugin)
+{
+    (void)plugin;
+    return broker_init_main(argc, argv);
+}
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv, const char *plugin);
+} COMMANDS[] = {
+    {"broker", broker_node_main},
+    {"broker-init", run_broker_init},
+};
+
 int main(int argc, char **argv)
 {
     struct hub_config cfg;
@@ -206,6 +240,9 @@ int main(int argc, char **argv)
     hub_config_defaults(&cfg);
     default_plugin(cfg.plugin_path, sizeof(cfg.plugin_path));
     log_set_tag("mamorid");
+    for (size_t i = 0; argc > 1 && i < sizeof(COMMANDS) / sizeof(COMMANDS[0]); i++)
+        if (strcmp(argv[1], COMMANDS[i].name) == 0)
+            return COMMANDS[i].run(argc - 1, argv + 1, cfg.plugin_path);
     if (!parse_args(argc, argv, &cfg, &demo)) {
         usage();
         return 2;
@@ -251,7 +288,7 @@ int main(int argc, char **argv)
     if (demo > 0 && (rc = demo_fleet(&h, demo)) != MAMORI_OK)
         log_warn("demo fleet incomplete: %s", mamori_strerror(rc));
     log_info("ready: API https://%s:%d/api/v1  MQTT mqtts://%s:%d  data %s", cfg.listen_addr,
-             h.api_port, cfg.listen_addr, h.broker_port, cfg.data_dir);
+             h.api_port, h.broker_host, h.broker_port, cfg.data_dir);
     int sig = 0;
     sigwait(&stop, &sig);
     log_info("signal %d: stopping", sig);

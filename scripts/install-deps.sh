@@ -30,6 +30,8 @@ PKGS_TEST=(
   rauc squashfs-tools
   # the PostgreSQL store: a server each test starts for itself (scripts/pg.sh)
   postgresql
+  # systemd-analyze checks the unit files of dist/systemd/
+  systemd
 )
 
 want=("${PKGS_BUILD[@]}")

@@ -31,22 +31,25 @@ struct MHD_Daemon;
 struct passwd;
 
 #define HUB_PATH_MAX      4096
-#define HUB_DATA_SESSIONS 2 /* telemetry; events, logs and results */
+#define HUB_DATA_SESSIONS 2  /* telemetry; events, logs and results */
+#define HUB_NODE_LEN      32 /* a broker node's name: [a-z0-9-], 1-32 */
+#define HUB_HOST_LEN      255
 
 struct hub_config {
     char data_dir[HUB_PATH_MAX];
     char store[HUB_PATH_MAX]; /* --store: "" = SQLite at DATA/mamori.db (store.h: store_open) */
     char listen_addr[64];     /* both listeners bind here (loopback default) */
-    int api_port;             /* 0 = ephemeral */
-    int mqtt_port;            /* 0 = ephemeral */
-    int heartbeat_s;          /* expected device heartbeat interval */
-    int max_connections;      /* broker connection limit */
-    int api_connections;      /* HTTPS API connection limit */
-    int api_per_address;      /* HTTPS API connections from one address */
-    int max_payload;          /* bytes, enforced by broker and plugin */
-    int msg_rate;             /* messages per second per device (sustained) */
-    int msg_burst;            /* bucket size */
-    int session_ttl_s;        /* API session lifetime */
+    char broker[HUB_HOST_LEN + 8]; /* --broker HOST:PORT: broker nodes apart ("": our own) */
+    int api_port;                  /* 0 = ephemeral */
+    int mqtt_port;                 /* 0 = ephemeral */
+    int heartbeat_s;               /* expected device heartbeat interval */
+    int max_connections;           /* broker connection limit */
+    int api_connections;           /* HTTPS API connection limit */
+    int api_per_address;           /* HTTPS API connections from one address */
+    int max_payload;               /* bytes, enforced by broker and plugin */
+    int msg_rate;                  /* messages per second per device (sustained) */
+    int msg_burst;                 /* bucket size */
+    int session_ttl_s;             /* API session lifetime */
     int device_cert_days;
     int cert_renew_days;      /* rotate when the certificate expires within this */
     int cert_max_age_days;    /* rotate certificates older than this (0: never) */
@@ -92,7 +95,8 @@ struct hub {
     struct crypto_key *cmd_key; /* command signer */
     char *cmd_chain_pem;        /* its certificate + issuing CA */
 
-    /* broker supervision */
+    /* the broker: our own child (broker_pid), or nodes apart (cfg.broker) */
+    char broker_host[HUB_HOST_LEN + 1]; /* what the sessions dial and check the name of */
     pid_t broker_pid;
     char broker_conf[HUB_PATH_MAX];
     int broker_port;

@@ -18,10 +18,10 @@ enum mamori_err hub_op_health(struct hub *h, json_t **out)
 {
     pthread_mutex_lock(&h->lock);
     *out = json_pack("{s:s,s:b,s:b,s:b,s:i,s:I,s:i,s:I}", "status", "ok", "broker_running",
-                     h->broker_pid > 0, "broker_session", h->mqtt_connected, "plugin_synced",
-                     h->plugin_synced, "broker_restarts", h->broker_restarts, "devices",
-                     (json_int_t)store_device_count(h->store), "mqtt_port", h->broker_port,
-                     "mqtt_received",
+                     h->cfg.broker[0] ? h->mqtt_connected : h->broker_pid > 0, "broker_session",
+                     h->mqtt_connected, "plugin_synced", h->plugin_synced, "broker_restarts",
+                     h->broker_restarts, "devices", (json_int_t)store_device_count(h->store),
+                     "mqtt_port", h->broker_port, "mqtt_received",
                      (json_int_t)__atomic_load_n(&h->mqtt_received, __ATOMIC_RELAXED));
     struct tm_counts n;
     tm_stats(h, &n);

@@ -401,7 +401,7 @@ static void run_session(struct hub *h, struct mosquitto *m,
 {
     unsigned backoff_ms = 100;
     while (!h->stopping) {
-        int rc = mosquitto_connect(m, h->cfg.listen_addr, h->broker_port, 30);
+        int rc = mosquitto_connect(m, h->broker_host, h->broker_port, 30);
         if (rc == MOSQ_ERR_SUCCESS) {
             backoff_ms = 100;
             rc = loop(h, m);
@@ -451,7 +451,7 @@ static struct mosquitto *new_session(struct hub *h, const char *client_id,
     if (fs_path(ca, sizeof(ca), h->cfg.data_dir, "pki/root.crt") ||
         fs_path(crt, sizeof(crt), h->cfg.data_dir, "pki/hub-client.crt") ||
         fs_path(key, sizeof(key), h->cfg.data_dir, "pki/hub-client.key") ||
-        crypto_tls_client_ctx(CRYPTO_KEYSTORE_FILE, ca, crt, key, h->cfg.listen_addr, tls))
+        crypto_tls_client_ctx(CRYPTO_KEYSTORE_FILE, ca, crt, key, h->broker_host, tls))
         return NULL;
     if (read_ahead)
         crypto_tls_ctx_read_ahead(*tls);
@@ -485,6 +485,11 @@ enum mamori_err mqtt_start(struct hub *h)
     h->out.send_device = send_device;
     h->out.send_notes = send_notes;
     h->out.push_device = push_device;
+    /* Snapshot generations grow across the hub's restarts (milliseconds
+     * of the wall clock at start): a broker node outlives the hub, and must
+     * take a restarted hub's changes and drop what its predecessor's lost
+     * session still delivers late (broker/table.c). */
+    h->sync_gen = (uint64_t)hub_now_ms();
     h->mosq = new_session(h, PROTO_HUB_CLIENT_ID, on_connect, on_disconnect, false, &h->mqtt_tls);
     if (!h->mosq)
         return MAMORI_ERR_TLS;

@@ -81,7 +81,7 @@ hubsql() {
 }
 hub_start() {
     DATA=$1; shift
-    local plugin=() store
+    local plugin=() store sync=${HUB_WAIT_SYNC:-1}
     [ -n "${MAMORI_PLUGIN:-}" ] && plugin=(--plugin "$MAMORI_PLUGIN")
     store=$(store_for "$DATA") || return 1
     "$BIN/mamorid" --data "$DATA" ${store:+"$store"} "${plugin[@]}" "$@" >>"$T/hub.log" 2>&1 &
@@ -91,7 +91,7 @@ hub_start() {
             API=$(jget api <"$DATA/run/endpoints.json")
             MQTT_PORT=$(jget mqtt_port <"$DATA/run/endpoints.json")
             CA=$DATA/pki/root.crt
-            if plugin_synced; then
+            if [ "$sync" = 0 ] || plugin_synced; then
                 return 0
             fi
         fi
@@ -99,6 +99,35 @@ hub_start() {
     done
     echo "hub did not start; log:"; cat "$T/hub.log"; return 1
 }
+
+# free_port: a port free on 127.0.0.1 now, outside the kernel's range for
+# source ports (one from there may be handed to an outgoing connection
+# before our listener binds it)
+free_port() { python3 - <<'PY'
+import random, socket
+lo, hi = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+for _ in range(500):
+    p = random.randint(10000, 65000)
+    if lo <= p <= hi:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+PY
+}
+# node_start DIR: runs the broker node of DIR (mamorid broker); NODE_PID
+node_start() {
+    local plugin=()
+    [ -n "${MAMORI_PLUGIN:-}" ] && plugin=(--plugin "$MAMORI_PLUGIN")
+    "$BIN/mamorid" broker --data "$1" "${plugin[@]}" >>"$T/node-$(basename "$1").log" 2>&1 &
+    NODE_PID=$!; PIDS+=("$NODE_PID")
+}
+# node_broker DIR: the pid of the mosquitto a broker node runs
+node_broker() { cat "$1/run/broker.pid" 2>/dev/null; }
 
 hub_stop() {
     [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null && wait "$HUB_PID" 2>/dev/null
