@@ -109,6 +109,20 @@ static void report(const char *type, const char *device, const struct mosquitto 
         mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 0, false, NULL);
 }
 
+/* Tells the hub that device id connected to this node (on) or left it,
+ * so commands to it go to this node. Not rate limited like the reports:
+ * one per admitted connection and one per its end, never for a refusal. */
+static void presence(const char *id, bool on)
+{
+    char node[80], buf[200];
+    json_str(node, sizeof(node), g.node);
+    int n = snprintf(buf, sizeof(buf),
+                     "{\"type\":\"presence\",\"device\":\"%s\",\"node\":\"%s\",\"on\":%s}", id,
+                     node, on ? "true" : "false");
+    if (n > 0 && (size_t)n < sizeof(buf))
+        mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 0, false, NULL);
+}
+
 /* From sync_apply: a denied (or unknown) device loses every session of
  * its identity; a device still admitted loses the session under its
  * client id, whose certificate is no longer admitted (T07-L3a). */
@@ -189,6 +203,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     if (session_open(d, ed->client, fp, mosquitto_client_address(ed->client)))
         report("duplicate_connection", d->id, ed->client,
                "the identity's live session taken over from another address");
+    presence(d->id, true);
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -200,8 +215,12 @@ static int on_disconnect(int event, void *event_data, void *userdata)
     (void)userdata;
     struct mosquitto_evt_disconnect *ed = event_data;
     const char *user = mosquitto_client_username(ed->client);
-    if (user)
-        session_close(table_by_id(&g.sync.active, user), ed->client);
+    struct dev *d = user ? table_by_id(&g.sync.active, user) : NULL;
+    /* only the live session: a refused client keeps the user name it sent */
+    if (d && d->live == ed->client) {
+        session_close(d, ed->client);
+        presence(d->id, false);
+    }
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -254,9 +273,12 @@ static void on_sync(const void *payload, size_t len)
     if (g.sync.synced_gen != gen) {
         /* The hub learns that the snapshot is in force, not merely sent:
          * only then does it report the broker as synchronised. */
-        char buf[96];
-        int n = snprintf(buf, sizeof(buf), "{\"type\":\"synced\",\"gen\":%llu,\"count\":%zu}",
-                         (unsigned long long)g.sync.synced_gen, g.sync.active.count);
+        char buf[200];
+        char node[80];
+        json_str(node, sizeof(node), g.node);
+        int n = snprintf(buf, sizeof(buf),
+                         "{\"type\":\"synced\",\"gen\":%llu,\"count\":%zu,\"node\":\"%s\"}",
+                         (unsigned long long)g.sync.synced_gen, g.sync.active.count, node);
         if (n > 0 && (size_t)n < sizeof(buf))
             mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 1, false, NULL);
     }

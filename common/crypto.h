@@ -132,6 +132,8 @@ struct crypto_issue {
     const struct crypto_key *issuer_key;
     time_t not_before; /* absolute; 0 means now - 5 min */
     time_t not_after;  /* absolute */
+    const char *san;   /* CRYPTO_CERT_SERVER: subjectAltName, "DNS:name,IP:addr,...";
+                        * NULL: loopback only (localhost, 127.0.0.1, ::1) */
 };
 /* Issues a certificate with a random 128-bit serial; *pem_out is malloc'd. */
 enum mamori_err crypto_cert_issue(const struct crypto_issue *p, char **pem_out) MAMORI_MUST_CHECK;

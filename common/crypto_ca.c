@@ -116,7 +116,8 @@ enum mamori_err crypto_cert_issue(const struct crypto_issue *p, char **pem_out)
         if (add_ext(cert, issuer, NID_basic_constraints, "critical,CA:FALSE") ||
             add_ext(cert, issuer, NID_key_usage, "critical,digitalSignature") ||
             add_ext(cert, issuer, NID_ext_key_usage, "serverAuth") ||
-            add_ext(cert, issuer, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1"))
+            add_ext(cert, issuer, NID_subject_alt_name,
+                    p->san ? p->san : "DNS:localhost,IP:127.0.0.1,IP:::1"))
             goto out;
         break;
     case CRYPTO_CERT_CLIENT:

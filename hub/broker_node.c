@@ -2,15 +2,18 @@
  * hub/broker_node.c - a broker node apart from the hub.
  *
  *   mamorid broker-init --from HUBDATA --data DIR --node NAME [--listen ADDR]
- *                       [--mqtt-port N] [--max-connections N] [--max-payload B]
+ *                       [--names NAME,ADDR,...] [--mqtt-port N] [--max-connections N]
+ * [--max-payload B]
  *                       [--rate N] [--burst N]
  *   mamorid broker --data DIR [--plugin PATH] [--mosquitto PATH] [-v]
  *
- * broker-init gives a node what it needs from the hub's pki/: the broker's
- * certificate and key, the device trust bundle, and the fingerprint of the
- * hub's client certificate (the only client the plugin obeys); it writes
- * them with DIR/node.json. Run again, it refreshes them (a manufacturer CA
- * imported since) and keeps the node's port.
+ * broker-init gives a node what it needs from the hub's pki/: a key of
+ * its own with a certificate from the hub's issuing CA naming what devices
+ * and hubs dial (--names: host names and addresses; else loopback), the
+ * device trust bundle, and the fingerprint of the hub's client certificate
+ * (the only client the plugin obeys); it writes them with DIR/node.json.
+ * Run again, it renews them (a new key; a manufacturer CA imported since)
+ * and keeps the node's settings.
  *
  * broker runs mosquitto with the plugin on them and keeps it running:
  * restarted with backoff (0.25 s doubling to 30 s, reset after 60 s of
@@ -21,6 +24,7 @@
  * has no snapshot yet (its first start, or a restart of mosquitto) admits
  * no device until a hub sends one (fail closed, broker/plugin.c).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -33,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/json.h"
@@ -40,11 +45,13 @@
 #include "hub/broker_node.h"
 #include "hub/io/broker.h"
 
-#define NODE_JSON_MAX (16 * 1024)
+#define NODE_JSON_MAX  (16 * 1024)
+#define NODE_CERT_DAYS (2 * 365) /* the node's certificate; broker-init again renews it */
 
 /* The command line of both commands: each option and where it goes. */
 struct node_args {
     char from[HUB_PATH_MAX]; /* broker-init: the hub's data directory */
+    char names[1024];        /* broker-init: names and addresses its certificate holds */
     struct broker_spec s;    /* data_dir, listen, node, port, limits; plugin, mosquitto */
 };
 
@@ -71,6 +78,7 @@ static const struct arg INIT_ARGS[] = {
     A_STR("data", s.data_dir),
     A_STR("node", s.node),
     A_STR("listen", s.listen),
+    A_STR("names", names),
     A_INT("mqtt-port", s.port, 1, 65535),
     A_INT("max-connections", s.max_connections, 1, 1000000),
     A_INT("max-payload", s.max_payload, 256, 256 * 1024),
@@ -218,6 +226,76 @@ static enum mamori_err hub_fingerprint(const char *from, char fp[65])
     return MAMORI_OK;
 }
 
+/* "DNS:name,IP:addr,..." from a comma list of host names and addresses;
+ * false on anything else (the result is OpenSSL configuration text: no
+ * character beyond a name's may reach it). */
+static bool san_of(const char *names, char *out, size_t n)
+{
+    char list[sizeof(((struct node_args *)0)->names)], *save = NULL;
+    size_t o = 0;
+    snprintf(list, sizeof(list), "%s", names);
+    out[0] = '\0';
+    for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+        unsigned char bin[16];
+        bool ip = inet_pton(AF_INET, a, bin) == 1 || inet_pton(AF_INET6, a, bin) == 1;
+        size_t len = strlen(a);
+        if (!ip &&
+            (len == 0 || len > 253 || a[0] == '-' || a[0] == '.' ||
+             strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != len))
+            return false;
+        int k = snprintf(out + o, n - o, "%s%s:%s", o ? "," : "", ip ? "IP" : "DNS", a);
+        if (k < 0 || (size_t)k >= n - o)
+            return false;
+        o += (size_t)k;
+    }
+    return o > 0;
+}
+
+/* A key of the node's own and its certificate from the hub's issuing CA,
+ * naming what devices and hubs dial (--names; else loopback only), into
+ * DIR/tls: broker.key (0600), broker.crt (leaf + issuing CA). */
+static enum mamori_err issue_node_cert(const struct node_args *a, const char *tls)
+{
+    char pki[HUB_PATH_MAX], p[HUB_PATH_MAX], san[2048], cn[64];
+    struct crypto_cert *iss = NULL;
+    struct crypto_key *iss_key = NULL, *key = NULL;
+    char *pem = NULL, *iss_pem = NULL;
+    enum mamori_err rc;
+    if (a->names[0] && !san_of(a->names, san, sizeof(san))) {
+        log_err("--names %s: host names and IP addresses, separated by commas", a->names);
+        return MAMORI_ERR_INVAL;
+    }
+    snprintf(cn, sizeof(cn), "mamori-broker-%s", a->s.node);
+    if ((rc = fs_path(pki, sizeof(pki), a->from, "pki")) ||
+        (rc = fs_path(p, sizeof(p), pki, "issuing.crt")) || (rc = crypto_cert_load(p, &iss)) ||
+        (rc = fs_path(p, sizeof(p), pki, "issuing.key")) || (rc = fs_check_private(p, 0)) ||
+        (rc = crypto_key_load(p, &iss_key)) || (rc = crypto_key_generate(&key)))
+        goto out;
+    struct crypto_issue ip = {.kind = CRYPTO_CERT_SERVER,
+                              .cn = cn,
+                              .org = "Mamori platform",
+                              .subject = key,
+                              .issuer = iss,
+                              .issuer_key = iss_key,
+                              .not_after = time(NULL) + NODE_CERT_DAYS * 86400L,
+                              .san = a->names[0] ? san : NULL};
+    struct dbuf chain;
+    dbuf_init(&chain, 2 * CRYPTO_PEM_MAX);
+    if (!(rc = crypto_cert_issue(&ip, &pem)) && !(rc = crypto_cert_pem(iss, &iss_pem)) &&
+        !(rc = dbuf_addstr(&chain, pem)) && !(rc = dbuf_addstr(&chain, iss_pem)) &&
+        !(rc = fs_path(p, sizeof(p), tls, "broker.key")) && !(rc = crypto_key_save(key, p)) &&
+        !(rc = fs_path(p, sizeof(p), tls, "broker.crt")))
+        rc = fs_write_atomic(p, chain.p, chain.len, 0644);
+    dbuf_free(&chain);
+out:
+    free(pem);
+    free(iss_pem);
+    crypto_cert_free(iss);
+    crypto_key_free(iss_key);
+    crypto_key_free(key);
+    return rc;
+}
+
 /* Fills what the command line left out: the node's earlier settings
  * (kept by a refresh), else the hub's defaults and a free port. */
 static void init_defaults(struct node_args *a)
@@ -250,7 +328,8 @@ int broker_init_main(int argc, char **argv)
         !a.s.data_dir[0] || !node_name_ok(a.s.node)) {
         fprintf(stderr, "usage: mamorid broker-init --from HUBDATA --data DIR --node NAME "
                         "(a-z, 0-9, -; at most 32)\n"
-                        "       [--listen ADDR] [--mqtt-port N] [--max-connections N]\n"
+                        "       [--listen ADDR] [--names NAME,ADDR,...] [--mqtt-port N]\n"
+                        "       [--max-connections N]\n"
                         "       [--max-payload BYTES] [--rate N] [--burst N]\n");
         return 2;
     }
@@ -267,9 +346,7 @@ int broker_init_main(int argc, char **argv)
         return 1;
     }
     if ((rc = fs_path(tls, sizeof(tls), a.s.data_dir, "tls")) || (rc = fs_mkdir_p(tls, 0700)) ||
-        (rc = hub_fingerprint(a.from, a.s.hub_fp)) ||
-        (rc = copy_pki(&a, tls, "broker.crt", 0644)) ||
-        (rc = copy_pki(&a, tls, "broker.key", 0600)) ||
+        (rc = hub_fingerprint(a.from, a.s.hub_fp)) || (rc = issue_node_cert(&a, tls)) ||
         (rc = copy_pki(&a, tls, "device-trust.pem", 0644)) || (rc = node_save(&a.s))) {
         log_err("cannot prepare broker node %s from %s: %s", a.s.node, a.from, mamori_strerror(rc));
         return 1;

@@ -1,8 +1,8 @@
 /*
  * mamorid - the Mamori hub. Thin main over libmamori_hub (hub/daemon.h).
  *
- *   mamorid --data DIR [--store postgresql://...|sqlite:PATH] [--broker HOST:PORT]
- *           [--listen ADDR]
+ *   mamorid --data DIR [--store postgresql://...|sqlite:PATH]
+ *           [--broker HOST:PORT[,HOST:PORT...] [--mqtt-public HOST:PORT]] [--listen ADDR]
  *           [--api-port N] [--mqtt-port N] [--heartbeat S] [--max-connections N] [--api-connections
  * N]
  *           [--api-per-address N] [--api-head-timeout S] [--api-min-body-rate B]
@@ -17,8 +17,9 @@
  *
  * Port 0 (the default) picks an ephemeral port; the chosen endpoints are
  * written to DIR/run/endpoints.json. SIGTERM or SIGINT stop it cleanly.
- * With --broker the hub starts no broker: it connects to broker nodes
- * apart from it (`mamorid broker`, hub/broker_node.c), through HOST:PORT.
+ * With --broker the hub starts no broker: it connects to each broker node
+ * apart from it (`mamorid broker`, hub/broker_node.c), and gives devices
+ * --mqtt-public (a load balancer in front of the nodes) or the first node.
  *
  *   mamorid broker-init ...   prepares a broker node's directory
  *   mamorid broker ...        runs a broker node
@@ -46,22 +47,22 @@
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: mamorid --data DIR [--store postgresql://...|sqlite:PATH]\n"
-            "               [--broker HOST:PORT] [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
-            "               [--heartbeat SECONDS] [--max-connections N]\n"
-            "               [--api-connections N] [--api-per-address N]\n"
-            "               [--api-head-timeout SECONDS] [--api-min-body-rate BYTES/S]\n"
-            "               [--api-unauth-connections N] [--plugin PATH]\n"
-            "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]\n"
-            "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
-            "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
-            "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS]\n"
-            "               [--rate-window SECONDS] [--challenge-interval SECONDS]\n"
-            "               [--owner-idle-after SECONDS] [--rules on|off]\n"
-            "               [--alert-retention-days N] [--data-retention-days N] [-v]\n"
-            "       mamorid broker-init --from HUBDATA --data DIR --node NAME ...\n"
-            "       mamorid broker --data DIR ...\n");
+    fprintf(stderr, "usage: mamorid --data DIR [--store postgresql://...|sqlite:PATH]\n"
+                    "               [--broker HOST:PORT[,HOST:PORT...] [--mqtt-public HOST:PORT]]\n"
+                    "               [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
+                    "               [--heartbeat SECONDS] [--max-connections N]\n"
+                    "               [--api-connections N] [--api-per-address N]\n"
+                    "               [--api-head-timeout SECONDS] [--api-min-body-rate BYTES/S]\n"
+                    "               [--api-unauth-connections N] [--plugin PATH]\n"
+                    "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]\n"
+                    "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
+                    "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
+                    "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS]\n"
+                    "               [--rate-window SECONDS] [--challenge-interval SECONDS]\n"
+                    "               [--owner-idle-after SECONDS] [--rules on|off]\n"
+                    "               [--alert-retention-days N] [--data-retention-days N] [-v]\n"
+                    "       mamorid broker-init --from HUBDATA --data DIR --node NAME ...\n"
+                    "       mamorid broker --data DIR ...\n");
 }
 
 static void default_plugin(char *out, size_t n)
@@ -118,17 +119,31 @@ static bool store_ok(const char *v)
     return store_is_postgresql(v) || (strncmp(v, "sqlite:", 7) == 0 && v[7]);
 }
 
-static bool broker_ok(const char *v)
+static bool addr_ok(const char *v)
 {
     char host[HUB_HOST_LEN + 1];
     int port;
     return broker_addr_parse(v, host, sizeof(host), &port);
 }
 
+/* HOST:PORT[,HOST:PORT...], at most HUB_NODES_MAX */
+static bool broker_ok(const char *v)
+{
+    char list[1024], *save = NULL;
+    size_t n = 0;
+    if ((size_t)snprintf(list, sizeof(list), "%s", v) >= sizeof(list))
+        return false;
+    for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save))
+        if (++n > HUB_NODES_MAX || !addr_ok(a))
+            return false;
+    return n > 0;
+}
+
 static const struct opt OPTS[] = {
     S("data", data_dir, NULL),
     S("store", store, store_ok),
     S("broker", broker, broker_ok),
+    S("mqtt-public", mqtt_public, addr_ok),
     S("listen", listen_addr, NULL),
     I("api-port", api_port, 0, 65535),
     I("mqtt-port", mqtt_port, 0, 65535),

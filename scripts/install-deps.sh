@@ -32,6 +32,8 @@ PKGS_TEST=(
   postgresql
   # systemd-analyze checks the unit files of dist/systemd/
   systemd
+  # the load balancer in front of several broker nodes (TCP, TLS passed through)
+  haproxy
 )
 
 want=("${PKGS_BUILD[@]}")

@@ -5,7 +5,8 @@
 # password (scram-sha-256), kept in a 0600 passfile; one database "mamori"
 # (UTF8, C collation: text sorts byte by byte, as with SQLite).
 #
-#   scripts/pg.sh start DIR   prints the store URI (also in DIR/store.url)
+#   scripts/pg.sh start DIR   prints the store URI (also in DIR/store.url);
+#                             a server made before in DIR starts again
 #   scripts/pg.sh stop DIR
 #   scripts/pg.sh psql DIR [ARGS...]   psql on that database, as the owner
 #
@@ -24,7 +25,21 @@ DATA=$DIR/pgdata
 free_port() { python3 -c 'import socket
 s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
+# a server made earlier in DIR, started again on its own port
+restart() {
+    local port
+    port=$(cat "$DIR/port")
+    "${AS[@]}" "$PGBIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $DIR -c fsync=on -c synchronous_commit=on" \
+        start >/dev/null
+    cat "$DIR/store.url"
+}
+
 start() {
+    if [ -f "$DATA/PG_VERSION" ] && [ -f "$DIR/store.url" ]; then
+        restart
+        return
+    fi
     mkdir -p "$DIR"
     chmod 755 "$DIR"
     [ "$(id -u)" = 0 ] && chown postgres: "$DIR"

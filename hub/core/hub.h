@@ -34,22 +34,24 @@ struct passwd;
 #define HUB_DATA_SESSIONS 2  /* telemetry; events, logs and results */
 #define HUB_NODE_LEN      32 /* a broker node's name: [a-z0-9-], 1-32 */
 #define HUB_HOST_LEN      255
+#define HUB_NODES_MAX     16 /* broker nodes one hub holds sessions with */
 
 struct hub_config {
     char data_dir[HUB_PATH_MAX];
     char store[HUB_PATH_MAX]; /* --store: "" = SQLite at DATA/mamori.db (store.h: store_open) */
     char listen_addr[64];     /* both listeners bind here (loopback default) */
-    char broker[HUB_HOST_LEN + 8]; /* --broker HOST:PORT: broker nodes apart ("": our own) */
-    int api_port;                  /* 0 = ephemeral */
-    int mqtt_port;                 /* 0 = ephemeral */
-    int heartbeat_s;               /* expected device heartbeat interval */
-    int max_connections;           /* broker connection limit */
-    int api_connections;           /* HTTPS API connection limit */
-    int api_per_address;           /* HTTPS API connections from one address */
-    int max_payload;               /* bytes, enforced by broker and plugin */
-    int msg_rate;                  /* messages per second per device (sustained) */
-    int msg_burst;                 /* bucket size */
-    int session_ttl_s;             /* API session lifetime */
+    char broker[1024];        /* --broker HOST:PORT[,...]: broker nodes apart ("": our own) */
+    char mqtt_public[HUB_HOST_LEN + 8]; /* --mqtt-public HOST:PORT: what devices dial */
+    int api_port;                       /* 0 = ephemeral */
+    int mqtt_port;                      /* 0 = ephemeral */
+    int heartbeat_s;                    /* expected device heartbeat interval */
+    int max_connections;                /* broker connection limit */
+    int api_connections;                /* HTTPS API connection limit */
+    int api_per_address;                /* HTTPS API connections from one address */
+    int max_payload;                    /* bytes, enforced by broker and plugin */
+    int msg_rate;                       /* messages per second per device (sustained) */
+    int msg_burst;                      /* bucket size */
+    int session_ttl_s;                  /* API session lifetime */
     int device_cert_days;
     int cert_renew_days;      /* rotate when the certificate expires within this */
     int cert_max_age_days;    /* rotate certificates older than this (0: never) */
@@ -76,8 +78,34 @@ struct hub_config {
     int api_unauth_conns;
 };
 
+/* One broker node and the hub's sessions with it (hub/io/mqtt.c): the
+ * control session (registry sync, heartbeats, the plugin's reports,
+ * everything sent) and the data sessions, one per kind of stream, for the
+ * ingest queue. */
+struct hub_node {
+    struct hub *h;
+    char host[HUB_HOST_LEN + 1]; /* dialled; the broker's certificate must name it */
+    int port;
+    char name[HUB_NODE_LEN + 1]; /* as its plugin names itself ("" until it says) */
+    struct mosquitto *mosq;      /* control session */
+    void *tls;                   /* its TLS context (SSL_CTX *) */
+    pthread_t thread;
+    bool started;
+    bool connected;    /* control session up (hub->lock) */
+    bool synced;       /* its plugin took over snap_gen (hub->lock) */
+    uint64_t snap_gen; /* the last snapshot sent to it (hub->lock) */
+    struct hub_data_session {
+        struct hub_node *node;
+        struct mosquitto *m;
+        void *tls; /* SSL_CTX * */
+        pthread_t thread;
+        bool started, connected;
+    } data[HUB_DATA_SESSIONS];
+};
+
 struct tm_state;
 struct ingest_state;
+struct hub_locations;
 struct live_entry; /* hub/device/liveness.h */
 
 struct hub {
@@ -96,30 +124,22 @@ struct hub {
     char *cmd_chain_pem;        /* its certificate + issuing CA */
 
     /* the broker: our own child (broker_pid), or nodes apart (cfg.broker) */
-    char broker_host[HUB_HOST_LEN + 1]; /* what the sessions dial and check the name of */
+    char broker_host[HUB_HOST_LEN + 1]; /* with broker_port: the address devices dial */
     pid_t broker_pid;
     char broker_conf[HUB_PATH_MAX];
     int broker_port;
     int broker_restarts;
     pthread_t broker_thread;
 
-    /* hub's own MQTT sessions (hub/io/mqtt.c): control (registry sync,
-     * heartbeats, broker reports, everything sent) and the data sessions,
-     * one per kind of stream, for the ingest queue */
-    struct mosquitto *mosq;
-    void *mqtt_tls; /* its TLS context (SSL_CTX *) */
-    pthread_t mqtt_thread;
-    struct hub_data_session {
-        struct hub *h;
-        struct mosquitto *m;
-        void *tls; /* SSL_CTX * */
-        pthread_t thread;
-        bool started, connected;
-    } data[HUB_DATA_SESSIONS];
-    bool mqtt_started, mqtt_connected;
-    uint64_t mqtt_received; /* device messages the hub has read (all kinds) */
-    bool plugin_synced;     /* last snapshot fully sent */
-    uint64_t sync_gen;
+    /* The hub's MQTT sessions (hub/io/mqtt.c), with each broker node: our
+     * own broker (one node), or every node given with --broker. */
+    struct hub_node nodes[HUB_NODES_MAX];
+    size_t n_nodes;
+    bool mqtt_started;
+    bool mqtt_connected;       /* some node's control session is up (lock) */
+    uint64_t mqtt_received;    /* device messages the hub has read (all kinds) */
+    uint64_t sync_gen;         /* the last snapshot generation sent (lock) */
+    struct hub_locations *loc; /* which node holds each device (hub/io/nodes.c) */
 
     /* API */
     struct MHD_Daemon *mhd;

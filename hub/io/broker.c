@@ -31,6 +31,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "hub/io/broker.h"
+#include "hub/io/mqtt.h"
 
 /* The hub's own broker, from its configuration and its pki/. */
 static enum mamori_err own_spec(struct hub *h, struct broker_spec *s)
@@ -198,7 +199,7 @@ static void broker_reload(struct hub *h)
     /* Restart: mosquitto 2.0 does not reload a listener's cafile on SIGHUP.
      * The supervisor brings it straight back; the plugin fails closed until
      * it has the snapshot again. Lock held. */
-    h->plugin_synced = false;
+    mqtt_unsync(h);
     if (h->broker_pid > 0)
         kill(h->broker_pid, SIGTERM);
 }
@@ -217,18 +218,37 @@ static void nodes_reload(struct hub *h)
               "it\"}");
 }
 
-/* --broker HOST:PORT: nodes apart, reached through one address. */
+/* --broker HOST:PORT[,HOST:PORT...]: the nodes apart, each dialled by the
+ * hub; devices are given --mqtt-public (a load balancer in front of the
+ * nodes), or the first node. */
 static enum mamori_err nodes_start(struct hub *h)
 {
-    int port = 0;
-    if (!broker_addr_parse(h->cfg.broker, h->broker_host, sizeof(h->broker_host), &port)) {
-        log_err("--broker %s is not HOST:PORT", h->cfg.broker);
+    char list[sizeof(h->cfg.broker)], *save = NULL;
+    snprintf(list, sizeof(list), "%s", h->cfg.broker);
+    h->n_nodes = 0;
+    for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+        struct hub_node *n = &h->nodes[h->n_nodes];
+        if (h->n_nodes == HUB_NODES_MAX ||
+            !broker_addr_parse(a, n->host, sizeof(n->host), &n->port)) {
+            log_err("--broker %s: at most %d nodes, each HOST:PORT", h->cfg.broker, HUB_NODES_MAX);
+            return MAMORI_ERR_INVAL;
+        }
+        h->n_nodes++;
+    }
+    const char *pub = h->cfg.mqtt_public[0] ? h->cfg.mqtt_public : NULL;
+    if (h->n_nodes == 0 ||
+        (pub && !broker_addr_parse(pub, h->broker_host, sizeof(h->broker_host), &h->broker_port))) {
+        log_err("--broker %s --mqtt-public %s: not HOST:PORT", h->cfg.broker, pub ? pub : "");
         return MAMORI_ERR_INVAL;
     }
-    h->broker_port = port;
+    if (!pub) {
+        snprintf(h->broker_host, sizeof(h->broker_host), "%s", h->nodes[0].host);
+        h->broker_port = h->nodes[0].port;
+    }
     h->out.reload_broker = nodes_reload;
-    log_info("broker nodes at %s: this hub starts no broker, and its restart drops no device",
-             h->cfg.broker);
+    log_info("%zu broker node(s) at %s, devices dial %s:%d: this hub starts no broker, and its "
+             "restart drops no device",
+             h->n_nodes, h->cfg.broker, h->broker_host, h->broker_port);
     return MAMORI_OK;
 }
 
@@ -250,6 +270,9 @@ enum mamori_err broker_start(struct hub *h)
         h->broker_port = h->cfg.mqtt_port ? h->cfg.mqtt_port : stable_port(h);
     if (h->broker_port <= 0)
         return MAMORI_ERR_IO;
+    h->n_nodes = 1; /* our own broker, dialled where it listens */
+    snprintf(h->nodes[0].host, sizeof(h->nodes[0].host), "%s", h->cfg.listen_addr);
+    h->nodes[0].port = h->broker_port;
     return pthread_create(&h->broker_thread, NULL, supervise, h) ? MAMORI_ERR_INTERNAL : MAMORI_OK;
 }
 

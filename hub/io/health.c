@@ -3,6 +3,7 @@
 #include "hub/device/ingest.h"
 #include "hub/device/telemetry.h"
 #include "hub/io/mqtt.h"
+#include "hub/io/nodes.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,10 +20,22 @@ enum mamori_err hub_op_health(struct hub *h, json_t **out)
     pthread_mutex_lock(&h->lock);
     *out = json_pack("{s:s,s:b,s:b,s:b,s:i,s:I,s:i,s:I}", "status", "ok", "broker_running",
                      h->cfg.broker[0] ? h->mqtt_connected : h->broker_pid > 0, "broker_session",
-                     h->mqtt_connected, "plugin_synced", h->plugin_synced, "broker_restarts",
+                     h->mqtt_connected, "plugin_synced", mqtt_synced(h), "broker_restarts",
                      h->broker_restarts, "devices", (json_int_t)store_device_count(h->store),
                      "mqtt_port", h->broker_port, "mqtt_received",
                      (json_int_t)__atomic_load_n(&h->mqtt_received, __ATOMIC_RELAXED));
+    json_t *nodes = json_array();
+    for (size_t i = 0; i < h->n_nodes; i++) {
+        const struct hub_node *nd = &h->nodes[i];
+        /* names, not addresses: the health check answers anyone */
+        json_array_append_new(nodes, json_pack("{s:s,s:b,s:b,s:I}", "name", nd->name, "session",
+                                               nd->connected, "synced", nd->synced, "devices",
+                                               (json_int_t)nodes_count(h, (int)i)));
+    }
+    if (*out)
+        json_object_set_new(*out, "nodes", nodes);
+    else
+        json_decref(nodes);
     struct tm_counts n;
     tm_stats(h, &n);
     if (*out)

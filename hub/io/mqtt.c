@@ -2,7 +2,9 @@
  * hub/io/mqtt.c - the hub's own MQTT sessions with the broker.
  *
  * The hub is the broker's only privileged client: the plugin recognises its
- * certificate by fingerprint. Over its control session the hub
+ * certificate by fingerprint. It holds sessions with every broker node
+ * (h->nodes: its own broker, or each node of --broker). Over a node's
+ * control session the hub
  *   - sends the plugin the registry's view (snapshot on every (re)connect,
  *     then one message per change) on mamori/v1/ctl/sync, and everything
  *     else it sends devices;
@@ -13,6 +15,11 @@
  * (mamori/v1/d/+/..., whose topic id the plugin has already bound to the
  * certificate that sent it) into the ingest queue, one session per kind of
  * stream.
+ *
+ * With several nodes, every registry change goes to all of them (a revoked
+ * device is kicked wherever it is), while commands and acknowledgements go
+ * to the node that holds the device (hub/io/nodes.h), or to all when that
+ * is not known.
  */
 #include <errno.h>
 #include <mosquitto.h>
@@ -32,14 +39,16 @@
 #include "hub/device/ingest.h"
 #include "hub/device/lifecycle.h"
 #include "hub/io/mqtt.h"
+#include "hub/io/nodes.h"
 
 /* A snapshot batch stays well under the broker's packet limit (max_payload
  * + 1 KiB): a larger one makes the broker drop the hub's session, and every
  * device stays refused until a snapshot gets through. */
 #define SYNC_BATCH_BYTES (8 * 1024)
 
-static void publish_json(struct hub *h, json_t *msg)
+static void publish_json(struct hub_node *n, json_t *msg)
 {
+    struct hub *h = n->h;
     char *s = json_dump_compact(msg);
     if (s && strlen(s) > (size_t)h->cfg.max_payload) {
         log_err("sync message of %zu bytes over the payload limit: not sent", strlen(s));
@@ -50,50 +59,101 @@ static void publish_json(struct hub *h, json_t *msg)
          * reconnection. TCP keeps the order within a session, and every
          * session begins with a snapshot, so nothing is missed. */
         int rc =
-            mosquitto_publish(h->mosq, NULL, PROTO_TOPIC_CTL_SYNC, (int)strlen(s), s, 0, false);
+            mosquitto_publish(n->mosq, NULL, PROTO_TOPIC_CTL_SYNC, (int)strlen(s), s, 0, false);
         if (rc != MOSQ_ERR_SUCCESS)
             log_warn("sync publish failed: %s", mosquitto_strerror(rc));
         free(s);
     }
 }
 
+/* The node holding device id, when its control session is up; else NULL
+ * (then: every node). */
+static struct hub_node *holder(struct hub *h, const char *id)
+{
+    int i = h->n_nodes == 1 ? 0 : nodes_of(h, id);
+    return i >= 0 && h->nodes[i].mosq && h->nodes[i].connected ? &h->nodes[i] : NULL;
+}
+
+static void publish_to(struct hub_node *n, const char *topic, const void *p, size_t len, int qos)
+{
+    int rc = mosquitto_publish(n->mosq, NULL, topic, (int)len, p, qos, false);
+    if (rc != MOSQ_ERR_SUCCESS)
+        log_warn("publish to %s on %s:%d failed: %s", topic, n->host, n->port,
+                 mosquitto_strerror(rc));
+}
+
 static void send_device(struct hub *h, const char *id, const char *payload, size_t len, int qos)
 {
     char topic[96];
-    if (!h->mosq || !h->mqtt_connected || len > PROTO_MAX_PAYLOAD ||
+    if (!h->mqtt_connected || len > PROTO_MAX_PAYLOAD ||
         proto_topic(topic, sizeof(topic), id, PROTO_KIND_CMD))
         return;
-    int rc = mosquitto_publish(h->mosq, NULL, topic, (int)len, payload, qos, false);
-    if (rc != MOSQ_ERR_SUCCESS)
-        log_warn("publish to %s failed: %s", id, mosquitto_strerror(rc));
+    struct hub_node *n = holder(h, id);
+    if (n) {
+        publish_to(n, topic, payload, len, qos);
+        return;
+    }
+    for (size_t i = 0; i < h->n_nodes; i++)
+        if (h->nodes[i].connected)
+            publish_to(&h->nodes[i], topic, payload, len, qos);
 }
 
+/* Notes ("ID SP MESSAGE LF" lines) for the nodes that hold their devices:
+ * one message per node; a line whose device's node is not known goes to
+ * every node. */
 static void send_notes(struct hub *h, const char *lines, size_t len)
 {
-    if (!h->mosq || !h->mqtt_connected)
+    if (!h->mqtt_connected)
         return; /* notes are QoS 0: the next one replaces a lost one */
-    int rc = mosquitto_publish(h->mosq, NULL, PROTO_TOPIC_CTL_NOTES, (int)len, lines, 0, false);
-    if (rc != MOSQ_ERR_SUCCESS)
-        log_warn("notes to the broker plugin failed: %s", mosquitto_strerror(rc));
+    if (h->n_nodes == 1) {
+        if (h->nodes[0].connected)
+            publish_to(&h->nodes[0], PROTO_TOPIC_CTL_NOTES, lines, len, 0);
+        return;
+    }
+    struct dbuf per[HUB_NODES_MAX];
+    for (size_t i = 0; i < h->n_nodes; i++)
+        dbuf_init(&per[i], len); /* at most all of them */
+    for (const char *p = lines, *end = lines + len; p < end;) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        const char *sp = memchr(p, ' ', (size_t)((lf ? lf : end) - p));
+        size_t n = (size_t)((lf ? lf + 1 : end) - p);
+        char id[PROTO_DEVICE_ID_LEN + 1] = "";
+        if (sp && (size_t)(sp - p) < sizeof(id)) {
+            memcpy(id, p, (size_t)(sp - p));
+            id[sp - p] = '\0';
+        }
+        struct hub_node *to = id[0] ? holder(h, id) : NULL;
+        for (size_t i = 0; i < h->n_nodes; i++)
+            if (h->nodes[i].connected && (!to || to == &h->nodes[i]))
+                log_if_err(dbuf_add(&per[i], p, n));
+        p += n;
+    }
+    for (size_t i = 0; i < h->n_nodes; i++) {
+        if (per[i].len)
+            publish_to(&h->nodes[i], PROTO_TOPIC_CTL_NOTES, per[i].p, per[i].len, 0);
+        dbuf_free(&per[i]);
+    }
 }
 
 static void push_device(struct hub *h, const struct device_rec *d, int access)
 {
-    if (!h->mosq || !h->mqtt_connected)
+    if (!h->mqtt_connected)
         return; /* the next snapshot carries it */
     /* gen: the snapshot this change follows (the plugin drops a stale one) */
     json_t *m = json_pack("{s:s,s:s,s:s,s:i,s:I}", "op", "set", "fp", d->cert_fp, "id", d->id,
                           "mode", (int)access, "gen", (json_int_t)h->sync_gen);
     if (m && d->cert_next_fp[0])
         json_object_set_new(m, "fp_next", json_string(d->cert_next_fp));
-    if (m) {
-        publish_json(h, m);
-        json_decref(m);
-    }
+    /* every node: a revoked or locked device is kicked wherever it is */
+    for (size_t i = 0; m && i < h->n_nodes; i++)
+        if (h->nodes[i].connected)
+            publish_json(&h->nodes[i], m);
+    json_decref(m);
 }
 
 struct snap {
     struct hub *h;
+    struct hub_node *n;
     json_t *batch;
     uint64_t gen;
     int count;
@@ -108,7 +168,7 @@ static void flush_batch(struct snap *s)
     json_t *m =
         json_pack("{s:s,s:I,s:O}", "op", "batch", "gen", (json_int_t)s->gen, "devs", s->batch);
     if (m) {
-        publish_json(s->h, m);
+        publish_json(s->n, m);
         json_decref(m);
     }
     json_array_clear(s->batch);
@@ -137,14 +197,16 @@ static bool snap_dev(const struct device_rec *d, void *arg)
     return true;
 }
 
-/* Sends the full registry view; lock held. */
-static void send_snapshot(struct hub *h)
+/* Sends node n the full registry view; lock held. */
+static void send_snapshot(struct hub_node *n)
 {
-    struct snap s = {.h = h, .batch = json_array(), .gen = ++h->sync_gen};
+    struct hub *h = n->h;
+    struct snap s = {.h = h, .n = n, .batch = json_array(), .gen = ++h->sync_gen};
     if (!s.batch)
         return;
+    n->snap_gen = s.gen;
     json_t *b = json_pack("{s:s,s:I}", "op", "begin", "gen", (json_int_t)s.gen);
-    publish_json(h, b);
+    publish_json(n, b);
     json_decref(b);
     for (;;) {
         int before = s.count;
@@ -155,40 +217,67 @@ static void send_snapshot(struct hub *h)
     }
     flush_batch(&s);
     json_t *e = json_pack("{s:s,s:I,s:i}", "op", "end", "gen", (json_int_t)s.gen, "count", s.count);
-    publish_json(h, e);
+    publish_json(n, e);
     json_decref(e);
     json_decref(s.batch);
-    /* plugin_synced turns true when the plugin confirms this generation. */
-    log_info("registry snapshot %llu sent to broker plugin (%d devices)", (unsigned long long)s.gen,
-             s.count);
+    /* n->synced turns true when the plugin confirms this generation. */
+    log_info("registry snapshot %llu sent to the broker plugin at %s:%d (%d devices)",
+             (unsigned long long)s.gen, n->host, n->port, s.count);
+}
+
+static void any_connected(struct hub *h)
+{
+    h->mqtt_connected = false;
+    for (size_t i = 0; i < h->n_nodes; i++)
+        h->mqtt_connected = h->mqtt_connected || h->nodes[i].connected;
 }
 
 static void on_connect(struct mosquitto *m, void *arg, int rc)
 {
-    struct hub *h = arg;
+    struct hub_node *n = arg;
+    struct hub *h = n->h;
     if (rc != 0) {
-        log_warn("broker refused hub session: %s", mosquitto_connack_string(rc));
+        log_warn("broker at %s:%d refused hub session: %s", n->host, n->port,
+                 mosquitto_connack_string(rc));
         return;
     }
     /* control: heartbeats and the broker's reports, never behind data */
     mosquitto_subscribe(m, NULL, PROTO_TOPIC_DEV_PREFIX "+/hb", 1);
     mosquitto_subscribe(m, NULL, PROTO_TOPIC_BROKER_EV, 1);
     pthread_mutex_lock(&h->lock);
-    h->mqtt_connected = true;
-    send_snapshot(h);
+    n->connected = true;
+    any_connected(h);
+    send_snapshot(n);
     pthread_mutex_unlock(&h->lock);
 }
 
 static void on_disconnect(struct mosquitto *m, void *arg, int rc)
 {
     (void)m;
-    struct hub *h = arg;
+    struct hub_node *n = arg;
+    struct hub *h = n->h;
     pthread_mutex_lock(&h->lock);
-    h->mqtt_connected = false;
-    h->plugin_synced = false;
+    n->connected = false;
+    n->synced = false;
+    any_connected(h);
     pthread_mutex_unlock(&h->lock);
     if (!h->stopping)
-        log_warn("hub session to broker lost (%d); reconnecting", rc);
+        log_warn("hub session to the broker at %s:%d lost (%d); reconnecting", n->host, n->port,
+                 rc);
+}
+
+bool mqtt_synced(struct hub *h)
+{
+    bool all = h->n_nodes > 0;
+    for (size_t i = 0; i < h->n_nodes; i++)
+        all = all && h->nodes[i].synced;
+    return all;
+}
+
+void mqtt_unsync(struct hub *h)
+{
+    for (size_t i = 0; i < h->n_nodes; i++)
+        h->nodes[i].synced = false;
 }
 
 /* T07-L2d, T10-L2a: refused connections (unknown or revoked certificates,
@@ -209,20 +298,49 @@ static const char *report_severity(const char *type)
     return "info";
 }
 
-static void on_broker_event(struct hub *h, const struct mosquitto_message *msg)
+/* "synced": node n's plugin took over a snapshot; lock held. */
+static void node_synced(struct hub_node *n, json_t *ev)
 {
+    uint64_t gen = 0;
+    const char *name = NULL;
+    if (json_get_str(ev, "node", HUB_NODE_LEN, &name) && name[0])
+        snprintf(n->name, sizeof(n->name), "%s", name);
+    if (json_get_u64(ev, "gen", &gen) && gen == n->snap_gen && n->connected) {
+        n->synced = true;
+        log_info("broker plugin %s at %s:%d took over registry snapshot %llu",
+                 n->name[0] ? n->name : "-", n->host, n->port, (unsigned long long)gen);
+    }
+}
+
+/* "presence": a device connected to node n, or left it. */
+static void node_presence(struct hub_node *n, json_t *ev)
+{
+    const char *dev = NULL;
+    json_t *on = json_object_get(ev, "on");
+    if (!json_get_str(ev, "device", PROTO_DEVICE_ID_LEN, &dev) || !json_is_boolean(on))
+        return;
+    if (json_is_true(on))
+        nodes_here(n->h, dev, (int)(n - n->h->nodes));
+    else
+        nodes_gone(n->h, dev, (int)(n - n->h->nodes));
+}
+
+static void on_broker_event(struct hub_node *n, const struct mosquitto_message *msg)
+{
+    struct hub *h = n->h;
     json_t *ev = NULL;
     if (json_parse_untrusted(msg->payload, (size_t)msg->payloadlen, 4096, &ev, NULL, 0))
         return;
     const char *type = "unknown", *dev = NULL;
     (void)json_get_str(ev, "type", 32, &type);
+    if (strcmp(type, "presence") == 0) {
+        node_presence(n, ev);
+        json_decref(ev);
+        return;
+    }
     if (strcmp(type, "synced") == 0) {
-        uint64_t gen = 0;
         pthread_mutex_lock(&h->lock);
-        if (json_get_u64(ev, "gen", &gen) && gen == h->sync_gen && h->mqtt_connected) {
-            h->plugin_synced = true;
-            log_info("broker plugin took over registry snapshot %llu", (unsigned long long)gen);
-        }
+        node_synced(n, ev);
         pthread_mutex_unlock(&h->lock);
         json_decref(ev);
         return;
@@ -244,13 +362,16 @@ static void on_broker_event(struct hub *h, const struct mosquitto_message *msg)
 /* Device messages by kind (the topic's last level): heartbeats are taken
  * at once, on the control session; the rest goes to the ingest queue,
  * recorded and acknowledged in batches (hub/device/ingest.h). */
-static void on_device_message(struct hub *h, const struct mosquitto_message *msg)
+static void on_device_message(struct hub_node *n, const struct mosquitto_message *msg)
 {
+    struct hub *h = n->h;
     char id[PROTO_DEVICE_ID_LEN + 1];
     enum proto_kind kind;
     if (proto_topic_parse(msg->topic, strlen(msg->topic), id, &kind))
         return;
     __atomic_add_fetch(&h->mqtt_received, 1, __ATOMIC_RELAXED);
+    if (kind == PROTO_KIND_HB && h->n_nodes > 1)
+        nodes_here(h, id, (int)(n - h->nodes)); /* it is where its heartbeat comes from */
     if (kind == PROTO_KIND_HB)
         ingest_heartbeat(h, id, msg->payload, (size_t)msg->payloadlen);
     else if (kind != PROTO_KIND_CMD)
@@ -260,11 +381,11 @@ static void on_device_message(struct hub *h, const struct mosquitto_message *msg
 static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg)
 {
     (void)m;
-    struct hub *h = arg;
+    struct hub_node *n = arg;
     if (strcmp(msg->topic, PROTO_TOPIC_BROKER_EV) == 0)
-        on_broker_event(h, msg);
+        on_broker_event(n, msg);
     else
-        on_device_message(h, msg);
+        on_device_message(n, msg);
 }
 
 /* The data sessions. Each stream of a device (telemetry, events, logs)
@@ -294,27 +415,27 @@ static const struct {
     {PROTO_HUB_CLIENT_ID "-events", "mamori-mqevent", {{"ev", 0}, {"log", 0}, {"res", 1}}},
 };
 
-static struct hub_data_session *data_session_of(struct hub *h, const struct mosquitto *m,
+static struct hub_data_session *data_session_of(struct hub_node *n, const struct mosquitto *m,
                                                 size_t *index)
 {
     for (size_t i = 0; i < HUB_DATA_SESSIONS; i++)
-        if (h->data[i].m == m) {
+        if (n->data[i].m == m) {
             *index = i;
-            return &h->data[i];
+            return &n->data[i];
         }
     return NULL;
 }
 
 static void on_data_connect(struct mosquitto *m, void *arg, int rc)
 {
-    struct hub *h = arg;
+    struct hub_node *n = arg;
     size_t i;
-    struct hub_data_session *ds = data_session_of(h, m, &i);
+    struct hub_data_session *ds = data_session_of(n, m, &i);
     if (!ds)
         return;
     if (rc != 0) {
-        log_warn("broker refused hub session %s: %s", DATA_SESSIONS[i].client_id,
-                 mosquitto_connack_string(rc));
+        log_warn("broker at %s:%d refused hub session %s: %s", n->host, n->port,
+                 DATA_SESSIONS[i].client_id, mosquitto_connack_string(rc));
         return;
     }
     size_t ntopics = sizeof(DATA_SESSIONS[i].topics) / sizeof(DATA_SESSIONS[i].topics[0]);
@@ -329,21 +450,24 @@ static void on_data_connect(struct mosquitto *m, void *arg, int rc)
 
 static void on_data_disconnect(struct mosquitto *m, void *arg, int rc)
 {
-    struct hub *h = arg;
+    struct hub_node *n = arg;
     size_t i;
-    struct hub_data_session *ds = data_session_of(h, m, &i);
+    struct hub_data_session *ds = data_session_of(n, m, &i);
     if (!ds)
         return;
     __atomic_store_n(&ds->connected, false, __ATOMIC_RELAXED);
-    if (!h->stopping)
-        log_warn("hub session %s to broker lost (%d); reconnecting", DATA_SESSIONS[i].client_id,
-                 rc);
+    if (!n->h->stopping)
+        log_warn("hub session %s to the broker at %s:%d lost (%d); reconnecting",
+                 DATA_SESSIONS[i].client_id, n->host, n->port, rc);
 }
 
 bool mqtt_data_connected(struct hub *h, size_t i, const char **client_id)
 {
     *client_id = DATA_SESSIONS[i].client_id;
-    return __atomic_load_n(&h->data[i].connected, __ATOMIC_RELAXED);
+    bool all = h->n_nodes > 0;
+    for (size_t k = 0; k < h->n_nodes; k++)
+        all = all && __atomic_load_n(&h->nodes[k].data[i].connected, __ATOMIC_RELAXED);
+    return all;
 }
 
 static void on_log(struct mosquitto *m, void *arg, int level, const char *str)
@@ -396,12 +520,13 @@ static int data_loop(struct hub *h, struct mosquitto *m)
 /* Owns a session: libmosquitto's own loop gives up for good on some
  * errors (a TLS failure while the broker restarts, say), so we retry here
  * with backoff for as long as the hub runs. */
-static void run_session(struct hub *h, struct mosquitto *m,
+static void run_session(struct hub_node *n, struct mosquitto *m,
                         int (*loop)(struct hub *, struct mosquitto *))
 {
+    struct hub *h = n->h;
     unsigned backoff_ms = 100;
     while (!h->stopping) {
-        int rc = mosquitto_connect(m, h->broker_host, h->broker_port, 30);
+        int rc = mosquitto_connect(m, n->host, n->port, 30);
         if (rc == MOSQ_ERR_SUCCESS) {
             backoff_ms = 100;
             rc = loop(h, m);
@@ -422,16 +547,16 @@ static int control_loop(struct hub *h, struct mosquitto *m)
 static void *control_thread(void *arg)
 {
     (void)prctl(PR_SET_NAME, "mamori-mqtt", 0, 0, 0); /* top -H, ps -L */
-    struct hub *h = arg;
-    run_session(h, h->mosq, control_loop);
+    struct hub_node *n = arg;
+    run_session(n, n->mosq, control_loop);
     return NULL;
 }
 
 static void *data_thread(void *arg)
 {
     struct hub_data_session *ds = arg;
-    (void)prctl(PR_SET_NAME, DATA_SESSIONS[ds - ds->h->data].thread, 0, 0, 0);
-    run_session(ds->h, ds->m, data_loop);
+    (void)prctl(PR_SET_NAME, DATA_SESSIONS[ds - ds->node->data].thread, 0, 0, 0);
+    run_session(ds->node, ds->m, data_loop);
     return NULL;
 }
 
@@ -439,23 +564,24 @@ static void *data_thread(void *arg)
 #define HUB_RECEIVE_MAXIMUM 1000
 
 /* A session with the hub's certificate: TLS 1.2+ with the broker checked
- * against the platform CA and the address connected to, MQTT v5, usable
- * from any thread (API threads publish while the session's thread reads).
- * *tls gets its TLS context, freed by the caller after the session. */
-static struct mosquitto *new_session(struct hub *h, const char *client_id,
+ * against the platform CA and the node's address, MQTT v5, usable from any
+ * thread (API threads publish while the session's thread reads). *tls gets
+ * its TLS context, freed by the caller after the session. */
+static struct mosquitto *new_session(struct hub_node *n, const char *client_id,
                                      void (*on_conn)(struct mosquitto *, void *, int),
                                      void (*on_disc)(struct mosquitto *, void *, int),
                                      bool read_ahead, void **tls)
 {
+    struct hub *h = n->h;
     char ca[HUB_PATH_MAX], crt[HUB_PATH_MAX], key[HUB_PATH_MAX];
     if (fs_path(ca, sizeof(ca), h->cfg.data_dir, "pki/root.crt") ||
         fs_path(crt, sizeof(crt), h->cfg.data_dir, "pki/hub-client.crt") ||
         fs_path(key, sizeof(key), h->cfg.data_dir, "pki/hub-client.key") ||
-        crypto_tls_client_ctx(CRYPTO_KEYSTORE_FILE, ca, crt, key, h->broker_host, tls))
+        crypto_tls_client_ctx(CRYPTO_KEYSTORE_FILE, ca, crt, key, n->host, tls))
         return NULL;
     if (read_ahead)
         crypto_tls_ctx_read_ahead(*tls);
-    struct mosquitto *m = mosquitto_new(client_id, true, h);
+    struct mosquitto *m = mosquitto_new(client_id, true, n);
     if (!m)
         return NULL;
     /* MQTT v5 for its receive maximum: the broker keeps at most
@@ -480,6 +606,68 @@ static struct mosquitto *new_session(struct hub *h, const char *client_id,
     return m;
 }
 
+/* Node n's sessions and their threads. */
+static enum mamori_err node_start(struct hub_node *n)
+{
+    n->mosq = new_session(n, PROTO_HUB_CLIENT_ID, on_connect, on_disconnect, false, &n->tls);
+    if (!n->mosq)
+        return MAMORI_ERR_TLS;
+    for (size_t i = 0; i < HUB_DATA_SESSIONS; i++) {
+        n->data[i].node = n;
+        n->data[i].m = new_session(n, DATA_SESSIONS[i].client_id, on_data_connect,
+                                   on_data_disconnect, true, &n->data[i].tls);
+        if (!n->data[i].m)
+            return MAMORI_ERR_TLS;
+    }
+    if (pthread_create(&n->thread, NULL, control_thread, n))
+        return MAMORI_ERR_INTERNAL;
+    n->started = true;
+    for (size_t i = 0; i < HUB_DATA_SESSIONS; i++) {
+        if (pthread_create(&n->data[i].thread, NULL, data_thread, &n->data[i]))
+            return MAMORI_ERR_INTERNAL;
+        n->data[i].started = true;
+    }
+    return MAMORI_OK;
+}
+
+static void node_stop(struct hub_node *n)
+{
+    if (n->mosq)
+        mosquitto_disconnect(n->mosq);
+    if (n->started)
+        pthread_join(n->thread, NULL);
+    n->started = false;
+    for (size_t i = 0; i < HUB_DATA_SESSIONS; i++) {
+        struct hub_data_session *ds = &n->data[i];
+        if (ds->started)
+            pthread_join(ds->thread, NULL);
+        ds->started = false;
+        if (ds->m)
+            mosquitto_destroy(ds->m);
+        ds->m = NULL;
+        crypto_tls_ctx_free(ds->tls);
+        ds->tls = NULL;
+    }
+    if (n->mosq)
+        mosquitto_destroy(n->mosq);
+    n->mosq = NULL;
+    crypto_tls_ctx_free(n->tls);
+    n->tls = NULL;
+}
+
+/* The API shows where a device is connected. Lock held. */
+static void node_view(struct hub *h, const struct device_rec *d, json_t *out)
+{
+    int i = nodes_of(h, d->id);
+    if (i < 0 && h->n_nodes == 1)
+        return;
+    const struct hub_node *n = i >= 0 ? &h->nodes[i] : NULL;
+    char addr[HUB_HOST_LEN + 16];
+    if (n)
+        snprintf(addr, sizeof(addr), "%s:%d", n->host, n->port);
+    json_object_set_new(out, "node", n ? json_string(n->name[0] ? n->name : addr) : json_null());
+}
+
 enum mamori_err mqtt_start(struct hub *h)
 {
     h->out.send_device = send_device;
@@ -490,49 +678,22 @@ enum mamori_err mqtt_start(struct hub *h)
      * take a restarted hub's changes and drop what its predecessor's lost
      * session still delivers late (broker/table.c). */
     h->sync_gen = (uint64_t)hub_now_ms();
-    h->mosq = new_session(h, PROTO_HUB_CLIENT_ID, on_connect, on_disconnect, false, &h->mqtt_tls);
-    if (!h->mosq)
-        return MAMORI_ERR_TLS;
-    for (size_t i = 0; i < HUB_DATA_SESSIONS; i++) {
-        h->data[i].h = h;
-        h->data[i].m = new_session(h, DATA_SESSIONS[i].client_id, on_data_connect,
-                                   on_data_disconnect, true, &h->data[i].tls);
-        if (!h->data[i].m)
-            return MAMORI_ERR_TLS;
-    }
-    if (pthread_create(&h->mqtt_thread, NULL, control_thread, h))
-        return MAMORI_ERR_INTERNAL;
+    enum mamori_err rc = nodes_init(h);
+    if (!rc && h->n_nodes > 1)
+        rc = hub_on_device_view(h, node_view);
     h->mqtt_started = true;
-    for (size_t i = 0; i < HUB_DATA_SESSIONS; i++) {
-        if (pthread_create(&h->data[i].thread, NULL, data_thread, &h->data[i]))
-            return MAMORI_ERR_INTERNAL;
-        h->data[i].started = true;
+    for (size_t i = 0; !rc && i < h->n_nodes; i++) {
+        h->nodes[i].h = h;
+        rc = node_start(&h->nodes[i]);
     }
-    return MAMORI_OK;
+    return rc;
 }
 
 void mqtt_stop(struct hub *h)
 {
     h->stopping = 1;
-    if (h->mosq)
-        mosquitto_disconnect(h->mosq);
-    if (h->mqtt_started)
-        pthread_join(h->mqtt_thread, NULL);
+    for (size_t i = 0; h->mqtt_started && i < h->n_nodes; i++)
+        node_stop(&h->nodes[i]);
     h->mqtt_started = false;
-    for (size_t i = 0; i < HUB_DATA_SESSIONS; i++) {
-        struct hub_data_session *ds = &h->data[i];
-        if (ds->started)
-            pthread_join(ds->thread, NULL);
-        ds->started = false;
-        if (ds->m)
-            mosquitto_destroy(ds->m);
-        ds->m = NULL;
-        crypto_tls_ctx_free(ds->tls);
-        ds->tls = NULL;
-    }
-    if (h->mosq)
-        mosquitto_destroy(h->mosq);
-    h->mosq = NULL;
-    crypto_tls_ctx_free(h->mqtt_tls);
-    h->mqtt_tls = NULL;
+    nodes_free(h);
 }

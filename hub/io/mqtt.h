@@ -14,5 +14,9 @@ void mqtt_stop(struct hub *h);
 /* Data session i (< HUB_DATA_SESSIONS) is connected; *client_id: its
  * client id (GET /health). */
 bool mqtt_data_connected(struct hub *h, size_t i, const char **client_id);
+/* Every node's plugin has taken over the hub's last snapshot. Lock held. */
+bool mqtt_synced(struct hub *h);
+/* Every node must take a new snapshot (a broker restart). Lock held. */
+void mqtt_unsync(struct hub *h);
 
 #endif

@@ -17,6 +17,17 @@ check "without a node the hub is up but has no broker session" health_is broker_
 check "broker-init prepares the node's directory" "$BIN/mamorid" broker-init --from "$DATA" \
     --data "$NODE" --node n1 --mqtt-port "$PORT"
 check "...its key is private" test "$(stat -c %a "$NODE/tls/broker.key")" = 600
+check "...and its own, not the hub's broker key" fails cmp -s "$NODE/tls/broker.key" "$DATA/pki/broker.key"
+check "...its certificate chains to the platform root" openssl verify -CAfile "$DATA/pki/root.crt" \
+    -untrusted "$NODE/tls/broker.crt" "$NODE/tls/broker.crt"
+"$BIN/mamorid" broker-init --from "$DATA" --data "$T/node-named" --node n9 --mqtt-port "$PORT" \
+    --names mqtt.example.com,192.0.2.7 >/dev/null
+san=$(openssl x509 -in "$T/node-named/tls/broker.crt" -noout -ext subjectAltName 2>/dev/null | tail -1)
+expect_eq "--names puts exactly those names in the node's certificate" \
+    "DNS:mqtt.example.com, IP Address:192.0.2.7" "$(echo $san)"
+check "a name that is not one is refused" fails "$BIN/mamorid" broker-init --from "$DATA" \
+    --data "$T/node-bad2" --node n8 --mqtt-port "$PORT" --names "a.example,IP:1.2.3.4"
+check "...and leaves no key behind" test ! -e "$T/node-bad2/tls/broker.key"
 check "...and node.json names it" grep -q '"node": "n1"' "$NODE/node.json"
 check "a bad node name is refused" fails "$BIN/mamorid" broker-init --from "$DATA" \
     --data "$T/node-bad" --node "N1;x"

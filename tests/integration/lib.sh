@@ -22,6 +22,7 @@ IT_STORE=${MAMORI_IT_STORE:-sqlite}
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 cleanup() {
+    [ -n "${ON_CLEANUP:-}" ] && eval "$ON_CLEANUP" # what a test started outside PIDS
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null
     wait 2>/dev/null
@@ -103,22 +104,7 @@ hub_start() {
 # free_port: a port free on 127.0.0.1 now, outside the kernel's range for
 # source ports (one from there may be handed to an outgoing connection
 # before our listener binds it)
-free_port() { python3 - <<'PY'
-import random, socket
-lo, hi = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
-for _ in range(500):
-    p = random.randint(10000, 65000)
-    if lo <= p <= hi:
-        continue
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); print(p); break
-    except OSError:
-        pass
-    finally:
-        s.close()
-PY
-}
+free_port() { python3 "$ROOT_DIR/scripts/free_port.py"; }
 # node_start DIR: runs the broker node of DIR (mamorid broker); NODE_PID
 node_start() {
     local plugin=()
