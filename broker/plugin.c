@@ -264,6 +264,43 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     return MOSQ_ERR_ACL_DENIED;
 }
 
+/* Every device connected here, after a snapshot was taken over: a hub
+ * that has just (re)connected learns where they are without waiting for
+ * each device's next heartbeat. Batches of HERE_BATCH ids. */
+#define HERE_BATCH 400
+
+static void flush_here(const char *node, const char *ids, size_t n, size_t count)
+{
+    char buf[HERE_BATCH * 60 + 160];
+    int k = snprintf(buf, sizeof(buf), "{\"type\":\"here\",\"node\":\"%s\",\"devices\":[%.*s]}",
+                     node, (int)n, ids);
+    if (count && k > 0 && (size_t)k < sizeof(buf))
+        mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, k, buf, 0, false, NULL);
+}
+
+static void report_here(void)
+{
+    char node[80], id[56], ids[HERE_BATCH * 60];
+    size_t n = 0, count = 0;
+    json_str(node, sizeof(node), g.node);
+    const struct dev_table *t = &g.sync.active;
+    for (size_t i = 0; i < t->nbuckets; i++)
+        for (const struct dev *d = t->by_id[i]; d; d = d->next_id) {
+            if (!d->live)
+                continue;
+            json_str(id, sizeof(id), d->id);
+            int k = snprintf(ids + n, sizeof(ids) - n, "%s\"%s\"", count ? "," : "", id);
+            if (k < 0 || (size_t)k >= sizeof(ids) - n)
+                break; /* cannot happen: HERE_BATCH ids of at most 56 bytes fit */
+            n += (size_t)k;
+            if (++count == HERE_BATCH) {
+                flush_here(node, ids, n, count);
+                n = count = 0;
+            }
+        }
+    flush_here(node, ids, n, count);
+}
+
 /* mamori/v1/ctl/sync: the registry's view, a snapshot or one change. */
 static void on_sync(const void *payload, size_t len)
 {
@@ -281,6 +318,7 @@ static void on_sync(const void *payload, size_t len)
                          (unsigned long long)g.sync.synced_gen, g.sync.active.count, node);
         if (n > 0 && (size_t)n < sizeof(buf))
             mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 1, false, NULL);
+        report_here();
     }
 }
 

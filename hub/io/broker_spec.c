@@ -297,9 +297,12 @@ bool broker_addr_parse(const char *s, char *host, size_t n, int *port)
             return false;
     if (*s != '[' && memchr(h, ':', hl))
         return false; /* an IPv6 address needs its brackets */
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (!colon[1] || *end || p < 1 || p > 65535)
+    const char *digits = colon + 1;
+    size_t nd = strspn(digits, "0123456789");
+    if (nd == 0 || nd > 5 || digits[nd] != '\0')
+        return false; /* digits only: no sign, no space */
+    long p = strtol(digits, NULL, 10);
+    if (p < 1 || p > 65535)
         return false;
     memcpy(host, h, hl);
     host[hl] = '\0';

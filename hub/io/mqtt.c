@@ -312,6 +312,19 @@ static void node_synced(struct hub_node *n, json_t *ev)
     }
 }
 
+/* "here": the devices connected to node n when it took over a snapshot. */
+static void node_here(struct hub_node *n, json_t *ev)
+{
+    json_t *devs = json_object_get(ev, "devices"), *v;
+    size_t i;
+    json_array_foreach(devs, i, v)
+    {
+        const char *id = json_string_value(v);
+        if (id && proto_device_id_valid(id, strlen(id)))
+            nodes_here(n->h, id, (int)(n - n->h->nodes));
+    }
+}
+
 /* "presence": a device connected to node n, or left it. */
 static void node_presence(struct hub_node *n, json_t *ev)
 {
@@ -325,23 +338,35 @@ static void node_presence(struct hub_node *n, json_t *ev)
         nodes_gone(n->h, dev, (int)(n - n->h->nodes));
 }
 
+/* The plugin's reports about itself, not stored as events: by type, and
+ * whether the handler needs the hub lock. */
+static const struct {
+    const char *type;
+    void (*fn)(struct hub_node *n, json_t *ev);
+    bool locked;
+} NODE_REPORTS[] = {
+    {"synced", node_synced, true},
+    {"presence", node_presence, false},
+    {"here", node_here, false},
+};
+
 static void on_broker_event(struct hub_node *n, const struct mosquitto_message *msg)
 {
     struct hub *h = n->h;
     json_t *ev = NULL;
-    if (json_parse_untrusted(msg->payload, (size_t)msg->payloadlen, 4096, &ev, NULL, 0))
+    /* a "here" list holds up to 400 device ids */
+    if (json_parse_untrusted(msg->payload, (size_t)msg->payloadlen, 32 * 1024, &ev, NULL, 0))
         return;
     const char *type = "unknown", *dev = NULL;
     (void)json_get_str(ev, "type", 32, &type);
-    if (strcmp(type, "presence") == 0) {
-        node_presence(n, ev);
-        json_decref(ev);
-        return;
-    }
-    if (strcmp(type, "synced") == 0) {
-        pthread_mutex_lock(&h->lock);
-        node_synced(n, ev);
-        pthread_mutex_unlock(&h->lock);
+    for (size_t i = 0; i < sizeof(NODE_REPORTS) / sizeof(NODE_REPORTS[0]); i++) {
+        if (strcmp(type, NODE_REPORTS[i].type) != 0)
+            continue;
+        if (NODE_REPORTS[i].locked)
+            pthread_mutex_lock(&h->lock);
+        NODE_REPORTS[i].fn(n, ev);
+        if (NODE_REPORTS[i].locked)
+            pthread_mutex_unlock(&h->lock);
         json_decref(ev);
         return;
     }

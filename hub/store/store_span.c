@@ -37,8 +37,8 @@ enum mamori_err store_device_data_erase(struct store *s, const char *id, const c
     static const char *const SQL[] = {
         "DELETE FROM telemetry WHERE device_id=?1",
         "DELETE FROM events WHERE device_id=?1",
-        "DELETE FROM commands WHERE device_id=?1 AND (status<>'pending' OR (?2 IS NOT NULL AND "
-        "issued_by=?2))",
+        ("DELETE FROM commands WHERE device_id=?1 AND (status<>'pending' OR (?2 IS NOT NULL AND "
+         "issued_by=?2))"),
     };
     for (size_t i = 0; i < sizeof(SQL) / sizeof(SQL[0]); i++) {
         enum mamori_err rc = db_exec(s, SQL[i], DB_ARGS(db_text(id), db_text(cancel_by)), NULL);

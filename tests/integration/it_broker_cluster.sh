@@ -89,5 +89,28 @@ check "...and is kicked when revoked" wait_for 10 stat_is "$Y" connected False
 # --- node 1 back: the hub synchronises it again
 node_start "$T/n1"
 check "a restarted node is synchronised again" wait_for 30 nodes_synced
+
+# --- a restarted hub learns where devices are from the nodes at once, not
+# at each device's next heartbeat: a device that beats once an hour
+as op factory batch --model sensor-v1 --count 1 --out "$T/quiet" >/dev/null
+as alice claim "$(cat "$T"/quiet/dev-*/claim-code)" >/dev/null
+DQ=$(jget device_id <"$(ls -d "$T"/quiet/dev-*)/device.json")
+"$BIN/mamori-sim" --identities "$T/quiet" --heartbeat 3600 --status "$T/quiet.json" >"$T/quiet.log" 2>&1 &
+PIDS+=($!)
+quiet_node() { as admin device show "$DQ" | jget node; }
+check "the quiet device is located when it connects" wait_for 30 eval '[ -n "$(quiet_node)" ]'
+hub_stop
+HUB_WAIT_SYNC=0 hub_start "$DATA" --heartbeat 2 --broker "127.0.0.1:$P1,127.0.0.1:$P2" \
+    --mqtt-public "127.0.0.1:$PUB"
+check "the restarted hub synchronises both nodes" wait_for 30 nodes_synced
+MAMORI_PASSWORD=$ADMIN_PW as admin login --user admin >/dev/null
+MAMORI_PASSWORD=$OWNER_PW as op login --user op >/dev/null
+check "...and knows at once where the quiet device is" wait_for 10 eval '[ -n "$(quiet_node)" ]'
+capture "$P1" "$T/cap1b" # the first capture on node 1 ended with it
+QN=$(quiet_node)
+check "...so its lock goes to its node" eval 'as op device lock "$DQ" --reason "check" >/dev/null'
+if [ "$QN" = n1 ]; then on=$T/cap1b; off=$T/cap2; else on=$T/cap2; off=$T/cap1b; fi
+check "...and reaches it there" wait_for 20 grep -q "^mamori/v1/d/$DQ/cmd " "$on"
+check "...and nowhere else" fails grep -q "^mamori/v1/d/$DQ/cmd " "$off"
 for i in $(seq 0 $((N - 1))); do kill "${APID[i]}" 2>/dev/null; done
 finish
