@@ -22,11 +22,7 @@ fleet_setup $N
 echo '{"fields": [{"name": "temp_c", "type": "number", "min": -40, "max": 85}]}' >"$T/schema.json"
 as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
 
-simget() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/sim.json" "$1" 2>/dev/null; }
-sim_at_least() { [ "$(simget "$1")" -ge "$2" ] 2>/dev/null; }
-sim_is() { [ "$(simget "$1")" = "$2" ]; }
 sql() { hubsql "$DATA" "$1"; }
-health() { curl -s --cacert "$CA" "$API/api/v1/health" | jget "$1"; }
 
 # --- 1. kill -9 in the middle of a stream
 # each device keeps its outbox in a state directory, as a real one does
@@ -36,7 +32,7 @@ mkdir -p "$T/state"
 SIM=$!; PIDS+=($SIM)
 check "the fleet is connected" wait_for 60 sim_is connected $N
 check "the stream is under way" wait_for 60 sim_at_least telemetry $((N * K / 3))
-check "...and the hub records it" wait_for 20 eval '[ "$(health ingest.messages)" -gt 0 ]'
+check "...and the hub records it" wait_for 20 eval '[ "$(health_of ingest.messages)" -gt 0 ]'
 kill -9 "$HUB_PID"; wait "$HUB_PID" 2>/dev/null; HUB_PID=""
 rm -f "$DATA/run/endpoints.json"
 cut=$(simget telemetry)
@@ -56,7 +52,7 @@ sql "SELECT kind, count(*) FROM events WHERE kind LIKE 'telemetry%' OR kind LIKE
 expect_eq "...$K consecutive numbers for every device: no gap" "$N" \
     "$(sql "SELECT count(*) FROM (SELECT device_id FROM telemetry GROUP BY device_id
                                    HAVING max(seq) - min(seq) + 1 = $K AND count(*) = $K) AS d")"
-check "the restarted hub recorded in batches" eval '[ "$(health ingest.largest_batch)" -gt 1 ]'
+check "the restarted hub recorded in batches" eval '[ "$(health_of ingest.largest_batch)" -gt 1 ]'
 kill "$SIM"; wait "$SIM" 2>/dev/null
 
 # --- 2. a flood: heartbeats are not starved
@@ -72,13 +68,13 @@ offline0=$(sql "SELECT count(*) FROM events WHERE kind = 'offline'")
 hb0=$(simget heartbeats); t0=$(date +%s)
 check "the flood runs for $FLOOD_S s" wait_for $((FLOOD_S + 10)) clock_past $(( (t0 + FLOOD_S) * 1000 ))
 hb1=$(simget heartbeats); t1=$(date +%s)
-taken=$(simget telemetry); recorded=$(health ingest.messages)
+taken=$(simget telemetry); recorded=$(health_of ingest.messages)
 echo "# flood: $taken readings taken by the devices, $recorded messages recorded by the hub," \
-    "largest batch $(health ingest.largest_batch), queued $(health ingest.queued)"
+    "largest batch $(health_of ingest.largest_batch), queued $(health_of ingest.queued)"
 # each device beats every 2 s: the fleet kept its heartbeats if most of them went out
 check "the devices kept their heartbeats" test $((hb1 - hb0)) -ge $(( N * (t1 - t0) / 2 * 3 / 4 ))
 check "the hub was behind the flood (messages queued or in batches)" \
-    eval '[ "$(health ingest.largest_batch)" -gt 8 ]'
+    eval '[ "$(health_of ingest.largest_batch)" -gt 8 ]'
 expect_eq "no device was reported offline" "$offline0" "$(sql "SELECT count(*) FROM events WHERE kind = 'offline'")"
 expect_eq "...and every device is online" "$N" "$(sql 'SELECT count(*) FROM devices WHERE online = 1')"
 [ "$(sql "SELECT count(*) FROM events WHERE kind = 'offline'")" = "$offline0" ] ||

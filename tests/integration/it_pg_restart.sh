@@ -24,11 +24,7 @@ fleet_setup $N
 echo '{"fields": [{"name": "temp_c", "type": "number", "min": -40, "max": 85}]}' >"$T/schema.json"
 as op schema set sensor-v1 --file "$T/schema.json" >/dev/null
 
-simget() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/sim.json" "$1" 2>/dev/null; }
-sim_at_least() { [ "$(simget "$1")" -ge "$2" ] 2>/dev/null; }
-sim_is() { [ "$(simget "$1")" = "$2" ]; }
 sql() { hubsql "$DATA" "$1"; }
-health() { curl -s --cacert "$CA" "$API/api/v1/health" | jget "$1"; }
 PG=$(pg_dir "$DATA")
 
 mkdir -p "$T/state"
@@ -37,7 +33,7 @@ mkdir -p "$T/state"
 SIM=$!; PIDS+=($SIM)
 check "the fleet is connected" wait_for 60 sim_is connected $N
 check "the stream is under way" wait_for 60 sim_at_least telemetry $((N * K / 4))
-check "...and the hub records it" wait_for 20 eval '[ "$(health ingest.messages)" -gt 0 ]'
+check "...and the hub records it" wait_for 20 eval '[ "$(health_of ingest.messages)" -gt 0 ]'
 connects=$(simget connects)
 
 # --- the server goes away under load, and comes back

@@ -61,8 +61,7 @@ agent_conf 1
 agent_start 1
 check "the victim device connects under its own id" wait_for 20 stat_is 1 connected True
 C1=$(astat 1 connects)
-health() { curl -s --cacert "$CA" "$API/api/v1/health" | jget "$1"; }
-check "the hub's broker session is up" test "$(health broker_session)" = True
+check "the hub's broker session is up" test "$(health_of broker_session)" = True
 log0=$(wc -l <"$T/hub.log")
 
 # --- device 0, with its own certificate, claims device 1's id, the hub's
@@ -111,7 +110,7 @@ expect_eq "the victim was never thrown off (one connection all along)" "$C1 True
     "$(astat 1 connects) $(astat 1 connected)"
 check "the hub never lost its session to the broker" \
     bash -c "! tail -n +$((log0 + 1)) '$T/hub.log' | grep -q 'session to broker lost'"
-check "the hub's plugin view stayed in force" test "$(health plugin_synced)" = True
+check "the hub's plugin view stayed in force" test "$(health_of plugin_synced)" = True
 check "the claim of another device's id is reported as device 0's" \
     wait_for 10 has_event broker_client_id_mismatch "$D0" "client id of another device"
 check "...naming the id it claimed" has_event broker_client_id_mismatch "$D0" "$D1"

@@ -343,6 +343,12 @@ agent_start() { # agent_start N: starts it, waits for its local socket
 astat() { jget "$2" <"$T/agent$1.status" 2>/dev/null; }   # astat N KEY
 stat_is() { [ "$(astat "$1" "$2")" = "$3" ]; }             # stat_is N KEY VALUE
 health_is() { [ "$(curl -s --cacert "$CA" "$API/api/v1/health" | jget "$1")" = "$2" ]; }
+health_of() { curl -s --cacert "$CA" "$API/api/v1/health" | jget "$1"; }  # health_of KEY
+# mamori-sim's status file, $T/sim.json by convention: simget KEY,
+# sim_at_least KEY N, sim_is KEY VALUE
+simget() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/sim.json" "$1" 2>/dev/null; }
+sim_at_least() { [ "$(simget "$1")" -ge "$2" ] 2>/dev/null; }
+sim_is() { [ "$(simget "$1")" = "$2" ]; }
 send() { "$BIN/mamori-agent" send --socket "$T/state$1/agent.sock" "${@:2}"; }  # send N JSON
 stored() { as admin device telemetry "$1" --limit 1000 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))'; }
 stored_is() { [ "$(stored "$1")" = "$2" ]; }
