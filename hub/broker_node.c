@@ -142,21 +142,42 @@ static bool node_name_ok(const char *s)
     return true;
 }
 
-/* DIR/node.json into s (its data_dir already set); false after a message. */
-static bool node_load(struct broker_spec *s)
+/* An IP address, or a host name of letters, digits, dots and hyphens: what
+ * may reach mosquitto.conf (a listener) or a certificate's subjectAltName. */
+static bool host_ok(const char *a, bool *ip)
+{
+    unsigned char bin[16];
+    size_t len = strlen(a);
+    *ip = inet_pton(AF_INET, a, bin) == 1 || inet_pton(AF_INET6, a, bin) == 1;
+    return *ip ||
+           (len > 0 && len <= 253 && a[0] != '-' && a[0] != '.' &&
+            strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == len);
+}
+
+static bool hex64(const char *s)
+{
+    return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+/* DIR/node.json into s (its data_dir already set) and, when names is not
+ * NULL, the names its certificate holds; false when it is missing or not
+ * valid. */
+static bool node_load(struct broker_spec *s, char *names, size_t nn)
 {
     char p[HUB_PATH_MAX];
     char *txt = NULL;
     size_t len = 0;
     json_t *j = NULL;
-    const char *node = NULL, *listen = NULL, *fp = NULL;
+    bool ip;
+    const char *node = NULL, *listen = NULL, *fp = NULL, *nm = "";
     uint64_t port = 0, conns = 0, payload = 0, rate = 0, burst = 0;
     bool ok = fs_path(p, sizeof(p), s->data_dir, "node.json") == MAMORI_OK &&
               fs_read_file(p, NODE_JSON_MAX, &txt, &len) == MAMORI_OK &&
               json_parse_untrusted(txt, len, NODE_JSON_MAX, &j, NULL, 0) == MAMORI_OK &&
               json_get_str(j, "node", HUB_NODE_LEN, &node) && node_name_ok(node) &&
-              json_get_str(j, "listen", sizeof(s->listen) - 1, &listen) &&
-              json_get_str(j, "hub_fp", 64, &fp) && strlen(fp) == 64 &&
+              json_get_str(j, "listen", sizeof(s->listen) - 1, &listen) && host_ok(listen, &ip) &&
+              json_get_str(j, "hub_fp", 64, &fp) && hex64(fp) &&
+              (!json_object_get(j, "names") || json_get_str(j, "names", nn ? nn - 1 : 1023, &nm)) &&
               json_get_u64(j, "port", &port) && port >= 1 && port <= 65535 &&
               json_get_u64(j, "max_connections", &conns) && conns >= 1 && conns <= 1000000 &&
               json_get_u64(j, "max_payload", &payload) && payload >= 256 && payload <= 256 * 1024 &&
@@ -171,13 +192,15 @@ static bool node_load(struct broker_spec *s)
         s->max_payload = (int)payload;
         s->rate = (int)rate;
         s->burst = (int)burst;
+        if (names)
+            snprintf(names, nn, "%s", nm);
     }
     json_decref(j);
     free(txt);
     return ok;
 }
 
-static enum mamori_err node_save(const struct broker_spec *s)
+static enum mamori_err node_save(const struct broker_spec *s, const char *names)
 {
     char p[HUB_PATH_MAX];
     enum mamori_err rc = fs_path(p, sizeof(p), s->data_dir, "node.json");
@@ -185,6 +208,8 @@ static enum mamori_err node_save(const struct broker_spec *s)
         json_pack("{s:s,s:s,s:i,s:s,s:i,s:i,s:i,s:i}", "node", s->node, "listen", s->listen, "port",
                   s->port, "hub_fp", s->hub_fp, "max_connections", s->max_connections,
                   "max_payload", s->max_payload, "rate", s->rate, "burst", s->burst);
+    if (j && names[0]) /* the certificate's names, kept for its renewal */
+        json_object_set_new(j, "names", json_string(names));
     char *txt = j ? json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
     if (!rc)
         rc = txt ? fs_write_atomic(p, txt, strlen(txt), 0600) : MAMORI_ERR_NOMEM;
@@ -236,12 +261,8 @@ static bool san_of(const char *names, char *out, size_t n)
     snprintf(list, sizeof(list), "%s", names);
     out[0] = '\0';
     for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
-        unsigned char bin[16];
-        bool ip = inet_pton(AF_INET, a, bin) == 1 || inet_pton(AF_INET6, a, bin) == 1;
-        size_t len = strlen(a);
-        if (!ip &&
-            (len == 0 || len > 253 || a[0] == '-' || a[0] == '.' ||
-             strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != len))
+        bool ip;
+        if (!host_ok(a, &ip))
             return false;
         int k = snprintf(out + o, n - o, "%s%s:%s", o ? "," : "", ip ? "IP" : "DNS", a);
         if (k < 0 || (size_t)k >= n - o)
@@ -304,8 +325,11 @@ static void init_defaults(struct node_args *a)
     struct hub_config def;
     hub_config_defaults(&def);
     snprintf(old.data_dir, sizeof(old.data_dir), "%s", a->s.data_dir);
-    bool had = node_load(&old);
+    char names[sizeof(a->names)] = "";
+    bool had = node_load(&old, names, sizeof(names));
     struct broker_spec *s = &a->s;
+    if (!a->names[0] && had) /* a renewal keeps the names its certificate held */
+        snprintf(a->names, sizeof(a->names), "%s", names);
     if (!s->listen[0])
         snprintf(s->listen, sizeof(s->listen), "%s", had ? old.listen : def.listen_addr);
     if (!s->port)
@@ -341,13 +365,18 @@ int broker_init_main(int argc, char **argv)
         return 1;
     }
     init_defaults(&a);
+    bool ip;
+    if (!host_ok(a.s.listen, &ip)) {
+        log_err("--listen %s: an IP address or a host name", a.s.listen);
+        return 1;
+    }
     if (a.s.port <= 0) {
         log_err("no free port found on %s for the node: give --mqtt-port", a.s.listen);
         return 1;
     }
     if ((rc = fs_path(tls, sizeof(tls), a.s.data_dir, "tls")) || (rc = fs_mkdir_p(tls, 0700)) ||
         (rc = hub_fingerprint(a.from, a.s.hub_fp)) || (rc = issue_node_cert(&a, tls)) ||
-        (rc = copy_pki(&a, tls, "device-trust.pem", 0644)) || (rc = node_save(&a.s))) {
+        (rc = copy_pki(&a, tls, "device-trust.pem", 0644)) || (rc = node_save(&a.s, a.names))) {
         log_err("cannot prepare broker node %s from %s: %s", a.s.node, a.from, mamori_strerror(rc));
         return 1;
     }
@@ -479,7 +508,7 @@ int broker_node_main(int argc, char **argv, const char *plugin)
     char lock[HUB_PATH_MAX];
     int lock_fd = -1;
     enum mamori_err rc;
-    if (fs_check_private(a.s.data_dir, 0) != MAMORI_OK || !node_load(&a.s)) {
+    if (fs_check_private(a.s.data_dir, 0) != MAMORI_OK || !node_load(&a.s, NULL, 0)) {
         log_err("%s: not a broker node's directory (0700, with a valid node.json: mamorid "
                 "broker-init)",
                 a.s.data_dir);

@@ -233,6 +233,13 @@ static enum mamori_err nodes_start(struct hub *h)
             log_err("--broker %s: at most %d nodes, each HOST:PORT", h->cfg.broker, HUB_NODES_MAX);
             return MAMORI_ERR_INVAL;
         }
+        /* the same node twice: two sessions under one client id, each
+         * taking the other's over, forever */
+        for (size_t i = 0; i < h->n_nodes; i++)
+            if (h->nodes[i].port == n->port && strcmp(h->nodes[i].host, n->host) == 0) {
+                log_err("--broker %s: %s given twice", h->cfg.broker, a);
+                return MAMORI_ERR_INVAL;
+            }
         h->n_nodes++;
     }
     const char *pub = h->cfg.mqtt_public[0] ? h->cfg.mqtt_public : NULL;

@@ -392,7 +392,9 @@ static void on_device_message(struct hub_node *n, const struct mosquitto_message
     struct hub *h = n->h;
     char id[PROTO_DEVICE_ID_LEN + 1];
     enum proto_kind kind;
-    if (proto_topic_parse(msg->topic, strlen(msg->topic), id, &kind))
+    /* A retained copy is stale by definition: a broker node outlives the
+     * hub and would hand it to every new session of the hub. */
+    if (msg->retain || proto_topic_parse(msg->topic, strlen(msg->topic), id, &kind))
         return;
     __atomic_add_fetch(&h->mqtt_received, 1, __ATOMIC_RELAXED);
     if (kind == PROTO_KIND_HB && h->n_nodes > 1)
@@ -414,7 +416,9 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
 }
 
 /* The data sessions. Each stream of a device (telemetry, events, logs)
- * is read by exactly one session, so it reaches the ingest queue in the
+ * is read by exactly one session of the node the device is on (a device
+ * that moves to another node may have a late message come after its
+ * successor: the stream's checks treat it as a gap filled), so it reaches the ingest queue in the
  * order the device sent it: the stream's checks (sequence, timestamps,
  * rate limits) rely on that order. MQTT v5 shared subscriptions would add
  * sessions to one stream, but the broker deals their messages out in turn,
@@ -684,13 +688,9 @@ static void node_stop(struct hub_node *n)
 static void node_view(struct hub *h, const struct device_rec *d, json_t *out)
 {
     int i = nodes_of(h, d->id);
-    if (i < 0 && h->n_nodes == 1)
-        return;
-    const struct hub_node *n = i >= 0 ? &h->nodes[i] : NULL;
-    char addr[HUB_HOST_LEN + 16];
-    if (n)
-        snprintf(addr, sizeof(addr), "%s:%d", n->host, n->port);
-    json_object_set_new(out, "node", n ? json_string(n->name[0] ? n->name : addr) : json_null());
+    /* the node's name, never its address (owners see this view) */
+    const char *name = i >= 0 && h->nodes[i].name[0] ? h->nodes[i].name : NULL;
+    json_object_set_new(out, "node", name ? json_string(name) : json_null());
 }
 
 enum mamori_err mqtt_start(struct hub *h)

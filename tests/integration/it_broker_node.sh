@@ -25,6 +25,13 @@ check "...its certificate chains to the platform root" openssl verify -CAfile "$
 san=$(openssl x509 -in "$T/node-named/tls/broker.crt" -noout -ext subjectAltName 2>/dev/null | tail -1)
 expect_eq "--names puts exactly those names in the node's certificate" \
     "DNS:mqtt.example.com, IP Address:192.0.2.7" "$(echo $san)"
+cp "$T/node-named/tls/broker.key" "$T/named-key.old"
+"$BIN/mamorid" broker-init --from "$DATA" --data "$T/node-named" --node n9 >/dev/null
+san=$(openssl x509 -in "$T/node-named/tls/broker.crt" -noout -ext subjectAltName 2>/dev/null | tail -1)
+expect_eq "a renewal without --names keeps them" "DNS:mqtt.example.com, IP Address:192.0.2.7" "$(echo $san)"
+check "...with a new key" fails cmp -s "$T/node-named/tls/broker.key" "$T/named-key.old"
+check "a listener that is not an address or a name is refused" fails "$BIN/mamorid" broker-init \
+    --from "$DATA" --data "$T/node-bad3" --node n7 --mqtt-port "$PORT" --listen $'127.0.0.1\nplugin /x'
 check "a name that is not one is refused" fails "$BIN/mamorid" broker-init --from "$DATA" \
     --data "$T/node-bad2" --node n8 --mqtt-port "$PORT" --names "a.example,IP:1.2.3.4"
 check "...and leaves no key behind" test ! -e "$T/node-bad2/tls/broker.key"
@@ -34,10 +41,12 @@ check "a bad node name is refused" fails "$BIN/mamorid" broker-init --from "$DAT
 check "--broker without a port is refused" fails "$BIN/mamorid" --data "$T/other" --broker 127.0.0.1
 node_start "$NODE"
 check "the hub reaches the node and the plugin takes its snapshot" wait_for 30 plugin_synced
-check "the node runs mosquitto" wait_for 10 test -n "$(node_broker "$NODE")"
+check "the node runs mosquitto" wait_for 10 eval '[ -n "$(node_broker "$NODE")" ]'
 BROKER0=$(node_broker "$NODE")
-check "a second node on the same directory is refused" fails timeout 10 "$BIN/mamorid" broker \
-    --data "$NODE" ${MAMORI_PLUGIN:+--plugin "$MAMORI_PLUGIN"}
+timeout 10 "$BIN/mamorid" broker --data "$NODE" ${MAMORI_PLUGIN:+--plugin "$MAMORI_PLUGIN"} \
+    >"$T/node-second.log" 2>&1
+expect_eq "a second node on the same directory is refused (status 1)" 1 "$?"
+check "...saying why" grep -q "in use by another broker node" "$T/node-second.log"
 check "endpoints.json gives devices the node's address" test "$(jget mqtt_port <"$DATA/run/endpoints.json")" = "$PORT"
 
 fleet_setup 2
