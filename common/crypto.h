@@ -137,6 +137,10 @@ struct crypto_issue {
 };
 /* Issues a certificate with a random 128-bit serial; *pem_out is malloc'd. */
 enum mamori_err crypto_cert_issue(const struct crypto_issue *p, char **pem_out) MAMORI_MUST_CHECK;
+/* The same, followed by the issuer's certificate: the chain a server or
+ * client presents (leaf + issuing CA; p->issuer set). Malloc'd. */
+enum mamori_err crypto_cert_issue_chain(const struct crypto_issue *p,
+                                        char **chain_out) MAMORI_MUST_CHECK;
 
 /* A certificate the issuer withdraws, for its CRL. */
 struct crypto_revoked {

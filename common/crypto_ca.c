@@ -257,3 +257,27 @@ enum mamori_err crypto_cert_key_info(const struct crypto_cert *cert, char spki_s
     snprintf(type, typelen, "%s%s%s", t ? t : "?", curve[0] ? ":" : "", curve);
     return MAMORI_OK;
 }
+
+enum mamori_err crypto_cert_issue_chain(const struct crypto_issue *p, char **chain_out)
+{
+    char *leaf = NULL, *issuer = NULL;
+    *chain_out = NULL;
+    if (!p->issuer)
+        return MAMORI_ERR_INVAL;
+    enum mamori_err rc = crypto_cert_issue(p, &leaf);
+    if (!rc)
+        rc = crypto_cert_pem(p->issuer, &issuer);
+    if (!rc) {
+        size_t a = strlen(leaf), b = strlen(issuer);
+        *chain_out = malloc(a + b + 1);
+        if (*chain_out) {
+            memcpy(*chain_out, leaf, a);
+            memcpy(*chain_out + a, issuer, b + 1);
+        } else {
+            rc = MAMORI_ERR_NOMEM;
+        }
+    }
+    free(leaf);
+    free(issuer);
+    return rc;
+}

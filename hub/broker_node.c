@@ -37,7 +37,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/buf.h"
 #include "common/crypto.h"
 #include "common/fsutil.h"
 #include "common/json.h"
@@ -280,7 +279,7 @@ static enum mamori_err issue_node_cert(const struct node_args *a, const char *tl
     char pki[HUB_PATH_MAX], p[HUB_PATH_MAX], san[2048], cn[64];
     struct crypto_cert *iss = NULL;
     struct crypto_key *iss_key = NULL, *key = NULL;
-    char *pem = NULL, *iss_pem = NULL;
+    char *pem = NULL;
     enum mamori_err rc;
     if (a->names[0] && !san_of(a->names, san, sizeof(san))) {
         log_err("--names %s: host names and IP addresses, separated by commas", a->names);
@@ -300,17 +299,12 @@ static enum mamori_err issue_node_cert(const struct node_args *a, const char *tl
                               .issuer_key = iss_key,
                               .not_after = time(NULL) + NODE_CERT_DAYS * 86400L,
                               .san = a->names[0] ? san : NULL};
-    struct dbuf chain;
-    dbuf_init(&chain, 2 * CRYPTO_PEM_MAX);
-    if (!(rc = crypto_cert_issue(&ip, &pem)) && !(rc = crypto_cert_pem(iss, &iss_pem)) &&
-        !(rc = dbuf_addstr(&chain, pem)) && !(rc = dbuf_addstr(&chain, iss_pem)) &&
+    if (!(rc = crypto_cert_issue_chain(&ip, &pem)) &&
         !(rc = fs_path(p, sizeof(p), tls, "broker.key")) && !(rc = crypto_key_save(key, p)) &&
         !(rc = fs_path(p, sizeof(p), tls, "broker.crt")))
-        rc = fs_write_atomic(p, chain.p, chain.len, 0644);
-    dbuf_free(&chain);
+        rc = fs_write_atomic(p, pem, strlen(pem), 0644);
 out:
     free(pem);
-    free(iss_pem);
     crypto_cert_free(iss);
     crypto_key_free(iss_key);
     crypto_key_free(key);

@@ -50,7 +50,7 @@ static enum mamori_err issue_leaf(struct hub *h, enum crypto_cert_kind kind, con
 {
     char kp[HUB_PATH_MAX], cp[HUB_PATH_MAX], name[64];
     struct crypto_key *key = NULL;
-    char *pem = NULL, *issuing_pem = NULL;
+    char *pem = NULL;
     snprintf(name, sizeof(name), "%s.key", base);
     enum mamori_err rc = pki_path(h, name, kp);
     snprintf(name, sizeof(name), "%s.crt", base);
@@ -70,24 +70,13 @@ static enum mamori_err issue_leaf(struct hub *h, enum crypto_cert_kind kind, con
                              .issuer = h->issuing_cert,
                              .issuer_key = h->issuing_key,
                              .not_after = (time_t)hub_now() + 2 * YEAR};
-    rc = crypto_cert_issue(&p, &pem);
-    if (!rc)
-        rc = crypto_cert_pem(h->issuing_cert, &issuing_pem);
-    if (rc)
-        goto out;
-    struct dbuf chain;
-    dbuf_init(&chain, 2 * CRYPTO_PEM_MAX);
-    rc = dbuf_addstr(&chain, pem);
-    if (!rc)
-        rc = dbuf_addstr(&chain, issuing_pem);
+    rc = crypto_cert_issue_chain(&p, &pem);
     if (!rc)
         rc = crypto_key_save(key, kp);
     if (!rc)
-        rc = write_pem(cp, chain.p, 0644);
-    dbuf_free(&chain);
+        rc = write_pem(cp, pem, 0644);
 out:
     free(pem);
-    free(issuing_pem);
     crypto_key_free(key);
     return rc;
 }
