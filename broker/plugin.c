@@ -301,25 +301,41 @@ static void report_here(void)
     flush_here(node, ids, n, count);
 }
 
+/* The snapshot in force and who is connected here, to every hub. */
+static void announce(void)
+{
+    char buf[200];
+    char node[80];
+    json_str(node, sizeof(node), g.node);
+    int n = snprintf(buf, sizeof(buf),
+                     "{\"type\":\"synced\",\"gen\":%llu,\"count\":%zu,\"node\":\"%s\"}",
+                     (unsigned long long)g.sync.synced_gen, g.sync.active.count, node);
+    if (n > 0 && (size_t)n < sizeof(buf))
+        mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 1, false, NULL);
+    report_here();
+}
+
 /* mamori/v1/ctl/sync: the registry's view, a snapshot or one change. */
 static void on_sync(const void *payload, size_t len)
 {
     uint64_t gen = g.sync.synced_gen;
     if (sync_apply(&g.sync, payload, len, kick, NULL) != MAMORI_OK)
         mosquitto_log_printf(MOSQ_LOG_WARNING, "mamori: malformed control message ignored");
-    if (g.sync.synced_gen != gen) {
-        /* The hub learns that the snapshot is in force, not merely sent:
-         * only then does it report the broker as synchronised. */
-        char buf[200];
-        char node[80];
-        json_str(node, sizeof(node), g.node);
-        int n = snprintf(buf, sizeof(buf),
-                         "{\"type\":\"synced\",\"gen\":%llu,\"count\":%zu,\"node\":\"%s\"}",
-                         (unsigned long long)g.sync.synced_gen, g.sync.active.count, node);
-        if (n > 0 && (size_t)n < sizeof(buf))
-            mosquitto_broker_publish_copy(NULL, PROTO_TOPIC_BROKER_EV, n, buf, 1, false, NULL);
-        report_here();
-    }
+    /* The hub learns that the snapshot is in force, not merely sent:
+     * only then does it report the broker as synchronised. */
+    if (g.sync.synced_gen != gen)
+        announce();
+}
+
+/* mamori/v1/ctl/hello: a hub that joined after the snapshot (one of
+ * several, not the one that sends snapshots) learns it, and where the
+ * devices are; before any snapshot there is nothing to tell. */
+static void on_hello(const void *payload, size_t len)
+{
+    (void)payload;
+    (void)len;
+    if (g.sync.synced)
+        announce();
 }
 
 static void deliver_note(const char *id, const char *msg, size_t n, void *arg)
@@ -347,6 +363,7 @@ static const struct {
 } CONTROL[] = {
     {PROTO_TOPIC_CTL_SYNC, on_sync},
     {PROTO_TOPIC_CTL_NOTES, on_notes},
+    {PROTO_TOPIC_CTL_HELLO, on_hello},
 };
 
 static int on_message(int event, void *event_data, void *userdata)

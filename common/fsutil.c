@@ -83,6 +83,19 @@ enum mamori_err fs_unlink_durable(const char *path)
     return fsync_dir_of(path);
 }
 
+enum mamori_err fs_copy(const char *from, const char *to, size_t max, mode_t mode)
+{
+    char *data = NULL;
+    size_t len = 0;
+    enum mamori_err rc = fs_read_file(from, max, &data, &len);
+    if (rc)
+        return rc;
+    rc = fs_write_atomic(to, data, len, mode);
+    explicit_bzero(data, len);
+    free(data);
+    return rc;
+}
+
 enum mamori_err fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode)
 {
     char tmp[4096];

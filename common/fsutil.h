@@ -16,6 +16,10 @@ enum mamori_err fs_read_file(const char *path, size_t max, char **out,
  * after a crash path holds either the old or the new content, never a mix. */
 enum mamori_err fs_write_atomic(const char *path, const void *data, size_t n,
                                 mode_t mode) MAMORI_MUST_CHECK;
+/* Copies at most max bytes of from to to (fs_write_atomic, mode), wiping
+ * the bytes it held: keys are copied with it. */
+enum mamori_err fs_copy(const char *from, const char *to, size_t max,
+                        mode_t mode) MAMORI_MUST_CHECK;
 /* rename(2) and fsync of the target's directory: durable once it returns. */
 enum mamori_err fs_rename_durable(const char *from, const char *to) MAMORI_MUST_CHECK;
 /* unlink(2) (ENOENT is fine) and fsync of the directory. */

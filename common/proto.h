@@ -21,9 +21,11 @@
 #define PROTO_TOPIC_CTL_PREFIX "mamori/v1/ctl/"
 #define PROTO_TOPIC_CTL_SYNC   PROTO_TOPIC_CTL_PREFIX "sync"  /* the registry's view */
 #define PROTO_TOPIC_CTL_NOTES  PROTO_TOPIC_CTL_PREFIX "notes" /* broker/notes.h */
-#define PROTO_NOTE_MAX         1024                           /* one note's message, at most */
-#define PROTO_TOPIC_BROKER_EV  "mamori/v1/broker/ev"
-#define PROTO_HUB_USERNAME     "!hub" /* cannot collide: not a valid device id */
+/* a hub that does not send the snapshot asks the node where it stands */
+#define PROTO_TOPIC_CTL_HELLO PROTO_TOPIC_CTL_PREFIX "hello"
+#define PROTO_NOTE_MAX        1024 /* one note's message, at most */
+#define PROTO_TOPIC_BROKER_EV "mamori/v1/broker/ev"
+#define PROTO_HUB_USERNAME    "!hub" /* cannot collide: not a valid device id */
 /* The hub's MQTT client id; only the hub's certificate may use it (or
  * PROTO_HUB_CLIENT_ID "-<name>"), and no device id looks like it. */
 #define PROTO_HUB_CLIENT_ID "mamori-hub"

@@ -129,18 +129,6 @@ static bool parse(int argc, char **argv, const struct arg *args, size_t n, struc
     return true;
 }
 
-/* A node's name: 1-32 of [a-z0-9-], not starting with '-'. */
-static bool node_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > HUB_NODE_LEN || s[0] == '-')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-            return false;
-    return true;
-}
-
 /* An IP address, or a host name of letters, digits, dots and hyphens: what
  * may reach mosquitto.conf (a listener) or a certificate's subjectAltName. */
 static bool host_ok(const char *a, bool *ip)
@@ -173,7 +161,7 @@ static bool node_load(struct broker_spec *s, char *names, size_t nn)
     bool ok = fs_path(p, sizeof(p), s->data_dir, "node.json") == MAMORI_OK &&
               fs_read_file(p, NODE_JSON_MAX, &txt, &len) == MAMORI_OK &&
               json_parse_untrusted(txt, len, NODE_JSON_MAX, &j, NULL, 0) == MAMORI_OK &&
-              json_get_str(j, "node", HUB_NODE_LEN, &node) && node_name_ok(node) &&
+              json_get_str(j, "node", HUB_NODE_LEN, &node) && hub_node_name_ok(node) &&
               json_get_str(j, "listen", sizeof(s->listen) - 1, &listen) && host_ok(listen, &ip) &&
               json_get_str(j, "hub_fp", 64, &fp) && hex64(fp) &&
               (!json_object_get(j, "names") || json_get_str(j, "names", nn ? nn - 1 : 1023, &nm)) &&
@@ -222,18 +210,11 @@ static enum mamori_err copy_pki(const struct node_args *a, const char *tls, cons
                                 mode_t mode)
 {
     char src[HUB_PATH_MAX], dst[HUB_PATH_MAX], pki[HUB_PATH_MAX];
-    char *data = NULL;
-    size_t len = 0;
     enum mamori_err rc;
     if ((rc = fs_path(pki, sizeof(pki), a->from, "pki")) ||
-        (rc = fs_path(src, sizeof(src), pki, name)) ||
-        (rc = fs_path(dst, sizeof(dst), tls, name)) ||
-        (rc = fs_read_file(src, 32 * 1024 * 1024, &data, &len)))
+        (rc = fs_path(src, sizeof(src), pki, name)) || (rc = fs_path(dst, sizeof(dst), tls, name)))
         return rc;
-    rc = fs_write_atomic(dst, data, len, mode);
-    crypto_wipe(data, len);
-    free(data);
-    return rc;
+    return fs_copy(src, dst, 32 * 1024 * 1024, mode);
 }
 
 /* The hub client certificate's fingerprint, from the hub's pki/. */
@@ -343,7 +324,7 @@ int broker_init_main(int argc, char **argv)
     struct node_args a = {0};
     char tls[HUB_PATH_MAX];
     if (!parse(argc, argv, INIT_ARGS, sizeof(INIT_ARGS) / sizeof(INIT_ARGS[0]), &a) || !a.from[0] ||
-        !a.s.data_dir[0] || !node_name_ok(a.s.node)) {
+        !a.s.data_dir[0] || !hub_node_name_ok(a.s.node)) {
         fprintf(stderr, "usage: mamorid broker-init --from HUBDATA --data DIR --node NAME "
                         "(a-z, 0-9, -; at most 32)\n"
                         "       [--listen ADDR] [--names NAME,ADDR,...] [--mqtt-port N]\n"

@@ -71,9 +71,15 @@ static enum mamori_err ensure_bootstrap(struct hub *h)
     char v[80] = "";
     if (store_user_count(h->store) > 0)
         return MAMORI_OK;
-    if (store_meta_get(h->store, "bootstrap_token_hash", v, sizeof(v)) == MAMORI_OK &&
-        strcmp(v, "used") == 0)
+    bool have = store_meta_get(h->store, "bootstrap_token_hash", v, sizeof(v)) == MAMORI_OK;
+    if (have && strcmp(v, "used") == 0)
         return MAMORI_OK;
+    /* Several hubs: the token stays the one the first hub wrote (in its own
+     * data directory); another hub's start must not void it. */
+    if (have && v[0] && store_shared(h->store)) {
+        log_info("the administrator's bootstrap token is the one another hub wrote");
+        return MAMORI_OK;
+    }
     char p[HUB_PATH_MAX], tok[AUTH_TOKEN_TEXT], th[65];
     enum mamori_err rc = fs_path(p, sizeof(p), h->cfg.data_dir, "bootstrap-token");
     if (rc)
@@ -147,10 +153,10 @@ enum mamori_err hub_init(struct hub *h, const struct hub_config *cfg)
     /* each domain's handlers and periodic jobs, in this order: the order
      * in which the bus hands them a message and the jobs run */
     if ((rc = device_register(h)) || (rc = campaign_register(h)) || (rc = firmware_register(h)) ||
-        (rc = alerts_register(h)))
+        (rc = alerts_register(h)) || (rc = hub_cluster_start(h)))
         return rc;
     /* the store's checkpoints, out of the commits (without the hub lock) */
-    return hub_job_add(h, "store_checkpoint", 1000, 1000, 0, checkpoint_job);
+    return hub_job_add(h, "store_checkpoint", 1000, 1000, HUB_JOB_EVERY_HUB, checkpoint_job);
 }
 
 static enum mamori_err write_endpoints(struct hub *h)
@@ -199,7 +205,11 @@ enum mamori_err hub_start(struct hub *h)
         hub_event(h, NULL, "audit_tampered", "alert", "{\"problem\":\"%s\",\"first_bad_seq\":%lld}",
                   audit_problem_name(v.problem), (long long)v.first_bad_seq);
     }
-    audit_hub(h, "hub_start", "");
+    char who[64];
+    snprintf(who, sizeof(who), "{\"hub\":\"%s\"}", h->cfg.hub_name);
+    audit_hub(h, "hub_start", who);
+    /* this hub's share of the work before any device message comes in */
+    hub_cluster_turn(h, hub_now_ms());
     log_if_err(ca_crl_write(h)); /* a fresh one at each start (next update: 7 days) */
     pthread_mutex_unlock(&h->lock);
     if ((rc = alerts_start(h)) || (rc = ingest_start(h)) || (rc = broker_start(h)) ||
@@ -220,7 +230,9 @@ void hub_stop(struct hub *h)
     alerts_stop(h);
     pthread_mutex_lock(&h->lock);
     tm_flush(h);
-    audit_hub(h, "hub_stop", "");
+    char who[64];
+    snprintf(who, sizeof(who), "{\"hub\":\"%s\"}", h->cfg.hub_name);
+    audit_hub(h, "hub_stop", who);
     pthread_mutex_unlock(&h->lock);
 }
 

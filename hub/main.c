@@ -1,7 +1,7 @@
 /*
  * mamorid - the Mamori hub. Thin main over libmamori_hub (hub/daemon.h).
  *
- *   mamorid --data DIR [--store postgresql://...|sqlite:PATH]
+ *   mamorid --data DIR [--store postgresql://...|sqlite:PATH] [--name NAME]
  *           [--broker HOST:PORT[,HOST:PORT...] [--mqtt-public HOST:PORT]] [--listen ADDR]
  *           [--api-port N] [--mqtt-port N] [--heartbeat S] [--max-connections N] [--api-connections
  * N]
@@ -20,9 +20,12 @@
  * With --broker the hub starts no broker: it connects to each broker node
  * apart from it (`mamorid broker`, hub/broker_node.c), and gives devices
  * --mqtt-public (a load balancer in front of the nodes) or the first node.
+ * Several hubs share one PostgreSQL store, each under a --name of its own
+ * and a data directory made with `mamorid hub-init` (hub/core/cluster.h).
  *
  *   mamorid broker-init ...   prepares a broker node's directory
  *   mamorid broker ...        runs a broker node
+ *   mamorid hub-init ...      prepares one more hub's data directory
  */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -42,27 +45,30 @@
 #include "hub/alerts/alerts.h"
 #include "hub/broker_node.h"
 #include "hub/daemon.h"
+#include "hub/hub_init.h"
 #include "hub/io/broker.h"
 #include "hub/store/store.h"
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: mamorid --data DIR [--store postgresql://...|sqlite:PATH]\n"
-                    "               [--broker HOST:PORT[,HOST:PORT...] [--mqtt-public HOST:PORT]]\n"
-                    "               [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
-                    "               [--heartbeat SECONDS] [--max-connections N]\n"
-                    "               [--api-connections N] [--api-per-address N]\n"
-                    "               [--api-head-timeout SECONDS] [--api-min-body-rate BYTES/S]\n"
-                    "               [--api-unauth-connections N] [--plugin PATH]\n"
-                    "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]\n"
-                    "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
-                    "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
-                    "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS]\n"
-                    "               [--rate-window SECONDS] [--challenge-interval SECONDS]\n"
-                    "               [--owner-idle-after SECONDS] [--rules on|off]\n"
-                    "               [--alert-retention-days N] [--data-retention-days N] [-v]\n"
-                    "       mamorid broker-init --from HUBDATA --data DIR --node NAME ...\n"
-                    "       mamorid broker --data DIR ...\n");
+    fprintf(stderr,
+            "usage: mamorid --data DIR [--store postgresql://...|sqlite:PATH] [--name NAME]\n"
+            "               [--broker HOST:PORT[,HOST:PORT...] [--mqtt-public HOST:PORT]]\n"
+            "               [--listen ADDR] [--api-port N] [--mqtt-port N]\n"
+            "               [--heartbeat SECONDS] [--max-connections N]\n"
+            "               [--api-connections N] [--api-per-address N]\n"
+            "               [--api-head-timeout SECONDS] [--api-min-body-rate BYTES/S]\n"
+            "               [--api-unauth-connections N] [--plugin PATH]\n"
+            "               [--mosquitto PATH] [--rate N] [--burst N] [--demo-fleet N]\n"
+            "               [--cert-days N] [--cert-renew-days N] [--cert-max-age-days N]\n"
+            "               [--rotation-check SECONDS] [--smtp URL --smtp-from ADDR]\n"
+            "               [--syslog local|udp://IP:PORT] [--stray-after SECONDS]\n"
+            "               [--rate-window SECONDS] [--challenge-interval SECONDS]\n"
+            "               [--owner-idle-after SECONDS] [--rules on|off]\n"
+            "               [--alert-retention-days N] [--data-retention-days N] [-v]\n"
+            "       mamorid broker-init --from HUBDATA --data DIR --node NAME ...\n"
+            "       mamorid broker --data DIR ...\n"
+            "       mamorid hub-init --from HUBDATA --data DIR\n");
 }
 
 static void default_plugin(char *out, size_t n)
@@ -141,6 +147,7 @@ static bool broker_ok(const char *v)
 
 static const struct opt OPTS[] = {
     S("data", data_dir, NULL),
+    S("name", hub_name, hub_node_name_ok),
     S("store", store, store_ok),
     S("broker", broker, broker_ok),
     S("mqtt-public", mqtt_public, addr_ok),
@@ -240,12 +247,19 @@ static int run_broker_init(int argc, char **argv, const char *plugin)
     return broker_init_main(argc, argv);
 }
 
+static int run_hub_init(int argc, char **argv, const char *plugin)
+{
+    (void)plugin;
+    return hub_init_main(argc, argv);
+}
+
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv, const char *plugin);
 } COMMANDS[] = {
     {"broker", broker_node_main},
     {"broker-init", run_broker_init},
+    {"hub-init", run_hub_init},
 };
 
 int main(int argc, char **argv)

@@ -346,6 +346,10 @@ static void *alerts_loop(void *arg)
     static struct delivery_rec due[DELIVER_BATCH]; /* one thread */
     while (!h->stopping) {
         size_t n = 0;
+        if (!hub_leads(h)) { /* one hub delivers (hub/core/cluster.h) */
+            nap(h->alerts, 100);
+            continue;
+        }
         pthread_mutex_lock(&h->lock);
         static struct alert_rec acts[DELIVER_BATCH];
         size_t na = 0;

@@ -4,9 +4,18 @@
 
 #include "hub/core/hub.h"
 
+bool hub_node_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > HUB_NODE_LEN || s[0] == '-')
+        return false;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
 void hub_config_defaults(struct hub_config *c)
 {
     memset(c, 0, sizeof(*c));
+    snprintf(c->hub_name, sizeof(c->hub_name), "hub");
     snprintf(c->listen_addr, sizeof(c->listen_addr), "127.0.0.1");
     c->heartbeat_s = 30;
     c->max_connections = 10000;

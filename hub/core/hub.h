@@ -20,6 +20,7 @@
 #include "hub/core/audit.h"
 #include "hub/core/bus.h"
 #include "hub/core/clock.h"
+#include "hub/core/cluster.h"
 #include "hub/core/jobs.h"
 #include "hub/core/out.h"
 #include "hub/store/store.h"
@@ -38,6 +39,7 @@ struct passwd;
 
 struct hub_config {
     char data_dir[HUB_PATH_MAX];
+    char hub_name[HUB_NODE_LEN + 1]; /* --name: this hub among several ([a-z0-9-], 1-32) */
     char store[HUB_PATH_MAX]; /* --store: "" = SQLite at DATA/mamori.db (store.h: store_open) */
     char listen_addr[64];     /* both listeners bind here (loopback default) */
     char broker[1024];        /* --broker HOST:PORT[,...]: broker nodes apart ("": our own) */
@@ -136,6 +138,8 @@ struct hub {
     struct hub_node nodes[HUB_NODES_MAX];
     size_t n_nodes;
     bool mqtt_started;
+    /* its client ids: the control session's, then the data sessions' */
+    char mqtt_ids[1 + HUB_DATA_SESSIONS][HUB_NODE_LEN + 24];
     bool mqtt_connected;       /* some node's control session is up (lock) */
     uint64_t mqtt_received;    /* device messages the hub has read (all kinds) */
     uint64_t sync_gen;         /* the last snapshot generation sent (lock) */
@@ -166,13 +170,16 @@ struct hub {
     struct relay_state *relay; /* hub/device/relay.c */
     struct cmd_state *cmd;     /* hub/device/command.c: copies sent again */
 
-    struct hub_bus bus;   /* hub/core/bus.h */
-    struct hub_out out;   /* hub/core/out.h, set by hub/io/ */
-    struct hub_jobs jobs; /* hub/core/jobs.h */
+    struct hub_bus bus;         /* hub/core/bus.h */
+    struct hub_out out;         /* hub/core/out.h, set by hub/io/ */
+    struct hub_jobs jobs;       /* hub/core/jobs.h */
+    struct hub_cluster cluster; /* hub/core/cluster.h: what this hub does of the cluster's work */
 
     volatile int stopping;
 };
 
 void hub_config_defaults(struct hub_config *c);
+/* A hub's or a broker node's name: 1-32 of [a-z0-9-], not starting with '-'. */
+bool hub_node_name_ok(const char *s);
 
 #endif

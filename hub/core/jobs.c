@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 
 #include "hub/core/clock.h"
+#include "hub/core/cluster.h"
 #include "hub/core/hub.h"
 
 enum mamori_err hub_job_add(struct hub *h, const char *name, int64_t period_ms, int64_t first_ms,
@@ -35,7 +36,8 @@ size_t hub_jobs_run_due(struct hub *h, int64_t now_ms)
         bool locked = b->flags & HUB_JOB_LOCKED;
         if (locked)
             pthread_mutex_lock(&h->lock);
-        if (!(b->flags & HUB_JOB_SESSION) || h->mqtt_connected) {
+        bool mine = (b->flags & HUB_JOB_EVERY_HUB) || hub_leads(h);
+        if (mine && (!(b->flags & HUB_JOB_SESSION) || h->mqtt_connected)) {
             b->fn(h, now_ms);
             b->runs++;
             ran++;

@@ -5,7 +5,9 @@
  * thread runs whatever is due, in the order registered. A job marked
  * HUB_JOB_LOCKED runs with the hub lock held (the common case); one marked
  * HUB_JOB_SESSION runs only while the hub's MQTT session is up (what it
- * would send would otherwise be lost). hub_jobs_run_due is the whole
+ * would send would otherwise be lost). With several hubs, a job runs on the
+ * leader alone unless marked HUB_JOB_EVERY_HUB (hub/core/cluster.h): a hub
+ * that takes the lead runs the others' jobs within their period. hub_jobs_run_due is the whole
  * scheduler: tests drive it with the replaceable clock (core/clock.h).
  */
 #ifndef MAMORI_HUB_CORE_JOBS_H
@@ -19,9 +21,10 @@
 
 struct hub;
 
-#define HUB_JOB_LOCKED  1u
-#define HUB_JOB_SESSION 2u
-#define HUB_JOBS_MAX    24
+#define HUB_JOB_LOCKED    1u
+#define HUB_JOB_SESSION   2u
+#define HUB_JOB_EVERY_HUB 4u /* runs on every hub; the rest on the leader only (cluster.h) */
+#define HUB_JOBS_MAX      24
 
 typedef void (*hub_job_fn)(struct hub *h, int64_t now_ms);
 

@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "common/proto.h"
+#include "hub/core/cluster.h"
 #include "hub/core/hub.h"
+#include "hub/store/store.h"
 
 void hub_send_device(struct hub *h, const char *id, const char *payload, size_t len)
 {
@@ -42,7 +44,9 @@ void hub_notes_flush(struct hub *h)
 
 void hub_push_device(struct hub *h, const struct device_rec *d, int access)
 {
-    if (h->out.push_device)
+    /* the leader keeps the nodes' view; the others hear of it (cluster.h) */
+    hub_cluster_changed(h, d->id);
+    if (hub_leads(h) && h->out.push_device)
         h->out.push_device(h, d, access);
 }
 

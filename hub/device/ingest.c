@@ -54,6 +54,10 @@ void ingest_heartbeat(struct hub *h, const char *id, const void *payload, size_t
         return;
     pthread_mutex_lock(&h->lock);
     bool came = live_heartbeat(h, id, now);
+    if (!hub_owns(h, id)) { /* its holder records it (hub/core/cluster.h) */
+        pthread_mutex_unlock(&h->lock);
+        return;
+    }
     /* T01-L1c: the first heartbeat of a claimed device completes its
      * setup: it holds a valid identity and runs. Looked up only when the
      * device comes online or (re)connects, never per beat. */
@@ -105,6 +109,10 @@ static void record_one(struct hub *h, const struct item *it)
 {
     struct proto_envelope env;
     json_t *body = NULL;
+    /* Another hub's device (hub/core/cluster.h), or the leases' session
+     * gone: dropped unacknowledged, its holder records it. */
+    if (!hub_owns(h, it->id) || !hub_cluster_current(h))
+        return;
     if (proto_envelope_parse(it->payload, it->len, &env, &body)) {
         live_malformed(h, it->id, hub_now_ms());
         return;

@@ -110,8 +110,8 @@ bool live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
     bool came = !e->online;
     e->online = true;
     pthread_mutex_unlock(&h->live_mu);
-    if (!came)
-        return false;
+    if (!came || !hub_owns(h, id))
+        return came; /* every hub follows every device; the holder records */
     log_if_err(store_device_set_online(h->store, id, true, now_ms / 1000));
     hub_event(h, id, "online", "info", "{}");
     return true;
@@ -119,7 +119,7 @@ bool live_heartbeat(struct hub *h, const char *id, int64_t now_ms)
 
 void live_malformed(struct hub *h, const char *id, int64_t now_ms)
 {
-    struct live_entry *e = live_entry_of(h, id);
+    struct live_entry *e = hub_owns(h, id) ? live_entry_of(h, id) : NULL;
     if (!e)
         return;
     if (e->malformed_reported_ms && now_ms - e->malformed_reported_ms < 60000) {
@@ -185,6 +185,8 @@ int live_sweep(struct hub *h, int64_t now_ms)
      * act on the device (and so on the table) */
     while ((n = silent_ones(h, now_ms, &next, batch)) > 0) {
         for (size_t i = 0; i < n; i++) {
+            if (!hub_owns(h, batch[i].id))
+                continue; /* its holder records it */
             log_if_err(
                 store_device_set_online(h->store, batch[i].id, false, batch[i].last_ms / 1000));
             hub_event(h, batch[i].id, "offline", "alert", "{\"silent_ms\":%lld,\"heartbeat_s\":%d}",

@@ -70,7 +70,8 @@ void relay_tick(struct hub *h)
         snprintf(s->cursor, sizeof(s->cursor), "%s", ids[n - 1]);
     int64_t now = hub_now_ms();
     for (size_t i = 0; i < n; i++) {
-        struct follow *f = follow_of(s, ids[i], true);
+        /* challenged by the hub that records its answers (core/cluster.h) */
+        struct follow *f = hub_owns(h, ids[i]) ? follow_of(s, ids[i], true) : NULL;
         struct command_rec c;
         if (!f)
             continue;

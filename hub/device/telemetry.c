@@ -152,6 +152,21 @@ void tm_free(struct hub *h)
     }
 }
 
+void tm_forget(struct hub *h)
+{
+    /* kept (an acknowledgement owed may point at it), read again when used */
+    for (size_t i = 0; i < h->live_cap; i++)
+        if (h->live[i].tm)
+            h->live[i].tm->loaded = false;
+}
+
+void tm_forget_one(struct hub *h, const char *id)
+{
+    struct live_entry *e = h->live_cap ? live_entry_of(h, id) : NULL;
+    if (e && e->tm)
+        e->tm->loaded = false;
+}
+
 void tm_stats(struct hub *h, struct tm_counts *out)
 {
     static const struct tm_counts none;
@@ -230,6 +245,7 @@ void tm_owner_changed(struct hub *h, const char *id, int64_t since_ms)
     struct tm_dev *d = dev_of(h, id);
     if (d)
         d->owner_since_ms = since_ms;
+    hub_cluster_changed(h, id); /* the hub that records it reads it again */
 }
 
 static void mark_dirty(struct tm_state *t, struct tm_dev *d);

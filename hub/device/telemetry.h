@@ -51,6 +51,12 @@ void tm_stats(struct hub *h, struct tm_counts *out);
  * new owner sees. Call tm_flush first, in the same hold of the lock. */
 void tm_owner_changed(struct hub *h, const char *id, int64_t since_ms);
 void tm_free(struct hub *h);
+/* Lock held, between batches: every device's stream state is read again
+ * from the store when next used (the partitions this hub holds changed:
+ * another hub may have recorded since, hub/core/cluster.h). */
+void tm_forget(struct hub *h);
+/* The same for one device (another hub changed its owner). Lock held. */
+void tm_forget_one(struct hub *h, const char *id);
 /* Runs check with the device's current, next and previous certificates in
  * turn until one answers other than MAMORI_ERR_VERIFY: across a key
  * rotation the device signs with either key. */

@@ -36,6 +36,19 @@ enum mamori_err hub_op_health(struct hub *h, json_t **out)
         json_object_set_new(*out, "nodes", nodes);
     else
         json_decref(nodes);
+    /* this hub's part of the cluster's work (hub/core/cluster.h) */
+    const struct hub_cluster *c = &h->cluster;
+    const struct hub_job *sweep = hub_job_named(h, "stray_sweep");
+    if (*out)
+        json_object_set_new(
+            *out, "hub",
+            json_pack("{s:s,s:b,s:i,s:i,s:I,s:I,s:I,s:I,s:I}", "name", h->cfg.hub_name, "leader",
+                      hub_leads(h), "partitions",
+                      __builtin_popcountll(__atomic_load_n(&c->owned, __ATOMIC_RELAXED)),
+                      "partitions_of", HUB_PARTITIONS, "hubs", (json_int_t)c->hubs, "gained",
+                      (json_int_t)c->gained, "given", (json_int_t)c->given, "lost",
+                      (json_int_t)c->lost, "leader_jobs_run",
+                      (json_int_t)(sweep ? sweep->runs : 0)));
     struct tm_counts n;
     tm_stats(h, &n);
     if (*out)

@@ -247,7 +247,10 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
     pthread_mutex_lock(&h->lock);
     n->connected = true;
     any_connected(h);
-    send_snapshot(n);
+    if (hub_leads(h)) /* the leader keeps the nodes' view (hub/core/cluster.h) */
+        send_snapshot(n);
+    else /* the node tells which snapshot it holds, and who is connected */
+        publish_to(n, PROTO_TOPIC_CTL_HELLO, "{}", 2, 1);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -305,7 +308,8 @@ static void node_synced(struct hub_node *n, json_t *ev)
     const char *name = NULL;
     if (json_get_str(ev, "node", HUB_NODE_LEN, &name) && name[0])
         snprintf(n->name, sizeof(n->name), "%s", name);
-    if (json_get_u64(ev, "gen", &gen) && gen == n->snap_gen && n->connected) {
+    /* another hub's snapshot counts as well when this one does not lead */
+    if (json_get_u64(ev, "gen", &gen) && (gen == n->snap_gen || !hub_leads(n->h)) && n->connected) {
         n->synced = true;
         log_info("broker plugin %s at %s:%d took over registry snapshot %llu",
                  n->name[0] ? n->name : "-", n->host, n->port, (unsigned long long)gen);
@@ -374,6 +378,11 @@ static void on_broker_event(struct hub_node *n, const struct mosquitto_message *
     const char *sev = report_severity(type);
     if (dev && !proto_device_id_valid(dev, strlen(dev)))
         dev = NULL;
+    /* every hub hears every node: one of them records it */
+    if (dev ? !hub_owns(h, dev) : !hub_leads(h)) {
+        json_decref(ev);
+        return;
+    }
     char *detail = json_dump_compact(ev);
     pthread_mutex_lock(&h->lock);
     char kind[48];
@@ -401,7 +410,7 @@ static void on_device_message(struct hub_node *n, const struct mosquitto_message
         nodes_here(h, id, (int)(n - h->nodes)); /* it is where its heartbeat comes from */
     if (kind == PROTO_KIND_HB)
         ingest_heartbeat(h, id, msg->payload, (size_t)msg->payloadlen);
-    else if (kind != PROTO_KIND_CMD)
+    else if (kind != PROTO_KIND_CMD && hub_owns(h, id)) /* else another hub's to record */
         (void)ingest_submit(h, id, kind, msg->payload, (size_t)msg->payloadlen);
 }
 
@@ -433,16 +442,28 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
  * broker's in-flight bookkeeping, for nothing the outbox does not already
  * give. Command results leave no outbox: QoS 1. */
 static const struct {
-    const char *client_id; /* PROTO_HUB_CLIENT_ID "-<name>" */
-    const char *thread;    /* its name in top -H, ps -L */
+    const char *suffix; /* of the client id (client_ids) */
+    const char *thread; /* its name in top -H, ps -L */
     struct {
         const char *kind;
         int qos;
     } topics[3];
 } DATA_SESSIONS[HUB_DATA_SESSIONS] = {
-    {PROTO_HUB_CLIENT_ID "-data", "mamori-mqdata", {{"tm", 0}}},
-    {PROTO_HUB_CLIENT_ID "-events", "mamori-mqevent", {{"ev", 0}, {"log", 0}, {"res", 1}}},
+    {"-data", "mamori-mqdata", {{"tm", 0}}},
+    {"-events", "mamori-mqevent", {{"ev", 0}, {"log", 0}, {"res", 1}}},
 };
+
+/* The hub's client ids: PROTO_HUB_CLIENT_ID, then "-<name>" unless the
+ * hub has the default name (one hub: "mamori-hub"), then the session's
+ * suffix. Each hub of several needs its own: the broker lets one session
+ * per client id live. */
+static void client_ids(struct hub *h)
+{
+    const char *name = strcmp(h->cfg.hub_name, "hub") == 0 ? "" : h->cfg.hub_name;
+    for (size_t i = 0; i <= HUB_DATA_SESSIONS; i++)
+        snprintf(h->mqtt_ids[i], sizeof(h->mqtt_ids[i]), "%s%s%s%s", PROTO_HUB_CLIENT_ID,
+                 name[0] ? "-" : "", name, i ? DATA_SESSIONS[i - 1].suffix : "");
+}
 
 static struct hub_data_session *data_session_of(struct hub_node *n, const struct mosquitto *m,
                                                 size_t *index)
@@ -464,7 +485,7 @@ static void on_data_connect(struct mosquitto *m, void *arg, int rc)
         return;
     if (rc != 0) {
         log_warn("broker at %s:%d refused hub session %s: %s", n->host, n->port,
-                 DATA_SESSIONS[i].client_id, mosquitto_connack_string(rc));
+                 n->h->mqtt_ids[1 + i], mosquitto_connack_string(rc));
         return;
     }
     size_t ntopics = sizeof(DATA_SESSIONS[i].topics) / sizeof(DATA_SESSIONS[i].topics[0]);
@@ -487,12 +508,12 @@ static void on_data_disconnect(struct mosquitto *m, void *arg, int rc)
     __atomic_store_n(&ds->connected, false, __ATOMIC_RELAXED);
     if (!n->h->stopping)
         log_warn("hub session %s to the broker at %s:%d lost (%d); reconnecting",
-                 DATA_SESSIONS[i].client_id, n->host, n->port, rc);
+                 n->h->mqtt_ids[1 + i], n->host, n->port, rc);
 }
 
 bool mqtt_data_connected(struct hub *h, size_t i, const char **client_id)
 {
-    *client_id = DATA_SESSIONS[i].client_id;
+    *client_id = h->mqtt_ids[1 + i];
     bool all = h->n_nodes > 0;
     for (size_t k = 0; k < h->n_nodes; k++)
         all = all && __atomic_load_n(&h->nodes[k].data[i].connected, __ATOMIC_RELAXED);
@@ -638,13 +659,13 @@ static struct mosquitto *new_session(struct hub_node *n, const char *client_id,
 /* Node n's sessions and their threads. */
 static enum mamori_err node_start(struct hub_node *n)
 {
-    n->mosq = new_session(n, PROTO_HUB_CLIENT_ID, on_connect, on_disconnect, false, &n->tls);
+    n->mosq = new_session(n, n->h->mqtt_ids[0], on_connect, on_disconnect, false, &n->tls);
     if (!n->mosq)
         return MAMORI_ERR_TLS;
     for (size_t i = 0; i < HUB_DATA_SESSIONS; i++) {
         n->data[i].node = n;
-        n->data[i].m = new_session(n, DATA_SESSIONS[i].client_id, on_data_connect,
-                                   on_data_disconnect, true, &n->data[i].tls);
+        n->data[i].m = new_session(n, n->h->mqtt_ids[1 + i], on_data_connect, on_data_disconnect,
+                                   true, &n->data[i].tls);
         if (!n->data[i].m)
             return MAMORI_ERR_TLS;
     }
@@ -693,8 +714,22 @@ static void node_view(struct hub *h, const struct device_rec *d, json_t *out)
     json_object_set_new(out, "node", name ? json_string(name) : json_null());
 }
 
+/* This hub took the lead (hub/core/cluster.h): it sends every node its
+ * view at once (what the others told before it listened is in it). Lock
+ * held. */
+static void on_leader(struct hub *h)
+{
+    uint64_t now = (uint64_t)hub_now_ms();
+    if (h->sync_gen < now)
+        h->sync_gen = now; /* above its predecessor's generations */
+    for (size_t i = 0; i < h->n_nodes; i++)
+        if (h->nodes[i].connected)
+            send_snapshot(&h->nodes[i]);
+}
+
 enum mamori_err mqtt_start(struct hub *h)
 {
+    client_ids(h);
     h->out.send_device = send_device;
     h->out.send_notes = send_notes;
     h->out.push_device = push_device;
@@ -703,6 +738,9 @@ enum mamori_err mqtt_start(struct hub *h)
      * take a restarted hub's changes and drop what its predecessor's lost
      * session still delivers late (broker/table.c). */
     h->sync_gen = (uint64_t)hub_now_ms();
+    pthread_mutex_lock(&h->lock);
+    h->cluster.on_leader = on_leader;
+    pthread_mutex_unlock(&h->lock);
     enum mamori_err rc = nodes_init(h);
     if (!rc && h->n_nodes > 1)
         rc = hub_on_device_view(h, node_view);

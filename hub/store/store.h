@@ -110,6 +110,38 @@ const char *store_engine(const struct store *s); /* "sqlite" or "postgresql" */
 void store_close(struct store *s);
 int store_schema_version(struct store *s);
 
+/* Several hubs over one database (store_cluster.c). PostgreSQL lets any
+ * number of hubs share the store; they share out the work with leases:
+ * session-level advisory locks held on the store's own connection. A lease
+ * lasts as long as that connection, so a hub that dies or loses the
+ * database loses its leases with it, and what the hub writes is fenced by
+ * them: a transaction runs on one connection, never across a reconnection,
+ * so one begun on the session that holds a lease commits while the lease
+ * holds. A lease is (space, key), both 31-bit; a shared one may have many
+ * holders. SQLite has one hub (DATA/hub.lock): every lease is its own,
+ * and there are no notices. */
+bool store_shared(const struct store *s);
+/* The connection's session: grows when the connection is reopened, and
+ * every lease and LISTEN of the old one is gone with it. */
+uint64_t store_session(const struct store *s);
+enum mamori_err store_lease_take(struct store *s, int space, int key, bool shared,
+                                 bool *got) MAMORI_MUST_CHECK;
+enum mamori_err store_lease_drop(struct store *s, int space, int key) MAMORI_MUST_CHECK;
+/* How many sessions hold lease (space, key) now. */
+enum mamori_err store_lease_holders(struct store *s, int space, int key,
+                                    int64_t *n) MAMORI_MUST_CHECK;
+/* Notices between hubs: a name of [a-z_] (1-63), a payload of at most
+ * STORE_NOTICE_MAX bytes, sent when the transaction it is sent in commits
+ * (at once outside one), to every session listening. */
+#define STORE_NOTICE_MAX 256
+typedef void (*store_notice_fn)(const char *channel, const char *payload, void *arg);
+enum mamori_err store_listen(struct store *s, const char *channel) MAMORI_MUST_CHECK;
+enum mamori_err store_notify(struct store *s, const char *channel,
+                             const char *payload) MAMORI_MUST_CHECK;
+/* Hands fn the notices received so far from other sessions (its own are
+ * dropped), without waiting; how many. */
+size_t store_notices(struct store *s, store_notice_fn fn, void *arg);
+
 /* Transactions. They nest: inside an open one, begin/commit/rollback
  * work on a savepoint, whose changes are durable only when the outermost
  * transaction commits (a batch of device messages is one transaction; the

@@ -26,6 +26,12 @@ static void audit_row(const struct db_row *st, void *out)
 
 enum mamori_err store_audit_last(struct store *s, struct audit_rec *out)
 {
+    /* Several hubs append to one chain: within a transaction, the last
+     * entry is read once the others' appends are committed, and no other
+     * hub appends until this transaction ends. */
+    if (s->drv->serialize_sql && store_in_transaction(s) &&
+        db_exec(s, s->drv->serialize_sql, DB_NO_ARGS, NULL))
+        return MAMORI_ERR_DB;
     return db_one(s, "SELECT " AUDIT_COLS " FROM audit ORDER BY seq DESC LIMIT 1", DB_NO_ARGS,
                   audit_row, out, sizeof(*out));
 }

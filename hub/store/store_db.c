@@ -36,6 +36,7 @@ enum mamori_err store_open(const char *where, struct store **out)
     struct store *s = calloc(1, sizeof(*s));
     if (!s)
         return MAMORI_ERR_NOMEM;
+    s->session = 1;
     enum mamori_err rc;
     if (store_is_postgresql(where))
         rc = db_pg_open(s, where);

@@ -40,6 +40,7 @@
 #define PG_CACHE          256  /* prepared statements per connection; a power of two */
 #define PG_PROBE          8
 #define PG_MIGRATION_LOCK "7146" /* the advisory lock migrations run under */
+#define PG_SERIAL_LOCK    "7147" /* the one appends to the audit chain run under */
 #define INT8OID           20
 #define BYTEAOID          17
 #define TEXTOID           25
@@ -134,6 +135,7 @@ static void revive(struct store *s)
     if (PQstatus(conn(s)) == CONNECTION_OK || s->depth > 0)
         return;
     log_warn("postgresql connection lost; reconnecting");
+    s->session++; /* what the old session held (leases, LISTEN) is gone */
     cache_clear(s);
     PQreset(conn(s));
     if (PQstatus(conn(s)) == CONNECTION_OK)
@@ -403,6 +405,25 @@ static void pg_close(struct store *s)
     s->pg = NULL;
 }
 
+/* The notifications the server sent on this connection (LISTEN), read
+ * without waiting. */
+static size_t pg_notices(struct store *s, store_notice_fn fn, void *arg)
+{
+    size_t n = 0;
+    if (PQstatus(conn(s)) != CONNECTION_OK || !PQconsumeInput(conn(s)))
+        return 0;
+    PGnotify *note;
+    int self = PQbackendPID(conn(s));
+    while ((note = PQnotifies(conn(s))) != NULL) {
+        if (note->be_pid != self) { /* its own are not handed back */
+            fn(note->relname, note->extra ? note->extra : "", arg);
+            n++;
+        }
+        PQfreemem(note);
+    }
+    return n;
+}
+
 static int pg_schema_version(struct store *s)
 {
     int64_t v;
@@ -425,6 +446,8 @@ const struct db_driver db_pg_driver = {
     .checkpoint = pg_checkpoint,
     .close = pg_close,
     .schema_version = pg_schema_version,
+    .serialize_sql = "SELECT pg_advisory_xact_lock(" PG_SERIAL_LOCK ")",
+    .notices = pg_notices,
     .col_null = pg_col_null,
     .col_int = pg_col_int,
     .col_str = pg_col_str,

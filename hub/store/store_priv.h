@@ -71,6 +71,9 @@ struct db_driver {
     enum mamori_err (*checkpoint)(struct store *s);
     void (*close)(struct store *s);
     int (*schema_version)(struct store *s); /* the last migration run; -1 on error */
+    /* several hubs over one database (store_cluster.c); NULL: one hub only */
+    const char *serialize_sql; /* within a transaction: waits for the others' to end */
+    size_t (*notices)(struct store *s, store_notice_fn fn, void *arg);
     /* the current row's columns (db_col_*) */
     bool (*col_null)(const struct db_row *r, int col);
     int64_t (*col_int)(const struct db_row *r, int col);
@@ -92,6 +95,7 @@ struct store {
     sqlite3 *ckpt; /* store_checkpoint's own connection (its caller's thread) */
     struct store_stmt stmts[STORE_STMT_CACHE];
     uint64_t stmt_hits, stmt_prepared; /* statements reused, statements compiled */
+    uint64_t session; /* grows whenever the connection is (re)opened (store_session) */
     /* PostgreSQL (store_pg.c) */
     struct pg_conn *pg;
     struct pg_cache *pg_cache; /* statements prepared on the connection */

@@ -236,6 +236,7 @@ static void jobs_follow_the_clock(void **st)
     struct hub *h = &((struct bare *)*st)->h;
     int64_t t0 = fake_ms;
     runs_a = runs_b = 0;
+    h->cluster.leader = 1; /* one hub: it leads (core/cluster.h) */
     assert_int_equal(hub_job_add(h, "a", 1000, 500, 0, job_a), MAMORI_OK);
     assert_int_equal(hub_job_add(h, "b", 1000, 0, HUB_JOB_LOCKED | HUB_JOB_SESSION, job_b),
                      MAMORI_OK);
@@ -252,6 +253,47 @@ static void jobs_follow_the_clock(void **st)
     assert_true(runs_a == 3 && runs_b == 1);
     assert_int_equal(hub_job_named(h, "a")->runs, 3);
     assert_null(hub_job_named(h, "nope"));
+}
+
+/* With several hubs a job runs on the leader alone, unless it is one every
+ * hub runs (core/cluster.h); a hub that takes the lead runs it within its
+ * period. One hub (SQLite) leads and holds every partition from the
+ * start. */
+static void jobs_once_run_on_the_leader(void **st)
+{
+    struct hub *h = &((struct bare *)*st)->h;
+    int64_t t0 = fake_ms;
+    runs_a = runs_b = 0;
+    assert_int_equal(hub_job_add(h, "once", 1000, 0, 0, job_a), MAMORI_OK);
+    assert_int_equal(hub_job_add(h, "every", 1000, 0, HUB_JOB_EVERY_HUB, job_b), MAMORI_OK);
+    assert_false(hub_leads(h));
+    assert_int_equal(hub_jobs_run_due(h, t0), 1);
+    assert_int_equal(hub_jobs_run_due(h, t0 + 1000), 1);
+    assert_true(runs_a == 0 && runs_b == 2);
+    assert_false(hub_owns(h, "d-0000000000000001"));
+    assert_int_equal(hub_cluster_start(h), MAMORI_OK); /* SQLite: one hub */
+    assert_true(hub_leads(h));
+    assert_true(hub_owns(h, "d-0000000000000001"));
+    assert_true(hub_cluster_current(h));
+    assert_int_equal(hub_jobs_run_due(h, t0 + 2000), 3); /* once, every, the cluster's turn */
+    assert_true(runs_a == 1 && runs_b == 3);
+}
+
+/* Device ids spread over every partition, each id always to the same. */
+static void partitions_spread(void **st)
+{
+    (void)st;
+    int count[HUB_PARTITIONS] = {0};
+    char id[32];
+    for (int i = 0; i < 6400; i++) {
+        snprintf(id, sizeof(id), "d-%016x", (unsigned)i * 2654435761u);
+        unsigned p = hub_partition(id);
+        assert_true(p < HUB_PARTITIONS);
+        assert_int_equal(hub_partition(id), p);
+        count[p]++;
+    }
+    for (int p = 0; p < HUB_PARTITIONS; p++) /* 100 each on average */
+        assert_true(count[p] > 50 && count[p] < 150);
 }
 
 /* ---- a whole hub (PKI, audit, every domain registered), not started:
@@ -741,6 +783,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(bus_by_type, bare_setup, bare_teardown),
         cmocka_unit_test_setup_teardown(notes_go_many_to_a_message, bare_setup, bare_teardown),
         cmocka_unit_test_setup_teardown(jobs_follow_the_clock, bare_setup, bare_teardown),
+        cmocka_unit_test_setup_teardown(jobs_once_run_on_the_leader, bare_setup, bare_teardown),
+        cmocka_unit_test(partitions_spread),
         cmocka_unit_test_setup_teardown(liveness_and_stray_on_the_clock, full_setup, full_teardown),
         cmocka_unit_test_setup_teardown(expiry_on_the_clock, full_setup, full_teardown),
         cmocka_unit_test_setup_teardown(retention_on_the_clock, full_setup, full_teardown),

@@ -858,6 +858,101 @@ static void store_pg_reconnects(void **st)
     assert_string_equal(v, "z");
 }
 
+static int notices_seen;
+static char notice_last[64];
+
+static void on_notice(const char *channel, const char *payload, void *arg)
+{
+    (void)arg;
+    if (strcmp(channel, "mamori_test") == 0) {
+        notices_seen++;
+        snprintf(notice_last, sizeof(notice_last), "%s", payload);
+    }
+}
+
+/* Waits (bounded) until s has received want notices in all. */
+static bool notices_reach(struct store *s, int want)
+{
+    for (int i = 0; i < 500 && notices_seen < want; i++) {
+        (void)store_notices(s, on_notice, NULL);
+        if (notices_seen < want)
+            usleep(10 * 1000);
+    }
+    return notices_seen == want;
+}
+
+/* Leases and notices between hubs (hub/core/cluster.h): two connections
+ * to one database stand for two hubs. */
+static void store_leases(void **st)
+{
+    struct fx *f = *st;
+    struct store *s2 = NULL;
+    bool got = false;
+    int64_t n = 0;
+    char big[STORE_NOTICE_MAX + 2];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(store_open(g_pg ? g_pg : f->db, &s2), MAMORI_OK);
+    assert_int_equal(store_shared(f->s), g_pg != NULL);
+    assert_int_equal(store_lease_take(f->s, -1, 0, false, &got), MAMORI_ERR_INVAL);
+    assert_int_equal(store_listen(f->s, "Bad; DROP TABLE audit"), MAMORI_ERR_INVAL);
+    assert_int_equal(store_notify(f->s, "mamori_test", big), MAMORI_ERR_INVAL);
+    if (!g_pg) { /* one hub: every lease is its own, and nobody to tell */
+        assert_int_equal(store_lease_take(f->s, 9, 1, false, &got), MAMORI_OK);
+        assert_true(got);
+        assert_int_equal(store_lease_holders(f->s, 9, 1, &n), MAMORI_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(store_notify(f->s, "mamori_test", "x"), MAMORI_OK);
+        assert_int_equal(store_notices(f->s, on_notice, NULL), 0);
+        store_close(s2);
+        return;
+    }
+    /* exclusive: one holder; shared: every session */
+    assert_int_equal(store_lease_take(f->s, 9, 1, false, &got), MAMORI_OK);
+    assert_true(got);
+    assert_int_equal(store_lease_take(s2, 9, 1, false, &got), MAMORI_OK);
+    assert_false(got);
+    assert_int_equal(store_lease_take(f->s, 9, 0, true, &got), MAMORI_OK);
+    assert_true(got);
+    assert_int_equal(store_lease_take(s2, 9, 0, true, &got), MAMORI_OK);
+    assert_true(got);
+    assert_int_equal(store_lease_holders(s2, 9, 0, &n), MAMORI_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_lease_holders(s2, 9, 1, &n), MAMORI_OK);
+    assert_int_equal(n, 1);
+    /* a notice reaches the listener when the transaction it was sent in commits */
+    notices_seen = 0;
+    assert_int_equal(store_listen(f->s, "mamori_test"), MAMORI_OK);
+    assert_int_equal(store_notify(s2, "mamori_test", "first"), MAMORI_OK);
+    assert_true(notices_reach(f->s, 1));
+    assert_string_equal(notice_last, "first");
+    assert_int_equal(store_begin(s2), MAMORI_OK);
+    assert_int_equal(store_notify(s2, "mamori_test", "rolled-back"), MAMORI_OK);
+    store_rollback(s2);
+    assert_int_equal(store_begin(s2), MAMORI_OK);
+    assert_int_equal(store_notify(s2, "mamori_test", "committed"), MAMORI_OK);
+    assert_int_equal(store_commit(s2), MAMORI_OK);
+    assert_true(notices_reach(f->s, 2));
+    assert_string_equal(notice_last, "committed"); /* never "rolled-back" */
+    /* given back, another takes it; dropped twice is an error */
+    assert_int_equal(store_lease_drop(f->s, 9, 1), MAMORI_OK);
+    assert_int_equal(store_lease_drop(f->s, 9, 1), MAMORI_ERR_NOTFOUND);
+    assert_int_equal(store_lease_take(s2, 9, 1, false, &got), MAMORI_OK);
+    assert_true(got);
+    /* a session that ends lets go of everything it held, and its store
+     * knows: the session grows when the connection is opened again */
+    uint64_t sess = store_session(s2);
+    terminate(backend_of(s2));
+    assert_int_equal(store_lease_take(f->s, 9, 1, false, &got), MAMORI_OK);
+    assert_true(got);
+    assert_int_equal(store_lease_holders(f->s, 9, 0, &n), MAMORI_OK);
+    assert_int_equal(n, 1);
+    for (int i = 0; i < 3 && store_session(s2) == sess; i++)
+        (void)backend_of(s2); /* the first call finds the connection gone */
+    assert_true(store_session(s2) > sess);
+    store_close(s2);
+}
+
 int main(void)
 {
     g_pg = getenv("MAMORI_TEST_STORE");
@@ -887,6 +982,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(store_batched_rows, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(store_opened_together, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(store_pg_reconnects, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(store_leases, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("hub", tests, NULL, NULL);
 }
