@@ -42,9 +42,10 @@ pgs() { local pm; pm=$(head -1 "$D/pg/pgdata/postmaster.pid"); echo "$pm"; ps --
 cpu_of() { local t=0 p; for p in $("$@"); do t=$((t + $(cpu_ms "$p" 2>/dev/null || echo 0))); done; echo $t; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 LIMITS="--rate 1000 --burst 2000"
-# layout HUBS NODES DEVICES: a cluster in W/cHN, an administrator, DEVICES claimed devices
+# layout HUBS NODES DEVICES [NAME]: a cluster in W/cNAME (W/cHN), an
+# administrator, DEVICES claimed devices
 layout() {
-    D=$W/c$1$2
+    D=$W/c${4:-$1$2}
     CLUSTER_HUBS=$1 CLUSTER_NODES=$2 HAPROXY_MAXCONN=$(( $3 * 2 + 1000 )) \
         MAMORI_HUB_OPTS="$LIMITS --heartbeat 300 --challenge-interval 0" \
         CLUSTER_NODE_OPTS="$LIMITS --max-connections $(( $3 + 1000 ))" \
@@ -102,7 +103,7 @@ done
 
 [ "$STORM" -gt 0 ] || exit 0
 echo; echo "## connect storm: $STORM devices over two nodes, node 1 killed"
-layout 2 2 "$STORM"
+layout 2 2 "$STORM" storm
 SPER=$(( (FILES - 256) / 3 )); SN=$(( (STORM + SPER - 1) / SPER )); SPER=$(( (STORM + SN - 1) / SN ))
 for ((k = 0; k < SN; k++)); do
     "$BIN/mamori-sim" --identities "$W/fleet" --first $((k * SPER)) --devices "$SPER" --heartbeat 300 \

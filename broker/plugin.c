@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "broker/notes.h"
+#include "broker/parts.h"
 #include "broker/table.h"
 #include "common/crypto.h"
 #include "common/proto.h"
@@ -48,6 +49,7 @@ struct plugin {
     char hub_fp[65];
     char node[33]; /* this broker node's name, in every report */
     struct sync_state sync;
+    struct parts parts; /* what each hub's data sessions are sent (parts.h) */
     struct limits lim;
     /* observation reports are themselves rate limited */
     double report_tokens;
@@ -235,13 +237,26 @@ static bool is_hub(const struct mosquitto *client)
     return u && strcmp(u, PROTO_HUB_USERNAME) == 0;
 }
 
+/* The hub may do anything; with several hubs, each one's data sessions
+ * are sent only the devices of its partitions (parts.h). */
+static bool hub_may_read(const struct mosquitto_evt_acl_check *ed)
+{
+    char id[PROTO_DEVICE_ID_LEN + 1];
+    enum proto_kind kind;
+    if (ed->access != MOSQ_ACL_READ || !g.parts.n ||
+        proto_topic_parse(ed->topic, strlen(ed->topic), id, &kind) != MAMORI_OK ||
+        kind == PROTO_KIND_HB || kind == PROTO_KIND_CMD)
+        return true;
+    return parts_allow(&g.parts, mosquitto_client_id(ed->client), id);
+}
+
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
     (void)event;
     (void)userdata;
     struct mosquitto_evt_acl_check *ed = event_data;
     if (is_hub(ed->client))
-        return MOSQ_ERR_SUCCESS;
+        return hub_may_read(ed) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
     const char *u = mosquitto_client_username(ed->client);
     struct dev *d = u ? table_by_id(&g.sync.active, u) : NULL;
     int access = ed->access == MOSQ_ACL_READ        ? ACL_READ
@@ -316,8 +331,9 @@ static void announce(void)
 }
 
 /* mamori/v1/ctl/sync: the registry's view, a snapshot or one change. */
-static void on_sync(const void *payload, size_t len)
+static void on_sync(const struct mosquitto *hub, const void *payload, size_t len)
 {
+    (void)hub;
     uint64_t gen = g.sync.synced_gen;
     if (sync_apply(&g.sync, payload, len, kick, NULL) != MAMORI_OK)
         mosquitto_log_printf(MOSQ_LOG_WARNING, "mamori: malformed control message ignored");
@@ -330,8 +346,9 @@ static void on_sync(const void *payload, size_t len)
 /* mamori/v1/ctl/hello: a hub that joined after the snapshot (one of
  * several, not the one that sends snapshots) learns it, and where the
  * devices are; before any snapshot there is nothing to tell. */
-static void on_hello(const void *payload, size_t len)
+static void on_hello(const struct mosquitto *hub, const void *payload, size_t len)
 {
+    (void)hub;
     (void)payload;
     (void)len;
     if (g.sync.synced)
@@ -348,22 +365,33 @@ static void deliver_note(const char *id, const char *msg, size_t n, void *arg)
 
 /* mamori/v1/ctl/notes: the hub's QoS 0 notes to devices (its
  * acknowledgements), many in one message (broker/notes.h). */
-static void on_notes(const void *payload, size_t len)
+static void on_notes(const struct mosquitto *hub, const void *payload, size_t len)
 {
+    (void)hub;
     struct notes_result r = notes_apply(payload, len, deliver_note, NULL);
     if (r.refused)
         mosquitto_log_printf(MOSQ_LOG_WARNING, "mamori: %zu malformed notes from the hub ignored",
                              r.refused);
 }
 
+/* mamori/v1/ctl/parts: the partitions the sending hub holds; its data
+ * sessions are sent only those devices' messages (on_acl_check). */
+static void on_parts(const struct mosquitto *hub, const void *payload, size_t len)
+{
+    if (parts_set(&g.parts, mosquitto_client_id(hub), payload, len) != MAMORI_OK)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, "mamori: partition list ignored (malformed, or "
+                                               "more than 16 hubs: they get everything)");
+}
+
 /* The hub's control messages, by topic. */
 static const struct {
     const char *topic;
-    void (*fn)(const void *payload, size_t len);
+    void (*fn)(const struct mosquitto *hub, const void *payload, size_t len);
 } CONTROL[] = {
     {PROTO_TOPIC_CTL_SYNC, on_sync},
     {PROTO_TOPIC_CTL_NOTES, on_notes},
     {PROTO_TOPIC_CTL_HELLO, on_hello},
+    {PROTO_TOPIC_CTL_PARTS, on_parts},
 };
 
 static int on_message(int event, void *event_data, void *userdata)
@@ -376,7 +404,7 @@ static int on_message(int event, void *event_data, void *userdata)
         return MOSQ_ERR_SUCCESS;
     for (size_t i = 0; i < sizeof(CONTROL) / sizeof(CONTROL[0]); i++)
         if (strcmp(ed->topic, CONTROL[i].topic) == 0) {
-            CONTROL[i].fn(ed->payload, ed->payloadlen);
+            CONTROL[i].fn(ed->client, ed->payload, ed->payloadlen);
             return MOSQ_ERR_SUCCESS;
         }
     mosquitto_log_printf(MOSQ_LOG_WARNING, "mamori: control message on unknown topic ignored");

@@ -34,6 +34,14 @@ static void b32_encode(const uint8_t *in, size_t nchars, char *out)
     out[nchars] = '\0';
 }
 
+unsigned proto_partition(const char *id)
+{
+    uint32_t x = 2166136261u;
+    for (; *id; id++)
+        x = (x ^ (uint8_t)*id) * 16777619u;
+    return x % PROTO_PARTITIONS;
+}
+
 bool proto_device_id_valid(const char *s, size_t n)
 {
     if (n != PROTO_DEVICE_ID_LEN || s[0] != 'M' || s[1] != 'M')

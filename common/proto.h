@@ -23,6 +23,8 @@
 #define PROTO_TOPIC_CTL_NOTES  PROTO_TOPIC_CTL_PREFIX "notes" /* broker/notes.h */
 /* a hub that does not send the snapshot asks the node where it stands */
 #define PROTO_TOPIC_CTL_HELLO PROTO_TOPIC_CTL_PREFIX "hello"
+/* the device partitions a hub holds: 16 hex digits, a bit each (broker/parts.h) */
+#define PROTO_TOPIC_CTL_PARTS PROTO_TOPIC_CTL_PREFIX "parts"
 #define PROTO_NOTE_MAX        1024 /* one note's message, at most */
 #define PROTO_TOPIC_BROKER_EV "mamori/v1/broker/ev"
 #define PROTO_HUB_USERNAME    "!hub" /* cannot collide: not a valid device id */
@@ -48,6 +50,10 @@ enum proto_kind {
 };
 
 bool proto_device_id_valid(const char *s, size_t n);
+/* Several hubs share the devices out in PROTO_PARTITIONS partitions by a
+ * hash of the id (FNV-1a): the hubs and the broker plugin must agree. */
+#define PROTO_PARTITIONS 64
+unsigned proto_partition(const char *id);
 enum mamori_err proto_device_id_new(char out[PROTO_DEVICE_ID_LEN + 1]) MAMORI_MUST_CHECK;
 
 /* Makes a new claim code (text form, NUL-terminated) from a CSPRNG. */

@@ -17,17 +17,9 @@
 #define SPACE_PARTS 0x6d70
 #define CHANNEL     "mamori_registry"
 
-static uint32_t fnv1a(const char *s)
-{
-    uint32_t x = 2166136261u;
-    for (; *s; s++)
-        x = (x ^ (uint8_t)*s) * 16777619u;
-    return x;
-}
-
 unsigned hub_partition(const char *device_id)
 {
-    return fnv1a(device_id) % HUB_PARTITIONS;
+    return proto_partition(device_id);
 }
 
 bool hub_owns(struct hub *h, const char *device_id)
@@ -74,6 +66,8 @@ static void lose_all(struct hub *h)
     }
     if (had && c->on_partitions)
         c->on_partitions(h);
+    if (had && c->on_owned)
+        c->on_owned(h);
 }
 
 static bool still(struct hub *h)
@@ -133,7 +127,7 @@ static void share_out(struct hub *h)
     if (!eager && have < share && ++c->idle_turns % HUB_CLUSTER_IDLE_TURNS != 0)
         share = have;
     /* from a place of its own, so hubs starting together rarely collide */
-    unsigned from = fnv1a(h->cfg.hub_name) % HUB_PARTITIONS;
+    unsigned from = proto_partition(h->cfg.hub_name);
     for (unsigned k = 0; k < HUB_PARTITIONS && have < share && still(h); k++) {
         unsigned p = (from + k) % HUB_PARTITIONS;
         bool got = false;
@@ -154,6 +148,8 @@ static void share_out(struct hub *h)
                  HUB_PARTITIONS, (long long)hubs);
         if (c->on_partitions)
             c->on_partitions(h);
+        if (c->on_owned)
+            c->on_owned(h);
     }
 }
 

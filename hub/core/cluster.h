@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/proto.h"
 #include "mamori/error.h"
 
 struct hub;
@@ -50,6 +51,7 @@ struct hub_cluster {
     uint64_t gained, given, lost; /* partitions taken, given back, lost with the session */
     /* set by the rooms above at start-up */
     void (*on_partitions)(struct hub *h); /* what was held changed: forget cached state */
+    void (*on_owned)(struct hub *h);      /* ...: tell the broker nodes (io) */
     void (*on_leader)(struct hub *h);     /* this hub became the leader */
     void (*on_changed)(struct hub *h, const char *device_id); /* another hub changed it (lock) */
 };

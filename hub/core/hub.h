@@ -142,6 +142,7 @@ struct hub {
     char mqtt_ids[1 + HUB_DATA_SESSIONS][HUB_NODE_LEN + 24];
     bool mqtt_connected;       /* some node's control session is up (lock) */
     uint64_t mqtt_received;    /* device messages the hub has read (all kinds) */
+    uint64_t mqtt_foreign;     /* ... of them another hub's to record (dropped) */
     uint64_t sync_gen;         /* the last snapshot generation sent (lock) */
     struct hub_locations *loc; /* which node holds each device (hub/io/nodes.c) */
 

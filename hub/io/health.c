@@ -42,10 +42,11 @@ enum mamori_err hub_op_health(struct hub *h, json_t **out)
     if (*out)
         json_object_set_new(
             *out, "hub",
-            json_pack("{s:s,s:b,s:i,s:i,s:I,s:I,s:I,s:I,s:I}", "name", h->cfg.hub_name, "leader",
-                      hub_leads(h), "partitions",
+            json_pack("{s:s,s:b,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:I}", "name", h->cfg.hub_name,
+                      "leader", hub_leads(h), "partitions",
                       __builtin_popcountll(__atomic_load_n(&c->owned, __ATOMIC_RELAXED)),
-                      "partitions_of", HUB_PARTITIONS, "hubs", (json_int_t)c->hubs, "gained",
+                      "partitions_of", HUB_PARTITIONS, "hubs", (json_int_t)c->hubs, "foreign",
+                      (json_int_t)__atomic_load_n(&h->mqtt_foreign, __ATOMIC_RELAXED), "gained",
                       (json_int_t)c->gained, "given", (json_int_t)c->given, "lost",
                       (json_int_t)c->lost, "leader_jobs_run",
                       (json_int_t)(sweep ? sweep->runs : 0)));

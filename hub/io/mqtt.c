@@ -225,6 +225,24 @@ static void send_snapshot(struct hub_node *n)
              (unsigned long long)s.gen, n->host, n->port, s.count);
 }
 
+/* Tells node n which partitions this hub holds: its data sessions are sent
+ * only their devices' messages (broker/parts.h). */
+static void send_parts(struct hub_node *n)
+{
+    char hex[17];
+    snprintf(hex, sizeof(hex), "%016llx",
+             (unsigned long long)__atomic_load_n(&n->h->cluster.owned, __ATOMIC_ACQUIRE));
+    publish_to(n, PROTO_TOPIC_CTL_PARTS, hex, 16, 1);
+}
+
+/* The partitions this hub holds changed (hub/core/cluster.h). Lock held. */
+static void on_owned(struct hub *h)
+{
+    for (size_t i = 0; i < h->n_nodes; i++)
+        if (h->nodes[i].connected)
+            send_parts(&h->nodes[i]);
+}
+
 static void any_connected(struct hub *h)
 {
     h->mqtt_connected = false;
@@ -251,6 +269,8 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
         send_snapshot(n);
     else /* the node tells which snapshot it holds, and who is connected */
         publish_to(n, PROTO_TOPIC_CTL_HELLO, "{}", 2, 1);
+    if (h->cluster.shared)
+        send_parts(n);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -410,7 +430,9 @@ static void on_device_message(struct hub_node *n, const struct mosquitto_message
         nodes_here(h, id, (int)(n - h->nodes)); /* it is where its heartbeat comes from */
     if (kind == PROTO_KIND_HB)
         ingest_heartbeat(h, id, msg->payload, (size_t)msg->payloadlen);
-    else if (kind != PROTO_KIND_CMD && hub_owns(h, id)) /* else another hub's to record */
+    else if (kind != PROTO_KIND_CMD && !hub_owns(h, id)) /* another hub's to record */
+        __atomic_add_fetch(&h->mqtt_foreign, 1, __ATOMIC_RELAXED);
+    else if (kind != PROTO_KIND_CMD)
         (void)ingest_submit(h, id, kind, msg->payload, (size_t)msg->payloadlen);
 }
 
@@ -740,6 +762,7 @@ enum mamori_err mqtt_start(struct hub *h)
     h->sync_gen = (uint64_t)hub_now_ms();
     pthread_mutex_lock(&h->lock);
     h->cluster.on_leader = on_leader;
+    h->cluster.on_owned = on_owned;
     pthread_mutex_unlock(&h->lock);
     enum mamori_err rc = nodes_init(h);
     if (!rc && h->n_nodes > 1)

@@ -116,6 +116,11 @@ check "...and the device is back" wait_for 60 stat_is 0 connected True
 BROKER1=$(node_broker "$NODE")
 kill "$NODE_PID"; wait "$NODE_PID" 2>/dev/null
 check "SIGTERM stops the node's mosquitto too" wait_for 10 fails kill -0 "$BROKER1"
+# the hub, its sessions down and retrying, still stops at once when told
+check "the hub sees its node gone" wait_for 30 health_is broker_session False
+kill "$HUB_PID"
+check "...and, stopped while its sessions are down, exits" wait_for 10 fails kill -0 "$HUB_PID"
+wait "$HUB_PID" 2>/dev/null; HUB_PID=""
 chmod 644 "$NODE/tls/broker.key"
 "$BIN/mamorid" broker --data "$NODE" >"$T/node-perm.log" 2>&1
 check "a node whose key others can read does not start" test $? -eq 1

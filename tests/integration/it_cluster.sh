@@ -63,6 +63,8 @@ check "...and both hubs record their share of it" wait_for 30 eval \
     '[ "$(curl -s --cacert "$CA" "$API1/api/v1/health" | jget ingest.messages)" -gt 0 ] &&
      [ "$(curl -s --cacert "$CA" "$API2/api/v1/health" | jget ingest.messages)" -gt 0 ]'
 connects=$(simget connects)
+expect_eq "...each sent by the nodes only its own partitions' devices (none to drop)" "0 0" \
+    "$(hub "$API1" foreign) $(hub "$API2" foreign)"
 
 # --- the leading hub dies in the middle of the stream
 kill -9 "$(cat "$C/hub1.pid")"
@@ -87,6 +89,7 @@ check "hub1 comes back" wait_for 60 test -f "$DATA/run/endpoints.json"
 expect_eq "...on the same API address" "$API1" "$(jget api <"$DATA/run/endpoints.json")"
 check "...and the hubs share the partitions again" wait_for 30 parts_shared
 expect_eq "...while hub2 keeps the lead" "False True" "$(hub "$API1" leader) $(hub "$API2" leader)"
+expect_eq "...and still no device reconnected" "$connects" "$(simget connects)"
 
 # --- a revocation through hub1, which does not lead, of a device on node 2
 on_n2=""

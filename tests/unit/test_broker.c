@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "broker/notes.h"
+#include "broker/parts.h"
 #include "broker/table.h"
 
 #define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -493,6 +494,55 @@ static void notes_fan_out_and_bad_lines_lose_nothing_else(void **state)
     assert_int_equal(r.delivered + r.refused, 0);
 }
 
+/* Several hubs: each one's data sessions are sent only the devices of the
+ * partitions its control session named; anyone else is sent everything. */
+static void parts_send_each_hub_its_share(void **st)
+{
+    (void)st;
+    static struct parts p;
+    char id[PROTO_DEVICE_ID_LEN + 1] = "";
+    /* a device of partition 0 and one of partition 63 */
+    char in0[PROTO_DEVICE_ID_LEN + 1] = "", in63[PROTO_DEVICE_ID_LEN + 1] = "";
+    for (unsigned i = 0; !in0[0] || !in63[0]; i++) {
+        snprintf(id, sizeof(id), "d-%016x", i);
+        unsigned part = proto_partition(id);
+        if (part == 0 && !in0[0])
+            memcpy(in0, id, sizeof(in0));
+        if (part == 63 && !in63[0])
+            memcpy(in63, id, sizeof(in63));
+    }
+    assert_true(parts_allow(&p, "mamori-hub-a-data", in0)); /* nothing said yet */
+    assert_int_equal(parts_set(&p, "mamori-hub-a", "0000000000000001", 16), MAMORI_OK);
+    assert_int_equal(parts_set(&p, "mamori-hub-b", "8000000000000000", 16), MAMORI_OK);
+    assert_true(parts_allow(&p, "mamori-hub-a-data", in0));
+    assert_true(parts_allow(&p, "mamori-hub-a-events", in0));
+    assert_false(parts_allow(&p, "mamori-hub-a-data", in63));
+    assert_true(parts_allow(&p, "mamori-hub-b-events", in63));
+    assert_false(parts_allow(&p, "mamori-hub-b-data", in0));
+    /* the control session itself, a tool, a longer name: everything */
+    assert_true(parts_allow(&p, "mamori-hub-a", in63));
+    assert_true(parts_allow(&p, "mamori-hub-capture-1", in63));
+    assert_true(parts_allow(&p, "mamori-hub-ab-data", in63));
+    /* a new list replaces the old one */
+    assert_int_equal(parts_set(&p, "mamori-hub-a", "8000000000000000", 16), MAMORI_OK);
+    assert_true(parts_allow(&p, "mamori-hub-a-data", in63));
+    assert_false(parts_allow(&p, "mamori-hub-a-data", in0));
+    /* bad lists change nothing */
+    assert_int_equal(parts_set(&p, "mamori-hub-a", "000000000000000G", 16), MAMORI_ERR_PARSE);
+    assert_int_equal(parts_set(&p, "mamori-hub-a", "FFFFFFFFFFFFFFFF", 16), MAMORI_ERR_PARSE);
+    assert_int_equal(parts_set(&p, "mamori-hub-a", "0000000000000001", 15), MAMORI_ERR_PARSE);
+    assert_int_equal(parts_set(&p, "", "0000000000000001", 16), MAMORI_ERR_PARSE);
+    assert_true(parts_allow(&p, "mamori-hub-a-data", in63));
+    /* a table full of other hubs: a further one is sent everything */
+    for (unsigned i = 0; p.n < PARTS_HUBS; i++) {
+        char cid[32];
+        snprintf(cid, sizeof(cid), "mamori-hub-x%u", i);
+        assert_int_equal(parts_set(&p, cid, "0000000000000000", 16), MAMORI_OK);
+    }
+    assert_int_equal(parts_set(&p, "mamori-hub-z", "0000000000000000", 16), MAMORI_ERR_TOOBIG);
+    assert_true(parts_allow(&p, "mamori-hub-z-data", in0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +558,7 @@ int main(void)
         cmocka_unit_test(acl_own_subtree_only),
         cmocka_unit_test(acl_rate_limit_and_kick),
         cmocka_unit_test(notes_fan_out_and_bad_lines_lose_nothing_else),
+        cmocka_unit_test(parts_send_each_hub_its_share),
     };
     return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
 }
