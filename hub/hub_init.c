@@ -77,11 +77,18 @@ int hub_init_main(int argc, char **argv)
         log_err("%s must be a directory owned by us with mode 0700: %s", data, mamori_strerror(rc));
         return 1;
     }
-    for (size_t i = 0; i < N_SHARED; i++)
+    /* everything there before anything is written: no half-made directory */
+    for (size_t i = 0; i < N_SHARED; i++) {
         if (!fs_path(p, sizeof(p), data, SHARED[i].path) && access(p, F_OK) == 0) {
             log_err("%s already holds %s: not overwritten", data, SHARED[i].path);
             return 1;
         }
+        if (fs_path(p, sizeof(p), from, SHARED[i].path) || access(p, R_OK) != 0) {
+            log_err("%s has no %s: not a hub's data directory (start that hub once)", from,
+                    SHARED[i].path);
+            return 1;
+        }
+    }
     for (size_t i = 0; i < N_SHARED; i++)
         if ((rc = copy_one(from, data, SHARED[i].path, SHARED[i].mode))) {
             log_err("cannot copy %s from %s: %s", SHARED[i].path, from, mamori_strerror(rc));

@@ -38,6 +38,17 @@ DATA=$C/hub1; CA=$(cj ca); PUB=$(cj mqtt)
 API=$(cj api) # HAProxy, in front of both hubs
 API1=$(cj hubs.0.api); API2=$(cj hubs.1.api)
 check "the API answers through HAProxy" curl -sf --cacert "$CA" "$API/api/v1/health"
+# hub2's directory, made by `mamorid hub-init` from hub1's
+check "hub-init copied the keys private" test "$(stat -c %a "$C/hub2/pki/issuing.key")" = 600
+check "...and not the root key, the database or the bootstrap token" eval \
+    '[ ! -e "$C/hub2/pki/offline" ] && [ ! -e "$C/hub2/mamori.db" ] && [ ! -e "$C/hub2/bootstrap-token" ]'
+check "hub-init refuses a directory that holds the keys already" fails \
+    "$BIN/mamorid" hub-init --from "$C/hub1" --data "$C/hub2"
+mkdir -m 755 "$T/open"
+check "...and a source others can read" fails "$BIN/mamorid" hub-init --from "$T/open" --data "$T/h3"
+mkdir -m 700 "$T/empty"
+check "...or one that is no hub's directory" fails "$BIN/mamorid" hub-init --from "$T/empty" --data "$T/h4"
+check "...leaving nothing half made" test ! -e "$T/h4/pki"
 sql() { "$ROOT_DIR/scripts/pg.sh" psql "$C/pg" -qAt -c "$1"; }
 hub() { curl -s --cacert "$CA" "$1/api/v1/health" | jget "hub.$2"; } # hub API KEY
 parts_shared() { [ $(( $(hub "$API1" partitions) + $(hub "$API2" partitions) )) = 64 ] &&
