@@ -120,6 +120,22 @@ static bool syslog_ok(const char *v)
     return strcmp(v, "local") == 0 || strncmp(v, "udp://", 6) == 0;
 }
 
+/* A hub's name: a node's name that cannot be read as another hub's data
+ * session (client ids mamori-hub-NAME, -NAME-data, -NAME-events). */
+static bool hub_cli_name_ok(const char *v)
+{
+    static const char *const taken[] = {"-data", "-events"};
+    size_t n = strlen(v);
+    if (!hub_node_name_ok(v) || strcmp(v, "data") == 0 || strcmp(v, "events") == 0)
+        return false;
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        size_t k = strlen(taken[i]);
+        if (n > k && strcmp(v + n - k, taken[i]) == 0)
+            return false;
+    }
+    return true;
+}
+
 static bool store_ok(const char *v)
 {
     return store_is_postgresql(v) || (strncmp(v, "sqlite:", 7) == 0 && v[7]);
@@ -147,7 +163,7 @@ static bool broker_ok(const char *v)
 
 static const struct opt OPTS[] = {
     S("data", data_dir, NULL),
-    S("name", hub_name, hub_node_name_ok),
+    S("name", hub_name, hub_cli_name_ok),
     S("store", store, store_ok),
     S("broker", broker, broker_ok),
     S("mqtt-public", mqtt_public, addr_ok),

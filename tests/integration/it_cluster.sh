@@ -46,6 +46,9 @@ check "hub-init refuses a directory that holds the keys already" fails \
     "$BIN/mamorid" hub-init --from "$C/hub1" --data "$C/hub2"
 mkdir -m 755 "$T/open"
 check "...and a source others can read" fails "$BIN/mamorid" hub-init --from "$T/open" --data "$T/h3"
+for bad in x-data events -x X; do # a name read as another hub's session, or no name
+    check "mamorid refuses the hub name '$bad'" fails "$BIN/mamorid" --data "$T/bad" --name "$bad"
+done
 mkdir -m 700 "$T/empty"
 check "...or one that is no hub's directory" fails "$BIN/mamorid" hub-init --from "$T/empty" --data "$T/h4"
 check "...leaving nothing half made" test ! -e "$T/h4/pki"
