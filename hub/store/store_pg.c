@@ -499,9 +499,25 @@ enum mamori_err db_pg_open(struct store *s, const char *conninfo)
     /* defaults the URI may override: a connection attempt gives up after
      * 10 s, and a server gone silent is noticed within about half a
      * minute, not the system's two hours (the hub lock is held meanwhile) */
-    static const char *const keys[] = {"connect_timeout",  "keepalives_idle", "keepalives_interval",
-                                       "keepalives_count", "dbname",          NULL};
-    const char *const vals[] = {"10", "10", "5", "3", conninfo, NULL};
+    static const char *const keys[] = {"connect_timeout",
+                                       "keepalives_idle",
+                                       "keepalives_interval",
+                                       "keepalives_count",
+                                       "options",
+                                       "dbname",
+                                       NULL};
+    /* ... and the server's side, at every (re)connection: a hub whose
+     * machine dies leaves its session, and with it its leases (store.h),
+     * to the server's TCP keepalive, two hours by the system's default;
+     * the server gives up on it after about 25 s of silence instead */
+    const char *const vals[] = {
+        "10",
+        "10",
+        "5",
+        "3",
+        "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
+        conninfo,
+        NULL};
     s->pg = (struct pg_conn *)PQconnectdbParams(keys, vals, 1);
     if (PQstatus(conn(s)) != CONNECTION_OK) {
         /* the message, never the URI: it may hold a password */

@@ -907,6 +907,10 @@ static void store_leases(void **st)
         store_close(s2);
         return;
     }
+    /* the server gives up on a silent hub's session (and its leases) after
+     * about 25 s, not the system's two hours */
+    assert_int_equal(store_scalar(f->s, "SELECT current_setting('tcp_keepalives_idle')::int", NULL),
+                     10);
     /* exclusive: one holder; shared: every session */
     assert_int_equal(store_lease_take(f->s, 9, 1, false, &got), MAMORI_OK);
     assert_true(got);
