@@ -70,11 +70,6 @@ static void lose_all(struct hub *h)
         c->on_owned(h);
 }
 
-static bool still(struct hub *h)
-{
-    return store_session(h->store) == h->cluster.session;
-}
-
 static void on_notice(const char *channel, const char *payload, void *arg)
 {
     struct hub *h = arg;
@@ -110,7 +105,7 @@ static void share_out(struct hub *h)
     int share = (int)((HUB_PARTITIONS + hubs - 1) / hubs);
     uint64_t owned = c->owned, before = owned;
     int have = __builtin_popcountll(owned);
-    for (int p = HUB_PARTITIONS - 1; p >= 0 && have > share && still(h); p--) {
+    for (int p = HUB_PARTITIONS - 1; p >= 0 && have > share && hub_cluster_current(h); p--) {
         if (!((owned >> p) & 1u))
             continue;
         owned &= ~(1ull << p); /* not ours from here on, whatever the drop says */
@@ -128,19 +123,19 @@ static void share_out(struct hub *h)
         share = have;
     /* from a place of its own, so hubs starting together rarely collide */
     unsigned from = proto_partition(h->cfg.hub_name);
-    for (unsigned k = 0; k < HUB_PARTITIONS && have < share && still(h); k++) {
+    for (unsigned k = 0; k < HUB_PARTITIONS && have < share && hub_cluster_current(h); k++) {
         unsigned p = (from + k) % HUB_PARTITIONS;
         bool got = false;
         if ((owned >> p) & 1u)
             continue;
         if (store_lease_take(h->store, SPACE_PARTS, (int)p, false, &got) == MAMORI_OK && got &&
-            still(h)) {
+            hub_cluster_current(h)) {
             owned |= 1ull << p;
             have++;
             c->gained++;
         }
     }
-    if (!still(h))
+    if (!hub_cluster_current(h))
         return; /* the next turn starts over */
     set_owned(h, owned);
     if (owned != before) {
@@ -158,20 +153,20 @@ void hub_cluster_turn(struct hub *h, int64_t now_ms)
     struct hub_cluster *c = &h->cluster;
     if (!c->shared)
         return;
-    if (still(h))
+    if (hub_cluster_current(h))
         (void)store_notices(h->store, on_notice, h);
     if (now_ms < c->next_turn)
         return;
     c->next_turn = now_ms + HUB_CLUSTER_TURN_MS;
-    if (!still(h) || !c->session) {
+    if (!hub_cluster_current(h) || !c->session) {
         if (c->session)
             lose_all(h);
         c->session = store_session(h->store);
         bool got = false;
         /* counted among the hubs alive, and told of the others' changes,
          * before anything is taken */
-        if (store_lease_take(h->store, SPACE_HUBS, KEY_MEMBER, true, &got) || !got || !still(h) ||
-            store_listen(h->store, CHANNEL) || !still(h)) {
+        if (store_lease_take(h->store, SPACE_HUBS, KEY_MEMBER, true, &got) || !got ||
+            !hub_cluster_current(h) || store_listen(h->store, CHANNEL) || !hub_cluster_current(h)) {
             c->session = 0;
             return;
         }
